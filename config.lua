@@ -1,0 +1,42 @@
+-- Herald's default configuration: runs with no accounts anywhere.
+-- Every key is documented in docs/configuration.md. Secrets (HERALD_JWT_SECRET,
+-- HERALD_ENCRYPTION_KEY, provider tokens) are read from the environment only;
+-- without them, development keys are generated under var/dev-keys/.
+return {
+  http = {
+    listen = env("HERALD_LISTEN", "127.0.0.1:8080"),
+    public_url = env("HERALD_PUBLIC_URL", "http://127.0.0.1:8080"),
+    threads = 4,
+    max_body_bytes = 1024 * 1024,
+  },
+  database = {
+    url = env("HERALD_DATABASE_URL", "postgresql://herald@127.0.0.1:55432/herald"),
+    pool_size = 8,
+    connect_timeout = 5,
+  },
+  redis = {
+    url = env("HERALD_REDIS_URL", "redis://127.0.0.1:56379/0"),
+    timeout_ms = 500,
+  },
+  auth = {
+    issuer = "herald",
+    audience = "herald-api",
+    access_ttl = 60 * 60,
+    refresh_ttl = 30 * 24 * 60 * 60,
+    -- set to false in production: a missing secret then stops the start
+    allow_dev_keys = env("HERALD_ALLOW_DEV_KEYS", "true") == "true",
+  },
+  engine = {
+    workers = env("HERALD_WORKERS", "0"),     -- 0: one per core
+    retry_scale = env("HERALD_RETRY_SCALE", "1"),
+  },
+  paths = {
+    var = env("HERALD_VAR_DIR", "var"),
+    migrations = "migrations",
+    scripts = "scripts",
+    templates = "templates",
+  },
+  log = {
+    level = env("HERALD_LOG_LEVEL", "info"),
+  },
+}

@@ -1,0 +1,596 @@
+/*
+ * config.c - runs config.lua and validates it against a schema (see config.h).
+ * Uses Lua 5.4 for evaluation, crypto/ for secret decoding and generation.
+ */
+#include "base/config.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "crypto/codec.h"
+#include "crypto/field.h"
+#include "crypto/hash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum { K_STRING, K_INT, K_NUMBER, K_BOOL, K_HOSTPORT, K_URL, K_LEVEL } kind_t;
+
+typedef struct field {
+    const char *path; /* dotted path in the returned table */
+    kind_t kind;
+    size_t off; /* offset of the member in cfg_t */
+    bool required;
+    const char *def; /* default as text, parsed like a value from the file */
+    double min, max; /* bounds for numbers */
+    const char *url_schemes; /* K_URL: space-separated allowed schemes */
+} field_t;
+
+#define OFF(m) offsetof(cfg_t, m)
+
+static const field_t schema[] = {
+    {"http.listen", K_HOSTPORT, OFF(listen), true, NULL, 0, 0, NULL},
+    {"http.public_url", K_URL, OFF(public_url), false, "http://127.0.0.1:8080", 0, 0, "http https"},
+    {"http.threads", K_INT, OFF(http_threads), false, "4", 1, 256, NULL},
+    {"http.max_body_bytes", K_INT, OFF(max_body_bytes), false, "1048576", 1024, 64 << 20, NULL},
+    {"database.url", K_URL, OFF(database_url), true, NULL, 0, 0, "postgresql postgres"},
+    {"database.pool_size", K_INT, OFF(db_pool_size), false, "8", 1, 512, NULL},
+    {"database.connect_timeout", K_INT, OFF(db_connect_timeout_s), false, "5", 1, 300, NULL},
+    {"redis.url", K_URL, OFF(redis_url), true, NULL, 0, 0, "redis"},
+    {"redis.timeout_ms", K_INT, OFF(redis_timeout_ms), false, "500", 1, 60000, NULL},
+    {"auth.issuer", K_STRING, OFF(jwt_issuer), false, "herald", 0, 0, NULL},
+    {"auth.audience", K_STRING, OFF(jwt_audience), false, "herald-api", 0, 0, NULL},
+    {"auth.access_ttl", K_INT, OFF(access_ttl_s), false, "3600", 60, 86400, NULL},
+    {"auth.refresh_ttl", K_INT, OFF(refresh_ttl_s), false, "2592000", 300, 31536000, NULL},
+    {"auth.allow_dev_keys", K_BOOL, OFF(allow_dev_keys), false, "true", 0, 0, NULL},
+    {"engine.workers", K_INT, OFF(workers), false, "0", 0, 256, NULL},
+    {"engine.retry_scale", K_NUMBER, OFF(retry_scale), false, "1", 0, 1000, NULL},
+    {"paths.var", K_STRING, OFF(var_dir), false, "var", 0, 0, NULL},
+    {"paths.migrations", K_STRING, OFF(migrations_dir), false, "migrations", 0, 0, NULL},
+    {"paths.scripts", K_STRING, OFF(scripts_dir), false, "scripts", 0, 0, NULL},
+    {"paths.templates", K_STRING, OFF(templates_dir), false, "templates", 0, 0, NULL},
+    {"log.level", K_LEVEL, OFF(log_level), false, "info", 0, 0, NULL},
+};
+#define NFIELDS (sizeof(schema) / sizeof(schema[0]))
+
+/* Keys that look like secrets get a pointed message instead of "unknown key". */
+static const struct {
+    const char *word, *var;
+} secret_words[] = {
+    {"jwt_secret", "HERALD_JWT_SECRET"},   {"secret", "HERALD_JWT_SECRET"},
+    {"encryption_key", "HERALD_ENCRYPTION_KEY"}, {"password", "HERALD_SMTP_PASSWORD"},
+    {"token", "the provider's HERALD_*_TOKEN"},  {"auth_token", "HERALD_TWILIO_AUTH_TOKEN"},
+};
+
+/* env(name [, default]): the only window the file has on the environment. */
+static int l_env(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *v = getenv(name);
+    if (v != NULL && *v != '\0')
+        lua_pushstring(L, v);
+    else if (lua_gettop(L) >= 2)
+        lua_pushvalue(L, 2);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* Renders the value at idx for "got ..." in messages. */
+static void describe(lua_State *L, int idx, char *out, size_t n)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        snprintf(out, n, "\"%.80s\"", lua_tostring(L, idx));
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            snprintf(out, n, "%lld", (long long)lua_tointeger(L, idx));
+        else
+            snprintf(out, n, "%g", lua_tonumber(L, idx));
+        break;
+    case LUA_TBOOLEAN:
+        snprintf(out, n, "%s", lua_toboolean(L, idx) ? "true" : "false");
+        break;
+    default:
+        snprintf(out, n, "%s", luaL_typename(L, idx));
+    }
+}
+
+static int parse_hostport(const char *s, char **host, int *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hlen;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || colon[1] == '\0')
+        return -1;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || errno || p < 1 || p > 65535)
+        return -1;
+    *host = strndup(h, hlen);
+    *port = (int)p;
+    return *host ? 0 : -1;
+}
+
+static bool url_scheme_ok(const char *url, const char *schemes)
+{
+    const char *sep = strstr(url, "://");
+    if (sep == NULL || sep == url || sep[3] == '\0')
+        return false;
+    size_t n = (size_t)(sep - url);
+    const char *p = schemes;
+    while (*p) {
+        size_t w = strcspn(p, " ");
+        if (w == n && strncmp(p, url, n) == 0)
+            return true;
+        p += w;
+        while (*p == ' ')
+            p++;
+    }
+    return false;
+}
+
+/* Stores the value on top of the stack into cfg according to f. */
+static int store(lua_State *L, const field_t *f, cfg_t *cfg, const char *name, hd_err_t *err)
+{
+    char got[128];
+    describe(L, -1, got, sizeof(got));
+    char *base = (char *)cfg;
+    switch (f->kind) {
+    case K_STRING:
+    case K_URL:
+    case K_LEVEL:
+    case K_HOSTPORT: {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            goto badtype;
+        const char *s = lua_tostring(L, -1);
+        if (f->kind == K_HOSTPORT) {
+            free(cfg->listen_host);
+            cfg->listen_host = NULL;
+            if (parse_hostport(s, &cfg->listen_host, &cfg->listen_port) != 0)
+                return hd_err_set(err, "%s: %s: expected \"host:port\", got %s", name, f->path,
+                                  got);
+        } else if (f->kind == K_URL && !url_scheme_ok(s, f->url_schemes)) {
+            return hd_err_set(err, "%s: %s: expected a URL with scheme %s://, got %s", name,
+                              f->path, f->url_schemes, got);
+        } else if (f->kind == K_LEVEL) {
+            log_level_t lv;
+            if (log_level_parse(s, &lv) != 0)
+                return hd_err_set(err, "%s: %s: expected one of debug, info, warn, error, crit, "
+                                       "got %s",
+                                  name, f->path, got);
+        } else if (*s == '\0') {
+            return hd_err_set(err, "%s: %s: expected a non-empty string, got \"\"", name, f->path);
+        }
+        char **slot = (char **)(base + f->off);
+        free(*slot);
+        *slot = xstrdup(s);
+        return 0;
+    }
+    case K_INT:
+    case K_NUMBER: {
+        int isnum = 0;
+        lua_Number v = lua_tonumberx(L, -1, &isnum);
+        /* Numbers given through env() arrive as strings; accept those. */
+        if (!isnum && lua_type(L, -1) == LUA_TSTRING &&
+            lua_stringtonumber(L, lua_tostring(L, -1)) != 0) {
+            v = lua_tonumber(L, -1); /* stack: ..., string, number */
+            lua_pop(L, 1);
+            isnum = 1;
+        }
+        if (!isnum)
+            return hd_err_set(err, "%s: %s: expected a %s, got %s", name, f->path,
+                              f->kind == K_INT ? "whole number" : "number", got);
+        if (f->kind == K_INT && v != floor(v))
+            return hd_err_set(err, "%s: %s: expected a whole number, got %s", name, f->path, got);
+        if (v < f->min || v > f->max)
+            return hd_err_set(err, "%s: %s: expected a value between %g and %g, got %s", name,
+                              f->path, f->min, f->max, got);
+        if (f->kind == K_NUMBER)
+            *(double *)(base + f->off) = v;
+        else if (f->off == OFF(max_body_bytes))
+            *(long *)(base + f->off) = (long)v;
+        else
+            *(int *)(base + f->off) = (int)v;
+        return 0;
+    }
+    case K_BOOL:
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            goto badtype;
+        *(bool *)(base + f->off) = lua_toboolean(L, -1);
+        return 0;
+    }
+badtype:
+    return hd_err_set(err, "%s: %s: expected a %s, got %s", name, f->path,
+                      f->kind == K_BOOL ? "boolean" : "string", got);
+}
+
+/* Pushes the value at dotted path from the table at idx (nil when absent).
+ * Returns -1 when an intermediate is not a table. */
+static int push_path(lua_State *L, int idx, const char *path, char *bad, size_t badn)
+{
+    lua_pushvalue(L, idx);
+    const char *p = path;
+    while (*p) {
+        size_t n = strcspn(p, ".");
+        if (!lua_istable(L, -1)) {
+            snprintf(bad, badn, "%.*s", (int)(p - path - 1), path);
+            lua_pop(L, 1);
+            return -1;
+        }
+        lua_pushlstring(L, p, n);
+        lua_gettable(L, -2); /* stack: parent, child */
+        lua_remove(L, -2);
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    return 0;
+}
+
+static bool known_prefix(const char *path, bool *is_leaf)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < NFIELDS; i++) {
+        if (strcmp(schema[i].path, path) == 0) {
+            *is_leaf = true;
+            return true;
+        }
+        if (strncmp(schema[i].path, path, n) == 0 && schema[i].path[n] == '.') {
+            *is_leaf = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Rejects keys the schema does not know, recursively (typos fail loudly). */
+static int check_unknown(lua_State *L, int idx, const char *prefix, const char *name,
+                         hd_err_t *err)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) { /* stack: ..., key, value */
+        char path[256];
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return hd_err_set(err, "%s: %s%skeys must be names, found a %s key", name, prefix,
+                              *prefix ? ": " : "", luaL_typename(L, -2));
+        }
+        const char *key = lua_tostring(L, -2);
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
+        bool leaf = false;
+        if (!known_prefix(path, &leaf)) {
+            for (size_t i = 0; i < sizeof(secret_words) / sizeof(secret_words[0]); i++) {
+                if (strstr(key, secret_words[i].word)) {
+                    lua_pop(L, 2);
+                    return hd_err_set(err, "%s: %s: secrets are not read from the file; set %s "
+                                           "in the environment",
+                                      name, path, secret_words[i].var);
+                }
+            }
+            lua_pop(L, 2);
+            return hd_err_set(err, "%s: %s: unknown key (see docs/configuration.md)", name, path);
+        }
+        if (!leaf) {
+            if (!lua_istable(L, -1)) {
+                char got[128];
+                describe(L, -1, got, sizeof(got));
+                lua_pop(L, 2);
+                return hd_err_set(err, "%s: %s: expected a table, got %s", name, path, got);
+            }
+            if (check_unknown(L, lua_gettop(L), path, name, err) != 0) {
+                lua_pop(L, 2);
+                return -1;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static int apply_defaults(cfg_t *cfg, hd_err_t *err)
+{
+    /* Defaults go through the same store() as file values, so they obey the
+     * same rules and a bad default is caught by the unit tests. */
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return hd_err_set(err, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < NFIELDS && rc == 0; i++) {
+        const field_t *f = &schema[i];
+        if (f->def == NULL)
+            continue;
+        if (f->kind == K_BOOL)
+            lua_pushboolean(L, strcmp(f->def, "true") == 0);
+        else if (f->kind == K_INT || f->kind == K_NUMBER)
+            lua_pushnumber(L, strtod(f->def, NULL));
+        else
+            lua_pushstring(L, f->def);
+        rc = store(L, f, cfg, "defaults", err);
+        lua_pop(L, 1);
+    }
+    lua_close(L);
+    return rc;
+}
+
+static int load_common(lua_State *L, const char *name, cfg_t *out, hd_err_t *err)
+{
+    /* stack: chunk */
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+        return hd_err_set(err, "%s", lua_tostring(L, -1));
+    if (!lua_istable(L, -1)) {
+        char got[128];
+        describe(L, -1, got, sizeof(got));
+        return hd_err_set(err, "%s: expected the file to return a table, got %s", name, got);
+    }
+    int top = lua_gettop(L);
+    if (check_unknown(L, top, "", name, err) != 0)
+        return -1;
+    if (apply_defaults(out, err) != 0)
+        return -1;
+    for (size_t i = 0; i < NFIELDS; i++) {
+        const field_t *f = &schema[i];
+        char bad[128];
+        if (push_path(L, top, f->path, bad, sizeof(bad)) != 0)
+            return hd_err_set(err, "%s: %s: expected a table", name, bad);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            if (f->required)
+                return hd_err_set(err, "%s: %s: required key is missing", name, f->path);
+            continue;
+        }
+        int rc = store(L, f, out, name, err);
+        lua_pop(L, 1);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static lua_State *config_state(void)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return NULL;
+    /* The file gets computation, not the machine: no io, os, package. */
+    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+    lua_pop(L, 4);
+    static const char *const removed[] = {"dofile", "loadfile", "load", "require", "collectgarbage"};
+    for (size_t i = 0; i < sizeof(removed) / sizeof(removed[0]); i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, removed[i]);
+    }
+    lua_pushcfunction(L, l_env);
+    lua_setglobal(L, "env");
+    return L;
+}
+
+static int load_with(int (*loader)(lua_State *, const void *, const char *), const void *src,
+                     const char *name, cfg_t *out, hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->path = xstrdup(name);
+    lua_State *L = config_state();
+    if (L == NULL) {
+        cfg_free(out);
+        return hd_err_set(err, "out of memory");
+    }
+    int rc = loader(L, src, name);
+    if (rc != LUA_OK) {
+        hd_err_set(err, "%s", lua_tostring(L, -1));
+    } else {
+        rc = load_common(L, name, out, err);
+    }
+    lua_close(L);
+    if (rc != 0) {
+        cfg_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_file(lua_State *L, const void *src, const char *name)
+{
+    (void)name;
+    int rc = luaL_loadfilex(L, (const char *)src, "t");
+    if (rc == LUA_ERRFILE) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "%s: cannot read the file (%s); pass --config FILE or set HERALD_CONFIG",
+                        (const char *)src, strerror(errno));
+    }
+    return rc;
+}
+
+static int load_string(lua_State *L, const void *src, const char *name)
+{
+    const char *s = src;
+    return luaL_loadbufferx(L, s, strlen(s), name, "t");
+}
+
+int cfg_load(const char *path, cfg_t *out, hd_err_t *err)
+{
+    return load_with(load_file, path, path, out, err);
+}
+
+int cfg_load_string(const char *chunk, const char *name, cfg_t *out, hd_err_t *err)
+{
+    return load_with(load_string, chunk, name, out, err);
+}
+
+const char *cfg_default_path(const char *flag_value)
+{
+    if (flag_value && *flag_value)
+        return flag_value;
+    const char *e = getenv("HERALD_CONFIG");
+    return (e && *e) ? e : "config.lua";
+}
+
+/* Reads var/dev-keys/<name>, creating it with 32 random bytes (base64) when
+ * absent. Returns the base64 text (caller frees). */
+static char *dev_key(const char *var_dir, const char *name, hd_err_t *err)
+{
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof(dir), "%s/dev-keys", var_dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    mkdir(var_dir, 0755);
+    mkdir(dir, 0700);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char line[256] = {0};
+        char *ok = fgets(line, sizeof(line), f);
+        fclose(f);
+        if (ok) {
+            line[strcspn(line, "\r\n")] = '\0';
+            return xstrdup(line);
+        }
+    }
+    uint8_t raw[32];
+    if (hash_random(raw, sizeof(raw)) != 0) {
+        hd_err_set(err, "cannot generate a development key: no randomness");
+        return NULL;
+    }
+    char *b64 = b64_encode(raw, sizeof(raw));
+    /* O_EXCL: two processes racing on first start agree on one key. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        free(b64);
+        if (errno == EEXIST)
+            return dev_key(var_dir, name, err);
+        hd_err_set(err, "cannot write %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    dprintf(fd, "%s\n", b64);
+    close(fd);
+    return b64;
+}
+
+static int get_secret(cfg_t *cfg, const char *var, const char *devname, char **out, bool *is_dev,
+                      hd_err_t *err)
+{
+    const char *v = getenv(var);
+    if (v && *v) {
+        *out = xstrdup(v);
+        *is_dev = false;
+        return 0;
+    }
+    if (!cfg->allow_dev_keys)
+        return hd_err_set(err, "%s is not set and auth.allow_dev_keys is false; set it in the "
+                               "environment",
+                          var);
+    *out = dev_key(cfg->var_dir, devname, err);
+    if (*out == NULL)
+        return -1;
+    *is_dev = true;
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/dev-keys/%s", cfg->var_dir, devname);
+    log_warn("DEVELOPMENT KEY IN USE - NOT FOR PRODUCTION: set the variable in the environment",
+             "variable", var, "file", path);
+    return 0;
+}
+
+int cfg_load_secrets(cfg_t *cfg, hd_err_t *err)
+{
+    char *jwt = NULL, *enc = NULL;
+    int rc = -1;
+    if (get_secret(cfg, "HERALD_JWT_SECRET", "jwt_secret", &jwt, &cfg->jwt_secret_is_dev, err))
+        goto done;
+    size_t n = strlen(jwt);
+    if (n < 32 || n > sizeof(cfg->jwt_secret)) {
+        hd_err_set(err, "HERALD_JWT_SECRET: expected 32 to %zu bytes, got %zu",
+                   sizeof(cfg->jwt_secret), n);
+        goto done;
+    }
+    memcpy(cfg->jwt_secret, jwt, n);
+    cfg->jwt_secret_len = n;
+
+    if (get_secret(cfg, "HERALD_ENCRYPTION_KEY", "encryption_key", &enc, &cfg->enc_key_is_dev,
+                   err))
+        goto done;
+    if (fe_decode_key(enc, cfg->enc_key, err) != 0) {
+        hd_err_prefix(err, "HERALD_ENCRYPTION_KEY");
+        goto done;
+    }
+    cfg->enc_old_count = 0;
+    const char *old = getenv("HERALD_ENCRYPTION_OLD_KEYS");
+    if (old && *old) {
+        char *copy = xstrdup(old), *save = NULL;
+        for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            if (cfg->enc_old_count == CFG_MAX_OLD_KEYS) {
+                hd_err_set(err, "HERALD_ENCRYPTION_OLD_KEYS: at most %d keys", CFG_MAX_OLD_KEYS);
+                free(copy);
+                goto done;
+            }
+            if (fe_decode_key(t, cfg->enc_old_keys[cfg->enc_old_count], err) != 0) {
+                hd_err_prefix(err, "HERALD_ENCRYPTION_OLD_KEYS: key %d", cfg->enc_old_count + 1);
+                free(copy);
+                goto done;
+            }
+            cfg->enc_old_count++;
+        }
+        free(copy);
+    }
+    /* The blind index must not change when the encryption key rotates, or
+     * look-ups break; without its own variable it derives from the current
+     * key, and docs/configuration.md says to pin it before rotating. */
+    const char *bi = getenv("HERALD_BLIND_INDEX_KEY");
+    if (bi && *bi) {
+        if (fe_decode_key(bi, cfg->blind_index_key, err) != 0) {
+            hd_err_prefix(err, "HERALD_BLIND_INDEX_KEY");
+            goto done;
+        }
+    } else {
+        static const char label[] = "herald blind index v1";
+        hash_hmac_sha256(cfg->enc_key, 32, label, sizeof(label) - 1, cfg->blind_index_key);
+    }
+    rc = 0;
+done:
+    free(jwt);
+    free(enc);
+    return rc;
+}
+
+void cfg_free(cfg_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    char **strs[] = {&cfg->path,         &cfg->listen,       &cfg->listen_host,
+                     &cfg->public_url,   &cfg->database_url, &cfg->redis_url,
+                     &cfg->jwt_issuer,   &cfg->jwt_audience, &cfg->var_dir,
+                     &cfg->migrations_dir, &cfg->scripts_dir, &cfg->templates_dir,
+                     &cfg->log_level};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    /* Secrets do not outlive the config. */
+    memset(cfg->jwt_secret, 0, sizeof(cfg->jwt_secret));
+    memset(cfg->enc_key, 0, sizeof(cfg->enc_key));
+    memset(cfg->enc_old_keys, 0, sizeof(cfg->enc_old_keys));
+    memset(cfg->blind_index_key, 0, sizeof(cfg->blind_index_key));
+}

@@ -1,0 +1,91 @@
+/*
+ * config.h - the runtime configuration, loaded from config.lua.
+ *
+ * config.lua is run in a small Lua state (base, string, table, math and an
+ * `env(name, default)` function; no io or os) and must return a table. Every
+ * key is checked against the schema in config.c: wrong types, malformed
+ * values, missing required keys and unknown keys are reported as
+ *   config.lua: http.listen: expected "host:port", got 8080
+ * Secrets never live in the file: they are read from the environment by
+ * cfg_load_secrets(), which generates development keys under var/ when they
+ * are absent and the file allows it.
+ */
+#ifndef HERALD_BASE_CONFIG_H
+#define HERALD_BASE_CONFIG_H
+
+#include "base/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_MAX_OLD_KEYS 8
+
+typedef struct cfg {
+    char *path; /* the file that was loaded */
+
+    /* http */
+    char *listen;     /* "host:port" as written */
+    char *listen_host;
+    int listen_port;
+    char *public_url;
+    int http_threads;
+    long max_body_bytes;
+
+    /* stores */
+    char *database_url;
+    int db_pool_size;
+    int db_connect_timeout_s;
+    char *redis_url;
+    int redis_timeout_ms;
+
+    /* auth */
+    char *jwt_issuer;
+    char *jwt_audience;
+    int access_ttl_s;
+    int refresh_ttl_s;
+    bool allow_dev_keys;
+
+    /* engine */
+    int workers;
+    double retry_scale;
+
+    /* paths */
+    char *var_dir;
+    char *migrations_dir;
+    char *scripts_dir;
+    char *templates_dir;
+
+    char *log_level;
+
+    /* secrets, filled by cfg_load_secrets() */
+    uint8_t jwt_secret[128];
+    size_t jwt_secret_len;
+    bool jwt_secret_is_dev;
+    uint8_t enc_key[32];
+    uint8_t enc_old_keys[CFG_MAX_OLD_KEYS][32];
+    int enc_old_count;
+    uint8_t blind_index_key[32];
+    bool enc_key_is_dev;
+} cfg_t;
+
+/* Loads and validates the file at path into *out (which it initialises).
+ * On failure returns -1 with err naming file, key and problem; *out is left
+ * freed. Caller frees with cfg_free(). */
+int cfg_load(const char *path, cfg_t *out, hd_err_t *err);
+
+/* Same as cfg_load, from a string; name is used in messages. */
+int cfg_load_string(const char *chunk, const char *name, cfg_t *out, hd_err_t *err);
+
+/* Reads HERALD_JWT_SECRET, HERALD_ENCRYPTION_KEY, HERALD_ENCRYPTION_OLD_KEYS
+ * (comma-separated) and HERALD_BLIND_INDEX_KEY from the environment. Absent
+ * secrets are read from (or generated into) var_dir/dev-keys/ when
+ * allow_dev_keys is set, with a loud warning; otherwise it is an error. */
+int cfg_load_secrets(cfg_t *cfg, hd_err_t *err);
+
+/* Picks the config path: explicit flag, else $HERALD_CONFIG, else "config.lua". */
+const char *cfg_default_path(const char *flag_value);
+
+void cfg_free(cfg_t *cfg);
+
+#endif

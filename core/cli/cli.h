@@ -1,0 +1,37 @@
+/*
+ * cli.h - the `herald` sub-commands and what they share: option parsing
+ * conventions (one-line error, exit 2) and configuration loading.
+ */
+#ifndef HERALD_CLI_CLI_H
+#define HERALD_CLI_CLI_H
+
+#include "base/config.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+
+/* Exit codes: 0 ok, 1 the command failed, 2 bad usage. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+int cmd_serve(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_token(int argc, char **argv);
+int cmd_apikey(int argc, char **argv);
+
+/* Prints "herald <cmd>: <message> (see herald <cmd> --help)" and returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* getopt_long wrapper: returns the option, -1 at the end, or '?' after
+ * printing the one-line error for an unknown flag or a missing value. */
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* Parses a whole decimal number in [min, max]; -1 when s is not one. */
+int cli_parse_long(const char *s, long min, long max, long *out);
+
+/* Loads the config (and, when secrets is set, the secrets), applies its log
+ * level and prints any error as "herald: <message>". */
+int cli_load_config(const char *path_flag, cfg_t *cfg, bool secrets);
+
+#endif

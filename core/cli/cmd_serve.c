@@ -1,0 +1,125 @@
+/*
+ * cmd_serve.c - `herald serve`: builds the app context (config, database
+ * pool, Redis, key ring, metrics, routes), starts HTTP and waits for
+ * SIGINT/SIGTERM to stop cleanly.
+ */
+#include "base/log.h"
+#include "cli/cli.h"
+#include "engine/app.h"
+#include "http/api.h"
+#include "http/server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(void)
+{
+    printf("usage: herald serve [--config FILE] [--listen HOST:PORT]\n\n"
+           "Runs the HTTP API (and, as they land, the engine) in the foreground.\n"
+           "Logs are JSON lines on stderr. SIGINT or SIGTERM stop it cleanly.\n\n"
+           "  --config FILE      configuration file (default: $HERALD_CONFIG or config.lua)\n"
+           "  --listen HOST:PORT overrides http.listen\n");
+}
+
+static int build_app(app_t *app, cfg_t *cfg)
+{
+    hd_err_t err;
+    memset(app, 0, sizeof(*app));
+    app->cfg = cfg;
+    app->started = time(NULL);
+    bool up = false;
+    app->db = pg_pool_new(cfg->database_url, cfg->db_pool_size, cfg->db_connect_timeout_s, &up,
+                          &err);
+    if (!up)
+        log_error("database unreachable at start; will keep retrying", "reason", err.msg);
+    app->redis = rd_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->http_threads + 2, &err);
+    if (app->redis == NULL) {
+        fprintf(stderr, "herald serve: %s\n", err.msg);
+        return -1;
+    }
+    if (rd_ping(app->redis, &err) != 0)
+        log_error("redis unreachable at start; serving degraded", "reason", err.msg);
+    app->keyring = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
+    for (int i = 0; app->keyring && i < cfg->enc_old_count; i++)
+        fe_keyring_add_old(app->keyring, cfg->enc_old_keys[i]);
+    app->metrics = metrics_new();
+    if (app->keyring == NULL || app->metrics == NULL || api_register(app) != 0) {
+        fprintf(stderr, "herald serve: cannot initialise (out of memory)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void free_app(app_t *app)
+{
+    metrics_free(app->metrics);
+    fe_keyring_free(app->keyring);
+    rd_free(app->redis);
+    pg_pool_free(app->db);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL, *listen = NULL;
+    int o;
+    optind = 1;
+    while ((o = cli_getopt("serve", argc, argv, "c:l:h", opts)) != -1) {
+        switch (o) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 'h':
+            usage();
+            return CLI_OK;
+        default:
+            return CLI_USAGE;
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("serve", "unexpected argument %s", argv[optind]);
+    if (listen) {
+        /* The flag wins over the file through the variable the file reads. */
+        setenv("HERALD_LISTEN", listen, 1);
+    }
+    cfg_t cfg;
+    if (cli_load_config(config, &cfg, true) != 0)
+        return CLI_FAIL;
+
+    /* Block the stop signals before any thread starts so only sigwait sees them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    app_t app;
+    int rc = CLI_FAIL;
+    http_server_t *srv = NULL;
+    if (build_app(&app, &cfg) == 0) {
+        hd_err_t err;
+        srv = http_start(&app, &err);
+        if (srv == NULL) {
+            fprintf(stderr, "herald serve: %s\n", err.msg);
+        } else {
+            log_info("herald is serving", "listen", cfg.listen, "version", HERALD_VERSION,
+                     "config", cfg.path);
+            int sig = 0;
+            sigwait(&stop, &sig);
+            log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            http_stop(srv);
+            rc = CLI_OK;
+        }
+    }
+    free_app(&app);
+    cfg_free(&cfg);
+    return rc;
+}

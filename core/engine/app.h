@@ -1,0 +1,27 @@
+/*
+ * app.h - the process context: everything a request handler or worker needs,
+ * passed explicitly (no globals). Owned by `herald serve`.
+ */
+#ifndef HERALD_ENGINE_APP_H
+#define HERALD_ENGINE_APP_H
+
+#include "base/config.h"
+#include "cache/redis.h"
+#include "crypto/field.h"
+#include "http/metrics.h"
+#include "http/router.h"
+#include "store/pg.h"
+
+#include <time.h>
+
+typedef struct app {
+    cfg_t *cfg;
+    pg_pool_t *db;
+    rd_client_t *redis;
+    fe_keyring_t *keyring;
+    metrics_t *metrics;
+    router_t router;
+    time_t started;
+} app_t;
+
+#endif

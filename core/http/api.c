@@ -1,0 +1,25 @@
+/* api.c - the route table of the HTTP API (see api.h, DESIGN.md §5). */
+#include "http/api.h"
+
+int api_register(app_t *app)
+{
+    static const struct {
+        const char *method, *pattern;
+        http_handler_fn fn;
+        unsigned scope;
+        body_kind_t body;
+    } routes[] = {
+        {"GET", "/api/crm/health", api_health, 0, BODY_NONE},
+        {"GET", "/metrics", api_metrics, 0, BODY_NONE},
+        {"POST", "/api/crm/auth/token", api_auth_token, 0, BODY_JSON},
+        {"POST", "/api/crm/auth/refresh", api_auth_refresh, 0, BODY_JSON},
+        {"GET", "/api/crm/auth/me", api_auth_me, ROUTE_AUTH, BODY_NONE},
+        {"GET", "/api/crm/apikeys", api_apikeys_list, ROUTE_AUTH | SCOPE_ADMIN, BODY_NONE},
+    };
+    router_init(&app->router);
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (router_add(&app->router, routes[i].method, routes[i].pattern, (void *)routes[i].fn,
+                       routes[i].scope, routes[i].body) != 0)
+            return -1;
+    return 0;
+}

@@ -1,0 +1,23 @@
+/*
+ * api.h - the HTTP API: route table and the handlers of each resource
+ * (one file per resource: api_system.c, api_auth.c, ...).
+ */
+#ifndef HERALD_HTTP_API_H
+#define HERALD_HTTP_API_H
+
+#include "http/server.h"
+
+/* Registers every route of the API on app->router. */
+int api_register(app_t *app);
+
+/* api_system.c */
+void api_health(http_req_t *req);
+void api_metrics(http_req_t *req);
+
+/* api_auth.c */
+void api_auth_token(http_req_t *req);
+void api_auth_refresh(http_req_t *req);
+void api_auth_me(http_req_t *req);
+void api_apikeys_list(http_req_t *req);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * api_auth.c - POST /api/crm/auth/token, POST /api/crm/auth/refresh,
+ * GET /api/crm/auth/me, GET /api/crm/apikeys. Uses store/repo_auth.
+ */
+#include "http/api.h"
+#include "store/repo_auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Answers the token pair for key: a fresh access token plus refresh. */
+static void reply_tokens(http_req_t *req, const apikey_info_t *key, char *refresh)
+{
+    const cfg_t *cfg = req->app->cfg;
+    char sub[128];
+    snprintf(sub, sizeof(sub), "apikey:%s", key->name);
+    char *access = NULL;
+    hd_err_t err;
+    if (auth_mint(cfg, sub, key->scopes, cfg->access_ttl_s, (int64_t)time(NULL), &access, &err)) {
+        http_reply_error(req, 500, "internal", "%s", err.msg);
+        return;
+    }
+    char scope[64];
+    auth_format_scopes(key->scopes, scope, sizeof(scope));
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "access_token", access);
+    cJSON_AddStringToObject(doc, "token_type", "Bearer");
+    cJSON_AddNumberToObject(doc, "expires_in", cfg->access_ttl_s);
+    cJSON_AddStringToObject(doc, "scope", scope);
+    cJSON_AddStringToObject(doc, "refresh_token", refresh);
+    cJSON_AddNumberToObject(doc, "refresh_expires_in", cfg->refresh_ttl_s);
+    free(access);
+    http_reply_json(req, 200, doc);
+}
+
+static const char *string_field(http_req_t *req, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(req->json, name);
+    if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+        http_reply_error(req, 400, "invalid_request", "%s: expected a non-empty string", name);
+        return NULL;
+    }
+    return v->valuestring;
+}
+
+void api_auth_token(http_req_t *req)
+{
+    const char *key = string_field(req, "api_key");
+    if (key == NULL)
+        return;
+    apikey_info_t info;
+    hd_err_t err;
+    if (apikey_authenticate(req->app->db, key, &info, &err) != 0) {
+        /* A database failure is not the caller's fault: say so. */
+        if (pg_pool_ping(req->app->db, NULL) != 0)
+            http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
+        else
+            http_reply_error(req, 401, "unauthorized", "invalid API key");
+        return;
+    }
+    char *refresh = NULL;
+    if (refresh_issue(req->app->db, &info, req->app->cfg->refresh_ttl_s, &refresh, &err) != 0) {
+        http_reply_error(req, 503, "unavailable", "cannot issue a refresh token; retry later");
+        return;
+    }
+    reply_tokens(req, &info, refresh);
+    free(refresh);
+}
+
+void api_auth_refresh(http_req_t *req)
+{
+    const char *tok = string_field(req, "refresh_token");
+    if (tok == NULL)
+        return;
+    apikey_info_t info;
+    char *next = NULL;
+    hd_err_t err;
+    switch (refresh_rotate(req->app->db, tok, req->app->cfg->refresh_ttl_s, &info, &next, &err)) {
+    case REFRESH_OK:
+        reply_tokens(req, &info, next);
+        break;
+    case REFRESH_REUSED:
+        http_reply_error(req, 401, "refresh_token_reused", "%s", err.msg);
+        break;
+    case REFRESH_INVALID:
+        http_reply_error(req, 401, "unauthorized", "%s", err.msg);
+        break;
+    case REFRESH_ERROR:
+        http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
+        break;
+    }
+    free(next);
+}
+
+void api_auth_me(http_req_t *req)
+{
+    char scope[64];
+    auth_format_scopes(req->principal.scopes, scope, sizeof(scope));
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "sub", req->principal.sub);
+    cJSON_AddStringToObject(doc, "scope", scope);
+    cJSON_AddNumberToObject(doc, "exp", (double)req->principal.exp);
+    cJSON_AddStringToObject(doc, "jti", req->principal.jti);
+    http_reply_json(req, 200, doc);
+}
+
+void api_apikeys_list(http_req_t *req)
+{
+    hd_err_t err;
+    cJSON *keys = apikey_list(req->app->db, &err);
+    if (keys == NULL) {
+        http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "api_keys", keys);
+    http_reply_json(req, 200, doc);
+}

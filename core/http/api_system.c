@@ -1,0 +1,61 @@
+/* api_system.c - GET /api/crm/health and GET /metrics. */
+#include "http/api.h"
+
+#include <time.h>
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static cJSON *probe(int ok, double ms, const char *why)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", ok ? "up" : "down");
+    cJSON_AddNumberToObject(o, "latency_ms", (double)(long)(ms * 1000) / 1000);
+    if (!ok)
+        cJSON_AddStringToObject(o, "error", why);
+    return o;
+}
+
+void api_health(http_req_t *req)
+{
+    app_t *app = req->app;
+    hd_err_t dberr = {{0}}, rderr = {{0}};
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int db_ok = pg_pool_ping(app->db, &dberr) == 0;
+    double db_ms = ms_since(&t0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rd_ok = rd_ping(app->redis, &rderr) == 0;
+    double rd_ms = ms_since(&t0);
+
+    /* Without Redis the engine keeps serving (degraded); without the
+     * database it cannot accept anything (down). Both answer 503 so a load
+     * balancer moves traffic, while the body tells an operator which. */
+    const char *status = db_ok && rd_ok ? "ok" : (db_ok ? "degraded" : "down");
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "status", status);
+    cJSON_AddStringToObject(doc, "version", HERALD_VERSION);
+    cJSON_AddNumberToObject(doc, "uptime_s", (double)(time(NULL) - app->started));
+    cJSON_AddItemToObject(doc, "database", probe(db_ok, db_ms, dberr.msg));
+    cJSON_AddItemToObject(doc, "redis", probe(rd_ok, rd_ms, rderr.msg));
+    http_reply_json(req, db_ok && rd_ok ? 200 : 503, doc);
+}
+
+void api_metrics(http_req_t *req)
+{
+    app_t *app = req->app;
+    metrics_gauges_t g = {0};
+    pg_pool_stats(app->db, &g.db_in_use, &g.db_idle, &g.db_size);
+    g.db_up = pg_pool_ping(app->db, NULL) == 0;
+    g.redis_up = rd_is_up(app->redis);
+    g.uptime_s = (double)(time(NULL) - app->started);
+    buf_t out;
+    buf_init(&out);
+    metrics_render(app->metrics, &app->router, &g, &out);
+    http_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    buf_free(&out);
+}

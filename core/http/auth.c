@@ -1,0 +1,132 @@
+/* auth.c - scopes and access tokens (see auth.h). Uses crypto/jwt. */
+#include "http/auth.h"
+#include "crypto/hash.h"
+#include "crypto/jwt.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} scopes[] = {{"send", SCOPE_SEND}, {"read", SCOPE_READ}, {"admin", SCOPE_ADMIN}};
+
+const char *auth_scope_name(unsigned scope)
+{
+    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++)
+        if (scopes[i].bit == scope)
+            return scopes[i].name;
+    return "?";
+}
+
+int auth_parse_scopes(const char *s, unsigned *mask, hd_err_t *err)
+{
+    unsigned m = 0;
+    const char *p = s;
+    while (*p) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        if (n == 0)
+            break;
+        bool found = false;
+        for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
+            if (strlen(scopes[i].name) == n && strncmp(scopes[i].name, p, n) == 0) {
+                m |= scopes[i].bit;
+                found = true;
+            }
+        }
+        if (!found)
+            return hd_err_set(err, "unknown scope \"%.*s\" (expected send, read, admin)", (int)n,
+                              p);
+        p += n;
+    }
+    if (m == 0)
+        return hd_err_set(err, "no scope given (expected send, read, admin)");
+    *mask = m;
+    return 0;
+}
+
+void auth_format_scopes(unsigned mask, char *out, size_t n)
+{
+    size_t off = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
+        if (!(mask & scopes[i].bit))
+            continue;
+        int w = snprintf(out + off, n - off, "%s%s", off ? " " : "", scopes[i].name);
+        if (w < 0 || (size_t)w >= n - off)
+            return;
+        off += (size_t)w;
+    }
+}
+
+int auth_mint(const cfg_t *cfg, const char *sub, unsigned scopes_mask, int ttl, int64_t now,
+              char **token_out, hd_err_t *err)
+{
+    char scope[64];
+    auth_format_scopes(scopes_mask, scope, sizeof(scope));
+    char *jti = hash_uuid4();
+    if (jti == NULL)
+        return hd_err_set(err, "cannot generate a token id");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "iss", cfg->jwt_issuer);
+    cJSON_AddStringToObject(c, "aud", cfg->jwt_audience);
+    cJSON_AddStringToObject(c, "sub", sub);
+    cJSON_AddStringToObject(c, "scope", scope);
+    cJSON_AddNumberToObject(c, "iat", (double)now);
+    cJSON_AddNumberToObject(c, "exp", (double)(now + ttl));
+    cJSON_AddStringToObject(c, "jti", jti);
+    free(jti);
+    int rc = jwt_sign_hs256(cfg->jwt_secret, cfg->jwt_secret_len, c, token_out);
+    cJSON_Delete(c);
+    return rc == 0 ? 0 : hd_err_set(err, "cannot sign the token");
+}
+
+int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_principal_t *out,
+                       hd_err_t *err)
+{
+    if (header == NULL || *header == '\0')
+        return hd_err_set(err, "missing Authorization header (expected \"Bearer <token>\")");
+    if (strncasecmp(header, "Bearer ", 7) != 0)
+        return hd_err_set(err, "Authorization must use the Bearer scheme");
+    const char *tok = header + 7;
+    while (*tok == ' ')
+        tok++;
+    jwt_verify_opts_t o = {
+        .key = cfg->jwt_secret,
+        .keylen = cfg->jwt_secret_len,
+        .issuer = cfg->jwt_issuer,
+        .audience = cfg->jwt_audience,
+        .now = now,
+        .leeway = AUTH_LEEWAY_S,
+        .require_exp = 1,
+    };
+    cJSON *claims = NULL;
+    jwt_status_t st = jwt_verify_hs256(tok, &o, &claims);
+    if (st != JWT_OK)
+        return hd_err_set(err, "invalid token: %s", jwt_status_str(st));
+    int rc = 0;
+    const cJSON *sub = cJSON_GetObjectItemCaseSensitive(claims, "sub");
+    const cJSON *scope = cJSON_GetObjectItemCaseSensitive(claims, "scope");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(claims, "exp");
+    const cJSON *jti = cJSON_GetObjectItemCaseSensitive(claims, "jti");
+    memset(out, 0, sizeof(*out));
+    if (!cJSON_IsString(sub) || !cJSON_IsString(scope)) {
+        rc = hd_err_set(err, "invalid token: sub and scope claims are required");
+    } else {
+        snprintf(out->sub, sizeof(out->sub), "%s", sub->valuestring);
+        /* A token naming a scope we do not know grants nothing from it. */
+        out->scopes = 0;
+        unsigned m;
+        if (auth_parse_scopes(scope->valuestring, &m, NULL) == 0)
+            out->scopes = m;
+        out->exp = cJSON_IsNumber(exp) ? (int64_t)exp->valuedouble : 0;
+        if (cJSON_IsString(jti))
+            snprintf(out->jti, sizeof(out->jti), "%s", jti->valuestring);
+    }
+    cJSON_Delete(claims);
+    return rc;
+}

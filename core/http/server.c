@@ -1,0 +1,395 @@
+/*
+ * server.c - libmicrohttpd glue (see server.h). Uses router, auth, metrics
+ * and the log; handlers live in one file per API resource.
+ */
+#include "http/server.h"
+#include "base/log.h"
+#include "crypto/codec.h"
+#include "crypto/hash.h"
+#include "http/metrics.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+struct http_server {
+    app_t *app;
+    struct MHD_Daemon *daemon;
+};
+
+static double elapsed_s(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+const char *http_header(http_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(http_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static void set_response(http_req_t *req, int status, struct MHD_Response *resp)
+{
+    if (req->resp) /* a second reply replaces the first; the first is a bug */
+        MHD_destroy_response(req->resp);
+    req->resp = resp;
+    req->status = status;
+    req->replied = true;
+}
+
+void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data,
+                      size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+    if (content_type)
+        MHD_add_response_header(r, "Content-Type", content_type);
+    set_response(req, status, r);
+}
+
+void http_reply_json(http_req_t *req, int status, cJSON *doc)
+{
+    char *s = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    size_t n = s ? strlen(s) : 0;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(n, s ? s : (void *)"", s ? MHD_RESPMEM_MUST_FREE
+                                                                 : MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    set_response(req, status, r);
+}
+
+void http_reply_error(http_req_t *req, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(doc, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    http_reply_json(req, status, doc);
+}
+
+void http_reply_header(http_req_t *req, const char *name, const char *value)
+{
+    if (req->resp)
+        MHD_add_response_header(req->resp, name, value);
+}
+
+bool http_parse_traceparent(const char *v, char trace_id[33])
+{
+    /* version "00": 00-<32 hex trace>-<16 hex parent>-<2 hex flags> */
+    if (v == NULL || strlen(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-')
+        return false;
+    if (v[0] == 'f' && v[1] == 'f')
+        return false;
+    static const int spans[][2] = {{0, 2}, {3, 32}, {36, 16}, {53, 2}};
+    for (size_t s = 0; s < 4; s++) {
+        bool nonzero = false;
+        for (int i = spans[s][0]; i < spans[s][0] + spans[s][1]; i++) {
+            if (!isxdigit((unsigned char)v[i]) || isupper((unsigned char)v[i]))
+                return false;
+            nonzero |= v[i] != '0';
+        }
+        if ((s == 1 || s == 2) && !nonzero)
+            return false;
+    }
+    if (v[55] != '\0' && (v[0] == '0' && v[1] == '0'))
+        return false; /* version 00 has exactly four fields */
+    memcpy(trace_id, v + 3, 32);
+    trace_id[32] = '\0';
+    return true;
+}
+
+static void random_hex(char *out, size_t nbytes)
+{
+    uint8_t raw[32];
+    if (hash_random(raw, nbytes) != 0)
+        memset(raw, 0, nbytes);
+    hex_encode(raw, nbytes, out);
+}
+
+static bool safe_request_id(const char *v)
+{
+    if (v == NULL || *v == '\0' || strlen(v) > 64)
+        return false;
+    for (const char *p = v; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return false;
+    return true;
+}
+
+static void begin_request(http_req_t *req)
+{
+    const char *rid = http_header(req, "X-Request-Id");
+    if (safe_request_id(rid))
+        snprintf(req->request_id, sizeof(req->request_id), "%s", rid);
+    else
+        random_hex(req->request_id, 16);
+    const char *tp = http_header(req, "traceparent");
+    bool inherited = http_parse_traceparent(tp, req->trace_id);
+    if (!inherited)
+        random_hex(req->trace_id, 16);
+    random_hex(req->span_id, 8);
+    const char *flags = inherited ? tp + 53 : "01";
+    snprintf(req->traceparent, sizeof(req->traceparent), "00-%s-%s-%.2s", req->trace_id,
+             req->span_id, flags);
+}
+
+static bool is_json_type(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, "; ");
+    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+static bool is_form_type(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    size_t n = strcspn(ct, "; ");
+    return n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+}
+
+static bool has_body_method(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* Authentication, scope and body checks, then the handler. */
+static void dispatch(http_req_t *req)
+{
+    app_t *app = req->app;
+    if (req->too_large) {
+        http_reply_error(req, 413, "payload_too_large", "request body exceeds %ld bytes",
+                         app->cfg->max_body_bytes);
+        return;
+    }
+    route_status_t rs = router_match(&app->router, req->method, req->path, &req->match);
+    if (rs == ROUTE_NOT_FOUND) {
+        http_reply_error(req, 404, "not_found", "no such resource: %s", req->path);
+        return;
+    }
+    if (rs == ROUTE_BAD_METHOD) {
+        http_reply_error(req, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
+                         req->method, req->match.allow);
+        http_reply_header(req, "Allow", req->match.allow);
+        return;
+    }
+    const route_t *rt = req->match.route;
+    if (rt->scope != 0) {
+        hd_err_t err;
+        if (auth_verify_bearer(app->cfg, http_header(req, "Authorization"),
+                               (int64_t)time(NULL), &req->principal, &err) != 0) {
+            http_reply_error(req, 401, "unauthorized", "%s", err.msg);
+            http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"herald\"");
+            return;
+        }
+        req->authenticated = true;
+        unsigned need = rt->scope & SCOPE_ALL;
+        if (need && (req->principal.scopes & need) != need) {
+            http_reply_error(req, 403, "forbidden", "this token lacks the %s scope",
+                             auth_scope_name(need));
+            return;
+        }
+    }
+    if (has_body_method(req->method) && rt->body == BODY_JSON) {
+        if (!is_json_type(http_header(req, "Content-Type"))) {
+            http_reply_error(req, 415, "unsupported_media_type",
+                             "Content-Type must be application/json");
+            return;
+        }
+        if (req->body.len == 0) {
+            http_reply_error(req, 400, "invalid_json", "request body is empty; expected a JSON "
+                                                       "object");
+            return;
+        }
+        const char *end = NULL;
+        req->json = cJSON_ParseWithLengthOpts(req->body.data, req->body.len, &end, false);
+        if (req->json == NULL) {
+            size_t off = end ? (size_t)(end - req->body.data) : 0;
+            http_reply_error(req, 400, "invalid_json", "malformed JSON at byte %zu", off);
+            return;
+        }
+        if (!cJSON_IsObject(req->json)) {
+            http_reply_error(req, 400, "invalid_json", "expected a JSON object at byte 0");
+            return;
+        }
+    } else if (has_body_method(req->method) && rt->body == BODY_FORM) {
+        if (!is_form_type(http_header(req, "Content-Type"))) {
+            http_reply_error(req, 415, "unsupported_media_type",
+                             "Content-Type must be application/x-www-form-urlencoded");
+            return;
+        }
+    }
+    ((http_handler_fn)rt->handler)(req);
+    if (!req->replied)
+        http_reply_error(req, 500, "internal", "the handler gave no answer");
+}
+
+static enum MHD_Result send_reply(http_req_t *req)
+{
+    if (req->resp == NULL)
+        http_reply_error(req, 500, "internal", "no response");
+    MHD_add_response_header(req->resp, "X-Request-Id", req->request_id);
+    MHD_add_response_header(req->resp, "traceparent", req->traceparent);
+    MHD_add_response_header(req->resp, "X-Content-Type-Options", "nosniff");
+    if (MHD_get_response_header(req->resp, "Cache-Control") == NULL)
+        MHD_add_response_header(req->resp, "Cache-Control", "no-store");
+    enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, req->resp);
+    MHD_destroy_response(req->resp);
+    req->resp = NULL;
+    return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    http_server_t *srv = cls;
+    http_req_t *req = *con_cls;
+    if (req == NULL) {
+        req = xcalloc(1, sizeof(*req));
+        req->app = srv->app;
+        req->conn = conn;
+        req->method = method;
+        req->path = xstrdup(url);
+        req->match.route = NULL;
+        buf_init(&req->body);
+        clock_gettime(CLOCK_MONOTONIC, &req->start);
+        begin_request(req);
+        *con_cls = req;
+        /* A declared length over the limit is refused before reading it. */
+        const char *cl = http_header(req, "Content-Length");
+        if (cl && strtoll(cl, NULL, 10) > srv->app->cfg->max_body_bytes) {
+            req->too_large = true;
+            dispatch(req);
+            return send_reply(req);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!req->too_large) {
+            if (req->body.len + *upload_size > (size_t)srv->app->cfg->max_body_bytes) {
+                req->too_large = true;
+                buf_free(&req->body);
+            } else {
+                buf_append(&req->body, upload_data, *upload_size);
+            }
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->replied)
+        return MHD_YES; /* already answered (early 413) */
+    dispatch(req);
+    return send_reply(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server_t *srv = cls;
+    http_req_t *req = *con_cls;
+    if (req == NULL)
+        return;
+    double secs = elapsed_s(&req->start);
+    int idx = req->match.route ? req->match.route->index : -1;
+    metrics_http_observe(srv->app->metrics, idx, req->status, secs);
+    buf_t f;
+    buf_init(&f);
+    buf_puts(&f, "\"method\":\"");
+    buf_json_escape(&f, req->method);
+    buf_puts(&f, "\",\"path\":\"");
+    buf_json_escape(&f, req->path);
+    buf_printf(&f, "\",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes_in\":%zu",
+               req->match.route ? req->match.route->pattern : "", req->status, secs * 1000.0,
+               req->body.len);
+    buf_printf(&f, ",\"request_id\":\"%s\",\"trace_id\":\"%s\"", req->request_id, req->trace_id);
+    if (req->authenticated) {
+        buf_puts(&f, ",\"sub\":\"");
+        buf_json_escape(&f, req->principal.sub);
+        buf_putc(&f, '"');
+    }
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        buf_printf(&f, ",\"terminated\":%d", (int)toe);
+    log_write_raw(LOG_INFO, "request", f.data);
+    buf_free(&f);
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    cJSON_Delete(req->json);
+    buf_free(&req->body);
+    free(req->path);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_warn("http server", "detail", msg);
+}
+
+http_server_t *http_start(app_t *app, hd_err_t *err)
+{
+    const cfg_t *cfg = app->cfg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", cfg->listen_port);
+    int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
+    if (gai != 0) {
+        hd_err_set(err, "http.listen: cannot resolve %s: %s", cfg->listen_host, gai_strerror(gai));
+        return NULL;
+    }
+    http_server_t *srv = xcalloc(1, sizeof(*srv));
+    srv->app = app;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (srv->daemon == NULL) {
+        free(srv);
+        hd_err_set(err, "http.listen: cannot listen on %s (in use, or not an address of this "
+                        "machine)",
+                   cfg->listen);
+        return NULL;
+    }
+    return srv;
+}
+
+void http_stop(http_server_t *srv)
+{
+    if (srv == NULL)
+        return;
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+}

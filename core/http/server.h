@@ -1,0 +1,72 @@
+/*
+ * server.h - the HTTP server on libmicrohttpd: request life cycle, body
+ * limits, content types, JSON errors, authentication, access log, metrics.
+ *
+ * A handler receives a fully read, checked request (route matched, token
+ * verified and scoped, JSON body parsed when the route takes one) and answers
+ * with exactly one http_reply_* call. Errors are always
+ *   {"error":{"code":"...","message":"..."}}
+ */
+#ifndef HERALD_HTTP_SERVER_H
+#define HERALD_HTTP_SERVER_H
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "engine/app.h"
+#include "http/auth.h"
+#include "http/router.h"
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <time.h>
+
+typedef struct http_server http_server_t;
+
+typedef struct http_req {
+    app_t *app;
+    struct MHD_Connection *conn;
+    const char *method;
+    char *path; /* owned copy, without the query string */
+    route_match_t match;
+    buf_t body;
+    bool too_large;
+    cJSON *json; /* parsed body for BODY_JSON routes; owned */
+    auth_principal_t principal;
+    bool authenticated;
+    char request_id[65];
+    char trace_id[33];
+    char span_id[17];
+    char traceparent[56]; /* what we pass on: our span under the caller's trace */
+    struct timespec start;
+    int status;
+    struct MHD_Response *resp;
+    bool replied;
+} http_req_t;
+
+typedef void (*http_handler_fn)(http_req_t *req);
+
+/* Starts listening on cfg->listen with cfg->http_threads threads. The app
+ * (and its router) must outlive the server. */
+http_server_t *http_start(app_t *app, hd_err_t *err);
+void http_stop(http_server_t *srv);
+
+/* Replies with a JSON document; takes ownership of doc. */
+void http_reply_json(http_req_t *req, int status, cJSON *doc);
+/* Replies {"error":{"code":code,"message":<formatted>}}. */
+void http_reply_error(http_req_t *req, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Replies with bytes of the given content type (copied). */
+void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data,
+                      size_t len);
+/* Adds a header to the reply made by the last http_reply_* call. */
+void http_reply_header(http_req_t *req, const char *name, const char *value);
+
+/* Request header or query argument, NULL when absent. */
+const char *http_header(http_req_t *req, const char *name);
+const char *http_query(http_req_t *req, const char *name);
+
+/* Parses a W3C traceparent header; fills trace_id (32 hex) when valid. */
+bool http_parse_traceparent(const char *v, char trace_id[33]);
+
+#endif

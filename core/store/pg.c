@@ -1,0 +1,286 @@
+/*
+ * pg.c - libpq pool (see pg.h). A mutex and condition variable guard the
+ * free list only; queries run outside the lock.
+ */
+#include "store/pg.h"
+#include "base/buf.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PREPARED 128
+
+struct pg_conn {
+    PGconn *conn; /* NULL until first use */
+    const pg_stmt_t *prepared[MAX_PREPARED];
+    int nprepared;
+    bool borrowed;
+    char sqlstate[6];
+};
+
+struct pg_pool {
+    char *url;
+    int connect_timeout_s;
+    int size;
+    pg_conn_t *conns;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+/* Server notices ("relation already exists, skipping") go to the debug log,
+ * not raw to stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char m[512];
+    snprintf(m, sizeof(m), "%s", message);
+    m[strcspn(m, "\n")] = '\0';
+    log_debug("database notice", "detail", m);
+}
+
+static void forget_prepared(pg_conn_t *c)
+{
+    c->nprepared = 0;
+}
+
+static int connect_conn(pg_pool_t *pool, pg_conn_t *c, hd_err_t *err)
+{
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    forget_prepared(c);
+    char timeout[16];
+    snprintf(timeout, sizeof(timeout), "%d", pool->connect_timeout_s);
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {pool->url, timeout, "herald", NULL};
+    /* expand_dbname=1: the URL in "dbname" is parsed as a connection string. */
+    c->conn = PQconnectdbParams(keys, vals, 1);
+    if (c->conn == NULL)
+        return hd_err_set(err, "database: out of memory");
+    if (PQstatus(c->conn) != CONNECTION_OK) {
+        hd_err_set(err, "database: %s", PQerrorMessage(c->conn));
+        if (err)
+            err->msg[strcspn(err->msg, "\n")] = '\0';
+        PQfinish(c->conn);
+        c->conn = NULL;
+        return -1;
+    }
+    PQsetNoticeProcessor(c->conn, on_notice, NULL);
+    return 0;
+}
+
+pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, bool *connected,
+                       hd_err_t *err)
+{
+    pg_pool_t *pool = xcalloc(1, sizeof(*pool));
+    pool->url = xstrdup(url);
+    pool->size = size > 0 ? size : 1;
+    pool->connect_timeout_s = connect_timeout_s > 0 ? connect_timeout_s : 5;
+    pool->conns = xcalloc((size_t)pool->size, sizeof(pg_conn_t));
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
+    bool ok = connect_conn(pool, &pool->conns[0], err) == 0;
+    if (connected)
+        *connected = ok;
+    return pool;
+}
+
+void pg_pool_free(pg_pool_t *pool)
+{
+    if (pool == NULL)
+        return;
+    for (int i = 0; i < pool->size; i++)
+        if (pool->conns[i].conn)
+            PQfinish(pool->conns[i].conn);
+    pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->cv);
+    free(pool->conns);
+    free(pool->url);
+    free(pool);
+}
+
+pg_conn_t *pg_pool_get(pg_pool_t *pool, int timeout_ms, hd_err_t *err)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pg_conn_t *c = NULL;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        /* Prefer an open idle connection over opening a new one. */
+        for (int i = 0; i < pool->size && c == NULL; i++)
+            if (!pool->conns[i].borrowed && pool->conns[i].conn)
+                c = &pool->conns[i];
+        for (int i = 0; i < pool->size && c == NULL; i++)
+            if (!pool->conns[i].borrowed)
+                c = &pool->conns[i];
+        if (c != NULL)
+            break;
+        if (pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&pool->mu);
+            hd_err_set(err, "database: no connection free within %d ms (pool size %d)",
+                       timeout_ms, pool->size);
+            return NULL;
+        }
+    }
+    c->borrowed = true;
+    pthread_mutex_unlock(&pool->mu);
+
+    /* Health check outside the lock: a dead socket is reopened here. */
+    if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
+        if (connect_conn(pool, c, err) != 0) {
+            pg_pool_put(pool, c);
+            return NULL;
+        }
+    }
+    c->sqlstate[0] = '\0';
+    return c;
+}
+
+void pg_pool_put(pg_pool_t *pool, pg_conn_t *c)
+{
+    if (c == NULL)
+        return;
+    if (c->conn) {
+        PGTransactionStatusType ts = PQtransactionStatus(c->conn);
+        if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+            PGresult *r = PQexec(c->conn, "ROLLBACK");
+            PQclear(r);
+        }
+        if (PQstatus(c->conn) != CONNECTION_OK || PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+            PQfinish(c->conn);
+            c->conn = NULL;
+            forget_prepared(c);
+        }
+    }
+    pthread_mutex_lock(&pool->mu);
+    c->borrowed = false;
+    pthread_cond_signal(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void pg_pool_stats(pg_pool_t *pool, int *in_use, int *idle, int *size)
+{
+    int used = 0, open_idle = 0;
+    pthread_mutex_lock(&pool->mu);
+    for (int i = 0; i < pool->size; i++) {
+        if (pool->conns[i].borrowed)
+            used++;
+        else if (pool->conns[i].conn)
+            open_idle++;
+    }
+    pthread_mutex_unlock(&pool->mu);
+    if (in_use)
+        *in_use = used;
+    if (idle)
+        *idle = open_idle;
+    if (size)
+        *size = pool->size;
+}
+
+static int fail(pg_conn_t *c, PGresult *r, const char *what, hd_err_t *err)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
+    const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c->conn);
+    hd_err_set(err, "database: %s: %s", what, (msg && *msg) ? msg : "connection lost");
+    if (err)
+        err->msg[strcspn(err->msg, "\n")] = '\0';
+    PQclear(r);
+    return -1;
+}
+
+static bool ok_status(PGresult *r)
+{
+    ExecStatusType s = PQresultStatus(r);
+    return s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK;
+}
+
+PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err)
+{
+    int idx = -1;
+    for (int i = 0; i < c->nprepared; i++)
+        if (c->prepared[i] == st)
+            idx = i;
+    if (idx < 0) {
+        PGresult *r = PQprepare(c->conn, st->name, st->sql, st->nparams, NULL);
+        if (r == NULL || !ok_status(r)) {
+            fail(c, r, st->name, err);
+            return NULL;
+        }
+        PQclear(r);
+        if (c->nprepared < MAX_PREPARED)
+            c->prepared[c->nprepared++] = st;
+    }
+    PGresult *r = PQexecPrepared(c->conn, st->name, st->nparams, params, NULL, NULL, 0);
+    if (r == NULL || !ok_status(r)) {
+        fail(c, r, st->name, err);
+        return NULL;
+    }
+    c->sqlstate[0] = '\0';
+    return r;
+}
+
+int pg_exec_script(pg_conn_t *c, const char *sql, hd_err_t *err)
+{
+    PGresult *r = PQexec(c->conn, sql);
+    if (r == NULL || !ok_status(r))
+        return fail(c, r, "query", err);
+    PQclear(r);
+    c->sqlstate[0] = '\0';
+    return 0;
+}
+
+const char *pg_last_sqlstate(const pg_conn_t *c)
+{
+    return c->sqlstate;
+}
+
+bool pg_is_unique_violation(const pg_conn_t *c)
+{
+    return strcmp(c->sqlstate, "23505") == 0;
+}
+
+PGconn *pg_raw(pg_conn_t *c)
+{
+    return c->conn;
+}
+
+int pg_pool_ping(pg_pool_t *pool, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(pool, 1000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "SELECT 1", err);
+    pg_pool_put(pool, c);
+    return rc;
+}
+
+int pg_with_tx(pg_pool_t *pool, int (*fn)(pg_conn_t *c, void *arg, hd_err_t *err), void *arg,
+               hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(pool, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0) {
+        rc = fn(c, arg, err);
+        if (rc == 0)
+            rc = pg_exec_script(c, "COMMIT", err);
+        else
+            pg_exec_script(c, "ROLLBACK", NULL);
+    }
+    pg_pool_put(pool, c);
+    return rc;
+}

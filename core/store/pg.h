@@ -1,0 +1,72 @@
+/*
+ * pg.h - PostgreSQL connection pool, prepared statements, transactions.
+ *
+ * A fixed-size pool of libpq connections opened lazily. Getting a connection
+ * checks its health and reconnects a broken one; statements are prepared on
+ * first use per connection and re-prepared after a reconnect. All SQL takes
+ * parameters; nothing is built from strings.
+ */
+#ifndef HERALD_STORE_PG_H
+#define HERALD_STORE_PG_H
+
+#include "base/err.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+typedef struct pg_pool pg_pool_t;
+typedef struct pg_conn pg_conn_t;
+
+/* A named statement. Define them as static const objects; the pool tracks
+ * preparation by address. */
+typedef struct pg_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+} pg_stmt_t;
+
+/* Creates a pool of up to size connections to url. Connects one connection
+ * now so a bad URL or a down server is reported at start; when that fails
+ * the pool is still returned (it reconnects later) and err says why, with
+ * *connected set to false. Caller frees with pg_pool_free. */
+pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, bool *connected,
+                       hd_err_t *err);
+void pg_pool_free(pg_pool_t *pool);
+
+/* Borrows a connection, waiting up to timeout_ms for one to be free. Returns
+ * NULL with err when none is free in time or the server is unreachable. */
+pg_conn_t *pg_pool_get(pg_pool_t *pool, int timeout_ms, hd_err_t *err);
+
+/* Returns a borrowed connection. One left inside a transaction or broken is
+ * rolled back or dropped, never handed to the next borrower as it is. */
+void pg_pool_put(pg_pool_t *pool, pg_conn_t *c);
+
+/* Connections borrowed and idle (open, not borrowed) right now. */
+void pg_pool_stats(pg_pool_t *pool, int *in_use, int *idle, int *size);
+
+/* One round trip (SELECT 1) on a pooled connection: 0 when the database answers. */
+int pg_pool_ping(pg_pool_t *pool, hd_err_t *err);
+
+/* Runs a prepared statement with text parameters (NULL entries are SQL NULL).
+ * Returns the result (caller PQclear()s) or NULL with err; the SQLSTATE of
+ * the failure is available from pg_last_sqlstate(). */
+PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err);
+
+/* Runs one or more statements without parameters (BEGIN, a migration file). */
+int pg_exec_script(pg_conn_t *c, const char *sql, hd_err_t *err);
+
+/* The SQLSTATE of the last failed command on c ("" when none). */
+const char *pg_last_sqlstate(const pg_conn_t *c);
+
+/* The raw libpq connection, for LISTEN/NOTIFY and COPY. */
+PGconn *pg_raw(pg_conn_t *c);
+
+/* Runs fn inside BEGIN ... COMMIT on a pooled connection; rolls back when fn
+ * returns non-zero or the commit fails. Returns fn's result, or -1. */
+int pg_with_tx(pg_pool_t *pool, int (*fn)(pg_conn_t *c, void *arg, hd_err_t *err), void *arg,
+               hd_err_t *err);
+
+/* True when the SQLSTATE means a unique constraint was violated. */
+bool pg_is_unique_violation(const pg_conn_t *c);
+
+#endif

@@ -1,0 +1,819 @@
+/*
+ * test_jwt.c - unit tests for crypto/jwt (HS256 sign/verify against the RFC
+ * 7515 A.1 example and every rejection path) and the helpers it is built on,
+ * crypto/codec (base64, base64url, hex) and crypto/hash (SHA-256, HMAC,
+ * randomness, constant-time compare).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto/codec.h"
+#include "crypto/hash.h"
+#include "crypto/jwt.h"
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static const char rfc_token[] =
+    "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
+    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+static const char rfc_jwk_k[] =
+    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+
+static const uint8_t test_key[] = "test-key-0123456789abcdef-0123456789";
+#define TEST_KEYLEN (sizeof(test_key) - 1)
+#define NOW         INT64_C(1700000000)
+
+static const char hs256_header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+
+static char *join(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = c != NULL ? strlen(c) : 0;
+    char *s = malloc(la + 1 + lb + (c != NULL ? 1 + lc : 0) + 1);
+    assert_non_null(s);
+    memcpy(s, a, la);
+    s[la] = '.';
+    memcpy(s + la + 1, b, lb + 1);
+    if (c != NULL) {
+        s[la + 1 + lb] = '.';
+        memcpy(s + la + 1 + lb + 1, c, lc + 1);
+    }
+    return s;
+}
+
+static char *enc(const char *text)
+{
+    char *s = b64url_encode((const uint8_t *)text, strlen(text));
+    assert_non_null(s);
+    return s;
+}
+
+/* "hseg.pseg.<HS256 MAC over hseg.pseg>" from already-encoded segments, so
+ * tests can sign things jwt_sign_hs256 would never produce. Caller frees. */
+static char *sign_segments(const char *hseg, const char *pseg, const uint8_t *key, size_t keylen)
+{
+    char *input = join(hseg, pseg, NULL);
+    uint8_t mac[32];
+    hash_hmac_sha256(key, keylen, input, strlen(input), mac);
+    char *sig = b64url_encode(mac, sizeof(mac));
+    assert_non_null(sig);
+    char *tok = join(hseg, pseg, sig);
+    free(input);
+    free(sig);
+    return tok;
+}
+
+/* Correctly signed token from raw header and payload JSON text. */
+static char *make_token(const char *header, const char *payload)
+{
+    char *h = enc(header), *p = enc(payload);
+    char *tok = sign_segments(h, p, test_key, TEST_KEYLEN);
+    free(h);
+    free(p);
+    return tok;
+}
+
+static jwt_verify_opts_t base_opts(void)
+{
+    jwt_verify_opts_t o = {
+        .key = test_key,
+        .keylen = TEST_KEYLEN,
+        .now = NOW,
+    };
+    return o;
+}
+
+/* Verifies and checks the status; on failure claims must come back NULL
+ * (overwriting a non-NULL sentinel). */
+static void expect_status(const char *tok, const jwt_verify_opts_t *o, jwt_status_t want)
+{
+    cJSON sentinel;
+    cJSON *claims = &sentinel;
+    jwt_status_t got = jwt_verify_hs256(tok, o, &claims);
+    if (got != want)
+        fail_msg("token %.60s...: got %d (%s), want %d (%s)", tok ? tok : "(null)", got,
+                 jwt_status_str(got), want, jwt_status_str(want));
+    if (want == JWT_OK) {
+        assert_true(cJSON_IsObject(claims));
+        cJSON_Delete(claims);
+    } else {
+        assert_null(claims);
+    }
+}
+
+static void expect_payload(const char *payload, const jwt_verify_opts_t *o, jwt_status_t want)
+{
+    char *tok = make_token(hs256_header, payload);
+    expect_status(tok, o, want);
+    free(tok);
+}
+
+/* ---- codec ------------------------------------------------------------ */
+
+static void check_b64_pair(const char *plain, const char *std, const char *url)
+{
+    size_t n = strlen(plain);
+    char *e = b64_encode((const uint8_t *)plain, n);
+    assert_string_equal(e, std);
+    free(e);
+    e = b64url_encode((const uint8_t *)plain, n);
+    assert_string_equal(e, url);
+    free(e);
+
+    uint8_t *d = NULL;
+    size_t dlen = 99;
+    assert_int_equal(b64_decode(std, strlen(std), &d, &dlen), 0);
+    assert_int_equal(dlen, n);
+    assert_memory_equal(d, plain, n);
+    assert_int_equal(d[dlen], '\0');
+    free(d);
+    assert_int_equal(b64url_decode(url, strlen(url), &d, &dlen), 0);
+    assert_int_equal(dlen, n);
+    assert_memory_equal(d, plain, n);
+    free(d);
+}
+
+static void test_codec_rfc4648_vectors(void **state)
+{
+    (void)state;
+    check_b64_pair("", "", "");
+    check_b64_pair("f", "Zg==", "Zg");
+    check_b64_pair("fo", "Zm8=", "Zm8");
+    check_b64_pair("foo", "Zm9v", "Zm9v");
+    check_b64_pair("foob", "Zm9vYg==", "Zm9vYg");
+    check_b64_pair("fooba", "Zm9vYmE=", "Zm9vYmE");
+    check_b64_pair("foobar", "Zm9vYmFy", "Zm9vYmFy");
+}
+
+static void test_codec_alphabets(void **state)
+{
+    (void)state;
+    const uint8_t bin[] = {0xfb, 0xff, 0xbf, 0xfb, 0xff};
+    char *s = b64_encode(bin, sizeof(bin));
+    assert_string_equal(s, "+/+/+/8=");
+    free(s);
+    s = b64url_encode(bin, sizeof(bin));
+    assert_string_equal(s, "-_-_-_8");
+    free(s);
+
+    uint8_t *d = NULL;
+    size_t n = 0;
+    assert_int_equal(b64url_decode("-_-_-_8", 7, &d, &n), 0);
+    assert_int_equal(n, sizeof(bin));
+    assert_memory_equal(d, bin, sizeof(bin));
+    free(d);
+
+    /* Every byte value survives both encodings. */
+    uint8_t all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    for (size_t len = 250; len <= 256; len++) {
+        s = b64_encode(all, len);
+        assert_int_equal(b64_decode(s, strlen(s), &d, &n), 0);
+        assert_int_equal(n, len);
+        assert_memory_equal(d, all, len);
+        free(d);
+        free(s);
+        s = b64url_encode(all, len);
+        assert_null(strchr(s, '='));
+        assert_int_equal(b64url_decode(s, strlen(s), &d, &n), 0);
+        assert_int_equal(n, len);
+        assert_memory_equal(d, all, len);
+        free(d);
+        free(s);
+    }
+}
+
+static void expect_b64_reject(const char *in, int url)
+{
+    uint8_t sentinel = 0, *d = &sentinel;
+    size_t n = 99;
+    int rc = url ? b64url_decode(in, strlen(in), &d, &n) : b64_decode(in, strlen(in), &d, &n);
+    if (rc != -1)
+        fail_msg("%s decode accepted \"%s\"", url ? "base64url" : "base64", in);
+    assert_null(d);
+    assert_int_equal(n, 0);
+}
+
+static void test_codec_strict_rejects(void **state)
+{
+    (void)state;
+    const char *bad_std[] = {
+        "Zg",       /* missing padding */
+        "Zg=",      /* length not a multiple of 4 */
+        "Z===",     /* three pad characters */
+        "====",     /* only padding */
+        "Zg==Zg==", /* padding in the middle */
+        "Zm9v\n",   /* trailing newline */
+        "Zm9\n",    /* newline where a character belongs */
+        " Zm9",     /* leading space */
+        "Zm 9v===", /* space */
+        "Zh==",     /* non-zero trailing bits: Zg== is the only form */
+        "Zm9=",     /* non-zero trailing bits */
+        "-_8=",     /* url alphabet */
+        "Zm9*",     /* foreign character */
+    };
+    for (size_t i = 0; i < sizeof(bad_std) / sizeof(bad_std[0]); i++)
+        expect_b64_reject(bad_std[i], 0);
+
+    const char *bad_url[] = {
+        "Zg==",  /* padding */
+        "Zg=",   /* padding */
+        "+/8",   /* standard alphabet */
+        "Zm 9v", /* space */
+        "Zm9v\n",
+        "Z",  /* impossible length */
+        "Zh", /* non-zero trailing bits */
+        "Zm.9",
+    };
+    for (size_t i = 0; i < sizeof(bad_url) / sizeof(bad_url[0]); i++)
+        expect_b64_reject(bad_url[i], 1);
+
+    /* An embedded NUL inside the given length is just another bad byte. */
+    uint8_t *d = NULL;
+    size_t n = 0;
+    assert_int_equal(b64url_decode("Zm\0v", 4, &d, &n), -1);
+    assert_int_equal(b64_decode(NULL, 0, &d, &n), -1);
+}
+
+static void test_codec_hex(void **state)
+{
+    (void)state;
+    const uint8_t in[] = {0x00, 0xab, 0xff, 0x10, 0x9c};
+    char out[2 * sizeof(in) + 1];
+    memset(out, 'x', sizeof(out));
+    hex_encode(in, sizeof(in), out);
+    assert_string_equal(out, "00abff109c");
+    hex_encode(in, 0, out);
+    assert_string_equal(out, "");
+}
+
+/* ---- hash ------------------------------------------------------------- */
+
+static void test_hash_sha256_vectors(void **state)
+{
+    (void)state;
+    char hex[65];
+    hash_sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    hash_sha256_hex(NULL, 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+static void test_hash_hmac_rfc4231(void **state)
+{
+    (void)state;
+    /* RFC 4231 test case 2. */
+    const char *data = "what do ya want for nothing?";
+    uint8_t mac[32], mac2[32];
+    char hex[65];
+    hash_hmac_sha256("Jefe", 4, data, strlen(data), mac);
+    hex_encode(mac, 32, hex);
+    assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    assert_int_equal(hash_hmac_sha256_checked("Jefe", 4, data, strlen(data), mac2), 0);
+    assert_memory_equal(mac, mac2, 32);
+}
+
+static void test_hash_random(void **state)
+{
+    (void)state;
+    uint8_t a[32], b[32];
+    assert_int_equal(hash_random(a, sizeof(a)), 0);
+    assert_int_equal(hash_random(b, sizeof(b)), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+
+    char *t1 = hash_random_token(32), *t2 = hash_random_token(32);
+    assert_non_null(t1);
+    assert_non_null(t2);
+    assert_int_equal(strlen(t1), 43);
+    assert_string_not_equal(t1, t2);
+    assert_int_equal(strspn(t1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                     43);
+    uint8_t *d = NULL;
+    size_t n = 0;
+    assert_int_equal(b64url_decode(t1, strlen(t1), &d, &n), 0);
+    assert_int_equal(n, 32);
+    free(d);
+    free(t1);
+    free(t2);
+}
+
+static void test_hash_uuid4(void **state)
+{
+    (void)state;
+    char *u = hash_uuid4(), *v = hash_uuid4();
+    assert_non_null(u);
+    assert_non_null(v);
+    assert_int_equal(strlen(u), 36);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            assert_int_equal(u[i], '-');
+        else
+            assert_non_null(strchr("0123456789abcdef", u[i]));
+    }
+    assert_int_equal(u[14], '4');
+    assert_non_null(strchr("89ab", u[19]));
+    assert_string_not_equal(u, v);
+    free(u);
+    free(v);
+}
+
+static void test_hash_ct_equal(void **state)
+{
+    (void)state;
+    uint8_t a[32], b[32];
+    for (int i = 0; i < 32; i++)
+        a[i] = b[i] = (uint8_t)(i * 7);
+    assert_int_equal(hash_ct_equal(a, b, 32), 1);
+    b[31] ^= 0x01;
+    assert_int_equal(hash_ct_equal(a, b, 32), 0);
+    b[31] ^= 0x01;
+    b[0] ^= 0x80;
+    assert_int_equal(hash_ct_equal(a, b, 32), 0);
+    assert_int_equal(hash_ct_equal(a, b + 1, 0), 1);
+    /* Only the first len bytes count. */
+    assert_int_equal(hash_ct_equal(a + 1, b + 1, 31), 1);
+}
+
+/* ---- jwt: RFC 7515 A.1 ------------------------------------------------ */
+
+static jwt_verify_opts_t rfc_opts(uint8_t **key)
+{
+    size_t keylen = 0;
+    assert_int_equal(b64url_decode(rfc_jwk_k, strlen(rfc_jwk_k), key, &keylen), 0);
+    assert_int_equal(keylen, 64);
+    jwt_verify_opts_t o = {.key = *key, .keylen = keylen, .issuer = "joe"};
+    return o;
+}
+
+static void test_jwt_rfc7515_a1_valid_before_exp(void **state)
+{
+    (void)state;
+    uint8_t *key = NULL;
+    jwt_verify_opts_t o = rfc_opts(&key);
+    o.now = 1300819379;
+
+    cJSON *claims = NULL;
+    assert_int_equal(jwt_verify_hs256(rfc_token, &o, &claims), JWT_OK);
+    assert_non_null(claims);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(claims, "iss")->valuestring, "joe");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(claims, "exp")->valuedouble, 1300819380);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(claims, "http://example.com/is_root")));
+    cJSON_Delete(claims);
+
+    /* The verdict alone, without asking for the claims. */
+    assert_int_equal(jwt_verify_hs256(rfc_token, &o, NULL), JWT_OK);
+    free(key);
+}
+
+static void test_jwt_rfc7515_a1_expired(void **state)
+{
+    (void)state;
+    uint8_t *key = NULL;
+    jwt_verify_opts_t o = rfc_opts(&key);
+
+    o.now = (int64_t)time(NULL);
+    expect_status(rfc_token, &o, JWT_EEXPIRED);
+    /* RFC 7519 4.1.4: not accepted on or after exp. */
+    o.now = 1300819380;
+    expect_status(rfc_token, &o, JWT_EEXPIRED);
+    o.leeway = 1;
+    expect_status(rfc_token, &o, JWT_OK);
+    /* Issuer is checked too. */
+    o.now = 1300819379;
+    o.issuer = "jane";
+    expect_status(rfc_token, &o, JWT_EISS);
+    free(key);
+}
+
+/* ---- jwt: round trip --------------------------------------------------- */
+
+static void test_jwt_sign_verify_round_trip(void **state)
+{
+    (void)state;
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "sub", "user-42");
+    cJSON_AddStringToObject(c, "iss", "herald");
+    cJSON_AddStringToObject(c, "aud", "api");
+    cJSON_AddNumberToObject(c, "iat", (double)NOW);
+    cJSON_AddNumberToObject(c, "exp", (double)(NOW + 300));
+
+    char *tok = NULL;
+    assert_int_equal(jwt_sign_hs256(test_key, TEST_KEYLEN, c, &tok), 0);
+    assert_non_null(tok);
+
+    /* Header bytes are exactly the fixed HS256 header. */
+    const char *dot = strchr(tok, '.');
+    assert_non_null(dot);
+    uint8_t *h = NULL;
+    size_t hlen = 0;
+    assert_int_equal(b64url_decode(tok, (size_t)(dot - tok), &h, &hlen), 0);
+    assert_string_equal((char *)h, hs256_header);
+    free(h);
+
+    jwt_verify_opts_t o = base_opts();
+    o.issuer = "herald";
+    o.audience = "api";
+    o.require_exp = 1;
+    cJSON *claims = NULL;
+    assert_int_equal(jwt_verify_hs256(tok, &o, &claims), JWT_OK);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(claims, "sub")->valuestring, "user-42");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(claims, "exp")->valuedouble, NOW + 300);
+    cJSON_Delete(claims);
+
+    /* A different key must not verify it. */
+    o.key = (const uint8_t *)"another-key";
+    o.keylen = 11;
+    expect_status(tok, &o, JWT_ESIG);
+
+    free(tok);
+    cJSON_Delete(c);
+}
+
+static void test_jwt_sign_rejects_bad_input(void **state)
+{
+    (void)state;
+    char *tok = (char *)"sentinel";
+    cJSON *arr = cJSON_CreateArray();
+    assert_int_equal(jwt_sign_hs256(test_key, TEST_KEYLEN, arr, &tok), -1);
+    assert_null(tok);
+    cJSON *obj = cJSON_CreateObject();
+    tok = (char *)"sentinel";
+    assert_int_equal(jwt_sign_hs256(test_key, 0, obj, &tok), -1);
+    assert_null(tok);
+    cJSON_Delete(arr);
+    cJSON_Delete(obj);
+}
+
+/* ---- jwt: algorithm ---------------------------------------------------- */
+
+static void test_jwt_rejects_alg_none(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    const char *headers[] = {"{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"None\"}",
+                             "{\"alg\":\"NONE\"}"};
+    char *p = enc("{\"sub\":\"admin\"}");
+    for (size_t i = 0; i < 3; i++) {
+        char *h = enc(headers[i]);
+        /* The classic forgery: empty signature segment. */
+        char *tok = join(h, p, "");
+        expect_status(tok, &o, JWT_EALG);
+        free(tok);
+        /* And with a signature that is valid for our key. */
+        tok = sign_segments(h, p, test_key, TEST_KEYLEN);
+        expect_status(tok, &o, JWT_EALG);
+        free(tok);
+        free(h);
+    }
+    free(p);
+}
+
+static void test_jwt_rejects_other_algs(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    /* Each token carries a correct HS256 MAC, so only the header can be the
+     * reason for rejection. */
+    const char *headers[] = {
+        "{\"alg\":\"HS512\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"RS256\",\"typ\":\"JWT\"}",
+        "{\"typ\":\"JWT\"}",
+        "{\"alg\":256}",
+        "{\"alg\":null}",
+        "{\"alg\":[\"HS256\"]}",
+        "{\"alg\":\"hs256\"}",
+        "{\"alg\":\"HS256 \"}",
+        "{\"Alg\":\"HS256\"}",
+        "{\"alg\":\"HS256\",\"crit\":[\"exp\"],\"exp\":1}",
+    };
+    for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
+        char *tok = make_token(headers[i], "{\"sub\":\"x\"}");
+        expect_status(tok, &o, JWT_EALG);
+        free(tok);
+    }
+    /* Control: the same construction with the right header passes. */
+    expect_payload("{\"sub\":\"x\"}", &o, JWT_OK);
+}
+
+/* ---- jwt: signature ---------------------------------------------------- */
+
+static void test_jwt_rejects_bad_signature(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    char *tok = make_token(hs256_header, "{\"sub\":\"x\"}");
+    expect_status(tok, &o, JWT_OK);
+
+    char *sig = strrchr(tok, '.') + 1;
+    sig[0] = sig[0] == 'A' ? 'B' : 'A';
+    expect_status(tok, &o, JWT_ESIG);
+    free(tok);
+
+    /* Right MAC, wrong length: truncated to 31 bytes or extended to 33. */
+    char *h = enc(hs256_header), *p = enc("{\"sub\":\"x\"}");
+    char *input = join(h, p, NULL);
+    uint8_t mac[33];
+    hash_hmac_sha256(test_key, TEST_KEYLEN, input, strlen(input), mac);
+    mac[32] = 0;
+    for (size_t len = 31; len <= 33; len += 2) {
+        char *s = b64url_encode(mac, len);
+        tok = join(h, p, s);
+        expect_status(tok, &o, JWT_ESIG);
+        free(tok);
+        free(s);
+    }
+    /* Empty signature on an HS256 header. */
+    tok = join(h, p, "");
+    expect_status(tok, &o, JWT_ESIG);
+    free(tok);
+
+    /* A token MACed with an empty key never verifies, even with keylen 0. */
+    tok = sign_segments(h, p, (const uint8_t *)"", 0);
+    o.key = (const uint8_t *)"";
+    o.keylen = 0;
+    expect_status(tok, &o, JWT_ESIG);
+    free(tok);
+
+    free(input);
+    free(h);
+    free(p);
+}
+
+static void test_jwt_rejects_tampered_payload(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    char *tok = make_token(hs256_header, "{\"sub\":\"user-42\",\"admin\":false}");
+    expect_status(tok, &o, JWT_OK);
+
+    char *h = enc(hs256_header), *evil = enc("{\"sub\":\"user-42\",\"admin\":true}");
+    char *forged = join(h, evil, strrchr(tok, '.') + 1);
+    expect_status(forged, &o, JWT_ESIG);
+
+    free(forged);
+    free(evil);
+    free(h);
+    free(tok);
+}
+
+static void test_jwt_signature_checked_before_claims(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    o.issuer = "herald";
+    /* Expired, wrong issuer and badly signed: the signature verdict wins. */
+    char *h = enc(hs256_header), *p = enc("{\"iss\":\"evil\",\"exp\":1}");
+    char *tok = sign_segments(h, p, (const uint8_t *)"wrong", 5);
+    expect_status(tok, &o, JWT_ESIG);
+    free(tok);
+    /* Payload that is not even JSON, badly signed: still a signature error. */
+    free(p);
+    p = enc("not json");
+    tok = sign_segments(h, p, (const uint8_t *)"wrong", 5);
+    expect_status(tok, &o, JWT_ESIG);
+    free(tok);
+    free(p);
+    free(h);
+}
+
+/* ---- jwt: time claims -------------------------------------------------- */
+
+static void test_jwt_exp(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    char payload[128];
+
+    /* No exp: fine unless required. */
+    expect_payload("{\"sub\":\"x\"}", &o, JWT_OK);
+    o.require_exp = 1;
+    expect_payload("{\"sub\":\"x\"}", &o, JWT_ENOEXP);
+
+    o.leeway = 60;
+    snprintf(payload, sizeof(payload), "{\"exp\":%lld}", (long long)(NOW - 120));
+    expect_payload(payload, &o, JWT_EEXPIRED);
+    snprintf(payload, sizeof(payload), "{\"exp\":%lld}", (long long)(NOW - 30));
+    expect_payload(payload, &o, JWT_OK);
+    snprintf(payload, sizeof(payload), "{\"exp\":%lld}", (long long)(NOW - 60));
+    expect_payload(payload, &o, JWT_EEXPIRED);
+    o.leeway = 0;
+    snprintf(payload, sizeof(payload), "{\"exp\":%lld}", (long long)(NOW - 30));
+    expect_payload(payload, &o, JWT_EEXPIRED);
+    snprintf(payload, sizeof(payload), "{\"exp\":%lld}", (long long)(NOW + 1));
+    expect_payload(payload, &o, JWT_OK);
+
+    /* exp that is not a number is not "no exp". */
+    expect_payload("{\"exp\":\"9999999999\"}", &o, JWT_EMALFORMED);
+    o.require_exp = 0;
+    expect_payload("{\"exp\":null}", &o, JWT_EMALFORMED);
+}
+
+static void test_jwt_nbf(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    char payload[128];
+    o.leeway = 60;
+    snprintf(payload, sizeof(payload), "{\"nbf\":%lld}", (long long)(NOW + 120));
+    expect_payload(payload, &o, JWT_ENOTYET);
+    snprintf(payload, sizeof(payload), "{\"nbf\":%lld}", (long long)(NOW + 30));
+    expect_payload(payload, &o, JWT_OK);
+    o.leeway = 0;
+    expect_payload(payload, &o, JWT_ENOTYET);
+    snprintf(payload, sizeof(payload), "{\"nbf\":%lld}", (long long)NOW);
+    expect_payload(payload, &o, JWT_OK);
+    expect_payload("{\"nbf\":\"later\"}", &o, JWT_EMALFORMED);
+}
+
+/* ---- jwt: iss / aud ---------------------------------------------------- */
+
+static void test_jwt_iss(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    o.issuer = "herald";
+    expect_payload("{\"iss\":\"herald\"}", &o, JWT_OK);
+    expect_payload("{\"iss\":\"evil\"}", &o, JWT_EISS);
+    expect_payload("{\"iss\":\"herald2\"}", &o, JWT_EISS);
+    expect_payload("{\"sub\":\"x\"}", &o, JWT_EISS);
+    expect_payload("{\"iss\":[\"herald\"]}", &o, JWT_EISS);
+    /* Not asked for: any issuer is fine. */
+    o.issuer = NULL;
+    expect_payload("{\"iss\":\"evil\"}", &o, JWT_OK);
+}
+
+static void test_jwt_aud(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    o.audience = "api";
+    expect_payload("{\"aud\":\"api\"}", &o, JWT_OK);
+    expect_payload("{\"aud\":\"web\"}", &o, JWT_EAUD);
+    expect_payload("{\"aud\":[\"web\",\"api\"]}", &o, JWT_OK);
+    expect_payload("{\"aud\":[\"web\",\"apix\"]}", &o, JWT_EAUD);
+    expect_payload("{\"aud\":[]}", &o, JWT_EAUD);
+    expect_payload("{\"aud\":[1,{\"x\":\"api\"}]}", &o, JWT_EAUD);
+    expect_payload("{\"sub\":\"x\"}", &o, JWT_EAUD);
+}
+
+/* ---- jwt: malformed ---------------------------------------------------- */
+
+static void test_jwt_malformed(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    char *good = make_token(hs256_header, "{\"sub\":\"x\"}");
+    expect_status(good, &o, JWT_OK);
+
+    /* Two segments. */
+    char *t = strdup(good);
+    *strrchr(t, '.') = '\0';
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+
+    /* Four segments. */
+    t = join(good, "AAAA", NULL);
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+
+    /* Invalid base64url character in the payload. */
+    t = strdup(good);
+    strchr(t, '.')[2] = '*';
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+
+    /* Padding: a padded payload segment MACed as sent would otherwise pass. */
+    char *h = enc(hs256_header);
+    char *p = b64_encode((const uint8_t *)"{\"sub\":\"a\"}", 11);
+    assert_non_null(strchr(p, '='));
+    t = sign_segments(h, p, test_key, TEST_KEYLEN);
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+    free(p);
+
+    /* Empty and degenerate inputs. */
+    expect_status("", &o, JWT_EMALFORMED);
+    expect_status("..", &o, JWT_EMALFORMED);
+    expect_status(NULL, &o, JWT_EMALFORMED);
+    p = enc("{\"sub\":\"x\"}");
+    t = sign_segments("", p, test_key, TEST_KEYLEN);
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+    t = sign_segments(h, "", test_key, TEST_KEYLEN);
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+    free(p);
+    free(h);
+
+    /* Header that is not a JSON object. */
+    const char *bad_headers[] = {"not json", "[\"HS256\"]", "\"HS256\"",
+                                 "{\"alg\":\"HS256\"} x", "{\"alg\":\"HS256\""};
+    for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
+        t = make_token(bad_headers[i], "{\"sub\":\"x\"}");
+        expect_status(t, &o, JWT_EMALFORMED);
+        free(t);
+    }
+    /* Duplicate header names: cJSON would see the first "alg" only. */
+    t = make_token("{\"alg\":\"HS256\",\"alg\":\"none\"}", "{\"sub\":\"x\"}");
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+
+    /* Payload that is not a JSON object (correctly signed). */
+    const char *bad_payloads[] = {"[1,2]", "\"str\"", "42", "null", "{\"a\":1} trailing",
+                                  "{\"exp\":1,\"exp\":99999999999}"};
+    for (size_t i = 0; i < sizeof(bad_payloads) / sizeof(bad_payloads[0]); i++)
+        expect_payload(bad_payloads[i], &o, JWT_EMALFORMED);
+    /* An embedded NUL would hide the rest of the payload from cJSON. */
+    h = enc(hs256_header);
+    char *nul = b64url_encode((const uint8_t *)"{\"a\":1}\0{\"b\":2}", 15);
+    t = sign_segments(h, nul, test_key, TEST_KEYLEN);
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+    free(nul);
+    free(h);
+
+    free(good);
+}
+
+static void test_jwt_length_bound(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    size_t big = 7000;
+    char *payload = malloc(big + 16);
+    assert_non_null(payload);
+
+    /* Just under the bound: fine. */
+    memcpy(payload, "{\"x\":\"", 6);
+    memset(payload + 6, 'a', 5000);
+    memcpy(payload + 6 + 5000, "\"}", 3);
+    char *t = make_token(hs256_header, payload);
+    assert_true(strlen(t) <= JWT_MAX_TOKEN_LEN);
+    expect_status(t, &o, JWT_OK);
+    free(t);
+
+    /* Over it: rejected before any decoding. */
+    memset(payload + 6, 'a', big);
+    memcpy(payload + 6 + big, "\"}", 3);
+    t = make_token(hs256_header, payload);
+    assert_true(strlen(t) > JWT_MAX_TOKEN_LEN);
+    expect_status(t, &o, JWT_EMALFORMED);
+    free(t);
+    free(payload);
+}
+
+static void test_jwt_status_str(void **state)
+{
+    (void)state;
+    assert_string_equal(jwt_status_str(JWT_EEXPIRED), "token expired");
+    assert_string_equal(jwt_status_str(JWT_EALG), "algorithm not allowed");
+    const char *seen[JWT_EAUD + 1];
+    for (int s = JWT_OK; s <= JWT_EAUD; s++) {
+        seen[s] = jwt_status_str((jwt_status_t)s);
+        assert_non_null(seen[s]);
+        assert_true(strlen(seen[s]) > 0);
+        for (int prev = JWT_OK; prev < s; prev++)
+            assert_string_not_equal(seen[prev], seen[s]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codec_rfc4648_vectors),
+        cmocka_unit_test(test_codec_alphabets),
+        cmocka_unit_test(test_codec_strict_rejects),
+        cmocka_unit_test(test_codec_hex),
+        cmocka_unit_test(test_hash_sha256_vectors),
+        cmocka_unit_test(test_hash_hmac_rfc4231),
+        cmocka_unit_test(test_hash_random),
+        cmocka_unit_test(test_hash_uuid4),
+        cmocka_unit_test(test_hash_ct_equal),
+        cmocka_unit_test(test_jwt_rfc7515_a1_valid_before_exp),
+        cmocka_unit_test(test_jwt_rfc7515_a1_expired),
+        cmocka_unit_test(test_jwt_sign_verify_round_trip),
+        cmocka_unit_test(test_jwt_sign_rejects_bad_input),
+        cmocka_unit_test(test_jwt_rejects_alg_none),
+        cmocka_unit_test(test_jwt_rejects_other_algs),
+        cmocka_unit_test(test_jwt_rejects_bad_signature),
+        cmocka_unit_test(test_jwt_rejects_tampered_payload),
+        cmocka_unit_test(test_jwt_signature_checked_before_claims),
+        cmocka_unit_test(test_jwt_exp),
+        cmocka_unit_test(test_jwt_nbf),
+        cmocka_unit_test(test_jwt_iss),
+        cmocka_unit_test(test_jwt_aud),
+        cmocka_unit_test(test_jwt_malformed),
+        cmocka_unit_test(test_jwt_length_bound),
+        cmocka_unit_test(test_jwt_status_str),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

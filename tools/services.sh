@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# services.sh - a private PostgreSQL and Redis for development and tests,
+# kept under var/ so nothing outside the checkout is touched.
+#
+#   tools/services.sh start   start both (idempotent), create the database
+#   tools/services.sh stop    stop what is running under var/
+#   tools/services.sh env     print the HERALD_*_URL exports for them
+#
+# When HERALD_DATABASE_URL / HERALD_REDIS_URL are already set, the matching
+# private service is neither started nor stopped.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VAR=${HERALD_VAR_DIR:-$ROOT/var}
+PG_PORT=${HERALD_PG_PORT:-55432}
+REDIS_PORT=${HERALD_REDIS_PORT:-56379}
+PG_DIR=$VAR/pg
+REDIS_DIR=$VAR/redis
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+
+# initdb refuses to run as root: as root, the cluster belongs to `postgres`.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_url() { echo "postgresql://herald@127.0.0.1:$PG_PORT/herald"; }
+redis_url() { echo "redis://127.0.0.1:$REDIS_PORT/0"; }
+
+start_pg() {
+  [ -n "${HERALD_DATABASE_URL:-}" ] && return 0
+  [ -x "$PG_BIN/initdb" ] || { echo "services: PostgreSQL binaries not found; run tools/deps.sh" >&2; exit 1; }
+  mkdir -p "$PG_DIR"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U herald --auth=trust -E UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 \
+      || { cat "$PG_DIR/initdb.log" >&2; exit 1; }
+  fi
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -w -t 60 -l "$PG_DIR/server.log" \
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" start >/dev/null \
+      || { tail -n 20 "$PG_DIR/server.log" >&2; exit 1; }
+  fi
+  for _ in $(seq 1 50); do
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+    sleep 0.2
+  done
+  if ! psql -qtA -h 127.0.0.1 -p "$PG_PORT" -U herald -d postgres -c "SELECT 1 FROM pg_database WHERE datname='herald'" | grep -q 1; then
+    psql -q -h 127.0.0.1 -p "$PG_PORT" -U herald -d postgres -c "CREATE DATABASE herald" >/dev/null
+  fi
+}
+
+start_redis() {
+  [ -n "${HERALD_REDIS_URL:-}" ] && return 0
+  mkdir -p "$REDIS_DIR"
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --daemonize yes \
+    --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "services: redis did not start; see $REDIS_DIR/redis.log" >&2
+  exit 1
+}
+
+stop_all() {
+  if [ -z "${HERALD_DATABASE_URL:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  if [ -z "${HERALD_REDIS_URL:-}" ]; then
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  fi
+}
+
+case "${1:-}" in
+  start) start_pg; start_redis ;;
+  stop) stop_all ;;
+  status)
+    # exit 0 when both private services answer (used to leave running ones alone)
+    { [ -n "${HERALD_DATABASE_URL:-}" ] || "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; } &&
+      { [ -n "${HERALD_REDIS_URL:-}" ] || redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+    ;;
+  env)
+    echo "export HERALD_DATABASE_URL=${HERALD_DATABASE_URL:-$(pg_url)}"
+    echo "export HERALD_REDIS_URL=${HERALD_REDIS_URL:-$(redis_url)}"
+    ;;
+  *) echo "usage: tools/services.sh start|stop|status|env" >&2; exit 2 ;;
+esac
