@@ -41,8 +41,13 @@ static int build_app(app_t *app, cfg_t *cfg)
     if (rd_ping(app->redis, &err) != 0)
         log_error("redis unreachable at start; serving degraded", "reason", err.msg);
     app->keyring = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
-    for (int i = 0; app->keyring && i < cfg->enc_old_count; i++)
-        fe_keyring_add_old(app->keyring, cfg->enc_old_keys[i]);
+    for (int i = 0; app->keyring && i < cfg->enc_old_count; i++) {
+        if (fe_keyring_add_old(app->keyring, cfg->enc_old_keys[i]) != 0) {
+            fprintf(stderr, "herald serve: HERALD_ENCRYPTION_OLD_KEYS: key %d clashes with the "
+                            "id of another key; generate a new key\n", i + 1);
+            return -1;
+        }
+    }
     app->metrics = metrics_new();
     if (app->keyring == NULL || app->metrics == NULL || api_register(app) != 0) {
         fprintf(stderr, "herald serve: cannot initialise (out of memory)\n");

@@ -100,7 +100,8 @@ static int decode(const char *in, size_t datalen, int url, uint8_t **out, size_t
     size_t i = 0;
     for (; i + 4 <= datalen; i += 4) {
         int a = b64_value((unsigned char)in[i], url), b = b64_value((unsigned char)in[i + 1], url);
-        int c = b64_value((unsigned char)in[i + 2], url), d = b64_value((unsigned char)in[i + 3], url);
+        int c = b64_value((unsigned char)in[i + 2], url),
+            d = b64_value((unsigned char)in[i + 3], url);
         if ((a | b | c | d) < 0)
             goto fail;
         uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;

@@ -41,8 +41,8 @@ int hash_hmac_sha256_checked(const void *key, size_t keylen, const void *data, s
     unsigned int mdlen = 0;
     if (keylen > INT_MAX)
         goto fail;
-    if (HMAC(EVP_sha256(), keylen > 0 ? key : empty, (int)keylen, len > 0 ? data : empty, len,
-             out, &mdlen) == NULL ||
+    if (HMAC(EVP_sha256(), keylen > 0 ? key : empty, (int)keylen, len > 0 ? data : empty, len, out,
+             &mdlen) == NULL ||
         mdlen != 32)
         goto fail;
     return 0;
@@ -52,8 +52,7 @@ fail:
     return -1;
 }
 
-void hash_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
-                      uint8_t out[32])
+void hash_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len, uint8_t out[32])
 {
     (void)hash_hmac_sha256_checked(key, keylen, data, len, out);
 }

@@ -183,11 +183,12 @@ jwt_status_t jwt_verify_hs256(const char *token, const jwt_verify_opts_t *opts, 
         return JWT_EMALFORMED;
 
     const char *p = dot1 + 1, *s = dot2 + 1;
-    size_t hseg = (size_t)(dot1 - token), pseg = (size_t)(dot2 - p), sseg = len - (size_t)(s - token);
+    size_t hseg = (size_t)(dot1 - token), pseg = (size_t)(dot2 - p),
+           sseg = len - (size_t)(s - token);
     if (hseg == 0 || pseg == 0)
         goto done;
-    if (b64url_decode(token, hseg, &hbuf, &hlen) != 0 || b64url_decode(p, pseg, &pbuf, &plen) != 0 ||
-        b64url_decode(s, sseg, &sbuf, &slen) != 0)
+    if (b64url_decode(token, hseg, &hbuf, &hlen) != 0 ||
+        b64url_decode(p, pseg, &pbuf, &plen) != 0 || b64url_decode(s, sseg, &sbuf, &slen) != 0)
         goto done;
 
     if ((hdr = parse_object(hbuf, hlen)) == NULL)

@@ -21,10 +21,10 @@
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static const char rfc_token[] =
-    "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
-    ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
-    ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+static const char rfc_token[] = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
+                                ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtc"
+                                "GxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+                                ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 static const char rfc_jwk_k[] =
     "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
 
@@ -225,13 +225,12 @@ static void test_codec_strict_rejects(void **state)
         expect_b64_reject(bad_std[i], 0);
 
     const char *bad_url[] = {
-        "Zg==",  /* padding */
-        "Zg=",   /* padding */
-        "+/8",   /* standard alphabet */
-        "Zm 9v", /* space */
-        "Zm9v\n",
-        "Z",  /* impossible length */
-        "Zh", /* non-zero trailing bits */
+        "Zg==",        /* padding */
+        "Zg=",         /* padding */
+        "+/8",         /* standard alphabet */
+        "Zm 9v",       /* space */
+        "Zm9v\n", "Z", /* impossible length */
+        "Zh",          /* non-zero trailing bits */
         "Zm.9",
     };
     for (size_t i = 0; i < sizeof(bad_url) / sizeof(bad_url[0]); i++)
@@ -366,7 +365,8 @@ static void test_jwt_rfc7515_a1_valid_before_exp(void **state)
     assert_non_null(claims);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(claims, "iss")->valuestring, "joe");
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(claims, "exp")->valuedouble, 1300819380);
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(claims, "http://example.com/is_root")));
+    assert_true(
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(claims, "http://example.com/is_root")));
     cJSON_Delete(claims);
 
     /* The verdict alone, without asking for the claims. */
@@ -715,8 +715,8 @@ static void test_jwt_malformed(void **state)
     free(h);
 
     /* Header that is not a JSON object. */
-    const char *bad_headers[] = {"not json", "[\"HS256\"]", "\"HS256\"",
-                                 "{\"alg\":\"HS256\"} x", "{\"alg\":\"HS256\""};
+    const char *bad_headers[] = {"not json", "[\"HS256\"]", "\"HS256\"", "{\"alg\":\"HS256\"} x",
+                                 "{\"alg\":\"HS256\""};
     for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
         t = make_token(bad_headers[i], "{\"sub\":\"x\"}");
         expect_status(t, &o, JWT_EMALFORMED);
@@ -728,8 +728,8 @@ static void test_jwt_malformed(void **state)
     free(t);
 
     /* Payload that is not a JSON object (correctly signed). */
-    const char *bad_payloads[] = {"[1,2]", "\"str\"", "42", "null", "{\"a\":1} trailing",
-                                  "{\"exp\":1,\"exp\":99999999999}"};
+    const char *bad_payloads[] = {
+        "[1,2]", "\"str\"", "42", "null", "{\"a\":1} trailing", "{\"exp\":1,\"exp\":99999999999}"};
     for (size_t i = 0; i < sizeof(bad_payloads) / sizeof(bad_payloads[0]); i++)
         expect_payload(bad_payloads[i], &o, JWT_EMALFORMED);
     /* An embedded NUL would hide the rest of the payload from cJSON. */
