@@ -29,8 +29,8 @@ typedef struct field {
     kind_t kind;
     size_t off; /* offset of the member in cfg_t */
     bool required;
-    const char *def; /* default as text, parsed like a value from the file */
-    double min, max; /* bounds for numbers */
+    const char *def;         /* default as text, parsed like a value from the file */
+    double min, max;         /* bounds for numbers */
     const char *url_schemes; /* K_URL: space-separated allowed schemes */
 } field_t;
 
@@ -65,7 +65,7 @@ static const field_t schema[] = {
 static const struct {
     const char *word, *var;
 } secret_words[] = {
-    {"jwt_secret", "HERALD_JWT_SECRET"},   {"secret", "HERALD_JWT_SECRET"},
+    {"jwt_secret", "HERALD_JWT_SECRET"},         {"secret", "HERALD_JWT_SECRET"},
     {"encryption_key", "HERALD_ENCRYPTION_KEY"}, {"password", "HERALD_SMTP_PASSWORD"},
     {"token", "the provider's HERALD_*_TOKEN"},  {"auth_token", "HERALD_TWILIO_AUTH_TOKEN"},
 };
@@ -164,6 +164,8 @@ static int store(lua_State *L, const field_t *f, cfg_t *cfg, const char *name, h
     case K_URL:
     case K_LEVEL:
     case K_HOSTPORT: {
+        if (lua_type(L, -1) != LUA_TSTRING && f->kind == K_HOSTPORT)
+            return hd_err_set(err, "%s: %s: expected \"host:port\", got %s", name, f->path, got);
         if (lua_type(L, -1) != LUA_TSTRING)
             goto badtype;
         const char *s = lua_tostring(L, -1);
@@ -179,8 +181,9 @@ static int store(lua_State *L, const field_t *f, cfg_t *cfg, const char *name, h
         } else if (f->kind == K_LEVEL) {
             log_level_t lv;
             if (log_level_parse(s, &lv) != 0)
-                return hd_err_set(err, "%s: %s: expected one of debug, info, warn, error, crit, "
-                                       "got %s",
+                return hd_err_set(err,
+                                  "%s: %s: expected one of debug, info, warn, error, crit, "
+                                  "got %s",
                                   name, f->path, got);
         } else if (*s == '\0') {
             return hd_err_set(err, "%s: %s: expected a non-empty string, got \"\"", name, f->path);
@@ -236,6 +239,8 @@ static int push_path(lua_State *L, int idx, const char *path, char *bad, size_t 
     const char *p = path;
     while (*p) {
         size_t n = strcspn(p, ".");
+        if (lua_isnil(L, -1))
+            return 0; /* an absent section: every key in it is absent */
         if (!lua_istable(L, -1)) {
             snprintf(bad, badn, "%.*s", (int)(p - path - 1), path);
             lua_pop(L, 1);
@@ -268,8 +273,7 @@ static bool known_prefix(const char *path, bool *is_leaf)
 }
 
 /* Rejects keys the schema does not know, recursively (typos fail loudly). */
-static int check_unknown(lua_State *L, int idx, const char *prefix, const char *name,
-                         hd_err_t *err)
+static int check_unknown(lua_State *L, int idx, const char *prefix, const char *name, hd_err_t *err)
 {
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) { /* stack: ..., key, value */
@@ -286,8 +290,9 @@ static int check_unknown(lua_State *L, int idx, const char *prefix, const char *
             for (size_t i = 0; i < sizeof(secret_words) / sizeof(secret_words[0]); i++) {
                 if (strstr(key, secret_words[i].word)) {
                     lua_pop(L, 2);
-                    return hd_err_set(err, "%s: %s: secrets are not read from the file; set %s "
-                                           "in the environment",
+                    return hd_err_set(err,
+                                      "%s: %s: secrets are not read from the file; set %s "
+                                      "in the environment",
                                       name, path, secret_words[i].var);
                 }
             }
@@ -381,7 +386,8 @@ static lua_State *config_state(void)
     luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
     luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
     lua_pop(L, 4);
-    static const char *const removed[] = {"dofile", "loadfile", "load", "require", "collectgarbage"};
+    static const char *const removed[] = {"dofile", "loadfile", "load", "require",
+                                          "collectgarbage"};
     for (size_t i = 0; i < sizeof(removed) / sizeof(removed[0]); i++) {
         lua_pushnil(L);
         lua_setglobal(L, removed[i]);
@@ -430,7 +436,10 @@ static int load_file(lua_State *L, const void *src, const char *name)
 static int load_string(lua_State *L, const void *src, const char *name)
 {
     const char *s = src;
-    return luaL_loadbufferx(L, s, strlen(s), name, "t");
+    char chunkname[256];
+    /* '@' makes Lua report "name:line:" as it does for files. */
+    snprintf(chunkname, sizeof(chunkname), "@%s", name);
+    return luaL_loadbufferx(L, s, strlen(s), chunkname, "t");
 }
 
 int cfg_load(const char *path, cfg_t *out, hd_err_t *err)
@@ -500,8 +509,9 @@ static int get_secret(cfg_t *cfg, const char *var, const char *devname, char **o
         return 0;
     }
     if (!cfg->allow_dev_keys)
-        return hd_err_set(err, "%s is not set and auth.allow_dev_keys is false; set it in the "
-                               "environment",
+        return hd_err_set(err,
+                          "%s is not set and auth.allow_dev_keys is false; set it in the "
+                          "environment",
                           var);
     *out = dev_key(cfg->var_dir, devname, err);
     if (*out == NULL)
@@ -529,8 +539,7 @@ int cfg_load_secrets(cfg_t *cfg, hd_err_t *err)
     memcpy(cfg->jwt_secret, jwt, n);
     cfg->jwt_secret_len = n;
 
-    if (get_secret(cfg, "HERALD_ENCRYPTION_KEY", "encryption_key", &enc, &cfg->enc_key_is_dev,
-                   err))
+    if (get_secret(cfg, "HERALD_ENCRYPTION_KEY", "encryption_key", &enc, &cfg->enc_key_is_dev, err))
         goto done;
     if (fe_decode_key(enc, cfg->enc_key, err) != 0) {
         hd_err_prefix(err, "HERALD_ENCRYPTION_KEY");
@@ -579,10 +588,10 @@ void cfg_free(cfg_t *cfg)
 {
     if (cfg == NULL)
         return;
-    char **strs[] = {&cfg->path,         &cfg->listen,       &cfg->listen_host,
-                     &cfg->public_url,   &cfg->database_url, &cfg->redis_url,
-                     &cfg->jwt_issuer,   &cfg->jwt_audience, &cfg->var_dir,
-                     &cfg->migrations_dir, &cfg->scripts_dir, &cfg->templates_dir,
+    char **strs[] = {&cfg->path,           &cfg->listen,       &cfg->listen_host,
+                     &cfg->public_url,     &cfg->database_url, &cfg->redis_url,
+                     &cfg->jwt_issuer,     &cfg->jwt_audience, &cfg->var_dir,
+                     &cfg->migrations_dir, &cfg->scripts_dir,  &cfg->templates_dir,
                      &cfg->log_level};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         free(*strs[i]);

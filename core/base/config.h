@@ -25,7 +25,7 @@ typedef struct cfg {
     char *path; /* the file that was loaded */
 
     /* http */
-    char *listen;     /* "host:port" as written */
+    char *listen; /* "host:port" as written */
     char *listen_host;
     int listen_port;
     char *public_url;

@@ -36,8 +36,8 @@ static void begin(buf_t *b, log_level_t level, const char *msg)
     gmtime_r(&tv.tv_sec, &tm);
     char ts[40];
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    buf_printf(b, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"", ts, (long)(tv.tv_usec / 1000),
-               names[level]);
+    buf_printf(b, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"", ts,
+               (long)(tv.tv_usec / 1000), names[level]);
     buf_json_escape(b, msg);
     buf_putc(b, '"');
 }

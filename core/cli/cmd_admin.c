@@ -104,12 +104,10 @@ int cmd_check(int argc, char **argv)
 
 int cmd_token(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"sub", required_argument, NULL, 's'},
-                                         {"scopes", required_argument, NULL, 'S'},
-                                         {"ttl", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"sub", required_argument, NULL, 's'},
+        {"scopes", required_argument, NULL, 'S'}, {"ttl", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *config = NULL, *sub = NULL, *scopes = NULL;
     long ttl = 3600;
     int o;
@@ -127,8 +125,9 @@ int cmd_token(int argc, char **argv)
             break;
         case 't':
             if (cli_parse_long(optarg, 1, 31536000, &ttl) != 0)
-                return cli_usage_error("token", "--ttl: expected seconds between 1 and 31536000, "
-                                                "got \"%s\"",
+                return cli_usage_error("token",
+                                       "--ttl: expected seconds between 1 and 31536000, "
+                                       "got \"%s\"",
                                        optarg);
             break;
         case 'h':

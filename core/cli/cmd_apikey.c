@@ -63,12 +63,10 @@ static int print_list(cJSON *keys, bool json)
 
 int cmd_apikey(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"name", required_argument, NULL, 'n'},
-                                         {"scopes", required_argument, NULL, 'S'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"name", required_argument, NULL, 'n'},
+        {"scopes", required_argument, NULL, 'S'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *config = NULL, *name = NULL, *scopes = NULL;
     bool json = false;
     int o;
@@ -131,9 +129,10 @@ int cmd_apikey(int argc, char **argv)
             fprintf(stderr, "herald apikey: %s\n", err.msg);
         } else {
             printf("%s\n", key);
-            fprintf(stderr, "Store this key now: only its hash is kept. Exchange it with\n"
-                            "  curl -s -X POST -H 'Content-Type: application/json' "
-                            "-d '{\"api_key\":\"<key>\"}' %s/api/crm/auth/token\n",
+            fprintf(stderr,
+                    "Store this key now: only its hash is kept. Exchange it with\n"
+                    "  curl -s -X POST -H 'Content-Type: application/json' "
+                    "-d '{\"api_key\":\"<key>\"}' %s/api/crm/auth/token\n",
                     cfg.public_url);
             rc = CLI_OK;
         }

@@ -29,8 +29,8 @@ static int build_app(app_t *app, cfg_t *cfg)
     app->cfg = cfg;
     app->started = time(NULL);
     bool up = false;
-    app->db = pg_pool_new(cfg->database_url, cfg->db_pool_size, cfg->db_connect_timeout_s, &up,
-                          &err);
+    app->db =
+        pg_pool_new(cfg->database_url, cfg->db_pool_size, cfg->db_connect_timeout_s, &up, &err);
     if (!up)
         log_error("database unreachable at start; will keep retrying", "reason", err.msg);
     app->redis = rd_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->http_threads + 2, &err);
@@ -43,8 +43,10 @@ static int build_app(app_t *app, cfg_t *cfg)
     app->keyring = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
     for (int i = 0; app->keyring && i < cfg->enc_old_count; i++) {
         if (fe_keyring_add_old(app->keyring, cfg->enc_old_keys[i]) != 0) {
-            fprintf(stderr, "herald serve: HERALD_ENCRYPTION_OLD_KEYS: key %d clashes with the "
-                            "id of another key; generate a new key\n", i + 1);
+            fprintf(stderr,
+                    "herald serve: HERALD_ENCRYPTION_OLD_KEYS: key %d clashes with the "
+                    "id of another key; generate a new key\n",
+                    i + 1);
             return -1;
         }
     }
@@ -115,8 +117,8 @@ int cmd_serve(int argc, char **argv)
         if (srv == NULL) {
             fprintf(stderr, "herald serve: %s\n", err.msg);
         } else {
-            log_info("herald is serving", "listen", cfg.listen, "version", HERALD_VERSION,
-                     "config", cfg.path);
+            log_info("herald is serving", "listen", cfg.listen, "version", HERALD_VERSION, "config",
+                     cfg.path);
             int sig = 0;
             sigwait(&stop, &sig);
             log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");

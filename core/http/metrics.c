@@ -11,8 +11,8 @@ static const int statuses[] = {200, 201, 202, 204, 301, 302, 304, 400, 401, 403,
                                405, 409, 413, 415, 422, 429, 500, 502, 503, 504, 0};
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0])) /* 0: any other */
 
-static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
+static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof(bounds) / sizeof(bounds[0]))
 
 struct metrics {
@@ -43,8 +43,8 @@ static size_t status_slot(int status)
 
 void metrics_http_observe(metrics_t *m, int route_index, int status, double seconds)
 {
-    size_t r = (route_index < 0 || route_index >= ROUTER_MAX_ROUTES) ? NSLOTS - 1
-                                                                      : (size_t)route_index;
+    size_t r =
+        (route_index < 0 || route_index >= ROUTER_MAX_ROUTES) ? NSLOTS - 1 : (size_t)route_index;
     atomic_fetch_add_explicit(&m->requests[r][status_slot(status)], 1, memory_order_relaxed);
     size_t b = 0;
     while (b < NBUCKETS && seconds > bounds[b])
@@ -52,8 +52,7 @@ void metrics_http_observe(metrics_t *m, int route_index, int status, double seco
     if (b < NBUCKETS)
         atomic_fetch_add_explicit(&m->buckets[r][b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->count[r], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->sum_us[r], (uint_fast64_t)(seconds * 1e6),
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->sum_us[r], (uint_fast64_t)(seconds * 1e6), memory_order_relaxed);
 }
 
 static void labels(buf_t *out, const router_t *router, size_t slot)

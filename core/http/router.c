@@ -11,8 +11,8 @@ void router_init(router_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-int router_add(router_t *r, const char *method, const char *pattern, void *handler,
-               unsigned scope, body_kind_t body)
+int router_add(router_t *r, const char *method, const char *pattern, void *handler, unsigned scope,
+               body_kind_t body)
 {
     if (r->count == ROUTER_MAX_ROUTES || pattern[0] != '/')
         return -1;

@@ -21,7 +21,7 @@ typedef enum { BODY_NONE = 0, BODY_JSON, BODY_FORM, BODY_RAW } body_kind_t;
 typedef struct route {
     const char *method;
     const char *pattern;
-    void *handler; /* opaque to the router: the server casts it */
+    void *handler;  /* opaque to the router: the server casts it */
     unsigned scope; /* required scope bits; 0 = public; ROUTE_AUTH = any valid token */
     body_kind_t body;
     int index; /* position in the table: the metrics label slot */
@@ -46,8 +46,8 @@ void router_init(router_t *r);
 
 /* Adds a route; the strings must outlive the router. -1 when full or the
  * pattern is malformed. */
-int router_add(router_t *r, const char *method, const char *pattern, void *handler,
-               unsigned scope, body_kind_t body);
+int router_add(router_t *r, const char *method, const char *pattern, void *handler, unsigned scope,
+               body_kind_t body);
 
 /* Matches path (no query string). HEAD matches GET routes. */
 route_status_t router_match(const router_t *r, const char *method, const char *path,

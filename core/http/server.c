@@ -64,9 +64,8 @@ void http_reply_json(http_req_t *req, int status, cJSON *doc)
     char *s = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     size_t n = s ? strlen(s) : 0;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(n, s ? s : (void *)"", s ? MHD_RESPMEM_MUST_FREE
-                                                                 : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        n, s ? s : (void *)"", s ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, "Content-Type", "application/json");
     set_response(req, status, r);
 }
@@ -197,8 +196,8 @@ static void dispatch(http_req_t *req)
     const route_t *rt = req->match.route;
     if (rt->scope != 0) {
         hd_err_t err;
-        if (auth_verify_bearer(app->cfg, http_header(req, "Authorization"),
-                               (int64_t)time(NULL), &req->principal, &err) != 0) {
+        if (auth_verify_bearer(app->cfg, http_header(req, "Authorization"), (int64_t)time(NULL),
+                               &req->principal, &err) != 0) {
             http_reply_error(req, 401, "unauthorized", "%s", err.msg);
             http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"herald\"");
             return;
@@ -218,8 +217,9 @@ static void dispatch(http_req_t *req)
             return;
         }
         if (req->body.len == 0) {
-            http_reply_error(req, 400, "invalid_json", "request body is empty; expected a JSON "
-                                                       "object");
+            http_reply_error(req, 400, "invalid_json",
+                             "request body is empty; expected a JSON "
+                             "object");
             return;
         }
         const char *end = NULL;
@@ -261,8 +261,8 @@ static enum MHD_Result send_reply(http_req_t *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     http_server_t *srv = cls;
     http_req_t *req = *con_cls;
@@ -353,8 +353,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 http_server_t *http_start(app_t *app, hd_err_t *err)
 {
     const cfg_t *cfg = app->cfg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *ai = NULL;
     char port[16];
     snprintf(port, sizeof(port), "%d", cfg->listen_port);
@@ -369,17 +369,18 @@ http_server_t *http_start(app_t *app, hd_err_t *err)
                      MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv,
+                                   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                                   MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
+                                   (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+                                   (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (srv->daemon == NULL) {
         free(srv);
-        hd_err_set(err, "http.listen: cannot listen on %s (in use, or not an address of this "
-                        "machine)",
+        hd_err_set(err,
+                   "http.listen: cannot listen on %s (in use, or not an address of this "
+                   "machine)",
                    cfg->listen);
         return NULL;
     }

@@ -129,8 +129,8 @@ pg_conn_t *pg_pool_get(pg_pool_t *pool, int timeout_ms, hd_err_t *err)
             break;
         if (pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline) == ETIMEDOUT) {
             pthread_mutex_unlock(&pool->mu);
-            hd_err_set(err, "database: no connection free within %d ms (pool size %d)",
-                       timeout_ms, pool->size);
+            hd_err_set(err, "database: no connection free within %d ms (pool size %d)", timeout_ms,
+                       pool->size);
             return NULL;
         }
     }
