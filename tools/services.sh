@@ -36,6 +36,11 @@ start_pg() {
       || { cat "$PG_DIR/initdb.log" >&2; exit 1; }
   fi
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
+    if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
+      echo "services: port $PG_PORT already has a PostgreSQL that is not $PG_DIR;" \
+        "stop it, or pick another port with HERALD_PG_PORT=..." >&2
+      exit 1
+    fi
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -w -t 60 -l "$PG_DIR/server.log" \
       -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" start >/dev/null \
       || { tail -n 20 "$PG_DIR/server.log" >&2; exit 1; }
@@ -52,7 +57,15 @@ start_pg() {
 start_redis() {
   [ -n "${HERALD_REDIS_URL:-}" ] && return 0
   mkdir -p "$REDIS_DIR"
-  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    # Ours only when it keeps its files in our directory.
+    if [ "$(redis-cli -p "$REDIS_PORT" config get dir 2>/dev/null | tail -n 1)" = "$(cd "$REDIS_DIR" && pwd -P)" ]; then
+      return 0
+    fi
+    echo "services: port $REDIS_PORT already has a Redis that is not $REDIS_DIR;" \
+      "stop it, or pick another port with HERALD_REDIS_PORT=..." >&2
+    exit 1
+  fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --daemonize yes \
     --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --save "" --appendonly no >/dev/null
   for _ in $(seq 1 50); do
