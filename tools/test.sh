@@ -8,7 +8,7 @@ BUILD=${BUILD:-build}
 
 was_running=0
 tools/services.sh status >/dev/null 2>&1 && was_running=1
-[ "$was_running" = 1 ] || trap 'tools/services.sh stop' EXIT
+[ "$was_running" = 1 ] || trap "\"$ROOT/tools/services.sh\" stop" EXIT
 tools/services.sh start
 eval "$(tools/services.sh env)"
 
