@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define MAX_PREPARED 128
@@ -105,6 +106,16 @@ void pg_pool_free(pg_pool_t *pool)
     free(pool);
 }
 
+/* True unless the server has closed the socket of this idle connection. */
+static bool still_open(PGconn *conn)
+{
+    if (PQconsumeInput(conn) == 0 || PQstatus(conn) != CONNECTION_OK)
+        return false;
+    char b;
+    ssize_t n = recv(PQsocket(conn), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return !(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK));
+}
+
 pg_conn_t *pg_pool_get(pg_pool_t *pool, int timeout_ms, hd_err_t *err)
 {
     struct timespec deadline;
@@ -137,7 +148,16 @@ pg_conn_t *pg_pool_get(pg_pool_t *pool, int timeout_ms, hd_err_t *err)
     c->borrowed = true;
     pthread_mutex_unlock(&pool->mu);
 
-    /* Health check outside the lock: a dead socket is reopened here. */
+    /* Health check outside the lock. A backend that was terminated or a
+     * server that restarted left an error and EOF on the socket:
+     * PQconsumeInput reads them without blocking and marks the connection
+     * bad, so it is reopened here, before any statement is sent, and no
+     * statement ever runs twice. */
+    if (c->conn != NULL && !still_open(c->conn)) {
+        log_info("database connection lost; reconnecting");
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
     if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
         if (connect_conn(pool, c, err) != 0) {
             pg_pool_put(pool, c);
