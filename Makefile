@@ -1,6 +1,7 @@
 # Herald's front door. The real work is in tools/ and CMake.
 #   make run    install what is missing, build, start PostgreSQL + Redis, serve on :8080
 #   make test   the same set-up, then every test through CTest
+MAKEFLAGS  += --no-print-directory
 BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=

@@ -6,18 +6,22 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BIN=${HERALD_BIN:-$ROOT/build/herald}
 
+# Stop on exit only what this run started: services already running (another
+# `make run`, a test session) are left alone.
 started=0
+orig_db=${HERALD_DATABASE_URL-}
+orig_redis=${HERALD_REDIS_URL-}
+tools/services.sh status >/dev/null 2>&1 || started=1
 cleanup() {
   if [ "$started" = 1 ]; then
     echo "herald: stopping the private PostgreSQL and Redis" >&2
-    tools/services.sh stop
+    HERALD_DATABASE_URL=$orig_db HERALD_REDIS_URL=$orig_redis "$ROOT/tools/services.sh" stop
   fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 tools/services.sh start
-started=1
 eval "$(tools/services.sh env)"
 
 "$BIN" migrate
@@ -34,5 +38,13 @@ TXT
 # Not exec: the trap must run to stop the services after Ctrl-C.
 "$BIN" serve &
 child=$!
-trap 'kill -TERM $child 2>/dev/null; wait $child; exit 130' INT TERM
+# Ctrl-C reaches the whole process group; herald stops cleanly on SIGINT and
+# a clean stop is a successful run.
+trap 'kill -INT $child 2>/dev/null || true' INT TERM
+set +e
 wait $child
+rc=$?
+# wait returns early (status > 128) when a trapped signal arrives; the second
+# wait gives herald's own exit status.
+[ $rc -gt 128 ] && { wait $child; rc=$?; }
+exit $rc
