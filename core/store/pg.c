@@ -21,6 +21,7 @@ struct pg_conn {
     const pg_stmt_t *prepared[MAX_PREPARED];
     int nprepared;
     bool borrowed;
+    bool server_closed; /* a FATAL notice arrived while idle */
     char sqlstate[6];
 };
 
@@ -34,12 +35,17 @@ struct pg_pool {
 };
 
 /* Server notices ("relation already exists, skipping") go to the debug log,
- * not raw to stderr. */
-static void on_notice(void *arg, const char *message)
+ * not raw to stderr. A FATAL message arriving on an idle connection is the
+ * server ending it (terminated backend, shutdown): the connection is marked
+ * so the next borrower gets a fresh one, even before the socket's EOF shows. */
+static void on_notice(void *arg, const PGresult *res)
 {
-    (void)arg;
+    pg_conn_t *c = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+        c->server_closed = true;
     char m[512];
-    snprintf(m, sizeof(m), "%s", message);
+    snprintf(m, sizeof(m), "%s", PQresultErrorMessage(res));
     m[strcspn(m, "\n")] = '\0';
     log_debug("database notice", "detail", m);
 }
@@ -72,7 +78,8 @@ static int connect_conn(pg_pool_t *pool, pg_conn_t *c, hd_err_t *err)
         c->conn = NULL;
         return -1;
     }
-    PQsetNoticeProcessor(c->conn, on_notice, NULL);
+    c->server_closed = false;
+    PQsetNoticeReceiver(c->conn, on_notice, c);
     return 0;
 }
 
@@ -107,12 +114,17 @@ void pg_pool_free(pg_pool_t *pool)
 }
 
 /* True unless the server has closed the socket of this idle connection. */
-static bool still_open(PGconn *conn)
+static bool still_open(pg_conn_t *c)
 {
-    if (PQconsumeInput(conn) == 0 || PQstatus(conn) != CONNECTION_OK)
+    if (PQconsumeInput(c->conn) == 0)
+        return false;
+    /* PQconsumeInput only reads; PQisBusy parses what arrived, which hands a
+     * FATAL message to on_notice. */
+    (void)PQisBusy(c->conn);
+    if (PQstatus(c->conn) != CONNECTION_OK || c->server_closed)
         return false;
     char b;
-    ssize_t n = recv(PQsocket(conn), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = recv(PQsocket(c->conn), &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return !(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK));
 }
 
@@ -153,7 +165,7 @@ pg_conn_t *pg_pool_get(pg_pool_t *pool, int timeout_ms, hd_err_t *err)
      * PQconsumeInput reads them without blocking and marks the connection
      * bad, so it is reopened here, before any statement is sent, and no
      * statement ever runs twice. */
-    if (c->conn != NULL && !still_open(c->conn)) {
+    if (c->conn != NULL && !still_open(c)) {
         log_info("database connection lost; reconnecting");
         PQfinish(c->conn);
         c->conn = NULL;

@@ -1,0 +1,252 @@
+/*
+ * test_pg.c - the PostgreSQL pool against the real server named by
+ * HERALD_DATABASE_URL (make test starts it): statements, transactions,
+ * errors, exhaustion and reconnection.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "store/pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *url(void)
+{
+    const char *u = getenv("HERALD_DATABASE_URL");
+    return u ? u : "postgresql://herald@127.0.0.1:55432/herald";
+}
+
+static const pg_stmt_t st_add = {"t_add", "SELECT $1::int + $2::int", 2};
+static const pg_stmt_t st_pid = {"t_pid", "SELECT pg_backend_pid()", 0};
+static const pg_stmt_t st_ins = {"t_ins", "INSERT INTO herald_test_pg (k) VALUES ($1)", 1};
+static const pg_stmt_t st_count = {"t_count", "SELECT count(*) FROM herald_test_pg WHERE k = $1",
+                                   1};
+
+static int setup(void **state)
+{
+    hd_err_t err;
+    bool up;
+    pg_pool_t *pool = pg_pool_new(url(), 2, 5, &up, &err);
+    if (!up)
+        fail_msg("database not reachable at %s: %s", url(), err.msg);
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_non_null(c);
+    /* A temp table would vanish with the connection; a real one, per run. */
+    assert_int_equal(pg_exec_script(c,
+                                    "CREATE TABLE IF NOT EXISTS herald_test_pg (k text "
+                                    "PRIMARY KEY)",
+                                    &err),
+                     0);
+    pg_pool_put(pool, c);
+    *state = pool;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    pg_pool_free(*state);
+    return 0;
+}
+
+static long count(pg_pool_t *pool, const char *k)
+{
+    hd_err_t err;
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_non_null(c);
+    const char *p[] = {k};
+    PGresult *r = pg_exec(c, &st_count, p, &err);
+    assert_non_null(r);
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    pg_pool_put(pool, c);
+    return n;
+}
+
+static void test_prepared_statements(void **state)
+{
+    pg_pool_t *pool = *state;
+    hd_err_t err;
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_non_null(c);
+    for (int i = 0; i < 3; i++) { /* prepared once, executed thrice */
+        const char *p[] = {"40", "2"};
+        PGresult *r = pg_exec(c, &st_add, p, &err);
+        assert_non_null(r);
+        assert_string_equal(PQgetvalue(r, 0, 0), "42");
+        PQclear(r);
+    }
+    PGresult *r = PQexec(pg_raw(c), "SELECT count(*) FROM pg_prepared_statements WHERE name = "
+                                    "'t_add'");
+    assert_string_equal(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    /* A NULL parameter is SQL NULL. */
+    const char *p[] = {NULL, "2"};
+    r = pg_exec(c, &st_add, p, &err);
+    assert_non_null(r);
+    assert_true(PQgetisnull(r, 0, 0));
+    PQclear(r);
+    pg_pool_put(pool, c);
+}
+
+static int insert_two(pg_conn_t *c, void *arg, hd_err_t *err)
+{
+    const char **keys = arg;
+    for (int i = 0; i < 2; i++) {
+        const char *p[] = {keys[i]};
+        PGresult *r = pg_exec(c, &st_ins, p, err);
+        if (r == NULL)
+            return -1;
+        PQclear(r);
+    }
+    return 0;
+}
+
+static void test_transactions(void **state)
+{
+    pg_pool_t *pool = *state;
+    hd_err_t err;
+    char a[64], b[64];
+    snprintf(a, sizeof(a), "a-%d-%ld", getpid(), random());
+    snprintf(b, sizeof(b), "b-%d-%ld", getpid(), random());
+    const char *ok[] = {a, b};
+    assert_int_equal(pg_with_tx(pool, insert_two, ok, &err), 0);
+    assert_int_equal(count(pool, a), 1);
+    assert_int_equal(count(pool, b), 1);
+
+    /* The second insert violates the key: the first is rolled back too. */
+    char c2[64];
+    snprintf(c2, sizeof(c2), "c-%d-%ld", getpid(), random());
+    const char *dup[] = {c2, a};
+    assert_int_equal(pg_with_tx(pool, insert_two, dup, &err), -1);
+    assert_non_null(strstr(err.msg, "duplicate key"));
+    assert_int_equal(count(pool, c2), 0);
+}
+
+static void test_unique_violation_state(void **state)
+{
+    pg_pool_t *pool = *state;
+    hd_err_t err;
+    char k[64];
+    snprintf(k, sizeof(k), "u-%d-%ld", getpid(), random());
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    const char *p[] = {k};
+    PQclear(pg_exec(c, &st_ins, p, &err));
+    assert_null(pg_exec(c, &st_ins, p, &err));
+    assert_true(pg_is_unique_violation(c));
+    assert_string_equal(pg_last_sqlstate(c), "23505");
+    pg_pool_put(pool, c);
+}
+
+static void test_left_open_transaction_is_rolled_back(void **state)
+{
+    pg_pool_t *pool = *state;
+    hd_err_t err;
+    char k[64];
+    snprintf(k, sizeof(k), "open-%d-%ld", getpid(), random());
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_int_equal(pg_exec_script(c, "BEGIN", &err), 0);
+    const char *p[] = {k};
+    PQclear(pg_exec(c, &st_ins, p, &err));
+    pg_pool_put(pool, c); /* never committed */
+    assert_int_equal(count(pool, k), 0);
+    c = pg_pool_get(pool, 1000, &err);
+    assert_int_equal(PQtransactionStatus(pg_raw(c)), PQTRANS_IDLE);
+    pg_pool_put(pool, c);
+}
+
+static void test_exhaustion_times_out(void **state)
+{
+    pg_pool_t *pool = *state;
+    hd_err_t err;
+    pg_conn_t *a = pg_pool_get(pool, 1000, &err);
+    pg_conn_t *b = pg_pool_get(pool, 1000, &err);
+    assert_non_null(a);
+    assert_non_null(b);
+    int in_use, idle, size;
+    pg_pool_stats(pool, &in_use, &idle, &size);
+    assert_int_equal(in_use, 2);
+    assert_int_equal(size, 2);
+    assert_null(pg_pool_get(pool, 100, &err));
+    assert_non_null(strstr(err.msg, "no connection free within 100 ms"));
+    pg_pool_put(pool, a);
+    pg_pool_put(pool, b);
+    pg_pool_stats(pool, &in_use, &idle, &size);
+    assert_int_equal(in_use, 0);
+    assert_int_equal(idle, 2);
+}
+
+static void test_reconnects_after_backend_killed(void **state)
+{
+    pg_pool_t *pool = *state;
+    hd_err_t err;
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    PGresult *r = pg_exec(c, &st_pid, NULL, &err);
+    char pid[32];
+    snprintf(pid, sizeof(pid), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    pg_pool_put(pool, c);
+
+    /* Kill every backend of this pool from a separate connection. */
+    PGconn *killer = PQconnectdb(url());
+    assert_int_equal(PQstatus(killer), CONNECTION_OK);
+    const char *kp[] = {pid};
+    r = PQexecParams(killer, "SELECT pg_terminate_backend($1::int)", 1, NULL, kp, NULL, NULL, 0);
+    assert_string_equal(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    /* Wait until the server has really ended it. */
+    int gone = 0;
+    for (int i = 0; i < 500 && !gone; i++) {
+        r = PQexecParams(killer, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1,
+                         NULL, kp, NULL, NULL, 0);
+        gone = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
+        PQclear(r);
+        if (!gone)
+            usleep(10000);
+    }
+    assert_true(gone);
+    PQfinish(killer);
+
+    /* Every connection handed out afterwards works at once. */
+    for (int i = 0; i < 2; i++) {
+        if (pg_pool_ping(pool, &err) != 0)
+            fail_msg("ping %d after the kill: %s", i, err.msg);
+    }
+    c = pg_pool_get(pool, 1000, &err);
+    r = pg_exec(c, &st_pid, NULL, &err);
+    assert_non_null(r);
+    assert_string_not_equal(PQgetvalue(r, 0, 0), pid);
+    PQclear(r);
+    pg_pool_put(pool, c);
+}
+
+static void test_unreachable_server(void **state)
+{
+    hd_err_t err;
+    bool up = true;
+    pg_pool_t *pool = pg_pool_new("postgresql://herald@127.0.0.1:1/herald", 1, 2, &up, &err);
+    assert_false(up);
+    assert_non_null(strstr(err.msg, "database:"));
+    assert_int_equal(pg_pool_ping(pool, &err), -1);
+    pg_pool_free(pool);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prepared_statements),
+        cmocka_unit_test(test_transactions),
+        cmocka_unit_test(test_unique_violation_state),
+        cmocka_unit_test(test_left_open_transaction_is_rolled_back),
+        cmocka_unit_test(test_exhaustion_times_out),
+        cmocka_unit_test(test_reconnects_after_backend_killed),
+        cmocka_unit_test(test_unreachable_server),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
