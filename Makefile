@@ -6,7 +6,7 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test services stop format format-check clean
+.PHONY: all deps build run test services stop fuzz format format-check clean
 
 all: build
 
@@ -29,6 +29,20 @@ services: deps
 stop:
 	@tools/services.sh stop
 
+# libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DHERALD_FUZZ=ON -DHERALD_SANITIZE=ON \
+		-DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build build-fuzz -j 2
+	@for f in build-fuzz/fuzz_*; do \
+		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
+		mkdir -p build-fuzz/corpus/$$(basename $$f); \
+		$$f -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$(basename $$f) \
+			>build-fuzz/$$(basename $$f).log 2>&1 || { tail -n 40 build-fuzz/$$(basename $$f).log; exit 1; }; \
+		tail -n 1 build-fuzz/$$(basename $$f).log; \
+	done
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -36,4 +50,4 @@ format-check:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

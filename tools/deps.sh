@@ -9,7 +9,8 @@ PACKAGES=(
   libcjson-dev libssl-dev libcmocka-dev
   postgresql redis-server lua-busted python3 python3-aiosmtpd prometheus curl
 )
-[ "${HERALD_DEPS_SANITIZE:-}" = 1 ] && PACKAGES+=(libclang-rt-14-dev)
+# sanitizer runtimes and clang for the libFuzzer harnesses (CI)
+[ "${HERALD_DEPS_SANITIZE:-}" = 1 ] && PACKAGES+=(clang libclang-rt-14-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
