@@ -51,7 +51,9 @@ void api_metrics(http_req_t *req)
     metrics_gauges_t g = {0};
     pg_pool_stats(app->db, &g.db_in_use, &g.db_idle, &g.db_size);
     g.db_up = pg_pool_ping(app->db, NULL) == 0;
-    g.redis_up = rd_is_up(app->redis);
+    /* Probe on every scrape (cheap; throttled while Redis is down), so the
+     * gauge falls even when nothing else touches Redis. */
+    g.redis_up = rd_ping(app->redis, NULL) == 0;
     g.uptime_s = (double)(time(NULL) - app->started);
     buf_t out;
     buf_init(&out);

@@ -229,6 +229,16 @@ static void dispatch(http_req_t *req)
             http_reply_error(req, 400, "invalid_json", "malformed JSON at byte %zu", off);
             return;
         }
+        /* cJSON stops after the first value; anything but whitespace after
+         * it makes the document malformed. */
+        size_t off = (size_t)(end - req->body.data);
+        while (off < req->body.len && (req->body.data[off] == ' ' || req->body.data[off] == '\t' ||
+                                       req->body.data[off] == '\r' || req->body.data[off] == '\n'))
+            off++;
+        if (off < req->body.len) {
+            http_reply_error(req, 400, "invalid_json", "malformed JSON at byte %zu", off);
+            return;
+        }
         if (!cJSON_IsObject(req->json)) {
             http_reply_error(req, 400, "invalid_json", "expected a JSON object at byte 0");
             return;

@@ -1,0 +1,489 @@
+"""Shared helpers of Herald's integration tests (Debian's python3, stdlib only).
+
+Each test module starts its own `herald serve` on a free port with known
+secrets and a private var/ directory, talks HTTP to it and runs the CLI.
+CTest sets HERALD_BIN and HERALD_SOURCE_DIR; HERALD_DATABASE_URL and
+HERALD_REDIS_URL come from the environment (`eval "$(tools/services.sh env)"`).
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+SOURCE_DIR = os.path.abspath(
+    os.environ.get("HERALD_SOURCE_DIR")
+    or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+HERALD_BIN = os.path.abspath(
+    os.environ.get("HERALD_BIN") or os.path.join(SOURCE_DIR, "build", "herald"))
+
+# A known 40-byte HS256 key: tokens minted here must verify on the server.
+JWT_SECRET = b"herald-integration-test-secret-40bytes!!"
+assert len(JWT_SECRET) == 40
+ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
+ISSUER = "herald"
+AUDIENCE = "herald-api"
+MAX_BODY = 1048576
+
+
+def database_url():
+    return os.environ.get("HERALD_DATABASE_URL", "postgresql://herald@127.0.0.1:55432/herald")
+
+
+def redis_url():
+    return os.environ.get("HERALD_REDIS_URL", "redis://127.0.0.1:56379/0")
+
+
+def unique(prefix="it"):
+    """A name no other test (or parallel run) uses."""
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(**overrides):
+    """The environment of every herald process: test secrets, shared services."""
+    env = dict(os.environ)
+    env.update({
+        "HERALD_JWT_SECRET": JWT_SECRET.decode(),
+        "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "HERALD_DATABASE_URL": database_url(),
+        "HERALD_REDIS_URL": redis_url(),
+    })
+    env.pop("HERALD_CONFIG", None)
+    for k, v in overrides.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+class CliResult:
+    def __init__(self, code, stdout, stderr):
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+    def __repr__(self):
+        return "CliResult(code=%r, stdout=%r, stderr=%r)" % (self.code, self.stdout, self.stderr)
+
+
+def cli(*args, env=None, timeout=30, cwd=None):
+    """Runs `herald ARGS...` from the source dir; returns code, stdout, stderr."""
+    if env is None:
+        env = base_env()
+    p = subprocess.run([HERALD_BIN] + [str(a) for a in args], cwd=cwd or SOURCE_DIR, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return CliResult(p.returncode, p.stdout.decode("utf-8", "replace"),
+                     p.stderr.decode("utf-8", "replace"))
+
+
+_migrated = False
+
+
+def ensure_migrated():
+    """`herald migrate` on the shared database (a no-op when up to date).
+
+    Not fatal: `make test` migrates before the tests, and a failure here
+    (say, a migration being edited) shows up in the tests that need tables."""
+    global _migrated
+    if not _migrated:
+        _migrated = True
+        r = cli("migrate")
+        if r.code != 0:
+            sys.stderr.write("warning: herald migrate failed (%d): %s\n" % (r.code, r.stderr))
+
+
+def create_api_key(scopes="send,read,admin", name=None):
+    """Creates a key through the CLI; returns (name, key)."""
+    name = name or unique("it-key")
+    r = cli("apikey", "create", "--name", name, "--scopes", scopes)
+    if r.code != 0:
+        raise RuntimeError("herald apikey create failed: %r" % (r,))
+    key = r.stdout.splitlines()[0].strip()
+    return name, key
+
+
+# ---------------------------------------------------------------------------
+# JWT
+# ---------------------------------------------------------------------------
+
+def b64url(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def segment(obj):
+    """A JWS segment: dicts become compact JSON, str/bytes are used as they are."""
+    if isinstance(obj, dict):
+        obj = json.dumps(obj, separators=(",", ":"))
+    return b64url(obj)
+
+
+def claims(**overrides):
+    """Valid claims for the test server; a value of None removes the claim."""
+    now = int(time.time())
+    c = {"iss": ISSUER, "aud": AUDIENCE, "sub": "test:python", "scope": "send read admin",
+         "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
+    for k, v in overrides.items():
+        if v is None:
+            c.pop(k, None)
+        else:
+            c[k] = v
+    return c
+
+
+def sign(signing_input, key=JWT_SECRET, digest=hashlib.sha256):
+    if isinstance(signing_input, str):
+        signing_input = signing_input.encode()
+    return b64url(hmac.new(key, signing_input, digest).digest())
+
+
+def make_jwt(payload=None, header=None, key=JWT_SECRET, digest=hashlib.sha256, signature=None):
+    """Builds a compact JWS. header/payload: dict (JSON-encoded) or raw str/bytes;
+    signature: None to HMAC the signing input with key/digest, else used as is."""
+    if header is None:
+        header = {"alg": "HS256", "typ": "JWT"}
+    if payload is None:
+        payload = claims()
+    signing_input = segment(header) + "." + segment(payload)
+    if signature is None:
+        signature = sign(signing_input, key, digest)
+    return signing_input + "." + signature
+
+
+def jwt_parts(token):
+    h, p, s = token.split(".")
+    return json.loads(b64url_decode(h)), json.loads(b64url_decode(p)), s
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # http.client.HTTPMessage: case-insensitive get()
+        self.body = body
+        try:
+            self.json = json.loads(body.decode("utf-8")) if body else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        return self.headers.get(name)
+
+    def __repr__(self):
+        return "Response(%d, %s, %r)" % (self.status, dict(self.headers.items()),
+                                          self.body[:500])
+
+
+def http_request(port, method, path, body=None, headers=None, json_body=None, timeout=15,
+                 encode_chunked=False):
+    """One request on a fresh connection; never raises on 4xx/5xx."""
+    headers = dict(headers or {})
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    if isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers, encode_chunked=encode_chunked)
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, r.headers, data)
+    finally:
+        conn.close()
+
+
+def raw_request(port, data, timeout=15, shut_write=False):
+    """Sends raw bytes and reads until the server closes or a full response is in.
+    Returns (status, headers dict lower-cased, body bytes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if shut_write:
+            s.shutdown(socket.SHUT_WR)
+        buf = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            parsed = _parse_raw(buf)
+            if parsed is not None:
+                return parsed
+        parsed = _parse_raw(buf, final=True)
+        if parsed is None:
+            raise AssertionError("no complete HTTP response; got %r" % buf[:300])
+        return parsed
+    finally:
+        s.close()
+
+
+def _parse_raw(buf, final=False):
+    head, sep, rest = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    if "content-length" in hdrs:
+        n = int(hdrs["content-length"])
+        if len(rest) < n:
+            return None
+        return status, hdrs, rest[:n]
+    return (status, hdrs, rest) if final else None
+
+
+def error_of(resp):
+    """(code, message) of a JSON error body, or (None, None)."""
+    j = resp.json
+    if isinstance(j, dict) and isinstance(j.get("error"), dict):
+        return j["error"].get("code"), j["error"].get("message")
+    return None, None
+
+
+# ---------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------
+
+class Server:
+    """`herald serve` on a free port with a private var dir and captured stderr."""
+
+    def __init__(self, redis=None, env=None, name="herald"):
+        self.name = name
+        self.port = free_port()
+        self.tmp = tempfile.mkdtemp(prefix="herald-it-")
+        self.stderr_path = os.path.join(self.tmp, "stderr.log")
+        self.env = base_env(HERALD_LISTEN="127.0.0.1:%d" % self.port,
+                            HERALD_VAR_DIR=os.path.join(self.tmp, "var"),
+                            HERALD_LOG_LEVEL="info", **(env or {}))
+        if redis is not None:
+            self.env["HERALD_REDIS_URL"] = redis
+        os.makedirs(self.env["HERALD_VAR_DIR"], exist_ok=True)
+        self.proc = None
+        self.exit_code = None
+
+    def start(self, timeout=20):
+        self._err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([HERALD_BIN, "serve"], cwd=SOURCE_DIR, env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=self._err,
+                                     stderr=self._err)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("herald serve exited with %d before answering:\n%s"
+                                   % (self.proc.returncode, self.stderr()))
+            try:
+                self.request("GET", "/api/crm/health", timeout=5)
+                return self
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("herald serve did not answer within %d s:\n%s"
+                           % (timeout, self.stderr()))
+
+    def stop(self, timeout=10):
+        """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return self.exit_code
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.exit_code = None
+                self.proc = None
+                self._err.close()
+                return None
+        self.exit_code = self.proc.returncode
+        self.proc = None
+        self._err.close()
+        return self.exit_code
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def cleanup(self):
+        self.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_lines(self):
+        """The JSON lines of stderr, parsed (other lines skipped)."""
+        out = []
+        for ln in self.stderr().splitlines():
+            try:
+                obj = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
+
+    def wait_log(self, pred, timeout=5):
+        """The first log line for which pred(line) is true, polling; None if none."""
+        deadline = time.time() + timeout
+        while True:
+            for ln in self.log_lines():
+                if pred(ln):
+                    return ln
+            if time.time() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def request(self, method, path, **kw):
+        return http_request(self.port, method, path, **kw)
+
+    def get(self, path, token=None, headers=None, **kw):
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        return self.request("GET", path, headers=headers, **kw)
+
+    def post_json(self, path, doc, headers=None, **kw):
+        return self.request("POST", path, json_body=doc, headers=headers, **kw)
+
+    def token_for(self, api_key):
+        r = self.post_json("/api/crm/auth/token", {"api_key": api_key})
+        if r.status != 200:
+            raise AssertionError("token exchange failed: %r" % (r,))
+        return r.json
+
+
+class HeraldCase(unittest.TestCase):
+    """A TestCase that prints the stderr of its servers when a test fails.
+
+    A class with `start_server = True` gets `cls.server`, started in
+    setUpClass and stopped (asserting a clean exit 0) in tearDownClass."""
+
+    start_server = False
+    servers = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.servers = []
+        cls._failed = False
+        if cls.start_server:
+            cls.server = cls.new_server()
+
+    @classmethod
+    def new_server(cls, **kw):
+        s = Server(**kw)
+        cls.servers.append(s)
+        try:
+            s.start()
+        except Exception:
+            s.cleanup()
+            raise
+        return s
+
+    @classmethod
+    def tearDownClass(cls):
+        codes = {}
+        for s in cls.servers:
+            codes[s] = s.stop()
+        try:
+            for s, code in codes.items():
+                if code != 0:
+                    cls._dump(s)
+                    raise AssertionError("herald serve on port %d exited with %r after SIGTERM "
+                                         "(expected 0 within 10 s)" % (s.port, code))
+            if cls._failed:
+                for s in cls.servers:
+                    cls._dump(s)
+        finally:
+            for s in cls.servers:
+                s.cleanup()
+
+    @staticmethod
+    def _dump(s, max_lines=150):
+        lines = s.stderr().splitlines()
+        sys.stderr.write("\n----- stderr of %s on port %d (last %d of %d lines) -----\n"
+                         % (s.name, s.port, min(len(lines), max_lines), len(lines)))
+        sys.stderr.write("\n".join(lines[-max_lines:]) + "\n-----\n")
+
+    def run(self, result=None):
+        if result is None:
+            return super().run(result)
+        before = len(result.failures) + len(result.errors)
+        r = super().run(result)
+        if len(result.failures) + len(result.errors) != before:
+            type(self)._failed = True
+        return r
+
+    # -- assertions -----------------------------------------------------------
+
+    def assertError(self, resp, status, code=None, msg=None):
+        """A JSON error of the contract: status, application/json, error.code/message."""
+        ctx = "%s%r" % ((msg + ": ") if msg else "", resp)
+        self.assertEqual(resp.status, status, ctx)
+        ct = resp.header("Content-Type") or ""
+        self.assertEqual(ct.split(";")[0].strip().lower(), "application/json", ctx)
+        self.assertIsInstance(resp.json, dict, ctx)
+        self.assertIsInstance(resp.json.get("error"), dict, ctx)
+        err = resp.json["error"]
+        self.assertIsInstance(err.get("code"), str, ctx)
+        self.assertIsInstance(err.get("message"), str, ctx)
+        self.assertTrue(err["message"], ctx)
+        if code is not None:
+            self.assertEqual(err["code"], code, ctx)
+        return err
+
+    def assertUnauthorized(self, resp, msg=None):
+        err = self.assertError(resp, 401, "unauthorized", msg)
+        www = resp.header("WWW-Authenticate") or ""
+        self.assertTrue(www.lower().startswith("bearer"), "%s: WWW-Authenticate %r"
+                        % (msg, www))
+        return err
+
+
+def main():
+    unittest.main(verbosity=2)
