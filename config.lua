@@ -12,7 +12,8 @@ return {
   database = {
     url = env("HERALD_DATABASE_URL", "postgresql://herald@127.0.0.1:55432/herald"),
     pool_size = 8,
-    connect_timeout = 5,
+    connect_timeout = 5,       -- seconds to open a connection
+    query_timeout_ms = 10000,  -- every query answers within this, or fails
   },
   redis = {
     url = env("HERALD_REDIS_URL", "redis://127.0.0.1:56379/0"),

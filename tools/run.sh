@@ -8,15 +8,16 @@ BIN=${HERALD_BIN:-$ROOT/build/herald}
 
 # Stop on exit only what this run started: services already running (another
 # `make run`, a test session) are left alone.
-started=0
 orig_db=${HERALD_DATABASE_URL-}
 orig_redis=${HERALD_REDIS_URL-}
-tools/services.sh status >/dev/null 2>&1 || started=1
+started=()
+tools/services.sh status pg >/dev/null 2>&1 || started+=(pg)
+tools/services.sh status redis >/dev/null 2>&1 || started+=(redis)
 cleanup() {
-  if [ "$started" = 1 ]; then
-    echo "herald: stopping the private PostgreSQL and Redis" >&2
-    HERALD_DATABASE_URL=$orig_db HERALD_REDIS_URL=$orig_redis "$ROOT/tools/services.sh" stop
-  fi
+  for s in "${started[@]}"; do
+    echo "herald: stopping the private $s" >&2
+    HERALD_DATABASE_URL=$orig_db HERALD_REDIS_URL=$orig_redis "$ROOT/tools/services.sh" stop "$s"
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

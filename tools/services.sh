@@ -3,7 +3,8 @@
 # kept under var/ so nothing outside the checkout is touched.
 #
 #   tools/services.sh start   start both (idempotent), create the database
-#   tools/services.sh stop    stop what is running under var/
+#   tools/services.sh stop [pg|redis]    stop what is running under var/
+#   tools/services.sh status [pg|redis]  exit 0 when it answers
 #   tools/services.sh env     print the HERALD_*_URL exports for them
 #
 # When HERALD_DATABASE_URL / HERALD_REDIS_URL are already set, the matching
@@ -76,26 +77,40 @@ start_redis() {
   exit 1
 }
 
-stop_all() {
+stop_pg() {
   if [ -z "${HERALD_DATABASE_URL:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
+}
+
+stop_redis() {
   if [ -z "${HERALD_REDIS_URL:-}" ]; then
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   fi
 }
 
+# exit 0 when the named private service answers (or an external one is configured)
+status_pg() { [ -n "${HERALD_DATABASE_URL:-}" ] || "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+status_redis() { [ -n "${HERALD_REDIS_URL:-}" ] || redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+
+what=${2:-all}
+case "$what" in all|pg|redis) ;; *) echo "services: expected all, pg or redis, got $what" >&2; exit 2 ;; esac
 case "${1:-}" in
   start) start_pg; start_redis ;;
-  stop) stop_all ;;
+  stop)
+    [ "$what" = redis ] || stop_pg
+    [ "$what" = pg ] || stop_redis
+    ;;
   status)
-    # exit 0 when both private services answer (used to leave running ones alone)
-    { [ -n "${HERALD_DATABASE_URL:-}" ] || "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; } &&
-      { [ -n "${HERALD_REDIS_URL:-}" ] || redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+    case "$what" in
+      pg) status_pg ;;
+      redis) status_redis ;;
+      all) status_pg && status_redis ;;
+    esac
     ;;
   env)
     echo "export HERALD_DATABASE_URL=${HERALD_DATABASE_URL:-$(pg_url)}"
     echo "export HERALD_REDIS_URL=${HERALD_REDIS_URL:-$(redis_url)}"
     ;;
-  *) echo "usage: tools/services.sh start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: tools/services.sh start|stop|status|env [all|pg|redis]" >&2; exit 2 ;;
 esac

@@ -6,16 +6,20 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
 
-was_running=0
-tools/services.sh status >/dev/null 2>&1 && was_running=1
-# The env eval below sets HERALD_*_URL; stopping must see the caller's values
-# (empty: ours to stop), not the ones we exported.
+# Stop at the end only the services this run started; ones already running
+# (a `make run` in another terminal) are left alone.
 orig_db=${HERALD_DATABASE_URL-}
 orig_redis=${HERALD_REDIS_URL-}
+started=()
+tools/services.sh status pg >/dev/null 2>&1 || started+=(pg)
+tools/services.sh status redis >/dev/null 2>&1 || started+=(redis)
 stop_services() {
-  HERALD_DATABASE_URL=$orig_db HERALD_REDIS_URL=$orig_redis "$ROOT/tools/services.sh" stop
+  # The env eval below exports HERALD_*_URL; stopping must see the caller's values.
+  for s in "${started[@]}"; do
+    HERALD_DATABASE_URL=$orig_db HERALD_REDIS_URL=$orig_redis "$ROOT/tools/services.sh" stop "$s"
+  done
 }
-[ "$was_running" = 1 ] || trap stop_services EXIT
+trap stop_services EXIT
 tools/services.sh start
 eval "$(tools/services.sh env)"
 

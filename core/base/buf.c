@@ -104,11 +104,57 @@ void buf_printf(buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid:
+ * overlong forms, surrogates and values past U+10FFFF are invalid. */
+static size_t utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        len = 3;
+        if (s[0] == 0xE0)
+            lo = 0xA0;
+        else if (s[0] == 0xED)
+            hi = 0x9F;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        if (s[0] == 0xF0)
+            lo = 0x90;
+        else if (s[0] == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (len > n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
 void buf_json_escape(buf_t *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            /* Bytes from the outside (paths, headers) may be anything; the
+             * log must stay valid JSON, so invalid UTF-8 becomes U+FFFD. */
+            size_t len = utf8_valid(p + i, n - i);
+            if (len == 0) {
+                buf_puts(b, "\\ufffd");
+                i++;
+            } else {
+                buf_append(b, p + i, len);
+                i += len;
+            }
+            continue;
+        }
+        switch (c) {
         case '"':
             buf_puts(b, "\\\"");
             break;
@@ -125,13 +171,14 @@ void buf_json_escape(buf_t *b, const char *s)
             buf_puts(b, "\\t");
             break;
         default:
-            if (*p < 0x20) {
-                char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            if (c < 0x20 || c == 0x7f) {
+                char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
                 buf_append(b, u, 6);
             } else {
-                buf_putc(b, (char)*p);
+                buf_putc(b, (char)c);
             }
         }
+        i++;
     }
 }
 

@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { K_STRING, K_INT, K_NUMBER, K_BOOL, K_HOSTPORT, K_URL, K_LEVEL } kind_t;
+typedef enum { K_STRING, K_INT, K_LONG, K_NUMBER, K_BOOL, K_HOSTPORT, K_URL, K_LEVEL } kind_t;
 
 typedef struct field {
     const char *path; /* dotted path in the returned table */
@@ -40,10 +40,12 @@ static const field_t schema[] = {
     {"http.listen", K_HOSTPORT, OFF(listen), true, NULL, 0, 0, NULL},
     {"http.public_url", K_URL, OFF(public_url), false, "http://127.0.0.1:8080", 0, 0, "http https"},
     {"http.threads", K_INT, OFF(http_threads), false, "4", 1, 256, NULL},
-    {"http.max_body_bytes", K_INT, OFF(max_body_bytes), false, "1048576", 1024, 64 << 20, NULL},
+    {"http.max_body_bytes", K_LONG, OFF(max_body_bytes), false, "1048576", 1024, 64 << 20, NULL},
     {"database.url", K_URL, OFF(database_url), true, NULL, 0, 0, "postgresql postgres"},
     {"database.pool_size", K_INT, OFF(db_pool_size), false, "8", 1, 512, NULL},
     {"database.connect_timeout", K_INT, OFF(db_connect_timeout_s), false, "5", 1, 300, NULL},
+    {"database.query_timeout_ms", K_INT, OFF(db_query_timeout_ms), false, "10000", 100, 600000,
+     NULL},
     {"redis.url", K_URL, OFF(redis_url), true, NULL, 0, 0, "redis"},
     {"redis.timeout_ms", K_INT, OFF(redis_timeout_ms), false, "500", 1, 60000, NULL},
     {"auth.issuer", K_STRING, OFF(jwt_issuer), false, "herald", 0, 0, NULL},
@@ -84,13 +86,22 @@ static int l_env(lua_State *L)
     return 1;
 }
 
-/* Renders the value at idx for "got ..." in messages. */
+/* Renders the value at idx for "got ..." in messages. A URL's user
+ * information (user:password@) is blanked: messages reach logs. */
 static void describe(lua_State *L, int idx, char *out, size_t n)
 {
     switch (lua_type(L, idx)) {
-    case LUA_TSTRING:
-        snprintf(out, n, "\"%.80s\"", lua_tostring(L, idx));
+    case LUA_TSTRING: {
+        const char *s = lua_tostring(L, idx);
+        const char *scheme = strstr(s, "://");
+        const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+        if (at && !memchr(scheme + 3, '/', (size_t)(at - scheme - 3)))
+            snprintf(out, n, "\"%.*s://***@%.60s\"", (int)(scheme - s > 20 ? 20 : scheme - s), s,
+                     at + 1);
+        else
+            snprintf(out, n, "\"%.80s\"", s);
         break;
+    }
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
             snprintf(out, n, "%lld", (long long)lua_tointeger(L, idx));
@@ -176,8 +187,15 @@ static int store(lua_State *L, const field_t *f, cfg_t *cfg, const char *name, h
                 return hd_err_set(err, "%s: %s: expected \"host:port\", got %s", name, f->path,
                                   got);
         } else if (f->kind == K_URL && !url_scheme_ok(s, f->url_schemes)) {
-            return hd_err_set(err, "%s: %s: expected a URL with scheme %s://, got %s", name,
-                              f->path, f->url_schemes, got);
+            char want[64] = "";
+            const char *p = f->url_schemes;
+            while (*p) { /* "a b" -> "a:// or b://" */
+                size_t w = strcspn(p, " ");
+                snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%.*s://",
+                         *want ? " or " : "", (int)w, p);
+                p += w + (p[w] == ' ');
+            }
+            return hd_err_set(err, "%s: %s: expected a %s URL, got %s", name, f->path, want, got);
         } else if (f->kind == K_LEVEL) {
             log_level_t lv;
             if (log_level_parse(s, &lv) != 0)
@@ -194,27 +212,23 @@ static int store(lua_State *L, const field_t *f, cfg_t *cfg, const char *name, h
         return 0;
     }
     case K_INT:
+    case K_LONG:
     case K_NUMBER: {
         int isnum = 0;
         lua_Number v = lua_tonumberx(L, -1, &isnum);
-        /* Numbers given through env() arrive as strings; accept those. */
-        if (!isnum && lua_type(L, -1) == LUA_TSTRING &&
-            lua_stringtonumber(L, lua_tostring(L, -1)) != 0) {
-            v = lua_tonumber(L, -1); /* stack: ..., string, number */
-            lua_pop(L, 1);
-            isnum = 1;
-        }
+        /* lua_tonumberx also converts numeric strings: numbers given
+         * through env() arrive as strings. */
         if (!isnum)
             return hd_err_set(err, "%s: %s: expected a %s, got %s", name, f->path,
-                              f->kind == K_INT ? "whole number" : "number", got);
-        if (f->kind == K_INT && v != floor(v))
+                              f->kind == K_NUMBER ? "number" : "whole number", got);
+        if (f->kind != K_NUMBER && v != floor(v))
             return hd_err_set(err, "%s: %s: expected a whole number, got %s", name, f->path, got);
-        if (v < f->min || v > f->max)
+        if (!(v >= f->min && v <= f->max)) /* also refuses NaN */
             return hd_err_set(err, "%s: %s: expected a value between %g and %g, got %s", name,
                               f->path, f->min, f->max, got);
         if (f->kind == K_NUMBER)
             *(double *)(base + f->off) = v;
-        else if (f->off == OFF(max_body_bytes))
+        else if (f->kind == K_LONG)
             *(long *)(base + f->off) = (long)v;
         else
             *(int *)(base + f->off) = (int)v;
@@ -279,9 +293,10 @@ static int check_unknown(lua_State *L, int idx, const char *prefix, const char *
     while (lua_next(L, idx) != 0) { /* stack: ..., key, value */
         char path[256];
         if (lua_type(L, -2) != LUA_TSTRING) {
+            const char *type = luaL_typename(L, -2);
             lua_pop(L, 2);
             return hd_err_set(err, "%s: %s%skeys must be names, found a %s key", name, prefix,
-                              *prefix ? ": " : "", luaL_typename(L, -2));
+                              *prefix ? ": " : "", type);
         }
         const char *key = lua_tostring(L, -2);
         snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
@@ -330,7 +345,7 @@ static int apply_defaults(cfg_t *cfg, hd_err_t *err)
             continue;
         if (f->kind == K_BOOL)
             lua_pushboolean(L, strcmp(f->def, "true") == 0);
-        else if (f->kind == K_INT || f->kind == K_NUMBER)
+        else if (f->kind == K_INT || f->kind == K_LONG || f->kind == K_NUMBER)
             lua_pushnumber(L, strtod(f->def, NULL));
         else
             lua_pushstring(L, f->def);
@@ -460,48 +475,87 @@ const char *cfg_default_path(const char *flag_value)
     return (e && *e) ? e : "config.lua";
 }
 
+/* Reads an existing development key file; NULL with err when it is there
+ * but empty or damaged (never silently replaced: data may be encrypted
+ * with it). *missing is set when the file does not exist. */
+static char *read_dev_key(const char *path, bool *missing, hd_err_t *err)
+{
+    *missing = false;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno == ENOENT) {
+            *missing = true;
+            return NULL;
+        }
+        hd_err_set(err, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char line[256] = {0};
+    char *ok = fgets(line, sizeof(line), f);
+    fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (ok == NULL || strlen(line) < 40) {
+        hd_err_set(err,
+                   "%s is empty or damaged; delete it to generate a new development key "
+                   "(data encrypted with the old one becomes unreadable)",
+                   path);
+        return NULL;
+    }
+    return xstrdup(line);
+}
+
 /* Reads var/dev-keys/<name>, creating it with 32 random bytes (base64) when
- * absent. Returns the base64 text (caller frees). */
+ * absent. Returns the base64 text (caller frees). The key is written to a
+ * temporary file and linked into place, so the file is complete or absent,
+ * and two processes starting together agree on one key. */
 static char *dev_key(const char *var_dir, const char *name, hd_err_t *err)
 {
-    char dir[1024], path[1100];
+    char dir[1024], path[1100], tmp[1200];
     snprintf(dir, sizeof(dir), "%s/dev-keys", var_dir);
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     mkdir(var_dir, 0755);
     mkdir(dir, 0700);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        char line[256] = {0};
-        char *ok = fgets(line, sizeof(line), f);
-        fclose(f);
-        if (ok) {
-            line[strcspn(line, "\r\n")] = '\0';
-            return xstrdup(line);
-        }
-    }
+    bool missing;
+    char *key = read_dev_key(path, &missing, err);
+    if (key != NULL || !missing)
+        return key;
     uint8_t raw[32];
     if (hash_random(raw, sizeof(raw)) != 0) {
         hd_err_set(err, "cannot generate a development key: no randomness");
         return NULL;
     }
     char *b64 = b64_encode(raw, sizeof(raw));
-    /* O_EXCL: two processes racing on first start agree on one key. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) {
+    snprintf(tmp, sizeof(tmp), "%s/.%s.%d", dir, name, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    bool written = fd >= 0 && dprintf(fd, "%s\n", b64) == (int)strlen(b64) + 1 && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!written) {
+        hd_err_set(err, "cannot write %s: %s", tmp, strerror(errno));
+        unlink(tmp);
         free(b64);
-        if (errno == EEXIST)
-            return dev_key(var_dir, name, err);
-        hd_err_set(err, "cannot write %s: %s", path, strerror(errno));
         return NULL;
     }
-    dprintf(fd, "%s\n", b64);
-    close(fd);
+    int rc = link(tmp, path); /* fails with EEXIST when another process won */
+    int link_errno = errno;
+    unlink(tmp);
+    if (rc != 0) {
+        free(b64);
+        if (link_errno == EEXIST)
+            return read_dev_key(path, &missing, err);
+        hd_err_set(err, "cannot create %s: %s", path, strerror(link_errno));
+        return NULL;
+    }
     return b64;
 }
 
-static int get_secret(cfg_t *cfg, const char *var, const char *devname, char **out, bool *is_dev,
-                      hd_err_t *err)
+/* Gets one secret from the environment, else the development key file.
+ * With generate unset nothing is written: *out stays NULL when the key
+ * would have been generated (for `herald check`). */
+static int get_secret(cfg_t *cfg, const char *var, const char *devname, bool generate, char **out,
+                      bool *is_dev, hd_err_t *err)
 {
+    *out = NULL;
     const char *v = getenv(var);
     if (v && *v) {
         *out = xstrdup(v);
@@ -513,6 +567,9 @@ static int get_secret(cfg_t *cfg, const char *var, const char *devname, char **o
                           "%s is not set and auth.allow_dev_keys is false; set it in the "
                           "environment",
                           var);
+    *is_dev = true;
+    if (!generate)
+        return 0;
     *out = dev_key(cfg->var_dir, devname, err);
     if (*out == NULL)
         return -1;
@@ -524,12 +581,15 @@ static int get_secret(cfg_t *cfg, const char *var, const char *devname, char **o
     return 0;
 }
 
-int cfg_load_secrets(cfg_t *cfg, hd_err_t *err)
+static int load_secrets(cfg_t *cfg, bool generate, hd_err_t *err)
 {
     char *jwt = NULL, *enc = NULL;
     int rc = -1;
-    if (get_secret(cfg, "HERALD_JWT_SECRET", "jwt_secret", &jwt, &cfg->jwt_secret_is_dev, err))
+    if (get_secret(cfg, "HERALD_JWT_SECRET", "jwt_secret", generate, &jwt, &cfg->jwt_secret_is_dev,
+                   err))
         goto done;
+    if (jwt == NULL)
+        jwt = xstrdup("not-generated-in-a-check-not-generated-in-a-check");
     size_t n = strlen(jwt);
     if (n < 32 || n > sizeof(cfg->jwt_secret)) {
         hd_err_set(err, "HERALD_JWT_SECRET: expected 32 to %zu bytes, got %zu",
@@ -539,8 +599,11 @@ int cfg_load_secrets(cfg_t *cfg, hd_err_t *err)
     memcpy(cfg->jwt_secret, jwt, n);
     cfg->jwt_secret_len = n;
 
-    if (get_secret(cfg, "HERALD_ENCRYPTION_KEY", "encryption_key", &enc, &cfg->enc_key_is_dev, err))
+    if (get_secret(cfg, "HERALD_ENCRYPTION_KEY", "encryption_key", generate, &enc,
+                   &cfg->enc_key_is_dev, err))
         goto done;
+    if (enc == NULL)
+        enc = xstrdup("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     if (fe_decode_key(enc, cfg->enc_key, err) != 0) {
         hd_err_prefix(err, "HERALD_ENCRYPTION_KEY");
         goto done;
@@ -582,6 +645,39 @@ done:
     free(jwt);
     free(enc);
     return rc;
+}
+
+int cfg_load_secrets(cfg_t *cfg, hd_err_t *err)
+{
+    return load_secrets(cfg, true, err);
+}
+
+int cfg_check_secrets(cfg_t *cfg, hd_err_t *err)
+{
+    return load_secrets(cfg, false, err);
+}
+
+bool cfg_valid_listen(const char *value)
+{
+    char *host = NULL;
+    int port;
+    bool ok = parse_hostport(value, &host, &port) == 0;
+    free(host);
+    return ok;
+}
+
+int cfg_set_listen(cfg_t *cfg, const char *value, hd_err_t *err)
+{
+    char *host = NULL;
+    int port;
+    if (parse_hostport(value, &host, &port) != 0)
+        return hd_err_set(err, "expected \"host:port\", got \"%.80s\"", value);
+    free(cfg->listen);
+    free(cfg->listen_host);
+    cfg->listen = xstrdup(value);
+    cfg->listen_host = host;
+    cfg->listen_port = port;
+    return 0;
 }
 
 void cfg_free(cfg_t *cfg)

@@ -36,6 +36,7 @@ typedef struct cfg {
     char *database_url;
     int db_pool_size;
     int db_connect_timeout_s;
+    int db_query_timeout_ms;
     char *redis_url;
     int redis_timeout_ms;
 
@@ -82,6 +83,15 @@ int cfg_load_string(const char *chunk, const char *name, cfg_t *out, hd_err_t *e
  * secrets are read from (or generated into) var_dir/dev-keys/ when
  * allow_dev_keys is set, with a loud warning; otherwise it is an error. */
 int cfg_load_secrets(cfg_t *cfg, hd_err_t *err);
+
+/* Validates the secrets as cfg_load_secrets does, without generating or
+ * writing development keys (values generated later are not checked). */
+int cfg_check_secrets(cfg_t *cfg, hd_err_t *err);
+
+/* Whether value is a valid "host:port"; cfg_set_listen replaces the listen
+ * address (the `serve --listen` flag). */
+bool cfg_valid_listen(const char *value);
+int cfg_set_listen(cfg_t *cfg, const char *value, hd_err_t *err);
 
 /* Picks the config path: explicit flag, else $HERALD_CONFIG, else "config.lua". */
 const char *cfg_default_path(const char *flag_value);

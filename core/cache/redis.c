@@ -145,6 +145,14 @@ bad:
     return NULL;
 }
 
+static void flush_idle(rd_client_t *rd)
+{
+    pthread_mutex_lock(&rd->mu);
+    while (rd->nidle > 0)
+        redisFree(rd->idle[--rd->nidle]);
+    pthread_mutex_unlock(&rd->mu);
+}
+
 redisReply *rd_command_argv(rd_client_t *rd, int argc, const char **argv, hd_err_t *err)
 {
     redisContext *c = NULL;
@@ -152,9 +160,20 @@ redisReply *rd_command_argv(rd_client_t *rd, int argc, const char **argv, hd_err
     if (rd->nidle > 0)
         c = rd->idle[--rd->nidle];
     pthread_mutex_unlock(&rd->mu);
+    bool pooled = c != NULL;
     if (c == NULL && (c = open_conn(rd, err)) == NULL)
         return NULL;
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (r == NULL && pooled) {
+        /* A pooled connection that fails is most likely stale (Redis
+         * restarted): its siblings are too. Drop them all and try once on
+         * a fresh connection before declaring Redis down. */
+        redisFree(c);
+        flush_idle(rd);
+        if ((c = open_conn(rd, err)) == NULL)
+            return NULL;
+        r = redisCommandArgv(c, argc, argv, NULL);
+    }
     if (r == NULL) {
         hd_err_set(err, "redis: %s", c->errstr[0] ? c->errstr : "connection lost");
         mark_down(rd, c->errstr);

@@ -3,6 +3,7 @@
  * `herald migrate`, `herald check`, `herald token`.
  */
 #include "base/log.h"
+#include "cache/redis.h"
 #include "cli/cli.h"
 #include "http/auth.h"
 #include "store/migrate.h"
@@ -50,7 +51,7 @@ int cmd_migrate(int argc, char **argv)
     hd_err_t err;
     bool up;
     int rc = CLI_FAIL;
-    pg_pool_t *pool = pg_pool_new(cfg.database_url, 1, cfg.db_connect_timeout_s, &up, &err);
+    pg_pool_t *pool = pg_pool_new(cfg.database_url, 1, cfg.db_connect_timeout_s, 0, &up, &err);
     pg_conn_t *c = up ? pg_pool_get(pool, 5000, &err) : NULL;
     int applied = 0;
     if (c == NULL) {
@@ -68,6 +69,40 @@ int cmd_migrate(int argc, char **argv)
     pg_pool_free(pool);
     cfg_free(&cfg);
     return rc;
+}
+
+/* What `serve` would refuse, found without starting it: connection URLs
+ * libpq and the Redis client cannot use, and malformed secrets. */
+static int check_all(cfg_t *cfg)
+{
+    int problems = 0;
+    hd_err_t err;
+    char *why = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &why);
+    if (opts == NULL) {
+        fprintf(stderr, "herald: %s: database.url: %s", cfg->path,
+                why ? why : "cannot be parsed\n");
+        problems++;
+    }
+    PQconninfoFree(opts);
+    PQfreemem(why);
+    rd_client_t *rd = rd_new(cfg->redis_url, 100, 1, &err);
+    if (rd == NULL) {
+        fprintf(stderr, "herald: %s: redis.url: %s\n", cfg->path, err.msg);
+        problems++;
+    }
+    rd_free(rd);
+    if (cfg_check_secrets(cfg, &err) != 0) {
+        fprintf(stderr, "herald: %s\n", err.msg);
+        problems++;
+    }
+    if (problems)
+        return CLI_FAIL;
+    printf("%s: ok (listen %s; %s)\n", cfg->path, cfg->listen,
+           cfg->jwt_secret_is_dev || cfg->enc_key_is_dev
+               ? "development keys from var/dev-keys/ will be used"
+               : "secrets from the environment");
+    return CLI_OK;
 }
 
 int cmd_check(int argc, char **argv)
@@ -97,9 +132,9 @@ int cmd_check(int argc, char **argv)
     cfg_t cfg;
     if (cli_load_config(config, &cfg, false) != 0)
         return CLI_FAIL;
-    printf("%s: ok (listen %s, database and redis configured)\n", cfg.path, cfg.listen);
+    int rc = check_all(&cfg);
     cfg_free(&cfg);
-    return CLI_OK;
+    return rc;
 }
 
 int cmd_token(int argc, char **argv)
@@ -146,8 +181,8 @@ int cmd_token(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("token", "unexpected argument %s", argv[optind]);
-    if (sub == NULL || *sub == '\0')
-        return cli_usage_error("token", "--sub is required");
+    if (sub == NULL || *sub == '\0' || strlen(sub) > 127)
+        return cli_usage_error("token", "--sub is required (1 to 127 bytes)");
     if (scopes == NULL)
         return cli_usage_error("token", "--scopes is required");
     hd_err_t err;

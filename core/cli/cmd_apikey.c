@@ -23,7 +23,8 @@ static pg_pool_t *open_db(const cfg_t *cfg)
 {
     hd_err_t err;
     bool up;
-    pg_pool_t *db = pg_pool_new(cfg->database_url, 1, cfg->db_connect_timeout_s, &up, &err);
+    pg_pool_t *db = pg_pool_new(cfg->database_url, 1, cfg->db_connect_timeout_s,
+                                cfg->db_query_timeout_ms, &up, &err);
     if (!up) {
         fprintf(stderr, "herald apikey: %s\n", err.msg);
         pg_pool_free(db);

@@ -29,8 +29,8 @@ static int build_app(app_t *app, cfg_t *cfg)
     app->cfg = cfg;
     app->started = time(NULL);
     bool up = false;
-    app->db =
-        pg_pool_new(cfg->database_url, cfg->db_pool_size, cfg->db_connect_timeout_s, &up, &err);
+    app->db = pg_pool_new(cfg->database_url, cfg->db_pool_size, cfg->db_connect_timeout_s,
+                          cfg->db_query_timeout_ms, &up, &err);
     if (!up)
         log_error("database unreachable at start; will keep retrying", "reason", err.msg);
     app->redis = rd_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->http_threads + 2, &err);
@@ -81,6 +81,9 @@ int cmd_serve(int argc, char **argv)
             config = optarg;
             break;
         case 'l':
+            if (!cfg_valid_listen(optarg))
+                return cli_usage_error("serve", "--listen: expected \"host:port\", got \"%s\"",
+                                       optarg);
             listen = optarg;
             break;
         case 'h':
@@ -92,13 +95,11 @@ int cmd_serve(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("serve", "unexpected argument %s", argv[optind]);
-    if (listen) {
-        /* The flag wins over the file through the variable the file reads. */
-        setenv("HERALD_LISTEN", listen, 1);
-    }
     cfg_t cfg;
     if (cli_load_config(config, &cfg, true) != 0)
         return CLI_FAIL;
+    if (listen)
+        cfg_set_listen(&cfg, listen, NULL); /* the flag wins over the file */
 
     /* Block the stop signals before any thread starts so only sigwait sees them. */
     sigset_t stop;

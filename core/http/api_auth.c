@@ -50,12 +50,13 @@ void api_auth_token(http_req_t *req)
         return;
     apikey_info_t info;
     hd_err_t err;
-    if (apikey_authenticate(req->app->db, key, &info, &err) != 0) {
-        /* A database failure is not the caller's fault: say so. */
-        if (pg_pool_ping(req->app->db, NULL) != 0)
-            http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
-        else
-            http_reply_error(req, 401, "unauthorized", "invalid API key");
+    int rc = apikey_authenticate(req->app->db, key, &info, &err);
+    if (rc == -2) { /* not the caller's fault: say so */
+        http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
+        return;
+    }
+    if (rc != 0) {
+        http_reply_error(req, 401, "unauthorized", "invalid API key");
         return;
     }
     char *refresh = NULL;

@@ -1,4 +1,5 @@
 /* api_system.c - GET /api/crm/health and GET /metrics. */
+#include "base/log.h"
 #include "http/api.h"
 
 #include <time.h>
@@ -10,13 +11,17 @@ static double ms_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static cJSON *probe(int ok, double ms, const char *why)
+/* The body is public: it says what is down, the log says why (host names
+ * and user names stay out of an unauthenticated answer). */
+static cJSON *probe(const char *what, int ok, double ms, const char *why)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", ok ? "up" : "down");
     cJSON_AddNumberToObject(o, "latency_ms", (double)(long)(ms * 1000) / 1000);
-    if (!ok)
-        cJSON_AddStringToObject(o, "error", why);
+    if (!ok) {
+        cJSON_AddStringToObject(o, "error", "unreachable; see the server log");
+        log_warn("health check failed", "component", what, "reason", why);
+    }
     return o;
 }
 
@@ -40,8 +45,8 @@ void api_health(http_req_t *req)
     cJSON_AddStringToObject(doc, "status", status);
     cJSON_AddStringToObject(doc, "version", HERALD_VERSION);
     cJSON_AddNumberToObject(doc, "uptime_s", (double)(time(NULL) - app->started));
-    cJSON_AddItemToObject(doc, "database", probe(db_ok, db_ms, dberr.msg));
-    cJSON_AddItemToObject(doc, "redis", probe(rd_ok, rd_ms, rderr.msg));
+    cJSON_AddItemToObject(doc, "database", probe("database", db_ok, db_ms, dberr.msg));
+    cJSON_AddItemToObject(doc, "redis", probe("redis", rd_ok, rd_ms, rderr.msg));
     http_reply_json(req, db_ok && rd_ok ? 200 : 503, doc);
 }
 

@@ -116,6 +116,9 @@ int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_p
     memset(out, 0, sizeof(*out));
     if (!cJSON_IsString(sub) || !cJSON_IsString(scope)) {
         rc = hd_err_set(err, "invalid token: sub and scope claims are required");
+    } else if (strlen(sub->valuestring) >= sizeof(out->sub) || sub->valuestring[0] == '\0') {
+        /* never truncate an identity: it keys idempotency and audit rows */
+        rc = hd_err_set(err, "invalid token: sub must be 1 to %zu bytes", sizeof(out->sub) - 1);
     } else {
         snprintf(out->sub, sizeof(out->sub), "%s", sub->valuestring);
         /* A token naming a scope we do not know grants nothing from it. */

@@ -35,9 +35,55 @@ const char *http_header(http_req_t *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 const char *http_query(http_req_t *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    /* libmicrohttpd is told not to unescape (see on_unescape), so the value
+     * is raw: decode it here, once ('+' is a space in a query string). */
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (raw == NULL || req->nscratch == HTTP_MAX_SCRATCH)
+        return NULL;
+    size_t n = strlen(raw);
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (raw[i] == '+') {
+            *o++ = ' ';
+        } else if (raw[i] == '%' && i + 2 < n && (h = hexval(raw[i + 1])) >= 0 &&
+                   (l = hexval(raw[i + 2])) >= 0) {
+            *o++ = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            *o++ = raw[i];
+        }
+    }
+    *o = '\0';
+    if (strlen(out) != (size_t)(o - out)) { /* an encoded NUL: refuse the value */
+        free(out);
+        return NULL;
+    }
+    req->scratch[req->nscratch++] = out;
+    return out;
+}
+
+/* Keeps URLs and query values exactly as sent: the router decodes path
+ * captures once, http_query decodes values once. Decoding here as well
+ * would decode twice (%2541 -> A) and let %00 cut a path short. */
+static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
 }
 
 static void set_response(http_req_t *req, int status, struct MHD_Response *resp)
@@ -184,7 +230,7 @@ static void dispatch(http_req_t *req)
     }
     route_status_t rs = router_match(&app->router, req->method, req->path, &req->match);
     if (rs == ROUTE_NOT_FOUND) {
-        http_reply_error(req, 404, "not_found", "no such resource: %s", req->path);
+        http_reply_error(req, 404, "not_found", "no route matches %s on this path", req->method);
         return;
     }
     if (rs == ROUTE_BAD_METHOD) {
@@ -297,14 +343,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!req->too_large) {
-            if (req->body.len + *upload_size > (size_t)srv->app->cfg->max_body_bytes) {
-                req->too_large = true;
-                buf_free(&req->body);
-            } else {
-                buf_append(&req->body, upload_data, *upload_size);
-            }
+        size_t max = (size_t)srv->app->cfg->max_body_bytes;
+        if (!req->too_large && req->body.len + *upload_size > max) {
+            req->too_large = true;
+            req->discarded = req->body.len;
+            buf_free(&req->body);
         }
+        if (req->too_large) {
+            /* A body a little over the limit is read and dropped so the
+             * client, still sending, can read the 413; an endless one is
+             * answered at 4x the limit and the connection closed. */
+            req->discarded += *upload_size;
+            *upload_size = 0;
+            if (req->discarded > 4 * max) {
+                dispatch(req);
+                return send_reply(req);
+            }
+            return MHD_YES;
+        }
+        buf_append(&req->body, upload_data, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
@@ -346,6 +403,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->resp)
         MHD_destroy_response(req->resp);
     cJSON_Delete(req->json);
+    for (int i = 0; i < req->nscratch; i++)
+        free(req->scratch[i]);
     buf_free(&req->body);
     free(req->path);
     free(req);
@@ -379,12 +438,12 @@ http_server_t *http_start(app_t *app, hd_err_t *err)
                      MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    srv->daemon = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv,
-                                   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                                   MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
-                                   (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-                                   (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL, MHD_OPTION_SOCK_ADDR,
+        ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (srv->daemon == NULL) {
         free(srv);

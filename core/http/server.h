@@ -23,6 +23,8 @@
 
 typedef struct http_server http_server_t;
 
+#define HTTP_MAX_SCRATCH 16
+
 typedef struct http_req {
     app_t *app;
     struct MHD_Connection *conn;
@@ -31,7 +33,8 @@ typedef struct http_req {
     route_match_t match;
     buf_t body;
     bool too_large;
-    cJSON *json; /* parsed body for BODY_JSON routes; owned */
+    size_t discarded; /* body bytes dropped after the limit was crossed */
+    cJSON *json;      /* parsed body for BODY_JSON routes; owned */
     auth_principal_t principal;
     bool authenticated;
     char request_id[65];
@@ -42,6 +45,8 @@ typedef struct http_req {
     int status;
     struct MHD_Response *resp;
     bool replied;
+    char *scratch[HTTP_MAX_SCRATCH]; /* decoded query values, freed with the request */
+    int nscratch;
 } http_req_t;
 
 typedef void (*http_handler_fn)(http_req_t *req);

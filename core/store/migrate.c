@@ -187,7 +187,7 @@ static int apply_all(pg_conn_t *c, const char *dir, mig_t *m, int n, int *applie
             PQclear(ins);
         }
         if (rc == 0)
-            rc = pg_exec_script(c, "COMMIT", err);
+            rc = pg_commit(c, err);
         if (rc != 0) {
             pg_exec_script(c, "ROLLBACK", NULL);
             break;

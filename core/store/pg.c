@@ -7,7 +7,9 @@
 #include "base/log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +24,15 @@ struct pg_conn {
     int nprepared;
     bool borrowed;
     bool server_closed; /* a FATAL notice arrived while idle */
+    pg_pool_t *pool;
     char sqlstate[6];
 };
 
 struct pg_pool {
     char *url;
     int connect_timeout_s;
+    int query_timeout_ms;        /* 0: wait as long as it takes (migrations) */
+    atomic_llong retry_after_ms; /* monotonic ms before which no connect is tried */
     int size;
     pg_conn_t *conns;
     pthread_mutex_t mu;
@@ -55,6 +60,13 @@ static void forget_prepared(pg_conn_t *c)
     c->nprepared = 0;
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int connect_conn(pg_pool_t *pool, pg_conn_t *c, hd_err_t *err)
 {
     if (c->conn) {
@@ -62,11 +74,26 @@ static int connect_conn(pg_pool_t *pool, pg_conn_t *c, hd_err_t *err)
         c->conn = NULL;
     }
     forget_prepared(c);
-    char timeout[16];
+    /* After a failed connect, fail fast for a second: a down server must not
+     * cost every request a connect timeout. */
+    if (now_ms() < atomic_load(&pool->retry_after_ms))
+        return hd_err_set(err, "database: unreachable (next connection attempt within 1 s)");
+    char timeout[16], user_timeout[16], options[64];
     snprintf(timeout, sizeof(timeout), "%d", pool->connect_timeout_s);
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {pool->url, timeout, "herald", NULL};
-    /* expand_dbname=1: the URL in "dbname" is parsed as a connection string. */
+    /* A peer that stops acknowledging (host gone, network cut) is declared
+     * dead by the kernel instead of hanging a thread forever. */
+    snprintf(user_timeout, sizeof(user_timeout), "%d",
+             pool->query_timeout_ms > 0 ? pool->query_timeout_ms : 30000);
+    snprintf(options, sizeof(options), "-c statement_timeout=%d", pool->query_timeout_ms);
+    const char *keys[] = {"dbname",           "connect_timeout",
+                          "application_name", "keepalives",
+                          "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout",
+                          "options",          NULL};
+    const char *vals[] = {pool->url, timeout, "herald",     "1",     "30",
+                          "10",      "3",     user_timeout, options, NULL};
+    /* expand_dbname=1: the URL in "dbname" is parsed as a connection string;
+     * the keys after it override what the URL says. */
     c->conn = PQconnectdbParams(keys, vals, 1);
     if (c->conn == NULL)
         return hd_err_set(err, "database: out of memory");
@@ -76,21 +103,27 @@ static int connect_conn(pg_pool_t *pool, pg_conn_t *c, hd_err_t *err)
             err->msg[strcspn(err->msg, "\n")] = '\0';
         PQfinish(c->conn);
         c->conn = NULL;
+        atomic_store(&pool->retry_after_ms, now_ms() + 1000);
         return -1;
     }
+    atomic_store(&pool->retry_after_ms, 0);
     c->server_closed = false;
     PQsetNoticeReceiver(c->conn, on_notice, c);
     return 0;
 }
 
-pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, bool *connected,
-                       hd_err_t *err)
+pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, int query_timeout_ms,
+                       bool *connected, hd_err_t *err)
 {
     pg_pool_t *pool = xcalloc(1, sizeof(*pool));
     pool->url = xstrdup(url);
+    pool->query_timeout_ms = query_timeout_ms > 0 ? query_timeout_ms : 0;
+    atomic_init(&pool->retry_after_ms, 0);
     pool->size = size > 0 ? size : 1;
     pool->connect_timeout_s = connect_timeout_s > 0 ? connect_timeout_s : 5;
     pool->conns = xcalloc((size_t)pool->size, sizeof(pg_conn_t));
+    for (int i = 0; i < pool->size; i++)
+        pool->conns[i].pool = pool;
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     bool ok = connect_conn(pool, &pool->conns[0], err) == 0;
@@ -225,7 +258,7 @@ static int fail(pg_conn_t *c, PGresult *r, const char *what, hd_err_t *err)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
-    const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c->conn);
+    const char *msg = r ? PQresultErrorMessage(r) : (c->conn ? PQerrorMessage(c->conn) : NULL);
     hd_err_set(err, "database: %s: %s", what, (msg && *msg) ? msg : "connection lost");
     if (err)
         err->msg[strcspn(err->msg, "\n")] = '\0';
@@ -239,39 +272,124 @@ static bool ok_status(PGresult *r)
     return s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK;
 }
 
+/* Collects the results of a sent command within the pool's deadline. A
+ * server that does not answer in time (frozen, partitioned) costs this
+ * request an error, and the connection is dropped: its state is unknown.
+ * Returns the last result of a successful command, or NULL with err (the
+ * first error of a failed one). */
+static PGresult *await(pg_pool_t *pool, pg_conn_t *c, const char *what, hd_err_t *err)
+{
+    long long deadline = pool->query_timeout_ms ? now_ms() + pool->query_timeout_ms : 0;
+    PGresult *last = NULL, *error = NULL;
+    for (;;) {
+        while (PQisBusy(c->conn)) {
+            int wait = -1;
+            if (deadline) {
+                long long left = deadline - now_ms();
+                if (left <= 0) {
+                    PQclear(last);
+                    PQclear(error);
+                    PQfinish(c->conn);
+                    c->conn = NULL;
+                    forget_prepared(c);
+                    snprintf(c->sqlstate, sizeof(c->sqlstate), "57014");
+                    hd_err_set(err, "database: %s: no answer within %d ms", what,
+                               pool->query_timeout_ms);
+                    return NULL;
+                }
+                wait = (int)left;
+            }
+            struct pollfd pfd = {.fd = PQsocket(c->conn), .events = POLLIN};
+            int pr = poll(&pfd, 1, wait);
+            if (pr < 0 && errno != EINTR)
+                break;
+            if (pr > 0 && PQconsumeInput(c->conn) == 0)
+                break; /* connection lost: PQgetResult reports it */
+        }
+        PGresult *r = PQgetResult(c->conn);
+        if (r == NULL)
+            break;
+        if (!ok_status(r) && error == NULL) {
+            error = r;
+        } else if (error != NULL) {
+            PQclear(r);
+        } else {
+            PQclear(last);
+            last = r;
+        }
+        if (PQstatus(c->conn) == CONNECTION_BAD)
+            break;
+    }
+    if (error != NULL || last == NULL) {
+        PQclear(last);
+        fail(c, error, what, err);
+        return NULL;
+    }
+    c->sqlstate[0] = '\0';
+    return last;
+}
+
+static pg_pool_t *owner(pg_conn_t *c);
+
 PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err)
 {
+    pg_pool_t *pool = owner(c);
+    if (c->conn == NULL)
+        return fail(c, NULL, st->name, err), NULL;
     int idx = -1;
     for (int i = 0; i < c->nprepared; i++)
         if (c->prepared[i] == st)
             idx = i;
+    if (idx < 0 && c->nprepared == MAX_PREPARED) {
+        /* More statements than slots: run this one unprepared. */
+        if (!PQsendQueryParams(c->conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0))
+            return fail(c, NULL, st->name, err), NULL;
+        return await(pool, c, st->name, err);
+    }
     if (idx < 0) {
-        PGresult *r = PQprepare(c->conn, st->name, st->sql, st->nparams, NULL);
-        if (r == NULL || !ok_status(r)) {
-            fail(c, r, st->name, err);
+        if (!PQsendPrepare(c->conn, st->name, st->sql, st->nparams, NULL))
+            return fail(c, NULL, st->name, err), NULL;
+        PGresult *r = await(pool, c, st->name, err);
+        if (r == NULL)
             return NULL;
-        }
         PQclear(r);
-        if (c->nprepared < MAX_PREPARED)
-            c->prepared[c->nprepared++] = st;
+        c->prepared[c->nprepared++] = st;
     }
-    PGresult *r = PQexecPrepared(c->conn, st->name, st->nparams, params, NULL, NULL, 0);
-    if (r == NULL || !ok_status(r)) {
-        fail(c, r, st->name, err);
-        return NULL;
-    }
-    c->sqlstate[0] = '\0';
-    return r;
+    if (!PQsendQueryPrepared(c->conn, st->name, st->nparams, params, NULL, NULL, 0))
+        return fail(c, NULL, st->name, err), NULL;
+    return await(pool, c, st->name, err);
 }
 
 int pg_exec_script(pg_conn_t *c, const char *sql, hd_err_t *err)
 {
-    PGresult *r = PQexec(c->conn, sql);
-    if (r == NULL || !ok_status(r))
-        return fail(c, r, "query", err);
+    if (c->conn == NULL || !PQsendQuery(c->conn, sql))
+        return fail(c, NULL, "query", err);
+    PGresult *r = await(owner(c), c, "query", err);
+    if (r == NULL)
+        return -1;
     PQclear(r);
-    c->sqlstate[0] = '\0';
     return 0;
+}
+
+int pg_commit(pg_conn_t *c, hd_err_t *err)
+{
+    if (c->conn == NULL || !PQsendQuery(c->conn, "COMMIT"))
+        return fail(c, NULL, "commit", err);
+    PGresult *r = await(owner(c), c, "commit", err);
+    if (r == NULL)
+        return -1;
+    /* COMMIT of a transaction that already failed "succeeds" with the tag
+     * ROLLBACK: that is a failure for the caller. */
+    bool committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    PQclear(r);
+    if (!committed)
+        return hd_err_set(err, "database: the transaction failed earlier and was rolled back");
+    return 0;
+}
+
+static pg_pool_t *owner(pg_conn_t *c)
+{
+    return c->pool;
 }
 
 const char *pg_last_sqlstate(const pg_conn_t *c)
@@ -309,7 +427,7 @@ int pg_with_tx(pg_pool_t *pool, int (*fn)(pg_conn_t *c, void *arg, hd_err_t *err
     if (rc == 0) {
         rc = fn(c, arg, err);
         if (rc == 0)
-            rc = pg_exec_script(c, "COMMIT", err);
+            rc = pg_commit(c, err);
         else
             pg_exec_script(c, "ROLLBACK", NULL);
     }

@@ -28,9 +28,11 @@ typedef struct pg_stmt {
 /* Creates a pool of up to size connections to url. Connects one connection
  * now so a bad URL or a down server is reported at start; when that fails
  * the pool is still returned (it reconnects later) and err says why, with
- * *connected set to false. Caller frees with pg_pool_free. */
-pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, bool *connected,
-                       hd_err_t *err);
+ * *connected set to false. Every command must answer within
+ * query_timeout_ms (0: no limit, for migrations); the server enforces the
+ * same as statement_timeout. Caller frees with pg_pool_free. */
+pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, int query_timeout_ms,
+                       bool *connected, hd_err_t *err);
 void pg_pool_free(pg_pool_t *pool);
 
 /* Borrows a connection, waiting up to timeout_ms for one to be free. Returns
@@ -54,6 +56,10 @@ PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, 
 
 /* Runs one or more statements without parameters (BEGIN, a migration file). */
 int pg_exec_script(pg_conn_t *c, const char *sql, hd_err_t *err);
+
+/* COMMIT that fails unless the transaction really committed (a COMMIT of a
+ * transaction that had an error answers ROLLBACK). */
+int pg_commit(pg_conn_t *c, hd_err_t *err);
 
 /* The SQLSTATE of the last failed command on c ("" when none). */
 const char *pg_last_sqlstate(const pg_conn_t *c);

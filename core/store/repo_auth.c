@@ -26,9 +26,13 @@ static const pg_stmt_t st_key_list = {
     "FROM crm_api_keys ORDER BY created_at DESC, name",
     0};
 static const pg_stmt_t st_key_revoke = {
+    /* One key at most: an exact name wins over a prefix that happens to be
+     * spelled the same. */
     "apikey_revoke",
-    "UPDATE crm_api_keys SET revoked_at = now() "
-    "WHERE (name = $1 OR prefix = $1) AND revoked_at IS NULL RETURNING id, name",
+    "UPDATE crm_api_keys SET revoked_at = now() WHERE id = ("
+    " SELECT id FROM crm_api_keys WHERE revoked_at IS NULL"
+    " AND (name = $1 OR prefix = $1) ORDER BY (name = $1) DESC LIMIT 1)"
+    " RETURNING id, name",
     1};
 static const pg_stmt_t st_key_revoke_tokens = {"apikey_revoke_tokens",
                                                "UPDATE crm_refresh_tokens SET revoked_at = now() "
@@ -70,14 +74,17 @@ static const pg_stmt_t st_refresh_revoke_family = {
     "WHERE family_id = $1 AND revoked_at IS NULL",
     1};
 
-static void audit(pg_conn_t *c, const char *actor, const char *action, const char *target)
+/* Writes an audit row inside the caller's transaction. A failure fails the
+ * transaction: an action that cannot be audited does not happen. */
+static int audit(pg_conn_t *c, const char *actor, const char *action, const char *target,
+                 hd_err_t *err)
 {
     const char *p[] = {actor, action, target, NULL};
-    hd_err_t err;
-    PGresult *r = pg_exec(c, &st_audit, p, &err);
+    PGresult *r = pg_exec(c, &st_audit, p, err);
     if (r == NULL)
-        log_error("audit log write failed", "action", action, "reason", err.msg);
+        return hd_err_prefix(err, "audit log");
     PQclear(r);
+    return 0;
 }
 
 int apikey_create(pg_pool_t *db, const char *name, unsigned scopes, const char *actor,
@@ -110,8 +117,8 @@ int apikey_create(pg_pool_t *db, const char *name, unsigned scopes, const char *
         return -1;
     }
     const char *params[] = {name, prefix, hash, scope_list};
-    PGresult *r = pg_exec(c, &st_key_insert, params, err);
-    int rc = 0;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    PGresult *r = rc == 0 ? pg_exec(c, &st_key_insert, params, err) : NULL;
     if (r == NULL) {
         if (pg_is_unique_violation(c))
             hd_err_set(err, "an API key named \"%s\" already exists", name);
@@ -119,10 +126,12 @@ int apikey_create(pg_pool_t *db, const char *name, unsigned scopes, const char *
     } else {
         char target[160];
         snprintf(target, sizeof(target), "apikey:%s", name);
-        audit(c, actor, "apikey.create", target);
+        rc = audit(c, actor, "apikey.create", target, err);
+        if (rc == 0)
+            rc = pg_commit(c, err);
     }
     PQclear(r);
-    pg_pool_put(db, c);
+    pg_pool_put(db, c); /* rolls back anything left open */
     if (rc == 0)
         *key_out = buf_steal(&key);
     else
@@ -187,8 +196,8 @@ int apikey_revoke(pg_pool_t *db, const char *name_or_prefix, const char *actor, 
     if (r2 != NULL) {
         char target[160];
         snprintf(target, sizeof(target), "apikey:%s", PQgetvalue(r, 0, 1));
-        audit(c, actor, "apikey.revoke", target);
-        rc = pg_exec_script(c, "COMMIT", err);
+        if (audit(c, actor, "apikey.revoke", target, err) == 0)
+            rc = pg_commit(c, err);
     }
     PQclear(r2);
     PQclear(r);
@@ -217,11 +226,12 @@ int apikey_authenticate(pg_pool_t *db, const char *key, apikey_info_t *out, hd_e
 
     pg_conn_t *c = pg_pool_get(db, 5000, err);
     if (c == NULL)
-        return -1;
+        return -2;
     const char *p[] = {prefix};
     PGresult *r = pg_exec(c, &st_key_by_prefix, p, err);
-    int rc = -1;
+    int rc = -2;
     if (r != NULL) {
+        rc = -1;
         if (PQntuples(r) == 1 && hash_ct_equal(hash, PQgetvalue(r, 0, 3), 64)) {
             snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(r, 0, 0));
             snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(r, 0, 1));
@@ -303,8 +313,8 @@ refresh_status_t refresh_rotate(pg_pool_t *db, const char *token, int ttl_s, api
         if (rv != NULL) {
             char target[160];
             snprintf(target, sizeof(target), "apikey:%s", PQgetvalue(r, 0, 5));
-            audit(c, "system", "refresh.reuse_detected", target);
-            if (pg_exec_script(c, "COMMIT", err) == 0) {
+            if (audit(c, "system", "refresh.reuse_detected", target, err) == 0 &&
+                pg_commit(c, err) == 0) {
                 log_warn("refresh token reused; its family is revoked", "apikey",
                          PQgetvalue(r, 0, 5));
                 hd_err_set(err, "refresh token was already used; all tokens of its family "
@@ -328,7 +338,7 @@ refresh_status_t refresh_rotate(pg_pool_t *db, const char *token, int ttl_s, api
         goto done;
     const char *sp[] = {old_id, new_id};
     PGresult *rs = pg_exec(c, &st_refresh_spend, sp, err);
-    if (rs != NULL && pg_exec_script(c, "COMMIT", err) == 0)
+    if (rs != NULL && pg_commit(c, err) == 0)
         st = REFRESH_OK;
     PQclear(rs);
 done:

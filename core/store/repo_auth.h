@@ -34,7 +34,8 @@ cJSON *apikey_list(pg_pool_t *db, hd_err_t *err);
 int apikey_revoke(pg_pool_t *db, const char *name_or_prefix, const char *actor, hd_err_t *err);
 
 /* Checks a presented key (constant-time hash compare); fills *out and
- * records last use. -1 with err "invalid API key" for any mismatch. */
+ * records last use. -1 with err "invalid API key" for any mismatch; -2 when
+ * the database could not answer (the caller says 503, not 401). */
 int apikey_authenticate(pg_pool_t *db, const char *key, apikey_info_t *out, hd_err_t *err);
 
 /* Issues the first refresh token of a new family for key. */

@@ -93,15 +93,35 @@ static void test_types_and_ranges(void **state)
                         "t.lua: http.threads: expected a whole number, got 2.5");
     assert_string_equal(load_fail(WITH("listen = 'a:1', threads = 0")),
                         "t.lua: http.threads: expected a value between 1 and 256, got 0");
-    assert_non_null(strstr(load_fail("return { http = { listen = 'a:1' }, database = { url = "
-                                     "'mysql://x' }, " BASE_REDIS " }"),
-                           "database.url: expected a URL with scheme"));
+    assert_non_null(
+        strstr(load_fail("return { http = { listen = 'a:1' }, database = { url = "
+                         "'mysql://x' }, " BASE_REDIS " }"),
+               "database.url: expected a postgresql:// or postgres:// URL, got \"mysql://x\""));
     assert_non_null(strstr(load_fail("return { http = { listen = 'a:1' }, auth = { "
                                      "allow_dev_keys = 'yes' }, " BASE_DB BASE_REDIS " }"),
                            "auth.allow_dev_keys: expected a boolean, got \"yes\""));
     assert_non_null(strstr(load_fail("return { http = { listen = 'a:1' }, log = { level = "
                                      "'loud' }, " BASE_DB BASE_REDIS " }"),
                            "log.level: expected one of"));
+}
+
+static void test_messages_hide_credentials(void **state)
+{
+    const char *m =
+        load_fail("return { http = { listen = 'a:1' }, database = { url = "
+                  "'postgres-ql://herald:S3cretPassw0rd@db/herald' }, " BASE_REDIS " }");
+    assert_null(strstr(m, "S3cret"));
+    assert_non_null(strstr(m, "postgres-ql://***@db/herald"));
+}
+
+static void test_nan_is_refused(void **state)
+{
+    assert_non_null(strstr(load_fail("return { http = { listen = 'a:1' }, engine = { "
+                                     "retry_scale = 0/0 }, " BASE_DB BASE_REDIS " }"),
+                           "engine.retry_scale: expected a value between"));
+    assert_string_equal(
+        load_fail("return { http = { listen = 'a:1', [1] = 5 }, " BASE_DB BASE_REDIS " }"),
+        "t.lua: http: keys must be names, found a number key");
 }
 
 static void test_env_function(void **state)
@@ -183,6 +203,26 @@ static void test_secrets(void **state)
     assert_memory_equal(first, cfg.enc_key, 32);
     cfg_free(&cfg);
 
+    /* A damaged key file is an error naming it, never silently replaced. */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(cfg_load_string(chunk, "t.lua", &cfg, &err), 0);
+    assert_int_equal(cfg_load_secrets(&cfg, &err), -1);
+    assert_non_null(strstr(err.msg, "encryption_key is empty or damaged"));
+    cfg_free(&cfg);
+    f = fopen(path, "w");
+    fprintf(f, "%s", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n");
+    fclose(f);
+
+    /* A check validates without writing anything. */
+    snprintf(path, sizeof(path), "%s/dev-keys/jwt_secret", dir);
+    unlink(path);
+    assert_int_equal(cfg_load_string(chunk, "t.lua", &cfg, &err), 0);
+    assert_int_equal(cfg_check_secrets(&cfg, &err), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    cfg_free(&cfg);
+
     /* Environment values win; bad ones are precise errors. */
     setenv("HERALD_JWT_SECRET", "short", 1);
     assert_int_equal(cfg_load_string(chunk, "t.lua", &cfg, &err), 0);
@@ -228,6 +268,8 @@ int main(void)
         cmocka_unit_test(test_required_and_unknown),
         cmocka_unit_test(test_secrets_refused_in_file),
         cmocka_unit_test(test_types_and_ranges),
+        cmocka_unit_test(test_messages_hide_credentials),
+        cmocka_unit_test(test_nan_is_refused),
         cmocka_unit_test(test_env_function),
         cmocka_unit_test(test_file_shape_and_sandbox),
         cmocka_unit_test(test_shipped_config_loads),

@@ -33,7 +33,7 @@ static int setup(void **state)
 {
     hd_err_t err;
     bool up;
-    pg_pool_t *pool = pg_pool_new(url(), 2, 5, &up, &err);
+    pg_pool_t *pool = pg_pool_new(url(), 2, 5, 5000, &up, &err);
     if (!up)
         fail_msg("database not reachable at %s: %s", url(), err.msg);
     pg_conn_t *c = pg_pool_get(pool, 1000, &err);
@@ -226,11 +226,41 @@ static void test_reconnects_after_backend_killed(void **state)
     pg_pool_put(pool, c);
 }
 
+static void test_commit_of_a_failed_transaction_fails(void **state)
+{
+    pg_pool_t *pool = *state;
+    hd_err_t err;
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_int_equal(pg_exec_script(c, "BEGIN", &err), 0);
+    assert_int_equal(pg_exec_script(c, "SELECT 1/0", &err), -1);
+    assert_string_equal(pg_last_sqlstate(c), "22012");
+    /* PostgreSQL answers this COMMIT with ROLLBACK; that is a failure. */
+    assert_int_equal(pg_commit(c, &err), -1);
+    assert_non_null(strstr(err.msg, "rolled back"));
+    pg_pool_put(pool, c);
+}
+
+static void test_query_deadline(void **state)
+{
+    hd_err_t err;
+    bool up;
+    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 300, &up, &err);
+    assert_true(up);
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    /* The server's statement_timeout (the same 300 ms) cancels it. */
+    assert_int_equal(pg_exec_script(c, "SELECT pg_sleep(3)", &err), -1);
+    assert_string_equal(pg_last_sqlstate(c), "57014");
+    pg_pool_put(pool, c);
+    /* And the connection is usable afterwards. */
+    assert_int_equal(pg_pool_ping(pool, &err), 0);
+    pg_pool_free(pool);
+}
+
 static void test_unreachable_server(void **state)
 {
     hd_err_t err;
     bool up = true;
-    pg_pool_t *pool = pg_pool_new("postgresql://herald@127.0.0.1:1/herald", 1, 2, &up, &err);
+    pg_pool_t *pool = pg_pool_new("postgresql://herald@127.0.0.1:1/herald", 1, 2, 1000, &up, &err);
     assert_false(up);
     assert_non_null(strstr(err.msg, "database:"));
     assert_int_equal(pg_pool_ping(pool, &err), -1);
@@ -246,6 +276,8 @@ int main(void)
         cmocka_unit_test(test_left_open_transaction_is_rolled_back),
         cmocka_unit_test(test_exhaustion_times_out),
         cmocka_unit_test(test_reconnects_after_backend_killed),
+        cmocka_unit_test(test_commit_of_a_failed_transaction_fails),
+        cmocka_unit_test(test_query_deadline),
         cmocka_unit_test(test_unreachable_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

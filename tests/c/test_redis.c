@@ -62,6 +62,25 @@ static void test_commands(void **state)
     rd_free(rd);
 }
 
+static void test_survives_killed_connections(void **state)
+{
+    hd_err_t err;
+    rd_client_t *rd = rd_new(url(), 500, 4, &err);
+    assert_non_null(rd);
+    assert_int_equal(rd_ping(rd, &err), 0); /* one pooled connection now */
+    /* The server drops every client connection, as a restart does. */
+    rd_client_t *killer = rd_new(url(), 500, 1, &err);
+    const char *kill[] = {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"};
+    redisReply *r = rd_command_argv(killer, 6, kill, &err);
+    assert_non_null(r);
+    freeReplyObject(r);
+    rd_free(killer);
+    /* The stale connection is replaced on the spot: no false outage. */
+    assert_int_equal(rd_ping(rd, &err), 0);
+    assert_true(rd_is_up(rd));
+    rd_free(rd);
+}
+
 static void test_down_is_fast_and_reported(void **state)
 {
     hd_err_t err;
@@ -96,6 +115,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_survives_killed_connections),
         cmocka_unit_test(test_down_is_fast_and_reported),
         cmocka_unit_test(test_bad_urls),
     };

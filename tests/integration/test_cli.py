@@ -113,6 +113,10 @@ class CliTest(HeraldCase):
         self.assertUsageError(self.run_cli("apikey", "frobnicate"), "frobnicate")
         self.assertUsageError(self.run_cli("apikey", "revoke"))
 
+    def test_bad_listen_flag_is_a_usage_error(self):
+        self.assertUsageError(self.run_cli("serve", "--listen", "8080"), "--listen")
+        self.assertUsageError(self.run_cli("serve", "--listen", "host:99999"), "--listen")
+
     def test_unknown_command(self):
         r = self.run_cli("frobnicate")
         self.assertEqual(r.code, 2, r)

@@ -32,6 +32,30 @@ class HttpContractTest(HeraldCase):
                                 headers={"Content-Type": "text/plain"})
         self.assertError(r, 404, "not_found")
 
+    def test_encoded_nul_slash_or_double_encoding_never_reach_a_route(self):
+        # The path is decoded once, by the router: %00 must not cut it short,
+        # %2F must not add a segment, %2541 must not become "A".
+        for path in ["/api/crm/health%00junk", "/api/crm%2Fhealth", "/api/crm/%2568ealth",
+                     "/api/crm/health%2F"]:
+            with self.subTest(path=path):
+                status, headers, body = harness.raw_request(
+                    self.server.port,
+                    ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+                self.assertEqual(status, 404, (path, body))
+
+    def test_invalid_utf8_in_the_path_keeps_log_and_body_json(self):
+        status, headers, body = harness.raw_request(
+            self.server.port, b"GET /api/%ff%fe\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual(status, 404)
+        json.loads(body)  # raises on invalid JSON
+        time.sleep(0.2)
+        with open(self.server.stderr_path, "rb") as f:
+            raw = f.read()
+        lines = [l for l in raw.splitlines() if b'"/api/%ff%fe' in l]
+        self.assertTrue(lines, "no access log line for the request")
+        for line in lines:
+            json.loads(line.decode("utf-8"))  # strict: invalid UTF-8 raises
+
     def test_query_string_does_not_change_the_route(self):
         r = self.server.get("/api/crm/health?verbose=1")
         self.assertEqual(r.status, 200, r)
