@@ -34,8 +34,16 @@ return {
   paths = {
     var = env("HERALD_VAR_DIR", "var"),
     migrations = "migrations",
-    scripts = "scripts",
-    templates = "templates",
+    scripts = env("HERALD_SCRIPTS_DIR", "scripts"),
+    templates = env("HERALD_TEMPLATES_DIR", "templates"),
+  },
+  lua = {
+    instruction_limit = 10 * 1000 * 1000, -- per policy call; a runaway loop stops here
+    memory_limit_mb = 64,                 -- per Lua state (one per thread)
+  },
+  policy = {
+    -- clients without a (valid) time zone are scheduled in this one
+    default_timezone = env("HERALD_DEFAULT_TIMEZONE", "UTC"),
   },
   log = {
     level = env("HERALD_LOG_LEVEL", "info"),

@@ -11,7 +11,9 @@ static const struct command {
 } commands[] = {
     {"serve", cmd_serve, "run the HTTP API and the engine"},
     {"migrate", cmd_migrate, "apply pending database migrations"},
-    {"check", cmd_check, "load the configuration and report problems"},
+    {"check", cmd_check, "load config, scripts and templates; render every example"},
+    {"render", cmd_render, "print what a message would look like on a channel"},
+    {"console", cmd_console, "a Lua prompt in the policy sandbox"},
     {"token", cmd_token, "mint an access token (operator tool)"},
     {"apikey", cmd_apikey, "create, list or revoke API keys"},
     {"version", NULL, "print the version"},

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang-format
   liblua5.4-dev lua5.4 libcurl4-openssl-dev libpq-dev libhiredis-dev libmicrohttpd-dev
-  libcjson-dev libssl-dev libcmocka-dev
+  libcjson-dev libssl-dev libcmocka-dev libedit-dev
   postgresql redis-server lua-busted python3 python3-aiosmtpd prometheus curl
 )
 # sanitizer runtimes and clang for the libFuzzer harnesses (CI)

@@ -60,6 +60,9 @@ static const field_t schema[] = {
     {"paths.scripts", K_STRING, OFF(scripts_dir), false, "scripts", 0, 0, NULL},
     {"paths.templates", K_STRING, OFF(templates_dir), false, "templates", 0, 0, NULL},
     {"log.level", K_LEVEL, OFF(log_level), false, "info", 0, 0, NULL},
+    {"lua.instruction_limit", K_LONG, OFF(lua_instruction_limit), false, "10000000", 0, 1e10, NULL},
+    {"lua.memory_limit_mb", K_INT, OFF(lua_memory_limit_mb), false, "64", 0, 4096, NULL},
+    {"policy.default_timezone", K_STRING, OFF(default_timezone), false, "UTC", 0, 0, NULL},
 };
 #define NFIELDS (sizeof(schema) / sizeof(schema[0]))
 
@@ -684,11 +687,11 @@ void cfg_free(cfg_t *cfg)
 {
     if (cfg == NULL)
         return;
-    char **strs[] = {&cfg->path,           &cfg->listen,       &cfg->listen_host,
-                     &cfg->public_url,     &cfg->database_url, &cfg->redis_url,
-                     &cfg->jwt_issuer,     &cfg->jwt_audience, &cfg->var_dir,
-                     &cfg->migrations_dir, &cfg->scripts_dir,  &cfg->templates_dir,
-                     &cfg->log_level};
+    char **strs[] = {&cfg->path,           &cfg->listen,          &cfg->listen_host,
+                     &cfg->public_url,     &cfg->database_url,    &cfg->redis_url,
+                     &cfg->jwt_issuer,     &cfg->jwt_audience,    &cfg->var_dir,
+                     &cfg->migrations_dir, &cfg->scripts_dir,     &cfg->templates_dir,
+                     &cfg->log_level,      &cfg->default_timezone};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         free(*strs[i]);
         *strs[i] = NULL;

@@ -59,6 +59,11 @@ typedef struct cfg {
 
     char *log_level;
 
+    /* policy runtime */
+    long lua_instruction_limit; /* per call; 0 = none */
+    int lua_memory_limit_mb;    /* per state; 0 = none */
+    char *default_timezone;
+
     /* secrets, filled by cfg_load_secrets() */
     uint8_t jwt_secret[128];
     size_t jwt_secret_len;

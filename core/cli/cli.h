@@ -18,6 +18,15 @@ int cmd_migrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_console(int argc, char **argv);
+
+/* The policy runtime as the engine would build it from cfg (cmd_policy.c). */
+struct lrt;
+struct lrt *cli_policy(const cfg_t *cfg, hd_err_t *err);
+/* Loads scripts and templates and renders every example context on every
+ * channel, printing each problem; returns the number of problems. */
+int cli_check_policy(const cfg_t *cfg, const char *examples_dir);
 
 /* Prints "herald <cmd>: <message> (see herald <cmd> --help)" and returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -96,6 +96,7 @@ static int check_all(cfg_t *cfg)
         fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
     }
+    problems += cli_check_policy(cfg, "examples/contexts");
     if (problems)
         return CLI_FAIL;
     printf("%s: ok (listen %s; %s)\n", cfg->path, cfg->listen,

@@ -50,6 +50,23 @@ static int build_app(app_t *app, cfg_t *cfg)
             return -1;
         }
     }
+    lrt_opts_t lo = {
+        .scripts_dir = cfg->scripts_dir,
+        .templates_dir = cfg->templates_dir,
+        .limits = {.instruction_limit = cfg->lua_instruction_limit,
+                   .memory_limit = (size_t)cfg->lua_memory_limit_mb << 20,
+                   .retry_scale = cfg->retry_scale,
+                   .default_timezone = cfg->default_timezone,
+                   .public_url = cfg->public_url},
+    };
+    app->policy = lrt_new(&lo, &err);
+    if (app->policy == NULL) {
+        fprintf(stderr, "herald serve: policy: %s\n", err.msg);
+        return -1;
+    }
+    app->watch = lrt_watch_start(app->policy, &err);
+    if (app->watch == NULL)
+        log_warn("live reload is off; use POST /api/crm/scripts/reload", "reason", err.msg);
     app->metrics = metrics_new();
     if (app->keyring == NULL || app->metrics == NULL || api_register(app) != 0) {
         fprintf(stderr, "herald serve: cannot initialise (out of memory)\n");
@@ -60,6 +77,8 @@ static int build_app(app_t *app, cfg_t *cfg)
 
 static void free_app(app_t *app)
 {
+    lrt_watch_stop(app->watch);
+    lrt_free(app->policy);
     metrics_free(app->metrics);
     fe_keyring_free(app->keyring);
     rd_free(app->redis);

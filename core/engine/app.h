@@ -10,6 +10,8 @@
 #include "crypto/field.h"
 #include "http/metrics.h"
 #include "http/router.h"
+#include "lua/reload.h"
+#include "lua/runtime.h"
 #include "store/pg.h"
 
 #include <time.h>
@@ -21,6 +23,8 @@ typedef struct app {
     fe_keyring_t *keyring;
     metrics_t *metrics;
     router_t router;
+    lrt_t *policy;      /* scripts and templates, one Lua state per thread */
+    lrt_watch_t *watch; /* live reload */
     time_t started;
 } app_t;
 

@@ -15,6 +15,10 @@ int api_register(app_t *app)
         {"POST", "/api/crm/auth/refresh", api_auth_refresh, 0, BODY_JSON},
         {"GET", "/api/crm/auth/me", api_auth_me, ROUTE_AUTH, BODY_NONE},
         {"GET", "/api/crm/apikeys", api_apikeys_list, ROUTE_AUTH | SCOPE_ADMIN, BODY_NONE},
+        {"POST", "/api/crm/scripts/reload", api_scripts_reload, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_NONE},
+        {"POST", "/api/crm/strategy/preview", api_strategy_preview, ROUTE_AUTH | SCOPE_READ,
+         BODY_JSON},
     };
     router_init(&app->router);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)

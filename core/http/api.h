@@ -20,4 +20,10 @@ void api_auth_refresh(http_req_t *req);
 void api_auth_me(http_req_t *req);
 void api_apikeys_list(http_req_t *req);
 
+/* api_policy.c */
+void api_scripts_reload(http_req_t *req);
+void api_strategy_preview(http_req_t *req);
+/* The policy runtime's state for health: generation, last error. */
+cJSON *api_policy_status(app_t *app);
+
 #endif

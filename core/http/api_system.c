@@ -47,6 +47,7 @@ void api_health(http_req_t *req)
     cJSON_AddNumberToObject(doc, "uptime_s", (double)(time(NULL) - app->started));
     cJSON_AddItemToObject(doc, "database", probe("database", db_ok, db_ms, dberr.msg));
     cJSON_AddItemToObject(doc, "redis", probe("redis", rd_ok, rd_ms, rderr.msg));
+    cJSON_AddItemToObject(doc, "scripts", api_policy_status(app));
     http_reply_json(req, db_ok && rd_ok ? 200 : 503, doc);
 }
 

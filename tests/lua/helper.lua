@@ -1,3 +1,21 @@
--- Loaded by busted before every spec (see tests/CMakeLists.txt): makes the
--- policy modules under scripts/ requirable as they are inside the engine.
-package.path = "scripts/?.lua;scripts/lib/?.lua;" .. package.path
+-- Loaded by busted before every spec (see tests/CMakeLists.txt). Makes the
+-- policy modules under scripts/ requirable as they are inside the engine,
+-- and provides the `herald` global: the real C primitives (build/herald.so)
+-- with every file of templates/ in herald.templates, as the engine loads them.
+package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
+local moddir = os.getenv("HERALD_MODULE_DIR") or "build"
+package.cpath = moddir .. "/?.so;" .. package.cpath
+
+herald = require("herald")
+
+local list = io.popen("ls templates 2>/dev/null")
+if list then
+  for name in list:lines() do
+    local f = io.open("templates/" .. name, "rb")
+    if f then
+      herald.templates[name] = f:read("a")
+      f:close()
+    end
+  end
+  list:close()
+end

@@ -1,0 +1,68 @@
+/*
+ * runtime.h - the policy runtime: generations of scripts and templates, one
+ * lua_State per thread, and the calls C makes into policy.
+ *
+ * A generation is an immutable snapshot of every file under scripts/ and
+ * templates/, read once and validated in a fresh state (every script
+ * compiles, the entry points exist, every template compiles) before it
+ * becomes current. Each thread builds its own state from the current
+ * snapshot, lazily, and switches between calls when the generation changes:
+ * no lock is taken on the hot path, only an atomic read of the generation.
+ */
+#ifndef HERALD_LUA_RUNTIME_H
+#define HERALD_LUA_RUNTIME_H
+
+#include "base/err.h"
+#include "lua/state.h"
+
+#include <cjson/cJSON.h>
+#include <lua.h>
+#include <stdbool.h>
+#include <time.h>
+
+typedef struct lrt lrt_t;
+
+typedef struct lrt_opts {
+    const char *scripts_dir;
+    const char *templates_dir;
+    lstate_limits_t limits;
+} lrt_opts_t;
+
+typedef struct lrt_status {
+    long generation;
+    time_t loaded_at;
+    int nscripts, ntemplates;
+    bool failing;    /* the last reload attempt failed */
+    char error[512]; /* its error: "scripts/strategy.lua:12: ..." */
+    time_t error_at;
+} lrt_status_t;
+
+/* Loads the first generation. Fails (NULL, err) when it does not load: at
+ * start there is no previous generation to keep. */
+lrt_t *lrt_new(const lrt_opts_t *opts, hd_err_t *err);
+
+/* Frees the runtime and the calling thread's state. Other threads that used
+ * it must have exited (their states are freed as they exit). */
+void lrt_free(lrt_t *rt);
+
+/* Reads, validates and publishes a new generation. On failure the current
+ * one stays and the error is recorded for lrt_status. Serialised. */
+int lrt_reload(lrt_t *rt, hd_err_t *err);
+
+/* The calling thread's state for the current generation (created or
+ * rebuilt as needed); NULL with err when it cannot be built. */
+lua_State *lrt_state(lrt_t *rt, hd_err_t *err);
+
+/* Calls module.fn(args...) in the calling thread's state with plain data and
+ * returns the first result as JSON (caller cJSON_Delete()s *out). A script
+ * error is -1 with err "file:line: message", never a crash. */
+int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, int nargs,
+             cJSON **out, hd_err_t *err);
+
+void lrt_status(lrt_t *rt, lrt_status_t *out);
+
+/* The directories the runtime reads (for the watcher). */
+const char *lrt_scripts_dir(const lrt_t *rt);
+const char *lrt_templates_dir(const lrt_t *rt);
+
+#endif

@@ -1,0 +1,91 @@
+-- What to do after a failed attempt: retry the same channel later, move on
+-- to the next fallback channel, or give up. Contract: docs/scripting.md.
+--
+-- The schedule and jitter live in settings.lua (settings.retry); the table
+-- below says which categories wait on the schedule. When the engine gets
+-- "next_channel" and no channel is left, the communication fails and an
+-- alert is raised: that is the engine's job, not this script's.
+
+local settings = require("settings")
+
+local retry = {}
+
+-- How each category from classify.lua is handled:
+--   "schedule"    retry after settings.retry.schedule[attempt] (± jitter),
+--                 then the next channel once the schedule is used up
+--   "retry_after" like "schedule", but never sooner than the provider's
+--                 retry_after
+--   "next"        no retry on this channel: the same send would fail again
+local HANDLING = {
+  transient = "schedule",    -- a timeout or a busy server may work next time
+  auth_failure = "schedule", -- often a credential being rotated; alerting is the engine's
+  rate_limit = "retry_after",
+  permanent = "next",
+  invalid = "next",          -- a bad address on this channel; another may work
+}
+
+local function scale()
+  local s = tonumber(herald.config and herald.config.retry_scale)
+  if not s or s < 0 then
+    return 1
+  end
+  return s
+end
+
+-- schedule[attempt] spread by ±jitter with herald.random() (uniform).
+local function jittered(base)
+  local j = tonumber(settings.retry.jitter) or 0
+  return base * (1 + j * (2 * herald.random() - 1))
+end
+
+local function action(name, reason, delay)
+  return { action = name, reason = reason, delay = delay }
+end
+
+--- What to do after a failed attempt on one channel.
+-- @param category string  from classify: "transient" | "permanent" | "rate_limit" | "auth_failure" | "invalid"
+-- @param attempt number  attempts this channel has had (1 after the first failure)
+-- @param result table|nil  the classification ({retry_after?, opted_out?, reason?, ...})
+-- @return table  {action = "retry", delay = seconds (already × herald.config.retry_scale), reason}
+--   | {action = "next_channel", reason} | {action = "give_up", reason}
+function retry.policy(category, attempt, result)
+  result = type(result) == "table" and result or {}
+  attempt = math.max(1, math.floor(tonumber(attempt) or 1))
+
+  -- An opted-out recipient is opted out of this channel only: another
+  -- channel may still reach them, and retrying this one never will.
+  if result.opted_out == true then
+    return action("next_channel", "recipient opted out of this channel: trying the next channel")
+  end
+
+  local how = HANDLING[category]
+  if not how then
+    herald.log("error", "retry.policy: unknown category, giving up", { category = tostring(category) })
+    return action("give_up", string.format("unknown category '%s': giving up", tostring(category)))
+  end
+  if how == "next" then
+    return action("next_channel", category .. ": retrying would fail again, trying the next channel")
+  end
+
+  local schedule = settings.retry.schedule
+  local base = schedule[attempt]
+  if not base then
+    return action("next_channel", string.format("%s: %d attempts, retries used up, trying the next channel",
+      category, attempt))
+  end
+
+  local delay = jittered(base)
+  local reason = string.format("%s: retry %d of %d after %ds (±%d%%)", category, attempt, #schedule,
+    base, math.floor((tonumber(settings.retry.jitter) or 0) * 100 + 0.5))
+  if how == "retry_after" then
+    local after = tonumber(result.retry_after)
+    if after and after > delay then
+      delay = after
+      reason = string.format("%s: retry %d of %d after the provider's retry-after %ds", category,
+        attempt, #schedule, math.ceil(after))
+    end
+  end
+  return action("retry", reason, delay * scale())
+end
+
+return retry

@@ -1,0 +1,50 @@
+-- Herald policy settings: data only, no logic.
+--
+-- An operator edits the values below; the engine reloads scripts/ on save and
+-- the next decision uses them. Times of day are "HH:MM" on a 24-hour clock in
+-- the client's own time zone; durations are seconds.
+
+-- The zone used when a client has no time zone, or one Herald does not know.
+-- The engine's configuration (default_timezone in config.lua) wins over "UTC"
+-- so one deployment can serve, say, a single country without editing scripts.
+local configured = herald.config and herald.config.default_timezone
+if type(configured) ~= "string" or configured == "" then
+  configured = nil
+end
+
+return {
+  -- Normal-urgency messages go out only between these local times: open is
+  -- inclusive, close exclusive (a message at 18:00 waits for the next day).
+  business_hours = { open = "09:00", close = "18:00" },
+
+  -- Days on which normal-urgency messages go out, by ISO weekday
+  -- (1 = Monday ... 7 = Sunday, as herald.to_local reports wday).
+  -- Add [6] = true to work Saturdays.
+  working_days = { [1] = true, [2] = true, [3] = true, [4] = true, [5] = true },
+
+  -- Time zone for clients without a usable one (an IANA name such as
+  -- "Europe/Paris"). Unknown client zones are logged at warn.
+  default_timezone = configured or "UTC",
+
+  -- Local time of the one daily digest that collects a client's
+  -- low-urgency messages; a client's own prefs.digest_time wins.
+  digest_time = "09:00",
+
+  -- A high-urgency message is due within this many seconds. Timing sends it
+  -- at once (quiet hours still respected), so this is the promise explain()
+  -- states, not a delay that is added.
+  high_window = 3600,
+
+  retry = {
+    -- Wait before retry number N of the same channel (seconds): 1, 5 and 15
+    -- minutes. After the last one the next fallback channel is tried, so
+    -- adding entries means more patience before switching channel.
+    schedule = { 60, 300, 900 },
+    -- Each wait is spread by up to this fraction either way (0.2 = ±20%) so
+    -- that messages failing together do not all retry in the same second.
+    jitter = 0.2,
+  },
+
+  -- Queue priority by urgency: higher goes first when workers are busy.
+  priorities = { critical = 100, high = 75, normal = 50, low = 10 },
+}

@@ -1,0 +1,233 @@
+-- Which channel, in which order, when and how urgently a message goes out.
+-- The matrix (matrix.lua) and the numbers (settings.lua) are data; this file
+-- only reads them. Contract: docs/scripting.md.
+--
+-- How the channel chain is built, step by step (each step leaves a reason):
+--   1. The matrix row for request.message_type: [primary, fallbacks...].
+--      The request's urgency, when given, overrides the row's.
+--   2. prefs.channels, when given, is the client's ordered list of allowed
+--      channels: the chain becomes the channels of that list that the matrix
+--      row also has, in the client's order, and nothing else. (A client who
+--      lists whatsapp first gets whatsapp first, but never a channel the
+--      matrix does not use for this message type: the templates and
+--      attachments are written for the matrix's channels.) nil means every
+--      channel; an empty list means none (the contract: "nil: all").
+--   3. request.channel, when given, goes first (the business asked for it),
+--      even if the matrix or the client's list does not name it; the rest
+--      of the chain follows as fallbacks.
+--   4. Channels the client opted out of (prefs.opted_out[ch]) or has no
+--      address for (email needs prefs.email; sms and whatsapp need
+--      prefs.phone) are dropped: they are never used, forced or not.
+--   5. Nothing left -> primary_channel = nil, and the reasons say why.
+
+local matrix = require("matrix")
+local settings = require("settings")
+local timing = require("timing")
+
+local strategy = {}
+
+-- The preference field holding the address each channel sends to, and how
+-- a missing one reads in a reason.
+local ADDRESS = { email = "email", sms = "phone", whatsapp = "phone" }
+local NO_ADDRESS = { email = "no email address", sms = "no phone number", whatsapp = "no phone number" }
+
+local URGENCIES = { low = true, normal = true, high = true, critical = true }
+
+-- See timing.lua: JSON null arrives as herald.null; "" means "not set".
+local function given(v)
+  return v ~= nil and v ~= herald.null and v ~= ""
+end
+
+local function known_types()
+  local names = {}
+  for name in pairs(matrix) do
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+-- opted_out is a set ({sms = true}); a list ({"sms"}) is accepted too, as a
+-- JSON array is the natural way to write one by hand.
+local function opted_out(prefs, ch)
+  local set = prefs.opted_out
+  if type(set) ~= "table" then
+    return false
+  end
+  if set[ch] == true then
+    return true
+  end
+  for _, v in ipairs(set) do
+    if v == ch then
+      return true
+    end
+  end
+  return false
+end
+
+local function with_note(row, ch)
+  local note = row.notes and row.notes[ch]
+  return note and (ch .. " (" .. note .. ")") or ch
+end
+
+local function list(chain)
+  return #chain > 0 and table.concat(chain, ", ") or "none"
+end
+
+--- Decide channel chain, send time, priority and batching for one message.
+-- @param request table  {message_type, urgency?, plan_id, client_id, channel?, send_at?, context}
+-- @param prefs table|nil  {timezone?, locale?, email?, phone?, channels? {ch...},
+--   opted_out? {[ch] = true}, quiet_hours? {start, ["end"]}, digest_time?}
+-- @param now number  Unix seconds
+-- @return table  {primary_channel = ch|nil, fallback_channels = {ch...}, send_at = Unix seconds,
+--   priority = number, batch = bool, urgency = string, timezone = string, reasons = {string...}}
+function strategy.decide(request, prefs, now)
+  if type(request) ~= "table" then
+    error("strategy.decide: request must be a table", 2)
+  end
+  prefs = type(prefs) == "table" and prefs or {}
+  now = tonumber(now) or herald.now()
+
+  local mt = request.message_type
+  local row = matrix[mt]
+  if not row then
+    error(string.format("strategy.decide: unknown message_type '%s' (matrix.lua knows: %s)",
+      tostring(mt), known_types()), 2)
+  end
+  local reasons = {}
+
+  -- 1. Urgency and the matrix chain.
+  local urgency = row.urgency
+  if given(request.urgency) then
+    if not URGENCIES[request.urgency] then
+      error(string.format("strategy.decide: unknown urgency '%s' (expected low, normal, high or critical)",
+        tostring(request.urgency)), 2)
+    end
+    urgency = request.urgency
+  end
+  if urgency == row.urgency then
+    reasons[#reasons + 1] = string.format("%s: %s urgency", mt, urgency)
+  else
+    reasons[#reasons + 1] = string.format("%s: %s urgency (request; the matrix says %s)",
+      mt, urgency, row.urgency)
+  end
+  local chain = { row.primary }
+  for _, ch in ipairs(row.fallbacks or {}) do
+    chain[#chain + 1] = ch
+  end
+
+  -- 2. The client's allowed channels, in the client's order.
+  local source = "matrix"
+  if given(prefs.channels) and type(prefs.channels) == "table" then
+    local in_matrix, kept, seen = {}, {}, {}
+    for _, ch in ipairs(chain) do
+      in_matrix[ch] = true
+    end
+    local wanted = {}
+    for _, ch in ipairs(prefs.channels) do
+      wanted[#wanted + 1] = tostring(ch)
+      if in_matrix[ch] and not seen[ch] then
+        kept[#kept + 1] = ch
+        seen[ch] = true
+      end
+    end
+    reasons[#reasons + 1] = string.format("client allows %s; matrix has %s → %s",
+      list(wanted), list(chain), list(kept))
+    chain = kept
+    source = "preferences"
+  end
+
+  -- 3. A channel the request forces goes first.
+  local forced = request.channel
+  if given(forced) then
+    if not ADDRESS[forced] then
+      error(string.format("strategy.decide: unknown channel '%s' (expected email, sms or whatsapp)",
+        tostring(forced)), 2)
+    end
+    local rest = { forced }
+    for _, ch in ipairs(chain) do
+      if ch ~= forced then
+        rest[#rest + 1] = ch
+      end
+    end
+    chain = rest
+  else
+    forced = nil
+  end
+
+  -- 4. Never a channel the client opted out of or cannot be reached on.
+  local usable = {}
+  for _, ch in ipairs(chain) do
+    if opted_out(prefs, ch) then
+      reasons[#reasons + 1] = ch .. ": client opted out"
+    elseif not given(prefs[ADDRESS[ch]]) then
+      reasons[#reasons + 1] = ch .. ": " .. NO_ADDRESS[ch]
+    else
+      usable[#usable + 1] = ch
+    end
+  end
+
+  -- 5. The result.
+  local primary, fallbacks = usable[1], {}
+  for i = 2, #usable do
+    fallbacks[#fallbacks + 1] = usable[i]
+  end
+  if not primary then
+    reasons[#reasons + 1] = "no usable channel: the client cannot be reached for " .. mt
+  else
+    local why
+    if primary == forced then
+      why = "forced by the request"
+    elseif source == "preferences" then
+      why = primary == chain[1] and "preferred" or "first usable of the client's channels"
+    else
+      why = primary == row.primary and "matrix primary" or "first usable fallback"
+    end
+    local line = with_note(row, primary) .. ": " .. why
+    if #fallbacks > 0 then
+      local shown = {}
+      for i, ch in ipairs(fallbacks) do
+        shown[i] = with_note(row, ch)
+      end
+      line = line .. ", then " .. table.concat(shown, ", ")
+    end
+    reasons[#reasons + 1] = line
+  end
+
+  -- Timing: when, and whether it waits for the daily digest.
+  local when = timing.when(urgency, prefs, now, request.send_at)
+  for _, r in ipairs(when.reasons) do
+    reasons[#reasons + 1] = r
+  end
+
+  return {
+    primary_channel = primary,
+    fallback_channels = fallbacks,
+    send_at = when.send_at,
+    priority = settings.priorities[urgency],
+    batch = when.batch,
+    urgency = urgency,
+    timezone = when.zone,
+    reasons = reasons,
+  }
+end
+
+--- The reasons behind a decision in plain words, joined by "; ".
+-- @param decision table  a result of strategy.decide ({reasons = {string...}, ...})
+-- @return string  e.g. "email: preferred; 21:03 local is in quiet hours 21:00–08:00 → sent 08:00"
+function strategy.explain(decision)
+  if type(decision) ~= "table" then
+    error("strategy.explain: decision must be a table", 2)
+  end
+  local reasons = decision.reasons
+  if type(reasons) ~= "table" or #reasons == 0 then
+    return "no reasons recorded"
+  end
+  local parts = {}
+  for i, r in ipairs(reasons) do
+    parts[i] = tostring(r)
+  end
+  return table.concat(parts, "; ")
+end
+
+return strategy
