@@ -109,8 +109,9 @@ static int setup_env(lua_State *L, console_t *con, hd_err_t *err)
     return lstate_pcall(L, 0, 0, err);
 }
 
-/* Compiles line as an expression ("return ...") or else a statement. 1 when
- * the chunk is incomplete (more lines needed), 0 compiled, -1 error. */
+/* Compiles line as an expression ("return ...") or else a statement. 0:
+ * the function is on the stack; 1: the chunk is incomplete (more lines
+ * needed) and -1: a syntax error, each with the message on the stack. */
 static int compile(lua_State *L, const char *code)
 {
     buf_t b;
@@ -126,10 +127,8 @@ static int compile(lua_State *L, const char *code)
         return 0;
     size_t len;
     const char *msg = lua_tolstring(L, -1, &len);
-    if (rc == LUA_ERRSYNTAX && len >= 5 && strcmp(msg + len - 5, "<eof>") == 0) {
-        lua_pop(L, 1);
+    if (rc == LUA_ERRSYNTAX && len >= 5 && strcmp(msg + len - 5, "<eof>") == 0)
         return 1;
-    }
     return -1;
 }
 
@@ -255,8 +254,8 @@ int cmd_console(int argc, char **argv)
     if (cli_load_config(config, &cfg, false) != 0)
         return CLI_FAIL;
     bool tty = isatty(STDIN_FILENO);
-    if (!tty)
-        log_set_level(LOG_WARN);
+    /* The console prints each error itself; the log would say it twice. */
+    log_set_level(LOG_CRIT);
     hd_err_t err;
     lrt_t *rt = cli_policy(&cfg, &err);
     if (rt == NULL) {

@@ -1,0 +1,564 @@
+-- lib/template/filters.lua - the filters (`x | name(args)`) and the tests
+-- (`x is name`).
+--
+-- Provides: F (name -> fn(autoescape, value, args...)) and FSPEC (name -> the
+-- parameter names, for keyword arguments and arity checks at compile time);
+-- TESTS (name -> fn(value, args...)) and TSPEC likewise. defined, undefined and
+-- none are compiled inline by compiler.lua and are not in TESTS.
+-- Uses: value.lua, text.lua, runtime.lua (GA, ITER, ADD and the comparisons),
+-- errors.lua (rterr).
+
+local value = require("lib.template.value")
+local text = require("lib.template.text")
+local R = require("lib.template.runtime")
+local errors = require("lib.template.errors")
+
+local M = {}
+
+local concat, sort = table.concat, table.sort
+local floor, mtype = math.floor, math.type
+
+local NULL, NS = value.NULL, value.NS
+local markup, is_mk, unmk, escape_str = value.markup, value.is_mk, value.unmk, value.escape_str
+local is_list, tname = value.is_list, value.tname
+local S, E, T = value.S, value.E, value.T
+local ulen, usub, uchars = text.ulen, text.usub, text.uchars
+local upper, lower, capitalize, plain_replace = text.upper, text.lower, text.capitalize,
+  text.plain_replace
+local GA, ITER, ADD = R.GA, R.ITER, R.ADD
+local EQ, LT, GT, LE, GE, IN, ordered = R.EQ, R.LT, R.GT, R.LE, R.GE, R.IN, R.ordered
+local rterr = errors.rterr
+
+---------------------------------------------------------------------------
+-- Filters. Each is fn(autoescape, value, args...); FSPEC gives the parameter
+-- names (for keyword arguments and arity checks at compile time).
+---------------------------------------------------------------------------
+
+local F, FSPEC = {}, {}
+
+local function filter(name, params, fn)
+  F[name] = fn
+  FSPEC[name] = params
+end
+
+local function text_of(name, v)
+  if is_mk(v) then return v[1], true end
+  if type(v) == "string" then return v, false end
+  rterr(name .. ": expected a string, got " .. tname(v))
+end
+
+filter("escape", {}, function(_, v)
+  if is_mk(v) then return v end
+  return markup(escape_str(S(v)))
+end)
+F.e, FSPEC.e = F.escape, FSPEC.escape
+
+filter("forceescape", {}, function(_, v) return markup(escape_str(S(v))) end)
+
+filter("safe", {}, function(_, v)
+  if is_mk(v) then return v end
+  return markup(S(v))
+end)
+
+filter("upper", {}, function(_, v)
+  if is_mk(v) then return markup(upper(v[1])) end
+  return upper(S(v))
+end)
+
+filter("lower", {}, function(_, v)
+  if is_mk(v) then return markup(lower(v[1])) end
+  return lower(S(v))
+end)
+
+-- Jinja2's do_title: words begin after - space ( { [ <; first letter upper, rest lower.
+filter("title", {}, function(_, v)
+  return (S(v):gsub("[^%-%s%(%{%[<]+", function(w)
+    local first = w:match("^[%z\1-\x7F\xC2-\xF4][\x80-\xBF]*")
+    return upper(first) .. lower(w:sub(#first + 1))
+  end))
+end)
+
+filter("capitalize", {}, function(_, v)
+  if is_mk(v) then return markup(capitalize(v[1])) end
+  return capitalize(S(v))
+end)
+
+filter("default", {"default_value", "boolean"}, function(_, v, dv, boolean)
+  if dv == nil then dv = "" end
+  if v == nil or (T(boolean) and not T(v)) then return dv end
+  return v
+end)
+F.d, FSPEC.d = F.default, FSPEC.default
+
+filter("truncate", {"length", "killwords", "end", "leeway"},
+  function(_, v, length, killwords, endstr, leeway)
+    if v == nil then return nil end
+    length = length or 255
+    if type(v) == "table" and not is_mk(v) and mtype(length) == "integer"
+      and #ITER(v) <= length + (leeway or 5) then return v end
+    local s, mk = text_of("truncate", v)
+    endstr = endstr == nil and "..." or S(endstr)
+    if leeway == nil then leeway = 5 end
+    if mtype(length) ~= "integer" or mtype(leeway) ~= "integer" then
+      rterr("truncate: length and leeway must be integers")
+    end
+    if length < ulen(endstr) then
+      rterr(("truncate: expected length >= %d, got %d"):format(ulen(endstr), length))
+    end
+    if leeway < 0 then rterr("truncate: expected leeway >= 0, got " .. leeway) end
+    if ulen(s) <= length + leeway then return v end
+    local keep = usub(s, 1, length - ulen(endstr))
+    if not T(killwords) then keep = keep:match("^(.*) ") or keep end
+    if mk then return markup(keep .. escape_str(endstr)) end
+    return keep .. endstr
+  end)
+
+local function attr_getter(attribute)
+  if attribute == nil then return function(x) return x end end
+  local path = {}
+  for part in S(attribute):gmatch("[^%.]+") do
+    path[#path + 1] = tonumber(part) and math.tointeger(tonumber(part)) or part
+  end
+  return function(x)
+    for _, k in ipairs(path) do
+      if x == nil then return nil end
+      x = GA(x, k, S(attribute))
+    end
+    return x
+  end
+end
+
+filter("join", {"d", "attribute"}, function(ae, v, d, attribute)
+  if d == nil then d = "" end
+  local get = attr_getter(attribute)
+  local src = ITER(v)
+  local items = {}
+  for i = 1, #src do items[i] = get(src[i]) end
+  if not ae then
+    for i = 1, #items do items[i] = S(items[i]) end
+    return concat(items, S(d))
+  end
+  if is_mk(d) then
+    for i = 1, #items do items[i] = E(items[i]) end
+    return markup(concat(items, d[1]))
+  end
+  local any = false
+  for i = 1, #items do if is_mk(items[i]) then any = true end end
+  if any then
+    for i = 1, #items do items[i] = E(items[i]) end
+    return markup(concat(items, escape_str(S(d))))
+  end
+  for i = 1, #items do items[i] = S(items[i]) end
+  return concat(items, S(d))
+end)
+
+local function length(v)
+  if v == nil then return 0 end
+  local t = type(v)
+  if t == "string" then return ulen(v) end
+  if t == "table" then
+    if is_mk(v) then return ulen(v[1]) end
+    if getmetatable(v) ~= NS and is_list(v) then return #v end
+    local n = 0
+    for _ in pairs(v) do n = n + 1 end
+    return n
+  end
+  rterr("object of type '" .. tname(v) .. "' has no len()")
+end
+filter("length", {}, function(_, v) return length(v) end)
+F.count, FSPEC.count = F.length, FSPEC.length
+
+filter("replace", {"old", "new", "count"}, function(ae, v, old, new, count)
+  if not ae then return plain_replace(S(v), S(old), S(new), count) end
+  if (is_mk(old) or is_mk(new)) and not is_mk(v) then v = markup(escape_str(S(v))) end
+  if is_mk(v) then
+    -- markupsafe 3: Markup.replace escapes the replacement, not the searched text
+    local rnew = is_mk(new) and new[1] or escape_str(S(new))
+    return markup(plain_replace(v[1], S(old), rnew, count))
+  end
+  return plain_replace(S(v), S(old), S(new), count)
+end)
+
+filter("trim", {"chars"}, function(_, v, chars)
+  local s = S(v)
+  if chars == nil or chars == NULL then
+    s = s:gsub("^%s+", ""):gsub("%s+$", "")
+  else
+    local set = "[" .. S(chars):gsub("[%^%]%%%-]", "%%%0") .. "]"
+    s = s:gsub("^" .. set .. "+", ""):gsub(set .. "+$", "")
+  end
+  if is_mk(v) then return markup(s) end
+  return s
+end)
+
+filter("first", {}, function(_, v)
+  local items = ITER(v)
+  return items[1]
+end)
+
+filter("last", {}, function(_, v)
+  local items = ITER(v)
+  return items[#items]
+end)
+
+local function to_int(v, default, base)
+  if default == nil then default = 0 end
+  v = unmk(v)
+  local t = type(v)
+  if t == "number" then
+    if mtype(v) == "integer" then return v end
+    if v ~= v or v == math.huge or v == -math.huge then return default end
+    return math.tointeger(v >= 0 and floor(v) or -floor(-v)) or default
+  end
+  if t == "boolean" then return v and 1 or 0 end
+  if t == "string" then
+    local s = v:gsub("^%s+", ""):gsub("%s+$", ""):gsub("(%w)_(%w)", "%1%2")
+    if base and base ~= 10 then
+      local prefix = ({[16] = "^([+-]?)0[xX]", [8] = "^([+-]?)0[oO]", [2] = "^([+-]?)0[bB]"})[base]
+      if prefix then s = s:gsub(prefix, "%1") end
+      local n = tonumber(s, base)
+      if n then return n end
+    elseif s:match("^[+-]?%d+$") then
+      return math.tointeger(tonumber(s)) or default
+    end
+    if s:match("^[+-]?%d*%.?%d*[eE]?[+-]?%d*$") and tonumber(s) then
+      return to_int(tonumber(s) + 0.0, default)
+    end
+  end
+  return default
+end
+
+filter("int", {"default", "base"}, function(_, v, default, base) return to_int(v, default, base) end)
+
+filter("float", {"default"}, function(_, v, default)
+  if default == nil then default = 0.0 end
+  v = unmk(v)
+  if type(v) == "number" then return v + 0.0 end
+  if type(v) == "boolean" then return v and 1.0 or 0.0 end
+  if type(v) == "string" then
+    local s = v:gsub("^%s+", ""):gsub("%s+$", "")
+    if s:match("^[+-]?%d*%.?%d*[eE]?[+-]?%d*$") and tonumber(s) then return tonumber(s) + 0.0 end
+    local l = s:lower()
+    if l == "inf" or l == "+inf" or l == "infinity" then return math.huge end
+    if l == "-inf" or l == "-infinity" then return -math.huge end
+  end
+  return default
+end)
+
+filter("round", {"precision", "method"}, function(_, v, precision, method)
+  precision = precision or 0
+  method = method == nil and "common" or S(method)
+  if type(v) ~= "number" then rterr("round: expected a number, got " .. tname(v)) end
+  if method ~= "common" and method ~= "ceil" and method ~= "floor" then
+    rterr("round: method must be common, ceil or floor")
+  end
+  if method == "common" then
+    if mtype(v) == "integer" and precision >= 0 then return v end
+    if precision >= 0 then
+      local s = string.format("%." .. precision .. "f", v)
+      local r = tonumber(s) + 0.0
+      if r == 0 and s:sub(1, 1) == "-" then r = -0.0 end
+      return r
+    end
+    local m = 10 ^ -precision
+    return floor(v / m + 0.5) * m + 0.0
+  end
+  local m = 10 ^ precision
+  local f = method == "ceil" and math.ceil or floor
+  return f(v * m) / m + 0.0
+end)
+
+filter("abs", {}, function(_, v)
+  if type(v) ~= "number" then rterr("bad operand type for abs(): '" .. tname(v) .. "'") end
+  return math.abs(v)
+end)
+
+filter("string", {}, function(_, v)
+  if is_mk(v) then return v end
+  return S(v)
+end)
+
+filter("list", {}, function(_, v)
+  local items, out = ITER(v), {}
+  for i = 1, #items do out[i] = items[i] end
+  return out
+end)
+
+filter("reverse", {}, function(_, v)
+  if type(v) == "string" or is_mk(v) then
+    local chars = uchars(S(v))
+    local out = {}
+    for i = #chars, 1, -1 do out[#out + 1] = chars[i] end
+    return concat(out)
+  end
+  local items, out = ITER(v), {}
+  for i = #items, 1, -1 do out[#out + 1] = items[i] end
+  return out
+end)
+
+local function sort_key(case_sensitive, attribute)
+  local get = attr_getter(attribute)
+  return function(x)
+    x = unmk(get(x))
+    if type(x) == "string" and not T(case_sensitive) then x = lower(x) end
+    return x
+  end
+end
+
+filter("sort", {"reverse", "case_sensitive", "attribute"}, function(_, v, reverse, cs, attribute)
+  local items, out = ITER(v), {}
+  for i = 1, #items do out[i] = items[i] end
+  local key = sort_key(cs, attribute)
+  sort(out, function(a, b)
+    local ka, kb = ordered("<", key(a), key(b))
+    if T(reverse) then return ka > kb end
+    return ka < kb
+  end)
+  return out
+end)
+
+local function extreme(v, cs, attribute, better)
+  local items = ITER(v)
+  local key = sort_key(cs, attribute)
+  local best, bestk
+  for i = 1, #items do
+    local k = key(items[i])
+    if best == nil then best, bestk = items[i], k
+    else
+      local a, b = ordered("<", k, bestk)
+      if better(a, b) then best, bestk = items[i], k end
+    end
+  end
+  return best
+end
+filter("min", {"case_sensitive", "attribute"}, function(_, v, cs, attribute)
+  return extreme(v, cs, attribute, function(a, b) return a < b end)
+end)
+filter("max", {"case_sensitive", "attribute"}, function(_, v, cs, attribute)
+  return extreme(v, cs, attribute, function(a, b) return a > b end)
+end)
+
+filter("sum", {"attribute", "start"}, function(_, v, attribute, start)
+  local total = start or 0
+  local get = attr_getter(attribute)
+  local items = ITER(v)
+  for i = 1, #items do total = ADD(total, get(items[i])) end
+  return total
+end)
+
+filter("map", {"attribute", "default"}, function(_, v, attribute, default)
+  if attribute == nil then rterr("map: only map(attribute='name') is supported") end
+  local get = attr_getter(attribute)
+  local items, out = ITER(v), {}
+  for i = 1, #items do
+    local x = get(items[i])
+    if x == nil then x = default end
+    out[i] = x
+  end
+  return out
+end)
+
+filter("wordcount", {}, function(_, v)
+  local n = 0
+  for _ in S(v):gmatch("[%w\x80-\xF4]+") do n = n + 1 end
+  return n
+end)
+
+local ENTITIES = {amp = "&", lt = "<", gt = ">", quot = '"', apos = "'", nbsp = " "}
+filter("striptags", {}, function(_, v)
+  local s = S(v):gsub("<!%-%-.-%-%->", ""):gsub("<[^>]*>", "")
+  s = s:gsub("&(#?)(%w+);", function(hash, body)
+    if hash == "#" then
+      local n = body:match("^[xX](%x+)$") and tonumber(body:sub(2), 16) or tonumber(body)
+      if n then return utf8.char(n) end
+      return nil
+    end
+    return ENTITIES[body]
+  end)
+  local words = {}
+  for w in s:gmatch("%S+") do words[#words + 1] = w end
+  return concat(words, " ")
+end)
+
+filter("urlencode", {}, function(_, v)
+  return (S(v):gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end))
+end)
+
+-- date(format="%B %e, %Y"): an ISO date "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM[:SS]"
+-- (a time-zone suffix is ignored: the digits are shown as written), a table
+-- with year/month/day (herald.to_local), or Unix seconds (UTC). %e and %-d
+-- give the day without padding ("June 5"); %-m and %-I likewise.
+local MONTHS = {"January", "February", "March", "April", "May", "June", "July",
+  "August", "September", "October", "November", "December"}
+local DAYS = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
+
+local DAYS_IN = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+local function days_in(y, m)
+  if m == 2 and ((y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0) then return 29 end
+  return DAYS_IN[m]
+end
+
+local SAKAMOTO = {0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4}
+local function weekday(y, m, d) -- 0 = Sunday
+  if m < 3 then y = y - 1 end
+  return (y + y // 4 - y // 100 + y // 400 + SAKAMOTO[m] + d) % 7
+end
+
+local function yday(y, m, d)
+  local n = d
+  for i = 1, m - 1 do n = n + days_in(y, i) end
+  return n
+end
+
+local function parse_date(v)
+  v = unmk(v)
+  if type(v) == "number" then
+    local t = os.date("!*t", floor(v))
+    return {year = t.year, month = t.month, day = t.day, hour = t.hour, min = t.min, sec = t.sec}
+  end
+  if type(v) == "table" and v.year and v.month and v.day then
+    return {year = v.year, month = v.month, day = v.day, hour = v.hour or 0,
+      min = v.min or 0, sec = v.sec or 0}
+  end
+  if type(v) ~= "string" then
+    rterr("date: expected an ISO date 'YYYY-MM-DD', got " .. tname(v))
+  end
+  local y, m, d, rest = v:match("^%s*(%d%d%d%d)%-(%d%d)%-(%d%d)(.-)%s*$")
+  local hh, mm, ss = 0, 0, 0
+  if rest and rest ~= "" then
+    local h, mi, tail = rest:match("^[T ](%d%d):(%d%d)(.*)$")
+    if not h then y = nil
+    else
+      hh, mm = tonumber(h), tonumber(mi)
+      local s, tail2 = tail:match("^:(%d%d)(.*)$")
+      if s then ss, tail = tonumber(s), tail2 end
+      tail = tail:gsub("^%.%d+", "")
+      if not (tail == "" or tail == "Z" or tail:match("^[+-]%d%d:?%d%d$")) then y = nil end
+    end
+  end
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if not y or m < 1 or m > 12 or d < 1 or d > days_in(y, m) or hh > 23 or mm > 59 or ss > 60 then
+    rterr("date: expected an ISO date 'YYYY-MM-DD' or 'YYYY-MM-DDTHH:MM:SS', got '" .. v .. "'")
+  end
+  return {year = y, month = m, day = d, hour = hh, min = mm, sec = ss}
+end
+
+local function h12(t)
+  local h = t.hour % 12
+  if h == 0 then return 12 end
+  return h
+end
+
+local function pad2(n) return n < 10 and "0" .. n or tostring(n) end
+
+local DIRECTIVES = {
+  Y = function(t) return tostring(t.year) end,
+  y = function(t) return pad2(t.year % 100) end,
+  m = function(t) return pad2(t.month) end,
+  d = function(t) return pad2(t.day) end,
+  e = function(t) return tostring(t.day) end,
+  B = function(t) return MONTHS[t.month] end,
+  b = function(t) return MONTHS[t.month]:sub(1, 3) end,
+  A = function(t) return DAYS[weekday(t.year, t.month, t.day) + 1] end,
+  a = function(t) return DAYS[weekday(t.year, t.month, t.day) + 1]:sub(1, 3) end,
+  H = function(t) return pad2(t.hour) end,
+  I = function(t) return pad2(h12(t)) end,
+  M = function(t) return pad2(t.min) end,
+  S = function(t) return pad2(t.sec) end,
+  p = function(t) return t.hour < 12 and "AM" or "PM" end,
+  j = function(t) return string.format("%03d", yday(t.year, t.month, t.day)) end,
+  ["%"] = function() return "%" end,
+}
+local NOPAD = {
+  d = function(t) return tostring(t.day) end, e = function(t) return tostring(t.day) end,
+  m = function(t) return tostring(t.month) end, H = function(t) return tostring(t.hour) end,
+  I = function(t) return tostring(h12(t)) end,
+}
+
+filter("date", {"format"}, function(_, v, fmt)
+  if v == nil or v == NULL or v == "" then return "" end
+  local t = parse_date(v)
+  fmt = fmt == nil and "%B %e, %Y" or S(fmt)
+  return (fmt:gsub("%%(%-?)(.)", function(dash, c)
+    local f = (dash == "-" and NOPAD or DIRECTIVES)[c]
+    if not f then rterr("date: unknown format directive '%" .. dash .. c .. "'") end
+    return f(t)
+  end))
+end)
+
+-- currency(code="USD"): "$12,500.00", "-$1,234.50"; EUR €, GBP £, JPY ¥ (no
+-- cents); other codes as "CHF 1,234.50".
+local CURRENCIES = {
+  USD = {"$", 2}, EUR = {"€", 2}, GBP = {"£", 2}, JPY = {"¥", 0},
+  CAD = {"CA$", 2}, AUD = {"A$", 2},
+}
+
+filter("currency", {"code"}, function(_, v, code)
+  if v == nil or v == NULL then return "" end
+  local x = unmk(v)
+  if type(x) == "string" then x = tonumber((x:gsub("[,%s]", ""))) end
+  if type(x) ~= "number" or x ~= x then
+    rterr("currency: expected a number, got " .. (type(v) == "string" and ("'" .. v .. "'") or tname(v)))
+  end
+  code = code == nil and "USD" or upper(S(code))
+  local cur = CURRENCIES[code]
+  local decimals = cur and cur[2] or 2
+  local s = string.format("%." .. decimals .. "f", math.abs(x))
+  local int, frac = s:match("^(%d+)(.*)$")
+  if #int > 3 then
+    local head = (#int - 1) % 3 + 1
+    int = int:sub(1, head) .. (int:sub(head + 1):gsub("%d%d%d", ",%0"))
+  end
+  local neg = x < 0 and tonumber(s) ~= 0
+  if cur then return (neg and "-" or "") .. cur[1] .. int .. frac end
+  return (neg and "-" or "") .. code .. " " .. int .. frac
+end)
+
+---------------------------------------------------------------------------
+-- Tests (`x is name`). defined, undefined and none are compiled inline.
+---------------------------------------------------------------------------
+
+local TESTS, TSPEC = {}, {}
+local function test(names, params, fn)
+  for _, name in ipairs(names) do TESTS[name] = fn; TSPEC[name] = params end
+end
+test({"boolean"}, {}, function(v) return type(v) == "boolean" end)
+test({"true"}, {}, function(v) return v == true end)
+test({"false"}, {}, function(v) return v == false end)
+test({"number"}, {}, function(v) return type(v) == "number" end)
+test({"integer"}, {}, function(v) return mtype(v) == "integer" end)
+test({"float"}, {}, function(v) return mtype(v) == "float" end)
+test({"string"}, {}, function(v) return type(v) == "string" or is_mk(v) end)
+test({"mapping"}, {}, function(v)
+  return type(v) == "table" and not is_mk(v) and (getmetatable(v) == NS or not is_list(v) or next(v) == nil)
+end)
+test({"sequence"}, {}, function(v) return type(v) == "string" or type(v) == "table" end)
+test({"iterable"}, {}, function(v) return type(v) == "string" or type(v) == "table" or v == nil end)
+test({"even"}, {}, function(v)
+  if type(v) ~= "number" then rterr("even: expected a number, got " .. tname(v)) end
+  return v % 2 == 0
+end)
+test({"odd"}, {}, function(v)
+  if type(v) ~= "number" then rterr("odd: expected a number, got " .. tname(v)) end
+  return v % 2 == 1
+end)
+test({"divisibleby"}, {"num"}, function(v, n)
+  if type(v) ~= "number" or type(n) ~= "number" then rterr("divisibleby: expected numbers") end
+  return v % n == 0
+end)
+test({"eq", "equalto", "=="}, {"other"}, function(a, b) return EQ(a, b) end)
+test({"ne", "!="}, {"other"}, function(a, b) return not EQ(a, b) end)
+test({"lt", "lessthan", "<"}, {"other"}, LT)
+test({"gt", "greaterthan", ">"}, {"other"}, GT)
+test({"le", "<="}, {"other"}, LE)
+test({"ge", ">="}, {"other"}, GE)
+test({"in"}, {"seq"}, function(a, b) return IN(a, b) end)
+test({"lower"}, {}, function(v) local s = S(v); return lower(s) == s end)
+test({"upper"}, {}, function(v) local s = S(v); return upper(s) == s end)
+test({"sameas"}, {"other"}, function(a, b) return rawequal(a, b) end)
+test({"escaped"}, {}, function(v) return is_mk(v) end)
+
+M.F, M.FSPEC = F, FSPEC
+M.TESTS, M.TSPEC = TESTS, TSPEC
+
+return M

@@ -1,0 +1,152 @@
+"""The operator's policy commands against the shipped scripts and templates:
+herald check, herald render and herald console (from a pipe and a terminal)."""
+import os
+import pty
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+
+SRC = os.environ.get("HERALD_SOURCE_DIR", os.getcwd())
+
+
+def run(*args, stdin=None, env=None):
+    e = harness.base_env(**(env or {}))
+    p = subprocess.run([harness.HERALD_BIN, *args], cwd=SRC, env=e, input=stdin,
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+class PolicyCommandsTest(unittest.TestCase):
+
+    def copy_policy(self):
+        d = tempfile.mkdtemp(prefix="herald-pcli-")
+        self.addCleanup(shutil.rmtree, d, True)
+        shutil.copytree(os.path.join(SRC, "scripts"), os.path.join(d, "scripts"))
+        shutil.copytree(os.path.join(SRC, "templates"), os.path.join(d, "templates"))
+        return {"HERALD_SCRIPTS_DIR": os.path.join(d, "scripts"),
+                "HERALD_TEMPLATES_DIR": os.path.join(d, "templates")}, d
+
+    def test_check_renders_every_example(self):
+        code, out, err = run("check")
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r"policy: ok \(\d+ scripts, \d+ templates, 21 example renders\)")
+
+    def test_check_names_a_broken_template_and_line(self):
+        env, d = self.copy_policy()
+        with open(os.path.join(d, "templates", "welcome.sms"), "a") as f:
+            f.write("\n{{ client_name | no_such_filter }}\n")
+        lines = open(os.path.join(d, "templates", "welcome.sms")).read().count("\n")
+        code, out, err = run("check", env=env)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("welcome.sms:%d:" % lines, err)
+        self.assertIn("no_such_filter", err)
+
+    def test_check_names_a_broken_script_and_line(self):
+        env, d = self.copy_policy()
+        with open(os.path.join(d, "scripts", "retry.lua"), "a") as f:
+            f.write("\nlocal = 1\n")
+        n = open(os.path.join(d, "scripts", "retry.lua")).read().count("\n")
+        code, out, err = run("check", env=env)
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("retry.lua:%d:" % n, err)
+
+    def test_render_email_and_sms(self):
+        code, out, err = run("render", "budget_summary", "--channel", "email")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(out.startswith("Subject: "), out[:200])
+        self.assertIn("----- text/plain -----", out)
+        self.assertIn("<html", out)
+        code, out, err = run("render", "welcome", "--channel", "sms")
+        self.assertEqual(code, 0, err)
+        self.assertIn("----- GSM-7, 1 segment -----", out)
+        code, out, err = run("render", "welcome", "--channel", "sms", "--json")
+        self.assertEqual(code, 0, err)
+        self.assertIn('"segments":', out)
+
+    def test_render_errors(self):
+        code, _, err = run("render", "welcome", "--channel", "fax")
+        self.assertEqual(code, 2)
+        self.assertIn("--channel", err)
+        code, _, err = run("render")
+        self.assertEqual(code, 2)
+        code, _, err = run("render", "welcome", "--context", "/nonexistent.json")
+        self.assertEqual(code, 1)
+        self.assertIn("/nonexistent.json", err)
+        code, _, err = run("render", "no_such_type", "--context",
+                           os.path.join(SRC, "examples/contexts/welcome.json"))
+        self.assertEqual(code, 1)
+        self.assertIn("no_such_type", err)
+
+    def test_console_from_a_pipe(self):
+        code, out, err = run("console", stdin=(
+            "explain{message_type='welcome', prefs={email='a@b.c', timezone='Asia/Tokyo'},"
+            " now=1795856400}\n"
+            "render('welcome', 'sms').encoding\n"
+            "decide{message_type='error_notification', prefs={phone='+14155550100'}}"
+            ".primary_channel\n"))
+        self.assertEqual(code, 0, err)
+        lines = out.strip().splitlines()
+        self.assertEqual(len(lines), 3, out)
+        self.assertIn("→ sent Mon 09:00", lines[0])
+        self.assertEqual(lines[1], '"GSM-7"')
+        self.assertEqual(lines[2], '"sms"')
+
+    def test_console_sandbox_and_errors_from_a_pipe(self):
+        code, out, err = run("console", stdin="io.open('/etc/passwd')\n")
+        self.assertEqual(code, 1)
+        self.assertIn("io", err)
+        code, out, err = run("console", stdin="while true do end\n")
+        self.assertEqual(code, 1)
+        self.assertIn("instruction limit exceeded", err)
+
+    def test_console_in_a_terminal(self):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.chdir(SRC)
+            os.execve(harness.HERALD_BIN, [harness.HERALD_BIN, "console"], harness.base_env())
+        out = b""
+
+        def read_until(marker, timeout=10):
+            nonlocal out
+            deadline = time.time() + timeout
+            while marker not in out and time.time() < deadline:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    try:
+                        out += os.read(fd, 4096)
+                    except OSError:
+                        break
+            return marker in out
+
+        status = None
+        try:
+            self.assertTrue(read_until(b"> "), out)
+            # a statement spread over two lines, then its value
+            os.write(fd, b"x = {1,\r")
+            self.assertTrue(read_until(b">> "), out)
+            os.write(fd, b"2}\r")
+            os.write(fd, b"#x * 21\r")
+            self.assertTrue(read_until(b"42\r\n> "), out)
+            os.write(fd, b"\x04")  # Ctrl-D at an empty prompt quits
+            deadline = time.time() + 10
+            status = None
+            while status is None and time.time() < deadline:
+                read_until(b"never", timeout=0.2)
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = st
+        finally:
+            if status is None:
+                os.kill(pid, 9)
+                _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
