@@ -268,6 +268,13 @@ int cmd_console(int argc, char **argv)
     if (tty)
         printf("herald console (Lua 5.4 sandbox). Try explain{message_type='welcome'}; "
                "Ctrl-D quits.\n");
+    /* History survives sessions, in var/ next to the other runtime files. */
+    char history[1100];
+    snprintf(history, sizeof(history), "%s/console_history", cfg.var_dir);
+    if (tty) {
+        stifle_history(1000);
+        read_history(history);
+    }
     int failures = 0;
     buf_t pending;
     buf_init(&pending);
@@ -296,6 +303,8 @@ int cmd_console(int argc, char **argv)
         buf_reset(&pending);
     }
     buf_free(&pending);
+    if (tty && write_history(history) != 0)
+        fprintf(stderr, "herald console: cannot save history to %s\n", history);
     cJSON_Delete(examples);
     lrt_free(rt);
     cfg_free(&cfg);
