@@ -6,7 +6,7 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test services stop fuzz format format-check clean
+.PHONY: all deps build run test services stop fuzz bench-http bench-policy format format-check clean
 
 all: build
 
@@ -28,6 +28,12 @@ services: deps
 
 stop:
 	@tools/services.sh stop
+
+bench-http: build
+	@tools/bench-http.sh
+
+bench-policy: build
+	@$(BUILD)/bench_policy 20000
 
 # libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each
 FUZZ_SECONDS ?= 60
