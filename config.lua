@@ -41,6 +41,37 @@ return {
     instruction_limit = 10 * 1000 * 1000, -- per policy call; a runaway loop stops here
     memory_limit_mb = 64,                 -- per Lua state (one per thread)
   },
+  -- How each channel leaves: "outbox" writes files under outbox_dir (see what
+  -- would have been sent, no account needed); the real drivers are smtp,
+  -- twilio and whatsapp. Passwords and tokens come from the environment only:
+  -- HERALD_SMTP_PASSWORD, HERALD_TWILIO_AUTH_TOKEN, HERALD_WHATSAPP_TOKEN.
+  channels = {
+    outbox_dir = env("HERALD_OUTBOX_DIR", "var/outbox"),
+    email = {
+      driver = env("HERALD_EMAIL_DRIVER", "outbox"),     -- outbox | smtp
+      smtp_url = env("HERALD_SMTP_URL"),                 -- smtp://host:587 or smtps://host:465
+      username = env("HERALD_SMTP_USERNAME"),
+      starttls = env("HERALD_SMTP_STARTTLS", "try"),     -- off | try | required
+      from = env("HERALD_EMAIL_FROM", "Herald <noreply@localhost>"),
+      timeout_ms = 30000,
+      connections = env("HERALD_SMTP_CONNECTIONS", "8"), -- kept open and reused
+    },
+    sms = {
+      driver = env("HERALD_SMS_DRIVER", "outbox"),       -- outbox | twilio
+      base_url = env("HERALD_TWILIO_BASE_URL", "https://api.twilio.com"),
+      account_sid = env("HERALD_TWILIO_ACCOUNT_SID"),
+      from = env("HERALD_TWILIO_FROM"),                  -- a number, or an MG... service
+      timeout_ms = 15000,
+      in_flight = env("HERALD_SMS_IN_FLIGHT", "200"),
+    },
+    whatsapp = {
+      driver = env("HERALD_WHATSAPP_DRIVER", "outbox"),  -- outbox | whatsapp
+      base_url = env("HERALD_WHATSAPP_BASE_URL", "https://graph.facebook.com/v18.0"),
+      phone_number_id = env("HERALD_WHATSAPP_PHONE_NUMBER_ID"),
+      timeout_ms = 15000,
+      in_flight = env("HERALD_WHATSAPP_IN_FLIGHT", "200"),
+    },
+  },
   policy = {
     -- clients without a (valid) time zone are scheduled in this one
     default_timezone = env("HERALD_DEFAULT_TIMEZONE", "UTC"),

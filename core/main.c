@@ -14,6 +14,7 @@ static const struct command {
     {"check", cmd_check, "load config, scripts and templates; render every example"},
     {"render", cmd_render, "print what a message would look like on a channel"},
     {"console", cmd_console, "a Lua prompt in the policy sandbox"},
+    {"deliver", cmd_deliver, "send JSON-line messages through the configured drivers"},
     {"token", cmd_token, "mint an access token (operator tool)"},
     {"apikey", cmd_apikey, "create, list or revoke API keys"},
     {"version", NULL, "print the version"},

@@ -163,6 +163,9 @@ local NETWORK = {
   dns_failed = { "transient", "could not resolve the host", sent = false },
   tls_failed = { "transient", "TLS handshake failed", sent = false },
   timeout = { "transient", "timed out" },
+  -- the connection broke mid-exchange: as with a timeout, whether the
+  -- provider has the message depends on whether the request was written
+  connection_lost = { "transient", "connection lost" },
 }
 
 --------------------------------------------------------------- logic ----
@@ -292,6 +295,13 @@ function classify.classify(channel, result)
   -- no reply code to read.
   if given(result.network_error) or result.kind == "network" then
     return classify_network(result)
+  end
+  -- Refused by the engine itself before any I/O (a malformed address, a
+  -- header injection attempt, a channel with no account): sending it again
+  -- as it is cannot work.
+  if result.kind == "local" then
+    return out("invalid", false, tostring(result.text or "refused before sending"),
+      result)
   end
   if result.kind == "smtp" or (result.kind == nil and given(result.smtp_code)) then
     return classify_smtp(result)

@@ -22,7 +22,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { K_STRING, K_INT, K_LONG, K_NUMBER, K_BOOL, K_HOSTPORT, K_URL, K_LEVEL } kind_t;
+typedef enum {
+    K_STRING,
+    K_INT,
+    K_LONG,
+    K_NUMBER,
+    K_BOOL,
+    K_HOSTPORT,
+    K_URL,
+    K_LEVEL,
+    K_ENUM /* one of the words in url_schemes */
+} kind_t;
 
 typedef struct field {
     const char *path; /* dotted path in the returned table */
@@ -63,6 +73,30 @@ static const field_t schema[] = {
     {"lua.instruction_limit", K_LONG, OFF(lua_instruction_limit), false, "10000000", 0, 1e10, NULL},
     {"lua.memory_limit_mb", K_INT, OFF(lua_memory_limit_mb), false, "64", 0, 4096, NULL},
     {"policy.default_timezone", K_STRING, OFF(default_timezone), false, "UTC", 0, 0, NULL},
+    {"channels.outbox_dir", K_STRING, OFF(outbox_dir), false, "var/outbox", 0, 0, NULL},
+    {"channels.email.driver", K_ENUM, OFF(email_driver), false, "outbox", 0, 0, "outbox smtp"},
+    {"channels.email.smtp_url", K_URL, OFF(smtp_url), false, NULL, 0, 0, "smtp smtps"},
+    {"channels.email.username", K_STRING, OFF(smtp_username), false, NULL, 0, 0, NULL},
+    {"channels.email.starttls", K_ENUM, OFF(smtp_starttls), false, "try", 0, 0, "off try required"},
+    {"channels.email.from", K_STRING, OFF(email_from), false, "Herald <noreply@localhost>", 0, 0,
+     NULL},
+    {"channels.email.reply_to", K_STRING, OFF(email_reply_to), false, NULL, 0, 0, NULL},
+    {"channels.email.timeout_ms", K_INT, OFF(email_timeout_ms), false, "30000", 100, 600000, NULL},
+    {"channels.email.connections", K_INT, OFF(email_connections), false, "8", 1, 1000, NULL},
+    {"channels.sms.driver", K_ENUM, OFF(sms_driver), false, "outbox", 0, 0, "outbox twilio"},
+    {"channels.sms.base_url", K_URL, OFF(twilio_base_url), false, "https://api.twilio.com", 0, 0,
+     "http https"},
+    {"channels.sms.account_sid", K_STRING, OFF(twilio_sid), false, NULL, 0, 0, NULL},
+    {"channels.sms.from", K_STRING, OFF(twilio_from), false, NULL, 0, 0, NULL},
+    {"channels.sms.timeout_ms", K_INT, OFF(sms_timeout_ms), false, "15000", 100, 600000, NULL},
+    {"channels.sms.in_flight", K_INT, OFF(sms_in_flight), false, "200", 1, 10000, NULL},
+    {"channels.whatsapp.driver", K_ENUM, OFF(wa_driver), false, "outbox", 0, 0, "outbox whatsapp"},
+    {"channels.whatsapp.base_url", K_URL, OFF(wa_base_url), false,
+     "https://graph.facebook.com/v18.0", 0, 0, "http https"},
+    {"channels.whatsapp.phone_number_id", K_STRING, OFF(wa_phone_number_id), false, NULL, 0, 0,
+     NULL},
+    {"channels.whatsapp.timeout_ms", K_INT, OFF(wa_timeout_ms), false, "15000", 100, 600000, NULL},
+    {"channels.whatsapp.in_flight", K_INT, OFF(wa_in_flight), false, "200", 1, 10000, NULL},
 };
 #define NFIELDS (sizeof(schema) / sizeof(schema[0]))
 
@@ -149,6 +183,21 @@ static int parse_hostport(const char *s, char **host, int *port)
     return *host ? 0 : -1;
 }
 
+/* Whether word is one of the space-separated words. */
+static bool url_scheme_ok_word(const char *word, const char *words)
+{
+    size_t n = strlen(word);
+    for (const char *p = words; *p;) {
+        size_t w = strcspn(p, " ");
+        if (w == n && strncmp(p, word, n) == 0)
+            return true;
+        p += w;
+        while (*p == ' ')
+            p++;
+    }
+    return false;
+}
+
 static bool url_scheme_ok(const char *url, const char *schemes)
 {
     const char *sep = strstr(url, "://");
@@ -177,6 +226,7 @@ static int store(lua_State *L, const field_t *f, cfg_t *cfg, const char *name, h
     case K_STRING:
     case K_URL:
     case K_LEVEL:
+    case K_ENUM:
     case K_HOSTPORT: {
         if (lua_type(L, -1) != LUA_TSTRING && f->kind == K_HOSTPORT)
             return hd_err_set(err, "%s: %s: expected \"host:port\", got %s", name, f->path, got);
@@ -199,6 +249,9 @@ static int store(lua_State *L, const field_t *f, cfg_t *cfg, const char *name, h
                 p += w + (p[w] == ' ');
             }
             return hd_err_set(err, "%s: %s: expected a %s URL, got %s", name, f->path, want, got);
+        } else if (f->kind == K_ENUM && !url_scheme_ok_word(s, f->url_schemes)) {
+            return hd_err_set(err, "%s: %s: expected one of %s, got %s", name, f->path,
+                              f->url_schemes, got);
         } else if (f->kind == K_LEVEL) {
             log_level_t lv;
             if (log_level_parse(s, &lv) != 0)
@@ -359,6 +412,27 @@ static int apply_defaults(cfg_t *cfg, hd_err_t *err)
     return rc;
 }
 
+/* Rules across keys: what a chosen driver needs. */
+static int check_together(const cfg_t *c, const char *name, hd_err_t *err)
+{
+    if (strcmp(c->email_driver, "smtp") == 0 && c->smtp_url == NULL)
+        return hd_err_set(err,
+                          "%s: channels.email.smtp_url: required with the smtp driver (set "
+                          "HERALD_SMTP_URL, e.g. smtp://mail.example.com:587)",
+                          name);
+    if (strcmp(c->sms_driver, "twilio") == 0 && (c->twilio_sid == NULL || c->twilio_from == NULL))
+        return hd_err_set(err,
+                          "%s: channels.sms: account_sid and from are required with the "
+                          "twilio driver (set HERALD_TWILIO_ACCOUNT_SID and HERALD_TWILIO_FROM)",
+                          name);
+    if (strcmp(c->wa_driver, "whatsapp") == 0 && c->wa_phone_number_id == NULL)
+        return hd_err_set(err,
+                          "%s: channels.whatsapp.phone_number_id: required with the whatsapp "
+                          "driver (set HERALD_WHATSAPP_PHONE_NUMBER_ID)",
+                          name);
+    return 0;
+}
+
 static int load_common(lua_State *L, const char *name, cfg_t *out, hd_err_t *err)
 {
     /* stack: chunk */
@@ -390,7 +464,7 @@ static int load_common(lua_State *L, const char *name, cfg_t *out, hd_err_t *err
         if (rc != 0)
             return -1;
     }
-    return 0;
+    return check_together(out, name, err);
 }
 
 static lua_State *config_state(void)
@@ -584,8 +658,39 @@ static int get_secret(cfg_t *cfg, const char *var, const char *devname, bool gen
     return 0;
 }
 
+/* Provider secrets: required by the drivers that use them, never from the
+ * file, never generated. */
+static int provider_secrets(cfg_t *cfg, hd_err_t *err)
+{
+    static const struct {
+        const char *var, *driver_value;
+        size_t driver_off, out_off;
+    } need[] = {
+        {"HERALD_SMTP_PASSWORD", NULL, 0, offsetof(cfg_t, smtp_password)},
+        {"HERALD_TWILIO_AUTH_TOKEN", "twilio", offsetof(cfg_t, sms_driver),
+         offsetof(cfg_t, twilio_token)},
+        {"HERALD_WHATSAPP_TOKEN", "whatsapp", offsetof(cfg_t, wa_driver),
+         offsetof(cfg_t, wa_token)},
+    };
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+        const char *v = getenv(need[i].var);
+        char **slot = (char **)((char *)cfg + need[i].out_off);
+        free(*slot);
+        *slot = (v && *v) ? xstrdup(v) : NULL;
+        if (*slot == NULL && need[i].driver_value) {
+            const char *driver = *(char **)((char *)cfg + need[i].driver_off);
+            if (driver && strcmp(driver, need[i].driver_value) == 0)
+                return hd_err_set(err, "%s is not set; the %s driver needs it", need[i].var,
+                                  need[i].driver_value);
+        }
+    }
+    return 0;
+}
+
 static int load_secrets(cfg_t *cfg, bool generate, hd_err_t *err)
 {
+    if (provider_secrets(cfg, err) != 0)
+        return -1;
     char *jwt = NULL, *enc = NULL;
     int rc = -1;
     if (get_secret(cfg, "HERALD_JWT_SECRET", "jwt_secret", generate, &jwt, &cfg->jwt_secret_is_dev,
@@ -687,16 +792,46 @@ void cfg_free(cfg_t *cfg)
 {
     if (cfg == NULL)
         return;
-    char **strs[] = {&cfg->path,           &cfg->listen,          &cfg->listen_host,
-                     &cfg->public_url,     &cfg->database_url,    &cfg->redis_url,
-                     &cfg->jwt_issuer,     &cfg->jwt_audience,    &cfg->var_dir,
-                     &cfg->migrations_dir, &cfg->scripts_dir,     &cfg->templates_dir,
-                     &cfg->log_level,      &cfg->default_timezone};
+    char **strs[] = {&cfg->path,
+                     &cfg->listen,
+                     &cfg->listen_host,
+                     &cfg->public_url,
+                     &cfg->database_url,
+                     &cfg->redis_url,
+                     &cfg->jwt_issuer,
+                     &cfg->jwt_audience,
+                     &cfg->var_dir,
+                     &cfg->migrations_dir,
+                     &cfg->scripts_dir,
+                     &cfg->templates_dir,
+                     &cfg->log_level,
+                     &cfg->default_timezone,
+                     &cfg->outbox_dir,
+                     &cfg->email_driver,
+                     &cfg->smtp_url,
+                     &cfg->smtp_username,
+                     &cfg->smtp_starttls,
+                     &cfg->email_from,
+                     &cfg->email_reply_to,
+                     &cfg->sms_driver,
+                     &cfg->twilio_base_url,
+                     &cfg->twilio_sid,
+                     &cfg->twilio_from,
+                     &cfg->wa_driver,
+                     &cfg->wa_base_url,
+                     &cfg->wa_phone_number_id};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
     }
     /* Secrets do not outlive the config. */
+    char **secrets[] = {&cfg->smtp_password, &cfg->twilio_token, &cfg->wa_token};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        if (*secrets[i])
+            memset(*secrets[i], 0, strlen(*secrets[i]));
+        free(*secrets[i]);
+        *secrets[i] = NULL;
+    }
     memset(cfg->jwt_secret, 0, sizeof(cfg->jwt_secret));
     memset(cfg->enc_key, 0, sizeof(cfg->enc_key));
     memset(cfg->enc_old_keys, 0, sizeof(cfg->enc_old_keys));

@@ -64,6 +64,17 @@ typedef struct cfg {
     int lua_memory_limit_mb;    /* per state; 0 = none */
     char *default_timezone;
 
+    /* channels (transport drivers); secrets come from the environment */
+    char *outbox_dir;
+    char *email_driver, *smtp_url, *smtp_username, *smtp_starttls, *email_from, *email_reply_to;
+    int email_timeout_ms, email_connections;
+    char *sms_driver, *twilio_base_url, *twilio_sid, *twilio_from;
+    int sms_timeout_ms, sms_in_flight;
+    char *wa_driver, *wa_base_url, *wa_phone_number_id;
+    int wa_timeout_ms, wa_in_flight;
+    /* provider secrets, filled by cfg_load_secrets() from the environment */
+    char *smtp_password, *twilio_token, *wa_token;
+
     /* secrets, filled by cfg_load_secrets() */
     uint8_t jwt_secret[128];
     size_t jwt_secret_len;

@@ -20,6 +20,7 @@ int cmd_token(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_console(int argc, char **argv);
+int cmd_deliver(int argc, char **argv);
 
 /* The policy runtime as the engine would build it from cfg (cmd_policy.c). */
 struct lrt;

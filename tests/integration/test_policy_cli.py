@@ -111,7 +111,7 @@ class PolicyCommandsTest(unittest.TestCase):
             os.execve(harness.HERALD_BIN, [harness.HERALD_BIN, "console"], harness.base_env())
         out = b""
 
-        def read_until(marker, timeout=10):
+        def read_until(marker, timeout=30):
             nonlocal out
             deadline = time.time() + timeout
             while marker not in out and time.time() < deadline:

@@ -151,4 +151,24 @@ describe("classify.classify", function()
     assert.is_true(has(c.reason, "Meta 131047"))
     assert.is_true(has(c.reason, "24 h"))
   end)
+
+  describe("engine-side outcomes", function()
+    it("a local refusal is invalid and was never sent", function()
+      local c = classify("email", { ok = false, kind = "local",
+        text = "subject: contains a line break (header injection refused)" })
+      assert.are.equal("invalid", c.category)
+      assert.is_false(c.may_have_been_sent)
+      assert.matches("header injection", c.reason)
+    end)
+
+    it("a connection lost after the request was written may have been sent", function()
+      local sent = classify("sms", { kind = "network", network_error = "connection_lost",
+        request_sent = true })
+      assert.are.equal("transient", sent.category)
+      assert.is_true(sent.may_have_been_sent)
+      local unsent = classify("sms", { kind = "network",
+        network_error = "connection_lost", request_sent = false })
+      assert.is_false(unsent.may_have_been_sent)
+    end)
+  end)
 end)

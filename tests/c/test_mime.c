@@ -1,0 +1,1381 @@
+/* test_mime.c - the email builder (core/transport/mime.c): structure, header
+ * encoding and folding, quoted-printable and base64 round trips, refusals.
+ * Decodes what it builds with its own small RFC 2047, RFC 2231 and
+ * quoted-printable decoders and codec.h's base64, so every assertion is on
+ * the bytes that would go to the SMTP server. With TEST_MIME_OUT set, also
+ * writes one complete message there for an outside parser to check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "crypto/codec.h"
+#include "transport/mime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define COMM_ID "4f1c2b9e-7d3a-4c8e-9b21-0a5f6e7d8c9b"
+
+typedef struct span {
+    const char *p;
+    size_t n;
+} span_t;
+
+static span_t span_of(const buf_t *b)
+{
+    return (span_t){b->data, b->len};
+}
+
+static mime_email_t base_email(void)
+{
+    return (mime_email_t){
+        .from_name = "Herald Shop",
+        .from_addr = "shop@example.com",
+        .to_addr = "jane@example.org",
+        .subject = "Your plan",
+        .text = "Hello\n",
+        .comm_id = COMM_ID,
+        .date = 1795856400, /* 2026-11-28T09:00:00Z, a Saturday */
+    };
+}
+
+/* ---- small decoders and parsers ----------------------------------------- */
+
+static int utf8_ok(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t l = s[i] < 0x80 ? 1 : (s[i] & 0xe0) == 0xc0 ? 2 : (s[i] & 0xf0) == 0xe0 ? 3 : 4;
+        if (s[i] >= 0xf8 || (s[i] & 0xc0) == 0x80 || i + l > n)
+            return 0;
+        for (size_t k = 1; k < l; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+        i += l;
+    }
+    return 1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1; /* RFC 2045: uppercase only from a conforming encoder */
+}
+
+/* Quoted-printable to bytes; fails on a line over 76, a bad escape or
+ * trailing whitespace (which a relay could strip). */
+static int qp_decode(span_t s, buf_t *out)
+{
+    size_t col = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        char c = s.p[i];
+        if (c == '\r') {
+            if (i + 1 >= s.n || s.p[i + 1] != '\n' || col > 76)
+                return -1;
+            if (i > 0 && (s.p[i - 1] == ' ' || s.p[i - 1] == '\t'))
+                return -1;
+            buf_append(out, "\r\n", 2);
+            i++;
+            col = 0;
+            continue;
+        }
+        col++;
+        if (c != '=') {
+            buf_putc(out, c);
+            continue;
+        }
+        if (i + 2 < s.n && s.p[i + 1] == '\r' && s.p[i + 2] == '\n') {
+            if (col > 76)
+                return -1;
+            i += 2;
+            col = 0;
+            continue;
+        }
+        if (i + 2 >= s.n || hexval(s.p[i + 1]) < 0 || hexval(s.p[i + 2]) < 0)
+            return -1;
+        buf_putc(out, (char)(hexval(s.p[i + 1]) * 16 + hexval(s.p[i + 2])));
+        i += 2;
+        col += 2;
+    }
+    return col > 76 ? -1 : 0;
+}
+
+/* RFC 2047: decodes an unfolded header value. Each encoded-word must be at
+ * most 75 characters, UTF-8, and hold whole characters on its own; white
+ * space between two encoded-words is dropped. Counts the words in *nwords. */
+static int rfc2047_decode(const char *v, buf_t *out, int *nwords, int *nq, int *nb)
+{
+    buf_t ws, w;
+    buf_init(&ws);
+    buf_init(&w);
+    int prev_ew = 0, rc = -1;
+    size_t n = strlen(v);
+    for (size_t i = 0; i < n;) {
+        if (v[i] == ' ' || v[i] == '\t') {
+            buf_putc(&ws, v[i++]);
+            continue;
+        }
+        if (v[i] != '=' || v[i + 1] != '?') {
+            buf_append(out, ws.data, ws.len);
+            buf_reset(&ws);
+            buf_putc(out, v[i++]);
+            prev_ew = 0;
+            continue;
+        }
+        const char *cs = v + i + 2, *q = strchr(cs, '?');
+        if (q == NULL || q - cs != 5 || strncasecmp(cs, "UTF-8", 5) != 0 || q[1] == '\0' ||
+            q[2] != '?')
+            goto done;
+        char enc = q[1];
+        const char *txt = q + 3, *end = strstr(txt, "?=");
+        if (end == NULL || end + 2 - (v + i) > 75)
+            goto done;
+        buf_reset(&w);
+        if (enc == 'B' || enc == 'b') {
+            uint8_t *d;
+            size_t dl;
+            if (b64_decode(txt, (size_t)(end - txt), &d, &dl) != 0)
+                goto done;
+            buf_append(&w, d, dl);
+            free(d);
+        } else if (enc == 'Q' || enc == 'q') {
+            for (const char *p = txt; p < end; p++) {
+                if (*p == '_') {
+                    buf_putc(&w, ' ');
+                } else if (*p == '=') {
+                    if (end - p < 3 || hexval(p[1]) < 0 || hexval(p[2]) < 0)
+                        goto done;
+                    buf_putc(&w, (char)(hexval(p[1]) * 16 + hexval(p[2])));
+                    p += 2;
+                } else if (*p == ' ' || *p == '?') {
+                    goto done;
+                } else {
+                    buf_putc(&w, *p);
+                }
+            }
+            (*nq)++;
+        } else {
+            goto done;
+        }
+        if (enc == 'B' || enc == 'b')
+            (*nb)++;
+        if (!utf8_ok((const uint8_t *)w.data, w.len))
+            goto done; /* a character split across two words */
+        if (!prev_ew)
+            buf_append(out, ws.data, ws.len);
+        buf_reset(&ws);
+        buf_append(out, w.data, w.len);
+        prev_ew = 1;
+        (*nwords)++;
+        i = (size_t)(end + 2 - v);
+    }
+    buf_append(out, ws.data, ws.len);
+    rc = 0;
+done:
+    buf_free(&ws);
+    buf_free(&w);
+    return rc;
+}
+
+static char *decode_2047(const char *v, int *nwords, int *nq, int *nb)
+{
+    buf_t out;
+    buf_init(&out);
+    int a = 0, b = 0, c = 0;
+    if (rfc2047_decode(v, &out, nwords ? nwords : &a, nq ? nq : &b, nb ? nb : &c) != 0)
+        fail_msg("not valid RFC 2047: %s", v);
+    buf_putc(&out, '\0');
+    return buf_steal(&out);
+}
+
+/* Splits an entity at its blank line. */
+static void entity(span_t e, span_t *hdrs, span_t *body)
+{
+    for (size_t i = 0; i + 1 < e.n; i++) {
+        if ((i == 0 || (i >= 2 && e.p[i - 2] == '\r' && e.p[i - 1] == '\n')) && e.p[i] == '\r' &&
+            e.p[i + 1] == '\n') {
+            *hdrs = (span_t){e.p, i};
+            *body = (span_t){e.p + i + 2, e.n - i - 2};
+            return;
+        }
+    }
+    fail_msg("entity without a blank line");
+}
+
+/* The unfolded value of header name in hdrs, leading white space removed;
+ * returns how many times the header occurs (0: val is left empty). */
+static int header(span_t hdrs, const char *name, buf_t *val)
+{
+    size_t nl = strlen(name);
+    int count = 0;
+    buf_reset(val);
+    for (size_t i = 0; i < hdrs.n;) {
+        size_t end = i;
+        for (;;) { /* a field ends at CRLF not followed by WSP */
+            const char *crlf = memmem(hdrs.p + end, hdrs.n - end, "\r\n", 2);
+            end = crlf ? (size_t)(crlf - hdrs.p) : hdrs.n;
+            if (end + 2 < hdrs.n && (hdrs.p[end + 2] == ' ' || hdrs.p[end + 2] == '\t')) {
+                end += 2;
+                continue;
+            }
+            break;
+        }
+        if (end - i > nl && strncasecmp(hdrs.p + i, name, nl) == 0 && hdrs.p[i + nl] == ':') {
+            if (count++ == 0) {
+                size_t k = i + nl + 1;
+                while (k < end && (hdrs.p[k] == ' ' || hdrs.p[k] == '\t' || hdrs.p[k] == '\r' ||
+                                   hdrs.p[k] == '\n'))
+                    k++;
+                for (; k < end; k++)
+                    if (!(hdrs.p[k] == '\r' && k + 1 < end && hdrs.p[k + 1] == '\n'))
+                        buf_putc(val, hdrs.p[k]);
+                    else
+                        k++;
+            }
+        }
+        i = end + 2;
+    }
+    if (val->data == NULL)
+        buf_puts(val, "");
+    return count;
+}
+
+static char *header_dup(span_t hdrs, const char *name)
+{
+    buf_t v;
+    buf_init(&v);
+    if (header(hdrs, name, &v) != 1)
+        fail_msg("header %s: not there exactly once", name);
+    return buf_steal(&v);
+}
+
+/* Offset of the header in hdrs, to check the order. */
+static size_t header_pos(span_t hdrs, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < hdrs.n; i++)
+        if ((i == 0 || hdrs.p[i - 1] == '\n') && i + nl < hdrs.n &&
+            strncasecmp(hdrs.p + i, name, nl) == 0 && hdrs.p[i + nl] == ':')
+            return i;
+    fail_msg("header %s: missing", name);
+    return 0;
+}
+
+static void boundary_of(const char *content_type, char out[80])
+{
+    const char *b = strstr(content_type, "boundary=\"");
+    assert_non_null(b);
+    b += 10;
+    const char *e = strchr(b, '"');
+    assert_non_null(e);
+    assert_true(e - b > 0 && e - b < 71); /* RFC 2046: 1..70 characters */
+    memcpy(out, b, (size_t)(e - b));
+    out[e - b] = '\0';
+}
+
+/* Splits a multipart body into its parts, checking the boundary occurs only
+ * on the delimiter lines (never inside a part) and the close delimiter. */
+static int multipart(span_t whole, span_t body, const char *content_type, span_t *parts, int max)
+{
+    char b[80], delim[90];
+    boundary_of(content_type, b);
+    snprintf(delim, sizeof(delim), "\r\n--%s", b);
+    size_t dl = strlen(delim);
+    assert_true(body.n > dl - 2 && memcmp(body.p, delim + 2, dl - 2) == 0); /* no preamble */
+    const char *p = body.p + dl - 2;
+    int n = 0;
+    for (;;) {
+        if (p + 2 <= body.p + body.n && memcmp(p, "--", 2) == 0)
+            break; /* close delimiter */
+        assert_memory_equal(p, "\r\n", 2);
+        p += 2;
+        const char *next = memmem(p, (size_t)(body.p + body.n - p), delim, dl);
+        assert_non_null(next);
+        assert_true(n < max);
+        parts[n++] = (span_t){p, (size_t)(next - p)};
+        assert_null(memmem(parts[n - 1].p, parts[n - 1].n, b, strlen(b)));
+        p = next + dl;
+    }
+    /* In the whole message: once in Content-Type, once per part, once to close. */
+    int seen = 0;
+    for (const char *q = whole.p; (q = memmem(q, (size_t)(whole.p + whole.n - q), b, strlen(b)));
+         q++)
+        seen++;
+    assert_int_equal(seen, 1 + n + 1);
+    return n;
+}
+
+/* Wire rules for the whole message: CRLF only, 7-bit, no NUL, every line at
+ * most max_line (78 in tests with ordinary values, 998 always). */
+static void wire_checks(span_t m, size_t max_line)
+{
+    size_t col = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        unsigned char c = (unsigned char)m.p[i];
+        if (c == 0 || c >= 0x80)
+            fail_msg("byte 0x%02x at %zu", c, i);
+        if (c == '\n' && (i == 0 || m.p[i - 1] != '\r'))
+            fail_msg("bare LF at %zu", i);
+        if (c == '\r' && (i + 1 == m.n || m.p[i + 1] != '\n'))
+            fail_msg("bare CR at %zu", i);
+        if (c == '\r')
+            continue;
+        if (c == '\n') {
+            col = 0;
+            continue;
+        }
+        if (++col > max_line || col > 998)
+            fail_msg("line over %zu at %zu: %.60s", max_line, i, m.p + i - col + 1);
+    }
+    assert_true(m.n >= 2 && memcmp(m.p + m.n - 2, "\r\n", 2) == 0);
+}
+
+static void build_ok(const mime_email_t *m, buf_t *out, size_t max_line)
+{
+    hd_err_t err = {{0}};
+    if (mime_build(m, out, &err) != 0)
+        fail_msg("mime_build: %s", err.msg);
+    wire_checks(span_of(out), max_line);
+}
+
+static void assert_qp_body(span_t body, const char *expect)
+{
+    buf_t d;
+    buf_init(&d);
+    assert_int_equal(qp_decode(body, &d), 0);
+    assert_int_equal(d.len, strlen(expect));
+    assert_memory_equal(d.data, expect, d.len);
+    buf_free(&d);
+}
+
+static void assert_b64_body(span_t body, const uint8_t *expect, size_t len)
+{
+    buf_t joined;
+    buf_init(&joined);
+    for (size_t i = 0; i < body.n;) {
+        const char *crlf = memmem(body.p + i, body.n - i, "\r\n", 2);
+        size_t end = crlf ? (size_t)(crlf - body.p) : body.n;
+        assert_true(end - i <= 76);
+        if (crlf != NULL && end + 2 < body.n)
+            assert_int_equal(end - i, 76); /* full lines but the last */
+        buf_append(&joined, body.p + i, end - i);
+        i = end + 2;
+    }
+    uint8_t *d = NULL;
+    size_t dl = 0;
+    assert_int_equal(b64_decode(joined.data ? joined.data : "", joined.len, &d, &dl), 0);
+    assert_int_equal(dl, len);
+    if (len)
+        assert_memory_equal(d, expect, len);
+    free(d);
+    buf_free(&joined);
+}
+
+/* ---- structure ---------------------------------------------------------- */
+
+static void test_text_only(void **state)
+{
+    mime_email_t m = base_email();
+    m.text = "Hello\nWorld = 1 \ncaf\xc3\xa9";
+    m.reply_to = ""; /* empty optional values mean absent */
+    m.unsubscribe_url = "";
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    buf_puts(&out, "KEEP"); /* mime_build appends */
+    build_ok(&m, &out, 78);
+    assert_memory_equal(out.data, "KEEP", 4);
+    span_t h, body;
+    entity((span_t){out.data + 4, out.len - 4}, &h, &body);
+
+    assert_int_equal(header(h, "Date", &v), 1);
+    assert_string_equal(v.data, "Sat, 28 Nov 2026 09:00:00 +0000");
+    assert_int_equal(header(h, "From", &v), 1);
+    assert_string_equal(v.data, "Herald Shop <shop@example.com>");
+    assert_int_equal(header(h, "To", &v), 1);
+    assert_string_equal(v.data, "jane@example.org");
+    assert_int_equal(header(h, "Subject", &v), 1);
+    assert_string_equal(v.data, "Your plan");
+    assert_int_equal(header(h, "Message-ID", &v), 1);
+    assert_string_equal(v.data, "<" COMM_ID "@example.com>");
+    assert_int_equal(header(h, "MIME-Version", &v), 1);
+    assert_string_equal(v.data, "1.0");
+    assert_int_equal(header(h, "Content-Type", &v), 1);
+    assert_string_equal(v.data, "text/plain; charset=UTF-8");
+    assert_int_equal(header(h, "Content-Transfer-Encoding", &v), 1);
+    assert_string_equal(v.data, "quoted-printable");
+    assert_int_equal(header(h, "Reply-To", &v), 0);
+    assert_int_equal(header(h, "List-Unsubscribe", &v), 0);
+    assert_int_equal(header(h, "List-Unsubscribe-Post", &v), 0);
+    assert_true(header_pos(h, "Date") < header_pos(h, "From"));
+    assert_true(header_pos(h, "From") < header_pos(h, "To"));
+    assert_true(header_pos(h, "To") < header_pos(h, "Subject"));
+    assert_true(header_pos(h, "Subject") < header_pos(h, "Message-ID"));
+    assert_true(header_pos(h, "Message-ID") < header_pos(h, "MIME-Version"));
+    assert_true(header_pos(h, "MIME-Version") < header_pos(h, "Content-Type"));
+    assert_null(memmem(out.data, out.len, "multipart", 9));
+
+    /* the exact bytes: '=' and é escaped, trailing space encoded, LF -> CRLF,
+     * and a final soft break so the body decodes to the text exactly */
+    const char *wire = "Hello\r\nWorld =3D 1=20\r\ncaf=C3=A9=\r\n";
+    assert_int_equal(body.n, strlen(wire));
+    assert_memory_equal(body.p, wire, body.n);
+    assert_qp_body(body, "Hello\r\nWorld = 1 \r\ncaf\xc3\xa9");
+    buf_free(&out);
+    buf_free(&v);
+}
+
+static void test_html_only_and_reply_to(void **state)
+{
+    mime_email_t m = base_email();
+    m.text = NULL;
+    m.html = "<p>Bonjour Zo\xc3\xa9</p>\r\n";
+    m.reply_to = "help@example.com";
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    build_ok(&m, &out, 78);
+    span_t h, body;
+    entity(span_of(&out), &h, &body);
+    assert_int_equal(header(h, "Content-Type", &v), 1);
+    assert_string_equal(v.data, "text/html; charset=UTF-8");
+    assert_int_equal(header(h, "Reply-To", &v), 1);
+    assert_string_equal(v.data, "help@example.com");
+    assert_true(header_pos(h, "To") < header_pos(h, "Reply-To"));
+    assert_true(header_pos(h, "Reply-To") < header_pos(h, "Subject"));
+    assert_null(memmem(out.data, out.len, "multipart", 9));
+    assert_qp_body(body, m.html);
+    buf_free(&out);
+    buf_free(&v);
+}
+
+static void test_alternative(void **state)
+{
+    mime_email_t m = base_email();
+    m.text = "Plain version\n";
+    m.html = "<p>HTML version</p>\n";
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    build_ok(&m, &out, 78);
+    span_t h, body, parts[4], ph, pb;
+    entity(span_of(&out), &h, &body);
+    char *ct = header_dup(h, "Content-Type");
+    assert_true(strncmp(ct, "multipart/alternative; boundary=\"", 33) == 0);
+    assert_int_equal(header(h, "Content-Transfer-Encoding", &v), 0);
+    assert_int_equal(multipart(span_of(&out), body, ct, parts, 4), 2);
+    entity(parts[0], &ph, &pb); /* text first */
+    header(ph, "Content-Type", &v);
+    assert_string_equal(v.data, "text/plain; charset=UTF-8");
+    header(ph, "Content-Transfer-Encoding", &v);
+    assert_string_equal(v.data, "quoted-printable");
+    assert_qp_body(pb, "Plain version\r\n");
+    entity(parts[1], &ph, &pb); /* then HTML */
+    header(ph, "Content-Type", &v);
+    assert_string_equal(v.data, "text/html; charset=UTF-8");
+    assert_qp_body(pb, "<p>HTML version</p>\r\n");
+    free(ct);
+    buf_free(&out);
+    buf_free(&v);
+}
+
+static const uint8_t pdf[] = "%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n";
+
+static void test_mixed_with_attachments(void **state)
+{
+    mime_attachment_t atts[] = {
+        {"plan.pdf", "application/pdf", pdf, sizeof(pdf) - 1},
+        {"Caf\xc3\xa9 menu.txt", "text/plain", (const uint8_t *)"menu\n", 5},
+        {"empty.bin", "application/octet-stream", NULL, 0},
+    };
+    mime_email_t m = base_email();
+    m.text = "See attached.\n";
+    m.html = "<p>See attached.</p>";
+    m.attachments = atts;
+    m.nattachments = 3;
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    build_ok(&m, &out, 78);
+    span_t h, body, parts[8], sub[4], ph, pb;
+    entity(span_of(&out), &h, &body);
+    char *ct = header_dup(h, "Content-Type");
+    assert_true(strncmp(ct, "multipart/mixed; boundary=", 26) == 0);
+    assert_int_equal(multipart(span_of(&out), body, ct, parts, 8), 4);
+
+    /* the alternative first, nested with its own boundary */
+    entity(parts[0], &ph, &pb);
+    char *ct2 = header_dup(ph, "Content-Type");
+    assert_true(strncmp(ct2, "multipart/alternative;", 22) == 0);
+    assert_int_equal(multipart(span_of(&out), pb, ct2, sub, 4), 2);
+    entity(sub[1], &ph, &pb);
+    assert_qp_body(pb, "<p>See attached.</p>");
+
+    entity(parts[1], &ph, &pb);
+    header(ph, "Content-Type", &v);
+    assert_string_equal(v.data, "application/pdf; name=\"plan.pdf\"");
+    header(ph, "Content-Transfer-Encoding", &v);
+    assert_string_equal(v.data, "base64");
+    header(ph, "Content-Disposition", &v);
+    assert_string_equal(v.data, "attachment; filename=\"plan.pdf\"");
+    assert_b64_body(pb, pdf, sizeof(pdf) - 1);
+
+    entity(parts[2], &ph, &pb); /* RFC 2231 for the non-ASCII name */
+    header(ph, "Content-Type", &v);
+    assert_string_equal(v.data, "text/plain; name*=UTF-8''Caf%C3%A9%20menu.txt");
+    header(ph, "Content-Disposition", &v);
+    assert_string_equal(v.data, "attachment; filename*=UTF-8''Caf%C3%A9%20menu.txt");
+    assert_b64_body(pb, (const uint8_t *)"menu\n", 5);
+
+    entity(parts[3], &ph, &pb);
+    assert_int_equal(pb.n, 0);
+    free(ct);
+    free(ct2);
+
+    /* text only + attachment: mixed around the single text part */
+    m.html = NULL;
+    m.nattachments = 1;
+    buf_reset(&out);
+    build_ok(&m, &out, 78);
+    entity(span_of(&out), &h, &body);
+    ct = header_dup(h, "Content-Type");
+    assert_int_equal(multipart(span_of(&out), body, ct, parts, 8), 2);
+    entity(parts[0], &ph, &pb);
+    header(ph, "Content-Type", &v);
+    assert_string_equal(v.data, "text/plain; charset=UTF-8");
+    assert_qp_body(pb, "See attached.\r\n");
+    free(ct);
+    buf_free(&out);
+    buf_free(&v);
+}
+
+static void test_binary_attachment(void **state)
+{
+    uint8_t data[256 * 3 + 1];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7 + i / 256); /* every value, three times, shuffled */
+    mime_attachment_t att = {"all-bytes.bin", "application/octet-stream", data, sizeof(data)};
+    mime_email_t m = base_email();
+    m.attachments = &att;
+    m.nattachments = 1;
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    build_ok(&m, &out, 78);
+    span_t h, body, parts[4], ph, pb;
+    entity(span_of(&out), &h, &body);
+    char *ct = header_dup(h, "Content-Type");
+    assert_int_equal(multipart(span_of(&out), body, ct, parts, 4), 2);
+    entity(parts[1], &ph, &pb);
+    assert_b64_body(pb, data, sizeof(data));
+    int seen[256] = {0};
+    for (size_t i = 0; i < sizeof(data); i++)
+        seen[data[i]]++;
+    for (int i = 0; i < 256; i++)
+        assert_true(seen[i] >= 3);
+    free(ct);
+    buf_free(&out);
+    buf_free(&v);
+}
+
+/* ---- header encoding and folding ---------------------------------------- */
+
+/* Builds with the given subject; checks every line <= 78, that the subject
+ * decodes back, and returns the number of Q and B encoded-words. */
+static void subject_round_trip(const char *subject, int *nq, int *nb)
+{
+    mime_email_t m = base_email();
+    m.subject = subject;
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    build_ok(&m, &out, 78);
+    span_t h, body;
+    entity(span_of(&out), &h, &body);
+    assert_int_equal(header(h, "Subject", &v), 1);
+    int words = 0;
+    *nq = *nb = 0;
+    char *back = decode_2047(v.data, &words, nq, nb);
+    assert_string_equal(back, subject);
+    free(back);
+    buf_free(&out);
+    buf_free(&v);
+}
+
+static void test_subject_folding(void **state)
+{
+    /* 300 characters of 1- to 4-byte UTF-8 */
+    static const char *const pieces[] = {
+        "Pr\xc3\xbc",       "fung ", "\xe6\x97\xa5\xe6\x9c\xac ", "\xe2\x9c\x93",
+        "\xf0\x9f\x8e\x89", " ok "};
+    static const int chars[] = {3, 5, 3, 1, 1, 4};
+    buf_t s;
+    buf_init(&s);
+    int n = 0;
+    for (int i = 0; n < 300; i = (i + 1) % 6) {
+        if (n + chars[i] > 300) {
+            buf_putc(&s, 'x');
+            n++;
+            continue;
+        }
+        buf_puts(&s, pieces[i]);
+        n += chars[i];
+    }
+    int nq, nb;
+    subject_round_trip(s.data, &nq, &nb);
+    assert_true(nq + nb >= 6); /* really folded over several lines */
+
+    /* mostly Latin -> Q; mostly CJK -> B; both fold and decode */
+    subject_round_trip("Votre re\xc3\xa7u pour la commande n\xc2\xb0 12345 du 28 novembre, "
+                       "merci de votre confiance et \xc3\xa0 bient\xc3\xb4t chez nous !",
+                       &nq, &nb);
+    assert_true(nq >= 2 && nb == 0);
+    buf_reset(&s);
+    for (int i = 0; i < 60; i++)
+        buf_puts(&s, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"); /* 日本語 */
+    subject_round_trip(s.data, &nq, &nb);
+    assert_true(nb >= 4 && nq == 0);
+
+    /* long ASCII: folded at its spaces, never encoded */
+    buf_reset(&s);
+    for (int i = 0; i < 30; i++)
+        buf_printf(&s, "%sword%02d-of-the-subject", i ? " " : "", i);
+    subject_round_trip(s.data, &nq, &nb);
+    assert_int_equal(nq + nb, 0);
+    /* text that would read as an encoded-word, tabs, double spaces: encoded */
+    subject_round_trip("=?UTF-8?B?SGk=?= is not an encoded word", &nq, &nb);
+    assert_true(nq + nb > 0);
+    subject_round_trip("tab\there  two spaces ", &nq, &nb);
+    assert_true(nq + nb > 0);
+    subject_round_trip(" padded subject ", &nq, &nb); /* raw, the spaces would be lost */
+    assert_true(nq + nb > 0);
+    subject_round_trip("", &nq, &nb);
+    buf_free(&s);
+}
+
+static void test_display_names(void **state)
+{
+    static const struct {
+        const char *name, *wire;
+    } cases[] = {
+        {"Doe, Jane", "\"Doe, Jane\" <jane@example.org>"},
+        {"Jane Doe", "Jane Doe <jane@example.org>"},
+        {"J. Doe", "\"J. Doe\" <jane@example.org>"},
+        {"Jane \"JD\" Doe\\", "\"Jane \\\"JD\\\" Doe\\\\\" <jane@example.org>"},
+        {"<admin@evil.example>", "\"<admin@evil.example>\" <jane@example.org>"},
+        {"Zo\xc3\xa9 Dupont", "=?UTF-8?Q?Zo=C3=A9?= Dupont <jane@example.org>"},
+        {"Dupont, Zo\xc3\xa9 (Lyon)",
+         "=?UTF-8?B?RHVwb250LCBab8OpIChMeW9uKQ==?= <jane@example.org>"},
+        {"  Jane \t Doe ", "Jane Doe <jane@example.org>"},
+        {"=?UTF-8?Q?x?= Doe", "=?UTF-8?B?PT9VVEYtOD9RP3g/PQ==?= Doe <jane@example.org>"},
+        {" \t ", "jane@example.org"},
+        {"", "jane@example.org"},
+        {NULL, "jane@example.org"},
+    };
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mime_email_t m = base_email();
+        m.to_name = cases[i].name;
+        buf_reset(&out);
+        build_ok(&m, &out, 78);
+        span_t h, body;
+        entity(span_of(&out), &h, &body);
+        header(h, "To", &v);
+        assert_string_equal(v.data, cases[i].wire);
+    }
+
+    /* non-ASCII names in both From and To, long enough to fold */
+    mime_email_t m = base_email();
+    m.from_name = "\xe5\xb1\xb1\xe7\x94\xb0\xe5\xa4\xaa\xe9\x83\x8e"; /* 山田太郎 */
+    buf_t longname;
+    buf_init(&longname);
+    for (int i = 0; i < 12; i++)
+        buf_puts(&longname, "Ren\xc3\xa9\xc3\xa9 M\xc3\xbcller-");
+    m.to_name = longname.data;
+    buf_reset(&out);
+    build_ok(&m, &out, 78);
+    span_t h, body;
+    entity(span_of(&out), &h, &body);
+    header(h, "From", &v);
+    const char *lt = strrchr(v.data, '<');
+    assert_non_null(lt);
+    assert_string_equal(lt, "<shop@example.com>");
+    v.data[lt - v.data - 1] = '\0';
+    int nq = 0, nb = 0;
+    char *back = decode_2047(v.data, NULL, &nq, &nb);
+    assert_string_equal(back, m.from_name);
+    assert_int_equal(nb, 1);
+    free(back);
+    header(h, "To", &v);
+    lt = strrchr(v.data, '<');
+    assert_string_equal(lt, "<jane@example.org>");
+    v.data[lt - v.data - 1] = '\0';
+    int words = 0;
+    back = decode_2047(v.data, &words, NULL, NULL);
+    assert_string_equal(back, longname.data);
+    assert_true(words >= 3);
+    free(back);
+    buf_free(&longname);
+    buf_free(&out);
+    buf_free(&v);
+}
+
+/* RFC 2231 continuations: collects name*0*, name*1*, ... from a header value
+ * and percent-decodes them after the charset''. */
+static char *rfc2231_value(const char *v, const char *attr)
+{
+    buf_t raw, out;
+    buf_init(&raw);
+    buf_init(&out);
+    for (int seg = 0;; seg++) {
+        char key[64];
+        snprintf(key, sizeof(key), "%s*%d*=", attr, seg);
+        const char *p = strstr(v, key);
+        if (p == NULL) {
+            assert_true(seg > 0);
+            break;
+        }
+        p += strlen(key);
+        size_t n = strcspn(p, "; ");
+        buf_append(&raw, p, n);
+    }
+    assert_true(strncmp(raw.data, "UTF-8''", 7) == 0);
+    for (size_t i = 7; i < raw.len; i++) {
+        if (raw.data[i] == '%') {
+            assert_true(hexval(raw.data[i + 1]) >= 0 && hexval(raw.data[i + 2]) >= 0);
+            buf_putc(&out, (char)(hexval(raw.data[i + 1]) * 16 + hexval(raw.data[i + 2])));
+            i += 2;
+        } else {
+            buf_putc(&out, raw.data[i]);
+        }
+    }
+    buf_free(&raw);
+    return buf_steal(&out);
+}
+
+static void test_long_filename(void **state)
+{
+    buf_t name;
+    buf_init(&name);
+    for (int i = 0; i < 20; i++)
+        buf_puts(&name, "Pr\xc3\xa9sentation ");
+    buf_puts(&name, "finale.pdf");
+    mime_attachment_t att = {name.data, "application/pdf", pdf, sizeof(pdf) - 1};
+    mime_email_t m = base_email();
+    m.attachments = &att;
+    m.nattachments = 1;
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    build_ok(&m, &out, 78); /* every line <= 78 despite a 270-byte name */
+    span_t h, body, parts[4], ph, pb;
+    entity(span_of(&out), &h, &body);
+    char *ct = header_dup(h, "Content-Type");
+    assert_int_equal(multipart(span_of(&out), body, ct, parts, 4), 2);
+    entity(parts[1], &ph, &pb);
+    header(ph, "Content-Disposition", &v);
+    char *back = rfc2231_value(v.data, "filename");
+    assert_string_equal(back, name.data);
+    free(back);
+    header(ph, "Content-Type", &v);
+    back = rfc2231_value(v.data, "name");
+    assert_string_equal(back, name.data);
+    free(back);
+    free(ct);
+    buf_free(&name);
+    buf_free(&out);
+    buf_free(&v);
+}
+
+static char *message_id_of(const mime_email_t *m, char **boundary)
+{
+    buf_t out;
+    buf_init(&out);
+    build_ok(m, &out, 78);
+    span_t h, body;
+    entity(span_of(&out), &h, &body);
+    char *id = header_dup(h, "Message-ID");
+    if (boundary != NULL) {
+        char *ct = header_dup(h, "Content-Type");
+        char b[80];
+        boundary_of(ct, b);
+        *boundary = strdup(b);
+        free(ct);
+    }
+    buf_free(&out);
+    return id;
+}
+
+static void test_message_id(void **state)
+{
+    mime_email_t m = base_email();
+    m.html = "<p>x</p>";
+    m.extra_header_name = "X-Herald-Attempt";
+    m.extra_header_value = "1";
+    char *b1, *b2;
+    char *id1 = message_id_of(&m, &b1);
+    m.extra_header_value = "2"; /* a retry: later, another attempt */
+    m.date += 600;
+    char *id2 = message_id_of(&m, &b2);
+    assert_string_equal(id1, "<" COMM_ID "@example.com>");
+    assert_string_equal(id1, id2);
+    assert_string_not_equal(b1, b2); /* boundaries are drawn, the id is not */
+    m.domain = "mail.herald.example";
+    char *id3 = message_id_of(&m, NULL);
+    assert_string_equal(id3, "<" COMM_ID "@mail.herald.example>");
+    m.comm_id = "another-id";
+    char *id4 = message_id_of(&m, NULL);
+    assert_string_equal(id4, "<another-id@mail.herald.example>");
+    free(id1);
+    free(id2);
+    free(id3);
+    free(id4);
+    free(b1);
+    free(b2);
+}
+
+static void test_list_unsubscribe(void **state)
+{
+    static const struct {
+        const char *url, *mailto, *expect;
+        int post;
+    } cases[] = {
+        {NULL, NULL, NULL, 0},
+        {"", "", NULL, 0},
+        {"https://x.example/u/tok_123", NULL, "<https://x.example/u/tok_123>", 1},
+        {NULL, "unsub@example.com", "<mailto:unsub@example.com>", 0},
+        {"https://herald.example.com/unsubscribe/aVeryLongOpaqueToken0123456789",
+         "unsubscribe+" COMM_ID "@example.com",
+         "<https://herald.example.com/unsubscribe/aVeryLongOpaqueToken0123456789>, "
+         "<mailto:unsubscribe+" COMM_ID "@example.com>",
+         1},
+    };
+    buf_t out, v;
+    buf_init(&out);
+    buf_init(&v);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mime_email_t m = base_email();
+        m.unsubscribe_url = cases[i].url;
+        m.unsubscribe_mailto = cases[i].mailto;
+        m.extra_header_name = "X-Herald-Attempt";
+        m.extra_header_value = "3";
+        buf_reset(&out);
+        build_ok(&m, &out, 78);
+        span_t h, body;
+        entity(span_of(&out), &h, &body);
+        int n = header(h, "List-Unsubscribe", &v);
+        assert_int_equal(n, cases[i].expect != NULL);
+        if (cases[i].expect)
+            assert_string_equal(v.data, cases[i].expect);
+        assert_int_equal(header(h, "List-Unsubscribe-Post", &v), cases[i].post);
+        if (cases[i].post) {
+            assert_string_equal(v.data, "List-Unsubscribe=One-Click");
+            assert_true(header_pos(h, "List-Unsubscribe") < header_pos(h, "X-Herald-Attempt"));
+        }
+        assert_int_equal(header(h, "X-Herald-Attempt", &v), 1);
+        assert_string_equal(v.data, "3");
+        assert_true(header_pos(h, "X-Herald-Attempt") < header_pos(h, "Content-Type"));
+    }
+    buf_free(&out);
+    buf_free(&v);
+}
+
+/* ---- refusals ----------------------------------------------------------- */
+
+/* Every value that reaches a header, by name, in the message or attachment. */
+#define EMAIL_FIELD(f)                                                                             \
+    {                                                                                              \
+#f, offsetof(mime_email_t, f), 0                                                           \
+    }
+static const struct {
+    const char *name;
+    size_t off;
+    int in_attachment;
+} fields[] = {EMAIL_FIELD(from_name),
+              EMAIL_FIELD(from_addr),
+              EMAIL_FIELD(to_name),
+              EMAIL_FIELD(to_addr),
+              EMAIL_FIELD(reply_to),
+              EMAIL_FIELD(subject),
+              EMAIL_FIELD(comm_id),
+              EMAIL_FIELD(domain),
+              EMAIL_FIELD(unsubscribe_url),
+              EMAIL_FIELD(unsubscribe_mailto),
+              EMAIL_FIELD(extra_header_name),
+              EMAIL_FIELD(extra_header_value),
+              {"attachments[0].filename", offsetof(mime_attachment_t, filename), 1},
+              {"attachments[0].content_type", offsetof(mime_attachment_t, content_type), 1}};
+
+static void set_field(mime_email_t *m, mime_attachment_t *a, int f, const char *v)
+{
+    char *base = fields[f].in_attachment ? (char *)a : (char *)m;
+    memcpy(base + fields[f].off, &v, sizeof(v));
+}
+
+/* mime_build must fail with exactly expect and leave out as it was. */
+static void refused(const mime_email_t *m, const char *expect)
+{
+    buf_t out;
+    buf_init(&out);
+    buf_puts(&out, "KEEP");
+    hd_err_t err = {{0}};
+    if (mime_build(m, &out, &err) != -1)
+        fail_msg("accepted; expected \"%s\"", expect);
+    if (strncmp(err.msg, expect, strlen(expect)) != 0)
+        fail_msg("error \"%s\", expected \"%s\"", err.msg, expect);
+    assert_int_equal(out.len, 4);
+    assert_string_equal(out.data, "KEEP");
+    buf_free(&out);
+}
+
+static void test_header_injection(void **state)
+{
+    static const char *const bad[] = {
+        "a\rb", "a\nb",    "shop@example.com\r\nBcc: x@y", "https://x.example/\r\nBcc: x@y",
+        "\r\n", "x\n\n<b>"};
+    for (int f = 0; f < (int)(sizeof(fields) / sizeof(fields[0])); f++) {
+        for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+            mime_attachment_t att = {"a.pdf", "application/pdf", pdf, 4};
+            mime_email_t m = base_email();
+            m.attachments = &att;
+            m.nattachments = 1;
+            m.extra_header_name = "X-Herald-Attempt";
+            m.extra_header_value = "1";
+            set_field(&m, &att, f, bad[b]);
+            char expect[160];
+            snprintf(expect, sizeof(expect), "%s: contains a line break (header injection refused)",
+                     fields[f].name);
+            refused(&m, expect);
+        }
+    }
+    /* counted strings can carry a NUL: the check a caller runs before making
+     * C strings of them */
+    hd_err_t err = {{0}};
+    static const char nul[] = "Hi\0Bcc: x@y";
+    assert_int_equal(mime_check_header_value("subject", nul, sizeof(nul) - 1, &err), -1);
+    assert_string_equal(err.msg, "subject: contains a NUL byte (header injection refused)");
+    assert_int_equal(mime_check_header_value("subject", "Hi\r\nBcc: x@y", 12, &err), -1);
+    assert_string_equal(err.msg, "subject: contains a line break (header injection refused)");
+    assert_int_equal(mime_check_header_value("subject", nul, 2, &err), 0);
+    assert_int_equal(mime_check_header_value("subject", "", 0, &err), 0);
+}
+
+/* "jane@aaa...": total characters, domain labels of at most 63. */
+static void make_addr(char *out, size_t total)
+{
+    strcpy(out, "jane@");
+    size_t len = 5;
+    while (total - len > 63) {
+        memset(out + len, 'a', 61);
+        out[len + 61] = '.';
+        len += 62;
+    }
+    memset(out + len, 'b', total - len);
+    out[total] = '\0';
+    assert_int_equal(strlen(out), total);
+}
+
+static void test_addresses(void **state)
+{
+    static const char *const good[] = {
+        "a@b.co",
+        "jane.doe+tag@mail.example.org",
+        "o'brien@example.ie",
+        "x_y-z!#$%&*/=?^`{|}~@sub-domain.example",
+        "root@localhost",
+        "USER@EXAMPLE.COM",
+    };
+    static const char *const bad[] = {
+        "",
+        "plain",
+        "@example.com",
+        "jane@",
+        "jane@example",
+        "jane@@example.com",
+        "a@b@example.com",
+        "jane doe@example.com",
+        "\"jane\"@example.com",
+        "<jane@example.com>",
+        "jane@example.com>",
+        "jane,bob@example.com",
+        "jane;bob@example.com",
+        "jane@exa mple.com",
+        "jane@example..com",
+        "jane@.example.com",
+        "jane@example.com.",
+        "jane@-example.com",
+        "jane@example-.com",
+        "jane@exa_mple.com",
+        "jane@[127.0.0.1]",
+        ".jane@example.com",
+        "jane.@example.com",
+        "ja..ne@example.com",
+        "ja(ne)@example.com",
+        "ja\\ne@example.com",
+        "jan\xc3\xa9@example.com",
+        "jane@ex\xc3\xa4mple.com",
+        "jane\t@example.com",
+        "jane@example.com\r\n",
+    };
+    hd_err_t err = {{0}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (mime_check_address(good[i], &err) != 0)
+            fail_msg("refused %s: %s", good[i], err.msg);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (mime_check_address(bad[i], &err) != -1)
+            fail_msg("accepted %s", bad[i]);
+        assert_true(strncmp(err.msg, "not an email address (", 22) == 0);
+    }
+    assert_int_equal(mime_check_address(NULL, &err), -1);
+    /* lengths: 64 in the local part, 254 in all */
+    char a[300];
+    memset(a, 'a', 64);
+    strcpy(a + 64, "@example.com");
+    assert_int_equal(mime_check_address(a, &err), 0);
+    memset(a, 'a', 65);
+    strcpy(a + 65, "@example.com");
+    assert_int_equal(mime_check_address(a, &err), -1);
+    char d[300];
+    make_addr(d, 254);
+    assert_int_equal(mime_check_address(d, &err), 0);
+    make_addr(d, 255);
+    assert_int_equal(mime_check_address(d, &err), -1);
+    assert_string_equal(err.msg, "not an email address (longer than 254 characters)");
+
+    /* through mime_build, with the field named; a 254-char address still
+     * builds, alone on a line under 998 */
+    mime_email_t m = base_email();
+    m.to_addr = "jane@example";
+    refused(&m, "to_addr: not an email address (domain has no dot)");
+    m = base_email();
+    m.from_addr = "Shop <shop@example.com>";
+    refused(&m, "from_addr: not an email address");
+    m = base_email();
+    m.reply_to = "help at example.com";
+    refused(&m, "reply_to: not an email address");
+    m = base_email();
+    m.unsubscribe_mailto = "mailto:unsub@example.com";
+    refused(&m, "unsubscribe_mailto: not an email address");
+    m = base_email();
+    m.to_addr = NULL;
+    refused(&m, "to_addr: required");
+    m = base_email();
+    m.from_addr = "";
+    refused(&m, "from_addr: required");
+    m = base_email();
+    make_addr(d, 254);
+    m.to_addr = d;
+    m.to_name = "A long enough display name";
+    buf_t out;
+    buf_init(&out);
+    build_ok(&m, &out, 998);
+    assert_non_null(memmem(out.data, out.len, d, strlen(d)));
+    buf_free(&out);
+}
+
+static void test_other_refusals(void **state)
+{
+    mime_email_t m = base_email();
+    m.text = NULL;
+    refused(&m, "body: neither text nor html given");
+    m = base_email();
+    m.subject = "caf\xe9"; /* Latin-1, not UTF-8 */
+    refused(&m, "subject: not valid UTF-8");
+    m = base_email();
+    m.to_name = "\xf0\x9f\x8e"; /* truncated 4-byte sequence */
+    refused(&m, "to_name: not valid UTF-8");
+    m = base_email();
+    m.html = "<p>\xc0\xaf</p>"; /* overlong '/' */
+    refused(&m, "html: not valid UTF-8");
+    m.html = "<p>\xe0\x80\xaf</p>"; /* overlong '/', three bytes */
+    refused(&m, "html: not valid UTF-8");
+    m.html = NULL;
+    m.text = "\xed\xa0\x80"; /* a UTF-16 surrogate */
+    refused(&m, "text: not valid UTF-8");
+    m = base_email();
+    m.comm_id = NULL;
+    refused(&m, "comm_id: required");
+    static const char *const bad_ids[] = {"a b", "<id>", "a..b", ".a", "a@b"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        m = base_email();
+        m.comm_id = bad_ids[i];
+        refused(&m, "comm_id: not usable in a Message-ID");
+    }
+    m = base_email();
+    m.domain = "example_com";
+    refused(&m, "domain: not a domain name");
+    m = base_email();
+    m.date = -1;
+    refused(&m, "date: -1 is outside years 1970..9999");
+
+    static const char *const bad_urls[] = {
+        "http://x.example/u",    "javascript:alert(1)",   "https://",
+        "https://x.example/u t", "https://x.example/<u>", "https://x.example/a,b"};
+    for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+        m = base_email();
+        m.unsubscribe_url = bad_urls[i];
+        refused(&m, "unsubscribe_url: ");
+    }
+    char url[1000] = "https://x.example/";
+    memset(url + 18, 'a', 900 - 18);
+    url[900] = '\0';
+    m = base_email();
+    m.unsubscribe_url = url;
+    buf_t out;
+    buf_init(&out);
+    build_ok(&m, &out, 998); /* the longest URL stays on one line under 998 */
+    buf_free(&out);
+    strcat(url, "a");
+    refused(&m, "unsubscribe_url: longer than 900 characters");
+
+    static const char *const bad_names[] = {"Bcc", "content-type", "Message-ID", "X Bad", "X:Y"};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        m = base_email();
+        m.extra_header_name = bad_names[i];
+        m.extra_header_value = "1";
+        refused(&m, "extra_header_name: ");
+    }
+    m = base_email();
+    m.extra_header_value = "1";
+    refused(&m, "extra_header_value: given without extra_header_name");
+
+    /* attachments */
+    mime_attachment_t att = {"a.pdf", "application/pdf", pdf, 4};
+    m = base_email();
+    m.attachments = &att;
+    m.nattachments = 1;
+    att.filename = NULL;
+    refused(&m, "attachments[0].filename: required");
+    att.filename = "";
+    refused(&m, "attachments[0].filename: required");
+    att.filename = "a.pdf";
+    att.content_type = NULL;
+    refused(&m, "attachments[0].content_type: required");
+    static const char *const bad_types[] = {
+        "pdf",
+        "application/",
+        "/pdf",
+        "application/pdf; name=a",
+        "a b/c",
+        "application/pd\"f",
+        "text/plain/x",
+        "application/p@f",
+        "application/pdf;x",
+        "multipart/mixed",
+        "message/rfc822",
+    };
+    for (size_t i = 0; i < sizeof(bad_types) / sizeof(bad_types[0]); i++) {
+        att.content_type = bad_types[i];
+        refused(&m, "attachments[0].content_type: ");
+    }
+    static const char *const good_types[] = {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "image/svg+xml",
+        "TEXT/CSV"};
+    for (size_t i = 0; i < sizeof(good_types) / sizeof(good_types[0]); i++) {
+        att.content_type = good_types[i];
+        buf_init(&out);
+        build_ok(&m, &out, 78);
+        buf_free(&out);
+    }
+    att.data = NULL;
+    refused(&m, "attachments[0].data: NULL with a length of 4");
+    m.attachments = NULL;
+    refused(&m, "attachments: 1 given without an array");
+}
+
+/* ---- bodies ------------------------------------------------------------- */
+
+static span_t single_body(const buf_t *out)
+{
+    span_t h, body;
+    entity(span_of(out), &h, &body);
+    return body;
+}
+
+static void test_quoted_printable(void **state)
+{
+    buf_t text, out;
+    buf_init(&text);
+    buf_init(&out);
+    /* one 10,000-character line, with escapes and multi-byte characters mixed in */
+    for (int i = 0; i < 10000; i++)
+        buf_putc(&text, "abc=def \t"[i % 9]);
+    buf_puts(&text, "\nnext line\n");
+    for (int i = 0; i < 2000; i++)
+        buf_puts(&text, "\xc3\xa9");
+    mime_email_t m = base_email();
+    m.text = text.data;
+    build_ok(&m, &out, 76); /* every line, headers included, within 76 */
+    buf_t n;
+    buf_init(&n);
+    for (size_t i = 0; i < text.len; i++) /* what the body must decode to */
+        buf_puts(&n, text.data[i] == '\n' ? "\r\n" : (char[]){text.data[i], 0});
+    assert_qp_body(single_body(&out), n.data);
+    buf_free(&n);
+
+    /* exact encodings at the edges */
+    static const struct {
+        const char *in, *wire;
+    } cases[] = {
+        {"abc \nxyz\t", "abc=20\r\nxyz=09=\r\n"},
+        {"a\r\nb\rc\n", "a\r\nb=0Dc\r\n"},
+        {"From me\nFrom", "=46rom me\r\nFrom=\r\n"},
+        {"\n\n", "\r\n\r\n"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        m.text = cases[i].in;
+        buf_reset(&out);
+        build_ok(&m, &out, 78);
+        span_t b = single_body(&out);
+        if (b.n != strlen(cases[i].wire) || memcmp(b.p, cases[i].wire, b.n) != 0)
+            fail_msg("case %zu: \"%.*s\"", i, (int)b.n, b.p);
+    }
+    /* 76 characters fit a hard-broken line; 77 need a soft break after 75;
+     * an escape is never cut */
+    char line[100];
+    memset(line, 'x', 76);
+    strcpy(line + 76, "\n");
+    m.text = line;
+    buf_reset(&out);
+    build_ok(&m, &out, 78);
+    span_t b = single_body(&out);
+    assert_int_equal(b.n, 78);
+    memset(line, 'x', 77);
+    strcpy(line + 77, "\n");
+    buf_reset(&out);
+    build_ok(&m, &out, 78);
+    b = single_body(&out);
+    assert_int_equal(b.n, 75 + 3 + 2 + 2);
+    assert_memory_equal(b.p + 75, "=\r\nxx\r\n", 7);
+    memset(line, 'x', 74);
+    strcpy(line + 74, "==\n");
+    buf_reset(&out);
+    build_ok(&m, &out, 78);
+    b = single_body(&out);
+    assert_memory_equal(b.p + 74, "=\r\n=3D=3D\r\n", 11);
+    buf_free(&text);
+    buf_free(&out);
+}
+
+static void test_boundary_absent_from_parts(void **state)
+{
+    /* content that looks like our boundaries in every place it can go */
+    mime_attachment_t att[] = {
+        {"--=_herald_00.txt", "text/plain", (const uint8_t *)"--=_herald_\r\n", 13},
+        {"x.bin", "application/octet-stream", (const uint8_t *)"=_herald_=_herald_", 18},
+    };
+    mime_email_t m = base_email();
+    m.subject = "--=_herald_";
+    m.text = "--=_herald_0123456789abcdef\n--=_herald_--\n";
+    m.html = "<pre>\n--=_herald_\n</pre>";
+    m.attachments = att;
+    m.nattachments = 2;
+    for (int round = 0; round < 20; round++) {
+        buf_t out;
+        buf_init(&out);
+        build_ok(&m, &out, 78);
+        span_t h, body, parts[4], sub[3], ph, pb;
+        entity(span_of(&out), &h, &body);
+        char *ct = header_dup(h, "Content-Type");
+        /* multipart() asserts each boundary is absent from every part and
+         * occurs exactly 1 + parts + 1 times in the whole message */
+        assert_int_equal(multipart(span_of(&out), body, ct, parts, 4), 3);
+        entity(parts[0], &ph, &pb);
+        char *ct2 = header_dup(ph, "Content-Type");
+        assert_int_equal(multipart(span_of(&out), pb, ct2, sub, 3), 2);
+        entity(sub[0], &ph, &pb);
+        assert_qp_body(pb, "--=_herald_0123456789abcdef\r\n--=_herald_--\r\n");
+        entity(parts[1], &ph, &pb);
+        assert_b64_body(pb, att[0].data, att[0].len);
+        free(ct);
+        free(ct2);
+        buf_free(&out);
+    }
+}
+
+/* One complete message, also written to $TEST_MIME_OUT for an outside parser. */
+static void test_sample_message(void **state)
+{
+    static uint8_t blob[3000];
+    for (size_t i = 0; i < sizeof(blob); i++)
+        blob[i] = (uint8_t)(i * 131 + 7);
+    mime_attachment_t att = {"Plan d'\xc3\xa9t\xc3\xa9 \xe2\x80\x94 Zo\xc3\xa9.pdf",
+                             "application/pdf", blob, sizeof(blob)};
+    mime_email_t m = {
+        .from_name = "Boulangerie Caf\xc3\xa9 \xc2\xab Chez Zo\xc3\xa9 \xc2\xbb",
+        .from_addr = "hello@boulangerie.example",
+        .to_name = "J\xc3\xbcrgen M\xc3\xbcller, \xe5\xb1\xb1\xe7\x94\xb0",
+        .to_addr = "jurgen@example.org",
+        .reply_to = "support@boulangerie.example",
+        .subject = "Votre plan d'\xc3\xa9t\xc3\xa9 est pr\xc3\xaat \xe2\x9c\x93 \xe2\x80\x94 "
+                   "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe6\xa1\x88\xe5\x86\x85 "
+                   "\xf0\x9f\x8e\x89 (commande n\xc2\xb0 2026-11-28)",
+        .text = "Bonjour J\xc3\xbcrgen,\n\nVotre plan est en pi\xc3\xa8"
+                "ce jointe.\n-- \nHerald\n",
+        .html = "<p>Bonjour J\xc3\xbcrgen,</p><p>Votre plan est en pi\xc3\xa8"
+                "ce jointe.</p>\n",
+        .attachments = &att,
+        .nattachments = 1,
+        .comm_id = COMM_ID,
+        .domain = "mail.boulangerie.example",
+        .date = 1795856400,
+        .unsubscribe_url = "https://boulangerie.example/u/Zm9vYmFy",
+        .unsubscribe_mailto = "unsubscribe@boulangerie.example",
+        .extra_header_name = "X-Herald-Attempt",
+        .extra_header_value = "1",
+    };
+    buf_t out;
+    buf_init(&out);
+    build_ok(&m, &out, 78);
+    span_t h, body, parts[3];
+    entity(span_of(&out), &h, &body);
+    char *subject = header_dup(h, "Subject");
+    char *back = decode_2047(subject, NULL, NULL, NULL);
+    assert_string_equal(back, m.subject);
+    char *ct = header_dup(h, "Content-Type");
+    assert_int_equal(multipart(span_of(&out), body, ct, parts, 3), 2);
+    const char *path = getenv("TEST_MIME_OUT");
+    if (path != NULL && *path != '\0') {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(out.data, 1, out.len, f), out.len);
+        assert_int_equal(fclose(f), 0);
+    }
+    free(subject);
+    free(back);
+    free(ct);
+    buf_free(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_text_only),
+        cmocka_unit_test(test_html_only_and_reply_to),
+        cmocka_unit_test(test_alternative),
+        cmocka_unit_test(test_mixed_with_attachments),
+        cmocka_unit_test(test_binary_attachment),
+        cmocka_unit_test(test_subject_folding),
+        cmocka_unit_test(test_display_names),
+        cmocka_unit_test(test_long_filename),
+        cmocka_unit_test(test_message_id),
+        cmocka_unit_test(test_list_unsubscribe),
+        cmocka_unit_test(test_header_injection),
+        cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_other_refusals),
+        cmocka_unit_test(test_quoted_printable),
+        cmocka_unit_test(test_boundary_absent_from_parts),
+        cmocka_unit_test(test_sample_message),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
