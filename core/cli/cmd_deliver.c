@@ -208,10 +208,17 @@ int cmd_deliver(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error("deliver", "unexpected argument %s", argv[optind]);
     cfg_t cfg;
-    if (cli_load_config(config, &cfg, true) != 0)
+    if (cli_load_config(config, &cfg, false) != 0)
         return CLI_FAIL;
-    log_set_level(LOG_ERROR);
     hd_err_t err;
+    /* Provider secrets only: deliver signs no token and decrypts nothing, so
+     * it neither needs nor generates the development keys. */
+    if (cfg_check_secrets(&cfg, &err) != 0) {
+        fprintf(stderr, "herald deliver: %s\n", err.msg);
+        cfg_free(&cfg);
+        return CLI_FAIL;
+    }
+    log_set_level(LOG_ERROR);
     lrt_t *rt = classify ? cli_policy(&cfg, &err) : NULL;
     if (classify && rt == NULL) {
         fprintf(stderr, "herald deliver: %s\n", err.msg);
