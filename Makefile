@@ -45,6 +45,7 @@ fuzz: deps
 		-DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build build-fuzz -j 2
 	@for f in build-fuzz/fuzz_*; do \
+		case $$f in *.log) continue ;; esac; \
 		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
 		mkdir -p build-fuzz/corpus/$$(basename $$f); \
 		$$f -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$(basename $$f) \

@@ -49,7 +49,7 @@ for i in range(n):
              "subject": "Your budget summary %d" % i, "text": "Hello, your plan is ready. " * 10,
              "html": html, "comm_id": "bench-e-%d" % i}
     else:
-        m = {"channel": ch, "to": "+1415%07d" % (1000000 + i % 8000000) if False else "+14155551234",
+        m = {"channel": ch, "to": "+14155551234",
              "text": "Hi Maria, your vendor options are ready: https://app.example/p/%d" % i,
              "comm_id": "bench-%s-%d" % (ch, i)}
     print(json.dumps(m))
