@@ -280,6 +280,7 @@ int cmd_deliver(int argc, char **argv)
             list = n;
             done++;
         }
+        fflush(stdout); /* a reader sees each outcome as it happens */
     }
     fflush(stdout);
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -212,6 +212,23 @@ class SmtpTest(TransportCase):
         self.assertEqual(s["sessions"], 1, s)
 
 
+class SmtpTlsTest(TransportCase):
+    def test_starttls_required_refuses_a_server_without_it(self):
+        maildir = os.path.join(self.tmp, "mail")
+        os.makedirs(maildir)
+        sink, ports = start_fake("smtp_sink.py", self.tmp, "--maildir", maildir)
+        self.addCleanup(stop, sink)
+        env = {"HERALD_EMAIL_DRIVER": "smtp", "HERALD_SMTP_URL": "smtp://127.0.0.1:%d" % ports[0],
+               "HERALD_SMTP_STARTTLS": "required"}
+        msg = {"channel": "email", "to": "zoe@example.com", "subject": "Hi", "text": "x",
+               "comm_id": "tls-1"}
+        o = self.deliver([msg], env)["tls-1"]
+        self.assertFalse(o["ok"], o)
+        self.assertEqual(o["result"]["network_error"], "tls_failed", o)
+        self.assertFalse(o["may_have_been_sent"], o)
+        self.assertEqual(glob.glob(os.path.join(maildir, "*.eml")), [])
+
+
 class SmtpAuthTest(TransportCase):
     def test_authentication_failure_and_success(self):
         maildir = os.path.join(self.tmp, "mail")
@@ -326,6 +343,38 @@ class HttpProvidersTest(TransportCase):
             self.assertEqual(o["result"]["network_error"], "connect_failed", o)
             self.assertEqual(o["category"], "transient", o)
             self.assertFalse(o["may_have_been_sent"], o)
+
+    def test_a_slow_provider_never_blocks_another_channel(self):
+        # WhatsApp hangs (every slot of its cap busy until the timeout) while
+        # SMS and email flow: each channel has its own in-flight slots.
+        cfg = self.config_with([("timeout_ms = 15000", "timeout_ms = 4000"),
+                                ('in_flight = env("HERALD_WHATSAPP_IN_FLIGHT", "200")',
+                                 "in_flight = 2")])
+        msgs = [{"channel": "whatsapp", "to": "+14155550006", "text": "x",
+                 "comm_id": "hang-%d" % i} for i in range(4)]
+        msgs += [{"channel": "sms", "to": "+14155551234", "text": "x", "comm_id": "fast-%d" % i}
+                 for i in range(20)]
+        outbox = os.path.join(self.tmp, "ob")
+        msgs += [{"channel": "email", "to": "zoe@example.com", "subject": "s", "text": "x",
+                  "comm_id": "mail-%d" % i} for i in range(5)]
+        e = harness.base_env(HERALD_VAR_DIR=os.path.join(self.tmp, "var"),
+                             HERALD_OUTBOX_DIR=outbox, **self.env)
+        p = subprocess.Popen([harness.HERALD_BIN, "deliver", "--config", cfg], cwd=SRC, env=e,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        p.stdin.write("\n".join(json.dumps(m) for m in msgs))
+        p.stdin.close()
+        t0 = time.time()
+        seen = {}
+        for line in p.stdout:
+            o = json.loads(line)
+            seen[o["comm_id"]] = time.time() - t0
+        p.wait(30)
+        fast = [seen["fast-%d" % i] for i in range(20)] + [seen["mail-%d" % i] for i in range(5)]
+        self.assertLess(max(fast), 2.0, seen)  # long before the first WhatsApp timeout (4 s)
+        slow = sorted(seen["hang-%d" % i] for i in range(4))
+        self.assertGreater(slow[0], 3.5, seen)
+        self.assertGreater(slow[2], 7.0, seen)  # the cap of 2: a second wave of timeouts
 
     def test_whatsapp_template_message(self):
         msg = {"channel": "whatsapp", "to": "+14155551234", "comm_id": "tpl-1",
