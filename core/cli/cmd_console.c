@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <editline/readline.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,10 @@ int cmd_console(int argc, char **argv)
     if (cli_load_config(config, &cfg, false) != 0)
         return CLI_FAIL;
     bool tty = isatty(STDIN_FILENO);
+    /* A closed terminal is the end of input: finish cleanly (history saved)
+     * rather than die of SIGHUP. */
+    if (tty)
+        signal(SIGHUP, SIG_IGN);
     /* The console prints each error itself; the log would say it twice. */
     log_set_level(LOG_CRIT);
     hd_err_t err;

@@ -258,9 +258,18 @@ def records():
 # Fake Twilio
 # ---------------------------------------------------------------------------
 
+def alive(name):
+    """The shared fake's port; a dead fake fails the test with its own output."""
+    fake = FAKES[name]
+    if fake.proc.poll() is not None:
+        raise AssertionError("fake %s exited with %s; its output:\n%s"
+                             % (name, fake.proc.poll(), fake.output()))
+    return fake.port
+
+
 class TwilioTests(unittest.TestCase):
     def setUp(self):
-        self.port = FAKES["http"].port
+        self.port = alive("http")
 
     def assertTwilioError(self, r, status, code):
         self.assertEqual(r.status, status, r.raw)
@@ -381,7 +390,7 @@ class TwilioTests(unittest.TestCase):
 
 class MetaTests(unittest.TestCase):
     def setUp(self):
-        self.port = FAKES["http"].port
+        self.port = alive("http")
 
     def assertMetaError(self, r, status, code, subcode=None):
         self.assertEqual(r.status, status, r.raw)
