@@ -8,6 +8,8 @@
 #include "engine/app.h"
 #include "http/api.h"
 #include "http/server.h"
+#include "engine/worker.h"
+#include "transport/settings.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +69,13 @@ static int build_app(app_t *app, cfg_t *cfg)
     app->watch = lrt_watch_start(app->policy, &err);
     if (app->watch == NULL)
         log_warn("live reload is off; use POST /api/crm/scripts/reload", "reason", err.msg);
+    tr_config_t tc;
+    tr_config_from(cfg, &tc);
+    app->transport = tr_new(&tc, &err);
+    if (app->transport == NULL) {
+        fprintf(stderr, "herald serve: transport: %s\n", err.msg);
+        return -1;
+    }
     app->metrics = metrics_new();
     if (app->keyring == NULL || app->metrics == NULL || api_register(app) != 0) {
         fprintf(stderr, "herald serve: cannot initialise (out of memory)\n");
@@ -77,6 +86,7 @@ static int build_app(app_t *app, cfg_t *cfg)
 
 static void free_app(app_t *app)
 {
+    tr_free(app->transport);
     lrt_watch_stop(app->watch);
     lrt_free(app->policy);
     metrics_free(app->metrics);
@@ -137,12 +147,20 @@ int cmd_serve(int argc, char **argv)
         if (srv == NULL) {
             fprintf(stderr, "herald serve: %s\n", err.msg);
         } else {
+            app.engine = engine_start(&app, cfg.workers, &err);
+            if (app.engine == NULL)
+                log_error("the engine did not start; the API answers but nothing is sent", "reason",
+                          err.msg);
             log_info("herald is serving", "listen", cfg.listen, "version", HERALD_VERSION, "config",
                      cfg.path);
             int sig = 0;
             sigwait(&stop, &sig);
             log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
             http_stop(srv);
+            /* In-flight sends finish and are recorded; unstarted jobs are
+             * released for other processes. */
+            engine_stop(app.engine);
+            app.engine = NULL;
             rc = CLI_OK;
         }
     }

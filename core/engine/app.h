@@ -13,6 +13,7 @@
 #include "lua/reload.h"
 #include "lua/runtime.h"
 #include "store/pg.h"
+#include "transport/transport.h"
 
 #include <time.h>
 
@@ -23,8 +24,10 @@ typedef struct app {
     fe_keyring_t *keyring;
     metrics_t *metrics;
     router_t router;
-    lrt_t *policy;      /* scripts and templates, one Lua state per thread */
-    lrt_watch_t *watch; /* live reload */
+    lrt_t *policy;          /* scripts and templates, one Lua state per thread */
+    lrt_watch_t *watch;     /* live reload */
+    tr_engine_t *transport; /* the libcurl multi loop and its drivers */
+    struct engine *engine;  /* the workers (engine/worker.h) */
     time_t started;
 } app_t;
 

@@ -19,6 +19,14 @@ int api_register(app_t *app)
          BODY_NONE},
         {"POST", "/api/crm/strategy/preview", api_strategy_preview, ROUTE_AUTH | SCOPE_READ,
          BODY_JSON},
+        {"POST", "/api/crm/communications", api_comms_create, ROUTE_AUTH | SCOPE_SEND, BODY_JSON},
+        {"GET", "/api/crm/communications", api_comms_list, ROUTE_AUTH | SCOPE_READ, BODY_NONE},
+        {"GET", "/api/crm/communications/{id}", api_comms_get, ROUTE_AUTH | SCOPE_READ, BODY_NONE},
+        {"DELETE", "/api/crm/communications/{id}", api_comms_cancel, ROUTE_AUTH | SCOPE_SEND,
+         BODY_NONE},
+        {"POST", "/api/crm/preferences", api_prefs_put, ROUTE_AUTH | SCOPE_SEND, BODY_JSON},
+        {"GET", "/api/crm/preferences/{client_id}", api_prefs_get, ROUTE_AUTH | SCOPE_READ,
+         BODY_NONE},
     };
     router_init(&app->router);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)

@@ -64,8 +64,7 @@ static int time_member(http_req_t *req, cJSON *obj, const char *name, const char
     return 0;
 }
 
-/* The decision as the API shows it: send_at in RFC 3339. */
-static cJSON *public_strategy(const cJSON *d)
+cJSON *public_strategy_of(const cJSON *d)
 {
     cJSON *o = cJSON_CreateObject();
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(d, "primary_channel");
@@ -140,7 +139,7 @@ void api_strategy_preview(http_req_t *req)
         return;
     }
     cJSON *doc = cJSON_CreateObject();
-    cJSON_AddItemToObject(doc, "strategy", public_strategy(decision));
+    cJSON_AddItemToObject(doc, "strategy", public_strategy_of(decision));
     cJSON_AddItemToObject(
         doc, "reasons",
         cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(decision, "reasons"), true)

@@ -45,6 +45,28 @@ def redis_url():
     return os.environ.get("HERALD_REDIS_URL", "redis://127.0.0.1:56379/0")
 
 
+def fresh_database():
+    """A new, migrated database of its own on the shared server, for tests whose
+    servers run the engine (its workers claim every job of their database).
+    Returns (url, drop) where drop() removes it."""
+    base = database_url()
+    name = "herald_it_" + uuid.uuid4().hex[:12]
+    root, _, _ = base.rpartition("/")
+    admin = root + "/postgres"
+    url = root + "/" + name
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin, "-c",
+                    'CREATE DATABASE "%s"' % name], check=True, capture_output=True)
+    r = subprocess.run([HERALD_BIN, "migrate"], cwd=SOURCE_DIR,
+                       env=base_env(HERALD_DATABASE_URL=url), capture_output=True)
+    if r.returncode != 0:
+        raise AssertionError("migrate failed: %s" % r.stderr.decode())
+
+    def drop():
+        subprocess.run(["psql", "-X", "-q", "-d", admin, "-c",
+                        'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name], capture_output=True)
+    return url, drop
+
+
 def unique(prefix="it"):
     """A name no other test (or parallel run) uses."""
     return "%s-%s" % (prefix, uuid.uuid4().hex[:12])

@@ -1,0 +1,498 @@
+/*
+ * worker.c - the engine's workers (see worker.h). Uses store/repo_comms for
+ * the queue and the record, store/repo_prefs for addresses and opt-outs,
+ * lua/runtime for render, classify and retry.policy, and the transport.
+ *
+ * Each worker claims a small batch, hands every message of it to the
+ * transport (which sends them concurrently), then records the outcomes as
+ * they come back. Idle workers sleep on a condition variable that the
+ * LISTEN thread signals on every NOTIFY, with a timeout at the next due job.
+ */
+#include "engine/worker.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "crypto/field.h"
+#include "store/repo_comms.h"
+#include "store/repo_prefs.h"
+#include "transport/transport.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH   16
+#define LEASE_S 120
+
+typedef struct outcome {
+    tr_message_t *msg;
+    tr_result_t res;
+    int slot; /* index in the worker's batch */
+    struct outcome *next;
+} outcome_t;
+
+typedef struct worker {
+    struct engine *eng;
+    pthread_t thread;
+    int index;
+    char owner[96];
+    pthread_mutex_t mu; /* guards done */
+    pthread_cond_t cv;
+    outcome_t *done;
+} worker_t;
+
+struct engine {
+    app_t *app;
+    worker_t *workers;
+    int nworkers;
+    atomic_bool stopping;
+    pthread_t listener;
+    pthread_mutex_t wake_mu;
+    pthread_cond_t wake_cv;
+    unsigned long wakeups; /* under wake_mu */
+};
+
+/* What tr_send carries back to on_sent: the worker and the job's slot. */
+typedef struct sent_ctx {
+    worker_t *w;
+    int slot;
+} sent_ctx_t;
+
+/* Runs on the transport thread: hand the outcome to its worker. */
+static void on_sent(void *ctx, tr_message_t *msg, const tr_result_t *res)
+{
+    sent_ctx_t *sc = ctx;
+    worker_t *w = sc->w;
+    outcome_t *o = xcalloc(1, sizeof(*o));
+    o->msg = msg;
+    o->res = *res;
+    o->slot = sc->slot;
+    free(sc);
+    pthread_mutex_lock(&w->mu);
+    o->next = w->done;
+    w->done = o;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static const char *json_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+/* The recipient for this message: stored preferences, overridden by the
+ * request's own recipient (kept encrypted with the message). */
+static cJSON *recipient_of(app_t *app, const comm_job_t *j, hd_err_t *err)
+{
+    cJSON *prefs = NULL;
+    if (prefs_load(app, j->client_id, &prefs, err) != 0)
+        return NULL;
+    if (prefs == NULL)
+        prefs = cJSON_CreateObject();
+    if (j->recipient_enc) {
+        char *plain = NULL;
+        size_t n = 0;
+        if (fe_decrypt(app->keyring, "recipient", j->recipient_enc, &plain, &n, err) != 0) {
+            cJSON_Delete(prefs);
+            return NULL;
+        }
+        cJSON *over = cJSON_Parse(plain);
+        free(plain);
+        const cJSON *f;
+        cJSON_ArrayForEach(f, over)
+        {
+            if (!cJSON_IsString(f) || f->valuestring[0] == '\0')
+                continue;
+            if (cJSON_GetObjectItemCaseSensitive(prefs, f->string))
+                cJSON_ReplaceItemInObjectCaseSensitive(prefs, f->string,
+                                                       cJSON_CreateString(f->valuestring));
+            else
+                cJSON_AddStringToObject(prefs, f->string, f->valuestring);
+        }
+        cJSON_Delete(over);
+    }
+    return prefs;
+}
+
+/* Splits "email,sms" into channels; returns the count. */
+static int split_channels(const char *csv, tr_channel_t out[TR_NCHANNELS])
+{
+    int n = 0;
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", csv ? csv : "");
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t && n < TR_NCHANNELS;
+         t = strtok_r(NULL, ",", &save)) {
+        tr_channel_t c;
+        if (tr_channel_parse(t, &c) == 0)
+            out[n++] = c;
+    }
+    return n;
+}
+
+/* Renders and hands one job to the transport. Returns 1 when it went out
+ * (an outcome will come back), 0 when it was settled here (skipped,
+ * failed, dropped), -1 on a transient problem (the lease will bring it back). */
+static int dispatch(worker_t *w, comm_job_t *j, int slot)
+{
+    app_t *app = w->eng->app;
+    hd_err_t err;
+    if (strcmp(j->status, "scheduled") && strcmp(j->status, "queued") &&
+        strcmp(j->status, "sending")) {
+        /* cancelled or already settled: the job has nothing left to do */
+        comms_skip(app->db, j, NULL, "message no longer pending", true, &err);
+        return 0;
+    }
+    tr_channel_t chain[TR_NCHANNELS];
+    int n = split_channels(j->channels_csv, chain);
+    if (j->channel_index >= n) {
+        comms_skip(app->db, j, NULL, "no channel left in the chain", true, &err);
+        return 0;
+    }
+    tr_channel_t ch = chain[j->channel_index];
+    const char *chname = tr_channel_name(ch);
+    bool last = j->channel_index == n - 1;
+    cJSON *who = recipient_of(app, j, &err);
+    if (who == NULL) {
+        log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
+                  j->comm_id, "reason", err.msg);
+        return -1;
+    }
+    /* Preferences are checked again at every attempt, not only at acceptance. */
+    const cJSON *opted = cJSON_GetObjectItemCaseSensitive(who, "opted_out");
+    const char *addr = ch == TR_EMAIL ? json_str(who, "email") : json_str(who, "phone");
+    const char *skip = NULL;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opted, chname)))
+        skip = "the client opted out of this channel";
+    else if (addr == NULL)
+        skip = ch == TR_EMAIL ? "no email address" : "no phone number";
+    if (skip) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s: %s", chname, skip);
+        comms_skip(app->db, j, chname, why, last, &err);
+        if (last)
+            log_crit("every channel failed or was unusable; the message failed", "comm_id",
+                     j->comm_id, "client_id", j->client_id);
+        cJSON_Delete(who);
+        return 0;
+    }
+    /* Render for the channel in hand, with the client's name for greetings. */
+    cJSON *ctx = cJSON_Parse(j->context_json ? j->context_json : "{}");
+    if (!cJSON_IsObject(ctx)) {
+        cJSON_Delete(ctx);
+        ctx = cJSON_CreateObject();
+    }
+    const char *name = json_str(who, "name");
+    if (name && !cJSON_GetObjectItemCaseSensitive(ctx, "client_name"))
+        cJSON_AddStringToObject(ctx, "client_name", name);
+    if (j->plan_id && !cJSON_GetObjectItemCaseSensitive(ctx, "plan_id"))
+        cJSON_AddStringToObject(ctx, "plan_id", j->plan_id);
+    cJSON *t = cJSON_CreateString(j->message_type), *c = cJSON_CreateString(chname), *out = NULL;
+    cJSON *args[] = {t, c, ctx};
+    int rc = lrt_call(app->policy, "content", "render", args, 3, &out, &err);
+    cJSON_Delete(t);
+    cJSON_Delete(c);
+    cJSON_Delete(ctx);
+    if (rc != 0) {
+        /* A template error is the policy's: this channel cannot render. */
+        char why[600];
+        snprintf(why, sizeof(why), "render failed: %s", err.msg);
+        log_error("render failed", "comm_id", j->comm_id, "channel", chname, "error", err.msg);
+        comms_skip(app->db, j, chname, why, last, &err);
+        cJSON_Delete(who);
+        return 0;
+    }
+    tr_message_t *m = tr_message_new();
+    m->channel = ch;
+    m->comm_id = xstrdup(j->comm_id);
+    m->attempt = j->attempt + 1;
+    m->to = xstrdup(addr);
+    if (name)
+        m->to_name = xstrdup(name);
+    const char *v;
+    if ((v = json_str(out, "subject")))
+        m->subject = xstrdup(v);
+    if ((v = json_str(out, "text")))
+        m->text = xstrdup(v);
+    if ((v = json_str(out, "html")))
+        m->html = xstrdup(v);
+    cJSON_Delete(out);
+    cJSON_Delete(who);
+    if (comms_mark_sending(app->db, j, chname, &err) != 0) {
+        tr_message_free(m);
+        return -1;
+    }
+    sent_ctx_t *sc = xcalloc(1, sizeof(*sc));
+    sc->w = w;
+    sc->slot = slot;
+    tr_send(app->transport, m, on_sent, sc);
+    return 1;
+}
+
+/* What the policy says about a failed attempt. */
+static comm_outcome_t decide_outcome(app_t *app, const comm_job_t *j, const tr_message_t *m,
+                                     const tr_result_t *res, char category[16],
+                                     bool *may_have_been_sent, double *delay)
+{
+    *delay = 0;
+    snprintf(category, 16, "transient");
+    *may_have_been_sent = res->request_sent;
+    hd_err_t err;
+    cJSON *raw = tr_result_to_json(res), *ch = cJSON_CreateString(tr_channel_name(m->channel));
+    cJSON *cls = NULL, *action = NULL;
+    cJSON *cargs[] = {ch, raw};
+    if (lrt_call(app->policy, "classify", "classify", cargs, 2, &cls, &err) == 0) {
+        const char *cat = json_str(cls, "category");
+        if (cat)
+            snprintf(category, 16, "%s", cat);
+        *may_have_been_sent =
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cls, "may_have_been_sent"));
+    } else {
+        log_error("classify failed; treating the failure as transient", "error", err.msg);
+        cls = cJSON_CreateObject();
+    }
+    cJSON *cat = cJSON_CreateString(category), *att = cJSON_CreateNumber(j->attempt + 1);
+    cJSON *rargs[] = {cat, att, cls};
+    comm_outcome_t o = OUTCOME_NEXT;
+    if (lrt_call(app->policy, "retry", "policy", rargs, 3, &action, &err) == 0) {
+        const char *a = json_str(action, "action");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(action, "delay");
+        if (a && strcmp(a, "retry") == 0) {
+            o = OUTCOME_RETRY;
+            *delay = cJSON_IsNumber(d) ? d->valuedouble : 60;
+        } else if (a && strcmp(a, "give_up") == 0) {
+            o = OUTCOME_FAILED;
+        }
+    } else {
+        log_error("retry.policy failed; moving to the next channel", "error", err.msg);
+    }
+    cJSON_Delete(raw);
+    cJSON_Delete(ch);
+    cJSON_Delete(cls);
+    cJSON_Delete(cat);
+    cJSON_Delete(att);
+    cJSON_Delete(action);
+    if (o == OUTCOME_NEXT) {
+        tr_channel_t chain[TR_NCHANNELS];
+        if (j->channel_index + 1 >= split_channels(j->channels_csv, chain))
+            o = OUTCOME_FAILED;
+    }
+    return o;
+}
+
+static const char *provider_of(tr_channel_t ch, const tr_result_t *r)
+{
+    if (strncmp(r->provider_id, "outbox:", 7) == 0 || strcmp(r->kind, "local") == 0)
+        return strcmp(r->kind, "local") == 0 && !r->ok ? "engine" : "outbox";
+    return ch == TR_EMAIL ? "smtp" : ch == TR_SMS ? "twilio" : "whatsapp";
+}
+
+static void record(worker_t *w, comm_job_t *j, outcome_t *o)
+{
+    app_t *app = w->eng->app;
+    const tr_result_t *r = &o->res;
+    char code[48] = "", category[16] = "";
+    if (r->smtp_code)
+        snprintf(code, sizeof(code), "%d%s%s", r->smtp_code, r->enhanced_code[0] ? " " : "",
+                 r->enhanced_code);
+    else if (r->provider_code[0])
+        snprintf(code, sizeof(code), "%s", r->provider_code);
+    else if (r->http_status)
+        snprintf(code, sizeof(code), "%d", r->http_status);
+    else if (r->network_error[0])
+        snprintf(code, sizeof(code), "%s", r->network_error);
+    comm_outcome_t outcome = OUTCOME_SENT;
+    bool mhbs = r->ok;
+    double delay = 0;
+    if (!r->ok)
+        outcome = decide_outcome(app, j, o->msg, r, category, &mhbs, &delay);
+    cJSON *details = tr_result_to_json(r);
+    char *dj = cJSON_PrintUnformatted(details);
+    cJSON_Delete(details);
+    comm_attempt_t a = {
+        .channel = tr_channel_name(o->msg->channel),
+        .provider = provider_of(o->msg->channel, r),
+        .provider_id = r->provider_id[0] ? r->provider_id : NULL,
+        .raw_code = code[0] ? code : NULL,
+        .message = r->text,
+        .category = r->ok ? NULL : category,
+        .ok = r->ok,
+        .may_have_been_sent = mhbs,
+        .latency_ms = (int)r->latency_ms,
+        .details_json = dj,
+    };
+    hd_err_t err;
+    if (comms_record(app->db, j, &a, outcome, delay, &err) != 0)
+        log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
+                  j->comm_id, "reason", err.msg);
+    else if (outcome == OUTCOME_FAILED)
+        log_crit("every channel failed; the message failed", "comm_id", j->comm_id, "client_id",
+                 j->client_id, "category", category);
+    free(dj);
+}
+
+static void wait_for_work(struct engine *e, double max_s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long ns = (long)(max_s * 1e9);
+    until.tv_sec += ns / 1000000000L;
+    until.tv_nsec += ns % 1000000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&e->wake_mu);
+    unsigned long seen = e->wakeups;
+    while (seen == e->wakeups && !atomic_load(&e->stopping))
+        if (pthread_cond_timedwait(&e->wake_cv, &e->wake_mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&e->wake_mu);
+}
+
+static void *run_worker(void *arg)
+{
+    worker_t *w = arg;
+    struct engine *e = w->eng;
+    app_t *app = e->app;
+    comm_job_t jobs[BATCH];
+    while (!atomic_load(&e->stopping)) {
+        hd_err_t err;
+        int n = comms_claim(app->db, w->owner, BATCH, LEASE_S, jobs, &err);
+        if (n <= 0) {
+            if (n < 0)
+                log_error("cannot claim jobs", "reason", err.msg);
+            wait_for_work(e, n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL));
+            continue;
+        }
+        int pending = 0;
+        for (int i = 0; i < n; i++)
+            if (dispatch(w, &jobs[i], i) == 1)
+                pending++;
+        /* Outcomes come back as the providers answer; record each at once. */
+        while (pending > 0) {
+            pthread_mutex_lock(&w->mu);
+            while (w->done == NULL)
+                pthread_cond_wait(&w->cv, &w->mu);
+            outcome_t *list = w->done;
+            w->done = NULL;
+            pthread_mutex_unlock(&w->mu);
+            while (list) {
+                outcome_t *next = list->next;
+                record(w, &jobs[list->slot], list);
+                tr_message_free(list->msg);
+                free(list);
+                list = next;
+                pending--;
+            }
+        }
+        for (int i = 0; i < n; i++)
+            comm_job_free(&jobs[i]);
+    }
+    return NULL;
+}
+
+/* LISTEN on its own connection; every NOTIFY wakes the idle workers. */
+static void *run_listener(void *arg)
+{
+    struct engine *e = arg;
+    PGconn *c = NULL;
+    while (!atomic_load(&e->stopping)) {
+        if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = PQconnectdb(e->app->cfg->database_url);
+            PGresult *r =
+                PQstatus(c) == CONNECTION_OK ? PQexec(c, "LISTEN " COMMS_NOTIFY_CHANNEL) : NULL;
+            if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+                PQclear(r);
+                PQfinish(c);
+                c = NULL;
+                sleep(1); /* the workers still poll at the next due time */
+                continue;
+            }
+            PQclear(r);
+        }
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        if (poll(&p, 1, 250) <= 0)
+            continue;
+        if (PQconsumeInput(c) == 0)
+            continue;
+        bool got = false;
+        PGnotify *nt;
+        while ((nt = PQnotifies(c)) != NULL) {
+            got = true;
+            PQfreemem(nt);
+        }
+        if (got) {
+            pthread_mutex_lock(&e->wake_mu);
+            e->wakeups++;
+            pthread_cond_broadcast(&e->wake_cv);
+            pthread_mutex_unlock(&e->wake_mu);
+        }
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
+{
+    engine_t *e = xcalloc(1, sizeof(*e));
+    e->app = app;
+    e->nworkers = nworkers > 0 ? nworkers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (e->nworkers < 1)
+        e->nworkers = 1;
+    atomic_init(&e->stopping, false);
+    pthread_mutex_init(&e->wake_mu, NULL);
+    pthread_cond_init(&e->wake_cv, NULL);
+    e->workers = xcalloc((size_t)e->nworkers, sizeof(worker_t));
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    for (int i = 0; i < e->nworkers; i++) {
+        worker_t *w = &e->workers[i];
+        w->eng = e;
+        w->index = i;
+        snprintf(w->owner, sizeof(w->owner), "%.60s:%d:%d", host, (int)getpid(), i);
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+    }
+    if (pthread_create(&e->listener, NULL, run_listener, e) != 0) {
+        hd_err_set(err, "cannot start the queue listener");
+        free(e->workers);
+        free(e);
+        return NULL;
+    }
+    for (int i = 0; i < e->nworkers; i++)
+        pthread_create(&e->workers[i].thread, NULL, run_worker, &e->workers[i]);
+    char nw[16];
+    snprintf(nw, sizeof(nw), "%d", e->nworkers);
+    log_info("engine started", "workers", nw);
+    return e;
+}
+
+void engine_stop(engine_t *e)
+{
+    if (e == NULL)
+        return;
+    atomic_store(&e->stopping, true);
+    pthread_mutex_lock(&e->wake_mu);
+    pthread_cond_broadcast(&e->wake_cv);
+    pthread_mutex_unlock(&e->wake_mu);
+    for (int i = 0; i < e->nworkers; i++)
+        pthread_join(e->workers[i].thread, NULL);
+    pthread_join(e->listener, NULL);
+    hd_err_t err;
+    for (int i = 0; i < e->nworkers; i++) {
+        comms_release(e->app->db, e->workers[i].owner, &err);
+        pthread_mutex_destroy(&e->workers[i].mu);
+        pthread_cond_destroy(&e->workers[i].cv);
+    }
+    pthread_mutex_destroy(&e->wake_mu);
+    pthread_cond_destroy(&e->wake_cv);
+    free(e->workers);
+    free(e);
+}

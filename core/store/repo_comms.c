@@ -1,0 +1,553 @@
+/* repo_comms.c - communications, the job queue, delivery logs (see repo_comms.h). */
+#include "store/repo_comms.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "crypto/codec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static const pg_stmt_t st_insert = {
+    "comms_insert",
+    "INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, context, "
+    "strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, priority, "
+    "batch, requested_by, idempotency_key, queued_at) "
+    "VALUES ($15::uuid, $1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, string_to_array($9, ','), "
+    "CASE WHEN to_timestamp($10::float8) <= now() THEN 'queued' ELSE 'scheduled' END, "
+    "to_timestamp($10::float8), $11::smallint, $12::boolean, $13, $14, "
+    "CASE WHEN to_timestamp($10::float8) <= now() THEN now() END)",
+    15};
+static const pg_stmt_t st_insert_job = {
+    "comms_insert_job",
+    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at) "
+    "VALUES ($1, 'send', $2::smallint, greatest(to_timestamp($3::float8), now()))",
+    3};
+static const pg_stmt_t st_idem_done = {
+    "comms_idem_done",
+    "UPDATE crm_idempotency_keys SET state = 'done', response_status = 202, response_body = $3, "
+    "communication_id = $4::uuid WHERE principal = $1 AND idempotency_key = $2",
+    4};
+static const pg_stmt_t st_notify = {"comms_notify",
+                                    "SELECT pg_notify('" COMMS_NOTIFY_CHANNEL "', '')", 0};
+
+static int exec1(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, hd_err_t *err)
+{
+    PGresult *r = pg_exec(c, st, p, err);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
+{
+    char send_at[32], prio[8];
+    snprintf(send_at, sizeof(send_at), "%lld", (long long)c->send_at);
+    snprintf(prio, sizeof(prio), "%d", c->priority);
+    const char *p[] = {c->plan_id,
+                       c->client_id,
+                       c->message_type,
+                       c->urgency,
+                       c->context_json,
+                       c->strategy_json,
+                       c->recipient_enc,
+                       c->primary_channel,
+                       c->fallbacks_csv,
+                       send_at,
+                       prio,
+                       c->batch ? "t" : "f",
+                       c->requested_by,
+                       c->idempotency_key,
+                       c->id};
+    const char *jp[] = {c->id, prio, send_at};
+    const char *ip[] = {c->idem_principal, c->idempotency_key, c->idem_response, c->id};
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return -1;
+    int rc = pg_exec_script(conn, "BEGIN", err);
+    if (rc == 0)
+        rc = exec1(conn, &st_insert, p, err);
+    if (rc == 0)
+        rc = exec1(conn, &st_insert_job, jp, err);
+    if (rc == 0 && c->idem_principal && c->idempotency_key)
+        rc = exec1(conn, &st_idem_done, ip, err);
+    if (rc == 0)
+        rc = exec1(conn, &st_notify, NULL, err);
+    if (rc == 0)
+        rc = pg_commit(conn, err);
+    pg_pool_put(db, conn);
+    return rc;
+}
+
+static const pg_stmt_t st_get =
+    {"comms_get",
+     "SELECT id, plan_id, client_id, message_type, urgency, status, channel, primary_channel, "
+     "array_to_string(fallback_channels, ','), strategy::text, context::text, attempt_count, "
+     "may_have_been_sent, provider_message_id, last_error_category, last_error_code, "
+     "extract(epoch from send_at)::bigint, " TS("created_at") ", " TS("queued_at") ", " TS("sending"
+                                                                                           "_at") ", " TS(
+         "sent_at") ", " TS("delivered_at") ", " TS("failed_at") ", " TS("cancelled_at") " FROM "
+                                                                                         "crm_"
+                                                                                         "communica"
+                                                                                         "tions "
+                                                                                         "WHERE id "
+                                                                                         "= "
+                                                                                         "$1::uuid",
+     1};
+static const pg_stmt_t st_logs = {
+    "comms_logs",
+    "SELECT kind, channel, attempt, event_type, status, provider, provider_message_id, raw_code, "
+    "message, category, may_have_been_sent, latency_ms, " TS(
+        "occurred_at") " FROM crm_delivery_logs WHERE communication_id = $1::uuid ORDER BY "
+                       "occurred_at, id",
+    1};
+
+static cJSON *str_or_null(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? cJSON_CreateNull()
+                                    : cJSON_CreateString(PQgetvalue(r, row, col));
+}
+
+static bool valid_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-'
+                 : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return false;
+    }
+    return true;
+}
+
+cJSON *comms_get(pg_pool_t *db, const char *id, bool *found, hd_err_t *err)
+{
+    *found = false;
+    if (!valid_uuid(id))
+        return NULL;
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return NULL;
+    const char *p[] = {id};
+    PGresult *r = pg_exec(conn, &st_get, p, err);
+    PGresult *l = r && PQntuples(r) == 1 ? pg_exec(conn, &st_logs, p, err) : NULL;
+    pg_pool_put(db, conn);
+    cJSON *o = NULL;
+    if (r == NULL || (PQntuples(r) == 1 && l == NULL))
+        goto done;
+    if (PQntuples(r) == 0) {
+        if (err)
+            err->msg[0] = '\0';
+        goto done;
+    }
+    *found = true;
+    o = cJSON_CreateObject();
+    static const char *const names[] = {"id",      "plan_id", "client_id", "message_type",
+                                        "urgency", "status",  "channel"};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddItemToObject(o, names[i], str_or_null(r, 0, i));
+    cJSON *strategy = cJSON_Parse(PQgetvalue(r, 0, 9));
+    cJSON_AddItemToObject(o, "strategy", strategy ? strategy : cJSON_CreateObject());
+    cJSON *ctx = cJSON_Parse(PQgetvalue(r, 0, 10));
+    cJSON_AddItemToObject(o, "context", ctx ? ctx : cJSON_CreateObject());
+    cJSON_AddNumberToObject(o, "attempt_count", atoi(PQgetvalue(r, 0, 11)));
+    cJSON_AddBoolToObject(o, "may_have_been_sent", PQgetvalue(r, 0, 12)[0] == 't');
+    cJSON_AddItemToObject(o, "provider_message_id", str_or_null(r, 0, 13));
+    cJSON_AddItemToObject(o, "last_error_category", str_or_null(r, 0, 14));
+    cJSON_AddItemToObject(o, "last_error_code", str_or_null(r, 0, 15));
+    static const char *const times[] = {"created_at",   "queued_at", "sending_at",  "sent_at",
+                                        "delivered_at", "failed_at", "cancelled_at"};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddItemToObject(o, times[i], str_or_null(r, 0, 17 + i));
+    cJSON *attempts = cJSON_AddArrayToObject(o, "attempts");
+    cJSON *events = cJSON_AddArrayToObject(o, "events");
+    for (int i = 0; i < PQntuples(l); i++) {
+        bool attempt = strcmp(PQgetvalue(l, i, 0), "attempt") == 0;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToObject(e, "channel", str_or_null(l, i, 1));
+        if (attempt)
+            cJSON_AddNumberToObject(e, "attempt", atoi(PQgetvalue(l, i, 2)));
+        else
+            cJSON_AddItemToObject(e, "type", str_or_null(l, i, 3));
+        cJSON_AddItemToObject(e, "status", str_or_null(l, i, 4));
+        cJSON_AddItemToObject(e, "provider", str_or_null(l, i, 5));
+        cJSON_AddItemToObject(e, "provider_message_id", str_or_null(l, i, 6));
+        cJSON_AddItemToObject(e, "code", str_or_null(l, i, 7));
+        cJSON_AddItemToObject(e, "message", str_or_null(l, i, 8));
+        cJSON_AddItemToObject(e, "category", str_or_null(l, i, 9));
+        cJSON_AddBoolToObject(e, "may_have_been_sent", PQgetvalue(l, i, 10)[0] == 't');
+        if (!PQgetisnull(l, i, 11))
+            cJSON_AddNumberToObject(e, "latency_ms", atoi(PQgetvalue(l, i, 11)));
+        cJSON_AddItemToObject(e, "at", str_or_null(l, i, 12));
+        cJSON_AddItemToArray(attempt ? attempts : events, e);
+    }
+done:
+    PQclear(r);
+    PQclear(l);
+    return o;
+}
+
+static const pg_stmt_t st_list = {
+    "comms_list",
+    "SELECT id, plan_id, client_id, message_type, urgency, status, channel, " TS(
+        "created_at") ", (extract(epoch from created_at) * 1000000)::bigint "
+                      "FROM crm_communications WHERE ($1::text IS NULL OR plan_id = $1) "
+                      "AND ($2::text IS NULL OR client_id = $2) AND ($3::text IS NULL OR status = "
+                      "$3) "
+                      "AND ($4::text IS NULL OR channel = $4) AND ($5::text IS NULL OR "
+                      "message_type = $5) "
+                      "AND ($6::timestamptz IS NULL OR created_at >= $6) "
+                      "AND ($7::timestamptz IS NULL OR created_at < $7) "
+                      "AND ($8::bigint IS NULL OR (created_at, id) < (to_timestamp($8::bigint / "
+                      "1000000.0), "
+                      "$9::uuid)) "
+                      "ORDER BY created_at DESC, id DESC LIMIT $10::int",
+    10};
+
+cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err)
+{
+    char *cur_ts = NULL, *cur_id = NULL;
+    if (f->cursor) {
+        /* cursor: base64url("<created_at µs>,<id>") of the last item shown */
+        uint8_t *raw = NULL;
+        size_t n = 0;
+        if (b64url_decode(f->cursor, strlen(f->cursor), &raw, &n) != 0 || n > 80) {
+            free(raw);
+            hd_err_set(err, "cursor: not a cursor from a previous page");
+            return NULL;
+        }
+        char *comma = memchr(raw, ',', n);
+        if (comma == NULL || !valid_uuid(comma + 1) ||
+            strspn((char *)raw, "0123456789") != (size_t)(comma - (char *)raw)) {
+            free(raw);
+            hd_err_set(err, "cursor: not a cursor from a previous page");
+            return NULL;
+        }
+        *comma = '\0';
+        cur_ts = xstrdup((char *)raw);
+        cur_id = xstrdup(comma + 1);
+        free(raw);
+    }
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%d", f->limit + 1);
+    const char *p[] = {f->plan_id, f->client_id, f->status, f->channel, f->message_type,
+                       f->from,    f->to,        cur_ts,    cur_id,     limit};
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    PGresult *r = conn ? pg_exec(conn, &st_list, p, err) : NULL;
+    if (conn)
+        pg_pool_put(db, conn);
+    free(cur_ts);
+    free(cur_id);
+    if (r == NULL)
+        return NULL;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(doc, "items");
+    int n = PQntuples(r);
+    int shown = n > f->limit ? f->limit : n;
+    static const char *const names[] = {"id",      "plan_id", "client_id", "message_type",
+                                        "urgency", "status",  "channel",   "created_at"};
+    for (int i = 0; i < shown; i++) {
+        cJSON *o = cJSON_CreateObject();
+        for (int k = 0; k < 8; k++)
+            cJSON_AddItemToObject(o, names[k], str_or_null(r, i, k));
+        cJSON_AddItemToArray(items, o);
+    }
+    if (n > f->limit) {
+        char raw[120];
+        snprintf(raw, sizeof(raw), "%s,%s", PQgetvalue(r, shown - 1, 8),
+                 PQgetvalue(r, shown - 1, 0));
+        char *c = b64url_encode((const uint8_t *)raw, strlen(raw));
+        cJSON_AddStringToObject(doc, "next_cursor", c);
+        free(c);
+    } else {
+        cJSON_AddNullToObject(doc, "next_cursor");
+    }
+    PQclear(r);
+    return doc;
+}
+
+static const pg_stmt_t st_cancel = {
+    "comms_cancel",
+    "WITH c AS (UPDATE crm_communications SET status = 'cancelled', cancelled_at = now(), "
+    "updated_at = now() WHERE id = $1::uuid AND status IN ('scheduled', 'queued') "
+    "RETURNING id), d AS (DELETE FROM crm_jobs WHERE communication_id IN (SELECT id FROM c)) "
+    "SELECT (SELECT count(*) FROM c), (SELECT status FROM crm_communications WHERE id = $1::uuid)",
+    1};
+
+int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *err)
+{
+    status_out[0] = '\0';
+    if (!valid_uuid(id))
+        return 1;
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return -1;
+    const char *p[] = {id};
+    PGresult *r = pg_exec(conn, &st_cancel, p, err);
+    pg_pool_put(db, conn);
+    if (r == NULL)
+        return -1;
+    int rc;
+    if (PQgetisnull(r, 0, 1))
+        rc = 1;
+    else if (atoi(PQgetvalue(r, 0, 0)) == 1)
+        rc = 0;
+    else
+        rc = 2;
+    snprintf(status_out, 16, "%s", rc == 0 ? "cancelled" : PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return rc;
+}
+
+/* ---- the queue ---- */
+
+static const pg_stmt_t st_claim = {
+    "comms_claim",
+    "WITH c AS (SELECT id FROM crm_jobs WHERE kind = 'send' AND due_at <= now() "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
+    "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
+    "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
+    "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
+    "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
+    "crm_jobs.channel_index) "
+    "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
+    "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
+    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ',') "
+    "FROM j JOIN crm_communications m ON m.id = j.communication_id",
+    3};
+
+void comm_job_free(comm_job_t *j)
+{
+    free(j->client_id);
+    free(j->plan_id);
+    free(j->message_type);
+    free(j->urgency);
+    free(j->context_json);
+    free(j->recipient_enc);
+    free(j->channels_csv);
+    memset(j, 0, sizeof(*j));
+}
+
+static char *dup_or_null(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
+                hd_err_t *err)
+{
+    char m[16], l[16];
+    snprintf(m, sizeof(m), "%d", max);
+    snprintf(l, sizeof(l), "%d", lease_s);
+    const char *p[] = {m, owner, l};
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return -1;
+    PGresult *r = pg_exec(conn, &st_claim, p, err);
+    pg_pool_put(db, conn);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        comm_job_t *j = &jobs[i];
+        memset(j, 0, sizeof(*j));
+        j->job_id = atoll(PQgetvalue(r, i, 0));
+        snprintf(j->comm_id, sizeof(j->comm_id), "%s", PQgetvalue(r, i, 1));
+        j->attempt = atoi(PQgetvalue(r, i, 2));
+        j->channel_index = atoi(PQgetvalue(r, i, 3));
+        snprintf(j->status, sizeof(j->status), "%s", PQgetvalue(r, i, 4));
+        j->client_id = dup_or_null(r, i, 5);
+        j->plan_id = dup_or_null(r, i, 6);
+        j->message_type = dup_or_null(r, i, 7);
+        j->urgency = dup_or_null(r, i, 8);
+        j->context_json = dup_or_null(r, i, 9);
+        j->recipient_enc = dup_or_null(r, i, 10);
+        j->channels_csv = dup_or_null(r, i, 11);
+    }
+    PQclear(r);
+    return n;
+}
+
+static const pg_stmt_t st_sending = {
+    "comms_sending",
+    "UPDATE crm_communications SET status = 'sending', sending_at = coalesce(sending_at, now()), "
+    "queued_at = coalesce(queued_at, now()), channel = $2, attempt_count = attempt_count + 1, "
+    "may_have_been_sent = true, updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    2};
+
+int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err)
+{
+    const char *p[] = {j->comm_id, channel};
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return -1;
+    PGresult *r = pg_exec(conn, &st_sending, p, err);
+    pg_pool_put(db, conn);
+    int rc = r ? 0 : -1;
+    PQclear(r);
+    return rc;
+}
+
+static const pg_stmt_t st_log_attempt = {
+    "comms_log_attempt",
+    "INSERT INTO crm_delivery_logs (communication_id, kind, channel, attempt, status, provider, "
+    "provider_message_id, raw_code, message, category, may_have_been_sent, latency_ms, details) "
+    "VALUES ($1::uuid, 'attempt', $2, $3::smallint, $4, $5, $6, $7, $8, $9, $10::boolean, "
+    "$11::int, coalesce($12::jsonb, '{}'))",
+    12};
+static const pg_stmt_t st_sent = {
+    "comms_sent",
+    "UPDATE crm_communications SET status = 'sent', sent_at = now(), channel = $2, "
+    "provider_message_id = $3, may_have_been_sent = true, updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    3};
+static const pg_stmt_t st_job_done = {"comms_job_done",
+                                      "DELETE FROM crm_jobs WHERE id = $1::bigint", 1};
+static const pg_stmt_t st_job_retry = {
+    "comms_job_retry",
+    "UPDATE crm_jobs SET attempt = attempt + 1, due_at = now() + make_interval(secs => "
+    "$2::float8), lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint",
+    2};
+static const pg_stmt_t st_job_next = {
+    "comms_job_next",
+    "UPDATE crm_jobs SET attempt = 0, channel_index = channel_index + 1, due_at = now() + "
+    "make_interval(secs => $2::float8), lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE id = $1::bigint",
+    2};
+static const pg_stmt_t st_last_error = {
+    "comms_last_error",
+    "UPDATE crm_communications SET last_error_category = $2, last_error_code = $3, "
+    "may_have_been_sent = may_have_been_sent AND $4::boolean, updated_at = now() "
+    "WHERE id = $1::uuid",
+    4};
+static const pg_stmt_t st_failed = {
+    "comms_failed",
+    "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    1};
+static const pg_stmt_t st_log_event = {
+    "comms_log_event",
+    "INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, message) "
+    "VALUES ($1::uuid, 'event', $2, $3, $4, $5)",
+    5};
+
+int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
+                 comm_outcome_t outcome, double delay_s, hd_err_t *err)
+{
+    char attempt[16], latency[16], job[24], delay[32];
+    snprintf(attempt, sizeof(attempt), "%d", j->attempt + 1);
+    snprintf(latency, sizeof(latency), "%d", a->latency_ms < 0 ? 0 : a->latency_ms);
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
+    const char *lp[] = {j->comm_id,  a->channel,
+                        attempt,     a->ok ? "sent" : "failed",
+                        a->provider, a->provider_id,
+                        a->raw_code, a->message,
+                        a->category, a->may_have_been_sent ? "t" : "f",
+                        latency,     a->details_json};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = exec1(c, &st_log_attempt, lp, err);
+    if (rc == 0 && !a->ok) {
+        const char *ep[] = {j->comm_id, a->category, a->raw_code,
+                            a->may_have_been_sent ? "t" : "f"};
+        rc = exec1(c, &st_last_error, ep, err);
+    }
+    const char *jp[] = {job, delay};
+    const char *idp[] = {j->comm_id};
+    if (rc == 0) {
+        switch (outcome) {
+        case OUTCOME_SENT: {
+            const char *sp[] = {j->comm_id, a->channel, a->provider_id};
+            rc = exec1(c, &st_sent, sp, err);
+            if (rc == 0)
+                rc = exec1(c, &st_job_done, jp, err);
+            break;
+        }
+        case OUTCOME_RETRY:
+            rc = exec1(c, &st_job_retry, jp, err);
+            break;
+        case OUTCOME_NEXT:
+            rc = exec1(c, &st_job_next, jp, err);
+            break;
+        case OUTCOME_FAILED:
+            rc = exec1(c, &st_failed, idp, err);
+            if (rc == 0)
+                rc = exec1(c, &st_job_done, jp, err);
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = pg_commit(c, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
+               bool last, hd_err_t *err)
+{
+    char job[24];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    const char *ep[] = {j->comm_id, channel, "skipped", "skipped", reason};
+    const char *jp[] = {job, "0"};
+    const char *idp[] = {j->comm_id};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = exec1(c, &st_log_event, ep, err);
+    if (rc == 0 && last) {
+        rc = exec1(c, &st_failed, idp, err);
+        if (rc == 0)
+            rc = exec1(c, &st_job_done, jp, err);
+    } else if (rc == 0) {
+        rc = exec1(c, &st_job_next, jp, err);
+    }
+    if (rc == 0)
+        rc = pg_commit(c, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+static const pg_stmt_t st_release = {
+    "comms_release",
+    "UPDATE crm_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", 1};
+
+int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
+{
+    const char *p[] = {owner};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = exec1(c, &st_release, p, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+static const pg_stmt_t st_next_due = {
+    "comms_next_due",
+    "SELECT greatest(0, extract(epoch from (min(due_at) - now()))) FROM crm_jobs "
+    "WHERE kind = 'send' AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+    0};
+
+double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return max_s;
+    PGresult *r = pg_exec(c, &st_next_due, NULL, err);
+    pg_pool_put(db, c);
+    double v = max_s;
+    if (r && !PQgetisnull(r, 0, 0))
+        v = atof(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v < max_s ? v : max_s;
+}

@@ -1,0 +1,113 @@
+/*
+ * repo_comms.h - communications, their send jobs and delivery logs.
+ *
+ * A communication and its first job are written in one transaction, with a
+ * NOTIFY so idle workers wake at once. The job table is the durable queue:
+ * workers claim due jobs in batches (FOR UPDATE SKIP LOCKED) under a lease,
+ * so the jobs of a process that died are claimed again when the lease ends.
+ * Status only moves forward (DESIGN.md §4): every status update names the
+ * states it may come from.
+ */
+#ifndef HERALD_STORE_REPO_COMMS_H
+#define HERALD_STORE_REPO_COMMS_H
+
+#include "base/err.h"
+#include "store/pg.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define COMMS_NOTIFY_CHANNEL "herald_jobs"
+
+typedef struct comm_new {
+    const char *id; /* chosen by the caller (the answer quotes it) */
+    const char *plan_id, *client_id, *message_type, *urgency;
+    const char *context_json;  /* a JSON object */
+    const char *strategy_json; /* the decision, as stored */
+    const char *recipient_enc; /* encrypted override, or NULL */
+    const char *primary_channel;
+    const char *fallbacks_csv; /* "sms,whatsapp" or "" */
+    int64_t send_at;
+    int priority;
+    bool batch;
+    const char *requested_by;
+    const char *idempotency_key; /* with idem_principal: the key's record */
+    const char *idem_principal;  /* gets the answer below in the same transaction */
+    const char *idem_response;   /* the 202 body */
+} comm_new_t;
+
+/* Inserts the communication (with c->id) and its send job, and completes
+ * the idempotency record when one is named, in one transaction. */
+int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err);
+
+/* One communication with its attempts and events, as the API shows it;
+ * NULL with *found = false when there is none. */
+cJSON *comms_get(pg_pool_t *db, const char *id, bool *found, hd_err_t *err);
+
+typedef struct comms_filter {
+    const char *plan_id, *client_id, *status, *channel, *message_type;
+    const char *from, *to; /* RFC 3339 bounds on created_at */
+    const char *cursor;    /* opaque, from a previous page */
+    int limit;
+} comms_filter_t;
+
+/* A page, newest first: {"items":[...], "next_cursor": "..."|null}. */
+cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err);
+
+/* Cancels a message not yet handed to a provider: 0 done, 1 not found,
+ * 2 too late (its status), -1 error. status_out gets the current status. */
+int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *err);
+
+/* ---- the queue ---- */
+
+typedef struct comm_job {
+    int64_t job_id;
+    char comm_id[40];
+    int attempt;       /* attempts made on the current channel */
+    int channel_index; /* 0: primary; k: fallback k */
+    /* the communication */
+    char status[16];
+    char *client_id, *plan_id, *message_type, *urgency;
+    char *context_json, *recipient_enc;
+    char *channels_csv; /* "email,sms" - the whole chain */
+} comm_job_t;
+
+void comm_job_free(comm_job_t *j);
+
+/* Claims up to max due send jobs for owner, leased for lease_s seconds, and
+ * loads their communications. Returns how many (jobs filled), -1 on error. */
+int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
+                hd_err_t *err);
+
+/* Marks the communication as being handed to a provider (status sending,
+ * may_have_been_sent: a crash from here on is reported as "may have been
+ * sent", never silently sent twice). */
+int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err);
+
+typedef struct comm_attempt {
+    const char *channel, *provider, *provider_id, *raw_code, *message, *category;
+    bool ok, may_have_been_sent;
+    int latency_ms;
+    const char *details_json;
+} comm_attempt_t;
+
+/* The outcome of one attempt, in one transaction: the delivery log row and
+ * then either sent (job done), retry (job due again after delay_s on the
+ * same channel), next channel (job moves along the chain), or failed. */
+typedef enum { OUTCOME_SENT, OUTCOME_RETRY, OUTCOME_NEXT, OUTCOME_FAILED } comm_outcome_t;
+int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
+                 comm_outcome_t outcome, double delay_s, hd_err_t *err);
+
+/* A channel skipped without an attempt (opted out, no address): an event
+ * row and the job moves along the chain (or the message fails). */
+int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
+               bool last, hd_err_t *err);
+
+/* Releases this owner's leases (graceful stop): unstarted work returns. */
+int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err);
+
+/* Seconds until the next send job is due (capped at max_s), for sleeping. */
+double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err);
+
+#endif

@@ -1,0 +1,222 @@
+"""The send pipeline end to end with the real binary: POST a communication,
+the workers send it through the drivers (outbox, and the fake Twilio / Meta
+servers of tests/fakes), retries and the fallback chain follow the policy
+scripts (delays scaled down with HERALD_RETRY_SCALE), and the history API
+shows every attempt."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import uuid
+
+import harness
+
+SRC = os.environ.get("HERALD_SOURCE_DIR", os.getcwd())
+FAKES = os.path.join(SRC, "tests", "fakes")
+SID, TOKEN, META = "AC00000000000000000000000000000000", "test-token", "test-meta-token"
+MATRIX = {"welcome": ("email", ["sms"]), "budget_summary": ("email", ["whatsapp"]),
+          "vendor_options": ("email", ["whatsapp", "sms"]),
+          "selection_confirmation": ("email", ["sms"]),
+          "blueprint_delivery": ("email", ["whatsapp"]),
+          "error_notification": ("sms", ["email", "whatsapp"]), "reminder": ("email", [])}
+
+
+def auth():
+    return {"Authorization": "Bearer " + harness.make_jwt(harness.claims(scope="send read"))}
+
+
+def start_fake(tmp):
+    ready = os.path.join(tmp, "fake.ready")
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(FAKES, "fake_providers.py"),
+                          "--port", "0", "--ready-file", ready, "--hang-seconds", "3"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 15
+    while not os.path.exists(ready):
+        if time.time() > deadline:
+            raise RuntimeError("fake providers did not start")
+        time.sleep(0.05)
+    return p, int(open(ready).read())
+
+
+class PipelineTest(harness.HeraldCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tmp = tempfile.mkdtemp(prefix="herald-pipe-")
+        cls.fake, port = start_fake(cls.tmp)
+        base = "http://127.0.0.1:%d" % port
+        cls.outbox = os.path.join(cls.tmp, "outbox")
+        # A database of its own: other tests' servers run workers too.
+        cls.db_url, cls.drop_db = harness.fresh_database()
+        cls.server = cls.new_server(env={
+            "HERALD_DATABASE_URL": cls.db_url,
+            "HERALD_OUTBOX_DIR": cls.outbox, "HERALD_RETRY_SCALE": "0.001",
+            "HERALD_WORKERS": "2",
+            "HERALD_SMS_DRIVER": "twilio", "HERALD_TWILIO_BASE_URL": base,
+            "HERALD_TWILIO_ACCOUNT_SID": SID, "HERALD_TWILIO_AUTH_TOKEN": TOKEN,
+            "HERALD_TWILIO_FROM": "+15005550006",
+            "HERALD_WHATSAPP_DRIVER": "whatsapp", "HERALD_WHATSAPP_BASE_URL": base,
+            "HERALD_WHATSAPP_PHONE_NUMBER_ID": "1234567890", "HERALD_WHATSAPP_TOKEN": META})
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.fake.send_signal(signal.SIGTERM)
+            cls.fake.wait(10)
+            cls.drop_db()
+            subprocess.run(["rm", "-rf", cls.tmp])
+
+    def client(self, phone="+14155551234", email="zoe@example.com", **extra):
+        cid = "client-" + uuid.uuid4().hex[:12]
+        prefs = {"client_id": cid, "name": "Zoë Martin", "email": email, "phone": phone,
+                 "timezone": "Europe/Paris"}
+        prefs.update(extra)
+        r = self.server.request("POST", "/api/crm/preferences", json_body=prefs, headers=auth())
+        self.assertIn(r.status, (200, 201), r)
+        return cid
+
+    def send(self, cid, message_type, urgency="critical", **extra):
+        body = {"plan_id": "plan-1", "client_id": cid, "message_type": message_type,
+                "urgency": urgency, "context": {"event_type": "wedding",
+                                                "event_date": "2027-06-14"}}
+        body.update(extra)
+        return self.server.request("POST", "/api/crm/communications", json_body=body,
+                                   headers=auth())
+
+    def settle(self, comm_id, timeout=15):
+        deadline = time.time() + timeout
+        while True:
+            r = self.server.request("GET", "/api/crm/communications/" + comm_id, headers=auth())
+            self.assertEqual(r.status, 200, r)
+            if r.json["status"] in ("sent", "failed", "cancelled") or time.time() > deadline:
+                return r.json
+            time.sleep(0.05)
+
+    def test_each_matrix_row_goes_out_on_its_primary_channel(self):
+        cid = self.client()
+        ids = {}
+        for mt, (primary, fallbacks) in MATRIX.items():
+            r = self.send(cid, mt)
+            self.assertEqual(r.status, 202, r)
+            self.assertEqual(r.json["strategy"]["primary_channel"], primary, (mt, r.json))
+            self.assertEqual(r.json["strategy"]["fallback_channels"], fallbacks, (mt, r.json))
+            ids[mt] = r.json["id"]
+        for mt, cid_ in ids.items():
+            doc = self.settle(cid_)
+            self.assertEqual(doc["status"], "sent", (mt, doc))
+            self.assertEqual(doc["channel"], MATRIX[mt][0], (mt, doc))
+            self.assertEqual(len(doc["attempts"]), 1, doc)
+            if MATRIX[mt][0] == "email":
+                self.assertTrue(os.path.exists(os.path.join(self.outbox, "email",
+                                                            cid_ + "-1.eml")), doc)
+
+    def test_opt_out_and_missing_address_change_the_channel(self):
+        cid = self.client(opted_out=["email"])
+        r = self.send(cid, "welcome")
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json["strategy"]["primary_channel"], "sms", r.json)
+        doc = self.settle(r.json["id"])
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "sms"), doc)
+        self.assertTrue(doc["attempts"][0]["provider_message_id"].startswith("SM"), doc)
+
+    def test_permanent_failure_goes_straight_to_the_next_channel(self):
+        cid = self.client(phone="+14155550001")  # the fake Twilio answers 21211
+        r = self.send(cid, "error_notification")  # sms, then email, then whatsapp
+        doc = self.settle(r.json["id"])
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "email"), doc)
+        sms, mail = doc["attempts"]
+        self.assertEqual((sms["channel"], sms["category"], sms["code"]),
+                         ("sms", "invalid", "21211"), doc)
+        self.assertEqual(mail["channel"], "email")
+
+    def test_transient_failures_are_retried_then_the_chain_moves_on(self):
+        cid = self.client(phone="+14155550005", opted_out=["email"])  # whatsapp answers 500
+        r = self.send(cid, "budget_summary")  # email (opted out) -> whatsapp
+        self.assertEqual(r.json["strategy"]["primary_channel"], "whatsapp", r.json)
+        doc = self.settle(r.json["id"])
+        self.assertEqual(doc["status"], "failed", doc)
+        wa = [a for a in doc["attempts"] if a["channel"] == "whatsapp"]
+        # the first try and the three retries of the schedule
+        self.assertEqual(len(wa), 4, doc)
+        self.assertTrue(all(a["category"] == "transient" for a in wa), doc)
+        self.assertEqual(doc["last_error_category"], "transient")
+
+    def test_whole_chain_failing_ends_failed(self):
+        cid = self.client(phone="+14155550001", email=None)
+        r = self.send(cid, "error_notification")
+        self.assertEqual(r.status, 202, r)
+        doc = self.settle(r.json["id"])
+        self.assertEqual(doc["status"], "failed", doc)
+        self.assertIsNotNone(doc["failed_at"])
+        self.assertTrue(self.server.wait_log(
+            lambda l: l.get("level") == "crit" and l.get("comm_id") == r.json["id"]), doc)
+
+    def test_cancel_only_before_a_provider_has_it(self):
+        cid = self.client()
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        r = self.send(cid, "welcome", send_at=later)
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json["status"], "scheduled", r.json)
+        path = "/api/crm/communications/" + r.json["id"]
+        d = self.server.request("DELETE", path, headers=auth())
+        self.assertEqual((d.status, d.json["status"]), (200, "cancelled"), d)
+        d = self.server.request("DELETE", path, headers=auth())
+        self.assertEqual(d.status, 409, d)
+        sent = self.send(cid, "welcome")
+        self.settle(sent.json["id"])
+        d = self.server.request("DELETE", "/api/crm/communications/" + sent.json["id"],
+                                headers=auth())
+        self.assertEqual(d.status, 409, d)
+        d = self.server.request("DELETE", "/api/crm/communications/" + str(uuid.uuid4()),
+                                headers=auth())
+        self.assertEqual(d.status, 404, d)
+
+    def test_history_filters_and_pages(self):
+        cid = self.client()
+        ids = [self.send(cid, "welcome", plan_id="plan-h").json["id"] for _ in range(5)]
+        seen, cursor = [], None
+        while True:
+            q = "/api/crm/communications?client_id=%s&limit=2" % cid
+            if cursor:
+                q += "&cursor=" + cursor
+            r = self.server.request("GET", q, headers=auth())
+            self.assertEqual(r.status, 200, r)
+            seen += [i["id"] for i in r.json["items"]]
+            cursor = r.json["next_cursor"]
+            if not cursor:
+                break
+        self.assertEqual(seen, list(reversed(ids)))  # newest first, each once
+        r = self.server.request("GET", "/api/crm/communications?cursor=junk", headers=auth())
+        self.assertEqual(r.status, 400, r)
+
+    def test_validation(self):
+        cid = self.client()
+        cases = [({"client_id": cid, "message_type": "welcome"}, 400, "plan_id"),
+                 ({"plan_id": "p", "client_id": cid, "message_type": "Welcome!"}, 400,
+                  "message_type"),
+                 ({"plan_id": "p", "client_id": cid, "message_type": "welcome", "urgency": "asap"},
+                  400, "urgency"),
+                 ({"plan_id": "p", "client_id": cid, "message_type": "welcome", "context": []},
+                  400, "context"),
+                 ({"plan_id": "p", "client_id": cid, "message_type": "welcome", "colour": 1},
+                  400, "colour"),
+                 ({"plan_id": "p", "client_id": cid, "message_type": "welcome",
+                   "recipient": {"email": "not an address"}}, 400, "recipient.email"),
+                 ({"plan_id": "p", "client_id": cid, "message_type": "no_such_type"}, 422,
+                  "no_such_type")]
+        for body, status, word in cases:
+            with self.subTest(body=body):
+                r = self.server.request("POST", "/api/crm/communications", json_body=body,
+                                        headers=auth())
+                self.assertEqual(r.status, status, r)
+                self.assertIn(word, r.json["error"]["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
