@@ -46,7 +46,8 @@ end
 -- @param category string  from classify: "transient" | "permanent" | "rate_limit" | "auth_failure" | "invalid"
 -- @param attempt number  attempts this channel has had (1 after the first failure)
 -- @param result table|nil  the classification ({retry_after?, opted_out?, reason?, ...})
--- @return table  {action = "retry", delay = seconds (already × herald.config.retry_scale), reason}
+-- @return table  {action = "retry", delay = seconds (the schedule already × herald.config.retry_scale;
+--                 a provider's retry_after is never scaled), reason}
 --   | {action = "next_channel", reason} | {action = "give_up", reason}
 function retry.policy(category, attempt, result)
   result = type(result) == "table" and result or {}
@@ -74,7 +75,9 @@ function retry.policy(category, attempt, result)
       category, attempt))
   end
 
-  local delay = jittered(base)
+  -- Our own schedule scales (tests run it in milliseconds); the provider's
+  -- Retry-After does not: it is the provider's limit, not our policy.
+  local delay = jittered(base) * scale()
   local reason = string.format("%s: retry %d of %d after %ds (±%d%%)", category, attempt, #schedule,
     base, math.floor((tonumber(settings.retry.jitter) or 0) * 100 + 0.5))
   if how == "retry_after" then
@@ -85,7 +88,7 @@ function retry.policy(category, attempt, result)
         attempt, #schedule, math.ceil(after))
     end
   end
-  return action("retry", reason, delay * scale())
+  return action("retry", reason, delay)
 end
 
 return retry

@@ -80,21 +80,27 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
     return rc;
 }
 
-static const pg_stmt_t st_get =
-    {"comms_get",
-     "SELECT id, plan_id, client_id, message_type, urgency, status, channel, primary_channel, "
-     "array_to_string(fallback_channels, ','), strategy::text, context::text, attempt_count, "
-     "may_have_been_sent, provider_message_id, last_error_category, last_error_code, "
-     "extract(epoch from send_at)::bigint, " TS("created_at") ", " TS("queued_at") ", " TS("sending"
-                                                                                           "_at") ", " TS(
-         "sent_at") ", " TS("delivered_at") ", " TS("failed_at") ", " TS("cancelled_at") " FROM "
-                                                                                         "crm_"
-                                                                                         "communica"
-                                                                                         "tions "
-                                                                                         "WHERE id "
-                                                                                         "= "
-                                                                                         "$1::uuid",
-     1};
+static const pg_stmt_t st_get = {
+    "comms_get",
+    "SELECT id, plan_id, client_id, message_type, urgency, status, channel, primary_channel, "
+    "array_to_string(fallback_channels, ','), strategy::text, context::text, attempt_count, "
+    "may_have_been_sent, provider_message_id, last_error_category, last_error_code, "
+    "extract(epoch from send_at)::bigint, " TS("created_at") ", " TS("queued_at") ", " TS(
+        "sending"
+        "_at") ", " TS("sent_at") ", " TS("delivered_at") ", " TS("failed_at") ", " TS("cancelled_"
+                                                                                       "at") " FROM"
+                                                                                             " "
+                                                                                             "crm_"
+                                                                                             "commu"
+                                                                                             "nica"
+                                                                                             "tions"
+                                                                                             " "
+                                                                                             "WHERE"
+                                                                                             " id "
+                                                                                             "= "
+                                                                                             "$1::"
+                                                                                             "uuid",
+    1};
 static const pg_stmt_t st_logs = {
     "comms_logs",
     "SELECT kind, channel, attempt, event_type, status, provider, provider_message_id, raw_code, "

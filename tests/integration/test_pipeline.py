@@ -195,6 +195,90 @@ class PipelineTest(harness.HeraldCase):
         r = self.server.request("GET", "/api/crm/communications?cursor=junk", headers=auth())
         self.assertEqual(r.status, 400, r)
 
+    def test_idempotency_keys(self):
+        cid = self.client()
+        body = {"plan_id": "plan-i", "client_id": cid, "message_type": "welcome",
+                "urgency": "critical", "context": {}}
+        key = {"Idempotency-Key": "idem-" + uuid.uuid4().hex}
+        key.update(auth())
+        first = self.server.request("POST", "/api/crm/communications", json_body=body,
+                                    headers=key)
+        self.assertEqual(first.status, 202, first)
+        again = self.server.request("POST", "/api/crm/communications", json_body=body,
+                                    headers=key)
+        self.assertEqual(again.status, 202, again)
+        self.assertEqual(again.body, first.body)  # the stored answer, byte for byte
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        other = dict(body, message_type="reminder")
+        r = self.server.request("POST", "/api/crm/communications", json_body=other, headers=key)
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["code"], "idempotency_mismatch")
+        # one message only
+        r = self.server.request("GET", "/api/crm/communications?client_id=" + cid,
+                                headers=auth())
+        self.assertEqual([i["id"] for i in r.json["items"]], [first.json["id"]])
+        # keys belong to their caller: another subject may use the same key
+        other_caller = {"Authorization": "Bearer " + harness.make_jwt(
+            harness.claims(scope="send read", sub="apikey:someone-else"))}
+        other_caller["Idempotency-Key"] = key["Idempotency-Key"]
+        r = self.server.request("POST", "/api/crm/communications", json_body=body,
+                                headers=other_caller)
+        self.assertEqual(r.status, 202, r)
+        self.assertNotEqual(r.json["id"], first.json["id"])
+
+    def test_concurrent_requests_with_one_key(self):
+        import threading
+        cid = self.client()
+        body = {"plan_id": "plan-c", "client_id": cid, "message_type": "welcome",
+                "urgency": "critical"}
+        headers = {"Idempotency-Key": "idem-" + uuid.uuid4().hex}
+        headers.update(auth())
+        results = []
+
+        def post():
+            results.append(self.server.request("POST", "/api/crm/communications",
+                                               json_body=body, headers=headers))
+        threads = [threading.Thread(target=post) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = sorted(r.status for r in results)
+        self.assertTrue(set(statuses) <= {202, 409}, statuses)
+        ids = {r.json["id"] for r in results if r.status == 202}
+        self.assertEqual(len(ids), 1, statuses)  # every 202 names the same message
+        r = self.server.request("GET", "/api/crm/communications?client_id=" + cid,
+                                headers=auth())
+        self.assertEqual(len(r.json["items"]), 1)
+
+    def test_a_scheduled_message_goes_when_due_and_not_before(self):
+        cid = self.client()
+        soon = time.time() + 3
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(soon))
+        r = self.send(cid, "welcome", send_at=at)
+        self.assertEqual(r.json["status"], "scheduled", r.json)
+        self.assertEqual(r.json["strategy"]["send_at"], at)
+        time.sleep(1)
+        doc = self.server.request("GET", "/api/crm/communications/" + r.json["id"],
+                                  headers=auth()).json
+        self.assertEqual(doc["status"], "scheduled", doc)
+        doc = self.settle(r.json["id"], timeout=15)
+        self.assertEqual(doc["status"], "sent", doc)
+        sent = time.mktime(time.strptime(doc["sent_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        self.assertGreaterEqual(sent, int(soon))
+
+    def test_rate_limit_waits_for_retry_after(self):
+        cid = self.client(phone="+14155550004", opted_out=["email"])  # 429, Retry-After: 2
+        r = self.send(cid, "welcome")  # email opted out -> sms
+        doc = self.settle(r.json["id"], timeout=30)
+        sms = [a for a in doc["attempts"] if a["channel"] == "sms"]
+        self.assertGreaterEqual(len(sms), 2, doc)
+        self.assertEqual(sms[0]["category"], "rate_limit", doc)
+        gap = lambda a, b: (time.mktime(time.strptime(b["at"][:19], "%Y-%m-%dT%H:%M:%S")) -
+                            time.mktime(time.strptime(a["at"][:19], "%Y-%m-%dT%H:%M:%S")))
+        # the scaled schedule would retry in milliseconds; Retry-After says 2 s
+        self.assertGreaterEqual(gap(sms[0], sms[1]), 1, doc)
+
     def test_validation(self):
         cid = self.client()
         cases = [({"client_id": cid, "message_type": "welcome"}, 400, "plan_id"),

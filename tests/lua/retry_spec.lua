@@ -133,12 +133,29 @@ describe("retry.policy", function()
   end)
 
   describe("herald.config.retry_scale (restored by after_each)", function()
-    it("multiplies every delay (0.001: seconds become milliseconds)", function()
+    it("multiplies the schedule's delays (0.001: seconds become milliseconds)", function()
       herald.config.retry_scale = 0.001
       local lo, hi = delays("transient", 1, {}, 200)
-      local rl = retry.policy("rate_limit", 1, { retry_after = 600 })
       assert.is_true(lo >= 0.048 and hi <= 0.072, string.format("%g..%g", lo, hi))
-      assert.is_true(math.abs(rl.delay - 0.6) < 1e-9)
+    end)
+
+    it("leaves the provider's retry_after as the provider said", function()
+      herald.config.retry_scale = 0.001
+      local rl = retry.policy("rate_limit", 1, { retry_after = 600 })
+      assert.are.equal(600, rl.delay)
+    end)
+  end)
+
+  describe("scaled schedules", function()
+    it("scale the schedule but never the provider's retry_after", function()
+      local saved = herald.config.retry_scale
+      herald.config.retry_scale = 0.001
+      local a = retry.policy("rate_limit", 1, { retry_after = 2 })
+      local b = retry.policy("transient", 1, {})
+      herald.config.retry_scale = saved
+      assert.are.equal("retry", a.action)
+      assert.are.equal(2, a.delay)
+      assert.is_true(b.delay < 0.1)
     end)
   end)
 end)
