@@ -30,6 +30,9 @@ return {
   engine = {
     workers = env("HERALD_WORKERS", "0"),     -- 0: one per core
     retry_scale = env("HERALD_RETRY_SCALE", "1"),
+    -- a claimed job returns to the queue after this if its process died;
+    -- keep it above the longest channel timeout
+    lease_seconds = env("HERALD_LEASE_SECONDS", "120"),
   },
   paths = {
     var = env("HERALD_VAR_DIR", "var"),

@@ -65,6 +65,7 @@ static const field_t schema[] = {
     {"auth.allow_dev_keys", K_BOOL, OFF(allow_dev_keys), false, "true", 0, 0, NULL},
     {"engine.workers", K_INT, OFF(workers), false, "0", 0, 256, NULL},
     {"engine.retry_scale", K_NUMBER, OFF(retry_scale), false, "1", 0, 1000, NULL},
+    {"engine.lease_seconds", K_INT, OFF(lease_s), false, "120", 2, 3600, NULL},
     {"paths.var", K_STRING, OFF(var_dir), false, "var", 0, 0, NULL},
     {"paths.migrations", K_STRING, OFF(migrations_dir), false, "migrations", 0, 0, NULL},
     {"paths.scripts", K_STRING, OFF(scripts_dir), false, "scripts", 0, 0, NULL},

@@ -50,6 +50,7 @@ typedef struct cfg {
     /* engine */
     int workers;
     double retry_scale;
+    int lease_s; /* how long a claimed job is ours before another process may take it */
 
     /* paths */
     char *var_dir;

@@ -25,8 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH   16
-#define LEASE_S 120
+#define BATCH 16
 
 typedef struct outcome {
     tr_message_t *msg;
@@ -147,6 +146,14 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot)
         /* cancelled or already settled: the job has nothing left to do */
         comms_skip(app->db, j, NULL, "message no longer pending", true, &err);
         return 0;
+    }
+    if (strcmp(j->status, "sending") == 0 && j->recovered) {
+        /* Claimed again after a lease ran out: the process that had it
+         * died mid-send. Say so in the record, then send again. */
+        comms_event(app->db, j, "recovered",
+                    "claimed again after a lease expired; the previous attempt may have "
+                    "been sent",
+                    &err);
     }
     tr_channel_t chain[TR_NCHANNELS];
     int n = split_channels(j->channels_csv, chain);
@@ -363,7 +370,7 @@ static void *run_worker(void *arg)
     comm_job_t jobs[BATCH];
     while (!atomic_load(&e->stopping)) {
         hd_err_t err;
-        int n = comms_claim(app->db, w->owner, BATCH, LEASE_S, jobs, &err);
+        int n = comms_claim(app->db, w->owner, BATCH, app->cfg->lease_s, jobs, &err);
         if (n <= 0) {
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);

@@ -312,16 +312,16 @@ int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *e
 
 static const pg_stmt_t st_claim = {
     "comms_claim",
-    "WITH c AS (SELECT id FROM crm_jobs WHERE kind = 'send' AND due_at <= now() "
+    "WITH c AS (SELECT id, lease_owner FROM crm_jobs WHERE kind = 'send' AND due_at <= now() "
     "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
     "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
     "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
     "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
     "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
-    "crm_jobs.channel_index) "
+    "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered) "
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
-    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ',') "
+    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id",
     3};
 
@@ -372,6 +372,7 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         j->context_json = dup_or_null(r, i, 9);
         j->recipient_enc = dup_or_null(r, i, 10);
         j->channels_csv = dup_or_null(r, i, 11);
+        j->recovered = PQgetvalue(r, i, 12)[0] == 't';
     }
     PQclear(r);
     return n;
@@ -492,6 +493,18 @@ int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
     }
     if (rc == 0)
         rc = pg_commit(c, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
+                hd_err_t *err)
+{
+    const char *ep[] = {j->comm_id, NULL, type, type, message};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = exec1(c, &st_log_event, ep, err);
     pg_pool_put(db, c);
     return rc;
 }

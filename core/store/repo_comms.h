@@ -66,6 +66,7 @@ typedef struct comm_job {
     char comm_id[40];
     int attempt;       /* attempts made on the current channel */
     int channel_index; /* 0: primary; k: fallback k */
+    bool recovered;    /* its previous lease expired: that process died holding it */
     /* the communication */
     char status[16];
     char *client_id, *plan_id, *message_type, *urgency;
@@ -103,6 +104,10 @@ int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
  * row and the job moves along the chain (or the message fails). */
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
                bool last, hd_err_t *err);
+
+/* An event row for the message (e.g. "recovered" after a crash). */
+int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
+                hd_err_t *err);
 
 /* Releases this owner's leases (graceful stop): unstarted work returns. */
 int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err);
