@@ -6,7 +6,7 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test services stop fuzz bench-http bench-policy bench-transport format format-check clean
+.PHONY: all deps build run test services stop fuzz bench bench-http bench-policy bench-transport format format-check clean
 
 all: build
 
@@ -31,6 +31,9 @@ stop:
 
 bench-http: build
 	@tools/bench-http.sh
+
+bench: build
+	@tools/bench-pipeline.sh 15
 
 bench-transport: build
 	@tools/bench-transport.sh 20000 8
