@@ -11,7 +11,9 @@
 #include "engine/worker.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "crypto/codec.h"
 #include "crypto/field.h"
+#include "crypto/hash.h"
 #include "store/repo_comms.h"
 #include "store/repo_prefs.h"
 #include "transport/transport.h"
@@ -230,9 +232,11 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot)
         m->html = xstrdup(v);
     cJSON_Delete(out);
     cJSON_Delete(who);
-    if (comms_mark_sending(app->db, j, chname, &err) != 0) {
+    int marked = comms_mark_sending(app->db, j, chname, &err);
+    if (marked != 0) {
+        /* 1: cancelled since the claim, or no longer ours - never send */
         tr_message_free(m);
-        return -1;
+        return marked > 0 ? 0 : -1;
     }
     sent_ctx_t *sc = xcalloc(1, sizeof(*sc));
     sc->w = w;
@@ -334,16 +338,34 @@ static void record(worker_t *w, comm_job_t *j, outcome_t *o)
         .details_json = dj,
     };
     hd_err_t err;
-    if (comms_record(app->db, j, &a, outcome, delay, &err) != 0)
+    /* The send happened: losing its record would send it again after the
+     * lease. Try a few times before leaving it to the lease. */
+    int rc = -1;
+    for (int tries = 0; tries < 5 && rc < 0; tries++) {
+        if (tries)
+            usleep(200000u << tries);
+        rc = comms_record(app->db, j, &a, outcome, delay, &err);
+    }
+    if (rc < 0)
         log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
                   j->comm_id, "reason", err.msg);
-    else if (outcome == OUTCOME_FAILED)
+    else if (rc == 0 && outcome == OUTCOME_FAILED)
         log_crit("every channel failed; the message failed", "comm_id", j->comm_id, "client_id",
                  j->client_id, "category", category);
     free(dj);
 }
 
-static void wait_for_work(struct engine *e, double max_s)
+/* The wake-up count now: taken before a claim, so a NOTIFY that arrives
+ * between the claim and the wait is not slept through. */
+static unsigned long wake_count(struct engine *e)
+{
+    pthread_mutex_lock(&e->wake_mu);
+    unsigned long n = e->wakeups;
+    pthread_mutex_unlock(&e->wake_mu);
+    return n;
+}
+
+static void wait_for_work(struct engine *e, unsigned long seen, double max_s)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -355,7 +377,6 @@ static void wait_for_work(struct engine *e, double max_s)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&e->wake_mu);
-    unsigned long seen = e->wakeups;
     while (seen == e->wakeups && !atomic_load(&e->stopping))
         if (pthread_cond_timedwait(&e->wake_cv, &e->wake_mu, &until) != 0)
             break;
@@ -370,11 +391,12 @@ static void *run_worker(void *arg)
     comm_job_t jobs[BATCH];
     while (!atomic_load(&e->stopping)) {
         hd_err_t err;
+        unsigned long seen = wake_count(e);
         int n = comms_claim(app->db, w->owner, BATCH, app->cfg->lease_s, jobs, &err);
         if (n <= 0) {
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);
-            wait_for_work(e, n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL));
+            wait_for_work(e, seen, n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL));
             continue;
         }
         int pending = 0;
@@ -384,8 +406,18 @@ static void *run_worker(void *arg)
         /* Outcomes come back as the providers answer; record each at once. */
         while (pending > 0) {
             pthread_mutex_lock(&w->mu);
-            while (w->done == NULL)
-                pthread_cond_wait(&w->cv, &w->mu);
+            while (w->done == NULL) {
+                /* A provider that takes its time must not cost us the
+                 * lease: renew it every third of its length meanwhile. */
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_sec += app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1;
+                if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0 && w->done == NULL) {
+                    pthread_mutex_unlock(&w->mu);
+                    comms_extend(app->db, w->owner, app->cfg->lease_s, NULL);
+                    pthread_mutex_lock(&w->mu);
+                }
+            }
             outcome_t *list = w->done;
             w->done = NULL;
             pthread_mutex_unlock(&w->mu);
@@ -459,11 +491,17 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
     e->workers = xcalloc((size_t)e->nworkers, sizeof(worker_t));
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
+    /* host:pid repeats across containers (pid 1): a random part keeps owners apart */
+    uint8_t rnd[4];
+    char tag[9];
+    if (hash_random(rnd, sizeof(rnd)) != 0)
+        memset(rnd, 0, sizeof(rnd));
+    hex_encode(rnd, sizeof(rnd), tag);
     for (int i = 0; i < e->nworkers; i++) {
         worker_t *w = &e->workers[i];
         w->eng = e;
         w->index = i;
-        snprintf(w->owner, sizeof(w->owner), "%.60s:%d:%d", host, (int)getpid(), i);
+        snprintf(w->owner, sizeof(w->owner), "%.60s:%d:%s:%d", host, (int)getpid(), tag, i);
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);
     }
@@ -473,8 +511,19 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
         free(e);
         return NULL;
     }
-    for (int i = 0; i < e->nworkers; i++)
-        pthread_create(&e->workers[i].thread, NULL, run_worker, &e->workers[i]);
+    int started = 0;
+    for (int i = 0; i < e->nworkers; i++, started++)
+        if (pthread_create(&e->workers[i].thread, NULL, run_worker, &e->workers[i]) != 0)
+            break;
+    if (started == 0) {
+        hd_err_set(err, "cannot start worker threads");
+        atomic_store(&e->stopping, true);
+        pthread_join(e->listener, NULL);
+        free(e->workers);
+        free(e);
+        return NULL;
+    }
+    e->nworkers = started;
     char nw[16];
     snprintf(nw, sizeof(nw), "%d", e->nworkers);
     log_info("engine started", "workers", nw);

@@ -399,6 +399,23 @@ void api_comms_list(http_req_t *req)
         .cursor = http_query(req, "cursor"),
         .limit = 50,
     };
+    static const char *const statuses[] = {"scheduled", "queued",    "sending", "sent",
+                                           "delivered", "opened",    "clicked", "failed",
+                                           "cancelled", "suppressed"};
+    if (f.status) {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+            ok |= strcmp(f.status, statuses[i]) == 0;
+        if (!ok) {
+            http_reply_error(req, 400, "invalid_request", "status: not a message status");
+            return;
+        }
+    }
+    if (f.channel && strcmp(f.channel, "email") && strcmp(f.channel, "sms") &&
+        strcmp(f.channel, "whatsapp")) {
+        http_reply_error(req, 400, "invalid_request", "channel: expected email, sms or whatsapp");
+        return;
+    }
     const char *limit = http_query(req, "limit");
     if (limit) {
         char *end;

@@ -80,7 +80,7 @@ cJSON *public_strategy_of(const cJSON *d)
     }
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "send_at");
     char ts[32];
-    timefmt_format(cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0, ts);
+    timefmt_format(cJSON_IsNumber(at) ? (int64_t)at->valuedouble : (int64_t)time(NULL), ts);
     cJSON_AddStringToObject(o, "send_at", ts);
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(d, "priority");
     cJSON_AddNumberToObject(o, "priority", cJSON_IsNumber(pr) ? pr->valuedouble : 0);

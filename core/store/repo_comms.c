@@ -373,28 +373,34 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         j->recipient_enc = dup_or_null(r, i, 10);
         j->channels_csv = dup_or_null(r, i, 11);
         j->recovered = PQgetvalue(r, i, 12)[0] == 't';
+        snprintf(j->owner, sizeof(j->owner), "%s", owner);
     }
     PQclear(r);
     return n;
 }
 
+/* Only while this process still holds the job, and only for a message still
+ * pending: a cancel that committed after the claim wins here. */
 static const pg_stmt_t st_sending = {
     "comms_sending",
     "UPDATE crm_communications SET status = 'sending', sending_at = coalesce(sending_at, now()), "
     "queued_at = coalesce(queued_at, now()), channel = $2, attempt_count = attempt_count + 1, "
     "may_have_been_sent = true, updated_at = now() "
-    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
-    2};
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending') "
+    "AND EXISTS (SELECT 1 FROM crm_jobs WHERE id = $3::bigint AND lease_owner = $4) RETURNING 1",
+    4};
 
 int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err)
 {
-    const char *p[] = {j->comm_id, channel};
+    char job[24];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    const char *p[] = {j->comm_id, channel, job, j->owner};
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
         return -1;
     PGresult *r = pg_exec(conn, &st_sending, p, err);
     pg_pool_put(db, conn);
-    int rc = r ? 0 : -1;
+    int rc = r == NULL ? -1 : PQntuples(r) == 1 ? 0 : 1;
     PQclear(r);
     return rc;
 }
@@ -412,19 +418,20 @@ static const pg_stmt_t st_sent = {
     "provider_message_id = $3, may_have_been_sent = true, updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
     3};
-static const pg_stmt_t st_job_done = {"comms_job_done",
-                                      "DELETE FROM crm_jobs WHERE id = $1::bigint", 1};
+static const pg_stmt_t st_job_done = {
+    "comms_job_done", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2};
 static const pg_stmt_t st_job_retry = {
     "comms_job_retry",
     "UPDATE crm_jobs SET attempt = attempt + 1, due_at = now() + make_interval(secs => "
-    "$2::float8), lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint",
-    2};
+    "$2::float8), lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint "
+    "AND lease_owner = $3",
+    3};
 static const pg_stmt_t st_job_next = {
     "comms_job_next",
     "UPDATE crm_jobs SET attempt = 0, channel_index = channel_index + 1, due_at = now() + "
     "make_interval(secs => $2::float8), lease_owner = NULL, lease_expires_at = NULL "
-    "WHERE id = $1::bigint",
-    2};
+    "WHERE id = $1::bigint AND lease_owner = $3",
+    3};
 static const pg_stmt_t st_last_error = {
     "comms_last_error",
     "UPDATE crm_communications SET last_error_category = $2, last_error_code = $3, "
@@ -442,14 +449,55 @@ static const pg_stmt_t st_log_event = {
     "VALUES ($1::uuid, 'event', $2, $3, $4, $5)",
     5};
 
+/* Runs st and reports how many rows it changed (-1 on error). */
+static int exec_rows(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, hd_err_t *err)
+{
+    PGresult *r = pg_exec(c, st, p, err);
+    if (r == NULL)
+        return -1;
+    int n = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return n;
+}
+
+/* The job's next state, first: 1 when this process no longer holds the job
+ * (its lease ran out and another process has it), so nothing else is written. */
+static int move_job(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, double delay_s,
+                    hd_err_t *err)
+{
+    char job[24], delay[32];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
+    const char *done[] = {job, j->owner};
+    const char *moved[] = {job, delay, j->owner};
+    int n;
+    switch (outcome) {
+    case OUTCOME_RETRY:
+        n = exec_rows(c, &st_job_retry, moved, err);
+        break;
+    case OUTCOME_NEXT:
+        n = exec_rows(c, &st_job_next, moved, err);
+        break;
+    default:
+        n = exec_rows(c, &st_job_done, done, err);
+        break;
+    }
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        log_warn("lost a job's lease before recording its outcome; its new holder decides",
+                 "comm_id", j->comm_id);
+        return 1;
+    }
+    return 0;
+}
+
 int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
                  comm_outcome_t outcome, double delay_s, hd_err_t *err)
 {
-    char attempt[16], latency[16], job[24], delay[32];
+    char attempt[16], latency[16];
     snprintf(attempt, sizeof(attempt), "%d", j->attempt + 1);
     snprintf(latency, sizeof(latency), "%d", a->latency_ms < 0 ? 0 : a->latency_ms);
-    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
-    snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
     const char *lp[] = {j->comm_id,  a->channel,
                         attempt,     a->ok ? "sent" : "failed",
                         a->provider, a->provider_id,
@@ -461,38 +509,24 @@ int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
         return -1;
     int rc = pg_exec_script(c, "BEGIN", err);
     if (rc == 0)
-        rc = exec1(c, &st_log_attempt, lp, err);
+        rc = move_job(c, j, outcome, delay_s, err);
+    /* The attempt is a fact even when another process now holds the job. */
+    if (rc >= 0 && exec1(c, &st_log_attempt, lp, err) != 0)
+        rc = -1;
     if (rc == 0 && !a->ok) {
         const char *ep[] = {j->comm_id, a->category, a->raw_code,
                             a->may_have_been_sent ? "t" : "f"};
         rc = exec1(c, &st_last_error, ep, err);
     }
-    const char *jp[] = {job, delay};
-    const char *idp[] = {j->comm_id};
-    if (rc == 0) {
-        switch (outcome) {
-        case OUTCOME_SENT: {
-            const char *sp[] = {j->comm_id, a->channel, a->provider_id};
-            rc = exec1(c, &st_sent, sp, err);
-            if (rc == 0)
-                rc = exec1(c, &st_job_done, jp, err);
-            break;
-        }
-        case OUTCOME_RETRY:
-            rc = exec1(c, &st_job_retry, jp, err);
-            break;
-        case OUTCOME_NEXT:
-            rc = exec1(c, &st_job_next, jp, err);
-            break;
-        case OUTCOME_FAILED:
-            rc = exec1(c, &st_failed, idp, err);
-            if (rc == 0)
-                rc = exec1(c, &st_job_done, jp, err);
-            break;
-        }
+    if (rc == 0 && outcome == OUTCOME_SENT) {
+        const char *sp[] = {j->comm_id, a->channel, a->provider_id};
+        rc = exec1(c, &st_sent, sp, err);
+    } else if (rc == 0 && outcome == OUTCOME_FAILED) {
+        const char *idp[] = {j->comm_id};
+        rc = exec1(c, &st_failed, idp, err);
     }
-    if (rc == 0)
-        rc = pg_commit(c, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
     pg_pool_put(db, c);
     return rc;
 }
@@ -512,26 +546,39 @@ int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
                bool last, hd_err_t *err)
 {
-    char job[24];
-    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
     const char *ep[] = {j->comm_id, channel, "skipped", "skipped", reason};
-    const char *jp[] = {job, "0"};
     const char *idp[] = {j->comm_id};
     pg_conn_t *c = pg_pool_get(db, 5000, err);
     if (c == NULL)
         return -1;
     int rc = pg_exec_script(c, "BEGIN", err);
     if (rc == 0)
-        rc = exec1(c, &st_log_event, ep, err);
-    if (rc == 0 && last) {
-        rc = exec1(c, &st_failed, idp, err);
-        if (rc == 0)
-            rc = exec1(c, &st_job_done, jp, err);
-    } else if (rc == 0) {
-        rc = exec1(c, &st_job_next, jp, err);
-    }
+        rc = move_job(c, j, last ? OUTCOME_FAILED : OUTCOME_NEXT, 0, err);
     if (rc == 0)
-        rc = pg_commit(c, err);
+        rc = exec1(c, &st_log_event, ep, err);
+    if (rc == 0 && last)
+        rc = exec1(c, &st_failed, idp, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    pg_pool_put(db, c);
+    return rc;
+}
+
+static const pg_stmt_t st_extend = {
+    "comms_extend",
+    "UPDATE crm_jobs SET lease_expires_at = now() + make_interval(secs => $2::int) "
+    "WHERE lease_owner = $1",
+    2};
+
+int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err)
+{
+    char l[16];
+    snprintf(l, sizeof(l), "%d", lease_s);
+    const char *p[] = {owner, l};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = exec1(c, &st_extend, p, err);
     pg_pool_put(db, c);
     return rc;
 }

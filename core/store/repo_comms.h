@@ -67,6 +67,7 @@ typedef struct comm_job {
     int attempt;       /* attempts made on the current channel */
     int channel_index; /* 0: primary; k: fallback k */
     bool recovered;    /* its previous lease expired: that process died holding it */
+    char owner[96];    /* the lease holder that claimed it (this worker) */
     /* the communication */
     char status[16];
     char *client_id, *plan_id, *message_type, *urgency;
@@ -83,7 +84,8 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
 
 /* Marks the communication as being handed to a provider (status sending,
  * may_have_been_sent: a crash from here on is reported as "may have been
- * sent", never silently sent twice). */
+ * sent"). 1 when it must not be sent: cancelled meanwhile, or the lease is
+ * no longer this worker's. */
 int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err);
 
 typedef struct comm_attempt {
@@ -95,7 +97,8 @@ typedef struct comm_attempt {
 
 /* The outcome of one attempt, in one transaction: the delivery log row and
  * then either sent (job done), retry (job due again after delay_s on the
- * same channel), next channel (job moves along the chain), or failed. */
+ * same channel), next channel (job moves along the chain), or failed.
+ * Returns 1 when the lease was lost (only the attempt row is written). */
 typedef enum { OUTCOME_SENT, OUTCOME_RETRY, OUTCOME_NEXT, OUTCOME_FAILED } comm_outcome_t;
 int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
                  comm_outcome_t outcome, double delay_s, hd_err_t *err);
@@ -108,6 +111,9 @@ int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const ch
 /* An event row for the message (e.g. "recovered" after a crash). */
 int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
                 hd_err_t *err);
+
+/* Renews every lease of owner for lease_s more seconds (sends in flight). */
+int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err);
 
 /* Releases this owner's leases (graceful stop): unstarted work returns. */
 int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err);

@@ -5,11 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Two statements, not one with a CTE: inside one statement the DELETE's
+ * effect is not visible to the INSERT, so an expired key would still clash. */
+static const pg_stmt_t st_expire = {
+    "idem_expire",
+    "DELETE FROM crm_idempotency_keys WHERE principal = $1 AND idempotency_key = $2 "
+    "AND (expires_at < now() OR (state = 'in_progress' AND "
+    "created_at < now() - interval '5 minutes'))",
+    2};
 static const pg_stmt_t st_claim = {
     "idem_claim",
-    "WITH gone AS (DELETE FROM crm_idempotency_keys WHERE principal = $1 AND "
-    "idempotency_key = $2 AND (expires_at < now() OR (state = 'in_progress' AND "
-    "created_at < now() - interval '5 minutes'))) "
     "INSERT INTO crm_idempotency_keys (principal, idempotency_key, request_hash) "
     "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
     3};
@@ -33,7 +38,9 @@ idem_status_t idem_begin(pg_pool_t *db, const char *principal, const char *key, 
     if (c == NULL)
         return IDEM_ERROR;
     idem_status_t st = IDEM_ERROR;
-    PGresult *r = pg_exec(c, &st_claim, p, err);
+    PGresult *x = pg_exec(c, &st_expire, p, err);
+    PGresult *r = x ? pg_exec(c, &st_claim, p, err) : NULL;
+    PQclear(x);
     if (r && PQntuples(r) == 1) {
         st = IDEM_NEW;
     } else if (r) {

@@ -149,5 +149,48 @@ class KillTest(MultiProcessCase):
             self.assertTrue(dupes <= recovered, dupes - recovered)
 
 
+class LeaseTest(MultiProcessCase):
+    def test_a_send_longer_than_the_lease_is_not_sent_twice(self):
+        # The provider answers after 5 s; the lease is 3 s. The worker renews
+        # its lease while the send is in flight, so the other process never
+        # claims the job and the provider sees each message once.
+        record = os.path.join(self.tmp, "requests.jsonl")
+        ready = os.path.join(self.tmp, "fake.ready")
+        fake = subprocess.Popen(["/usr/bin/python3",
+                                 os.path.join(SRC, "tests", "fakes", "fake_providers.py"),
+                                 "--port", "0", "--ready-file", ready, "--latency-ms", "5000",
+                                 "--record", record],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(fake.wait, 10)
+        self.addCleanup(fake.send_signal, signal.SIGTERM)
+        deadline = time.time() + 15
+        while not os.path.exists(ready):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        base = "http://127.0.0.1:%d" % int(open(ready).read())
+        servers = self.start_servers(
+            2, HERALD_LEASE_SECONDS="3", HERALD_SMS_DRIVER="twilio",
+            HERALD_TWILIO_BASE_URL=base,
+            HERALD_TWILIO_ACCOUNT_SID="AC00000000000000000000000000000000",
+            HERALD_TWILIO_AUTH_TOKEN="test-token", HERALD_TWILIO_FROM="+15005550006")
+        cid = "lease-" + uuid.uuid4().hex[:8]
+        r = servers[0].request("POST", "/api/crm/preferences", headers=auth(),
+                               json_body={"client_id": cid, "phone": "+14155551234"})
+        self.assertIn(r.status, (200, 201), r)
+        ids = []
+        for _ in range(3):
+            r = servers[0].request("POST", "/api/crm/communications", headers=auth(),
+                                   json_body={"plan_id": "lease", "client_id": cid,
+                                              "message_type": "error_notification"})
+            self.assertEqual(r.status, 202, r)
+            ids.append(r.json["id"])
+        self.assertEqual(self.wait_settled(3, timeout=60), 3)
+        with open(record) as f:
+            reqs = [json.loads(l) for l in f if l.strip()]
+        self.assertEqual(len(reqs), 3, "the provider saw a message twice")
+        attempts = psql(self.db, "SELECT count(*) FROM crm_delivery_logs WHERE kind = 'attempt'")
+        self.assertEqual(attempts, "3")
+
+
 if __name__ == "__main__":
     unittest.main()
