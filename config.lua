@@ -33,6 +33,8 @@ return {
     -- a claimed job returns to the queue after this if its process died;
     -- keep it above the longest channel timeout
     lease_seconds = env("HERALD_LEASE_SECONDS", "120"),
+    -- POSTed {"alert":"communication_failed", ...} when every channel failed
+    alert_url = env("HERALD_ALERT_URL"),
   },
   paths = {
     var = env("HERALD_VAR_DIR", "var"),

@@ -50,7 +50,8 @@ typedef struct cfg {
     /* engine */
     int workers;
     double retry_scale;
-    int lease_s; /* how long a claimed job is ours before another process may take it */
+    int lease_s;     /* how long a claimed job is ours before another process may take it */
+    char *alert_url; /* POSTed a JSON alert when every channel of a message failed */
 
     /* paths */
     char *var_dir;

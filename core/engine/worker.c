@@ -18,6 +18,7 @@
 #include "store/repo_prefs.h"
 #include "transport/transport.h"
 
+#include <curl/curl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -120,6 +121,48 @@ static cJSON *recipient_of(app_t *app, const comm_job_t *j, hd_err_t *err)
     return prefs;
 }
 
+/* Every channel of a message failed: a critical log line, and a POST to the
+ * operations URL when one is configured (engine.alert_url). Best effort and
+ * short: an unreachable alert endpoint never holds up the queue long. */
+static void alert(app_t *app, const comm_job_t *j, const char *category, const char *reason)
+{
+    log_crit("every channel failed; the message failed", "comm_id", j->comm_id, "client_id",
+             j->client_id, "message_type", j->message_type, "category", category);
+    const char *url = app->cfg->alert_url;
+    if (url == NULL || *url == '\0')
+        return;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "alert", "communication_failed");
+    cJSON_AddStringToObject(doc, "communication_id", j->comm_id);
+    cJSON_AddStringToObject(doc, "client_id", j->client_id ? j->client_id : "");
+    if (j->plan_id)
+        cJSON_AddStringToObject(doc, "plan_id", j->plan_id);
+    cJSON_AddStringToObject(doc, "message_type", j->message_type ? j->message_type : "");
+    cJSON_AddStringToObject(doc, "category", category ? category : "");
+    cJSON_AddStringToObject(doc, "reason", reason ? reason : "");
+    char *body = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+    if (h && body) {
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        CURLcode rc = curl_easy_perform(h);
+        long status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (rc != CURLE_OK || status >= 300)
+            log_error("the failure alert could not be delivered", "comm_id", j->comm_id, "reason",
+                      rc != CURLE_OK ? curl_easy_strerror(rc) : "non-2xx answer");
+    }
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    free(body);
+}
+
 /* Splits "email,sms" into channels; returns the count. */
 static int split_channels(const char *csv, tr_channel_t out[TR_NCHANNELS])
 {
@@ -176,17 +219,24 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot)
     const cJSON *opted = cJSON_GetObjectItemCaseSensitive(who, "opted_out");
     const char *addr = ch == TR_EMAIL ? json_str(who, "email") : json_str(who, "phone");
     const char *skip = NULL;
+    const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(who, "channels");
+    bool listed = !cJSON_IsArray(allowed); /* no stated list: every channel */
+    const cJSON *a;
+    cJSON_ArrayForEach(a, allowed)
+    {
+        listed |= cJSON_IsString(a) && strcmp(a->valuestring, chname) == 0;
+    }
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opted, chname)))
         skip = "the client opted out of this channel";
+    else if (!listed)
+        skip = "not among the client's allowed channels";
     else if (addr == NULL)
         skip = ch == TR_EMAIL ? "no email address" : "no phone number";
     if (skip) {
         char why[128];
         snprintf(why, sizeof(why), "%s: %s", chname, skip);
-        comms_skip(app->db, j, chname, why, last, &err);
-        if (last)
-            log_crit("every channel failed or was unusable; the message failed", "comm_id",
-                     j->comm_id, "client_id", j->client_id);
+        if (comms_skip(app->db, j, chname, why, last, &err) == 0 && last)
+            alert(app, j, "unusable", why);
         cJSON_Delete(who);
         return 0;
     }
@@ -350,8 +400,7 @@ static void record(worker_t *w, comm_job_t *j, outcome_t *o)
         log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
                   j->comm_id, "reason", err.msg);
     else if (rc == 0 && outcome == OUTCOME_FAILED)
-        log_crit("every channel failed; the message failed", "comm_id", j->comm_id, "client_id",
-                 j->client_id, "category", category);
+        alert(app, j, category, r->text);
     free(dj);
 }
 

@@ -4,7 +4,9 @@ servers of tests/fakes), retries and the fallback chain follow the policy
 scripts (delays scaled down with HERALD_RETRY_SCALE), and the history API
 shows every attempt."""
 import glob
+import http.server
 import json
+import threading
 import os
 import signal
 import subprocess
@@ -42,10 +44,26 @@ def start_fake(tmp):
     return p, int(open(ready).read())
 
 
+class AlertSink(http.server.BaseHTTPRequestHandler):
+    """The operations endpoint: keeps every alert POSTed to it."""
+    received = []
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        AlertSink.received.append(json.loads(self.rfile.read(n)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 class PipelineTest(harness.HeraldCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        cls.alerts = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AlertSink)
+        threading.Thread(target=cls.alerts.serve_forever, daemon=True).start()
         cls.tmp = tempfile.mkdtemp(prefix="herald-pipe-")
         cls.fake, port = start_fake(cls.tmp)
         base = "http://127.0.0.1:%d" % port
@@ -56,6 +74,7 @@ class PipelineTest(harness.HeraldCase):
             "HERALD_DATABASE_URL": cls.db_url,
             "HERALD_OUTBOX_DIR": cls.outbox, "HERALD_RETRY_SCALE": "0.001",
             "HERALD_WORKERS": "2",
+            "HERALD_ALERT_URL": "http://127.0.0.1:%d/alerts" % cls.alerts.server_port,
             "HERALD_SMS_DRIVER": "twilio", "HERALD_TWILIO_BASE_URL": base,
             "HERALD_TWILIO_ACCOUNT_SID": SID, "HERALD_TWILIO_AUTH_TOKEN": TOKEN,
             "HERALD_TWILIO_FROM": "+15005550006",
@@ -69,6 +88,7 @@ class PipelineTest(harness.HeraldCase):
         finally:
             cls.fake.send_signal(signal.SIGTERM)
             cls.fake.wait(10)
+            cls.alerts.shutdown()
             cls.drop_db()
             subprocess.run(["rm", "-rf", cls.tmp])
 
@@ -156,6 +176,28 @@ class PipelineTest(harness.HeraldCase):
         self.assertIsNotNone(doc["failed_at"])
         self.assertTrue(self.server.wait_log(
             lambda l: l.get("level") == "crit" and l.get("comm_id") == r.json["id"]), doc)
+        deadline = time.time() + 5
+        while not [a for a in AlertSink.received if a["communication_id"] == r.json["id"]]:
+            self.assertLess(time.time(), deadline, "no alert was posted")
+            time.sleep(0.05)
+        alert, = [a for a in AlertSink.received if a["communication_id"] == r.json["id"]]
+        self.assertEqual(alert["alert"], "communication_failed")
+        self.assertEqual(alert["client_id"], cid)
+        self.assertEqual(alert["message_type"], "error_notification")
+
+    def test_preferences_are_checked_again_at_send_time(self):
+        cid = self.client()
+        soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+        r = self.send(cid, "welcome", send_at=soon)  # email, then sms
+        self.assertEqual(r.json["strategy"]["primary_channel"], "email", r.json)
+        # the client narrows their channels before it goes out
+        p = self.server.request("POST", "/api/crm/preferences", headers=auth(),
+                                json_body={"client_id": cid, "channels": ["sms"]})
+        self.assertEqual(p.status, 200, p)
+        doc = self.settle(r.json["id"])
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "sms"), doc)
+        self.assertEqual(doc["events"][0]["type"], "skipped", doc)
+        self.assertIn("allowed channels", doc["events"][0]["message"])
 
     def test_cancel_only_before_a_provider_has_it(self):
         cid = self.client()
