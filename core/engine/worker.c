@@ -179,11 +179,12 @@ static int split_channels(const char *csv, tr_channel_t out[TR_NCHANNELS])
     return n;
 }
 
-/* Renders and hands one job to the transport. Returns 1 when it went out
- * (an outcome will come back), 0 when it was settled here (skipped,
- * failed, dropped), -1 on a transient problem (the lease will bring it back). */
-static int dispatch(worker_t *w, comm_job_t *j, int slot)
+/* Checks and renders one job. Returns 1 with *out_msg ready to send, 0
+ * when it was settled here (skipped, failed, dropped), -1 on a transient
+ * problem (the lease will bring it back). */
+static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg)
 {
+    *out_msg = NULL;
     app_t *app = w->eng->app;
     hd_err_t err;
     if (strcmp(j->status, "scheduled") && strcmp(j->status, "queued") &&
@@ -282,16 +283,8 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot)
         m->html = xstrdup(v);
     cJSON_Delete(out);
     cJSON_Delete(who);
-    int marked = comms_mark_sending(app->db, j, chname, &err);
-    if (marked != 0) {
-        /* 1: cancelled since the claim, or no longer ours - never send */
-        tr_message_free(m);
-        return marked > 0 ? 0 : -1;
-    }
-    sent_ctx_t *sc = xcalloc(1, sizeof(*sc));
-    sc->w = w;
-    sc->slot = slot;
-    tr_send(app->transport, m, on_sent, sc);
+    (void)slot;
+    *out_msg = m;
     return 1;
 }
 
@@ -353,55 +346,143 @@ static const char *provider_of(tr_channel_t ch, const tr_result_t *r)
     return ch == TR_EMAIL ? "smtp" : ch == TR_SMS ? "twilio" : "whatsapp";
 }
 
-static void record(worker_t *w, comm_job_t *j, outcome_t *o)
+/* One outcome, ready to be written. */
+typedef struct rec {
+    comm_job_t *job;
+    comm_attempt_t a;
+    comm_outcome_t outcome;
+    double delay;
+    char code[48], category[16];
+    char *details;
+    const char *reason;
+} rec_t;
+
+/* Classifies an outcome and asks the policy what comes next (Lua, this
+ * thread's state); nothing is written yet. */
+static void prepare(worker_t *w, comm_job_t *j, outcome_t *o, rec_t *rc)
 {
     app_t *app = w->eng->app;
     const tr_result_t *r = &o->res;
-    char code[48] = "", category[16] = "";
+    memset(rc, 0, sizeof(*rc));
+    rc->job = j;
     if (r->smtp_code)
-        snprintf(code, sizeof(code), "%d%s%s", r->smtp_code, r->enhanced_code[0] ? " " : "",
+        snprintf(rc->code, sizeof(rc->code), "%d%s%s", r->smtp_code, r->enhanced_code[0] ? " " : "",
                  r->enhanced_code);
     else if (r->provider_code[0])
-        snprintf(code, sizeof(code), "%s", r->provider_code);
+        snprintf(rc->code, sizeof(rc->code), "%s", r->provider_code);
     else if (r->http_status)
-        snprintf(code, sizeof(code), "%d", r->http_status);
+        snprintf(rc->code, sizeof(rc->code), "%d", r->http_status);
     else if (r->network_error[0])
-        snprintf(code, sizeof(code), "%s", r->network_error);
-    comm_outcome_t outcome = OUTCOME_SENT;
+        snprintf(rc->code, sizeof(rc->code), "%s", r->network_error);
+    rc->outcome = OUTCOME_SENT;
     bool mhbs = r->ok;
-    double delay = 0;
     if (!r->ok)
-        outcome = decide_outcome(app, j, o->msg, r, category, &mhbs, &delay);
+        rc->outcome = decide_outcome(app, j, o->msg, r, rc->category, &mhbs, &rc->delay);
     cJSON *details = tr_result_to_json(r);
-    char *dj = cJSON_PrintUnformatted(details);
+    rc->details = cJSON_PrintUnformatted(details);
     cJSON_Delete(details);
-    comm_attempt_t a = {
+    rc->reason = r->text;
+    rc->a = (comm_attempt_t){
         .channel = tr_channel_name(o->msg->channel),
         .provider = provider_of(o->msg->channel, r),
         .provider_id = r->provider_id[0] ? r->provider_id : NULL,
-        .raw_code = code[0] ? code : NULL,
+        .raw_code = rc->code[0] ? rc->code : NULL,
         .message = r->text,
-        .category = r->ok ? NULL : category,
+        .category = r->ok ? NULL : rc->category,
         .ok = r->ok,
         .may_have_been_sent = mhbs,
         .latency_ms = (int)r->latency_ms,
-        .details_json = dj,
+        .details_json = rc->details,
     };
+}
+
+/* Writes a list of outcomes in one transaction (one commit for the lot);
+ * if that fails, one by one with retries: the sends happened, and losing a
+ * record would send again after the lease. */
+static void write_all(worker_t *w, rec_t *recs, int n)
+{
+    app_t *app = w->eng->app;
     hd_err_t err;
-    /* The send happened: losing its record would send it again after the
-     * lease. Try a few times before leaving it to the lease. */
-    int rc = -1;
-    for (int tries = 0; tries < 5 && rc < 0; tries++) {
-        if (tries)
-            usleep(200000u << tries);
-        rc = comms_record(app->db, j, &a, outcome, delay, &err);
+    int results[BATCH];
+    bool batched = false;
+    pg_conn_t *c = pg_pool_get(app->db, 5000, &err);
+    if (c && pg_exec_script(c, "BEGIN", &err) == 0) {
+        batched = true;
+        for (int i = 0; i < n && batched; i++) {
+            results[i] =
+                comms_record_on(c, recs[i].job, &recs[i].a, recs[i].outcome, recs[i].delay, &err);
+            batched = results[i] >= 0;
+        }
+        if (!batched || pg_commit(c, &err) != 0) {
+            pg_exec_script(c, "ROLLBACK", NULL);
+            batched = false;
+        }
     }
-    if (rc < 0)
-        log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
-                  j->comm_id, "reason", err.msg);
-    else if (rc == 0 && outcome == OUTCOME_FAILED)
-        alert(app, j, category, r->text);
-    free(dj);
+    if (c)
+        pg_pool_put(app->db, c);
+    for (int i = 0; i < n && !batched; i++) {
+        results[i] = -1;
+        for (int tries = 0; tries < 5 && results[i] < 0; tries++) {
+            if (tries)
+                usleep(200000u << tries);
+            results[i] = comms_record(app->db, recs[i].job, &recs[i].a, recs[i].outcome,
+                                      recs[i].delay, &err);
+        }
+        if (results[i] < 0)
+            log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
+                      recs[i].job->comm_id, "reason", err.msg);
+    }
+    for (int i = 0; i < n; i++)
+        if (results[i] == 0 && recs[i].outcome == OUTCOME_FAILED)
+            alert(app, recs[i].job, recs[i].category, recs[i].reason);
+}
+
+/* Marks the prepared messages sending in one transaction, then hands the
+ * ones still ours to the transport. Returns how many went out. */
+static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n)
+{
+    app_t *app = w->eng->app;
+    hd_err_t err;
+    int marked[BATCH];
+    bool ok = false;
+    pg_conn_t *c = pg_pool_get(app->db, 5000, &err);
+    if (c && pg_exec_script(c, "BEGIN", &err) == 0) {
+        ok = true;
+        for (int i = 0; i < n && ok; i++) {
+            marked[i] = msgs[i] ? comms_mark_sending_on(c, &jobs[i],
+                                                        tr_channel_name(msgs[i]->channel), &err)
+                                : 1;
+            ok = marked[i] >= 0;
+        }
+        if (!ok || pg_commit(c, &err) != 0) {
+            pg_exec_script(c, "ROLLBACK", NULL);
+            ok = false;
+        }
+    }
+    if (c)
+        pg_pool_put(app->db, c);
+    int sent = 0;
+    for (int i = 0; i < n; i++) {
+        if (msgs[i] == NULL)
+            continue;
+        if (!ok || marked[i] != 0) {
+            /* not marked: cancelled, no longer ours, or the database failed
+             * (the lease brings it back) - never sent */
+            if (!ok)
+                log_error("cannot mark messages sending; they return after the lease", "reason",
+                          err.msg);
+            tr_message_free(msgs[i]);
+            msgs[i] = NULL;
+            continue;
+        }
+        sent_ctx_t *sc = xcalloc(1, sizeof(*sc));
+        sc->w = w;
+        sc->slot = i;
+        tr_send(app->transport, msgs[i], on_sent, sc);
+        msgs[i] = NULL;
+        sent++;
+    }
+    return sent;
 }
 
 /* The wake-up count now: taken before a claim, so a NOTIFY that arrives
@@ -448,10 +529,10 @@ static void *run_worker(void *arg)
             wait_for_work(e, seen, n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL));
             continue;
         }
-        int pending = 0;
+        tr_message_t *msgs[BATCH];
         for (int i = 0; i < n; i++)
-            if (dispatch(w, &jobs[i], i) == 1)
-                pending++;
+            dispatch(w, &jobs[i], i, &msgs[i]);
+        int pending = send_all(w, jobs, msgs, n);
         /* Outcomes come back as the providers answer; record each at once. */
         while (pending > 0) {
             pthread_mutex_lock(&w->mu);
@@ -470,12 +551,18 @@ static void *run_worker(void *arg)
             outcome_t *list = w->done;
             w->done = NULL;
             pthread_mutex_unlock(&w->mu);
-            while (list) {
-                outcome_t *next = list->next;
-                record(w, &jobs[list->slot], list);
-                tr_message_free(list->msg);
-                free(list);
-                list = next;
+            rec_t recs[BATCH];
+            outcome_t *done[BATCH];
+            int k = 0;
+            for (outcome_t *o = list; o && k < BATCH; o = o->next) {
+                prepare(w, &jobs[o->slot], o, &recs[k]);
+                done[k++] = o;
+            }
+            write_all(w, recs, k);
+            for (int i = 0; i < k; i++) {
+                free(recs[i].details);
+                tr_message_free(done[i]->msg);
+                free(done[i]);
                 pending--;
             }
         }

@@ -390,18 +390,24 @@ static const pg_stmt_t st_sending = {
     "AND EXISTS (SELECT 1 FROM crm_jobs WHERE id = $3::bigint AND lease_owner = $4) RETURNING 1",
     4};
 
-int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err)
+int comms_mark_sending_on(pg_conn_t *conn, const comm_job_t *j, const char *channel, hd_err_t *err)
 {
     char job[24];
     snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
     const char *p[] = {j->comm_id, channel, job, j->owner};
+    PGresult *r = pg_exec(conn, &st_sending, p, err);
+    int rc = r == NULL ? -1 : PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err)
+{
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
         return -1;
-    PGresult *r = pg_exec(conn, &st_sending, p, err);
+    int rc = comms_mark_sending_on(conn, j, channel, err);
     pg_pool_put(db, conn);
-    int rc = r == NULL ? -1 : PQntuples(r) == 1 ? 0 : 1;
-    PQclear(r);
     return rc;
 }
 
@@ -492,8 +498,8 @@ static int move_job(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, d
     return 0;
 }
 
-int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
-                 comm_outcome_t outcome, double delay_s, hd_err_t *err)
+int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
+                    comm_outcome_t outcome, double delay_s, hd_err_t *err)
 {
     char attempt[16], latency[16];
     snprintf(attempt, sizeof(attempt), "%d", j->attempt + 1);
@@ -504,12 +510,7 @@ int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
                         a->raw_code, a->message,
                         a->category, a->may_have_been_sent ? "t" : "f",
                         latency,     a->details_json};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    if (rc == 0)
-        rc = move_job(c, j, outcome, delay_s, err);
+    int rc = move_job(c, j, outcome, delay_s, err);
     /* The attempt is a fact even when another process now holds the job. */
     if (rc >= 0 && exec1(c, &st_log_attempt, lp, err) != 0)
         rc = -1;
@@ -525,6 +526,18 @@ int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
         const char *idp[] = {j->comm_id};
         rc = exec1(c, &st_failed, idp, err);
     }
+    return rc;
+}
+
+int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
+                 comm_outcome_t outcome, double delay_s, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = comms_record_on(c, j, a, outcome, delay_s, err);
     if (rc >= 0 && pg_commit(c, err) != 0)
         rc = -1;
     pg_pool_put(db, c);

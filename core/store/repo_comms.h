@@ -112,6 +112,12 @@ int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const ch
 int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
                 hd_err_t *err);
 
+/* The same two writes on a connection the caller holds inside its own
+ * transaction, so a batch of messages costs one commit, not one each. */
+int comms_mark_sending_on(pg_conn_t *c, const comm_job_t *j, const char *channel, hd_err_t *err);
+int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
+                    comm_outcome_t outcome, double delay_s, hd_err_t *err);
+
 /* Renews every lease of owner for lease_s more seconds (sends in flight). */
 int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err);
 
