@@ -179,6 +179,49 @@ static int split_channels(const char *csv, tr_channel_t out[TR_NCHANNELS])
     return n;
 }
 
+/* Whether strategy.decide, asked again now with the client as they are now,
+ * puts the message later than a minute from now; *until and why say when
+ * and why. Critical messages are never held back. */
+static bool still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_t *until,
+                        char *why, size_t whyn)
+{
+    /* Critical goes regardless; low waits for the digest time it was given
+     * (asked again just after that time, the policy would name tomorrow's). */
+    if (j->urgency && (strcmp(j->urgency, "critical") == 0 || strcmp(j->urgency, "low") == 0))
+        return false;
+    int64_t now = (int64_t)time(NULL);
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "message_type", j->message_type ? j->message_type : "");
+    if (j->urgency)
+        cJSON_AddStringToObject(req, "urgency", j->urgency);
+    cJSON *prefs = cJSON_Duplicate(who, true), *nowj = cJSON_CreateNumber((double)now);
+    cJSON *args[] = {req, prefs, nowj}, *d = NULL, *ex = NULL;
+    hd_err_t err;
+    bool later = false;
+    if (lrt_call(app->policy, "strategy", "decide", args, 3, &d, &err) == 0) {
+        const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "send_at");
+        if (cJSON_IsNumber(at) && (int64_t)at->valuedouble > now + 60) {
+            later = true;
+            *until = (int64_t)at->valuedouble;
+            cJSON *eargs[] = {d};
+            if (lrt_call(app->policy, "strategy", "explain", eargs, 1, &ex, &err) == 0 &&
+                cJSON_IsString(ex))
+                snprintf(why, whyn, "not now: %s", ex->valuestring);
+            else
+                snprintf(why, whyn, "not now: the policy gives a later time");
+        }
+    } else {
+        log_warn("strategy.decide failed at send time; sending as accepted", "comm_id", j->comm_id,
+                 "error", err.msg);
+    }
+    cJSON_Delete(req);
+    cJSON_Delete(prefs);
+    cJSON_Delete(nowj);
+    cJSON_Delete(d);
+    cJSON_Delete(ex);
+    return later;
+}
+
 /* Checks and renders one job. Returns 1 with *out_msg ready to send, 0
  * when it was settled here (skipped, failed, dropped), -1 on a transient
  * problem (the lease will bring it back). */
@@ -238,6 +281,16 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
         snprintf(why, sizeof(why), "%s: %s", chname, skip);
         if (comms_skip(app->db, j, chname, why, last, &err) == 0 && last)
             alert(app, j, "unusable", why);
+        cJSON_Delete(who);
+        return 0;
+    }
+    /* The moment is checked again too: a retry or a fallback that comes due
+     * inside the client's quiet hours (or outside business hours for
+     * normal urgency) waits for the time the policy gives now. */
+    int64_t later = 0;
+    char why_later[300] = "";
+    if (still_later(app, j, who, &later, why_later, sizeof(why_later))) {
+        comms_defer(app->db, j, later, why_later, &err);
         cJSON_Delete(who);
         return 0;
     }

@@ -577,6 +577,36 @@ int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const ch
     return rc;
 }
 
+static const pg_stmt_t st_defer = {
+    "comms_defer",
+    "UPDATE crm_jobs SET due_at = to_timestamp($2::float8), lease_owner = NULL, "
+    "lease_expires_at = NULL WHERE id = $1::bigint AND lease_owner = $3",
+    3};
+
+int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *reason,
+                hd_err_t *err)
+{
+    char job[24], at[32];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    snprintf(at, sizeof(at), "%lld", (long long)until);
+    const char *p[] = {job, at, j->owner};
+    const char *ep[] = {j->comm_id, NULL, "deferred", "deferred", reason};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0) {
+        int n = exec_rows(c, &st_defer, p, err);
+        rc = n < 0 ? -1 : n == 0 ? 1 : 0;
+    }
+    if (rc == 0)
+        rc = exec1(c, &st_log_event, ep, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    pg_pool_put(db, c);
+    return rc;
+}
+
 static const pg_stmt_t st_extend = {
     "comms_extend",
     "UPDATE crm_jobs SET lease_expires_at = now() + make_interval(secs => $2::int) "

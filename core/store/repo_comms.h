@@ -118,6 +118,11 @@ int comms_mark_sending_on(pg_conn_t *c, const comm_job_t *j, const char *channel
 int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
                     comm_outcome_t outcome, double delay_s, hd_err_t *err);
 
+/* Puts the job back until `until` (Unix seconds) with an event saying why:
+ * the policy says not now (quiet hours began since acceptance). */
+int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *reason,
+                hd_err_t *err);
+
 /* Renews every lease of owner for lease_s more seconds (sends in flight). */
 int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err);
 

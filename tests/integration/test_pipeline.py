@@ -199,6 +199,31 @@ class PipelineTest(harness.HeraldCase):
         self.assertEqual(doc["events"][0]["type"], "skipped", doc)
         self.assertIn("allowed channels", doc["events"][0]["message"])
 
+    def test_quiet_hours_are_checked_again_at_send_time(self):
+        cid = self.client(timezone="UTC")
+        soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+        r = self.send(cid, "vendor_options", urgency="high", send_at=soon)
+        self.assertEqual(r.status, 202, r)
+        # quiet hours start before the message comes due
+        start = time.strftime("%H:%M", time.gmtime(time.time() - 3600))
+        end = time.strftime("%H:%M", time.gmtime(time.time() + 3600))
+        p = self.server.request("POST", "/api/crm/preferences", headers=auth(),
+                                json_body={"client_id": cid,
+                                           "quiet_hours": {"start": start, "end": end}})
+        self.assertEqual(p.status, 200, p)
+        deadline = time.time() + 10
+        while True:
+            doc = self.server.request("GET", "/api/crm/communications/" + r.json["id"],
+                                      headers=auth()).json
+            if [e for e in doc["events"] if e["type"] == "deferred"]:
+                break
+            self.assertLess(time.time(), deadline, doc)
+            time.sleep(0.1)
+        self.assertNotEqual(doc["status"], "sent", doc)
+        self.assertEqual(doc["attempts"], [], doc)
+        ev = [e for e in doc["events"] if e["type"] == "deferred"][0]
+        self.assertIn("quiet hours", ev["message"])
+
     def test_cancel_only_before_a_provider_has_it(self):
         cid = self.client()
         later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
