@@ -5,18 +5,21 @@
 return {
   http = {
     listen = env("HERALD_LISTEN", "127.0.0.1:8080"),
-    public_url = env("HERALD_PUBLIC_URL", "http://127.0.0.1:8080"),
+    -- what the outside world uses (links in messages, webhook signatures)
+    public_url = env("HERALD_PUBLIC_URL", "http://" .. env("HERALD_LISTEN", "127.0.0.1:8080")),
     threads = 4,
     max_body_bytes = 1024 * 1024,
   },
   database = {
-    url = env("HERALD_DATABASE_URL", "postgresql://herald@127.0.0.1:55432/herald"),
+    -- the private cluster of `make run` (tools/services.sh) unless set
+    url = env("HERALD_DATABASE_URL",
+              "postgresql://herald@127.0.0.1:" .. env("HERALD_PG_PORT", "55432") .. "/herald"),
     pool_size = 8,
     connect_timeout = 5,       -- seconds to open a connection
     query_timeout_ms = 10000,  -- every query answers within this, or fails
   },
   redis = {
-    url = env("HERALD_REDIS_URL", "redis://127.0.0.1:56379/0"),
+    url = env("HERALD_REDIS_URL", "redis://127.0.0.1:" .. env("HERALD_REDIS_PORT", "56379") .. "/0"),
     timeout_ms = 500,
   },
   auth = {

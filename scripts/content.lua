@@ -62,9 +62,9 @@ M.SMS_SHORTEN = {
   reminder = {"client_name", "event_type", "due_item"},
 }
 
--- Values every template may use when the context does not carry them. The
--- engine passes a signed unsubscribe_url (public_url/u/<token>); the default
--- only serves previews. company comes from settings.company when settings.lua
+-- Values every template may use when the context does not carry them. Signed
+-- unsubscribe links (public_url/u/<token>) are not built by the engine yet
+-- (the tracking issue); until then every message carries this placeholder. company comes from settings.company when settings.lua
 -- defines it, field by field, else from here.
 M.DEFAULTS = {
   company = {

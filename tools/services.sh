@@ -27,8 +27,13 @@ as_pg() {
 pg_url() { echo "postgresql://herald@127.0.0.1:$PG_PORT/herald"; }
 redis_url() { echo "redis://127.0.0.1:$REDIS_PORT/0"; }
 
+# The private service is ours to manage when no URL names another server;
+# a URL that names it (what `env` prints) still means ours.
+ours_pg() { [ -z "${HERALD_DATABASE_URL:-}" ] || [ "$HERALD_DATABASE_URL" = "$(pg_url)" ]; }
+ours_redis() { [ -z "${HERALD_REDIS_URL:-}" ] || [ "$HERALD_REDIS_URL" = "$(redis_url)" ]; }
+
 start_pg() {
-  [ -n "${HERALD_DATABASE_URL:-}" ] && return 0
+  ours_pg || return 0
   [ -x "$PG_BIN/initdb" ] || { echo "services: PostgreSQL binaries not found; run tools/deps.sh" >&2; exit 1; }
   mkdir -p "$PG_DIR"
   [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DIR"
@@ -56,7 +61,7 @@ start_pg() {
 }
 
 start_redis() {
-  [ -n "${HERALD_REDIS_URL:-}" ] && return 0
+  ours_redis || return 0
   mkdir -p "$REDIS_DIR"
   if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
     # Ours only when it keeps its files in our directory.
@@ -78,20 +83,20 @@ start_redis() {
 }
 
 stop_pg() {
-  if [ -z "${HERALD_DATABASE_URL:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ]; then
+  if ours_pg && [ -f "$PG_DIR/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
 }
 
 stop_redis() {
-  if [ -z "${HERALD_REDIS_URL:-}" ]; then
+  if ours_redis; then
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   fi
 }
 
 # exit 0 when the named private service answers (or an external one is configured)
-status_pg() { [ -n "${HERALD_DATABASE_URL:-}" ] || "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
-status_redis() { [ -n "${HERALD_REDIS_URL:-}" ] || redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+status_pg() { ! ours_pg || "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+status_redis() { ! ours_redis || redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; }
 
 what=${2:-all}
 case "$what" in all|pg|redis) ;; *) echo "services: expected all, pg or redis, got $what" >&2; exit 2 ;; esac

@@ -121,7 +121,9 @@ int cmd_check(int argc, char **argv)
             break;
         case 'h':
             printf("usage: herald check [--config FILE]\n\n"
-                   "Loads the configuration and reports every problem with file and key.\n"
+                   "Loads the configuration (the first problem, with file and key), checks the\n"
+                   "database and Redis URLs and the secrets, loads every script and template,\n"
+                   "and renders every examples/contexts/*.json on every channel.\n"
                    "Exits 0 when everything loads, 1 otherwise.\n");
             return CLI_OK;
         default:

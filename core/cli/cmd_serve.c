@@ -18,7 +18,8 @@
 static void usage(void)
 {
     printf("usage: herald serve [--config FILE] [--listen HOST:PORT]\n\n"
-           "Runs the HTTP API (and, as they land, the engine) in the foreground.\n"
+           "Runs the HTTP API and the engine (queue workers, transports, live policy\n"
+           "reload) in the foreground.\n"
            "Logs are JSON lines on stderr. SIGINT or SIGTERM stop it cleanly.\n\n"
            "  --config FILE      configuration file (default: $HERALD_CONFIG or config.lua)\n"
            "  --listen HOST:PORT overrides http.listen\n");
