@@ -52,6 +52,11 @@ M.TEMPLATES = {
   reminder = {
     email = email("reminder"), sms = "reminder.sms", whatsapp = "reminder.whatsapp",
   },
+  -- One email per client per day combining every low-urgency message; the
+  -- engine passes items = {{subject, summary?}, ...} (each message's own subject).
+  digest = {
+    email = email("digest"), sms = "digest.sms", whatsapp = "digest.whatsapp",
+  },
 }
 
 -- Context values an SMS may shorten (with "...") to stay in one segment, by

@@ -222,6 +222,42 @@ static bool still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64
     return later;
 }
 
+/* Fills ctx.items for a digest: the messages it carries, each with the
+ * subject its own email would have had. */
+static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t *err)
+{
+    cJSON *members = comms_gather_digest(app->db, j, err);
+    if (members == NULL)
+        return -1;
+    cJSON *items = cJSON_AddArrayToObject(ctx, "items");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, members)
+    {
+        cJSON *mctx = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "context"), true);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ctx, "client_name");
+        if (cJSON_IsString(name) && !cJSON_GetObjectItemCaseSensitive(mctx, "client_name"))
+            cJSON_AddStringToObject(mctx, "client_name", name->valuestring);
+        cJSON *t = cJSON_CreateString(json_str(m, "message_type"));
+        cJSON *c = cJSON_CreateString("email"), *out = NULL;
+        cJSON *args[] = {t, c, mctx};
+        hd_err_t rerr;
+        cJSON *item = cJSON_CreateObject();
+        if (lrt_call(app->policy, "content", "render", args, 3, &out, &rerr) == 0 &&
+            json_str(out, "subject"))
+            cJSON_AddStringToObject(item, "subject", json_str(out, "subject"));
+        else
+            cJSON_AddStringToObject(item, "subject", json_str(m, "message_type"));
+        cJSON_AddStringToObject(item, "message_type", json_str(m, "message_type"));
+        cJSON_AddItemToArray(items, item);
+        cJSON_Delete(out);
+        cJSON_Delete(t);
+        cJSON_Delete(c);
+        cJSON_Delete(mctx);
+    }
+    cJSON_Delete(members);
+    return 0;
+}
+
 /* Checks and renders one job. Returns 1 with *out_msg ready to send, 0
  * when it was settled here (skipped, failed, dropped), -1 on a transient
  * problem (the lease will bring it back). */
@@ -305,7 +341,20 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
         cJSON_AddStringToObject(ctx, "client_name", name);
     if (j->plan_id && !cJSON_GetObjectItemCaseSensitive(ctx, "plan_id"))
         cJSON_AddStringToObject(ctx, "plan_id", j->plan_id);
-    cJSON *t = cJSON_CreateString(j->message_type), *c = cJSON_CreateString(chname), *out = NULL;
+    const char *type = j->message_type;
+    if (j->batch) {
+        /* The day's low-urgency messages of this client go as one digest:
+         * each listed by its own subject. */
+        if (digest_context(app, j, ctx, &err) != 0) {
+            log_error("cannot gather the digest; the lease brings it back", "comm_id", j->comm_id,
+                      "reason", err.msg);
+            cJSON_Delete(ctx);
+            cJSON_Delete(who);
+            return -1;
+        }
+        type = "digest";
+    }
+    cJSON *t = cJSON_CreateString(type), *c = cJSON_CreateString(chname), *out = NULL;
     cJSON *args[] = {t, c, ctx};
     int rc = lrt_call(app->policy, "content", "render", args, 3, &out, &err);
     cJSON_Delete(t);

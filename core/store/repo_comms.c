@@ -22,9 +22,10 @@ static const pg_stmt_t st_insert = {
     15};
 static const pg_stmt_t st_insert_job = {
     "comms_insert_job",
-    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at) "
-    "VALUES ($1, 'send', $2::smallint, greatest(to_timestamp($3::float8), now()))",
-    3};
+    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key) "
+    "VALUES ($1, 'send', $2::smallint, greatest(to_timestamp($3::float8), now()), $4) "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
+    4};
 static const pg_stmt_t st_idem_done = {
     "comms_idem_done",
     "UPDATE crm_idempotency_keys SET state = 'done', response_status = 202, response_body = $3, "
@@ -60,7 +61,11 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
                        c->requested_by,
                        c->idempotency_key,
                        c->id};
-    const char *jp[] = {c->id, prio, send_at};
+    /* Low-urgency messages share one job per client and digest time: that
+     * job's worker sends them all as one digest, whichever process has it. */
+    char dedup[300];
+    snprintf(dedup, sizeof(dedup), "digest:%s:%s", c->client_id, send_at);
+    const char *jp[] = {c->id, prio, send_at, c->batch ? dedup : NULL};
     const char *ip[] = {c->idem_principal, c->idempotency_key, c->idem_response, c->id};
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
@@ -321,7 +326,8 @@ static const pg_stmt_t st_claim = {
     "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered) "
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
-    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered "
+    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
+    "m.batch "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id",
     3};
 
@@ -374,6 +380,7 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         j->channels_csv = dup_or_null(r, i, 11);
         j->recovered = PQgetvalue(r, i, 12)[0] == 't';
         snprintf(j->owner, sizeof(j->owner), "%s", owner);
+        j->batch = PQgetvalue(r, i, 13)[0] == 't';
     }
     PQclear(r);
     return n;
@@ -498,6 +505,69 @@ static int move_job(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, d
     return 0;
 }
 
+/* The messages a digest carried follow the digest's outcome. */
+static const pg_stmt_t st_members_sent = {
+    "comms_members_sent",
+    "UPDATE crm_communications SET status = 'sent', sent_at = now(), channel = $2, "
+    "provider_message_id = $3, updated_at = now() WHERE digest_id = $1::uuid "
+    "AND id <> $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    3};
+static const pg_stmt_t st_members_failed = {
+    "comms_members_failed",
+    "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
+    "WHERE digest_id = $1::uuid AND id <> $1::uuid "
+    "AND status IN ('scheduled', 'queued', 'sending')",
+    1};
+static const pg_stmt_t st_gather = {
+    "comms_gather",
+    "WITH m AS (SELECT c.id FROM crm_communications c WHERE c.client_id = $1 AND c.batch "
+    "AND (c.digest_id IS NULL OR c.digest_id = $2::uuid) "
+    "AND c.status IN ('scheduled', 'queued', 'sending') AND c.send_at <= now() + interval '1 "
+    "minute' "
+    "ORDER BY c.created_at FOR UPDATE SKIP LOCKED), "
+    "u AS (UPDATE crm_communications c SET digest_id = $2::uuid, status = CASE WHEN c.status = "
+    "'scheduled' THEN 'queued' ELSE c.status END, queued_at = coalesce(c.queued_at, now()), "
+    "updated_at = now() FROM m WHERE c.id = m.id "
+    "RETURNING c.id, c.message_type, c.context::text, c.created_at) "
+    "SELECT id, message_type, context FROM u ORDER BY created_at",
+    2};
+static const pg_stmt_t st_digest_run = {
+    "comms_digest_run",
+    "INSERT INTO crm_digest_runs (client_id, digest_date, communication_id, message_count) "
+    "VALUES ($1, current_date, $2::uuid, $3::int) ON CONFLICT DO NOTHING",
+    3};
+
+cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err)
+{
+    const char *p[] = {j->client_id, j->comm_id};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return NULL;
+    cJSON *items = NULL;
+    PGresult *r = NULL;
+    if (pg_exec_script(c, "BEGIN", err) == 0 && (r = pg_exec(c, &st_gather, p, err)) != NULL) {
+        items = cJSON_CreateArray();
+        for (int i = 0; i < PQntuples(r); i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "id", PQgetvalue(r, i, 0));
+            cJSON_AddStringToObject(o, "message_type", PQgetvalue(r, i, 1));
+            cJSON *ctx = cJSON_Parse(PQgetvalue(r, i, 2));
+            cJSON_AddItemToObject(o, "context", ctx ? ctx : cJSON_CreateObject());
+            cJSON_AddItemToArray(items, o);
+        }
+        char n[16];
+        snprintf(n, sizeof(n), "%d", PQntuples(r));
+        const char *dp[] = {j->client_id, j->comm_id, n};
+        if (exec1(c, &st_digest_run, dp, err) != 0 || pg_commit(c, err) != 0) {
+            cJSON_Delete(items);
+            items = NULL;
+        }
+    }
+    PQclear(r);
+    pg_pool_put(db, c);
+    return items;
+}
+
 int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
                     comm_outcome_t outcome, double delay_s, hd_err_t *err)
 {
@@ -522,9 +592,13 @@ int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
     if (rc == 0 && outcome == OUTCOME_SENT) {
         const char *sp[] = {j->comm_id, a->channel, a->provider_id};
         rc = exec1(c, &st_sent, sp, err);
+        if (rc == 0 && j->batch)
+            rc = exec1(c, &st_members_sent, sp, err);
     } else if (rc == 0 && outcome == OUTCOME_FAILED) {
         const char *idp[] = {j->comm_id};
         rc = exec1(c, &st_failed, idp, err);
+        if (rc == 0 && j->batch)
+            rc = exec1(c, &st_members_failed, idp, err);
     }
     return rc;
 }

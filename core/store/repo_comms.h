@@ -68,6 +68,7 @@ typedef struct comm_job {
     int channel_index; /* 0: primary; k: fallback k */
     bool recovered;    /* its previous lease expired: that process died holding it */
     char owner[96];    /* the lease holder that claimed it (this worker) */
+    bool batch;        /* low urgency: this job carries the client's digest */
     /* the communication */
     char status[16];
     char *client_id, *plan_id, *message_type, *urgency;
@@ -122,6 +123,11 @@ int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
  * the policy says not now (quiet hours began since acceptance). */
 int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *reason,
                 hd_err_t *err);
+
+/* For a digest job: locks the client's due low-urgency messages (this one
+ * included), attaches them to this job's message (digest_id) and returns
+ * them as [{id, message_type, context}] in arrival order; NULL on error. */
+cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err);
 
 /* Renews every lease of owner for lease_s more seconds (sends in flight). */
 int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err);

@@ -224,6 +224,36 @@ class PipelineTest(harness.HeraldCase):
         ev = [e for e in doc["events"] if e["type"] == "deferred"][0]
         self.assertIn("quiet hours", ev["message"])
 
+    def test_low_urgency_messages_go_as_one_digest(self):
+        # the digest time is the next minute, in UTC
+        at = time.gmtime(time.time() + 60)
+        cid = self.client(timezone="UTC", digest_time=time.strftime("%H:%M", at))
+        ids = []
+        for i in range(3):
+            r = self.send(cid, "reminder", urgency="low",
+                          context={"event_type": "wedding", "event_date": "2027-06-14",
+                                   "due_item": "Item %d" % i, "due_date": "2027-05-0%d" % (i + 1)})
+            self.assertEqual(r.status, 202, r)
+            self.assertTrue(r.json["strategy"]["batch"], r.json)
+            ids.append(r.json["id"])
+        sends = {self.server.request("GET", "/api/crm/communications/" + i,
+                                     headers=auth()).json["strategy"]["send_at"] for i in ids}
+        self.assertEqual(len(sends), 1, sends)  # one digest time for all three
+        docs = [self.settle(i, timeout=120) for i in ids]
+        self.assertEqual([d["status"] for d in docs], ["sent"] * 3, docs)
+        mails = [i for i in ids
+                 if os.path.exists(os.path.join(self.outbox, "email", i + "-1.eml"))]
+        self.assertEqual(len(mails), 1, "exactly one digest email")
+        with open(os.path.join(self.outbox, "email", mails[0] + "-1.eml"), "rb") as f:
+            raw = f.read()
+        import email as email_mod
+        import email.policy
+        m = email_mod.message_from_bytes(raw, policy=email.policy.default)
+        self.assertEqual(m["subject"], "Your daily update: 3 messages")
+        text = m.get_body(("plain",)).get_content()
+        for i in range(3):
+            self.assertIn("Item %d" % i, text)
+
     def test_cancel_only_before_a_provider_has_it(self):
         cid = self.client()
         later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
