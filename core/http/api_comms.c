@@ -112,6 +112,26 @@ static cJSON *recipient_of(http_req_t *req, bool *bad)
 
 static void create(http_req_t *req, const char *idem_key);
 
+/* ?wait=S: answers once the message has its first outcome (no longer
+ * queued or sending), or after S seconds, with the status at that moment. */
+static bool wait_outcome(http_req_t *req, bool timed_out)
+{
+    cJSON *doc = cJSON_Parse(req->wait_data);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    char status[16] = "";
+    bool done = false;
+    if (cJSON_IsString(id) && comms_status(req->app->db, id->valuestring, status, NULL) == 0)
+        done = strcmp(status, "queued") != 0 && strcmp(status, "sending") != 0;
+    if ((done || timed_out) && status[0]) {
+        cJSON_ReplaceItemInObjectCaseSensitive(doc, "status", cJSON_CreateString(status));
+        char *body = cJSON_PrintUnformatted(doc);
+        http_reply_bytes(req, 202, "application/json", body, strlen(body));
+        free(body);
+    }
+    cJSON_Delete(doc);
+    return done;
+}
+
 /* POST /api/crm/communications: the Idempotency-Key dance around create(). */
 void api_comms_create(http_req_t *req)
 {
@@ -166,6 +186,17 @@ void api_comms_create(http_req_t *req)
 static void create(http_req_t *req, const char *idem_key)
 {
     app_t *app = req->app;
+    int wait_ms = 0;
+    const char *wait = http_query(req, "wait");
+    if (wait) {
+        char *end;
+        double w = strtod(wait, &end);
+        if (*wait == '\0' || *end != '\0' || !(w >= 0 && w <= 30)) {
+            http_reply_error(req, 400, "invalid_request", "wait: expected seconds from 0 to 30");
+            return;
+        }
+        wait_ms = (int)(w * 1000);
+    }
     cJSON *body = req->json;
     static const char *const known[] = {"plan_id", "client_id", "message_type", "urgency",
                                         "context", "recipient", "channel",      "send_at"};
@@ -328,7 +359,8 @@ static void create(http_req_t *req, const char *idem_key)
      * keep it in the same transaction. */
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "id", id);
-    cJSON_AddStringToObject(doc, "status", when <= (int64_t)time(NULL) ? "queued" : "scheduled");
+    const char *doc_status = when <= (int64_t)time(NULL) ? "queued" : "scheduled";
+    cJSON_AddStringToObject(doc, "status", doc_status);
     cJSON_AddItemToObject(doc, "strategy", stored);
     char *answer = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
@@ -367,6 +399,10 @@ static void create(http_req_t *req, const char *idem_key)
     snprintf(loc, sizeof(loc), "/api/crm/communications/%s", id);
     http_reply_bytes(req, 202, "application/json", answer, strlen(answer));
     http_reply_header(req, "Location", loc);
+    if (wait_ms > 0 && strcmp(doc_status, "queued") == 0) {
+        req->wait_data = xstrdup(answer);
+        http_suspend(req, wait_ms, wait_outcome);
+    }
     free(id);
     free(answer);
 }

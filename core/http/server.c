@@ -16,12 +16,85 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 struct http_server {
     app_t *app;
     struct MHD_Daemon *daemon;
+    /* suspended requests and the thread that answers them */
+    pthread_mutex_t wait_mu;
+    http_req_t *waiting;  /* under wait_mu */
+    http_req_t *incoming; /* under wait_mu: suspended, not yet seen by the waiter */
+    bool stopping;        /* under wait_mu */
+    pthread_t waiter;
 };
+
+void http_suspend(http_req_t *req, int ms, bool (*fn)(http_req_t *req, bool timed_out))
+{
+    clock_gettime(CLOCK_MONOTONIC, &req->wait_until);
+    req->wait_until.tv_sec += ms / 1000;
+    req->wait_until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (req->wait_until.tv_nsec >= 1000000000L) {
+        req->wait_until.tv_sec++;
+        req->wait_until.tv_nsec -= 1000000000L;
+    }
+    req->wait_fn = fn;
+}
+
+static bool past(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* Polls the suspended requests; resumes each one whose answer is ready. */
+static void *run_waiter(void *arg)
+{
+    http_server_t *srv = arg;
+    for (;;) {
+        pthread_mutex_lock(&srv->wait_mu);
+        bool stopping = srv->stopping;
+        /* take the newly suspended ones into the list */
+        while (srv->incoming) {
+            http_req_t *r = srv->incoming;
+            srv->incoming = r->wait_next;
+            r->wait_next = srv->waiting;
+            srv->waiting = r;
+        }
+        http_req_t *list = srv->waiting;
+        srv->waiting = NULL;
+        pthread_mutex_unlock(&srv->wait_mu);
+        http_req_t *keep = NULL;
+        while (list) {
+            http_req_t *r = list;
+            list = r->wait_next;
+            bool timed_out = stopping || past(&r->wait_until);
+            if (r->wait_fn(r, timed_out) || timed_out) {
+                r->resumed = true;
+                MHD_resume_connection(r->conn);
+            } else {
+                r->wait_next = keep;
+                keep = r;
+            }
+        }
+        pthread_mutex_lock(&srv->wait_mu);
+        while (keep) {
+            http_req_t *r = keep;
+            keep = r->wait_next;
+            r->wait_next = srv->waiting;
+            srv->waiting = r;
+        }
+        bool done = srv->stopping && srv->waiting == NULL && srv->incoming == NULL;
+        pthread_mutex_unlock(&srv->wait_mu);
+        if (done && stopping)
+            break;
+        usleep(50000);
+    }
+    return NULL;
+}
 
 static double elapsed_s(const struct timespec *start)
 {
@@ -310,6 +383,7 @@ static enum MHD_Result send_reply(http_req_t *req)
     MHD_add_response_header(req->resp, "X-Content-Type-Options", "nosniff");
     if (MHD_get_response_header(req->resp, "Cache-Control") == NULL)
         MHD_add_response_header(req->resp, "Cache-Control", "no-store");
+    req->queued = true;
     enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, req->resp);
     MHD_destroy_response(req->resp);
     req->resp = NULL;
@@ -365,9 +439,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
-    if (req->replied)
+    if (req->queued)
         return MHD_YES; /* already answered (early 413) */
+    if (req->resumed)   /* a suspended request, its answer now ready */
+        return send_reply(req);
     dispatch(req);
+    if (req->wait_fn) {
+        /* Suspended before the waiter can see it: a resume never comes
+         * before its suspend. */
+        MHD_suspend_connection(conn);
+        pthread_mutex_lock(&srv->wait_mu);
+        req->wait_next = srv->incoming;
+        srv->incoming = req;
+        pthread_mutex_unlock(&srv->wait_mu);
+        return MHD_YES;
+    }
     return send_reply(req);
 }
 
@@ -403,6 +489,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->resp)
         MHD_destroy_response(req->resp);
     cJSON_Delete(req->json);
+    free(req->wait_data);
     for (int i = 0; i < req->nscratch; i++)
         free(req->scratch[i]);
     buf_free(&req->body);
@@ -445,7 +532,13 @@ http_server_t *http_start(app_t *app, hd_err_t *err)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     freeaddrinfo(ai);
+    pthread_mutex_init(&srv->wait_mu, NULL);
+    if (srv->daemon != NULL && pthread_create(&srv->waiter, NULL, run_waiter, srv) != 0) {
+        MHD_stop_daemon(srv->daemon);
+        srv->daemon = NULL;
+    }
     if (srv->daemon == NULL) {
+        pthread_mutex_destroy(&srv->wait_mu);
         free(srv);
         hd_err_set(err,
                    "http.listen: cannot listen on %s (in use, or not an address of this "
@@ -460,6 +553,13 @@ void http_stop(http_server_t *srv)
 {
     if (srv == NULL)
         return;
+    /* Suspended requests get their answer first: the daemon does not stop
+     * while connections are suspended. */
+    pthread_mutex_lock(&srv->wait_mu);
+    srv->stopping = true;
+    pthread_mutex_unlock(&srv->wait_mu);
+    pthread_join(srv->waiter, NULL);
     MHD_stop_daemon(srv->daemon);
+    pthread_mutex_destroy(&srv->wait_mu);
     free(srv);
 }

@@ -47,6 +47,13 @@ typedef struct http_req {
     bool replied;
     char *scratch[HTTP_MAX_SCRATCH]; /* decoded query values, freed with the request */
     int nscratch;
+    /* suspended requests (http_suspend) */
+    bool queued;                /* the response went to libmicrohttpd */
+    bool resumed;               /* woken with its response ready */
+    struct timespec wait_until; /* CLOCK_MONOTONIC deadline */
+    bool (*wait_fn)(struct http_req *req, bool timed_out);
+    char *wait_data; /* the handler's, freed with the request */
+    struct http_req *wait_next;
 } http_req_t;
 
 typedef void (*http_handler_fn)(http_req_t *req);
@@ -66,6 +73,14 @@ void http_reply_bytes(http_req_t *req, int status, const char *content_type, con
                       size_t len);
 /* Adds a header to the reply made by the last http_reply_* call. */
 void http_reply_header(http_req_t *req, const char *name, const char *value);
+
+/* Answers later without holding an HTTP thread: after the handler returns
+ * the connection is suspended, and a waiter thread calls fn about every
+ * 50 ms (timed_out set once ms have passed) until it returns true, having
+ * made the reply with http_reply_*; then the reply goes out. fn runs on the
+ * waiter thread. The reply made before this call is the one sent if the
+ * server stops first. */
+void http_suspend(http_req_t *req, int ms, bool (*fn)(http_req_t *req, bool timed_out));
 
 /* Request header or query argument, NULL when absent. */
 const char *http_header(http_req_t *req, const char *name);

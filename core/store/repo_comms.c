@@ -280,6 +280,24 @@ cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err)
     return doc;
 }
 
+static const pg_stmt_t st_status = {"comms_status",
+                                    "SELECT status FROM crm_communications WHERE id = $1::uuid", 1};
+
+int comms_status(pg_pool_t *db, const char *id, char status[16], hd_err_t *err)
+{
+    const char *p[] = {id};
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_status, p, err);
+    pg_pool_put(db, c);
+    int rc = r && PQntuples(r) == 1 ? 0 : -1;
+    if (rc == 0)
+        snprintf(status, 16, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
 static const pg_stmt_t st_cancel = {
     "comms_cancel",
     "WITH c AS (UPDATE crm_communications SET status = 'cancelled', cancelled_at = now(), "

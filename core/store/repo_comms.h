@@ -55,6 +55,9 @@ typedef struct comms_filter {
 /* A page, newest first: {"items":[...], "next_cursor": "..."|null}. */
 cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err);
 
+/* The current status of a message (for ?wait=). */
+int comms_status(pg_pool_t *db, const char *id, char status[16], hd_err_t *err);
+
 /* Cancels a message not yet handed to a provider: 0 done, 1 not found,
  * 2 too late (its status), -1 error. status_out gets the current status. */
 int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *err);

@@ -254,6 +254,53 @@ class PipelineTest(harness.HeraldCase):
         for i in range(3):
             self.assertIn("Item %d" % i, text)
 
+    def test_wait_answers_at_the_first_outcome(self):
+        cid = self.client()
+        body = {"plan_id": "plan-w", "client_id": cid, "message_type": "welcome",
+                "urgency": "critical", "context": {}}
+        t0 = time.time()
+        r = self.server.request("POST", "/api/crm/communications?wait=10", json_body=body,
+                                headers=auth())
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json["status"], "sent", r.json)
+        self.assertLess(time.time() - t0, 5)
+        # a message for later answers at once: "scheduled" is its first outcome
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        t0 = time.time()
+        r = self.server.request("POST", "/api/crm/communications?wait=10",
+                                json_body=dict(body, send_at=later), headers=auth())
+        self.assertEqual((r.status, r.json["status"]), (202, "scheduled"), r)
+        self.assertLess(time.time() - t0, 2)
+        for bad in ("abc", "31", "-1", ""):
+            r = self.server.request("POST", "/api/crm/communications?wait=" + bad,
+                                    json_body=body, headers=auth())
+            self.assertEqual(r.status, 400, (bad, r))
+
+    def test_waiting_requests_hold_no_http_thread(self):
+        # WhatsApp never answers (the fake holds it), so each ?wait=2 times out;
+        # more of them than HTTP threads (4) must not stall other requests.
+        cid = self.client(phone="+14155550006", opted_out=["email"])
+        body = {"plan_id": "plan-h", "client_id": cid, "message_type": "budget_summary",
+                "urgency": "critical"}
+        results = []
+
+        def post():
+            results.append(self.server.request("POST", "/api/crm/communications?wait=2",
+                                               json_body=body, headers=auth()))
+        threads = [threading.Thread(target=post) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.time()
+        h = self.server.request("GET", "/api/crm/health")
+        self.assertEqual(h.status, 200, h)
+        self.assertLess(time.time() - t0, 1.0, "health waited behind the suspended requests")
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(r.status for r in results), [202] * 8)
+        # no outcome within 2 s: the answer says where the message is
+        self.assertTrue({r.json["status"] for r in results} <= {"queued", "sending"}, results)
+
     def test_cancel_only_before_a_provider_has_it(self):
         cid = self.client()
         later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
