@@ -258,6 +258,30 @@ static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t 
     return 0;
 }
 
+/* The attachments given at acceptance (email only: the blueprint PDF; the
+ * other channels carry a link instead). They were checked then. */
+static void attach(tr_message_t *m, const char *payload_json)
+{
+    cJSON *p = cJSON_Parse(payload_json);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "attachments");
+    int n = cJSON_GetArraySize(list);
+    if (n > 0) {
+        m->attachments = xcalloc((size_t)n, sizeof(tr_attachment_t));
+        const cJSON *a;
+        cJSON_ArrayForEach(a, list)
+        {
+            const char *b64 = json_str(a, "content_base64");
+            tr_attachment_t *t = &m->attachments[m->nattachments];
+            if (b64 == NULL || b64_decode(b64, strlen(b64), &t->data, &t->len) != 0)
+                continue;
+            t->filename = xstrdup(json_str(a, "filename"));
+            t->content_type = xstrdup(json_str(a, "content_type"));
+            m->nattachments++;
+        }
+    }
+    cJSON_Delete(p);
+}
+
 /* Checks and renders one job. Returns 1 with *out_msg ready to send, 0
  * when it was settled here (skipped, failed, dropped), -1 on a transient
  * problem (the lease will bring it back). */
@@ -376,6 +400,8 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
     m->to = xstrdup(addr);
     if (name)
         m->to_name = xstrdup(name);
+    if (ch == TR_EMAIL && j->payload_json)
+        attach(m, j->payload_json);
     const char *v;
     if ((v = json_str(out, "subject")))
         m->subject = xstrdup(v);

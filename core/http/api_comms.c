@@ -9,6 +9,7 @@
  */
 #include "base/buf.h"
 #include "base/timefmt.h"
+#include "crypto/codec.h"
 #include "crypto/hash.h"
 #include "store/repo_idem.h"
 #include "base/tz.h"
@@ -42,6 +43,75 @@ static bool id_text(const char *s, size_t max)
         if ((unsigned char)*p < 0x20)
             return false;
     return true;
+}
+
+#define MAX_ATTACHMENTS      10
+#define MAX_ATTACHMENT_BYTES (10 * 1024 * 1024)
+
+/* attachments: [{filename, content_type, content_base64}] for the email
+ * channel (the blueprint PDF). Checked here, decoded again at send time;
+ * returns the job payload {"attachments": [...]} or NULL (none, or *bad
+ * after replying 400). */
+static char *attachments_of(http_req_t *req, bool *bad)
+{
+    *bad = false;
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(req->json, "attachments");
+    if (list == NULL || cJSON_IsNull(list))
+        return NULL;
+    const char *why = NULL;
+    int index = -1;
+    size_t total = 0;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > MAX_ATTACHMENTS)
+        why = "expected a list of at most 10 {filename, content_type, content_base64}";
+    const cJSON *a, *items = cJSON_IsArray(list) ? list : NULL;
+    cJSON_ArrayForEach(a, items)
+    {
+        index++;
+        if (why)
+            break;
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(a, "filename");
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(a, "content_type");
+        const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(a, "content_base64");
+        hd_err_t err;
+        uint8_t *raw = NULL;
+        size_t n = 0;
+        if (!cJSON_IsObject(a) || cJSON_GetArraySize(a) != 3 || !cJSON_IsString(fn) ||
+            !cJSON_IsString(ct) || !cJSON_IsString(b64))
+            why = "expected exactly {filename, content_type, content_base64}, all strings";
+        else if (!id_text(fn->valuestring, 255) ||
+                 mime_check_header_value("filename", fn->valuestring, strlen(fn->valuestring),
+                                         &err) != 0)
+            why = "filename: 1 to 255 printable characters";
+        else if (strchr(ct->valuestring, '/') == NULL || strpbrk(ct->valuestring, " ;\r\n"))
+            why = "content_type: a type/subtype like application/pdf";
+        else if (b64_decode(b64->valuestring, strlen(b64->valuestring), &raw, &n) != 0)
+            why = "content_base64: not valid base64";
+        free(raw);
+        total += n;
+        if (!why && total > MAX_ATTACHMENT_BYTES)
+            why = "larger than 10 MiB in all";
+    }
+    if (why) {
+        *bad = true;
+        if (index >= 0 && cJSON_IsArray(list))
+            http_reply_error(req, 400, "invalid_request", "attachments[%d]: %s", index, why);
+        else
+            http_reply_error(req, 400, "invalid_request", "attachments: %s", why);
+        return NULL;
+    }
+    cJSON *payload = cJSON_CreateObject();
+    cJSON_AddItemToObject(payload, "attachments", cJSON_Duplicate(list, true));
+    char *s = cJSON_PrintUnformatted(payload);
+    cJSON_Delete(payload);
+    /* freed with the request, whichever way the handler returns */
+    if (s && req->nscratch < HTTP_MAX_SCRATCH) {
+        req->scratch[req->nscratch++] = s;
+        return s;
+    }
+    free(s);
+    *bad = true;
+    http_reply_error(req, 500, "internal", "cannot keep the attachments");
+    return NULL;
 }
 
 /* A required or optional string member; replies 400 and returns false when
@@ -198,8 +268,9 @@ static void create(http_req_t *req, const char *idem_key)
         wait_ms = (int)(w * 1000);
     }
     cJSON *body = req->json;
-    static const char *const known[] = {"plan_id", "client_id", "message_type", "urgency",
-                                        "context", "recipient", "channel",      "send_at"};
+    static const char *const known[] = {"plan_id", "client_id", "message_type",
+                                        "urgency", "context",   "recipient",
+                                        "channel", "send_at",   "attachments"};
     const cJSON *f;
     cJSON_ArrayForEach(f, body)
     {
@@ -262,6 +333,11 @@ static void create(http_req_t *req, const char *idem_key)
         return;
     }
     bool bad;
+    char *payload = attachments_of(req, &bad);
+    if (bad) {
+        free(ctx_json);
+        return;
+    }
     cJSON *recipient = recipient_of(req, &bad);
     if (bad) {
         free(ctx_json);
@@ -382,6 +458,7 @@ static void create(http_req_t *req, const char *idem_key)
         .idempotency_key = idem_key,
         .idem_principal = idem_key ? req->principal.sub : NULL,
         .idem_response = answer,
+        .payload_json = payload,
     };
     rc = comms_create(app->db, &c, &err);
     free(ctx_json);

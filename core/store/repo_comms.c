@@ -22,10 +22,11 @@ static const pg_stmt_t st_insert = {
     15};
 static const pg_stmt_t st_insert_job = {
     "comms_insert_job",
-    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key) "
-    "VALUES ($1, 'send', $2::smallint, greatest(to_timestamp($3::float8), now()), $4) "
+    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key, payload) "
+    "VALUES ($1, 'send', $2::smallint, greatest(to_timestamp($3::float8), now()), $4, "
+    "coalesce($5::jsonb, '{}')) "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
-    4};
+    5};
 static const pg_stmt_t st_idem_done = {
     "comms_idem_done",
     "UPDATE crm_idempotency_keys SET state = 'done', response_status = 202, response_body = $3, "
@@ -65,7 +66,7 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
      * job's worker sends them all as one digest, whichever process has it. */
     char dedup[300];
     snprintf(dedup, sizeof(dedup), "digest:%s:%s", c->client_id, send_at);
-    const char *jp[] = {c->id, prio, send_at, c->batch ? dedup : NULL};
+    const char *jp[] = {c->id, prio, send_at, c->batch ? dedup : NULL, c->payload_json};
     const char *ip[] = {c->idem_principal, c->idempotency_key, c->idem_response, c->id};
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
@@ -341,11 +342,12 @@ static const pg_stmt_t st_claim = {
     "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
     "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
     "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
-    "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered) "
+    "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
+    "crm_jobs.payload::text AS payload) "
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
     "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
-    "m.batch "
+    "m.batch, j.payload "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id",
     3};
 
@@ -358,6 +360,7 @@ void comm_job_free(comm_job_t *j)
     free(j->context_json);
     free(j->recipient_enc);
     free(j->channels_csv);
+    free(j->payload_json);
     memset(j, 0, sizeof(*j));
 }
 
@@ -399,6 +402,7 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         j->recovered = PQgetvalue(r, i, 12)[0] == 't';
         snprintf(j->owner, sizeof(j->owner), "%s", owner);
         j->batch = PQgetvalue(r, i, 13)[0] == 't';
+        j->payload_json = dup_or_null(r, i, 14);
     }
     PQclear(r);
     return n;

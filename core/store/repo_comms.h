@@ -35,6 +35,7 @@ typedef struct comm_new {
     const char *idempotency_key; /* with idem_principal: the key's record */
     const char *idem_principal;  /* gets the answer below in the same transaction */
     const char *idem_response;   /* the 202 body */
+    const char *payload_json;    /* the job's payload (attachments), or NULL */
 } comm_new_t;
 
 /* Inserts the communication (with c->id) and its send job, and completes
@@ -67,11 +68,12 @@ int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *e
 typedef struct comm_job {
     int64_t job_id;
     char comm_id[40];
-    int attempt;       /* attempts made on the current channel */
-    int channel_index; /* 0: primary; k: fallback k */
-    bool recovered;    /* its previous lease expired: that process died holding it */
-    char owner[96];    /* the lease holder that claimed it (this worker) */
-    bool batch;        /* low urgency: this job carries the client's digest */
+    int attempt;        /* attempts made on the current channel */
+    int channel_index;  /* 0: primary; k: fallback k */
+    bool recovered;     /* its previous lease expired: that process died holding it */
+    char owner[96];     /* the lease holder that claimed it (this worker) */
+    bool batch;         /* low urgency: this job carries the client's digest */
+    char *payload_json; /* {"attachments": [...]} given at acceptance */
     /* the communication */
     char status[16];
     char *client_id, *plan_id, *message_type, *urgency;

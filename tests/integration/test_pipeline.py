@@ -301,6 +301,36 @@ class PipelineTest(harness.HeraldCase):
         # no outcome within 2 s: the answer says where the message is
         self.assertTrue({r.json["status"] for r in results} <= {"queued", "sending"}, results)
 
+    def test_the_blueprint_pdf_goes_as_an_attachment(self):
+        import base64
+        import email as email_mod
+        import email.policy
+        cid = self.client()
+        pdf = b"%PDF-1.4\n" + bytes(range(256)) * 20 + b"\n%%EOF\n"
+        r = self.send(cid, "blueprint_delivery", context={
+            "event_type": "wedding", "event_date": "2027-06-14",
+            "blueprint_url": "https://app.example/b/1"},
+            attachments=[{"filename": "blueprint.pdf", "content_type": "application/pdf",
+                          "content_base64": base64.b64encode(pdf).decode()}])
+        self.assertEqual(r.status, 202, r)
+        doc = self.settle(r.json["id"])
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "email"), doc)
+        with open(os.path.join(self.outbox, "email", r.json["id"] + "-1.eml"), "rb") as f:
+            m = email_mod.message_from_bytes(f.read(), policy=email.policy.default)
+        att, = list(m.iter_attachments())
+        self.assertEqual(att.get_filename(), "blueprint.pdf")
+        self.assertEqual(att.get_content_type(), "application/pdf")
+        self.assertEqual(att.get_content(), pdf)
+        for bad, word in [([{"filename": "a.pdf", "content_type": "application/pdf",
+                             "content_base64": "not base64!"}], "content_base64"),
+                          ([{"filename": "a\r\nBcc: x@y", "content_type": "application/pdf",
+                             "content_base64": ""}], "filename"),
+                          ([{"filename": "a.pdf"}], "attachments[0]"),
+                          ("a.pdf", "attachments")]:
+            r = self.send(cid, "blueprint_delivery", attachments=bad)
+            self.assertEqual(r.status, 400, (bad, r))
+            self.assertIn(word, r.json["error"]["message"])
+
     def test_cancel_only_before_a_provider_has_it(self):
         cid = self.client()
         later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
