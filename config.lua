@@ -38,6 +38,8 @@ return {
     lease_seconds = env("HERALD_LEASE_SECONDS", "120"),
     -- POSTed {"alert":"communication_failed", ...} when every channel failed
     alert_url = env("HERALD_ALERT_URL"),
+    -- and/or emailed (through the email channel's driver) to this address
+    alert_email = env("HERALD_ALERT_EMAIL"),
   },
   paths = {
     var = env("HERALD_VAR_DIR", "var"),

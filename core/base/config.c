@@ -67,6 +67,7 @@ static const field_t schema[] = {
     {"engine.retry_scale", K_NUMBER, OFF(retry_scale), false, "1", 0, 1000, NULL},
     {"engine.lease_seconds", K_INT, OFF(lease_s), false, "120", 2, 3600, NULL},
     {"engine.alert_url", K_URL, OFF(alert_url), false, NULL, 0, 0, "http https"},
+    {"engine.alert_email", K_STRING, OFF(alert_email), false, NULL, 0, 0, NULL},
     {"paths.var", K_STRING, OFF(var_dir), false, "var", 0, 0, NULL},
     {"paths.migrations", K_STRING, OFF(migrations_dir), false, "migrations", 0, 0, NULL},
     {"paths.scripts", K_STRING, OFF(scripts_dir), false, "scripts", 0, 0, NULL},
@@ -822,7 +823,8 @@ void cfg_free(cfg_t *cfg)
                      &cfg->wa_driver,
                      &cfg->wa_base_url,
                      &cfg->wa_phone_number_id,
-                     &cfg->alert_url};
+                     &cfg->alert_url,
+                     &cfg->alert_email};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         free(*strs[i]);
         *strs[i] = NULL;

@@ -121,6 +121,43 @@ static cJSON *recipient_of(app_t *app, const comm_job_t *j, hd_err_t *err)
     return prefs;
 }
 
+static void alert_sent(void *ctx, tr_message_t *msg, const tr_result_t *res)
+{
+    (void)ctx;
+    if (!res->ok)
+        log_error("the failure alert email could not be sent", "comm_id", msg->comm_id, "reason",
+                  res->text);
+    tr_message_free(msg);
+}
+
+/* The e-mail form of the alert, through the email channel's own driver. */
+static void alert_email(app_t *app, const comm_job_t *j, const char *category, const char *reason)
+{
+    const char *to = app->cfg->alert_email;
+    if (to == NULL || *to == '\0')
+        return;
+    tr_message_t *m = tr_message_new();
+    m->channel = TR_EMAIL;
+    char id[80];
+    snprintf(id, sizeof(id), "alert-%s", j->comm_id);
+    m->comm_id = xstrdup(id);
+    m->attempt = 1;
+    m->to = xstrdup(to);
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "Herald: a %s message to client %s failed on every channel",
+               j->message_type ? j->message_type : "?", j->client_id ? j->client_id : "?");
+    m->subject = buf_steal(&b);
+    buf_printf(&b,
+               "Communication: %s\nClient: %s\nPlan: %s\nMessage type: %s\nLast category: "
+               "%s\nLast answer: %s\n\nEvery attempt is in GET /api/crm/communications/%s\n",
+               j->comm_id, j->client_id ? j->client_id : "", j->plan_id ? j->plan_id : "",
+               j->message_type ? j->message_type : "", category ? category : "",
+               reason ? reason : "", j->comm_id);
+    m->text = buf_steal(&b);
+    tr_send(app->transport, m, alert_sent, NULL);
+}
+
 /* Every channel of a message failed: a critical log line, and a POST to the
  * operations URL when one is configured (engine.alert_url). Best effort and
  * short: an unreachable alert endpoint never holds up the queue long. */
@@ -128,6 +165,7 @@ static void alert(app_t *app, const comm_job_t *j, const char *category, const c
 {
     log_crit("every channel failed; the message failed", "comm_id", j->comm_id, "client_id",
              j->client_id, "message_type", j->message_type, "category", category);
+    alert_email(app, j, category, reason);
     const char *url = app->cfg->alert_url;
     if (url == NULL || *url == '\0')
         return;

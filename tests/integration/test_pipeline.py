@@ -75,6 +75,7 @@ class PipelineTest(harness.HeraldCase):
             "HERALD_OUTBOX_DIR": cls.outbox, "HERALD_RETRY_SCALE": "0.001",
             "HERALD_WORKERS": "2",
             "HERALD_ALERT_URL": "http://127.0.0.1:%d/alerts" % cls.alerts.server_port,
+            "HERALD_ALERT_EMAIL": "ops@herald.example",
             "HERALD_SMS_DRIVER": "twilio", "HERALD_TWILIO_BASE_URL": base,
             "HERALD_TWILIO_ACCOUNT_SID": SID, "HERALD_TWILIO_AUTH_TOKEN": TOKEN,
             "HERALD_TWILIO_FROM": "+15005550006",
@@ -184,6 +185,16 @@ class PipelineTest(harness.HeraldCase):
         self.assertEqual(alert["alert"], "communication_failed")
         self.assertEqual(alert["client_id"], cid)
         self.assertEqual(alert["message_type"], "error_notification")
+        # and the e-mail form, through the email driver (the outbox here)
+        path = os.path.join(self.outbox, "email", "alert-%s-1.eml" % r.json["id"])
+        deadline = time.time() + 5
+        while not os.path.exists(path):
+            self.assertLess(time.time(), deadline, "no alert email")
+            time.sleep(0.05)
+        with open(path, "rb") as f:
+            raw = f.read()
+        self.assertIn(b"To: ops@herald.example", raw)
+        self.assertIn(r.json["id"].encode(), raw)
 
     def test_preferences_are_checked_again_at_send_time(self):
         cid = self.client()
