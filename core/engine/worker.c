@@ -605,7 +605,7 @@ static void write_all(worker_t *w, rec_t *recs, int n)
 
 /* Marks the prepared messages sending in one transaction, then hands the
  * ones still ours to the transport. Returns how many went out. */
-static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n)
+static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, bool *went)
 {
     app_t *app = w->eng->app;
     hd_err_t err;
@@ -629,6 +629,7 @@ static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n)
         pg_pool_put(app->db, c);
     int sent = 0;
     for (int i = 0; i < n; i++) {
+        went[i] = false;
         if (msgs[i] == NULL)
             continue;
         if (!ok || marked[i] != 0) {
@@ -646,6 +647,7 @@ static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n)
         sc->slot = i;
         tr_send(app->transport, msgs[i], on_sent, sc);
         msgs[i] = NULL;
+        went[i] = true;
         sent++;
     }
     return sent;
@@ -679,61 +681,118 @@ static void wait_for_work(struct engine *e, unsigned long seen, double max_s)
     pthread_mutex_unlock(&e->wake_mu);
 }
 
+/* Waits for outcomes: up to max_ms when there is room to claim more work,
+ * else until one comes, renewing the leases meanwhile. Returns the list. */
+static outcome_t *wait_outcomes(worker_t *w, int max_ms)
+{
+    app_t *app = w->eng->app;
+    pthread_mutex_lock(&w->mu);
+    while (w->done == NULL) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        if (max_ms > 0) {
+            until.tv_nsec += (long)max_ms * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+        } else {
+            /* A provider that takes its time must not cost us the lease:
+             * renew it every third of its length meanwhile. */
+            until.tv_sec += app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1;
+        }
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0 && w->done == NULL) {
+            if (max_ms > 0)
+                break;
+            pthread_mutex_unlock(&w->mu);
+            comms_extend(app->db, w->owner, app->cfg->lease_s, NULL);
+            pthread_mutex_lock(&w->mu);
+        }
+    }
+    outcome_t *list = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->mu);
+    return list;
+}
+
+/* A worker keeps up to BATCH messages in flight: it claims as slots free up
+ * rather than waiting for a whole batch, so one slow provider answer never
+ * holds the others back. */
 static void *run_worker(void *arg)
 {
     worker_t *w = arg;
     struct engine *e = w->eng;
     app_t *app = e->app;
     comm_job_t jobs[BATCH];
-    while (!atomic_load(&e->stopping)) {
+    bool used[BATCH] = {false};
+    int inflight = 0;
+    memset(jobs, 0, sizeof(jobs));
+    struct timespec renewed;
+    clock_gettime(CLOCK_MONOTONIC, &renewed);
+    while (!atomic_load(&e->stopping) || inflight > 0) {
         hd_err_t err;
-        unsigned long seen = wake_count(e);
-        int n = comms_claim(app->db, w->owner, BATCH, app->cfg->lease_s, jobs, &err);
-        if (n <= 0) {
+        int claimed = 0;
+        if (!atomic_load(&e->stopping) && inflight < BATCH) {
+            comm_job_t fresh[BATCH];
+            unsigned long seen = wake_count(e);
+            int n =
+                comms_claim(app->db, w->owner, BATCH - inflight, app->cfg->lease_s, fresh, &err);
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);
-            wait_for_work(e, seen, n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL));
-            continue;
-        }
-        tr_message_t *msgs[BATCH];
-        for (int i = 0; i < n; i++)
-            dispatch(w, &jobs[i], i, &msgs[i]);
-        int pending = send_all(w, jobs, msgs, n);
-        /* Outcomes come back as the providers answer; record each at once. */
-        while (pending > 0) {
-            pthread_mutex_lock(&w->mu);
-            while (w->done == NULL) {
-                /* A provider that takes its time must not cost us the
-                 * lease: renew it every third of its length meanwhile. */
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_sec += app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1;
-                if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0 && w->done == NULL) {
-                    pthread_mutex_unlock(&w->mu);
-                    comms_extend(app->db, w->owner, app->cfg->lease_s, NULL);
-                    pthread_mutex_lock(&w->mu);
+            if (n <= 0 && inflight == 0) {
+                wait_for_work(e, seen, n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL));
+                continue;
+            }
+            tr_message_t *msgs[BATCH] = {NULL};
+            bool placed[BATCH] = {false};
+            for (int k = 0, s = 0; k < n; k++) {
+                while (used[s])
+                    s++;
+                jobs[s] = fresh[k]; /* the slot takes the job's memory */
+                used[s] = placed[s] = true;
+                dispatch(w, &jobs[s], s, &msgs[s]);
+            }
+            bool went[BATCH];
+            inflight += send_all(w, jobs, msgs, BATCH, went);
+            /* slots of this claim that did not go out (settled here,
+             * cancelled, left to the lease) are free again */
+            for (int s = 0; s < BATCH; s++)
+                if (placed[s] && !went[s]) {
+                    comm_job_free(&jobs[s]);
+                    used[s] = false;
                 }
-            }
-            outcome_t *list = w->done;
-            w->done = NULL;
-            pthread_mutex_unlock(&w->mu);
-            rec_t recs[BATCH];
-            outcome_t *done[BATCH];
-            int k = 0;
-            for (outcome_t *o = list; o && k < BATCH; o = o->next) {
-                prepare(w, &jobs[o->slot], o, &recs[k]);
-                done[k++] = o;
-            }
-            write_all(w, recs, k);
-            for (int i = 0; i < k; i++) {
-                free(recs[i].details);
-                tr_message_free(done[i]->msg);
-                free(done[i]);
-                pending--;
-            }
+            claimed = n;
         }
-        for (int i = 0; i < n; i++)
-            comm_job_free(&jobs[i]);
+        if (inflight == 0)
+            continue;
+        /* Sends still in flight keep their leases, however long the
+         * provider takes. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - renewed.tv_sec >=
+            (app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1)) {
+            comms_extend(app->db, w->owner, app->cfg->lease_s, NULL);
+            renewed = now;
+        }
+        /* Room left and work may be waiting: look again soon; full: wait. */
+        bool room = !atomic_load(&e->stopping) && inflight < BATCH;
+        outcome_t *list = wait_outcomes(w, room ? (claimed > 0 ? 5 : 20) : 0);
+        rec_t recs[BATCH];
+        outcome_t *done[BATCH];
+        int k = 0;
+        for (outcome_t *o = list; o && k < BATCH; o = o->next) {
+            prepare(w, &jobs[o->slot], o, &recs[k]);
+            done[k++] = o;
+        }
+        if (k)
+            write_all(w, recs, k);
+        for (int i = 0; i < k; i++) {
+            int slot = done[i]->slot;
+            free(recs[i].details);
+            tr_message_free(done[i]->msg);
+            free(done[i]);
+            comm_job_free(&jobs[slot]);
+            used[slot] = false;
+            inflight--;
+        }
     }
     return NULL;
 }
