@@ -182,6 +182,20 @@ void buf_json_escape(buf_t *b, const char *s)
     }
 }
 
+int buf_read_file(buf_t *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -1;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        buf_append(b, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? -1 : 0;
+}
+
 char *buf_steal(buf_t *b)
 {
     char *p = b->data ? b->data : xstrdup("");

@@ -28,6 +28,9 @@ void buf_json_escape(buf_t *b, const char *s);
 /* Returns the data (caller frees) and leaves b empty. Never NULL. */
 char *buf_steal(buf_t *b);
 
+/* Appends the whole file at path to b; -1 (errno set) when it cannot be read. */
+int buf_read_file(buf_t *b, const char *path);
+
 /* strdup that aborts on OOM. */
 char *xstrdup(const char *s);
 void *xmalloc(size_t n);

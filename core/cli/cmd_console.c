@@ -198,16 +198,12 @@ static cJSON *load_examples(const char *dir)
             continue;
         char path[2048];
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (f == NULL)
-            continue;
         buf_t b;
         buf_init(&b);
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            buf_append(&b, chunk, n);
-        fclose(f);
+        if (buf_read_file(&b, path) != 0) {
+            buf_free(&b);
+            continue;
+        }
         cJSON *j = cJSON_ParseWithLength(b.data ? b.data : "", b.len);
         buf_free(&b);
         if (j) {

@@ -38,18 +38,13 @@ lrt_t *cli_policy(const cfg_t *cfg, hd_err_t *err)
 
 static cJSON *read_json_file(const char *path, hd_err_t *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    buf_t b;
+    buf_init(&b);
+    if (buf_read_file(&b, path) != 0) {
+        buf_free(&b);
         hd_err_set(err, "%s: cannot read", path);
         return NULL;
     }
-    buf_t b;
-    buf_init(&b);
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(b.data ? b.data : "", b.len, &end, false);
     if (j == NULL || !cJSON_IsObject(j)) {

@@ -53,16 +53,7 @@ static int build_app(app_t *app, cfg_t *cfg)
             return -1;
         }
     }
-    lrt_opts_t lo = {
-        .scripts_dir = cfg->scripts_dir,
-        .templates_dir = cfg->templates_dir,
-        .limits = {.instruction_limit = cfg->lua_instruction_limit,
-                   .memory_limit = (size_t)cfg->lua_memory_limit_mb << 20,
-                   .retry_scale = cfg->retry_scale,
-                   .default_timezone = cfg->default_timezone,
-                   .public_url = cfg->public_url},
-    };
-    app->policy = lrt_new(&lo, &err);
+    app->policy = cli_policy(cfg, &err);
     if (app->policy == NULL) {
         fprintf(stderr, "herald serve: policy: %s\n", err.msg);
         return -1;

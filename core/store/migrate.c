@@ -50,18 +50,13 @@ static bool valid_name(const char *n, int *version)
 
 static char *slurp(const char *path, hd_err_t *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    buf_t b;
+    buf_init(&b);
+    if (buf_read_file(&b, path) != 0) {
+        buf_free(&b);
         hd_err_set(err, "%s: cannot read", path);
         return NULL;
     }
-    buf_t b;
-    buf_init(&b);
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&b, chunk, n);
-    fclose(f);
     return buf_steal(&b);
 }
 

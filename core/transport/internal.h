@@ -49,6 +49,9 @@ int tr_whatsapp_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res);
 void tr_http_finish(const tr_settings_t *s, tr_xfer_t *x, CURLcode rc, tr_result_t *res);
 int tr_outbox_write(const tr_settings_t *s, const tr_message_t *m, tr_result_t *res);
 
+/* The email as both the SMTP and the outbox drivers send it (the same bytes). */
+int tr_build_email(const tr_settings_t *s, const tr_message_t *m, buf_t *out, hd_err_t *err);
+
 /* Common easy-handle set-up: timeouts, no signals, keep-alive. */
 void tr_easy_common(CURL *e, int timeout_ms);
 

@@ -6,6 +6,7 @@
  * slots and never holds up another channel.
  */
 #include "transport/internal.h"
+#include "transport/mime.h"
 #include "base/log.h"
 
 #include <pthread.h>
@@ -116,6 +117,41 @@ cJSON *tr_result_to_json(const tr_result_t *r)
     cJSON_AddStringToObject(o, "text", r->text);
     cJSON_AddNumberToObject(o, "latency_ms", (double)(long)(r->latency_ms * 1000) / 1000);
     return o;
+}
+
+int tr_build_email(const tr_settings_t *s, const tr_message_t *m, buf_t *out, hd_err_t *err)
+{
+    mime_attachment_t *atts = NULL;
+    if (m->nattachments) {
+        atts = xcalloc((size_t)m->nattachments, sizeof(*atts));
+        for (int i = 0; i < m->nattachments; i++)
+            atts[i] =
+                (mime_attachment_t){m->attachments[i].filename, m->attachments[i].content_type,
+                                    m->attachments[i].data, m->attachments[i].len};
+    }
+    char attempt[16];
+    snprintf(attempt, sizeof(attempt), "%d", m->attempt);
+    mime_email_t e = {
+        .from_name = s->from_name[0] ? s->from_name : NULL,
+        .from_addr = s->from_addr,
+        .to_name = m->to_name,
+        .to_addr = m->to ? m->to : "",
+        .reply_to = s->c.email_reply_to,
+        .subject = m->subject ? m->subject : "",
+        .text = m->text,
+        .html = m->html,
+        .attachments = atts,
+        .nattachments = m->nattachments,
+        .comm_id = m->comm_id,
+        .domain = s->c.email_domain,
+        .date = (int64_t)time(NULL),
+        .unsubscribe_url = m->unsubscribe_url,
+        .extra_header_name = "X-Herald-Attempt",
+        .extra_header_value = attempt,
+    };
+    int rc = mime_build(&e, out, err);
+    free(atts);
+    return rc;
 }
 
 void tr_easy_common(CURL *e, int timeout_ms)

@@ -94,34 +94,7 @@ int tr_outbox_write(const tr_settings_t *s, const tr_message_t *m, tr_result_t *
     buf_init(&b);
     int rc;
     if (m->channel == TR_EMAIL) {
-        mime_attachment_t *atts = NULL;
-        if (m->nattachments) {
-            atts = xcalloc((size_t)m->nattachments, sizeof(*atts));
-            for (int i = 0; i < m->nattachments; i++)
-                atts[i] =
-                    (mime_attachment_t){m->attachments[i].filename, m->attachments[i].content_type,
-                                        m->attachments[i].data, m->attachments[i].len};
-        }
-        char attempt[16];
-        snprintf(attempt, sizeof(attempt), "%d", m->attempt);
-        mime_email_t e = {.from_name = s->from_name[0] ? s->from_name : NULL,
-                          .from_addr = s->from_addr,
-                          .to_name = m->to_name,
-                          .to_addr = m->to ? m->to : "",
-                          .reply_to = s->c.email_reply_to,
-                          .subject = m->subject ? m->subject : "",
-                          .text = m->text,
-                          .html = m->html,
-                          .attachments = atts,
-                          .nattachments = m->nattachments,
-                          .comm_id = m->comm_id,
-                          .domain = s->c.email_domain,
-                          .date = (int64_t)time(NULL),
-                          .unsubscribe_url = m->unsubscribe_url,
-                          .extra_header_name = "X-Herald-Attempt",
-                          .extra_header_value = attempt};
-        rc = mime_build(&e, &b, &err);
-        free(atts);
+        rc = tr_build_email(s, m, &b, &err);
         if (rc != 0) {
             buf_free(&b);
             return tr_refuse(res, "message refused before sending: %s", err.msg);
