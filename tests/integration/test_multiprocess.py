@@ -149,6 +149,36 @@ class KillTest(MultiProcessCase):
             self.assertTrue(dupes <= recovered, dupes - recovered)
 
 
+class DigestTest(MultiProcessCase):
+    def test_one_digest_per_client_across_processes(self):
+        servers = self.start_servers(2)
+        cid = "digest-" + uuid.uuid4().hex[:8]
+        at = time.gmtime(time.time() + 60)
+        r = servers[0].request("POST", "/api/crm/preferences", headers=auth(), json_body={
+            "client_id": cid, "email": "zoe@example.com", "timezone": "UTC",
+            "digest_time": time.strftime("%H:%M", at)})
+        self.assertIn(r.status, (200, 201), r)
+        ids = []
+        for i in range(6):  # accepted by both processes in turn
+            r = servers[i % 2].request("POST", "/api/crm/communications", headers=auth(),
+                                       json_body={"plan_id": "d", "client_id": cid,
+                                                  "message_type": "reminder",
+                                                  "context": {"due_item": "Item %d" % i,
+                                                              "due_date": "2027-05-01"}})
+            self.assertEqual(r.status, 202, r)
+            self.assertTrue(r.json["strategy"]["batch"])
+            ids.append(r.json["id"])
+        self.assertEqual(self.wait_settled(6, timeout=150), 6)
+        self.assertEqual(psql(self.db, "SELECT count(*) FROM crm_communications "
+                                       "WHERE status = 'sent'"), "6")
+        mails = glob.glob(os.path.join(self.maildir, "*.eml"))
+        self.assertEqual(len(mails), 1, "exactly one digest")
+        with open(mails[0], "rb") as f:
+            raw = f.read()
+        self.assertIn(b"Your daily update: 6 messages", raw)
+        self.assertEqual(psql(self.db, "SELECT count(*) FROM crm_digest_runs"), "1")
+
+
 class LeaseTest(MultiProcessCase):
     def test_a_send_longer_than_the_lease_is_not_sent_twice(self):
         # The provider answers after 5 s; the lease is 3 s. The worker renews
