@@ -45,6 +45,21 @@ return {
     jitter = 0.2,
   },
 
+  -- Consent: when a channel may be used without the client's explicit yes
+  -- (prefs consent.given = true, POST /api/crm/preferences "consent").
+  consent = {
+    -- Channels used only after an opt-in. WhatsApp: Meta's Business policy
+    -- requires one before a business starts a conversation. SMS and email
+    -- about the client's own event are transactional (the number and address
+    -- were given for it), so they go without; add sms = true where the law
+    -- you work under asks for an explicit yes to texts.
+    required = { whatsapp = true },
+    -- A client who said no (consent.given = false with a time: a withdrawal,
+    -- or a recorded refusal) gets nothing on any channel. false: only the
+    -- channels in `required` stop.
+    withdrawal_stops_all = true,
+  },
+
   -- Queue priority by urgency: higher goes first when workers are busy.
   priorities = { critical = 100, high = 75, normal = 50, low = 10 },
 }

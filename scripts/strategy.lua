@@ -15,9 +15,11 @@
 --   3. request.channel, when given, goes first (the business asked for it),
 --      even if the matrix or the client's list does not name it; the rest
 --      of the chain follows as fallbacks.
---   4. Channels the client opted out of (prefs.opted_out[ch]) or has no
---      address for (email needs prefs.email; sms and whatsapp need
---      prefs.phone) are dropped: they are never used, forced or not.
+--   4. Channels strategy.refusal refuses are dropped, forced or not: ones
+--      the client opted out of (prefs.opted_out[ch]), has no address for
+--      (email needs prefs.email; sms and whatsapp need prefs.phone), or has
+--      not consented to (settings.consent; prefs.consent = {given, at}).
+--      The engine asks strategy.refusal again before every attempt.
 --   5. Nothing left -> primary_channel = nil, and the reasons say why.
 
 local matrix = require("matrix")
@@ -63,6 +65,52 @@ local function opted_out(prefs, ch)
     end
   end
   return false
+end
+
+-- prefs.consent = {given = true|false, at = "RFC 3339"|nil}: "given", a
+-- "refused" no (false with the time it was said: a withdrawal or a recorded
+-- refusal), or "unstated" (never asked; no consent object at all).
+local function consent_state(prefs)
+  local c = prefs.consent
+  if type(c) ~= "table" then
+    return "unstated"
+  end
+  if c.given == true then
+    return "given"
+  end
+  if c.given == false and given(c.at) then
+    return "refused"
+  end
+  return "unstated"
+end
+
+--- Why channel ch may not carry a message to this client, or nil when it
+-- may: opted out, no address for it, or no consent as settings.consent
+-- asks. strategy.decide uses it for the chain; the engine asks again before
+-- every attempt, so a change of mind after acceptance is honoured.
+-- @param ch string  "email", "sms" or "whatsapp"
+-- @param prefs table|nil  as for strategy.decide
+-- @return string|nil  the reason, e.g. "client opted out"; nil: usable
+function strategy.refusal(ch, prefs)
+  prefs = type(prefs) == "table" and prefs or {}
+  if not ADDRESS[ch] then
+    return "unknown channel"
+  end
+  if opted_out(prefs, ch) then
+    return "client opted out"
+  end
+  if not given(prefs[ADDRESS[ch]]) then
+    return NO_ADDRESS[ch]
+  end
+  local state = consent_state(prefs)
+  local rules = settings.consent or {}
+  if state == "refused" and rules.withdrawal_stops_all ~= false then
+    return "the client withdrew consent (" .. tostring(prefs.consent.at) .. ")"
+  end
+  if state ~= "given" and rules.required and rules.required[ch] then
+    return "no consent: " .. ch .. " needs the client's opt-in"
+  end
+  return nil
 end
 
 local function with_note(row, ch)
@@ -155,13 +203,13 @@ function strategy.decide(request, prefs, now)
     forced = nil
   end
 
-  -- 4. Never a channel the client opted out of or cannot be reached on.
+  -- 4. Never a channel the client opted out of, cannot be reached on, or
+  -- has not consented to.
   local usable = {}
   for _, ch in ipairs(chain) do
-    if opted_out(prefs, ch) then
-      reasons[#reasons + 1] = ch .. ": client opted out"
-    elseif not given(prefs[ADDRESS[ch]]) then
-      reasons[#reasons + 1] = ch .. ": " .. NO_ADDRESS[ch]
+    local why = strategy.refusal(ch, prefs)
+    if why then
+      reasons[#reasons + 1] = ch .. ": " .. why
     else
       usable[#usable + 1] = ch
     end

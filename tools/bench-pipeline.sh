@@ -66,10 +66,13 @@ report() { # label
     SELECT count(*),
            round(count(*) / greatest(extract(epoch from max(sent_at) - min(created_at)), 0.001)),
            round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch from sent_at - created_at))::numeric, 1),
-           round(1000 * percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch from sent_at - created_at))::numeric, 1)
+           round(1000 * percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch from sent_at - created_at))::numeric, 1),
+           round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch from sending_at - created_at))::numeric, 1),
+           round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch from sent_at - sending_at))::numeric, 1)
       FROM crm_communications WHERE status = 'sent' AND plan_id = 'bench'" |
-    while read -r n rate p50 p95; do
+    while read -r n rate p50 p95 wait50 send50; do
       echo "   $1: $n sent; delivered/s $rate (first accept to last send); accept-to-sent p50 ${p50} ms, p95 ${p95} ms"
+      echo "   $1: of which accept-to-handed-over p50 ${wait50} ms, handed-over-to-sent-recorded p50 ${send50} ms"
     done
   psql -X -q -d "$HERALD_DATABASE_URL" -c "DELETE FROM crm_communications WHERE plan_id = 'bench'" >/dev/null
 }

@@ -135,26 +135,28 @@ int cmd_serve(int argc, char **argv)
     http_server_t *srv = NULL;
     if (build_app(&app, &cfg) == 0) {
         hd_err_t err;
+        /* The engine first: request handlers read app.engine (to wake the
+         * workers), so it is set before any handler runs. */
+        app.engine = engine_start(&app, cfg.workers, &err);
+        if (app.engine == NULL)
+            log_error("the engine did not start; the API answers but nothing is sent", "reason",
+                      err.msg);
         srv = http_start(&app, &err);
         if (srv == NULL) {
             fprintf(stderr, "herald serve: %s\n", err.msg);
         } else {
-            app.engine = engine_start(&app, cfg.workers, &err);
-            if (app.engine == NULL)
-                log_error("the engine did not start; the API answers but nothing is sent", "reason",
-                          err.msg);
             log_info("herald is serving", "listen", cfg.listen, "version", HERALD_VERSION, "config",
                      cfg.path);
             int sig = 0;
             sigwait(&stop, &sig);
             log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
             http_stop(srv);
-            /* In-flight sends finish and are recorded; unstarted jobs are
-             * released for other processes. */
-            engine_stop(app.engine);
-            app.engine = NULL;
             rc = CLI_OK;
         }
+        /* In-flight sends finish and are recorded; unstarted jobs are
+         * released for other processes. */
+        engine_stop(app.engine);
+        app.engine = NULL;
     }
     free_app(&app);
     cfg_free(&cfg);

@@ -11,6 +11,7 @@
 #include "engine/worker.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/utf8.h"
 #include "crypto/codec.h"
 #include "crypto/field.h"
 #include "crypto/hash.h"
@@ -19,7 +20,9 @@
 #include "transport/transport.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +32,10 @@
 #include <unistd.h>
 
 #define BATCH 16
+/* A worker claims again once this many or fewer sends are in flight: often
+ * enough that the provider is never idle, seldom enough that a claim (and
+ * its mark and record statements) carries several messages, not one. */
+#define CLAIM_AT (BATCH / 2)
 
 typedef struct outcome {
     tr_message_t *msg;
@@ -42,9 +49,10 @@ typedef struct worker {
     pthread_t thread;
     int index;
     char owner[96];
-    pthread_mutex_t mu; /* guards done */
+    pthread_mutex_t mu; /* guards done and kicked */
     pthread_cond_t cv;
     outcome_t *done;
+    bool kicked; /* new work was queued while this worker waited for outcomes */
 } worker_t;
 
 struct engine {
@@ -53,6 +61,8 @@ struct engine {
     int nworkers;
     atomic_bool stopping;
     pthread_t listener;
+    int kick_fd;                /* eventfd: the listener's "send a NOTIFY" bell */
+    atomic_bool notify_pending; /* a message was queued since the last NOTIFY */
     pthread_mutex_t wake_mu;
     pthread_cond_t wake_cv;
     unsigned long wakeups; /* under wake_mu */
@@ -260,6 +270,23 @@ static bool still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64
     return later;
 }
 
+/* strategy.refusal(channel, prefs): the policy's reason not to use the
+ * channel now (consent, as settings.consent says), or JSON null. */
+static int policy_refusal(app_t *app, const comm_job_t *j, const char *chname, const cJSON *who,
+                          cJSON **out)
+{
+    cJSON *ch = cJSON_CreateString(chname), *prefs = cJSON_Duplicate(who, true);
+    cJSON *args[] = {ch, prefs};
+    hd_err_t err;
+    int rc = lrt_call(app->policy, "strategy", "refusal", args, 2, out, &err);
+    if (rc != 0)
+        log_error("strategy.refusal failed; the message waits for its lease and a fixed policy",
+                  "comm_id", j->comm_id, "channel", chname, "error", err.msg);
+    cJSON_Delete(ch);
+    cJSON_Delete(prefs);
+    return rc;
+}
+
 /* Fills ctx.items for a digest: the messages it carries, each with the
  * subject its own email would have had. */
 static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t *err)
@@ -368,20 +395,30 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
     {
         listed |= cJSON_IsString(a) && strcmp(a->valuestring, chname) == 0;
     }
+    cJSON *refusal = NULL;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opted, chname)))
         skip = "the client opted out of this channel";
     else if (!listed)
         skip = "not among the client's allowed channels";
     else if (addr == NULL)
         skip = ch == TR_EMAIL ? "no email address" : "no phone number";
+    else if (policy_refusal(app, j, chname, who, &refusal) != 0) {
+        /* Fail closed: never send without the consent check. The lease
+         * brings the job back; /health shows the script error meanwhile. */
+        cJSON_Delete(who);
+        return -1;
+    } else if (cJSON_IsString(refusal))
+        skip = refusal->valuestring;
     if (skip) {
-        char why[128];
+        char why[300];
         snprintf(why, sizeof(why), "%s: %s", chname, skip);
+        cJSON_Delete(refusal);
         if (comms_skip(app->db, j, chname, why, last, &err) == 0 && last)
             alert(app, j, "unusable", why);
         cJSON_Delete(who);
         return 0;
     }
+    cJSON_Delete(refusal);
     /* The moment is checked again too: a retry or a fallback that comes due
      * inside the client's quiet hours (or outside business hours for
      * normal urgency) waits for the time the policy gives now. */
@@ -514,10 +551,7 @@ static const char *provider_of(tr_channel_t ch, const tr_result_t *r)
 
 /* One outcome, ready to be written. */
 typedef struct rec {
-    comm_job_t *job;
-    comm_attempt_t a;
-    comm_outcome_t outcome;
-    double delay;
+    comm_record_t r;
     char code[48], category[16];
     char *details;
     const char *reason;
@@ -528,9 +562,17 @@ typedef struct rec {
 static void prepare(worker_t *w, comm_job_t *j, outcome_t *o, rec_t *rc)
 {
     app_t *app = w->eng->app;
+    /* The provider's words go into text columns: a reply cut mid-character
+     * by its buffer, or in a stray 8-bit charset, must not cost the record
+     * of a send that happened (PostgreSQL refuses invalid UTF-8). */
+    utf8_scrub(o->res.text);
+    utf8_scrub(o->res.provider_id);
+    utf8_scrub(o->res.provider_code);
+    utf8_scrub(o->res.provider_subcode);
+    utf8_scrub(o->res.enhanced_code);
     const tr_result_t *r = &o->res;
     memset(rc, 0, sizeof(*rc));
-    rc->job = j;
+    rc->r.job = j;
     if (r->smtp_code)
         snprintf(rc->code, sizeof(rc->code), "%d%s%s", r->smtp_code, r->enhanced_code[0] ? " " : "",
                  r->enhanced_code);
@@ -540,15 +582,15 @@ static void prepare(worker_t *w, comm_job_t *j, outcome_t *o, rec_t *rc)
         snprintf(rc->code, sizeof(rc->code), "%d", r->http_status);
     else if (r->network_error[0])
         snprintf(rc->code, sizeof(rc->code), "%s", r->network_error);
-    rc->outcome = OUTCOME_SENT;
+    rc->r.outcome = OUTCOME_SENT;
     bool mhbs = r->ok;
     if (!r->ok)
-        rc->outcome = decide_outcome(app, j, o->msg, r, rc->category, &mhbs, &rc->delay);
+        rc->r.outcome = decide_outcome(app, j, o->msg, r, rc->category, &mhbs, &rc->r.delay_s);
     cJSON *details = tr_result_to_json(r);
     rc->details = cJSON_PrintUnformatted(details);
     cJSON_Delete(details);
     rc->reason = r->text;
-    rc->a = (comm_attempt_t){
+    rc->r.a = (comm_attempt_t){
         .channel = tr_channel_name(o->msg->channel),
         .provider = provider_of(o->msg->channel, r),
         .provider_id = r->provider_id[0] ? r->provider_id : NULL,
@@ -562,82 +604,52 @@ static void prepare(worker_t *w, comm_job_t *j, outcome_t *o, rec_t *rc)
     };
 }
 
-/* Writes a list of outcomes in one transaction (one commit for the lot);
- * if that fails, one by one with retries: the sends happened, and losing a
- * record would send again after the lease. */
+/* Writes a list of outcomes in one transaction (a batch of plain sends is a
+ * single statement); if that fails, one by one with retries: the sends
+ * happened, and losing a record would send again after the lease. */
 static void write_all(worker_t *w, rec_t *recs, int n)
 {
     app_t *app = w->eng->app;
     hd_err_t err;
-    int results[BATCH];
-    bool batched = false;
-    pg_conn_t *c = pg_pool_get(app->db, 5000, &err);
-    if (c && pg_exec_script(c, "BEGIN", &err) == 0) {
-        batched = true;
-        for (int i = 0; i < n && batched; i++) {
-            results[i] =
-                comms_record_on(c, recs[i].job, &recs[i].a, recs[i].outcome, recs[i].delay, &err);
-            batched = results[i] >= 0;
-        }
-        if (!batched || pg_commit(c, &err) != 0) {
-            pg_exec_script(c, "ROLLBACK", NULL);
-            batched = false;
-        }
-    }
-    if (c)
-        pg_pool_put(app->db, c);
-    for (int i = 0; i < n && !batched; i++) {
-        results[i] = -1;
-        for (int tries = 0; tries < 5 && results[i] < 0; tries++) {
+    comm_record_t batch[BATCH];
+    for (int i = 0; i < n; i++)
+        batch[i] = recs[i].r;
+    bool batched = comms_record_many(app->db, batch, n, &err) == 0;
+    for (int i = 0; i < n; i++) {
+        comm_record_t *r = &batch[i];
+        for (int tries = 0; !batched && tries < 5 && r->result < 0; tries++) {
             if (tries)
                 usleep(200000u << tries);
-            results[i] = comms_record(app->db, recs[i].job, &recs[i].a, recs[i].outcome,
-                                      recs[i].delay, &err);
+            r->result = comms_record(app->db, r->job, &r->a, r->outcome, r->delay_s, &err);
         }
-        if (results[i] < 0)
+        if (r->result < 0)
             log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
-                      recs[i].job->comm_id, "reason", err.msg);
+                      r->job->comm_id, "reason", err.msg);
+        else if (r->result == 0 && r->outcome == OUTCOME_FAILED)
+            alert(app, r->job, recs[i].category, recs[i].reason);
     }
-    for (int i = 0; i < n; i++)
-        if (results[i] == 0 && recs[i].outcome == OUTCOME_FAILED)
-            alert(app, recs[i].job, recs[i].category, recs[i].reason);
 }
 
-/* Marks the prepared messages sending in one transaction, then hands the
+/* Marks the prepared messages sending (one statement), then hands the
  * ones still ours to the transport. Returns how many went out. */
 static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, bool *went)
 {
     app_t *app = w->eng->app;
     hd_err_t err;
-    int marked[BATCH];
-    bool ok = false;
-    pg_conn_t *c = pg_pool_get(app->db, 5000, &err);
-    if (c && pg_exec_script(c, "BEGIN", &err) == 0) {
-        ok = true;
-        for (int i = 0; i < n && ok; i++) {
-            marked[i] = msgs[i] ? comms_mark_sending_on(c, &jobs[i],
-                                                        tr_channel_name(msgs[i]->channel), &err)
-                                : 1;
-            ok = marked[i] >= 0;
-        }
-        if (!ok || pg_commit(c, &err) != 0) {
-            pg_exec_script(c, "ROLLBACK", NULL);
-            ok = false;
-        }
-    }
-    if (c)
-        pg_pool_put(app->db, c);
+    bool marked[BATCH];
+    const char *channels[BATCH];
+    for (int i = 0; i < n; i++)
+        channels[i] = msgs[i] ? tr_channel_name(msgs[i]->channel) : NULL;
+    if (comms_mark_sending_many(app->db, jobs, channels, n, marked, &err) != 0)
+        log_error("cannot mark messages sending; they return after the lease", "reason", err.msg);
     int sent = 0;
     for (int i = 0; i < n; i++) {
         went[i] = false;
         if (msgs[i] == NULL)
             continue;
-        if (!ok || marked[i] != 0) {
+        if (!marked[i]) {
             /* not marked: cancelled, no longer ours, or the database failed
              * (the lease brings it back) - never sent */
-            if (!ok)
-                log_error("cannot mark messages sending; they return after the lease", "reason",
-                          err.msg);
             tr_message_free(msgs[i]);
             msgs[i] = NULL;
             continue;
@@ -681,13 +693,15 @@ static void wait_for_work(struct engine *e, unsigned long seen, double max_s)
     pthread_mutex_unlock(&e->wake_mu);
 }
 
-/* Waits for outcomes: up to max_ms when there is room to claim more work,
- * else until one comes, renewing the leases meanwhile. Returns the list. */
+/* Waits for outcomes: when there is room to claim more work, up to max_ms
+ * or until new work is queued; when full, until one comes, renewing the
+ * leases meanwhile. Returns the list. */
 static outcome_t *wait_outcomes(worker_t *w, int max_ms)
 {
     app_t *app = w->eng->app;
     pthread_mutex_lock(&w->mu);
-    while (w->done == NULL) {
+    /* full: a kick changes nothing, new work waits for a free slot anyway */
+    while (w->done == NULL && (max_ms == 0 || !w->kicked)) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         if (max_ms > 0) {
@@ -699,7 +713,8 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms)
              * renew it every third of its length meanwhile. */
             until.tv_sec += app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1;
         }
-        if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0 && w->done == NULL) {
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0 && w->done == NULL &&
+            (max_ms == 0 || !w->kicked)) {
             if (max_ms > 0)
                 break;
             pthread_mutex_unlock(&w->mu);
@@ -707,6 +722,7 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms)
             pthread_mutex_lock(&w->mu);
         }
     }
+    w->kicked = false;
     outcome_t *list = w->done;
     w->done = NULL;
     pthread_mutex_unlock(&w->mu);
@@ -718,6 +734,7 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms)
  * holds the others back. */
 static void *run_worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "herald-worker");
     worker_t *w = arg;
     struct engine *e = w->eng;
     app_t *app = e->app;
@@ -729,8 +746,7 @@ static void *run_worker(void *arg)
     clock_gettime(CLOCK_MONOTONIC, &renewed);
     while (!atomic_load(&e->stopping) || inflight > 0) {
         hd_err_t err;
-        int claimed = 0;
-        if (!atomic_load(&e->stopping) && inflight < BATCH) {
+        if (!atomic_load(&e->stopping) && inflight <= CLAIM_AT) {
             comm_job_t fresh[BATCH];
             unsigned long seen = wake_count(e);
             int n =
@@ -759,7 +775,6 @@ static void *run_worker(void *arg)
                     comm_job_free(&jobs[s]);
                     used[s] = false;
                 }
-            claimed = n;
         }
         if (inflight == 0)
             continue;
@@ -773,8 +788,8 @@ static void *run_worker(void *arg)
             renewed = now;
         }
         /* Room left and work may be waiting: look again soon; full: wait. */
-        bool room = !atomic_load(&e->stopping) && inflight < BATCH;
-        outcome_t *list = wait_outcomes(w, room ? (claimed > 0 ? 5 : 20) : 0);
+        bool room = !atomic_load(&e->stopping) && inflight <= CLAIM_AT;
+        outcome_t *list = wait_outcomes(w, room ? 20 : 0);
         rec_t recs[BATCH];
         outcome_t *done[BATCH];
         int k = 0;
@@ -797,11 +812,56 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
-/* LISTEN on its own connection; every NOTIFY wakes the idle workers. */
+static void wake_workers(struct engine *e)
+{
+    pthread_mutex_lock(&e->wake_mu);
+    e->wakeups++;
+    pthread_cond_broadcast(&e->wake_cv);
+    pthread_mutex_unlock(&e->wake_mu);
+    /* and the busy ones that have room: they wait on their own outcomes */
+    for (int i = 0; i < e->nworkers; i++) {
+        worker_t *w = &e->workers[i];
+        pthread_mutex_lock(&w->mu);
+        w->kicked = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+bool engine_kick(engine_t *e)
+{
+    if (e == NULL)
+        return false;
+    wake_workers(e);
+    if (!atomic_exchange(&e->notify_pending, true)) {
+        uint64_t one = 1;
+        if (write(e->kick_fd, &one, sizeof(one)) < 0)
+            atomic_store(&e->notify_pending, false); /* counter full: a NOTIFY is due anyway */
+    }
+    return true;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Other processes hear of new work at most this often: a burst of
+ * acceptances costs them one wake-up, not one per message. */
+#define NOTIFY_EVERY_MS 5
+
+/* LISTEN on its own connection; a NOTIFY from another process wakes the
+ * idle workers (our own were woken by engine_kick already). The same
+ * connection sends the NOTIFYs this process owes the others, outside any
+ * data transaction, so it never holds up a commit. */
 static void *run_listener(void *arg)
 {
+    pthread_setname_np(pthread_self(), "herald-listen");
     struct engine *e = arg;
     PGconn *c = NULL;
+    int64_t last_notify = 0;
     while (!atomic_load(&e->stopping)) {
         if (c == NULL || PQstatus(c) != CONNECTION_OK) {
             PQfinish(c);
@@ -817,23 +877,40 @@ static void *run_listener(void *arg)
             }
             PQclear(r);
         }
-        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
-        if (poll(&p, 1, 250) <= 0)
+        int timeout = 250;
+        if (atomic_load(&e->notify_pending)) {
+            int64_t wait = last_notify + NOTIFY_EVERY_MS - mono_ms();
+            if (wait <= 0 && atomic_exchange(&e->notify_pending, false)) {
+                PGresult *r = PQexec(c, "NOTIFY " COMMS_NOTIFY_CHANNEL);
+                if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                    log_warn("cannot notify other processes; their workers poll meanwhile",
+                             "reason", PQerrorMessage(c));
+                PQclear(r);
+                last_notify = mono_ms();
+            } else if (wait > 0) {
+                timeout = (int)wait;
+            }
+        }
+        struct pollfd p[2] = {{.fd = PQsocket(c), .events = POLLIN},
+                              {.fd = e->kick_fd, .events = POLLIN}};
+        if (poll(p, 2, timeout) <= 0)
             continue;
-        if (PQconsumeInput(c) == 0)
+        if (p[1].revents & POLLIN) {
+            uint64_t n;
+            if (read(e->kick_fd, &n, sizeof(n)) < 0)
+                n = 0; /* EAGAIN: another read took it; notify_pending holds the truth */
+        }
+        if (!(p[0].revents & POLLIN) || PQconsumeInput(c) == 0)
             continue;
         bool got = false;
         PGnotify *nt;
+        int self = PQbackendPID(c);
         while ((nt = PQnotifies(c)) != NULL) {
-            got = true;
+            got |= nt->be_pid != self;
             PQfreemem(nt);
         }
-        if (got) {
-            pthread_mutex_lock(&e->wake_mu);
-            e->wakeups++;
-            pthread_cond_broadcast(&e->wake_cv);
-            pthread_mutex_unlock(&e->wake_mu);
-        }
+        if (got)
+            wake_workers(e);
     }
     PQfinish(c);
     return NULL;
@@ -847,6 +924,13 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
     if (e->nworkers < 1)
         e->nworkers = 1;
     atomic_init(&e->stopping, false);
+    atomic_init(&e->notify_pending, false);
+    e->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->kick_fd < 0) {
+        hd_err_set(err, "cannot create the engine's eventfd: %s", strerror(errno));
+        free(e);
+        return NULL;
+    }
     pthread_mutex_init(&e->wake_mu, NULL);
     pthread_cond_init(&e->wake_cv, NULL);
     e->workers = xcalloc((size_t)e->nworkers, sizeof(worker_t));
@@ -868,6 +952,7 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
     }
     if (pthread_create(&e->listener, NULL, run_listener, e) != 0) {
         hd_err_set(err, "cannot start the queue listener");
+        close(e->kick_fd);
         free(e->workers);
         free(e);
         return NULL;
@@ -880,6 +965,7 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
         hd_err_set(err, "cannot start worker threads");
         atomic_store(&e->stopping, true);
         pthread_join(e->listener, NULL);
+        close(e->kick_fd);
         free(e->workers);
         free(e);
         return NULL;
@@ -910,6 +996,7 @@ void engine_stop(engine_t *e)
     }
     pthread_mutex_destroy(&e->wake_mu);
     pthread_cond_destroy(&e->wake_cv);
+    close(e->kick_fd);
     free(e->workers);
     free(e);
 }

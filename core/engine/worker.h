@@ -10,11 +10,18 @@
 #include "base/err.h"
 #include "engine/app.h"
 
+#include <stdbool.h>
+
 typedef struct engine engine_t;
 
 /* Starts nworkers threads (each with its own Lua state) and the LISTEN
  * thread that wakes them when a job is queued. */
 engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err);
+
+/* A message was queued: wakes this process's idle workers at once and has
+ * the listener send one NOTIFY (bursts coalesce into one) for the workers of
+ * other processes. False when e is NULL (no engine): the caller notifies. */
+bool engine_kick(engine_t *e);
 
 /* Graceful stop: no new claims; sends in flight finish (their outcomes are
  * recorded); leases on unstarted jobs are released for other processes. */

@@ -8,6 +8,7 @@
  * store/repo_comms to write the message and its job in one transaction.
  */
 #include "base/buf.h"
+#include "base/log.h"
 #include "base/timefmt.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
@@ -15,6 +16,7 @@
 #include "base/tz.h"
 #include "crypto/field.h"
 #include "http/api.h"
+#include "engine/worker.h"
 #include "store/repo_comms.h"
 #include "store/repo_prefs.h"
 #include "transport/mime.h"
@@ -472,6 +474,10 @@ static void create(http_req_t *req, const char *idem_key)
         http_reply_error(req, 503, "unavailable", "cannot store the message; retry");
         return;
     }
+    /* Wake the workers: ours at once, other processes' by one NOTIFY. */
+    if (!engine_kick(app->engine) && comms_notify(app->db, &err) != 0)
+        log_warn("cannot notify the workers; they find the message at their next poll", "reason",
+                 err.msg);
     char loc[128];
     snprintf(loc, sizeof(loc), "/api/crm/communications/%s", id);
     http_reply_bytes(req, 202, "application/json", answer, strlen(answer));

@@ -22,8 +22,9 @@
 
 /* Entry points checked at every load (docs/scripting.md). */
 static const char *const entry_points[][2] = {
-    {"strategy", "decide"},   {"strategy", "explain"}, {"retry", "policy"},
-    {"classify", "classify"}, {"content", "render"},   {"content", "compile_all"},
+    {"strategy", "decide"},     {"strategy", "explain"},  {"strategy", "refusal"},
+    {"retry", "policy"},        {"classify", "classify"}, {"content", "render"},
+    {"content", "compile_all"},
 };
 
 typedef struct gen {

@@ -10,28 +10,30 @@
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+/* The communication, its job and the idempotency record in one statement:
+ * one round trip and one commit per acceptance. No NOTIFY here: a NOTIFY
+ * serialises every notifying commit in the cluster (PostgreSQL holds a
+ * global lock from pre-commit until the commit is flushed), which would
+ * undo group commit. The engine wakes its own workers and sends one
+ * coalesced NOTIFY for the other processes (engine_kick). */
 static const pg_stmt_t st_insert = {
     "comms_insert",
-    "INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, context, "
-    "strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, priority, "
-    "batch, requested_by, idempotency_key, queued_at) "
+    "WITH c AS (INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, "
+    "context, strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, "
+    "priority, batch, requested_by, idempotency_key, queued_at) "
     "VALUES ($15::uuid, $1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, string_to_array($9, ','), "
     "CASE WHEN to_timestamp($10::float8) <= now() THEN 'queued' ELSE 'scheduled' END, "
     "to_timestamp($10::float8), $11::smallint, $12::boolean, $13, $14, "
-    "CASE WHEN to_timestamp($10::float8) <= now() THEN now() END)",
-    15};
-static const pg_stmt_t st_insert_job = {
-    "comms_insert_job",
-    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key, payload) "
-    "VALUES ($1, 'send', $2::smallint, greatest(to_timestamp($3::float8), now()), $4, "
-    "coalesce($5::jsonb, '{}')) "
-    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
-    5};
-static const pg_stmt_t st_idem_done = {
-    "comms_idem_done",
-    "UPDATE crm_idempotency_keys SET state = 'done', response_status = 202, response_body = $3, "
-    "communication_id = $4::uuid WHERE principal = $1 AND idempotency_key = $2",
-    4};
+    "CASE WHEN to_timestamp($10::float8) <= now() THEN now() END) RETURNING id), "
+    "j AS (INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key, payload) "
+    "SELECT c.id, 'send', $11::smallint, greatest(to_timestamp($10::float8), now()), $16, "
+    "coalesce($17::jsonb, '{}') FROM c "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING 1), "
+    "i AS (UPDATE crm_idempotency_keys SET state = 'done', response_status = 202, "
+    "response_body = $19, communication_id = $15::uuid "
+    "WHERE principal = $18 AND idempotency_key = $14 RETURNING 1) "
+    "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM j), (SELECT count(*) FROM i)",
+    19};
 static const pg_stmt_t st_notify = {"comms_notify",
                                     "SELECT pg_notify('" COMMS_NOTIFY_CHANNEL "', '')", 0};
 
@@ -47,6 +49,11 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
     char send_at[32], prio[8];
     snprintf(send_at, sizeof(send_at), "%lld", (long long)c->send_at);
     snprintf(prio, sizeof(prio), "%d", c->priority);
+    /* Low-urgency messages share one job per client and digest time: that
+     * job's worker sends them all as one digest, whichever process has it. */
+    char dedup[300];
+    snprintf(dedup, sizeof(dedup), "digest:%s:%s", c->client_id, send_at);
+    bool idem = c->idem_principal && c->idempotency_key;
     const char *p[] = {c->plan_id,
                        c->client_id,
                        c->message_type,
@@ -61,27 +68,35 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
                        c->batch ? "t" : "f",
                        c->requested_by,
                        c->idempotency_key,
-                       c->id};
-    /* Low-urgency messages share one job per client and digest time: that
-     * job's worker sends them all as one digest, whichever process has it. */
-    char dedup[300];
-    snprintf(dedup, sizeof(dedup), "digest:%s:%s", c->client_id, send_at);
-    const char *jp[] = {c->id, prio, send_at, c->batch ? dedup : NULL, c->payload_json};
-    const char *ip[] = {c->idem_principal, c->idempotency_key, c->idem_response, c->id};
+                       c->id,
+                       c->batch ? dedup : NULL,
+                       c->payload_json,
+                       idem ? c->idem_principal : NULL,
+                       c->idem_response};
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
         return -1;
-    int rc = pg_exec_script(conn, "BEGIN", err);
-    if (rc == 0)
-        rc = exec1(conn, &st_insert, p, err);
-    if (rc == 0)
-        rc = exec1(conn, &st_insert_job, jp, err);
-    if (rc == 0 && c->idem_principal && c->idempotency_key)
-        rc = exec1(conn, &st_idem_done, ip, err);
-    if (rc == 0)
-        rc = exec1(conn, &st_notify, NULL, err);
-    if (rc == 0)
-        rc = pg_commit(conn, err);
+    PGresult *r = pg_exec(conn, &st_insert, p, err);
+    pg_pool_put(db, conn);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (atoi(PQgetvalue(r, 0, 0)) != 1)
+        rc = hd_err_set(err, "database: the communication was not inserted");
+    else if (idem && atoi(PQgetvalue(r, 0, 2)) != 1)
+        /* the idempotency record was stored before this call; if it is gone,
+         * the key expired meanwhile: the message stands, the replay will not */
+        log_warn("idempotency record missing when completing it", "comm_id", c->id);
+    PQclear(r);
+    return rc;
+}
+
+int comms_notify(pg_pool_t *db, hd_err_t *err)
+{
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return -1;
+    int rc = exec1(conn, &st_notify, NULL, err);
     pg_pool_put(db, conn);
     return rc;
 }
@@ -408,35 +423,95 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
     return n;
 }
 
-/* Only while this process still holds the job, and only for a message still
- * pending: a cancel that committed after the claim wins here. */
-static const pg_stmt_t st_sending = {
-    "comms_sending",
-    "UPDATE crm_communications SET status = 'sending', sending_at = coalesce(sending_at, now()), "
-    "queued_at = coalesce(queued_at, now()), channel = $2, attempt_count = attempt_count + 1, "
-    "may_have_been_sent = true, updated_at = now() "
-    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending') "
-    "AND EXISTS (SELECT 1 FROM crm_jobs WHERE id = $3::bigint AND lease_owner = $4) RETURNING 1",
-    4};
-
-int comms_mark_sending_on(pg_conn_t *conn, const comm_job_t *j, const char *channel, hd_err_t *err)
+/* A PostgreSQL array literal, built element by element: every element is
+ * quoted ("" with \\ and \" escaped) so any text goes through as a value;
+ * NULL stays NULL. Sent as a parameter, never spliced into SQL. */
+static void arr_add(buf_t *b, const char *s)
 {
-    char job[24];
-    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
-    const char *p[] = {j->comm_id, channel, job, j->owner};
-    PGresult *r = pg_exec(conn, &st_sending, p, err);
-    int rc = r == NULL ? -1 : PQntuples(r) == 1 ? 0 : 1;
-    PQclear(r);
-    return rc;
+    buf_putc(b, b->len == 0 ? '{' : ',');
+    if (s == NULL) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            buf_putc(b, '\\');
+        buf_putc(b, *s);
+    }
+    buf_putc(b, '"');
 }
 
-int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err)
+static void arr_addf(buf_t *b, const char *fmt, long long v)
 {
-    pg_conn_t *conn = pg_pool_get(db, 5000, err);
-    if (conn == NULL)
-        return -1;
-    int rc = comms_mark_sending_on(conn, j, channel, err);
-    pg_pool_put(db, conn);
+    char t[32];
+    snprintf(t, sizeof(t), fmt, v);
+    arr_add(b, t);
+}
+
+static char *arr_end(buf_t *b)
+{
+    if (b->len == 0)
+        buf_putc(b, '{');
+    buf_putc(b, '}');
+    return buf_steal(b);
+}
+
+/* Only while this process still holds the job, and only for a message still
+ * pending: a cancel that committed after the claim wins here. */
+static const pg_stmt_t st_sending_many = {
+    "comms_sending_many",
+    /* = ANY(array) keeps this an index lookup per message in every plan (a
+     * join with unnest() drifts to a sequential scan once the plan is
+     * generic); array_position finds each message's own values. */
+    "UPDATE crm_communications c SET status = 'sending', sending_at = coalesce(c.sending_at, "
+    "now()), queued_at = coalesce(c.queued_at, now()), "
+    "channel = ($2::text[])[array_position($1::uuid[], c.id)], "
+    "attempt_count = c.attempt_count + 1, may_have_been_sent = true, updated_at = now() "
+    "WHERE c.id = ANY($1::uuid[]) AND c.status IN ('scheduled', 'queued', 'sending') "
+    "AND EXISTS (SELECT 1 FROM crm_jobs j WHERE j.id = ($3::bigint[])[array_position($1::uuid[], "
+    "c.id)] AND j.lease_owner = ($4::text[])[array_position($1::uuid[], c.id)]) "
+    "RETURNING ($3::bigint[])[array_position($1::uuid[], c.id)]",
+    4};
+
+int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
+                            int n, bool *marked, hd_err_t *err)
+{
+    buf_t ids, chs, js, owners;
+    buf_init(&ids);
+    buf_init(&chs);
+    buf_init(&js);
+    buf_init(&owners);
+    int want = 0;
+    for (int i = 0; i < n; i++) {
+        marked[i] = false;
+        if (channels[i] == NULL)
+            continue;
+        arr_add(&ids, jobs[i].comm_id);
+        arr_add(&chs, channels[i]);
+        arr_addf(&js, "%lld", (long long)jobs[i].job_id);
+        arr_add(&owners, jobs[i].owner);
+        want++;
+    }
+    char *p[] = {arr_end(&ids), arr_end(&chs), arr_end(&js), arr_end(&owners)};
+    int rc = 0;
+    if (want > 0) {
+        pg_conn_t *c = pg_pool_get(db, 5000, err);
+        PGresult *r = c ? pg_exec(c, &st_sending_many, (const char *const *)p, err) : NULL;
+        if (c)
+            pg_pool_put(db, c);
+        if (r == NULL)
+            rc = -1;
+        for (int k = 0; r && k < PQntuples(r); k++) {
+            long long job = atoll(PQgetvalue(r, k, 0));
+            for (int i = 0; i < n; i++)
+                if (channels[i] && jobs[i].job_id == job)
+                    marked[i] = true;
+        }
+        PQclear(r);
+    }
+    for (int i = 0; i < 4; i++)
+        free(p[i]);
     return rc;
 }
 
@@ -622,6 +697,116 @@ int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
         if (rc == 0 && j->batch)
             rc = exec1(c, &st_members_failed, idp, err);
     }
+    return rc;
+}
+
+/* The plain successes of a batch (sent, not a digest) in one statement:
+ * their attempt rows, their jobs gone (only where the lease is still the
+ * recorder's) and their messages sent. Returns the job ids it deleted. */
+static const pg_stmt_t st_sent_many = {
+    "comms_sent_many",
+    "WITH j AS (DELETE FROM crm_jobs t WHERE t.id = ANY($1::bigint[]) "
+    "AND t.lease_owner = ($3::text[])[array_position($1::bigint[], t.id)] "
+    "RETURNING t.id, t.communication_id), "
+    "l AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, attempt, status, "
+    "provider, provider_message_id, raw_code, message, category, may_have_been_sent, latency_ms, "
+    "details) SELECT comm, 'attempt', ch, attempt::smallint, 'sent', provider, pid, code, msg, "
+    "NULL, true, latency, coalesce(details::jsonb, '{}') "
+    "FROM unnest($2::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], "
+    "$9::text[], $10::int[], $11::text[]) "
+    "AS d(comm, ch, attempt, provider, pid, code, msg, latency, details)), "
+    "u AS (UPDATE crm_communications c SET status = 'sent', sent_at = now(), "
+    "channel = ($4::text[])[array_position($2::uuid[], c.id)], "
+    "provider_message_id = ($7::text[])[array_position($2::uuid[], c.id)], "
+    "may_have_been_sent = true, updated_at = now() "
+    "WHERE c.id = ANY(ARRAY(SELECT communication_id FROM j)) "
+    "AND c.status IN ('scheduled', 'queued', 'sending')) "
+    "SELECT id FROM j",
+    11};
+
+static bool plain_send(const comm_record_t *r)
+{
+    return r->outcome == OUTCOME_SENT && r->a.ok && !r->job->batch;
+}
+
+static int record_plain(pg_conn_t *c, comm_record_t *recs, int n, hd_err_t *err)
+{
+    buf_t a[11];
+    for (int k = 0; k < 11; k++)
+        buf_init(&a[k]);
+    for (int i = 0; i < n; i++) {
+        if (!plain_send(&recs[i]))
+            continue;
+        const comm_job_t *j = recs[i].job;
+        const comm_attempt_t *at = &recs[i].a;
+        arr_addf(&a[0], "%lld", (long long)j->job_id);
+        arr_add(&a[1], j->comm_id);
+        arr_add(&a[2], j->owner);
+        arr_add(&a[3], at->channel);
+        arr_addf(&a[4], "%lld", (long long)j->attempt + 1);
+        arr_add(&a[5], at->provider);
+        arr_add(&a[6], at->provider_id);
+        arr_add(&a[7], at->raw_code);
+        arr_add(&a[8], at->message);
+        arr_addf(&a[9], "%lld", (long long)(at->latency_ms < 0 ? 0 : at->latency_ms));
+        arr_add(&a[10], at->details_json);
+        recs[i].result = 1; /* until the job is seen deleted below */
+    }
+    char *p[11];
+    for (int k = 0; k < 11; k++)
+        p[k] = arr_end(&a[k]);
+    PGresult *r = pg_exec(c, &st_sent_many, (const char *const *)p, err);
+    for (int k = 0; k < 11; k++)
+        free(p[k]);
+    if (r == NULL)
+        return -1;
+    for (int k = 0; k < PQntuples(r); k++) {
+        long long job = atoll(PQgetvalue(r, k, 0));
+        for (int i = 0; i < n; i++)
+            if (plain_send(&recs[i]) && recs[i].job->job_id == job)
+                recs[i].result = 0;
+    }
+    PQclear(r);
+    for (int i = 0; i < n; i++)
+        if (plain_send(&recs[i]) && recs[i].result == 1)
+            log_warn("lost a job's lease before recording its outcome; its new holder decides",
+                     "comm_id", recs[i].job->comm_id);
+    return 0;
+}
+
+int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err)
+{
+    int plain = 0;
+    for (int i = 0; i < n; i++) {
+        recs[i].result = -1;
+        plain += plain_send(&recs[i]);
+    }
+    if (n == 0)
+        return 0;
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    /* Only plain sends: one statement is one transaction already. */
+    bool txn = plain < n;
+    int rc = txn ? pg_exec_script(c, "BEGIN", err) : 0;
+    if (rc == 0 && plain > 0)
+        rc = record_plain(c, recs, n, err);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (plain_send(&recs[i]))
+            continue;
+        recs[i].result =
+            comms_record_on(c, recs[i].job, &recs[i].a, recs[i].outcome, recs[i].delay_s, err);
+        if (recs[i].result < 0)
+            rc = -1;
+    }
+    if (txn && rc == 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    if (txn && rc != 0)
+        pg_exec_script(c, "ROLLBACK", NULL);
+    pg_pool_put(db, c);
+    if (rc != 0)
+        for (int i = 0; i < n; i++)
+            recs[i].result = -1;
     return rc;
 }
 

@@ -1,8 +1,9 @@
 /*
  * repo_comms.h - communications, their send jobs and delivery logs.
  *
- * A communication and its first job are written in one transaction, with a
- * NOTIFY so idle workers wake at once. The job table is the durable queue:
+ * A communication and its first job are written in one statement (one
+ * commit); the engine then wakes its workers (engine_kick), and other
+ * processes through one coalesced NOTIFY. The job table is the durable queue:
  * workers claim due jobs in batches (FOR UPDATE SKIP LOCKED) under a lease,
  * so the jobs of a process that died are claimed again when the lease ends.
  * Status only moves forward (DESIGN.md §4): every status update names the
@@ -41,6 +42,10 @@ typedef struct comm_new {
 /* Inserts the communication (with c->id) and its send job, and completes
  * the idempotency record when one is named, in one transaction. */
 int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err);
+
+/* NOTIFY COMMS_NOTIFY_CHANNEL on its own: wakes the idle workers of every
+ * process (used when this process has no engine to do it). */
+int comms_notify(pg_pool_t *db, hd_err_t *err);
 
 /* One communication with its attempts and events, as the API shows it;
  * NULL with *found = false when there is none. */
@@ -88,12 +93,6 @@ void comm_job_free(comm_job_t *j);
 int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
                 hd_err_t *err);
 
-/* Marks the communication as being handed to a provider (status sending,
- * may_have_been_sent: a crash from here on is reported as "may have been
- * sent"). 1 when it must not be sent: cancelled meanwhile, or the lease is
- * no longer this worker's. */
-int comms_mark_sending(pg_pool_t *db, const comm_job_t *j, const char *channel, hd_err_t *err);
-
 typedef struct comm_attempt {
     const char *channel, *provider, *provider_id, *raw_code, *message, *category;
     bool ok, may_have_been_sent;
@@ -109,6 +108,29 @@ typedef enum { OUTCOME_SENT, OUTCOME_RETRY, OUTCOME_NEXT, OUTCOME_FAILED } comm_
 int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
                  comm_outcome_t outcome, double delay_s, hd_err_t *err);
 
+/* Many outcomes at once (one worker's finished sends). */
+typedef struct comm_record {
+    const comm_job_t *job;
+    comm_attempt_t a;
+    comm_outcome_t outcome;
+    double delay_s;
+    int result; /* out: 0 recorded; 1 lease lost (only the attempt row); -1 not written */
+} comm_record_t;
+
+/* Records them in one transaction: the plain sends (sent, not a digest) in a
+ * single statement, the rest as comms_record would. A batch of plain sends
+ * is one round trip and one commit. 0, or -1 with nothing written. Each
+ * job appears at most once in recs (as in comms_mark_sending_many). */
+int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err);
+
+/* Marks messages as being handed to a provider, in one statement: status
+ * sending, may_have_been_sent (a crash from here on is reported as "may have
+ * been sent"). marked[i] says which may go out: not one cancelled meanwhile,
+ * nor one whose lease is no longer this worker's. channels[i] NULL leaves
+ * jobs[i] alone. */
+int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
+                            int n, bool *marked, hd_err_t *err);
+
 /* A channel skipped without an attempt (opted out, no address): an event
  * row and the job moves along the chain (or the message fails). */
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
@@ -118,9 +140,7 @@ int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const ch
 int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
                 hd_err_t *err);
 
-/* The same two writes on a connection the caller holds inside its own
- * transaction, so a batch of messages costs one commit, not one each. */
-int comms_mark_sending_on(pg_conn_t *c, const comm_job_t *j, const char *channel, hd_err_t *err);
+/* comms_record on a connection the caller holds inside its own transaction. */
 int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
                     comm_outcome_t outcome, double delay_s, hd_err_t *err);
 

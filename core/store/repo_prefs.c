@@ -408,7 +408,9 @@ static int shape_policy(const fe_keyring_t *kr, const cJSON *row, cJSON **out, h
     {
         cJSON_AddTrueToObject(opted, e->valuestring);
     }
-    cJSON_AddItemToObject(o, "consent_given", copy_member(row, "consent_given"));
+    cJSON *consent = cJSON_AddObjectToObject(o, "consent");
+    cJSON_AddItemToObject(consent, "given", copy_member(row, "consent_given"));
+    cJSON_AddItemToObject(consent, "at", copy_member(row, "consent_at"));
     if (ct.name)
         cJSON_AddStringToObject(o, "name", ct.name);
     if (ct.email)

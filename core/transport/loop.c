@@ -330,6 +330,7 @@ static void harvest(tr_engine_t *t)
 
 static void *run(void *arg)
 {
+    pthread_setname_np(pthread_self(), "herald-send");
     tr_engine_t *t = arg;
     for (;;) {
         if (!admit(t))

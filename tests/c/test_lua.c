@@ -44,6 +44,7 @@ static void write_policy(const char *decide_channel)
              "          priority = 50, batch = false, reasons = {'test'}}\n"
              "end\n"
              "function M.explain(d) return d.primary_channel end\n"
+             "function M.refusal(ch, prefs) return nil end\n"
              "return M\n",
              decide_channel);
     write_file(scripts, "strategy.lua", strategy);

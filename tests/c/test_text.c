@@ -1,5 +1,5 @@
-/* test_text.c - SMS measurement (core/base/sms.c) and RFC 3339 times
- * (core/base/timefmt.c). */
+/* test_text.c - SMS measurement (core/base/sms.c), RFC 3339 times
+ * (core/base/timefmt.c) and UTF-8 checks (core/base/utf8.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,9 @@
 
 #include "base/sms.h"
 #include "base/timefmt.h"
+#include "base/utf8.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static sms_info_t measure(const char *s)
@@ -102,12 +104,37 @@ static void test_rfc3339(void **state)
     assert_string_equal(out, "2026-11-28T09:00:00Z");
 }
 
+static void scrubbed(const char *in, const char *want)
+{
+    char b[64];
+    snprintf(b, sizeof(b), "%s", in);
+    utf8_scrub(b);
+    assert_string_equal(b, want);
+    assert_true(utf8_valid(b, strlen(b)));
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    const char *ok = "Zo\xc3\xab \xe2\x80\x94 \xf0\x9f\x8e\x89";
+    assert_true(utf8_valid(ok, strlen(ok)));
+    assert_false(utf8_valid("\xc0\xaf", 2));         /* overlong "/" */
+    assert_false(utf8_valid("\xed\xa0\x80", 3));     /* a surrogate */
+    assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
+    scrubbed("plain ASCII", "plain ASCII");
+    scrubbed("Zo\xc3\xab", "Zo\xc3\xab");
+    scrubbed("cut mid-character \xe2\x80", "cut mid-character ??"); /* a buffer's end */
+    scrubbed("caf\xe9 (Latin-1)", "caf? (Latin-1)");
+    scrubbed("\xc0\xaf", "??");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gsm7),
         cmocka_unit_test(test_ucs2),
         cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

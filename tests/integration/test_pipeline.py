@@ -96,7 +96,8 @@ class PipelineTest(harness.HeraldCase):
     def client(self, phone="+14155551234", email="zoe@example.com", **extra):
         cid = "client-" + uuid.uuid4().hex[:12]
         prefs = {"client_id": cid, "name": "Zoë Martin", "email": email, "phone": phone,
-                 "timezone": "Europe/Paris"}
+                 "timezone": "Europe/Paris",
+                 "consent": {"given": True, "source": "test signup form"}}
         prefs.update(extra)
         r = self.server.request("POST", "/api/crm/preferences", json_body=prefs, headers=auth())
         self.assertIn(r.status, (200, 201), r)
@@ -209,6 +210,40 @@ class PipelineTest(harness.HeraldCase):
         self.assertEqual((doc["status"], doc["channel"]), ("sent", "sms"), doc)
         self.assertEqual(doc["events"][0]["type"], "skipped", doc)
         self.assertIn("allowed channels", doc["events"][0]["message"])
+
+    def test_consent_is_checked_again_at_send_time(self):
+        # Accepted with consent for email then sms; withdrawn before it is due.
+        cid = self.client()
+        soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+        r = self.send(cid, "welcome", send_at=soon)
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json["strategy"]["primary_channel"], "email", r.json)
+        p = self.server.request("POST", "/api/crm/preferences", headers=auth(),
+                                json_body={"client_id": cid, "consent": {"given": False}})
+        self.assertEqual(p.status, 200, p)
+        doc = self.settle(r.json["id"])
+        self.assertEqual(doc["status"], "failed", doc)
+        self.assertEqual(doc["attempts"], [], doc)  # nothing reached a provider
+        skipped = [e["message"] for e in doc["events"] if e["type"] == "skipped"]
+        self.assertEqual(len(skipped), 2, doc)
+        self.assertIn("email: the client withdrew consent", skipped[0])
+        self.assertIn("sms: the client withdrew consent", skipped[1])
+
+    def test_whatsapp_needs_an_opt_in(self):
+        # Only whatsapp could reach this client: without an opt-in, the
+        # request is refused at once, saying why.
+        cid = self.client(opted_out=["email", "sms"], consent={"given": False})
+        r = self.send(cid, "vendor_options")
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("whatsapp: no consent", r.json["error"]["message"], r.json)
+        # With it, whatsapp carries the message.
+        p = self.server.request("POST", "/api/crm/preferences", headers=auth(),
+                                json_body={"client_id": cid, "consent": {"given": True}})
+        self.assertEqual(p.status, 200, p)
+        r = self.send(cid, "vendor_options")
+        self.assertEqual(r.status, 202, r)
+        doc = self.settle(r.json["id"])
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "whatsapp"), doc)
 
     def test_quiet_hours_are_checked_again_at_send_time(self):
         cid = self.client(timezone="UTC")

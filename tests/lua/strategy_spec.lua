@@ -1,6 +1,7 @@
 -- busted specs for scripts/strategy.lua: decide() and explain().
 
 local strategy = require("strategy")
+local settings = require("settings")
 
 -- Unix seconds for a UTC calendar time (proleptic Gregorian).
 local function utc(y, m, d, h, mi)
@@ -19,9 +20,10 @@ end
 -- Wednesday 2026-01-14 11:00 in Paris (UTC+1): open, no quiet hours.
 local NOW = utc(2026, 1, 14, 10, 0)
 
--- A client reachable everywhere; override fields per test.
+-- A client reachable everywhere, who opted in; override fields per test.
 local function prefs(extra)
-  local p = { timezone = "Europe/Paris", email = "ana@example.com", phone = "+33612345678" }
+  local p = { timezone = "Europe/Paris", email = "ana@example.com", phone = "+33612345678",
+              consent = { given = true, at = "2026-01-02T10:00:00Z" } }
   for k, v in pairs(extra or {}) do
     p[k] = v
   end
@@ -221,6 +223,57 @@ describe("strategy.decide", function()
       local d = strategy.decide({ message_type = "welcome" }, nil, NOW)
       assert.is_nil(d.primary_channel)
       assert.are.equal("UTC", d.timezone)
+    end)
+  end)
+
+  describe("consent (settings.consent)", function()
+    it("whatsapp needs an opt-in: without one it is dropped, with a reason", function()
+      local d = decide("vendor_options", prefs({ consent = herald.null }))
+      assert.are.equal("email", d.primary_channel)
+      assert.are.same({ "sms" }, d.fallback_channels)
+      assert.is_true(has(strategy.explain(d), "whatsapp: no consent: whatsapp needs the client's opt-in"))
+    end)
+
+    it("never asked (given = false, no time) still gets transactional email and sms", function()
+      local d = decide("error_notification", prefs({ consent = { given = false } }))
+      assert.are.equal("sms", d.primary_channel)
+      assert.are.same({ "email" }, d.fallback_channels)
+    end)
+
+    it("a withdrawal (given = false with its time) stops every channel", function()
+      local d = decide("error_notification", prefs({ consent = { given = false, at = "2026-01-10T08:00:00Z" } }))
+      assert.is_nil(d.primary_channel)
+      assert.is_true(has(strategy.explain(d), "email: the client withdrew consent (2026-01-10T08:00:00Z)"))
+    end)
+
+    it("a forced channel without consent is not used", function()
+      local d = decide("welcome", prefs({ consent = herald.null }), { channel = "whatsapp" })
+      assert.are.equal("email", d.primary_channel)
+    end)
+
+    it("the rules are settings an operator edits", function()
+      local saved = settings.consent
+      settings.consent = { required = { sms = true, whatsapp = true }, withdrawal_stops_all = false }
+      local ok, err = pcall(function()
+        local d = decide("error_notification", prefs({ consent = herald.null }))
+        assert.are.equal("email", d.primary_channel)
+        assert.are.same({}, d.fallback_channels)
+        d = decide("error_notification", prefs({ consent = { given = false, at = "2026-01-10T08:00:00Z" } }))
+        assert.are.equal("email", d.primary_channel) -- only the required channels stop
+      end)
+      settings.consent = saved
+      assert(ok, err)
+    end)
+  end)
+
+  describe("strategy.refusal", function()
+    it("nil for a usable channel, the reason otherwise", function()
+      assert.is_nil(strategy.refusal("email", prefs()))
+      assert.are.equal("client opted out", strategy.refusal("email", prefs({ opted_out = { "email" } })))
+      assert.are.equal("no phone number", strategy.refusal("sms", prefs({ phone = "" })))
+      assert.are.equal("unknown channel", strategy.refusal("pigeon", prefs()))
+      assert.are.equal("no consent: whatsapp needs the client's opt-in",
+        strategy.refusal("whatsapp", prefs({ consent = { given = false } })))
     end)
   end)
 
