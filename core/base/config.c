@@ -674,6 +674,9 @@ static int provider_secrets(cfg_t *cfg, hd_err_t *err)
          offsetof(cfg_t, twilio_token)},
         {"HERALD_WHATSAPP_TOKEN", "whatsapp", offsetof(cfg_t, wa_driver),
          offsetof(cfg_t, wa_token)},
+        /* webhooks: without them the WhatsApp webhook answers 403 to all */
+        {"HERALD_WHATSAPP_APP_SECRET", NULL, 0, offsetof(cfg_t, wa_app_secret)},
+        {"HERALD_WHATSAPP_VERIFY_TOKEN", NULL, 0, offsetof(cfg_t, wa_verify_token)},
     };
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
         const char *v = getenv(need[i].var);
@@ -830,7 +833,8 @@ void cfg_free(cfg_t *cfg)
         *strs[i] = NULL;
     }
     /* Secrets do not outlive the config. */
-    char **secrets[] = {&cfg->smtp_password, &cfg->twilio_token, &cfg->wa_token};
+    char **secrets[] = {&cfg->smtp_password, &cfg->twilio_token, &cfg->wa_token,
+                        &cfg->wa_app_secret, &cfg->wa_verify_token};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
         if (*secrets[i])
             memset(*secrets[i], 0, strlen(*secrets[i]));

@@ -77,6 +77,7 @@ typedef struct cfg {
     int wa_timeout_ms, wa_in_flight;
     /* provider secrets, filled by cfg_load_secrets() from the environment */
     char *smtp_password, *twilio_token, *wa_token;
+    char *wa_app_secret, *wa_verify_token; /* the WhatsApp webhook's */
 
     /* secrets, filled by cfg_load_secrets() */
     uint8_t jwt_secret[128];

@@ -52,6 +52,19 @@ fail:
     return -1;
 }
 
+int hash_hmac_sha1(const void *key, size_t keylen, const void *data, size_t len, uint8_t out[20])
+{
+    unsigned int mdlen = 0;
+    if (keylen > INT_MAX ||
+        HMAC(EVP_sha1(), keylen > 0 ? key : empty, (int)keylen, len > 0 ? data : empty, len, out,
+             &mdlen) == NULL ||
+        mdlen != 20) {
+        memset(out, 0, 20);
+        return -1;
+    }
+    return 0;
+}
+
 void hash_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len, uint8_t out[32])
 {
     (void)hash_hmac_sha256_checked(key, keylen, data, len, out);

@@ -26,8 +26,13 @@ void hash_hmac_sha256(const void *key, size_t keylen, const void *data, size_t l
 int hash_hmac_sha256_checked(const void *key, size_t keylen, const void *data, size_t len,
                              uint8_t out[32]);
 
+/* HMAC-SHA1: only for checking signatures a provider defines with it
+ * (X-Twilio-Signature); 0, or -1 with out zeroed. */
+int hash_hmac_sha1(const void *key, size_t keylen, const void *data, size_t len, uint8_t out[20]);
+
 /* Fills out with len bytes from the OpenSSL CSPRNG. 0, or -1 when the
  * generator is not seeded / fails (out must then not be used). */
+
 int hash_random(uint8_t *out, size_t len);
 
 /* nbytes random bytes as base64url without padding (suitable for URLs and

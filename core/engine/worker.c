@@ -9,6 +9,8 @@
  * LISTEN thread signals on every NOTIFY, with a timeout at the next due job.
  */
 #include "engine/worker.h"
+#include "engine/alert.h"
+#include "engine/policy.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -129,86 +131,6 @@ static cJSON *recipient_of(app_t *app, const comm_job_t *j, hd_err_t *err)
         cJSON_Delete(over);
     }
     return prefs;
-}
-
-static void alert_sent(void *ctx, tr_message_t *msg, const tr_result_t *res)
-{
-    (void)ctx;
-    if (!res->ok)
-        log_error("the failure alert email could not be sent", "comm_id", msg->comm_id, "reason",
-                  res->text);
-    tr_message_free(msg);
-}
-
-/* The e-mail form of the alert, through the email channel's own driver. */
-static void alert_email(app_t *app, const comm_job_t *j, const char *category, const char *reason)
-{
-    const char *to = app->cfg->alert_email;
-    if (to == NULL || *to == '\0')
-        return;
-    tr_message_t *m = tr_message_new();
-    m->channel = TR_EMAIL;
-    char id[80];
-    snprintf(id, sizeof(id), "alert-%s", j->comm_id);
-    m->comm_id = xstrdup(id);
-    m->attempt = 1;
-    m->to = xstrdup(to);
-    buf_t b;
-    buf_init(&b);
-    buf_printf(&b, "Herald: a %s message to client %s failed on every channel",
-               j->message_type ? j->message_type : "?", j->client_id ? j->client_id : "?");
-    m->subject = buf_steal(&b);
-    buf_printf(&b,
-               "Communication: %s\nClient: %s\nPlan: %s\nMessage type: %s\nLast category: "
-               "%s\nLast answer: %s\n\nEvery attempt is in GET /api/crm/communications/%s\n",
-               j->comm_id, j->client_id ? j->client_id : "", j->plan_id ? j->plan_id : "",
-               j->message_type ? j->message_type : "", category ? category : "",
-               reason ? reason : "", j->comm_id);
-    m->text = buf_steal(&b);
-    tr_send(app->transport, m, alert_sent, NULL);
-}
-
-/* Every channel of a message failed: a critical log line, and a POST to the
- * operations URL when one is configured (engine.alert_url). Best effort and
- * short: an unreachable alert endpoint never holds up the queue long. */
-static void alert(app_t *app, const comm_job_t *j, const char *category, const char *reason)
-{
-    log_crit("every channel failed; the message failed", "comm_id", j->comm_id, "client_id",
-             j->client_id, "message_type", j->message_type, "category", category);
-    alert_email(app, j, category, reason);
-    const char *url = app->cfg->alert_url;
-    if (url == NULL || *url == '\0')
-        return;
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "alert", "communication_failed");
-    cJSON_AddStringToObject(doc, "communication_id", j->comm_id);
-    cJSON_AddStringToObject(doc, "client_id", j->client_id ? j->client_id : "");
-    if (j->plan_id)
-        cJSON_AddStringToObject(doc, "plan_id", j->plan_id);
-    cJSON_AddStringToObject(doc, "message_type", j->message_type ? j->message_type : "");
-    cJSON_AddStringToObject(doc, "category", category ? category : "");
-    cJSON_AddStringToObject(doc, "reason", reason ? reason : "");
-    char *body = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    CURL *h = curl_easy_init();
-    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
-    if (h && body) {
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        CURLcode rc = curl_easy_perform(h);
-        long status = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        if (rc != CURLE_OK || status >= 300)
-            log_error("the failure alert could not be delivered", "comm_id", j->comm_id, "reason",
-                      rc != CURLE_OK ? curl_easy_strerror(rc) : "non-2xx answer");
-    }
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    free(body);
 }
 
 /* Splits "email,sms" into channels; returns the count. */
@@ -356,7 +278,7 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
     app_t *app = w->eng->app;
     hd_err_t err;
     if (strcmp(j->status, "scheduled") && strcmp(j->status, "queued") &&
-        strcmp(j->status, "sending")) {
+        strcmp(j->status, "sending") && !(j->resend && strcmp(j->status, "sent") == 0)) {
         /* cancelled or already settled: the job has nothing left to do */
         comms_skip(app->db, j, NULL, "message no longer pending", true, &err);
         return 0;
@@ -414,7 +336,7 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
         snprintf(why, sizeof(why), "%s: %s", chname, skip);
         cJSON_Delete(refusal);
         if (comms_skip(app->db, j, chname, why, last, &err) == 0 && last)
-            alert(app, j, "unusable", why);
+            engine_alert(app, j, "unusable", why);
         cJSON_Delete(who);
         return 0;
     }
@@ -491,57 +413,6 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
     return 1;
 }
 
-/* What the policy says about a failed attempt. */
-static comm_outcome_t decide_outcome(app_t *app, const comm_job_t *j, const tr_message_t *m,
-                                     const tr_result_t *res, char category[16],
-                                     bool *may_have_been_sent, double *delay)
-{
-    *delay = 0;
-    snprintf(category, 16, "transient");
-    *may_have_been_sent = res->request_sent;
-    hd_err_t err;
-    cJSON *raw = tr_result_to_json(res), *ch = cJSON_CreateString(tr_channel_name(m->channel));
-    cJSON *cls = NULL, *action = NULL;
-    cJSON *cargs[] = {ch, raw};
-    if (lrt_call(app->policy, "classify", "classify", cargs, 2, &cls, &err) == 0) {
-        const char *cat = json_str(cls, "category");
-        if (cat)
-            snprintf(category, 16, "%s", cat);
-        *may_have_been_sent =
-            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cls, "may_have_been_sent"));
-    } else {
-        log_error("classify failed; treating the failure as transient", "error", err.msg);
-        cls = cJSON_CreateObject();
-    }
-    cJSON *cat = cJSON_CreateString(category), *att = cJSON_CreateNumber(j->attempt + 1);
-    cJSON *rargs[] = {cat, att, cls};
-    comm_outcome_t o = OUTCOME_NEXT;
-    if (lrt_call(app->policy, "retry", "policy", rargs, 3, &action, &err) == 0) {
-        const char *a = json_str(action, "action");
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(action, "delay");
-        if (a && strcmp(a, "retry") == 0) {
-            o = OUTCOME_RETRY;
-            *delay = cJSON_IsNumber(d) ? d->valuedouble : 60;
-        } else if (a && strcmp(a, "give_up") == 0) {
-            o = OUTCOME_FAILED;
-        }
-    } else {
-        log_error("retry.policy failed; moving to the next channel", "error", err.msg);
-    }
-    cJSON_Delete(raw);
-    cJSON_Delete(ch);
-    cJSON_Delete(cls);
-    cJSON_Delete(cat);
-    cJSON_Delete(att);
-    cJSON_Delete(action);
-    if (o == OUTCOME_NEXT) {
-        tr_channel_t chain[TR_NCHANNELS];
-        if (j->channel_index + 1 >= split_channels(j->channels_csv, chain))
-            o = OUTCOME_FAILED;
-    }
-    return o;
-}
-
 static const char *provider_of(tr_channel_t ch, const tr_result_t *r)
 {
     if (strncmp(r->provider_id, "outbox:", 7) == 0 || strcmp(r->kind, "local") == 0)
@@ -584,8 +455,13 @@ static void prepare(worker_t *w, comm_job_t *j, outcome_t *o, rec_t *rc)
         snprintf(rc->code, sizeof(rc->code), "%s", r->network_error);
     rc->r.outcome = OUTCOME_SENT;
     bool mhbs = r->ok;
-    if (!r->ok)
-        rc->r.outcome = decide_outcome(app, j, o->msg, r, rc->category, &mhbs, &rc->r.delay_s);
+    if (!r->ok) {
+        tr_channel_t chain[TR_NCHANNELS];
+        int len = split_channels(j->channels_csv, chain);
+        rc->r.outcome =
+            engine_policy_outcome(app, o->msg->channel, j->attempt + 1, j->channel_index, len, r,
+                                  rc->category, &mhbs, &rc->r.delay_s);
+    }
     cJSON *details = tr_result_to_json(r);
     rc->details = cJSON_PrintUnformatted(details);
     cJSON_Delete(details);
@@ -626,7 +502,7 @@ static void write_all(worker_t *w, rec_t *recs, int n)
             log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
                       r->job->comm_id, "reason", err.msg);
         else if (r->result == 0 && r->outcome == OUTCOME_FAILED)
-            alert(app, r->job, recs[i].category, recs[i].reason);
+            engine_alert(app, r->job, recs[i].category, recs[i].reason);
     }
 }
 

@@ -39,4 +39,9 @@ cJSON *api_policy_status(app_t *app);
 void api_prefs_put(http_req_t *req);
 void api_prefs_get(http_req_t *req);
 
+/* api_webhooks.c */
+void api_webhook_twilio(http_req_t *req);
+void api_webhook_whatsapp_verify(http_req_t *req);
+void api_webhook_whatsapp(http_req_t *req);
+
 #endif

@@ -152,6 +152,35 @@ const char *http_query(http_req_t *req, const char *name)
 /* Keeps URLs and query values exactly as sent: the router decodes path
  * captures once, http_query decodes values once. Decoding here as well
  * would decode twice (%2541 -> A) and let %00 cut a path short. */
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    (void)kind;
+    buf_t *b = cls;
+    if (b->len)
+        buf_putc(b, '&');
+    buf_puts(b, key);
+    if (value) {
+        buf_putc(b, '=');
+        buf_puts(b, value);
+    }
+    return MHD_YES;
+}
+
+char *http_raw_query(http_req_t *req)
+{
+    /* Arguments come raw (on_unescape) and in request order, so joining
+     * them gives back the query string as sent. */
+    buf_t b;
+    buf_init(&b);
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_arg, &b);
+    if (b.len == 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
 static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     (void)cls;

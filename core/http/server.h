@@ -86,6 +86,10 @@ void http_suspend(http_req_t *req, int ms, bool (*fn)(http_req_t *req, bool time
 const char *http_header(http_req_t *req, const char *name);
 const char *http_query(http_req_t *req, const char *name);
 
+/* The query string as sent ("a=1&b=%20"), without '?'; NULL when none.
+ * Caller frees. (Webhook signatures cover it byte for byte.) */
+char *http_raw_query(http_req_t *req);
+
 /* Parses a W3C traceparent header; fills trace_id (32 hex) when valid. */
 bool http_parse_traceparent(const char *v, char trace_id[33]);
 

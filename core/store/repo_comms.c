@@ -101,27 +101,18 @@ int comms_notify(pg_pool_t *db, hd_err_t *err)
     return rc;
 }
 
+/* clang-format off */
 static const pg_stmt_t st_get = {
     "comms_get",
     "SELECT id, plan_id, client_id, message_type, urgency, status, channel, primary_channel, "
     "array_to_string(fallback_channels, ','), strategy::text, context::text, attempt_count, "
     "may_have_been_sent, provider_message_id, last_error_category, last_error_code, "
-    "extract(epoch from send_at)::bigint, " TS("created_at") ", " TS("queued_at") ", " TS(
-        "sending"
-        "_at") ", " TS("sent_at") ", " TS("delivered_at") ", " TS("failed_at") ", " TS("cancelled_"
-                                                                                       "at") " FROM"
-                                                                                             " "
-                                                                                             "crm_"
-                                                                                             "commu"
-                                                                                             "nica"
-                                                                                             "tions"
-                                                                                             " "
-                                                                                             "WHERE"
-                                                                                             " id "
-                                                                                             "= "
-                                                                                             "$1::"
-                                                                                             "uuid",
+    "extract(epoch from send_at)::bigint, "
+    TS("created_at") ", " TS("queued_at") ", " TS("sending_at") ", " TS("sent_at") ", "
+    TS("delivered_at") ", " TS("opened_at") ", " TS("clicked_at") ", " TS("failed_at") ", "
+    TS("cancelled_at") " FROM crm_communications WHERE id = $1::uuid",
     1};
+/* clang-format on */
 static const pg_stmt_t st_logs = {
     "comms_logs",
     "SELECT kind, channel, attempt, event_type, status, provider, provider_message_id, raw_code, "
@@ -136,7 +127,7 @@ static cJSON *str_or_null(PGresult *r, int row, int col)
                                     : cJSON_CreateString(PQgetvalue(r, row, col));
 }
 
-static bool valid_uuid(const char *s)
+bool comms_valid_id(const char *s)
 {
     if (strlen(s) != 36)
         return false;
@@ -153,7 +144,7 @@ static bool valid_uuid(const char *s)
 cJSON *comms_get(pg_pool_t *db, const char *id, bool *found, hd_err_t *err)
 {
     *found = false;
-    if (!valid_uuid(id))
+    if (!comms_valid_id(id))
         return NULL;
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
@@ -185,9 +176,10 @@ cJSON *comms_get(pg_pool_t *db, const char *id, bool *found, hd_err_t *err)
     cJSON_AddItemToObject(o, "provider_message_id", str_or_null(r, 0, 13));
     cJSON_AddItemToObject(o, "last_error_category", str_or_null(r, 0, 14));
     cJSON_AddItemToObject(o, "last_error_code", str_or_null(r, 0, 15));
-    static const char *const times[] = {"created_at",   "queued_at", "sending_at",  "sent_at",
-                                        "delivered_at", "failed_at", "cancelled_at"};
-    for (int i = 0; i < 7; i++)
+    static const char *const times[] = {"created_at", "queued_at",    "sending_at",
+                                        "sent_at",    "delivered_at", "opened_at",
+                                        "clicked_at", "failed_at",    "cancelled_at"};
+    for (int i = 0; i < 9; i++)
         cJSON_AddItemToObject(o, times[i], str_or_null(r, 0, 17 + i));
     cJSON *attempts = cJSON_AddArrayToObject(o, "attempts");
     cJSON *events = cJSON_AddArrayToObject(o, "events");
@@ -247,7 +239,7 @@ cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err)
             return NULL;
         }
         char *comma = memchr(raw, ',', n);
-        if (comma == NULL || !valid_uuid(comma + 1) ||
+        if (comma == NULL || !comms_valid_id(comma + 1) ||
             strspn((char *)raw, "0123456789") != (size_t)(comma - (char *)raw)) {
             free(raw);
             hd_err_set(err, "cursor: not a cursor from a previous page");
@@ -325,7 +317,7 @@ static const pg_stmt_t st_cancel = {
 int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *err)
 {
     status_out[0] = '\0';
-    if (!valid_uuid(id))
+    if (!comms_valid_id(id))
         return 1;
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
@@ -358,11 +350,11 @@ static const pg_stmt_t st_claim = {
     "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
     "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
     "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
-    "crm_jobs.payload::text AS payload) "
+    "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend) "
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
     "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
-    "m.batch, j.payload "
+    "m.batch, j.payload, j.resend "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id",
     3};
 
@@ -418,6 +410,7 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         snprintf(j->owner, sizeof(j->owner), "%s", owner);
         j->batch = PQgetvalue(r, i, 13)[0] == 't';
         j->payload_json = dup_or_null(r, i, 14);
+        j->resend = PQgetvalue(r, i, 15)[0] == 't';
     }
     PQclear(r);
     return n;
@@ -464,13 +457,16 @@ static const pg_stmt_t st_sending_many = {
     /* = ANY(array) keeps this an index lookup per message in every plan (a
      * join with unnest() drifts to a sequential scan once the plan is
      * generic); array_position finds each message's own values. */
-    "UPDATE crm_communications c SET status = 'sending', sending_at = coalesce(c.sending_at, "
-    "now()), queued_at = coalesce(c.queued_at, now()), "
+    "UPDATE crm_communications c SET status = CASE WHEN c.status = 'sent' THEN 'sent' "
+    "ELSE 'sending' END, sending_at = coalesce(c.sending_at, now()), "
+    "queued_at = coalesce(c.queued_at, now()), "
     "channel = ($2::text[])[array_position($1::uuid[], c.id)], "
     "attempt_count = c.attempt_count + 1, may_have_been_sent = true, updated_at = now() "
-    "WHERE c.id = ANY($1::uuid[]) AND c.status IN ('scheduled', 'queued', 'sending') "
+    "WHERE c.id = ANY($1::uuid[]) AND c.status IN ('scheduled', 'queued', 'sending', 'sent') "
     "AND EXISTS (SELECT 1 FROM crm_jobs j WHERE j.id = ($3::bigint[])[array_position($1::uuid[], "
-    "c.id)] AND j.lease_owner = ($4::text[])[array_position($1::uuid[], c.id)]) "
+    "c.id)] AND j.lease_owner = ($4::text[])[array_position($1::uuid[], c.id)] "
+    /* a sent message goes out again only for a job a failed receipt made */
+    "AND (c.status <> 'sent' OR j.payload ? 'resend')) "
     "RETURNING ($3::bigint[])[array_position($1::uuid[], c.id)]",
     4};
 
@@ -526,7 +522,7 @@ static const pg_stmt_t st_sent = {
     "comms_sent",
     "UPDATE crm_communications SET status = 'sent', sent_at = now(), channel = $2, "
     "provider_message_id = $3, may_have_been_sent = true, updated_at = now() "
-    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending', 'sent')",
     3};
 static const pg_stmt_t st_job_done = {
     "comms_job_done", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2};
@@ -551,7 +547,7 @@ static const pg_stmt_t st_last_error = {
 static const pg_stmt_t st_failed = {
     "comms_failed",
     "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
-    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending', 'sent')",
     1};
 static const pg_stmt_t st_log_event = {
     "comms_log_event",
@@ -720,7 +716,7 @@ static const pg_stmt_t st_sent_many = {
     "provider_message_id = ($7::text[])[array_position($2::uuid[], c.id)], "
     "may_have_been_sent = true, updated_at = now() "
     "WHERE c.id = ANY(ARRAY(SELECT communication_id FROM j)) "
-    "AND c.status IN ('scheduled', 'queued', 'sending')) "
+    "AND c.status IN ('scheduled', 'queued', 'sending', 'sent')) "
     "SELECT id FROM j",
     11};
 

@@ -7,7 +7,9 @@
  * workers claim due jobs in batches (FOR UPDATE SKIP LOCKED) under a lease,
  * so the jobs of a process that died are claimed again when the lease ends.
  * Status only moves forward (DESIGN.md §4): every status update names the
- * states it may come from.
+ * states it may come from. A message that is 'sent' has no job, except one a
+ * failed receipt made (payload {"resend": true}): it goes out again on the
+ * channel the policy names, and stays 'sent' (or ends 'failed').
  */
 #ifndef HERALD_STORE_REPO_COMMS_H
 #define HERALD_STORE_REPO_COMMS_H
@@ -38,6 +40,9 @@ typedef struct comm_new {
     const char *idem_response;   /* the 202 body */
     const char *payload_json;    /* the job's payload (attachments), or NULL */
 } comm_new_t;
+
+/* Whether s has the shape of a communication id (a UUID). */
+bool comms_valid_id(const char *s);
 
 /* Inserts the communication (with c->id) and its send job, and completes
  * the idempotency record when one is named, in one transaction. */
@@ -79,6 +84,7 @@ typedef struct comm_job {
     char owner[96];     /* the lease holder that claimed it (this worker) */
     bool batch;         /* low urgency: this job carries the client's digest */
     char *payload_json; /* {"attachments": [...]} given at acceptance */
+    bool resend;        /* made by a failed receipt: the message is 'sent' and goes again */
     /* the communication */
     char status[16];
     char *client_id, *plan_id, *message_type, *urgency;

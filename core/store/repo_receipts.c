@@ -1,0 +1,234 @@
+/* repo_receipts.c - delivery receipts (see repo_receipts.h). */
+#include "store/repo_receipts.h"
+#include "base/buf.h"
+#include "base/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const pg_stmt_t st_find = {
+    "receipts_find",
+    "WITH a AS (SELECT communication_id, channel, attempt FROM crm_delivery_logs "
+    "WHERE kind = 'attempt' AND provider_message_id = $1 ORDER BY id DESC LIMIT 1) "
+    "SELECT c.id, c.status, coalesce(c.channel, ''), coalesce(a.channel, $3), "
+    "coalesce(a.attempt, 1), coalesce(array_position(array_prepend(c.primary_channel, "
+    "c.fallback_channels), coalesce(a.channel, $3)), 0) - 1, "
+    "cardinality(c.fallback_channels) + 1, c.client_id, c.plan_id, c.message_type "
+    "FROM crm_communications c LEFT JOIN a ON a.communication_id = c.id "
+    "WHERE c.id = coalesce((SELECT communication_id FROM a), $2::uuid)",
+    3};
+
+int receipts_find(pg_pool_t *db, const receipt_t *r, receipt_target_t *t, hd_err_t *err)
+{
+    memset(t, 0, sizeof(*t));
+    const char *hint = r->comm_hint && comms_valid_id(r->comm_hint) ? r->comm_hint : NULL;
+    const char *p[] = {r->provider_id, hint, r->channel};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *res = pg_exec(c, &st_find, p, err);
+    pg_pool_put(db, c);
+    if (res == NULL)
+        return -1;
+    if (PQntuples(res) == 1) {
+        t->found = true;
+        snprintf(t->comm_id, sizeof(t->comm_id), "%s", PQgetvalue(res, 0, 0));
+        snprintf(t->status, sizeof(t->status), "%s", PQgetvalue(res, 0, 1));
+        snprintf(t->channel, sizeof(t->channel), "%s", PQgetvalue(res, 0, 2));
+        t->attempt = atoi(PQgetvalue(res, 0, 4));
+        t->channel_index = atoi(PQgetvalue(res, 0, 5));
+        t->chain_len = atoi(PQgetvalue(res, 0, 6));
+        snprintf(t->job.comm_id, sizeof(t->job.comm_id), "%s", t->comm_id);
+        t->job.client_id = xstrdup(PQgetvalue(res, 0, 7));
+        t->job.plan_id = PQgetisnull(res, 0, 8) ? NULL : xstrdup(PQgetvalue(res, 0, 8));
+        t->job.message_type = xstrdup(PQgetvalue(res, 0, 9));
+    }
+    PQclear(res);
+    return 0;
+}
+
+void receipt_target_free(receipt_target_t *t)
+{
+    comm_job_free(&t->job);
+}
+
+static const pg_stmt_t st_event = {
+    "receipts_event",
+    "INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, "
+    "provider, provider_message_id, raw_code, message, dedup_key, details, occurred_at, "
+    "category) VALUES ($1::uuid, 'event', $2, $3, $4, $5, $6, $7, $8, $9, "
+    "coalesce($10::jsonb, '{}'), coalesce(to_timestamp($11::float8), now()), $12) "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
+    12};
+
+/* The forward moves; $2 is the provider's time (NULL: now). */
+static const pg_stmt_t st_to_sent = {
+    "receipts_to_sent",
+    "UPDATE crm_communications SET status = 'sent', "
+    "sent_at = coalesce(sent_at, to_timestamp($2::float8), now()), updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    2};
+static const pg_stmt_t st_to_delivered = {
+    "receipts_to_delivered",
+    "UPDATE crm_communications SET status = 'delivered', "
+    "delivered_at = coalesce(delivered_at, to_timestamp($2::float8), now()), "
+    "sent_at = coalesce(sent_at, to_timestamp($2::float8), now()), updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('sending', 'sent')",
+    2};
+static const pg_stmt_t st_to_opened = {
+    "receipts_to_opened",
+    "UPDATE crm_communications SET status = 'opened', "
+    "opened_at = coalesce(opened_at, to_timestamp($2::float8), now()), "
+    "delivered_at = coalesce(delivered_at, to_timestamp($2::float8), now()), "
+    "sent_at = coalesce(sent_at, to_timestamp($2::float8), now()), updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('sending', 'sent', 'delivered')",
+    2};
+/* The client has it: a resend a failed receipt queued is no longer needed. */
+static const pg_stmt_t st_drop_resend = {
+    "receipts_drop_resend",
+    "DELETE FROM crm_jobs WHERE communication_id = $1::uuid AND payload ? 'resend' "
+    "AND lease_owner IS NULL",
+    1};
+static const pg_stmt_t st_busy = {
+    "receipts_busy",
+    "SELECT 1 FROM crm_jobs WHERE communication_id = $1::uuid AND kind = 'send' FOR UPDATE", 1};
+static const pg_stmt_t st_failure = {
+    "receipts_failure",
+    "UPDATE crm_communications SET last_error_category = $2, last_error_code = $3, "
+    "updated_at = now() WHERE id = $1::uuid AND status = 'sent' AND channel = $4 RETURNING 1",
+    4};
+static const pg_stmt_t st_resend = {
+    "receipts_resend",
+    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, attempt, channel_index, "
+    "payload) SELECT id, 'send', priority, now() + make_interval(secs => $2::float8), "
+    "$3::smallint, $4::smallint, '{\"resend\": true}' FROM crm_communications "
+    "WHERE id = $1::uuid",
+    4};
+static const pg_stmt_t st_end = {
+    "receipts_end",
+    "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
+    "WHERE id = $1::uuid AND status = 'sent'",
+    1};
+
+static const char *const EVENT_TYPE[] = {NULL, "sent", "delivered", "read", "failed"};
+
+static int rows(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, hd_err_t *err)
+{
+    PGresult *r = pg_exec(c, st, p, err);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r) > 0 ? PQntuples(r) : atoi(PQcmdTuples(r));
+    PQclear(r);
+    return n;
+}
+
+/* The body of receipts_apply, inside its transaction. */
+static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
+                    receipt_action_t act, double delay_s, const char *category,
+                    receipt_result_t *result, bool *ended, hd_err_t *err)
+{
+    const char *id = t->found ? t->comm_id : NULL;
+    char when[32] = "";
+    if (r->occurred_at > 0)
+        snprintf(when, sizeof(when), "%lld", (long long)r->occurred_at);
+    const char *at = when[0] ? when : NULL;
+    /* A failure acts only when no send job of the message is in flight: the
+     * lock also keeps a worker from taking a job while this runs. */
+    bool failing = id && r->kind == RECEIPT_FAILED && act != ACT_NONE;
+    if (failing) {
+        const char *p[] = {id};
+        int n = rows(c, &st_busy, p, err);
+        if (n < 0)
+            return -1;
+        if (n > 0) {
+            *result = RECEIPT_BUSY;
+            return 0;
+        }
+    }
+    const char *type = EVENT_TYPE[r->kind] ? EVENT_TYPE[r->kind] : r->raw_status;
+    const char *ep[] = {id,
+                        r->channel,
+                        type,
+                        r->raw_status,
+                        r->provider,
+                        r->provider_id,
+                        r->error_code,
+                        r->error_text,
+                        r->dedup_key,
+                        r->details_json,
+                        at,
+                        r->kind == RECEIPT_FAILED ? category : NULL};
+    int n = rows(c, &st_event, ep, err);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        *result = RECEIPT_DUPLICATE;
+        return 0;
+    }
+    if (id == NULL) {
+        *result = RECEIPT_ORPHAN;
+        return 0;
+    }
+    *result = RECEIPT_APPLIED;
+    const char *mp[] = {id, at};
+    const char *idp[] = {id};
+    switch (r->kind) {
+    case RECEIPT_SENT:
+        return rows(c, &st_to_sent, mp, err) < 0 ? -1 : 0;
+    case RECEIPT_DELIVERED:
+        if (rows(c, &st_to_delivered, mp, err) < 0)
+            return -1;
+        return rows(c, &st_drop_resend, idp, err) < 0 ? -1 : 0;
+    case RECEIPT_READ:
+        if (rows(c, &st_to_opened, mp, err) < 0)
+            return -1;
+        return rows(c, &st_drop_resend, idp, err) < 0 ? -1 : 0;
+    case RECEIPT_FAILED:
+        break;
+    default:
+        return 0;
+    }
+    if (!failing)
+        return 0;
+    const char *fp[] = {id, category, r->error_code, r->channel};
+    n = rows(c, &st_failure, fp, err);
+    if (n <= 0)
+        return n; /* moved on meanwhile: the event is all there is */
+    if (act == ACT_FAIL) {
+        n = rows(c, &st_end, idp, err);
+        *ended = n > 0;
+        return n < 0 ? -1 : 0;
+    }
+    char delay[32], attempt[16], index[16];
+    snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
+    snprintf(attempt, sizeof(attempt), "%d", act == ACT_RETRY ? t->attempt : 0);
+    snprintf(index, sizeof(index), "%d", t->channel_index + (act == ACT_NEXT ? 1 : 0));
+    const char *jp[] = {id, delay, attempt, index};
+    return rows(c, &st_resend, jp, err) < 0 ? -1 : 0;
+}
+
+int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
+                   receipt_action_t act, double delay_s, const char *category,
+                   receipt_result_t *result, bool *ended, hd_err_t *err)
+{
+    *ended = false;
+    *result = RECEIPT_APPLIED;
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = apply_in(c, r, t, act, delay_s, category, result, ended, err);
+    if (rc == 0 && *result == RECEIPT_BUSY) {
+        pg_exec_script(c, "ROLLBACK", NULL);
+    } else if (rc == 0 && pg_commit(c, err) == 0) {
+        /* committed */
+    } else {
+        pg_exec_script(c, "ROLLBACK", NULL);
+        *ended = false;
+        rc = -1;
+    }
+    pg_pool_put(db, c);
+    return rc;
+}
