@@ -38,6 +38,10 @@ static char *decode(const char *s, size_t n, size_t base, hd_err_t *err)
             }
             *o++ = (char)(h << 4 | l);
             i += 2;
+        } else if (s[i] == '\0') {
+            free(out);
+            hd_err_set(err, "NUL byte at byte %zu", base + i);
+            return NULL;
         } else {
             *o++ = s[i];
         }
@@ -49,6 +53,8 @@ static char *decode(const char *s, size_t n, size_t base, hd_err_t *err)
 int form_parse(const char *data, size_t len, form_t *out, hd_err_t *err)
 {
     memset(out, 0, sizeof(*out));
+    if (data == NULL || len == 0)
+        return 0;
     size_t cap = 0;
     for (size_t start = 0; start <= len;) {
         const char *amp = memchr(data + start, '&', len - start);

@@ -32,9 +32,10 @@ void sig_twilio(const char *token, const char *url, const form_t *params, char o
     }
     free(sorted);
     uint8_t mac[20];
-    hash_hmac_sha1(token, strlen(token), b.data ? b.data : "", b.len, mac);
+    int rc = hash_hmac_sha1(token, strlen(token), b.data ? b.data : "", b.len, mac);
     buf_free(&b);
-    char *s = b64_encode(mac, sizeof(mac));
+    char *s = rc == 0 ? b64_encode(mac, sizeof(mac)) : NULL;
+    /* A failure leaves out empty, which matches no signature (same()). */
     snprintf(out, 32, "%s", s ? s : "");
     free(s);
 }
@@ -42,6 +43,8 @@ void sig_twilio(const char *token, const char *url, const form_t *params, char o
 static bool same(const char *want, const char *got)
 {
     size_t n = strlen(want);
+    if (n == 0)
+        return false; /* no expected value (HMAC or encoding failed) */
     /* length first (public: a base64 HMAC-SHA1 is always 28), then the bytes
      * in constant time */
     return strlen(got) == n && hash_ct_equal(want, got, n);
@@ -108,7 +111,8 @@ bool sig_meta_valid(const char *secret, const char *body, size_t len, const char
     if (secret == NULL || *secret == '\0' || header == NULL || strncmp(header, "sha256=", 7) != 0)
         return false;
     uint8_t mac[32];
-    hash_hmac_sha256(secret, strlen(secret), body, len, mac);
+    if (hash_hmac_sha256_checked(secret, strlen(secret), body, len, mac) != 0)
+        return false;
     char want[65];
     hex_encode(mac, sizeof(mac), want);
     /* Meta sends lowercase hex; compare case-insensitively without
