@@ -1,7 +1,8 @@
 -- content.lua - what a message says on each channel.
 --
 --   content.render(message_type, channel, context)
---     email    -> {subject, html, text}
+--     email    -> {subject, html, text, track, track_days}  (track: settings.tracking says
+--                 the engine rewrites the links and adds the open pixel)
 --     sms      -> {text, encoding, segments}   (fitted to one segment where possible)
 --     whatsapp -> {text}
 --   content.compile_all() -> true, or nil and {"name:line: message", ...}
@@ -14,6 +15,7 @@
 
 local template = require("lib.template")
 local sms = require("lib.sms")
+local settings = require("settings")
 
 local M = {}
 
@@ -148,7 +150,10 @@ function M.render(message_type, channel, context)
   local ctx = M.context(message_type, channel, context)
   if channel == "email" then
     local subject = get(names.subject)(ctx):gsub("%s+", " ")
-    return {subject = trim(subject), html = get(names.html)(ctx), text = trim(get(names.text)(ctx)) .. "\n"}
+    local t = settings.tracking or {}
+    local track = t.enabled == true and not (t.off and t.off[message_type])
+    return {subject = trim(subject), html = get(names.html)(ctx), text = trim(get(names.text)(ctx)) .. "\n",
+      track = track, track_days = t.link_days}
   elseif channel == "sms" then
     local render = get(names)
     local fitted = sms.fit(function(c) return trim(render(c)) end, ctx,

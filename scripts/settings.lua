@@ -60,6 +60,17 @@ return {
     withdrawal_stops_all = true,
   },
 
+  -- Open and click tracking of email: links go through /t/c/{token} and a
+  -- 1x1 pixel /t/o/{token}.gif is added (the unsubscribe link stays direct).
+  tracking = {
+    enabled = true,
+    -- message types never tracked, e.g. { error_notification = true }
+    off = {},
+    -- how long tracked links keep working (days); after that a click shows
+    -- "expired" instead of redirecting
+    link_days = 365,
+  },
+
   -- Queue priority by urgency: higher goes first when workers are busy.
   priorities = { critical = 100, high = 75, normal = 50, low = 10 },
 }

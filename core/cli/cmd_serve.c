@@ -43,6 +43,7 @@ static int build_app(app_t *app, cfg_t *cfg)
     }
     if (rd_ping(app->redis, &err) != 0)
         log_error("redis unreachable at start; serving degraded", "reason", err.msg);
+    track_key_derive(cfg->enc_key, &app->track_key);
     app->keyring = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
     for (int i = 0; app->keyring && i < cfg->enc_old_count; i++) {
         if (fe_keyring_add_old(app->keyring, cfg->enc_old_keys[i]) != 0) {

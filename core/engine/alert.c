@@ -90,4 +90,3 @@ void engine_alert(app_t *app, const comm_job_t *j, const char *category, const c
     curl_easy_cleanup(h);
     free(body);
 }
-

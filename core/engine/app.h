@@ -8,6 +8,7 @@
 #include "base/config.h"
 #include "cache/redis.h"
 #include "crypto/field.h"
+#include "engine/tracking.h"
 #include "http/metrics.h"
 #include "http/router.h"
 #include "lua/reload.h"
@@ -27,6 +28,7 @@ typedef struct app {
     lrt_t *policy;          /* scripts and templates, one Lua state per thread */
     lrt_watch_t *watch;     /* live reload */
     tr_engine_t *transport; /* the libcurl multi loop and its drivers */
+    track_key_t track_key;  /* open and click tokens (engine/tracking.h) */
     struct engine *engine;  /* the workers (engine/worker.h) */
     time_t started;
 } app_t;

@@ -59,4 +59,3 @@ comm_outcome_t engine_policy_outcome(app_t *app, tr_channel_t channel, int attem
         o = OUTCOME_FAILED;
     return o;
 }
-

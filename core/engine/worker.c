@@ -269,6 +269,28 @@ static void attach(tr_message_t *m, const char *payload_json)
     cJSON_Delete(p);
 }
 
+/* The email's HTML with its links through /t/c and the open pixel; the
+ * unsubscribe page stays a direct link. out.track_days: the links' life. */
+static char *tracked_html(app_t *app, comm_job_t *j, const char *html, const cJSON *out)
+{
+    const cJSON *days = cJSON_GetObjectItemCaseSensitive(out, "track_days");
+    double d = cJSON_IsNumber(days) && days->valuedouble > 0 ? days->valuedouble : 365;
+    buf_t base, skip;
+    buf_init(&base);
+    buf_init(&skip);
+    buf_puts(&base, app->cfg->public_url);
+    while (base.len && base.data[base.len - 1] == '/')
+        base.data[--base.len] = '\0';
+    buf_printf(&skip, "%s/u/", base.data);
+    free(j->tracked_links);
+    char *t = track_rewrite_html(&app->track_key, html, base.data, j->comm_id,
+                                 (int64_t)time(NULL) + (int64_t)(d * 86400), skip.data,
+                                 &j->tracked_links);
+    buf_free(&base);
+    buf_free(&skip);
+    return t;
+}
+
 /* Checks and renders one job. Returns 1 with *out_msg ready to send, 0
  * when it was settled here (skipped, failed, dropped), -1 on a transient
  * problem (the lease will bring it back). */
@@ -405,7 +427,9 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
     if ((v = json_str(out, "text")))
         m->text = xstrdup(v);
     if ((v = json_str(out, "html")))
-        m->html = xstrdup(v);
+        m->html = ch == TR_EMAIL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(out, "track"))
+                      ? tracked_html(app, j, v, out)
+                      : xstrdup(v);
     cJSON_Delete(out);
     cJSON_Delete(who);
     (void)slot;

@@ -31,6 +31,9 @@ int api_register(app_t *app)
         {"POST", "/api/crm/webhooks/twilio", api_webhook_twilio, 0, BODY_FORM},
         {"GET", "/api/crm/webhooks/whatsapp", api_webhook_whatsapp_verify, 0, BODY_NONE},
         {"POST", "/api/crm/webhooks/whatsapp", api_webhook_whatsapp, 0, BODY_RAW},
+        /* recipients' mail clients: the signed token is the authority */
+        {"GET", "/t/o/{token}", api_track_open, 0, BODY_NONE},
+        {"GET", "/t/c/{token}", api_track_click, 0, BODY_NONE},
     };
     router_init(&app->router);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)

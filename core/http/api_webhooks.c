@@ -57,17 +57,16 @@ static int handle_receipt(app_t *app, const receipt_t *r, receipt_result_t *res,
         act = o == OUTCOME_RETRY ? ACT_RETRY : o == OUTCOME_NEXT ? ACT_NEXT : ACT_FAIL;
     }
     bool ended = false;
-    int rc = receipts_apply(app->db, r, &t, act, delay, category[0] ? category : NULL, res,
-                            &ended, err);
+    int rc =
+        receipts_apply(app->db, r, &t, act, delay, category[0] ? category : NULL, res, &ended, err);
     if (rc == 0 && *res == RECEIPT_APPLIED && (act == ACT_RETRY || act == ACT_NEXT) &&
         !engine_kick(app->engine))
         comms_notify(app->db, NULL);
     if (rc == 0 && ended)
         engine_alert(app, &t.job, category, r->error_text ? r->error_text : r->raw_status);
     if (rc == 0 && *res == RECEIPT_ORPHAN)
-        log_warn("receipt for a message Herald does not know; kept as an orphan event",
-                 "provider", r->provider, "provider_message_id", r->provider_id, "status",
-                 r->raw_status);
+        log_warn("receipt for a message Herald does not know; kept as an orphan event", "provider",
+                 r->provider, "provider_message_id", r->provider_id, "status", r->raw_status);
     receipt_target_free(&t);
     return rc;
 }
@@ -91,7 +90,7 @@ static receipt_kind_t twilio_kind(const char *s)
  * never the phone numbers (From, To) it also carries. */
 static char *twilio_details(const form_t *f)
 {
-    static const char *const keep[] = {"MessageStatus", "SmsStatus",     "ErrorCode",
+    static const char *const keep[] = {"MessageStatus", "SmsStatus",      "ErrorCode",
                                        "ErrorMessage",  "RawDlrDoneDate", "ApiVersion"};
     cJSON *d = cJSON_CreateObject();
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
@@ -158,7 +157,7 @@ void api_webhook_twilio(http_req_t *req)
         sid = form_get(&f, "SmsSid");
     if (status == NULL)
         status = form_get(&f, "SmsStatus");
-    const char *bad = sid == NULL || !plain_token(sid, 64)       ? "MessageSid"
+    const char *bad = sid == NULL || !plain_token(sid, 64)         ? "MessageSid"
                       : status == NULL || !plain_token(status, 32) ? "MessageStatus"
                                                                    : NULL;
     if (bad) {
@@ -252,8 +251,7 @@ static const cJSON *member(const cJSON *o, const char *k)
 
 /* Checks the whole payload; the statuses are collected into *out (borrowed
  * pointers into doc). NULL, or the problem's path. */
-static const char *wa_check(const cJSON *doc, const cJSON ***out, size_t *n, char *where,
-                            size_t wn)
+static const char *wa_check(const cJSON *doc, const cJSON ***out, size_t *n, char *where, size_t wn)
 {
     *out = NULL;
     *n = 0;
@@ -287,8 +285,9 @@ static const char *wa_check(const cJSON *doc, const cJSON ***out, size_t *n, cha
             {
                 const cJSON *id = member(s, "id"), *st = member(s, "status");
                 const cJSON *ts = member(s, "timestamp");
-                if (!cJSON_IsObject(s) || !cJSON_IsString(id) || !plain_token(id->valuestring, 200) ||
-                    !cJSON_IsString(st) || !plain_token(st->valuestring, 32) ||
+                if (!cJSON_IsObject(s) || !cJSON_IsString(id) ||
+                    !plain_token(id->valuestring, 200) || !cJSON_IsString(st) ||
+                    !plain_token(st->valuestring, 32) ||
                     (ts && !cJSON_IsString(ts) && !cJSON_IsNumber(ts))) {
                     snprintf(where, wn,
                              "entry[%d].changes[%d].value.statuses[%d]: needs id and status "

@@ -368,6 +368,7 @@ void comm_job_free(comm_job_t *j)
     free(j->recipient_enc);
     free(j->channels_csv);
     free(j->payload_json);
+    free(j->tracked_links);
     memset(j, 0, sizeof(*j));
 }
 
@@ -461,6 +462,8 @@ static const pg_stmt_t st_sending_many = {
     "ELSE 'sending' END, sending_at = coalesce(c.sending_at, now()), "
     "queued_at = coalesce(c.queued_at, now()), "
     "channel = ($2::text[])[array_position($1::uuid[], c.id)], "
+    "tracked_links = coalesce(($5::jsonb[])[array_position($1::uuid[], c.id)], "
+    "c.tracked_links), "
     "attempt_count = c.attempt_count + 1, may_have_been_sent = true, updated_at = now() "
     "WHERE c.id = ANY($1::uuid[]) AND c.status IN ('scheduled', 'queued', 'sending', 'sent') "
     "AND EXISTS (SELECT 1 FROM crm_jobs j WHERE j.id = ($3::bigint[])[array_position($1::uuid[], "
@@ -468,16 +471,17 @@ static const pg_stmt_t st_sending_many = {
     /* a sent message goes out again only for a job a failed receipt made */
     "AND (c.status <> 'sent' OR j.payload ? 'resend')) "
     "RETURNING ($3::bigint[])[array_position($1::uuid[], c.id)]",
-    4};
+    5};
 
 int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
                             int n, bool *marked, hd_err_t *err)
 {
-    buf_t ids, chs, js, owners;
+    buf_t ids, chs, js, owners, links;
     buf_init(&ids);
     buf_init(&chs);
     buf_init(&js);
     buf_init(&owners);
+    buf_init(&links);
     int want = 0;
     for (int i = 0; i < n; i++) {
         marked[i] = false;
@@ -487,9 +491,10 @@ int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *c
         arr_add(&chs, channels[i]);
         arr_addf(&js, "%lld", (long long)jobs[i].job_id);
         arr_add(&owners, jobs[i].owner);
+        arr_add(&links, jobs[i].tracked_links);
         want++;
     }
-    char *p[] = {arr_end(&ids), arr_end(&chs), arr_end(&js), arr_end(&owners)};
+    char *p[] = {arr_end(&ids), arr_end(&chs), arr_end(&js), arr_end(&owners), arr_end(&links)};
     int rc = 0;
     if (want > 0) {
         pg_conn_t *c = pg_pool_get(db, 5000, err);
@@ -506,7 +511,7 @@ int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *c
         }
         PQclear(r);
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(p[i]);
     return rc;
 }

@@ -78,13 +78,14 @@ int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *e
 typedef struct comm_job {
     int64_t job_id;
     char comm_id[40];
-    int attempt;        /* attempts made on the current channel */
-    int channel_index;  /* 0: primary; k: fallback k */
-    bool recovered;     /* its previous lease expired: that process died holding it */
-    char owner[96];     /* the lease holder that claimed it (this worker) */
-    bool batch;         /* low urgency: this job carries the client's digest */
-    char *payload_json; /* {"attachments": [...]} given at acceptance */
-    bool resend;        /* made by a failed receipt: the message is 'sent' and goes again */
+    int attempt;         /* attempts made on the current channel */
+    int channel_index;   /* 0: primary; k: fallback k */
+    bool recovered;      /* its previous lease expired: that process died holding it */
+    char owner[96];      /* the lease holder that claimed it (this worker) */
+    bool batch;          /* low urgency: this job carries the client's digest */
+    char *payload_json;  /* {"attachments": [...]} given at acceptance */
+    bool resend;         /* made by a failed receipt: the message is 'sent' and goes again */
+    char *tracked_links; /* set by the worker: JSON array of a tracked email's URLs */
     /* the communication */
     char status[16];
     char *client_id, *plan_id, *message_type, *urgency;

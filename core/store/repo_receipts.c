@@ -232,3 +232,65 @@ int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
     pg_pool_put(db, c);
     return rc;
 }
+
+/* ---- tracking ---- */
+
+static const pg_stmt_t st_track = {
+    "tracking_hit",
+    "WITH m AS (SELECT id, channel FROM crm_communications WHERE id = $1::uuid), "
+    "e AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, "
+    "provider, details) SELECT id, 'event', coalesce(channel, 'email'), $2, $2, 'tracking', "
+    "jsonb_strip_nulls(jsonb_build_object('link', $3::int, 'url', $4::text)) FROM m), "
+    "o AS (UPDATE crm_communications c SET "
+    "status = CASE WHEN c.status IN ('sent', 'delivered') AND $2 = 'open' THEN 'opened' "
+    "WHEN c.status IN ('sent', 'delivered', 'opened') AND $2 = 'click' THEN 'clicked' "
+    "ELSE c.status END, "
+    "opened_at = coalesce(c.opened_at, now()), "
+    "clicked_at = CASE WHEN $2 = 'click' THEN coalesce(c.clicked_at, now()) ELSE c.clicked_at END, "
+    "delivered_at = CASE WHEN c.status IN ('sent', 'delivered', 'opened', 'clicked') "
+    "THEN coalesce(c.delivered_at, now()) ELSE c.delivered_at END, "
+    "updated_at = now() FROM m WHERE c.id = m.id) "
+    "SELECT count(*) FROM m",
+    4};
+
+int tracking_record(pg_pool_t *db, const char *comm_id, char kind, int index, const char *url,
+                    hd_err_t *err)
+{
+    char idx[16];
+    snprintf(idx, sizeof(idx), "%d", index);
+    const char *p[] = {comm_id, kind == 'c' ? "click" : "open", kind == 'c' ? idx : NULL,
+                       kind == 'c' ? url : NULL};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_track, p, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    int found = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return found ? 0 : 1;
+}
+
+static const pg_stmt_t st_link = {
+    "tracking_link", "SELECT tracked_links ->> $2::int FROM crm_communications WHERE id = $1::uuid",
+    2};
+
+int tracking_link(pg_pool_t *db, const char *comm_id, int index, char **url, hd_err_t *err)
+{
+    *url = NULL;
+    char idx[16];
+    snprintf(idx, sizeof(idx), "%d", index);
+    const char *p[] = {comm_id, idx};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_link, p, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        *url = xstrdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}

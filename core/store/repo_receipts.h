@@ -75,4 +75,15 @@ int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
                    receipt_action_t act, double delay_s, const char *category,
                    receipt_result_t *result, bool *ended, hd_err_t *err);
 
+/* An open ('o') or a click ('c', link index, url) from the tracking
+ * endpoints: an event row for every hit; the first open sets opened_at (and
+ * status opened), the first click clicked_at (and status clicked). 0, 1 when
+ * the message no longer exists (erased), -1 on error. */
+int tracking_record(pg_pool_t *db, const char *comm_id, char kind, int index, const char *url,
+                    hd_err_t *err);
+
+/* The URL of link index of a tracked email (*url, caller frees; NULL when
+ * there is none). 0, or -1 on error. */
+int tracking_link(pg_pool_t *db, const char *comm_id, int index, char **url, hd_err_t *err);
+
 #endif

@@ -1,0 +1,251 @@
+/* tracking.c - see tracking.h. */
+#include "engine/tracking.h"
+#include "base/buf.h"
+#include "crypto/codec.h"
+#include "crypto/hash.h"
+
+#include <cjson/cJSON.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAC_LEN    16
+#define HEAD_LEN   (1 + 1 + 4 + 16 + 2 + 8)
+#define MAX_URL    2000
+
+void track_key_derive(const uint8_t enc_key[32], track_key_t *out)
+{
+    static const char label[] = "herald/tracking/v1";
+    hash_hmac_sha256(enc_key, 32, label, sizeof(label) - 1, out->k);
+}
+
+static int uuid_bytes(const char *s, uint8_t out[16])
+{
+    int n = 0;
+    for (size_t i = 0; s[i] && n < 32; i++) {
+        if (s[i] == '-')
+            continue;
+        int v = isdigit((unsigned char)s[i])            ? s[i] - '0'
+                : (s[i] >= 'a' && s[i] <= 'f')          ? s[i] - 'a' + 10
+                : (s[i] >= 'A' && s[i] <= 'F')          ? s[i] - 'A' + 10
+                                                        : -1;
+        if (v < 0)
+            return -1;
+        if (n % 2 == 0)
+            out[n / 2] = (uint8_t)(v << 4);
+        else
+            out[n / 2] |= (uint8_t)v;
+        n++;
+    }
+    return n == 32 ? 0 : -1;
+}
+
+char *track_token(const track_key_t *key, char kind, const char *comm_id, int index,
+                  int64_t expires, const char *url)
+{
+    uint8_t p[HEAD_LEN + MAC_LEN];
+    memset(p, 0, sizeof(p));
+    p[0] = 1;
+    p[1] = (uint8_t)kind;
+    uint32_t e = (uint32_t)expires;
+    p[2] = (uint8_t)(e >> 24), p[3] = (uint8_t)(e >> 16), p[4] = (uint8_t)(e >> 8), p[5] = (uint8_t)e;
+    if (uuid_bytes(comm_id, p + 6) != 0)
+        memset(p + 6, 0, 16);
+    p[22] = (uint8_t)(index >> 8), p[23] = (uint8_t)index;
+    if (kind == 'c' && url) {
+        uint8_t h[32];
+        hash_sha256(url, strlen(url), h);
+        memcpy(p + 24, h, 8);
+    }
+    uint8_t mac[32];
+    hash_hmac_sha256(key->k, sizeof(key->k), p, HEAD_LEN, mac);
+    memcpy(p + HEAD_LEN, mac, MAC_LEN);
+    return b64url_encode(p, sizeof(p));
+}
+
+bool track_url_matches(const track_claim_t *c, const char *url)
+{
+    if (url == NULL || c->kind != 'c')
+        return false;
+    uint8_t h[32];
+    hash_sha256(url, strlen(url), h);
+    return hash_ct_equal(h, c->url_hash, 8);
+}
+
+bool track_url_ok(const char *url)
+{
+    if (url == NULL)
+        return false;
+    size_t n = strlen(url);
+    if (n > MAX_URL || !(strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "http://", 7) == 0))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c == 0x7f)
+            return false; /* no spaces, CR, LF: nothing that could split a header */
+    }
+    /* "http://" with no host, or a host that starts a path */
+    const char *host = url + (url[4] == 's' || url[4] == 'S' ? 8 : 7);
+    return *host && *host != '/' && *host != '?' && *host != '#';
+}
+
+track_check_t track_verify(const track_key_t *key, const char *token, int64_t now,
+                           track_claim_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint8_t *p = NULL;
+    size_t n = 0;
+    if (token == NULL || strlen(token) > 128 || b64url_decode(token, strlen(token), &p, &n) != 0)
+        return TRACK_INVALID;
+    track_check_t rc = TRACK_INVALID;
+    if (n != HEAD_LEN + MAC_LEN || p[0] != 1 || (p[1] != 'o' && p[1] != 'c'))
+        goto done;
+    uint8_t mac[32];
+    hash_hmac_sha256(key->k, sizeof(key->k), p, HEAD_LEN, mac);
+    if (!hash_ct_equal(mac, p + HEAD_LEN, MAC_LEN))
+        goto done;
+    out->kind = (char)p[1];
+    out->expires = (int64_t)((uint32_t)p[2] << 24 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 8 |
+                             (uint32_t)p[5]);
+    static const char hex[] = "0123456789abcdef";
+    char *o = out->comm_id;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[p[6 + i] >> 4];
+        *o++ = hex[p[6 + i] & 15];
+    }
+    *o = '\0';
+    out->index = p[22] << 8 | p[23];
+    memcpy(out->url_hash, p + 24, 8);
+    rc = out->expires < now ? TRACK_EXPIRED : TRACK_OK;
+done:
+    free(p);
+    return rc;
+}
+
+/* &amp; &quot; &#39; &lt; &gt; &#x27; in an attribute value, decoded. */
+static char *attr_decode(const char *s, size_t n)
+{
+    static const struct {
+        const char *ent;
+        char c;
+    } ents[] = {{"&amp;", '&'}, {"&quot;", '"'}, {"&#39;", '\''}, {"&#x27;", '\''},
+                {"&lt;", '<'},  {"&gt;", '>'},   {"&#34;", '"'}};
+    buf_t b;
+    buf_init(&b);
+    for (size_t i = 0; i < n;) {
+        bool done = false;
+        for (size_t k = 0; k < sizeof(ents) / sizeof(ents[0]) && s[i] == '&'; k++) {
+            size_t el = strlen(ents[k].ent);
+            if (i + el <= n && strncasecmp(s + i, ents[k].ent, el) == 0) {
+                buf_putc(&b, ents[k].c);
+                i += el;
+                done = true;
+                break;
+            }
+        }
+        if (!done)
+            buf_putc(&b, s[i++]);
+    }
+    return buf_steal(&b);
+}
+
+char *track_rewrite_html(const track_key_t *key, const char *html, const char *base,
+                         const char *comm_id, int64_t expires, const char *skip_prefix,
+                         char **links_json)
+{
+    cJSON *links = cJSON_CreateArray();
+    buf_t out;
+    buf_init(&out);
+    const char *p = html;
+    int index = 0;
+    for (;;) {
+        /* the next "<a" followed by whitespace */
+        const char *a = p;
+        while ((a = strchr(a, '<')) != NULL &&
+               !((a[1] == 'a' || a[1] == 'A') && (a[2] == ' ' || a[2] == '\t' || a[2] == '\n' ||
+                                                  a[2] == '\r')))
+            a++;
+        if (a == NULL)
+            break;
+        const char *end = strchr(a, '>');
+        if (end == NULL)
+            break;
+        /* href= inside this tag */
+        const char *h = a;
+        const char *q = NULL;
+        while ((h = strpbrk(h + 1, "hH")) != NULL && h < end) {
+            if (strncasecmp(h, "href", 4) == 0 && isspace((unsigned char)h[-1])) {
+                const char *v = h + 4;
+                while (isspace((unsigned char)*v))
+                    v++;
+                if (*v == '=') {
+                    v++;
+                    while (isspace((unsigned char)*v))
+                        v++;
+                    if (*v == '"' || *v == '\'')
+                        q = v;
+                }
+                break;
+            }
+        }
+        if (q == NULL || q >= end) {
+            buf_append(&out, p, (size_t)(end + 1 - p));
+            p = end + 1;
+            continue;
+        }
+        const char *close = strchr(q + 1, *q);
+        if (close == NULL || close > end) {
+            buf_append(&out, p, (size_t)(end + 1 - p));
+            p = end + 1;
+            continue;
+        }
+        char *url = attr_decode(q + 1, (size_t)(close - q - 1));
+        bool skip = !track_url_ok(url) ||
+                    (skip_prefix && *skip_prefix &&
+                     strncmp(url, skip_prefix, strlen(skip_prefix)) == 0) ||
+                    index > 0xffff;
+        if (skip) {
+            buf_append(&out, p, (size_t)(close + 1 - p));
+        } else {
+            char *tok = track_token(key, 'c', comm_id, index++, expires, url);
+            buf_append(&out, p, (size_t)(q + 1 - p));
+            buf_printf(&out, "%s/t/c/%s", base, tok);
+            buf_putc(&out, *q);
+            free(tok);
+            cJSON_AddItemToArray(links, cJSON_CreateString(url));
+        }
+        free(url);
+        p = close + 1;
+    }
+    /* the rest, with the pixel before </body> */
+    char *tok = track_token(key, 'o', comm_id, 0, expires, NULL);
+    buf_t px;
+    buf_init(&px);
+    buf_printf(&px,
+               "<img src=\"%s/t/o/%s.gif\" width=\"1\" height=\"1\" alt=\"\" "
+               "style=\"display:block;border:0;width:1px;height:1px\">",
+               base, tok);
+    char *pixel = buf_steal(&px);
+    free(tok);
+    const char *body_end = NULL;
+    for (const char *s = p; (s = strchr(s, '<')) != NULL; s++)
+        if (strncasecmp(s, "</body", 6) == 0)
+            body_end = s; /* the last one */
+    if (body_end) {
+        buf_append(&out, p, (size_t)(body_end - p));
+        buf_puts(&out, pixel);
+        buf_puts(&out, body_end);
+    } else {
+        buf_puts(&out, p);
+        buf_puts(&out, pixel);
+    }
+    free(pixel);
+    *links_json = cJSON_PrintUnformatted(links);
+    cJSON_Delete(links);
+    return buf_steal(&out);
+}

@@ -1,0 +1,61 @@
+/*
+ * tracking.h - open and click tracking for email (DESIGN.md §5: /t/o, /t/c).
+ *
+ * A token is base64url(payload || mac), 64 characters: payload = version 1,
+ * kind ('o' open pixel, 'c' click), expiry (Unix seconds, 4 bytes
+ * big-endian), the communication id (16 bytes), the link index (2 bytes) and
+ * the first 8 bytes of SHA-256 of the target URL (zero for the pixel); mac =
+ * the first 16 bytes of HMAC-SHA256 under a key derived from the encryption
+ * key ("herald/tracking/v1"). The URLs themselves are stored with the
+ * message (crm_communications.tracked_links): a click redirects only to the
+ * stored URL whose hash the token carries. So a token can be neither guessed
+ * nor enumerated, and a tampered or expired one never redirects.
+ */
+#ifndef HERALD_ENGINE_TRACKING_H
+#define HERALD_ENGINE_TRACKING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct track_key {
+    uint8_t k[32];
+} track_key_t;
+
+void track_key_derive(const uint8_t enc_key[32], track_key_t *out);
+
+/* A new token (caller frees). url only for kind 'c' (its hash is bound). */
+char *track_token(const track_key_t *key, char kind, const char *comm_id, int index,
+                  int64_t expires, const char *url);
+
+typedef struct track_claim {
+    char kind;
+    char comm_id[37];
+    int index;
+    int64_t expires;
+    uint8_t url_hash[8]; /* 'c': the first 8 bytes of SHA-256 of the URL */
+} track_claim_t;
+
+typedef enum { TRACK_OK = 0, TRACK_INVALID, TRACK_EXPIRED } track_check_t;
+
+/* Checks a token (MAC in constant time, then expiry against now). */
+track_check_t track_verify(const track_key_t *key, const char *token, int64_t now,
+                           track_claim_t *out);
+
+/* Whether url is the one a click claim was made for. */
+bool track_url_matches(const track_claim_t *c, const char *url);
+
+/* A URL fit to track and to put in a Location header: http(s), no
+ * whitespace or control characters, at most 2,000 bytes. */
+bool track_url_ok(const char *url);
+
+/* Rewrites an email's HTML: every <a href="http(s)://..."> (except links
+ * under skip_prefix, the unsubscribe page) goes through base/t/c/{token},
+ * and a 1x1 pixel base/t/o/{token}.gif goes before </body>. Returns the new
+ * HTML (caller frees); *links_json gets the JSON array of the original URLs
+ * by link index (caller frees), to be stored with the message. */
+char *track_rewrite_html(const track_key_t *key, const char *html, const char *base,
+                         const char *comm_id, int64_t expires, const char *skip_prefix,
+                         char **links_json);
+
+#endif
