@@ -36,6 +36,9 @@ return {
     -- a claimed job returns to the queue after this if its process died;
     -- keep it above the longest channel timeout
     lease_seconds = env("HERALD_LEASE_SECONDS", "120"),
+    -- GET /api/crm/analytics reads daily rollups: today's and yesterday's
+    -- are recomputed this often, the last 35 days every hour
+    analytics_refresh_seconds = env("HERALD_ANALYTICS_REFRESH_SECONDS", "60"),
     -- POSTed {"alert":"communication_failed", ...} when every channel failed
     alert_url = env("HERALD_ALERT_URL"),
     -- and/or emailed (through the email channel's driver) to this address

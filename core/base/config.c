@@ -66,6 +66,8 @@ static const field_t schema[] = {
     {"engine.workers", K_INT, OFF(workers), false, "0", 0, 256, NULL},
     {"engine.retry_scale", K_NUMBER, OFF(retry_scale), false, "1", 0, 1000, NULL},
     {"engine.lease_seconds", K_INT, OFF(lease_s), false, "120", 2, 3600, NULL},
+    {"engine.analytics_refresh_seconds", K_INT, OFF(analytics_refresh_s), false, "60", 1, 86400,
+     NULL},
     {"engine.alert_url", K_URL, OFF(alert_url), false, NULL, 0, 0, "http https"},
     {"engine.alert_email", K_STRING, OFF(alert_email), false, NULL, 0, 0, NULL},
     {"paths.var", K_STRING, OFF(var_dir), false, "var", 0, 0, NULL},

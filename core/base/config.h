@@ -50,9 +50,10 @@ typedef struct cfg {
     /* engine */
     int workers;
     double retry_scale;
-    int lease_s;       /* how long a claimed job is ours before another process may take it */
-    char *alert_url;   /* POSTed a JSON alert when every channel of a message failed */
-    char *alert_email; /* and/or sent an email about it */
+    int analytics_refresh_s; /* today's and yesterday's rollups are at most this old */
+    int lease_s;             /* how long a claimed job is ours before another process may take it */
+    char *alert_url;         /* POSTed a JSON alert when every channel of a message failed */
+    char *alert_email;       /* and/or sent an email about it */
 
     /* paths */
     char *var_dir;

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAC_LEN    16
-#define HEAD_LEN   (1 + 1 + 4 + 16 + 2 + 8)
-#define MAX_URL    2000
+#define MAC_LEN  16
+#define HEAD_LEN (1 + 1 + 4 + 16 + 2 + 8)
+#define MAX_URL  2000
 
 void track_key_derive(const uint8_t enc_key[32], track_key_t *out)
 {
@@ -28,10 +28,10 @@ static int uuid_bytes(const char *s, uint8_t out[16])
     for (size_t i = 0; s[i] && n < 32; i++) {
         if (s[i] == '-')
             continue;
-        int v = isdigit((unsigned char)s[i])            ? s[i] - '0'
-                : (s[i] >= 'a' && s[i] <= 'f')          ? s[i] - 'a' + 10
-                : (s[i] >= 'A' && s[i] <= 'F')          ? s[i] - 'A' + 10
-                                                        : -1;
+        int v = isdigit((unsigned char)s[i])   ? s[i] - '0'
+                : (s[i] >= 'a' && s[i] <= 'f') ? s[i] - 'a' + 10
+                : (s[i] >= 'A' && s[i] <= 'F') ? s[i] - 'A' + 10
+                                               : -1;
         if (v < 0)
             return -1;
         if (n % 2 == 0)
@@ -51,7 +51,8 @@ char *track_token(const track_key_t *key, char kind, const char *comm_id, int in
     p[0] = 1;
     p[1] = (uint8_t)kind;
     uint32_t e = (uint32_t)expires;
-    p[2] = (uint8_t)(e >> 24), p[3] = (uint8_t)(e >> 16), p[4] = (uint8_t)(e >> 8), p[5] = (uint8_t)e;
+    p[2] = (uint8_t)(e >> 24), p[3] = (uint8_t)(e >> 16), p[4] = (uint8_t)(e >> 8),
+    p[5] = (uint8_t)e;
     if (uuid_bytes(comm_id, p + 6) != 0)
         memset(p + 6, 0, 16);
     p[22] = (uint8_t)(index >> 8), p[23] = (uint8_t)index;
@@ -80,7 +81,8 @@ bool track_url_ok(const char *url)
     if (url == NULL)
         return false;
     size_t n = strlen(url);
-    if (n > MAX_URL || !(strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "http://", 7) == 0))
+    if (n > MAX_URL ||
+        !(strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "http://", 7) == 0))
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)url[i];
@@ -167,8 +169,8 @@ char *track_rewrite_html(const track_key_t *key, const char *html, const char *b
         /* the next "<a" followed by whitespace */
         const char *a = p;
         while ((a = strchr(a, '<')) != NULL &&
-               !((a[1] == 'a' || a[1] == 'A') && (a[2] == ' ' || a[2] == '\t' || a[2] == '\n' ||
-                                                  a[2] == '\r')))
+               !((a[1] == 'a' || a[1] == 'A') &&
+                 (a[2] == ' ' || a[2] == '\t' || a[2] == '\n' || a[2] == '\r')))
             a++;
         if (a == NULL)
             break;
@@ -205,10 +207,10 @@ char *track_rewrite_html(const track_key_t *key, const char *html, const char *b
             continue;
         }
         char *url = attr_decode(q + 1, (size_t)(close - q - 1));
-        bool skip = !track_url_ok(url) ||
-                    (skip_prefix && *skip_prefix &&
-                     strncmp(url, skip_prefix, strlen(skip_prefix)) == 0) ||
-                    index > 0xffff;
+        bool skip =
+            !track_url_ok(url) ||
+            (skip_prefix && *skip_prefix && strncmp(url, skip_prefix, strlen(skip_prefix)) == 0) ||
+            index > 0xffff;
         if (skip) {
             buf_append(&out, p, (size_t)(close + 1 - p));
         } else {

@@ -11,6 +11,7 @@
 #include "engine/worker.h"
 #include "engine/alert.h"
 #include "engine/policy.h"
+#include "engine/rollup.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -65,6 +66,7 @@ struct engine {
     pthread_t listener;
     int kick_fd;                /* eventfd: the listener's "send a NOTIFY" bell */
     atomic_bool notify_pending; /* a message was queued since the last NOTIFY */
+    rollup_t *rollup;           /* the analytics refresher */
     pthread_mutex_t wake_mu;
     pthread_cond_t wake_cv;
     unsigned long wakeups; /* under wake_mu */
@@ -871,6 +873,7 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
         return NULL;
     }
     e->nworkers = started;
+    e->rollup = rollup_start(app);
     char nw[16];
     snprintf(nw, sizeof(nw), "%d", e->nworkers);
     log_info("engine started", "workers", nw);
@@ -882,6 +885,7 @@ void engine_stop(engine_t *e)
     if (e == NULL)
         return;
     atomic_store(&e->stopping, true);
+    rollup_stop(e->rollup);
     pthread_mutex_lock(&e->wake_mu);
     pthread_cond_broadcast(&e->wake_cv);
     pthread_mutex_unlock(&e->wake_mu);

@@ -27,6 +27,7 @@ int api_register(app_t *app)
         {"POST", "/api/crm/preferences", api_prefs_put, ROUTE_AUTH | SCOPE_SEND, BODY_JSON},
         {"GET", "/api/crm/preferences/{client_id}", api_prefs_get, ROUTE_AUTH | SCOPE_READ,
          BODY_NONE},
+        {"GET", "/api/crm/analytics", api_analytics, ROUTE_AUTH | SCOPE_READ, BODY_NONE},
         /* providers authenticate by signature, not by token */
         {"POST", "/api/crm/webhooks/twilio", api_webhook_twilio, 0, BODY_FORM},
         {"GET", "/api/crm/webhooks/whatsapp", api_webhook_whatsapp_verify, 0, BODY_NONE},

@@ -44,6 +44,9 @@ void api_webhook_twilio(http_req_t *req);
 void api_webhook_whatsapp_verify(http_req_t *req);
 void api_webhook_whatsapp(http_req_t *req);
 
+/* api_analytics.c */
+void api_analytics(http_req_t *req);
+
 /* api_tracking.c */
 void api_track_open(http_req_t *req);
 void api_track_click(http_req_t *req);

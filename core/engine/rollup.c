@@ -1,0 +1,102 @@
+/*
+ * rollup.c - keeps the analytics rollups fresh (see rollup.h): today's and
+ * yesterday's rows every engine.analytics_refresh_seconds, the last 35 days
+ * at start and then hourly (late opens and receipts change older days).
+ * One process at a time does it (an advisory lock); the others skip.
+ */
+#include "engine/rollup.h"
+#include "base/log.h"
+#include "store/repo_analytics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct rollup {
+    app_t *app;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping; /* under mu */
+};
+
+static void day_of(time_t t, int back, char out[16])
+{
+    t -= (time_t)back * 86400;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 16, "%Y-%m-%d", &tm);
+}
+
+static void refresh(app_t *app, int from_back, int to_back)
+{
+    char first[16], last[16];
+    time_t now = time(NULL);
+    day_of(now, from_back, first);
+    day_of(now, to_back, last);
+    hd_err_t err;
+    bool skipped;
+    if (analytics_refresh(app->db, first, last, &skipped, &err) != 0)
+        log_warn("cannot refresh the analytics rollups; the API shows their last state", "days",
+                 first, "reason", err.msg);
+}
+
+static void *run(void *arg)
+{
+    rollup_t *r = arg;
+    pthread_setname_np(pthread_self(), "herald-rollup");
+    time_t last_full = 0;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping) {
+        pthread_mutex_unlock(&r->mu);
+        time_t now = time(NULL);
+        if (now - last_full >= 3600) {
+            refresh(r->app, 35, 2);
+            last_full = now;
+        }
+        refresh(r->app, 1, 0);
+        pthread_mutex_lock(&r->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += r->app->cfg->analytics_refresh_s;
+        while (!r->stopping && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+rollup_t *rollup_start(app_t *app)
+{
+    rollup_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->app = app;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    if (pthread_create(&r->thread, NULL, run, r) != 0) {
+        log_error("cannot start the analytics refresher; analytics will not update");
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void rollup_stop(rollup_t *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->thread, NULL);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}

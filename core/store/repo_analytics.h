@@ -1,0 +1,25 @@
+/*
+ * repo_analytics.h - the daily rollups behind GET /api/crm/analytics
+ * (migrations/0004_analytics_rollup.sql).
+ */
+#ifndef HERALD_STORE_REPO_ANALYTICS_H
+#define HERALD_STORE_REPO_ANALYTICS_H
+
+#include "base/err.h"
+#include "store/pg.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+/* Recomputes the rollup rows of the UTC days first..last ("YYYY-MM-DD",
+ * inclusive) from crm_communications, in one transaction, unless another
+ * process is doing it (*skipped). 0, or -1 on error. */
+int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *skipped,
+                      hd_err_t *err);
+
+/* The rollup rows of the days first..last, as
+ * [{day, channel, message_type, total, reached, delivered, opened, clicked,
+ *   fallbacks, by_status{}, failures{}, delivery_hist{}, computed_at}], or NULL. */
+cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err_t *err);
+
+#endif

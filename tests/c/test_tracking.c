@@ -1,0 +1,729 @@
+/*
+ * test_tracking.c - unit tests for engine/tracking (open and click tokens,
+ * the URL check, the HTML rewrite).
+ *
+ * Tokens are checked against the format tracking.h documents, rebuilt here
+ * byte by byte with OpenSSL directly (SHA-256, HMAC-SHA256) and a base64url
+ * codec of this file's own, so the integration tests' Python minting and the
+ * C code agree on one definition: round trips, every single-character
+ * change, other keys, bad lengths and alphabets, a kind byte changed without
+ * a new MAC, expiry at and around now. The rewrite is checked on the exact
+ * output: which links go through /t/c/, in what order and with which index,
+ * which stay as they were, where the pixel goes, and the stored link list.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "engine/tracking.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ---------------------------------------------------------- */
+
+#define COMM    "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+#define COMM_UC "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0"
+#define BASE    "https://mail.example.com"
+#define NOW     ((int64_t)1750000000)
+#define LATER   (NOW + 365 * 86400)
+
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* The encryption key of the integration tests: bytes 0..31. */
+static void enc_key(uint8_t k[32])
+{
+    for (int i = 0; i < 32; i++)
+        k[i] = (uint8_t)i;
+}
+
+static track_key_t test_key(void)
+{
+    uint8_t e[32];
+    enc_key(e);
+    track_key_t k;
+    track_key_derive(e, &k);
+    return k;
+}
+
+static track_key_t other_key(void)
+{
+    uint8_t e[32];
+    enc_key(e);
+    e[31] ^= 1;
+    track_key_t k;
+    track_key_derive(e, &k);
+    return k;
+}
+
+/* base64url without padding, written here so the product's codec is not
+ * checked against itself. Caller frees. */
+static char *enc64(const uint8_t *in, size_t n)
+{
+    char *out = malloc(n * 4 / 3 + 4);
+    assert_non_null(out);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = B64URL[v >> 18 & 63];
+        out[o++] = B64URL[v >> 12 & 63];
+        if (i + 1 < n)
+            out[o++] = B64URL[v >> 6 & 63];
+        if (i + 2 < n)
+            out[o++] = B64URL[v & 63];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Decodes a 64-character token into its 48 bytes (fails the test if it is
+ * not 64 characters of the base64url alphabet). */
+static void dec64(const char *tok, uint8_t out[48])
+{
+    assert_int_equal(strlen(tok), 64);
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < 64; i++) {
+        const char *c = strchr(B64URL, tok[i]);
+        assert_non_null(c);
+        acc = acc << 6 | (uint32_t)(c - B64URL);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    assert_int_equal(o, 48);
+}
+
+static void sha256(const char *s, uint8_t out[32])
+{
+    SHA256((const unsigned char *)s, strlen(s), out);
+}
+
+static void hmac(const uint8_t *key, size_t keylen, const uint8_t *data, size_t n, uint8_t out[32])
+{
+    unsigned int len = 0;
+    assert_non_null(HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &len));
+    assert_int_equal(len, 32);
+}
+
+/* A token built from the documented layout, MAC'd with key. Caller frees. */
+static char *mint(const track_key_t *key, uint8_t ver, uint8_t kind, uint32_t exp,
+                  const uint8_t id[16], uint16_t index, const char *url)
+{
+    uint8_t p[48] = {0};
+    p[0] = ver;
+    p[1] = kind;
+    p[2] = (uint8_t)(exp >> 24), p[3] = (uint8_t)(exp >> 16);
+    p[4] = (uint8_t)(exp >> 8), p[5] = (uint8_t)exp;
+    memcpy(p + 6, id, 16);
+    p[22] = (uint8_t)(index >> 8), p[23] = (uint8_t)index;
+    if (url) {
+        uint8_t h[32];
+        sha256(url, h);
+        memcpy(p + 24, h, 8);
+    }
+    uint8_t mac[32];
+    hmac(key->k, 32, p, 32, mac);
+    memcpy(p + 32, mac, 16);
+    return enc64(p, 48);
+}
+
+static const uint8_t COMM_BYTES[16] = {0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78,
+                                       0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0};
+
+static bool all_b64url(const char *s)
+{
+    for (; *s; s++)
+        if (strchr(B64URL, *s) == NULL)
+            return false;
+    return true;
+}
+
+static track_check_t verify(const char *tok, int64_t now, track_claim_t *c)
+{
+    track_key_t k = test_key();
+    return track_verify(&k, tok, now, c);
+}
+
+/* ---- key and token format --------------------------------------------- */
+
+static void test_key_is_hmac_of_the_label(void **state)
+{
+    (void)state;
+    uint8_t e[32], want[32];
+    enc_key(e);
+    hmac(e, 32, (const uint8_t *)"herald/tracking/v1", 18, want);
+    track_key_t k = test_key();
+    assert_memory_equal(k.k, want, 32);
+    track_key_t o = other_key();
+    assert_memory_not_equal(k.k, o.k, 32);
+}
+
+static void test_token_bytes_follow_the_documented_layout(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    const char *url = "https://vendors.example.com/a?x=1&y=2";
+    char *c = track_token(&k, 'c', COMM, 258, LATER, url);
+    char *want = mint(&k, 1, 'c', (uint32_t)LATER, COMM_BYTES, 258, url);
+    assert_string_equal(c, want);
+    uint8_t b[48];
+    dec64(c, b);
+    assert_int_equal(b[0], 1);
+    assert_int_equal(b[1], 'c');
+    assert_int_equal((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5],
+                     (uint32_t)LATER);
+    assert_memory_equal(b + 6, COMM_BYTES, 16);
+    assert_int_equal(b[22], 1);
+    assert_int_equal(b[23], 2);
+    free(c);
+    free(want);
+
+    /* the pixel: no URL hash, whatever url is passed */
+    static const uint8_t zero[8] = {0};
+    char *o = track_token(&k, 'o', COMM, 0, LATER, NULL);
+    char *o2 = track_token(&k, 'o', COMM, 0, LATER, "https://ignored.example/");
+    want = mint(&k, 1, 'o', (uint32_t)LATER, COMM_BYTES, 0, NULL);
+    assert_string_equal(o, want);
+    assert_string_equal(o2, want);
+    dec64(o, b);
+    assert_memory_equal(b + 24, zero, 8);
+    free(o);
+    free(o2);
+    free(want);
+}
+
+/* ---- round trips ------------------------------------------------------ */
+
+static void test_round_trip_click_and_open(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    static const int idx[] = {0, 1, 255, 256, 65535};
+    const char *url = "https://vendors.example.com/c";
+    for (size_t i = 0; i < sizeof(idx) / sizeof(idx[0]); i++) {
+        char *t = track_token(&k, 'c', COMM_UC, idx[i], LATER, url);
+        assert_int_equal(strlen(t), 64);
+        assert_true(all_b64url(t));
+        track_claim_t c;
+        assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_OK);
+        assert_int_equal(c.kind, 'c');
+        assert_string_equal(c.comm_id, COMM); /* lowercase, with dashes */
+        assert_int_equal(c.index, idx[i]);
+        assert_int_equal(c.expires, LATER);
+        assert_true(track_url_matches(&c, url));
+        assert_false(track_url_matches(&c, "https://vendors.example.com/a"));
+        assert_false(track_url_matches(&c, "https://vendors.example.com/c/"));
+        assert_false(track_url_matches(&c, NULL));
+        free(t);
+    }
+
+    char *t = track_token(&k, 'o', COMM, 0, LATER, NULL);
+    assert_int_equal(strlen(t), 64);
+    assert_true(all_b64url(t));
+    track_claim_t c;
+    assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_OK);
+    assert_int_equal(c.kind, 'o');
+    assert_string_equal(c.comm_id, COMM);
+    assert_int_equal(c.index, 0);
+    assert_int_equal(c.expires, LATER);
+    /* an open claim never matches a URL, not even the empty one whose hash
+     * it does not carry */
+    assert_false(track_url_matches(&c, url));
+    assert_false(track_url_matches(&c, ""));
+    free(t);
+}
+
+static void test_expiry_beyond_int32_is_read_unsigned(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    int64_t exp = 4000000000; /* 2096: above INT32_MAX, fits the 4 bytes */
+    char *t = track_token(&k, 'c', COMM, 7, exp, "https://x.example/");
+    track_claim_t c;
+    assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_OK);
+    assert_int_equal(c.expires, exp);
+    free(t);
+}
+
+/* ---- tampering -------------------------------------------------------- */
+
+static void test_every_single_character_change_is_invalid(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    char *toks[2] = {track_token(&k, 'c', COMM, 3, LATER, "https://vendors.example.com/a"),
+                     track_token(&k, 'o', COMM, 0, LATER, NULL)};
+    for (int n = 0; n < 2; n++) {
+        char t[65];
+        memcpy(t, toks[n], 65);
+        track_claim_t c;
+        assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_OK);
+        for (int i = 0; i < 64; i++) {
+            char orig = t[i];
+            for (const char *s = B64URL; *s; s++) {
+                if (*s == orig)
+                    continue;
+                t[i] = *s;
+                track_check_t rc = track_verify(&k, t, NOW, &c);
+                if (rc != TRACK_INVALID)
+                    fail_msg("token %s (position %d '%c' -> '%c') gave %d, want INVALID", t, i,
+                             orig, *s, (int)rc);
+            }
+            t[i] = orig;
+        }
+        free(toks[n]);
+    }
+}
+
+static void test_token_under_another_key_is_invalid(void **state)
+{
+    (void)state;
+    track_key_t k = test_key(), o = other_key();
+    char *t = track_token(&o, 'c', COMM, 0, LATER, "https://vendors.example.com/a");
+    char *p = track_token(&o, 'o', COMM, 0, LATER, NULL);
+    track_claim_t c;
+    assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_INVALID);
+    assert_int_equal(track_verify(&k, p, NOW, &c), TRACK_INVALID);
+    assert_int_equal(track_verify(&o, t, NOW, &c), TRACK_OK);
+    free(t);
+    free(p);
+}
+
+static void test_malformed_tokens_are_invalid(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    char *good = track_token(&k, 'c', COMM, 0, LATER, "https://vendors.example.com/a");
+    char buf[512];
+    track_claim_t c;
+
+    assert_int_equal(track_verify(&k, NULL, NOW, &c), TRACK_INVALID);
+    assert_int_equal(track_verify(&k, "", NOW, &c), TRACK_INVALID);
+    /* truncated */
+    static const size_t cut[] = {63, 62, 61, 60, 44, 43, 4, 1};
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+        snprintf(buf, sizeof(buf), "%.*s", (int)cut[i], good);
+        assert_int_equal(track_verify(&k, buf, NOW, &c), TRACK_INVALID);
+    }
+    /* extended: one, two, four more characters (the last two decode cleanly
+     * to 49 and 51 bytes), padding, a second token */
+    static const char *const tails[] = {"A", "AA", "AAAA", "=", "==", "\n", " "};
+    for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+        snprintf(buf, sizeof(buf), "%s%s", good, tails[i]);
+        assert_int_equal(track_verify(&k, buf, NOW, &c), TRACK_INVALID);
+    }
+    snprintf(buf, sizeof(buf), "%s%s", good, good); /* 128 chars, 96 bytes */
+    assert_int_equal(track_verify(&k, buf, NOW, &c), TRACK_INVALID);
+    /* 129 and more characters */
+    for (size_t n = 129; n < 300; n += 57) {
+        memset(buf, 'A', n);
+        buf[n] = '\0';
+        memcpy(buf, good, 64);
+        assert_int_equal(track_verify(&k, buf, NOW, &c), TRACK_INVALID);
+    }
+    /* outside the base64url alphabet: the standard alphabet's '+' and '/',
+     * and characters a URL path could carry */
+    static const char bad[] = {'+', '/', '=', '.', '%', '~', '!', ' '};
+    for (size_t i = 0; i < sizeof(bad); i++) {
+        snprintf(buf, sizeof(buf), "%s", good);
+        buf[30] = bad[i];
+        assert_int_equal(track_verify(&k, buf, NOW, &c), TRACK_INVALID);
+    }
+    assert_int_equal(track_verify(&k, "../../../etc/passwd", NOW, &c), TRACK_INVALID);
+    free(good);
+}
+
+static void test_kind_changed_without_a_new_mac_is_invalid(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    char *o = track_token(&k, 'o', COMM, 0, LATER, NULL);
+    uint8_t b[48];
+    dec64(o, b);
+    b[1] = 'c';
+    char *forged = enc64(b, 48);
+    track_claim_t c;
+    assert_int_equal(track_verify(&k, forged, NOW, &c), TRACK_INVALID);
+    free(forged);
+    /* and back: the untouched bytes re-encoded are the original token */
+    b[1] = 'o';
+    char *same = enc64(b, 48);
+    assert_string_equal(same, o);
+    assert_int_equal(track_verify(&k, same, NOW, &c), TRACK_OK);
+    free(same);
+    free(o);
+}
+
+static void test_well_signed_but_unknown_version_or_kind_is_invalid(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    track_claim_t c;
+    char *ok = mint(&k, 1, 'c', (uint32_t)LATER, COMM_BYTES, 0, "https://a.example/");
+    assert_int_equal(track_verify(&k, ok, NOW, &c), TRACK_OK);
+    free(ok);
+    char *v2 = mint(&k, 2, 'c', (uint32_t)LATER, COMM_BYTES, 0, "https://a.example/");
+    char *v0 = mint(&k, 0, 'o', (uint32_t)LATER, COMM_BYTES, 0, NULL);
+    char *kx = mint(&k, 1, 'x', (uint32_t)LATER, COMM_BYTES, 0, NULL);
+    char *kO = mint(&k, 1, 'O', (uint32_t)LATER, COMM_BYTES, 0, NULL);
+    assert_int_equal(track_verify(&k, v2, NOW, &c), TRACK_INVALID);
+    assert_int_equal(track_verify(&k, v0, NOW, &c), TRACK_INVALID);
+    assert_int_equal(track_verify(&k, kx, NOW, &c), TRACK_INVALID);
+    assert_int_equal(track_verify(&k, kO, NOW, &c), TRACK_INVALID);
+    free(v2);
+    free(v0);
+    free(kx);
+    free(kO);
+}
+
+/* ---- expiry ----------------------------------------------------------- */
+
+static void test_expiry(void **state)
+{
+    (void)state;
+    track_key_t k = test_key();
+    track_claim_t c;
+    char *t = track_token(&k, 'c', COMM, 5, NOW, "https://a.example/");
+    assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_OK); /* the last second */
+    assert_int_equal(track_verify(&k, t, NOW - 1, &c), TRACK_OK);
+    assert_int_equal(track_verify(&k, t, NOW + 1, &c), TRACK_EXPIRED);
+    assert_int_equal(c.kind, 'c');
+    assert_string_equal(c.comm_id, COMM);
+    assert_int_equal(c.index, 5);
+    assert_int_equal(c.expires, NOW);
+    free(t);
+
+    t = track_token(&k, 'o', COMM, 0, NOW - 86400, NULL);
+    assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_EXPIRED);
+    assert_int_equal(c.kind, 'o');
+    free(t);
+
+    /* expired and tampered: the MAC is checked first */
+    t = track_token(&k, 'c', COMM, 5, NOW - 10, "https://a.example/");
+    t[40] = t[40] == 'A' ? 'B' : 'A';
+    assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_INVALID);
+    free(t);
+}
+
+/* ---- track_url_ok ----------------------------------------------------- */
+
+static void test_url_ok(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "http://a",
+        "https://vendors.example.com/a?x=1&y=2",
+        "HTTP://EXAMPLE.COM/",
+        "HtTpS://example.com/path#frag",
+        "https://user@example.com:8443/p?q=%20",
+        "https://[::1]:8080/",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!track_url_ok(good[i]))
+            fail_msg("track_url_ok(\"%s\") is false, want true", good[i]);
+
+    static const char *const bad[] = {
+        "",
+        "javascript:alert(1)",
+        "JAVASCRIPT://%0aalert(1)",
+        "mailto:a@example.com",
+        "tel:+15005550006",
+        "ftp://example.com/",
+        "data:text/html,hi",
+        "//example.com/",
+        "/relative",
+        "example.com",
+        "http:",
+        "http:/x",
+        "http://",
+        "https://",
+        "https:///x",
+        "http://?q",
+        "http://#f",
+        "http://exa mple.com/",
+        "https://example.com/a b",
+        "https://example.com/\r\nSet-Cookie: x=1",
+        "https://example.com/\nx",
+        "https://example.com/\rx",
+        "https://example.com/\tx",
+        "https://example.com/\x7f",
+        "https://example.com/\x01",
+        " https://example.com/",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (track_url_ok(bad[i]))
+            fail_msg("track_url_ok(\"%s\") is true, want false", bad[i]);
+    assert_false(track_url_ok(NULL));
+
+    /* length: 2,000 bytes pass, 2,001 do not */
+    char *u = malloc(2100);
+    assert_non_null(u);
+    memcpy(u, "https://example.com/", 20);
+    memset(u + 20, 'a', 2000 - 20);
+    u[2000] = '\0';
+    assert_true(track_url_ok(u));
+    u[2000] = 'a';
+    u[2001] = '\0';
+    assert_false(track_url_ok(u));
+    memset(u + 20, 'a', 2099 - 20);
+    u[2099] = '\0';
+    assert_false(track_url_ok(u));
+    free(u);
+}
+
+/* ---- track_rewrite_html ----------------------------------------------- */
+
+/* The pixel tag output[at..] must be: an <img> whose src is
+ * BASE/t/o/<open token for COMM>.gif. Returns its length. */
+static size_t check_pixel(const char *s, int64_t expires)
+{
+    assert_memory_equal(s, "<img ", 5);
+    const char *end = strchr(s, '>');
+    assert_non_null(end);
+    const char *src = strstr(s, "src=\"" BASE "/t/o/");
+    assert_non_null(src);
+    assert_true(src < end);
+    src += strlen("src=\"" BASE "/t/o/");
+    char tok[65];
+    memcpy(tok, src, 64);
+    tok[64] = '\0';
+    assert_memory_equal(src + 64, ".gif\"", 5);
+    track_claim_t c;
+    assert_int_equal(verify(tok, NOW, &c), TRACK_OK);
+    assert_int_equal(c.kind, 'o');
+    assert_string_equal(c.comm_id, COMM);
+    assert_int_equal(c.expires, expires);
+    return (size_t)(end + 1 - s);
+}
+
+/* Rewrites html and checks the result is exactly want_before + pixel +
+ * want_after (pixel as check_pixel wants it), where "{N}" in the wants
+ * stands for BASE/t/c/<token of link N>; the links list must be want_links.
+ * Every token must verify and match its URL. */
+static void expect_rewrite(const char *html, const char *skip, const char *want_before,
+                           const char *want_after, const char *const *want_links, int nlinks)
+{
+    track_key_t k = test_key();
+    char *links = NULL;
+    char *out = track_rewrite_html(&k, html, BASE, COMM, LATER, skip, &links);
+    assert_non_null(out);
+    assert_non_null(links);
+
+    cJSON *arr = cJSON_Parse(links);
+    if (arr == NULL || !cJSON_IsArray(arr))
+        fail_msg("links_json %s is not a JSON array", links);
+    if (cJSON_GetArraySize(arr) != nlinks)
+        fail_msg("links_json %s has %d entries, want %d", links, cJSON_GetArraySize(arr), nlinks);
+    for (int i = 0; i < nlinks; i++) {
+        cJSON *e = cJSON_GetArrayItem(arr, i);
+        assert_true(cJSON_IsString(e));
+        assert_string_equal(e->valuestring, want_links[i]);
+    }
+    cJSON_Delete(arr);
+
+    /* expand "{N}" with the tokens the product must have made */
+    char want[8192];
+    size_t w = 0;
+    for (int part = 0; part < 2; part++) {
+        const char *s = part == 0 ? want_before : want_after;
+        while (*s) {
+            if (s[0] == '{' && s[1] >= '0' && s[1] <= '9' && s[2] == '}') {
+                int n = s[1] - '0';
+                assert_true(n < nlinks);
+                char *t = track_token(&k, 'c', COMM, n, LATER, want_links[n]);
+                w += (size_t)snprintf(want + w, sizeof(want) - w, "%s/t/c/%s", BASE, t);
+                free(t);
+                s += 3;
+            } else {
+                want[w++] = *s++;
+            }
+            assert_true(w < sizeof(want) - 100);
+        }
+        if (part == 0)
+            want[w++] = '\x01'; /* where the pixel goes */
+    }
+    want[w] = '\0';
+
+    const char *mark = strchr(want, '\x01');
+    size_t before = (size_t)(mark - want);
+    if (strncmp(out, want, before) != 0)
+        fail_msg("rewrite of\n  %s\ngave\n  %s\nwant (before the pixel)\n  %.*s", html, out,
+                 (int)before, want);
+    size_t px = check_pixel(out + before, LATER);
+    if (strcmp(out + before + px, mark + 1) != 0)
+        fail_msg("rewrite of\n  %s\ngave\n  %s\nwant (after the pixel)\n  %s", html, out, mark + 1);
+
+    /* every click token in the output verifies and names its URL */
+    int seen = 0;
+    for (const char *p = strstr(out, BASE "/t/c/"); p; p = strstr(p + 1, BASE "/t/c/")) {
+        char tok[65];
+        memcpy(tok, p + strlen(BASE "/t/c/"), 64);
+        tok[64] = '\0';
+        track_claim_t c;
+        assert_int_equal(verify(tok, NOW, &c), TRACK_OK);
+        assert_int_equal(c.kind, 'c');
+        assert_string_equal(c.comm_id, COMM);
+        assert_int_equal(c.index, seen);
+        assert_int_equal(c.expires, LATER);
+        assert_true(track_url_matches(&c, want_links[seen]));
+        seen++;
+    }
+    assert_int_equal(seen, nlinks);
+    free(out);
+    free(links);
+}
+
+static void test_rewrite_quotes_order_and_entities(void **state)
+{
+    (void)state;
+    static const char *const links[] = {
+        "https://vendors.example.com/a?x=1&y=2",
+        "http://vendors.example.com/c",
+        "HTTPS://Caps.Example.com/Q?a='b'",
+    };
+    expect_rewrite("<html><body><p><a href=\"https://vendors.example.com/a?x=1&amp;y=2\" "
+                   "style=\"c\">A &amp; B</a>"
+                   "<a class='v' href='http://vendors.example.com/c'>C</a>"
+                   "<A\n  HREF = \"HTTPS://Caps.Example.com/Q?a=&#39;b&#39;\">D</A></p></body>"
+                   "</html>",
+                   NULL,
+                   "<html><body><p><a href=\"{0}\" style=\"c\">A &amp; B</a>"
+                   "<a class='v' href='{1}'>C</a>"
+                   "<A\n  HREF = \"{2}\">D</A></p>",
+                   "</body></html>", links, 3);
+}
+
+static void test_rewrite_leaves_other_links_alone(void **state)
+{
+    (void)state;
+    static const char *const links[] = {"https://vendors.example.com/c"};
+    const char *html = "<body>"
+                       "<a href=\"mailto:hi@example.com\">m</a>"
+                       "<a href=\"tel:+15005550006\">t</a>"
+                       "<a href=\"/relative/path\">r</a>"
+                       "<a href=\"#top\">h</a>"
+                       "<a href=\"javascript:alert(1)\">j</a>"
+                       "<a href=\"ftp://files.example.com/\">f</a>"
+                       "<a href=\"" BASE "/u/abc123\">Unsubscribe</a>"
+                       "<a name=\"anchor\">no href</a>"
+                       "<a id='x' data-href=\"https://not.a.link/\">data-href</a>"
+                       "<abbr title=\"x\">abbr</abbr>"
+                       "<area href=\"https://map.example.com/\" alt=\"\">"
+                       "<address>a</address>"
+                       "<a href=\"https://vendors.example.com/c\">c</a>"
+                       "</body>";
+    const char *before = "<body>"
+                         "<a href=\"mailto:hi@example.com\">m</a>"
+                         "<a href=\"tel:+15005550006\">t</a>"
+                         "<a href=\"/relative/path\">r</a>"
+                         "<a href=\"#top\">h</a>"
+                         "<a href=\"javascript:alert(1)\">j</a>"
+                         "<a href=\"ftp://files.example.com/\">f</a>"
+                         "<a href=\"" BASE "/u/abc123\">Unsubscribe</a>"
+                         "<a name=\"anchor\">no href</a>"
+                         "<a id='x' data-href=\"https://not.a.link/\">data-href</a>"
+                         "<abbr title=\"x\">abbr</abbr>"
+                         "<area href=\"https://map.example.com/\" alt=\"\">"
+                         "<address>a</address>"
+                         "<a href=\"{0}\">c</a>";
+    expect_rewrite(html, BASE "/u/", before, "</body>", links, 1);
+}
+
+static void test_rewrite_skip_prefix_is_a_prefix_not_a_substring(void **state)
+{
+    (void)state;
+    /* a link that merely contains /u/, or is under another host's /u/, is
+     * tracked; only links starting with the prefix stay direct */
+    static const char *const links[] = {"https://other.example.com/u/x",
+                                        "https://vendors.example.com/?next=" BASE "/u/x"};
+    expect_rewrite("<a href=\"https://other.example.com/u/x\">1</a>"
+                   "<a href=\"https://vendors.example.com/?next=" BASE "/u/x\">2</a>"
+                   "<a href=\"" BASE "/u/x\">3</a>",
+                   BASE "/u/",
+                   "<a href=\"{0}\">1</a><a href=\"{1}\">2</a><a href=\"" BASE "/u/x\">3</a>", "",
+                   links, 2);
+}
+
+static void test_rewrite_pixel_goes_before_the_last_body_end(void **state)
+{
+    (void)state;
+    static const char *const links[] = {"https://a.example/"};
+    /* two closing tags (one in the text), mixed case: the last one */
+    expect_rewrite("<body><a href=\"https://a.example/\">a</a><p>&lt;/body&gt; </body> x</p>"
+                   "</BODY>\n</html>",
+                   NULL, "<body><a href=\"{0}\">a</a><p>&lt;/body&gt; </body> x</p>",
+                   "</BODY>\n</html>", links, 1);
+    /* no </body>: appended */
+    expect_rewrite("<p><a href='https://a.example/'>a</a></p>", NULL, "<p><a href='{0}'>a</a></p>",
+                   "", links, 1);
+    /* no links at all: still a pixel, and an empty list */
+    expect_rewrite("<html><Body>hi</Body></html>", NULL, "<html><Body>hi", "</Body></html>", NULL,
+                   0);
+    expect_rewrite("", NULL, "", "", NULL, 0);
+}
+
+static void test_rewrite_survives_broken_markup(void **state)
+{
+    (void)state;
+    static const char *const links[] = {"https://b.example/"};
+    /* an unterminated quote inside a closed tag, then a good link, then a
+     * tag that never closes: the broken ones are copied as they are */
+    expect_rewrite("<a href=\"https://a.example/>x</a><a href=\"https://b.example/\">b</a>"
+                   "<a href=\"https://c.example/",
+                   NULL,
+                   "<a href=\"https://a.example/>x</a><a href=\"{0}\">b</a>"
+                   "<a href=\"https://c.example/",
+                   "", links, 1);
+}
+
+static void test_rewrite_url_with_a_space_stays_direct(void **state)
+{
+    (void)state;
+    /* not fit for a Location header: never tracked, never stored */
+    expect_rewrite(
+        "<a href=\"https://a.example/x y\">1</a><a href=\"https://a.example/\r\n\">2</a>", NULL,
+        "<a href=\"https://a.example/x y\">1</a><a href=\"https://a.example/\r\n\">2</a>", "", NULL,
+        0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_is_hmac_of_the_label),
+        cmocka_unit_test(test_token_bytes_follow_the_documented_layout),
+        cmocka_unit_test(test_round_trip_click_and_open),
+        cmocka_unit_test(test_expiry_beyond_int32_is_read_unsigned),
+        cmocka_unit_test(test_every_single_character_change_is_invalid),
+        cmocka_unit_test(test_token_under_another_key_is_invalid),
+        cmocka_unit_test(test_malformed_tokens_are_invalid),
+        cmocka_unit_test(test_kind_changed_without_a_new_mac_is_invalid),
+        cmocka_unit_test(test_well_signed_but_unknown_version_or_kind_is_invalid),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_url_ok),
+        cmocka_unit_test(test_rewrite_quotes_order_and_entities),
+        cmocka_unit_test(test_rewrite_leaves_other_links_alone),
+        cmocka_unit_test(test_rewrite_skip_prefix_is_a_prefix_not_a_substring),
+        cmocka_unit_test(test_rewrite_pixel_goes_before_the_last_body_end),
+        cmocka_unit_test(test_rewrite_survives_broken_markup),
+        cmocka_unit_test(test_rewrite_url_with_a_space_stays_direct),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
