@@ -2,7 +2,9 @@
  * rollup.c - keeps the analytics rollups fresh (see rollup.h): today's and
  * yesterday's rows every engine.analytics_refresh_seconds, the last 35 days
  * at start and then hourly (late opens and receipts change older days).
- * One process at a time does it (an advisory lock); the others skip.
+ * At start, older days that have messages but no rollup rows at all (a
+ * database that predates the rollups, an import) are filled in, 35 days at
+ * a time. One process at a time does it (an advisory lock); the others skip.
  */
 #include "engine/rollup.h"
 #include "base/log.h"
@@ -44,6 +46,24 @@ static void refresh(app_t *app, int from_back, int to_back)
                  first, "reason", err.msg);
 }
 
+/* Older days with messages and no rollups, 35 at a time, oldest first. */
+static void backfill(app_t *app)
+{
+    hd_err_t err;
+    long oldest = analytics_oldest_day(app->db, &err);
+    long today = (long)(time(NULL) / 86400);
+    for (long first = oldest; oldest >= 0 && first <= today - 36; first += 35) {
+        long last = first + 34 < today - 36 ? first + 34 : today - 36;
+        char a[16], b[16];
+        day_of((time_t)today * 86400, (int)(today - first), a);
+        day_of((time_t)today * 86400, (int)(today - last), b);
+        bool has = true, skipped;
+        if (analytics_has_rows(app->db, a, b, &has, &err) == 0 && !has &&
+            analytics_refresh(app->db, a, b, &skipped, &err) != 0)
+            log_warn("cannot fill in old analytics rollups", "days", a, "reason", err.msg);
+    }
+}
+
 static void *run(void *arg)
 {
     rollup_t *r = arg;
@@ -54,6 +74,8 @@ static void *run(void *arg)
         pthread_mutex_unlock(&r->mu);
         time_t now = time(NULL);
         if (now - last_full >= 3600) {
+            if (last_full == 0)
+                backfill(r->app);
             refresh(r->app, 35, 2);
             last_full = now;
         }

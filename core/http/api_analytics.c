@@ -131,8 +131,8 @@ static cJSON *group_json(const group_t *g, bool keyed)
     if (keyed)
         cJSON_AddStringToObject(o, "key", g->key);
     cJSON_AddNumberToObject(o, "total", g->total);
-    cJSON_AddItemToObject(o, "by_status",
-                          g->by_status ? cJSON_Duplicate(g->by_status, true) : cJSON_CreateObject());
+    cJSON_AddItemToObject(
+        o, "by_status", g->by_status ? cJSON_Duplicate(g->by_status, true) : cJSON_CreateObject());
     cJSON_AddNumberToObject(o, "reached", g->reached);
     cJSON_AddNumberToObject(o, "delivered", g->delivered);
     cJSON_AddNumberToObject(o, "opened", g->opened);

@@ -90,10 +90,9 @@ cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err
     pg_pool_put(db, c);
     if (r == NULL)
         return NULL;
-    static const char *const names[] = {"day",       "channel",   "message_type", "total",
-                                        "reached",   "delivered", "opened",       "clicked",
-                                        "fallbacks", "by_status", "failures",     "delivery_hist",
-                                        "computed_at"};
+    static const char *const names[] = {
+        "day",     "channel",   "message_type", "total",    "reached",       "delivered",  "opened",
+        "clicked", "fallbacks", "by_status",    "failures", "delivery_hist", "computed_at"};
     cJSON *rows = cJSON_CreateArray();
     for (int i = 0; i < PQntuples(r); i++) {
         cJSON *o = cJSON_CreateObject();
@@ -111,4 +110,39 @@ cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err
     }
     PQclear(r);
     return rows;
+}
+
+static const pg_stmt_t st_oldest = {
+    "analytics_oldest",
+    "SELECT (extract(epoch FROM min(created_at)) / 86400)::bigint FROM crm_communications", 0};
+
+long analytics_oldest_day(pg_pool_t *db, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_oldest, NULL, err);
+    pg_pool_put(db, c);
+    long d = r && !PQgetisnull(r, 0, 0) ? atol(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return d;
+}
+
+static const pg_stmt_t st_has = {
+    "analytics_has",
+    "SELECT EXISTS (SELECT 1 FROM crm_analytics_daily WHERE day BETWEEN $1::date AND $2::date)", 2};
+
+int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool *has, hd_err_t *err)
+{
+    const char *p[] = {first, last};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_has, p, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    *has = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return 0;
 }

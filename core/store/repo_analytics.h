@@ -17,6 +17,13 @@
 int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *skipped,
                       hd_err_t *err);
 
+/* Days (since the epoch, UTC) of the oldest message, and whether any rollup
+ * row exists between first..last: for the start-up backfill. -1 when there
+ * are no messages / on error. */
+long analytics_oldest_day(pg_pool_t *db, hd_err_t *err);
+int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool *has,
+                       hd_err_t *err);
+
 /* The rollup rows of the days first..last, as
  * [{day, channel, message_type, total, reached, delivered, opened, clicked,
  *   fallbacks, by_status{}, failures{}, delivery_hist{}, computed_at}], or NULL. */

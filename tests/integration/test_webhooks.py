@@ -469,10 +469,11 @@ class WebhooksTest(harness.HeraldCase):
         # (the fake holds the connection, then closes it: connection_lost, a
         # transient failure kept for a retry). Twilio's 'sent' callback (found by
         # comm_id) moves the message 'sending' -> 'sent'; the retry job then finds
-        # a 'sent' message, and dispatch (core/engine/worker.c:281-285) settles it
-        # with comms_skip(..., "message no longer pending", last=true), whose
-        # st_failed (core/store/repo_comms.c, WHERE status IN (..., 'sent'))
-        # turns the sent message 'failed' - with no alert, and for good.
+        # a 'sent' message, and dispatch() (core/engine/worker.c, the "cancelled
+        # or already settled" branch) settles it with comms_skip(..., "message no
+        # longer pending", last=true), whose st_failed (core/store/repo_comms.c,
+        # WHERE status IN (..., 'sent')) turns the sent message 'failed' - with
+        # no alert, and for good.
         cid = self.client(phone="+14155550006", opted_out=["email"])  # never answered
         comm = self.send(cid, "welcome")["id"]  # sms only
         self.wait_for(comm, lambda d: d["status"] == "sending", timeout=5)
