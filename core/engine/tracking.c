@@ -50,7 +50,8 @@ char *track_token(const track_key_t *key, char kind, const char *comm_id, int in
     memset(p, 0, sizeof(p));
     p[0] = 1;
     p[1] = (uint8_t)kind;
-    uint32_t e = (uint32_t)expires;
+    /* four bytes, unsigned: clamped, never wrapped into the past */
+    uint32_t e = expires <= 0 ? 0 : expires >= (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)expires;
     p[2] = (uint8_t)(e >> 24), p[3] = (uint8_t)(e >> 16), p[4] = (uint8_t)(e >> 8),
     p[5] = (uint8_t)e;
     if (uuid_bytes(comm_id, p + 6) != 0)
@@ -62,7 +63,8 @@ char *track_token(const track_key_t *key, char kind, const char *comm_id, int in
         memcpy(p + 24, h, 8);
     }
     uint8_t mac[32];
-    hash_hmac_sha256(key->k, sizeof(key->k), p, HEAD_LEN, mac);
+    if (hash_hmac_sha256_checked(key->k, sizeof(key->k), p, HEAD_LEN, mac) != 0)
+        return NULL;
     memcpy(p + HEAD_LEN, mac, MAC_LEN);
     return b64url_encode(p, sizeof(p));
 }
@@ -106,8 +108,8 @@ track_check_t track_verify(const track_key_t *key, const char *token, int64_t no
     if (n != HEAD_LEN + MAC_LEN || p[0] != 1 || (p[1] != 'o' && p[1] != 'c'))
         goto done;
     uint8_t mac[32];
-    hash_hmac_sha256(key->k, sizeof(key->k), p, HEAD_LEN, mac);
-    if (!hash_ct_equal(mac, p + HEAD_LEN, MAC_LEN))
+    if (hash_hmac_sha256_checked(key->k, sizeof(key->k), p, HEAD_LEN, mac) != 0 ||
+        !hash_ct_equal(mac, p + HEAD_LEN, MAC_LEN))
         goto done;
     out->kind = (char)p[1];
     out->expires = (int64_t)((uint32_t)p[2] << 24 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 8 |
@@ -156,6 +158,43 @@ static char *attr_decode(const char *s, size_t n)
     return buf_steal(&b);
 }
 
+/* Finds the quoted href value of the <a ...> tag at a, walking its
+ * attributes (so a quoted value may hold "href=" or ">"). *q: the opening
+ * quote, or NULL; returns the tag's closing '>', or NULL when unterminated. */
+static const char *a_tag_href(const char *a, const char **q)
+{
+    *q = NULL;
+    const char *s = a + 2;
+    for (;;) {
+        while (isspace((unsigned char)*s) || *s == '/')
+            s++;
+        if (*s == '>' || *s == '\0')
+            return *s == '>' ? s : NULL;
+        const char *name = s;
+        while (*s && !isspace((unsigned char)*s) && *s != '=' && *s != '>' && *s != '/')
+            s++;
+        size_t nl = (size_t)(s - name);
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s != '=')
+            continue; /* an attribute without a value */
+        s++;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s == '"' || *s == '\'') {
+            const char *close = strchr(s + 1, *s);
+            if (close == NULL)
+                return NULL;
+            if (nl == 4 && strncasecmp(name, "href", 4) == 0 && *q == NULL)
+                *q = s;
+            s = close + 1;
+        } else {
+            while (*s && !isspace((unsigned char)*s) && *s != '>')
+                s++; /* unquoted values are left alone */
+        }
+    }
+}
+
 char *track_rewrite_html(const track_key_t *key, const char *html, const char *base,
                          const char *comm_id, int64_t expires, const char *skip_prefix,
                          char **links_json)
@@ -174,47 +213,26 @@ char *track_rewrite_html(const track_key_t *key, const char *html, const char *b
             a++;
         if (a == NULL)
             break;
-        const char *end = strchr(a, '>');
+        const char *q = NULL;
+        const char *end = a_tag_href(a, &q);
         if (end == NULL)
             break;
-        /* href= inside this tag */
-        const char *h = a;
-        const char *q = NULL;
-        while ((h = strpbrk(h + 1, "hH")) != NULL && h < end) {
-            if (strncasecmp(h, "href", 4) == 0 && isspace((unsigned char)h[-1])) {
-                const char *v = h + 4;
-                while (isspace((unsigned char)*v))
-                    v++;
-                if (*v == '=') {
-                    v++;
-                    while (isspace((unsigned char)*v))
-                        v++;
-                    if (*v == '"' || *v == '\'')
-                        q = v;
-                }
-                break;
-            }
-        }
-        if (q == NULL || q >= end) {
+        if (q == NULL) {
             buf_append(&out, p, (size_t)(end + 1 - p));
             p = end + 1;
             continue;
         }
         const char *close = strchr(q + 1, *q);
-        if (close == NULL || close > end) {
-            buf_append(&out, p, (size_t)(end + 1 - p));
-            p = end + 1;
-            continue;
-        }
         char *url = attr_decode(q + 1, (size_t)(close - q - 1));
         bool skip =
             !track_url_ok(url) ||
             (skip_prefix && *skip_prefix && strncmp(url, skip_prefix, strlen(skip_prefix)) == 0) ||
             index > 0xffff;
-        if (skip) {
-            buf_append(&out, p, (size_t)(close + 1 - p));
+        char *tok = skip ? NULL : track_token(key, 'c', comm_id, index, expires, url);
+        if (tok == NULL) {
+            buf_append(&out, p, (size_t)(close + 1 - p)); /* left direct */
         } else {
-            char *tok = track_token(key, 'c', comm_id, index++, expires, url);
+            index++;
             buf_append(&out, p, (size_t)(q + 1 - p));
             buf_printf(&out, "%s/t/c/%s", base, tok);
             buf_putc(&out, *q);
@@ -224,29 +242,33 @@ char *track_rewrite_html(const track_key_t *key, const char *html, const char *b
         free(url);
         p = close + 1;
     }
-    /* the rest, with the pixel before </body> */
+    buf_puts(&out, p);
+    /* the pixel before the last </body>, or at the end */
     char *tok = track_token(key, 'o', comm_id, 0, expires, NULL);
     buf_t px;
     buf_init(&px);
-    buf_printf(&px,
-               "<img src=\"%s/t/o/%s.gif\" width=\"1\" height=\"1\" alt=\"\" "
-               "style=\"display:block;border:0;width:1px;height:1px\">",
-               base, tok);
-    char *pixel = buf_steal(&px);
+    if (tok)
+        buf_printf(&px,
+                   "<img src=\"%s/t/o/%s.gif\" width=\"1\" height=\"1\" alt=\"\" "
+                   "style=\"display:block;border:0;width:1px;height:1px\">",
+                   base, tok);
     free(tok);
+    char *done = buf_steal(&out);
     const char *body_end = NULL;
-    for (const char *s = p; (s = strchr(s, '<')) != NULL; s++)
+    for (const char *s = done; (s = strchr(s, '<')) != NULL; s++)
         if (strncasecmp(s, "</body", 6) == 0)
-            body_end = s; /* the last one */
+            body_end = s;
+    buf_init(&out);
     if (body_end) {
-        buf_append(&out, p, (size_t)(body_end - p));
-        buf_puts(&out, pixel);
+        buf_append(&out, done, (size_t)(body_end - done));
+        buf_append(&out, px.data, px.len);
         buf_puts(&out, body_end);
     } else {
-        buf_puts(&out, p);
-        buf_puts(&out, pixel);
+        buf_puts(&out, done);
+        buf_append(&out, px.data, px.len);
     }
-    free(pixel);
+    free(done);
+    buf_free(&px);
     *links_json = cJSON_PrintUnformatted(links);
     cJSON_Delete(links);
     return buf_steal(&out);

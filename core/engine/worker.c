@@ -303,8 +303,11 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
     hd_err_t err;
     if (strcmp(j->status, "scheduled") && strcmp(j->status, "queued") &&
         strcmp(j->status, "sending") && !(j->resend && strcmp(j->status, "sent") == 0)) {
-        /* cancelled or already settled: the job has nothing left to do */
-        comms_skip(app->db, j, NULL, "message no longer pending", true, &err);
+        /* cancelled, settled, or already with the provider (an early
+         * receipt said so): the job has nothing left to do */
+        char why[80];
+        snprintf(why, sizeof(why), "nothing to send: the message is %s", j->status);
+        comms_drop(app->db, j, why, &err);
         return 0;
     }
     if (strcmp(j->status, "sending") == 0 && j->recovered) {

@@ -59,7 +59,9 @@ void api_track_open(http_req_t *req)
         token[n - 4] = '\0';
         rc = track_verify(&app->track_key, token, (int64_t)time(NULL), &c);
     }
-    if (rc == TRACK_OK && c.kind == 'o') {
+    /* HEAD (link checkers, prefetchers) answers the same and records nothing */
+    bool head = strcmp(req->method, "HEAD") == 0;
+    if (rc == TRACK_OK && c.kind == 'o' && !head) {
         hd_err_t err;
         if (tracking_record(app->db, c.comm_id, 'o', 0, NULL, &err) < 0)
             log_warn("cannot record an open", "comm_id", c.comm_id, "reason", err.msg);
@@ -96,7 +98,8 @@ void api_track_click(http_req_t *req)
         link_page(req, 404, "not valid");
         return;
     }
-    if (tracking_record(app->db, c.comm_id, 'c', c.index, url, &err) < 0)
+    if (strcmp(req->method, "HEAD") != 0 &&
+        tracking_record(app->db, c.comm_id, 'c', c.index, url, &err) < 0)
         log_warn("cannot record a click", "comm_id", c.comm_id, "reason", err.msg);
     http_reply_bytes(req, 302, "text/plain", "", 0);
     http_reply_header(req, "Location", url);

@@ -6,8 +6,11 @@
  *   GET  /api/crm/webhooks/whatsapp   Meta's verification challenge
  *   POST /api/crm/webhooks/whatsapp   status notifications, X-Hub-Signature-256
  *
- * The signature is checked before anything is read or written; a bad or
- * missing one is 403 and changes nothing. A malformed body is 400 and
+ * The signature is checked before anything is acted on (Twilio's covers
+ * the posted parameters, so the form is decoded first; Meta's covers the
+ * raw body, checked before parsing); a bad or missing one is 403 and
+ * changes nothing. A failed receipt acts only on the message's latest
+ * attempt: a report about an attempt already replaced is just an event. A malformed body is 400 and
  * changes nothing (a WhatsApp payload is checked whole before any of its
  * statuses is applied). A receipt for a message we do not know is kept as
  * an orphan event and answered 200, so the provider stops retrying. A
@@ -39,7 +42,14 @@ static int handle_receipt(app_t *app, const receipt_t *r, receipt_result_t *res,
     double delay = 0;
     char category[16] = "";
     tr_channel_t ch;
-    if (t.found && r->kind == RECEIPT_FAILED && strcmp(t.status, "sent") == 0 &&
+    if (t.found && r->kind == RECEIPT_FAILED && t.current && strcmp(t.status, "sending") == 0) {
+        /* The failure of a send whose outcome is not recorded yet: come back
+         * once it is (the provider retries on 5xx). */
+        *res = RECEIPT_BUSY;
+        receipt_target_free(&t);
+        return 0;
+    }
+    if (t.found && r->kind == RECEIPT_FAILED && t.current && strcmp(t.status, "sent") == 0 &&
         strcmp(t.channel, r->channel) == 0 && t.channel_index >= 0 &&
         tr_channel_parse(r->channel, &ch) == 0) {
         /* The send failed after all: ask the policy, as for a failed send. */
@@ -266,6 +276,9 @@ static const char *wa_check(const cJSON *doc, const cJSON ***out, size_t *n, cha
         const cJSON *changes = member(e, "changes");
         if (!cJSON_IsObject(e) || (changes && !cJSON_IsArray(changes))) {
             snprintf(where, wn, "entry[%d]: expected an object with a changes array", ei);
+            free(*out);
+            *out = NULL;
+            *n = 0;
             return where;
         }
         int ci = 0;
@@ -277,6 +290,9 @@ static const char *wa_check(const cJSON *doc, const cJSON ***out, size_t *n, cha
             if (!cJSON_IsObject(c) || (value && !cJSON_IsObject(value)) ||
                 (statuses && !cJSON_IsArray(statuses))) {
                 snprintf(where, wn, "entry[%d].changes[%d]: malformed value", ei, ci);
+                free(*out);
+                *out = NULL;
+                *n = 0;
                 return where;
             }
             int si = 0;

@@ -1,9 +1,12 @@
 /* metrics.c - lock-free HTTP metrics and Prometheus text output (see metrics.h). */
 #include "http/metrics.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define NSLOTS (ROUTER_MAX_ROUTES + 1) /* last slot: unmatched */
 
@@ -15,22 +18,127 @@ static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define NBUCKETS (sizeof(bounds) / sizeof(bounds[0]))
 
+static const char *const CHANNELS[] = {"email", "sms", "whatsapp", "none"};
+#define NCHAN 4
+static const char *const COMM_STATUSES[] = {"scheduled", "queued",    "sending", "sent",
+                                            "delivered", "opened",    "clicked", "failed",
+                                            "cancelled", "suppressed"};
+#define NCSTATUS 10
+#define NTYPES   32 /* message types; the last slot takes any beyond */
+static const char *const CATEGORIES[] = {"transient",    "permanent", "rate_limit",
+                                         "auth_failure", "invalid",   "other"};
+#define NCAT 6
+/* sent -> delivered: seconds to days */
+static const double dbounds[] = {1, 5, 15, 30, 60, 300, 900, 1800, 3600, 10800, 43200, 86400};
+#define NDBUCKETS (sizeof(dbounds) / sizeof(dbounds[0]))
+
 struct metrics {
     atomic_uint_fast64_t requests[NSLOTS][NSTATUS];
     atomic_uint_fast64_t buckets[NSLOTS][NBUCKETS]; /* non-cumulative; summed at render */
     atomic_uint_fast64_t count[NSLOTS];
     atomic_uint_fast64_t sum_us[NSLOTS];
+    /* crm_* */
+    atomic_uint_fast64_t comms[NCHAN][NCSTATUS][NTYPES];
+    char types[NTYPES][64]; /* written once under types_mu, then published by ntypes */
+    atomic_int ntypes;
+    pthread_mutex_t types_mu;
+    atomic_uint_fast64_t dbuckets[NDBUCKETS];
+    atomic_uint_fast64_t dcount, dsum_ms;
+    atomic_uint_fast64_t retries[NCAT], fallbacks[NCAT];
+    atomic_int_fast64_t in_flight;
 };
 
 metrics_t *metrics_new(void)
 {
     /* calloc'd zero bytes are valid initial values for these lock-free atomics. */
-    return calloc(1, sizeof(metrics_t));
+    metrics_t *m = calloc(1, sizeof(metrics_t));
+    if (m)
+        pthread_mutex_init(&m->types_mu, NULL);
+    return m;
 }
 
 void metrics_free(metrics_t *m)
 {
+    if (m)
+        pthread_mutex_destroy(&m->types_mu);
     free(m);
+}
+
+static int find(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+/* The slot of a message type: a lock-free look-up among the published
+ * ones; a new type takes the mutex once. */
+static int type_slot(metrics_t *m, const char *t)
+{
+    if (t == NULL)
+        t = "unknown";
+    int n = atomic_load_explicit(&m->ntypes, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (strcmp(m->types[i], t) == 0)
+            return i;
+    pthread_mutex_lock(&m->types_mu);
+    n = atomic_load_explicit(&m->ntypes, memory_order_relaxed);
+    int i = 0;
+    while (i < n && strcmp(m->types[i], t) != 0)
+        i++;
+    if (i == n && n < NTYPES) {
+        snprintf(m->types[n], sizeof(m->types[n]), "%s", n == NTYPES - 1 ? "other" : t);
+        atomic_store_explicit(&m->ntypes, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&m->types_mu);
+    return i < NTYPES ? i : NTYPES - 1;
+}
+
+void metrics_comm(metrics_t *m, const char *channel, const char *status, const char *message_type)
+{
+    int c = find(CHANNELS, NCHAN - 1, channel), s = find(COMM_STATUSES, NCSTATUS, status);
+    if (m == NULL || s < 0)
+        return;
+    atomic_fetch_add_explicit(&m->comms[c < 0 ? NCHAN - 1 : c][s][type_slot(m, message_type)], 1,
+                              memory_order_relaxed);
+}
+
+void metrics_delivery_time(metrics_t *m, double seconds)
+{
+    if (m == NULL || seconds < 0)
+        return;
+    size_t b = 0;
+    while (b < NDBUCKETS && seconds > dbounds[b])
+        b++;
+    if (b < NDBUCKETS)
+        atomic_fetch_add_explicit(&m->dbuckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->dcount, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->dsum_ms, (uint_fast64_t)(seconds * 1000), memory_order_relaxed);
+}
+
+static int cat_slot(const char *category)
+{
+    int c = find(CATEGORIES, NCAT - 1, category);
+    return c < 0 ? NCAT - 1 : c;
+}
+
+void metrics_retry(metrics_t *m, const char *category)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->retries[cat_slot(category)], 1, memory_order_relaxed);
+}
+
+void metrics_fallback(metrics_t *m, const char *category)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->fallbacks[cat_slot(category)], 1, memory_order_relaxed);
+}
+
+void metrics_in_flight(metrics_t *m, int delta)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->in_flight, delta, memory_order_relaxed);
 }
 
 static size_t status_slot(int status)
@@ -68,6 +176,9 @@ static uint64_t load(const atomic_uint_fast64_t *a)
 {
     return atomic_load_explicit(a, memory_order_relaxed);
 }
+
+static void render_crm(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,
+                       buf_t *out);
 
 void metrics_render(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,
                     buf_t *out)
@@ -132,4 +243,85 @@ void metrics_render(const metrics_t *m, const router_t *router, const metrics_ga
                "herald_build_info{version=\"%s\"} 1\n",
                g->db_in_use, g->db_idle, g->db_size, g->db_up, g->redis_up, g->uptime_s,
                HERALD_VERSION);
+    render_crm(m, router, g, out);
+}
+
+static void render_crm(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,
+                       buf_t *out)
+{
+    buf_puts(out, "# HELP crm_communications_total Messages reaching each status, by channel and "
+                  "message type (counted by the process that moved them).\n"
+                  "# TYPE crm_communications_total counter\n");
+    int nt = atomic_load_explicit(&m->ntypes, memory_order_acquire);
+    for (int c = 0; c < NCHAN; c++)
+        for (int s = 0; s < NCSTATUS; s++)
+            for (int t = 0; t < nt; t++) {
+                uint64_t v = load(&m->comms[c][s][t]);
+                if (v)
+                    buf_printf(out,
+                               "crm_communications_total{channel=\"%s\",status=\"%s\","
+                               "message_type=\"%s\"} %llu\n",
+                               CHANNELS[c], COMM_STATUSES[s], m->types[t], (unsigned long long)v);
+            }
+    buf_puts(out, "# HELP crm_delivery_time_seconds Time from sent to delivered (receipts).\n"
+                  "# TYPE crm_delivery_time_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t b = 0; b < NDBUCKETS; b++) {
+        cum += load(&m->dbuckets[b]);
+        buf_printf(out, "crm_delivery_time_seconds_bucket{le=\"%g\"} %llu\n", dbounds[b],
+                   (unsigned long long)cum);
+    }
+    uint64_t dc = load(&m->dcount);
+    buf_printf(out,
+               "crm_delivery_time_seconds_bucket{le=\"+Inf\"} %llu\n"
+               "crm_delivery_time_seconds_sum %.3f\ncrm_delivery_time_seconds_count %llu\n",
+               (unsigned long long)dc, (double)load(&m->dsum_ms) / 1000.0, (unsigned long long)dc);
+    buf_puts(out, "# HELP crm_open_rate Opened / delivered over the last 30 days, by channel.\n"
+                  "# TYPE crm_open_rate gauge\n");
+    for (int c = 0; c < 3; c++)
+        if (g->open_rate[c] >= 0)
+            buf_printf(out, "crm_open_rate{channel=\"%s\"} %.4f\n", CHANNELS[c], g->open_rate[c]);
+    buf_puts(out, "# HELP crm_retries_total Failed attempts the policy retried, by category.\n"
+                  "# TYPE crm_retries_total counter\n");
+    for (int k = 0; k < NCAT; k++)
+        buf_printf(out, "crm_retries_total{category=\"%s\"} %llu\n", CATEGORIES[k],
+                   (unsigned long long)load(&m->retries[k]));
+    buf_puts(out, "# HELP crm_fallbacks_total Failed attempts that moved to the next channel, by "
+                  "category.\n# TYPE crm_fallbacks_total counter\n");
+    for (int k = 0; k < NCAT; k++)
+        buf_printf(out, "crm_fallbacks_total{category=\"%s\"} %llu\n", CATEGORIES[k],
+                   (unsigned long long)load(&m->fallbacks[k]));
+    long long inflight = (long long)atomic_load_explicit(&m->in_flight, memory_order_relaxed);
+    buf_printf(out,
+               "# HELP crm_sends_in_flight Sends handed to a provider and not yet answered.\n"
+               "# TYPE crm_sends_in_flight gauge\ncrm_sends_in_flight %lld\n",
+               inflight < 0 ? 0 : inflight);
+    if (g->queue_known)
+        buf_printf(out,
+                   "# HELP crm_queue_jobs Jobs in the queue by state (due: ready to claim; "
+                   "scheduled: waiting for their time; leased: held by a worker).\n"
+                   "# TYPE crm_queue_jobs gauge\n"
+                   "crm_queue_jobs{state=\"due\"} %ld\ncrm_queue_jobs{state=\"scheduled\"} "
+                   "%ld\ncrm_queue_jobs{state=\"leased\"} %ld\n",
+                   g->queue_due, g->queue_scheduled, g->queue_leased);
+    buf_puts(out, "# HELP crm_api_errors_total API answers with an error status, by route.\n"
+                  "# TYPE crm_api_errors_total counter\n");
+    for (size_t r = 0; r < NSLOTS; r++)
+        for (size_t k = 0; k < NSTATUS; k++) {
+            uint64_t v = load(&m->requests[r][k]);
+            if (v == 0 || statuses[k] < 400) /* 0: "any other" may not be an error */
+                continue;
+            buf_puts(out, "crm_api_errors_total{");
+            labels(out, router, r);
+            buf_printf(out, ",status=\"%d\"} %llu\n", statuses[k], (unsigned long long)v);
+        }
+    buf_printf(out,
+               "# HELP crm_script_generation The policy generation in use.\n"
+               "# TYPE crm_script_generation gauge\ncrm_script_generation %ld\n"
+               "# HELP crm_script_reload_errors_total Reloads refused (the previous generation "
+               "kept).\n# TYPE crm_script_reload_errors_total counter\n"
+               "crm_script_reload_errors_total %ld\n"
+               "# HELP crm_script_failing Whether the last reload attempt failed.\n"
+               "# TYPE crm_script_failing gauge\ncrm_script_failing %d\n",
+               g->script_generation, g->script_reload_errors, g->script_failing ? 1 : 0);
 }

@@ -11,6 +11,8 @@
 #include "base/buf.h"
 #include "http/router.h"
 
+#include <stdbool.h>
+
 typedef struct metrics metrics_t;
 
 /* Gauges sampled at scrape time by the caller. */
@@ -19,6 +21,14 @@ typedef struct metrics_gauges {
     int db_up;
     int redis_up;
     double uptime_s;
+    /* the queue (crm_jobs): due now, waiting for their time, leased (in hand) */
+    long queue_due, queue_scheduled, queue_leased;
+    bool queue_known;
+    /* opened / delivered per channel over the last 30 days (rollups); < 0: none */
+    double open_rate[3]; /* email, sms, whatsapp */
+    /* the policy scripts */
+    long script_generation, script_reload_errors;
+    bool script_failing;
 } metrics_gauges_t;
 
 metrics_t *metrics_new(void);
@@ -27,6 +37,19 @@ void metrics_free(metrics_t *m);
 /* Records one finished request. route_index is the router slot or -1 when
  * no route matched. */
 void metrics_http_observe(metrics_t *m, int route_index, int status, double seconds);
+
+/* ---- the engine's metrics (crm_*) ---- */
+
+/* A message reached status on channel (NULL: none yet). */
+void metrics_comm(metrics_t *m, const char *channel, const char *status, const char *message_type);
+/* Seconds from sent to delivered, from a delivery receipt. */
+void metrics_delivery_time(metrics_t *m, double seconds);
+/* The policy's answer to a failure: a retry on the same channel, or the next
+ * channel (a fallback), by failure category. */
+void metrics_retry(metrics_t *m, const char *category);
+void metrics_fallback(metrics_t *m, const char *category);
+/* Sends handed to the transport and not yet answered. */
+void metrics_in_flight(metrics_t *m, int delta);
 
 /* Appends the whole exposition (text format 0.0.4) to out. */
 void metrics_render(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,

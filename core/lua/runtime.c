@@ -322,6 +322,7 @@ int lrt_reload(lrt_t *rt, hd_err_t *err)
                  rt->templates_dir);
     } else {
         rt->status.failing = true;
+        rt->status.reload_errors++;
         rt->status.error_at = time(NULL);
         snprintf(rt->status.error, sizeof(rt->status.error), "%s", err->msg);
         bool first = rt->current == NULL;

@@ -35,6 +35,7 @@ typedef struct lrt_status {
     bool failing;    /* the last reload attempt failed */
     char error[512]; /* its error: "scripts/strategy.lua:12: ..." */
     time_t error_at;
+    long reload_errors; /* failed reloads since start */
 } lrt_status_t;
 
 /* Loads the first generation. Fails (NULL, err) when it does not load: at

@@ -859,6 +859,23 @@ int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const ch
     return rc;
 }
 
+int comms_drop(pg_pool_t *db, const comm_job_t *j, const char *reason, hd_err_t *err)
+{
+    const char *ep[] = {j->comm_id, NULL, "dropped", "dropped", reason};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = move_job(c, j, OUTCOME_SENT, 0, err); /* the job goes; the message stays */
+    if (rc == 0)
+        rc = exec1(c, &st_log_event, ep, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    pg_pool_put(db, c);
+    return rc;
+}
+
 static const pg_stmt_t st_defer = {
     "comms_defer",
     "UPDATE crm_jobs SET due_at = to_timestamp($2::float8), lease_owner = NULL, "

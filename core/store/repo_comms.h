@@ -143,6 +143,11 @@ int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *c
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
                bool last, hd_err_t *err);
 
+/* A job with nothing left to do (its message was cancelled, or is already
+ * with the provider, say by an early receipt): the job goes, the message
+ * keeps its status, an event says why. */
+int comms_drop(pg_pool_t *db, const comm_job_t *j, const char *reason, hd_err_t *err);
+
 /* An event row for the message (e.g. "recovered" after a crash). */
 int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
                 hd_err_t *err);

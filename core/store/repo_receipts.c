@@ -14,7 +14,12 @@ static const pg_stmt_t st_find = {
     "SELECT c.id, c.status, coalesce(c.channel, ''), coalesce(a.channel, $3), "
     "coalesce(a.attempt, 1), coalesce(array_position(array_prepend(c.primary_channel, "
     "c.fallback_channels), coalesce(a.channel, $3)), 0) - 1, "
-    "cardinality(c.fallback_channels) + 1, c.client_id, c.plan_id, c.message_type "
+    "cardinality(c.fallback_channels) + 1, c.client_id, c.plan_id, c.message_type, "
+    /* is the receipt about the latest attempt? (a failure of an attempt that
+     * was already replaced must not send again) */
+    "(SELECT l.provider_message_id FROM crm_delivery_logs l WHERE l.communication_id = c.id "
+    "AND l.kind = 'attempt' ORDER BY l.id DESC LIMIT 1) IS NOT DISTINCT FROM $1, "
+    "extract(epoch FROM c.sent_at) "
     "FROM crm_communications c LEFT JOIN a ON a.communication_id = c.id "
     "WHERE c.id = coalesce((SELECT communication_id FROM a), $2::uuid)",
     3};
@@ -43,6 +48,8 @@ int receipts_find(pg_pool_t *db, const receipt_t *r, receipt_target_t *t, hd_err
         t->job.client_id = xstrdup(PQgetvalue(res, 0, 7));
         t->job.plan_id = PQgetisnull(res, 0, 8) ? NULL : xstrdup(PQgetvalue(res, 0, 8));
         t->job.message_type = xstrdup(PQgetvalue(res, 0, 9));
+        t->current = PQgetvalue(res, 0, 10)[0] == 't';
+        t->sent_at = PQgetisnull(res, 0, 11) ? 0 : strtod(PQgetvalue(res, 0, 11), NULL);
     }
     PQclear(res);
     return 0;

@@ -261,6 +261,12 @@ static void test_expiry_beyond_int32_is_read_unsigned(void **state)
     assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_OK);
     assert_int_equal(c.expires, exp);
     free(t);
+    /* beyond the four bytes (a huge settings.tracking.link_days): clamped to
+     * the last second they hold, never wrapped into the past */
+    t = track_token(&k, 'c', COMM, 7, (int64_t)1 << 33, "https://x.example/");
+    assert_int_equal(track_verify(&k, t, NOW, &c), TRACK_OK);
+    assert_int_equal(c.expires, (int64_t)UINT32_MAX);
+    free(t);
 }
 
 /* ---- tampering -------------------------------------------------------- */
@@ -684,13 +690,20 @@ static void test_rewrite_survives_broken_markup(void **state)
 {
     (void)state;
     static const char *const links[] = {"https://b.example/"};
-    /* an unterminated quote inside a closed tag, then a good link, then a
-     * tag that never closes: the broken ones are copied as they are */
+    /* An unterminated quote swallows what follows up to the next quote, as
+     * a browser reads it: that "URL" holds spaces and markup, so nothing is
+     * rewritten and everything is copied as it is. */
     expect_rewrite("<a href=\"https://a.example/>x</a><a href=\"https://b.example/\">b</a>"
                    "<a href=\"https://c.example/",
                    NULL,
-                   "<a href=\"https://a.example/>x</a><a href=\"{0}\">b</a>"
+                   "<a href=\"https://a.example/>x</a><a href=\"https://b.example/\">b</a>"
                    "<a href=\"https://c.example/",
+                   "", NULL, 0);
+    /* a quoted value holding "href=" and ">" is skipped over whole; the real
+     * href after it is the link */
+    expect_rewrite("<a title=\"see href='https://evil.example/' > here\" "
+                   "href=\"https://b.example/\">b</a>",
+                   NULL, "<a title=\"see href='https://evil.example/' > here\" href=\"{0}\">b</a>",
                    "", links, 1);
 }
 

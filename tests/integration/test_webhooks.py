@@ -440,7 +440,6 @@ class WebhooksTest(harness.HeraldCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(self.doc(comm)["status"], "delivered")
 
-    @unittest.expectedFailure
     def test_twilio_failure_of_a_superseded_attempt_does_not_send_again(self):
         # Product bug: handle_receipt (core/http/api_webhooks.c) acts on a failed
         # receipt whenever the message is 'sent' on the receipt's channel, without
@@ -463,7 +462,6 @@ class WebhooksTest(harness.HeraldCase):
         self.assertEqual(len(d["attempts"]), 2, "the failure of attempt 1 was acted on twice: "
                          "%s" % json.dumps(d["attempts"]))
 
-    @unittest.expectedFailure
     def test_twilio_sent_receipt_during_an_in_flight_send_keeps_the_message_sent(self):
         # Product bug: Twilio took the request but its answer never reached Herald
         # (the fake holds the connection, then closes it: connection_lost, a
