@@ -362,8 +362,14 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
         char why[300];
         snprintf(why, sizeof(why), "%s: %s", chname, skip);
         cJSON_Delete(refusal);
-        if (comms_skip(app->db, j, chname, why, last, &err) == 0 && last)
-            engine_alert(app, j, "unusable", why);
+        if (comms_skip(app->db, j, chname, why, last, &err) == 0) {
+            if (last) {
+                metrics_comm(app->metrics, chname, "failed", j->message_type);
+                engine_alert(app, j, "unusable", why);
+            } else {
+                metrics_fallback(app->metrics, "unusable");
+            }
+        }
         cJSON_Delete(who);
         return 0;
     }
@@ -527,11 +533,28 @@ static void write_all(worker_t *w, rec_t *recs, int n)
                 usleep(200000u << tries);
             r->result = comms_record(app->db, r->job, &r->a, r->outcome, r->delay_s, &err);
         }
+        metrics_in_flight(app->metrics, -1);
         if (r->result < 0)
             log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
                       r->job->comm_id, "reason", err.msg);
-        else if (r->result == 0 && r->outcome == OUTCOME_FAILED)
+        if (r->result != 0)
+            continue;
+        const char *type = r->job->batch ? "digest" : r->job->message_type;
+        switch (r->outcome) {
+        case OUTCOME_SENT:
+            metrics_comm(app->metrics, r->a.channel, "sent", type);
+            break;
+        case OUTCOME_RETRY:
+            metrics_retry(app->metrics, recs[i].category);
+            break;
+        case OUTCOME_NEXT:
+            metrics_fallback(app->metrics, recs[i].category);
+            break;
+        case OUTCOME_FAILED:
+            metrics_comm(app->metrics, r->a.channel, "failed", type);
             engine_alert(app, r->job, recs[i].category, recs[i].reason);
+            break;
+        }
     }
 }
 
@@ -562,6 +585,7 @@ static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, b
         sent_ctx_t *sc = xcalloc(1, sizeof(*sc));
         sc->w = w;
         sc->slot = i;
+        metrics_in_flight(app->metrics, 1);
         tr_send(app->transport, msgs[i], on_sent, sc);
         msgs[i] = NULL;
         went[i] = true;

@@ -463,6 +463,8 @@ static void create(http_req_t *req, const char *idem_key)
         .payload_json = payload,
     };
     rc = comms_create(app->db, &c, &err);
+    if (rc == 0)
+        metrics_comm(app->metrics, primary, doc_status, c.message_type);
     free(ctx_json);
     free(strategy_json);
     free(recipient_enc);

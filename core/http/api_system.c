@@ -1,6 +1,8 @@
 /* api_system.c - GET /api/crm/health and GET /metrics. */
 #include "base/log.h"
 #include "http/api.h"
+#include "store/repo_analytics.h"
+#include "store/repo_comms.h"
 
 #include <time.h>
 
@@ -61,6 +63,18 @@ void api_metrics(http_req_t *req)
      * gauge falls even when nothing else touches Redis. */
     g.redis_up = rd_ping(app->redis, NULL) == 0;
     g.uptime_s = (double)(time(NULL) - app->started);
+    if (g.db_up) {
+        g.queue_known = comms_queue_depth(app->db, &g.queue_due, &g.queue_scheduled,
+                                          &g.queue_leased, NULL) == 0;
+        analytics_open_rates(app->db, g.open_rate, NULL);
+    } else {
+        g.open_rate[0] = g.open_rate[1] = g.open_rate[2] = -1;
+    }
+    lrt_status_t ls;
+    lrt_status(app->policy, &ls);
+    g.script_generation = ls.generation;
+    g.script_reload_errors = ls.reload_errors;
+    g.script_failing = ls.failing;
     buf_t out;
     buf_init(&out);
     metrics_render(app->metrics, &app->router, &g, &out);

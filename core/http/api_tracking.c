@@ -46,6 +46,18 @@ static void link_page(http_req_t *req, int status, const char *what)
     no_cache(req);
 }
 
+static void record(app_t *app, const track_claim_t *c, const char *url)
+{
+    hd_err_t err;
+    char moved[16], channel[16], type[64];
+    if (tracking_record(app->db, c->comm_id, c->kind, c->index, url, moved, channel, type, &err) <
+        0)
+        log_warn(c->kind == 'c' ? "cannot record a click" : "cannot record an open", "comm_id",
+                 c->comm_id, "reason", err.msg);
+    else if (moved[0])
+        metrics_comm(app->metrics, channel, moved, type);
+}
+
 void api_track_open(http_req_t *req)
 {
     app_t *app = req->app;
@@ -61,11 +73,8 @@ void api_track_open(http_req_t *req)
     }
     /* HEAD (link checkers, prefetchers) answers the same and records nothing */
     bool head = strcmp(req->method, "HEAD") == 0;
-    if (rc == TRACK_OK && c.kind == 'o' && !head) {
-        hd_err_t err;
-        if (tracking_record(app->db, c.comm_id, 'o', 0, NULL, &err) < 0)
-            log_warn("cannot record an open", "comm_id", c.comm_id, "reason", err.msg);
-    }
+    if (rc == TRACK_OK && c.kind == 'o' && !head)
+        record(app, &c, NULL);
     /* The pixel whatever the token: a mail client gets its image either way,
      * and an expired or forged token is recorded nowhere. */
     http_reply_bytes(req, 200, "image/gif", PIXEL, sizeof(PIXEL));
@@ -98,9 +107,8 @@ void api_track_click(http_req_t *req)
         link_page(req, 404, "not valid");
         return;
     }
-    if (strcmp(req->method, "HEAD") != 0 &&
-        tracking_record(app->db, c.comm_id, 'c', c.index, url, &err) < 0)
-        log_warn("cannot record a click", "comm_id", c.comm_id, "reason", err.msg);
+    if (strcmp(req->method, "HEAD") != 0)
+        record(app, &c, url);
     http_reply_bytes(req, 302, "text/plain", "", 0);
     http_reply_header(req, "Location", url);
     no_cache(req);

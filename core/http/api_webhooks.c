@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Acts on one receipt. 0 with *res set, or -1 (database). */
 static int handle_receipt(app_t *app, const receipt_t *r, receipt_result_t *res, hd_err_t *err)
@@ -67,8 +68,26 @@ static int handle_receipt(app_t *app, const receipt_t *r, receipt_result_t *res,
         act = o == OUTCOME_RETRY ? ACT_RETRY : o == OUTCOME_NEXT ? ACT_NEXT : ACT_FAIL;
     }
     bool ended = false;
-    int rc =
-        receipts_apply(app->db, r, &t, act, delay, category[0] ? category : NULL, res, &ended, err);
+    char moved[16];
+    int rc = receipts_apply(app->db, r, &t, act, delay, category[0] ? category : NULL, res, &ended,
+                            moved, err);
+    if (rc == 0 && moved[0]) {
+        metrics_comm(app->metrics, r->channel, moved, t.job.message_type);
+        bool was_out = strcmp(t.status, "sending") == 0 || strcmp(t.status, "sent") == 0;
+        if ((strcmp(moved, "delivered") == 0 || strcmp(moved, "opened") == 0) && was_out &&
+            t.sent_at > 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            double at = r->occurred_at > 0 ? (double)r->occurred_at
+                                           : (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+            /* a provider's whole-second time can fall just before our sent_at */
+            metrics_delivery_time(app->metrics, at > t.sent_at ? at - t.sent_at : 0);
+        }
+    }
+    if (rc == 0 && *res == RECEIPT_APPLIED && act == ACT_RETRY)
+        metrics_retry(app->metrics, category);
+    if (rc == 0 && *res == RECEIPT_APPLIED && act == ACT_NEXT)
+        metrics_fallback(app->metrics, category);
     if (rc == 0 && *res == RECEIPT_APPLIED && (act == ACT_RETRY || act == ACT_NEXT) &&
         !engine_kick(app->engine))
         comms_notify(app->db, NULL);

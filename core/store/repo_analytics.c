@@ -146,3 +146,29 @@ int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool 
     PQclear(r);
     return 0;
 }
+
+static const pg_stmt_t st_open_rates = {
+    "analytics_open_rates",
+    "SELECT channel, sum(opened)::float8 / nullif(sum(delivered), 0) FROM crm_analytics_daily "
+    "WHERE day > current_date - 30 AND channel IN ('email', 'sms', 'whatsapp') GROUP BY channel",
+    0};
+
+int analytics_open_rates(pg_pool_t *db, double out[3], hd_err_t *err)
+{
+    static const char *const names[] = {"email", "sms", "whatsapp"};
+    for (int i = 0; i < 3; i++)
+        out[i] = -1;
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_open_rates, NULL, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    for (int k = 0; k < PQntuples(r); k++)
+        for (int i = 0; i < 3; i++)
+            if (strcmp(PQgetvalue(r, k, 0), names[i]) == 0 && !PQgetisnull(r, k, 1))
+                out[i] = strtod(PQgetvalue(r, k, 1), NULL);
+    PQclear(r);
+    return 0;
+}

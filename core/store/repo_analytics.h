@@ -29,4 +29,8 @@ int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool 
  *   fallbacks, by_status{}, failures{}, delivery_hist{}, computed_at}], or NULL. */
 cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err_t *err);
 
+/* opened / delivered over the last 30 days per channel (email, sms,
+ * whatsapp); -1 where nothing was delivered. */
+int analytics_open_rates(pg_pool_t *db, double out[3], hd_err_t *err);
+
 #endif

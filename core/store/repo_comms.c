@@ -959,3 +959,26 @@ double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
     PQclear(r);
     return v < max_s ? v : max_s;
 }
+
+static const pg_stmt_t st_depth = {
+    "comms_depth",
+    "SELECT count(*) FILTER (WHERE lease_owner IS NULL AND due_at <= now()), "
+    "count(*) FILTER (WHERE lease_owner IS NULL AND due_at > now()), "
+    "count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM crm_jobs",
+    0};
+
+int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_depth, NULL, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    *due = atol(PQgetvalue(r, 0, 0));
+    *scheduled = atol(PQgetvalue(r, 0, 1));
+    *leased = atol(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}

@@ -175,4 +175,7 @@ int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err);
 /* Seconds until the next send job is due (capped at max_s), for sleeping. */
 double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err);
 
+/* The queue right now: jobs due and free, waiting for their time, leased. */
+int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err);
+
 #endif

@@ -131,9 +131,16 @@ static int rows(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, hd_err_
 }
 
 /* The body of receipts_apply, inside its transaction. */
+static int moved_if(int n, const char *to, char moved[16])
+{
+    if (n > 0)
+        snprintf(moved, 16, "%s", to);
+    return n < 0 ? -1 : 0;
+}
+
 static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
                     receipt_action_t act, double delay_s, const char *category,
-                    receipt_result_t *result, bool *ended, hd_err_t *err)
+                    receipt_result_t *result, bool *ended, char moved[16], hd_err_t *err)
 {
     const char *id = t->found ? t->comm_id : NULL;
     char when[32] = "";
@@ -182,13 +189,13 @@ static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
     const char *idp[] = {id};
     switch (r->kind) {
     case RECEIPT_SENT:
-        return rows(c, &st_to_sent, mp, err) < 0 ? -1 : 0;
+        return moved_if(rows(c, &st_to_sent, mp, err), "sent", moved);
     case RECEIPT_DELIVERED:
-        if (rows(c, &st_to_delivered, mp, err) < 0)
+        if (moved_if(rows(c, &st_to_delivered, mp, err), "delivered", moved) < 0)
             return -1;
         return rows(c, &st_drop_resend, idp, err) < 0 ? -1 : 0;
     case RECEIPT_READ:
-        if (rows(c, &st_to_opened, mp, err) < 0)
+        if (moved_if(rows(c, &st_to_opened, mp, err), "opened", moved) < 0)
             return -1;
         return rows(c, &st_drop_resend, idp, err) < 0 ? -1 : 0;
     case RECEIPT_FAILED:
@@ -205,6 +212,7 @@ static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
     if (act == ACT_FAIL) {
         n = rows(c, &st_end, idp, err);
         *ended = n > 0;
+        moved_if(n, "failed", moved);
         return n < 0 ? -1 : 0;
     }
     char delay[32], attempt[16], index[16];
@@ -217,16 +225,17 @@ static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
 
 int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
                    receipt_action_t act, double delay_s, const char *category,
-                   receipt_result_t *result, bool *ended, hd_err_t *err)
+                   receipt_result_t *result, bool *ended, char moved[16], hd_err_t *err)
 {
     *ended = false;
+    moved[0] = '\0';
     *result = RECEIPT_APPLIED;
     pg_conn_t *c = pg_pool_get(db, 5000, err);
     if (c == NULL)
         return -1;
     int rc = pg_exec_script(c, "BEGIN", err);
     if (rc == 0)
-        rc = apply_in(c, r, t, act, delay_s, category, result, ended, err);
+        rc = apply_in(c, r, t, act, delay_s, category, result, ended, moved, err);
     if (rc == 0 && *result == RECEIPT_BUSY) {
         pg_exec_script(c, "ROLLBACK", NULL);
     } else if (rc == 0 && pg_commit(c, err) == 0) {
@@ -234,6 +243,7 @@ int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
     } else {
         pg_exec_script(c, "ROLLBACK", NULL);
         *ended = false;
+        moved[0] = '\0';
         rc = -1;
     }
     pg_pool_put(db, c);
@@ -244,7 +254,8 @@ int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
 
 static const pg_stmt_t st_track = {
     "tracking_hit",
-    "WITH m AS (SELECT id, channel FROM crm_communications WHERE id = $1::uuid), "
+    "WITH m AS (SELECT id, channel, status, message_type FROM crm_communications "
+    "WHERE id = $1::uuid), "
     "e AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, "
     "provider, details) SELECT id, 'event', coalesce(channel, 'email'), $2, $2, 'tracking', "
     "jsonb_strip_nulls(jsonb_build_object('link', $3::int, 'url', $4::text)) FROM m), "
@@ -257,12 +268,13 @@ static const pg_stmt_t st_track = {
     "delivered_at = CASE WHEN c.status IN ('sent', 'delivered', 'opened', 'clicked') "
     "THEN coalesce(c.delivered_at, now()) ELSE c.delivered_at END, "
     "updated_at = now() FROM m WHERE c.id = m.id) "
-    "SELECT count(*) FROM m",
+    "SELECT count(*), max(status), max(coalesce(channel, '')), max(message_type) FROM m",
     4};
 
 int tracking_record(pg_pool_t *db, const char *comm_id, char kind, int index, const char *url,
-                    hd_err_t *err)
+                    char moved[16], char channel[16], char message_type[64], hd_err_t *err)
 {
+    moved[0] = channel[0] = message_type[0] = '\0';
     char idx[16];
     snprintf(idx, sizeof(idx), "%d", index);
     const char *p[] = {comm_id, kind == 'c' ? "click" : "open", kind == 'c' ? idx : NULL,
@@ -275,6 +287,16 @@ int tracking_record(pg_pool_t *db, const char *comm_id, char kind, int index, co
     if (r == NULL)
         return -1;
     int found = atoi(PQgetvalue(r, 0, 0));
+    if (found) {
+        const char *was = PQgetvalue(r, 0, 1);
+        bool from_sent = strcmp(was, "sent") == 0 || strcmp(was, "delivered") == 0;
+        if (kind == 'o' && from_sent)
+            snprintf(moved, 16, "opened");
+        else if (kind == 'c' && (from_sent || strcmp(was, "opened") == 0))
+            snprintf(moved, 16, "clicked");
+        snprintf(channel, 16, "%s", PQgetvalue(r, 0, 2));
+        snprintf(message_type, 64, "%s", PQgetvalue(r, 0, 3));
+    }
     PQclear(r);
     return found ? 0 : 1;
 }

@@ -72,17 +72,19 @@ typedef enum {
  * status move, and for a failure the action (only while the message is
  * 'sent' on the receipt's channel: a receipt about a channel already left
  * behind is just an event). category/code go to last_error_*; delay_s is the
- * job's wait. *ended is set when the message became 'failed' here. */
+ * job's wait. *ended is set when the message became 'failed' here; moved
+ * gets the status the message moved to ("" when it did not move). */
 int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
                    receipt_action_t act, double delay_s, const char *category,
-                   receipt_result_t *result, bool *ended, hd_err_t *err);
+                   receipt_result_t *result, bool *ended, char moved[16], hd_err_t *err);
 
 /* An open ('o') or a click ('c', link index, url) from the tracking
  * endpoints: an event row for every hit; the first open sets opened_at (and
  * status opened), the first click clicked_at (and status clicked). 0, 1 when
- * the message no longer exists (erased), -1 on error. */
+ * the message no longer exists (erased), -1 on error. moved gets the status
+ * the message moved to ("" when none); channel and message_type its own. */
 int tracking_record(pg_pool_t *db, const char *comm_id, char kind, int index, const char *url,
-                    hd_err_t *err);
+                    char moved[16], char channel[16], char message_type[64], hd_err_t *err);
 
 /* The URL of link index of a tracked email (*url, caller frees; NULL when
  * there is none). 0, or -1 on error. */

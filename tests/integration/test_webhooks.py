@@ -21,6 +21,8 @@ import hashlib
 import hmac
 import http.server
 import json
+import re
+import shutil
 import os
 import signal
 import subprocess
@@ -711,6 +713,60 @@ class WebhooksTest(harness.HeraldCase):
         d = self.doc(comm)
         self.assertEqual((d["status"], d["channel"]), ("delivered", "sms"), d)
         self.assertIsNotNone(d["delivered_at"], d)
+
+
+    def metric(self, text, name, **labels):
+        """The value of one sample (labels matched exactly, in any order), or 0."""
+        for line in text.splitlines():
+            m = re.match(r"^(\w+)(\{(.*)\})? (\S+)$", line)
+            if not m or m.group(1) != name:
+                continue
+            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
+            if got == {k: str(v) for k, v in labels.items()}:
+                return float(m.group(4))
+        return 0.0
+
+    def scrape(self):
+        r = self.server.request("GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool is not installed (apt-get install prometheus)")
+        p = subprocess.run([promtool, "check", "metrics"], input=r.body, capture_output=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 0, (p.stdout + p.stderr).decode())
+        return r.body.decode()
+
+    def test_metrics_follow_sends_receipts_and_retries(self):
+        before = self.scrape()
+        comm, sid = self.sms_message()  # welcome on sms
+        self.assertEqual(self.twilio(status_params(sid, "delivered"),
+                                     query="comm_id=" + comm).status, 200)
+        self.wait_for(comm, lambda d: d["status"] == "delivered")
+        # a transient receipt: the policy retries on the same channel
+        comm2, sid2 = self.sms_message()
+        self.assertEqual(self.twilio(status_params(sid2, "undelivered", ErrorCode="30003"),
+                                     query="comm_id=" + comm2).status, 200)
+        self.wait_for(comm2, lambda d: len(d["attempts"]) == 2)
+        after = self.scrape()
+        for family in ("crm_communications_total", "crm_delivery_time_seconds",
+                       "crm_open_rate", "crm_api_errors_total", "crm_queue_jobs",
+                       "crm_sends_in_flight", "crm_retries_total", "crm_fallbacks_total",
+                       "crm_script_generation", "crm_script_reload_errors_total"):
+            self.assertRegex(after, r"(?m)^# TYPE %s " % family)
+
+        def grew(name, by, **labels):
+            self.assertEqual(self.metric(after, name, **labels) - self.metric(before, name, **labels),
+                             by, (name, labels))
+        # acceptance counts the primary channel: sms (the client opted out of email)
+        grew("crm_communications_total", 2, channel="sms", status="queued",
+             message_type="welcome")
+        grew("crm_communications_total", 3, channel="sms", status="sent", message_type="welcome")
+        grew("crm_communications_total", 1, channel="sms", status="delivered",
+             message_type="welcome")
+        grew("crm_delivery_time_seconds_count", 1)
+        grew("crm_retries_total", 1, category="transient")
+        grew("crm_fallbacks_total", 0, category="transient")
+        self.assertGreaterEqual(self.metric(after, "crm_script_generation"), 1)
 
 
 if __name__ == "__main__":
