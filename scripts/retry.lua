@@ -91,4 +91,26 @@ function retry.policy(category, attempt, result)
   return action("retry", reason, delay)
 end
 
+--- How long a message sent on channel may go without a delivery receipt
+-- before the next channel of its chain is tried (settings.no_receipt), or
+-- nil for no such timer. The engine arms the timer when the send is
+-- recorded; a receipt (delivered, read) or a failure receipt first disarms
+-- it, and a receipt arriving after the fallback never causes a third message.
+-- @param message_type string
+-- @param urgency string  low, normal, high, critical
+-- @param channel string  the channel the message was sent on
+-- @return number|nil  seconds. Not scaled by herald.config.retry_scale: it
+--   waits for the provider's world (a receipt takes the time it takes), as a
+--   provider's Retry-After is not scaled either.
+function retry.no_receipt(message_type, urgency, channel)
+  local rules = settings.no_receipt or {}
+  local by_type = rules.by_type and rules.by_type[message_type]
+  local row = (by_type and by_type[channel]) or rules[channel]
+  local after = type(row) == "table" and tonumber(row[urgency]) or nil
+  if not after or after <= 0 then
+    return nil
+  end
+  return after
+end
+
 return retry

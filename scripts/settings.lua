@@ -60,6 +60,16 @@ return {
     withdrawal_stops_all = true,
   },
 
+  -- No delivery receipt: a message sent on a channel that reports delivery
+  -- (sms, whatsapp) and not delivered within this many seconds goes on to the
+  -- next channel of its chain, by channel and urgency. by_type overrides per
+  -- message type, e.g. by_type = { blueprint_delivery = { whatsapp = { high = 300 } } }.
+  -- Email has no delivery receipts: never list it.
+  no_receipt = {
+    whatsapp = { high = 600, critical = 600 },
+    by_type = {},
+  },
+
   -- Open and click tracking of email: links go through /t/c/{token} and a
   -- 1x1 pixel /t/o/{token}.gif is added (the unsubscribe link stays direct).
   tracking = {

@@ -293,6 +293,34 @@ static char *tracked_html(app_t *app, comm_job_t *j, const char *html, const cJS
     return t;
 }
 
+/* A no-receipt timer came due: the next channel, unless a receipt (or a
+ * failure, or the lease's new holder) settled it meanwhile. */
+static void fire_no_receipt(app_t *app, comm_job_t *j)
+{
+    tr_channel_t chain[TR_NCHANNELS];
+    int n = split_channels(j->channels_csv, chain);
+    if (j->channel_index < 0 || j->channel_index + 1 >= n) {
+        hd_err_t derr;
+        comms_drop(app->db, j, "no-receipt timer without a next channel", &derr);
+        return;
+    }
+    const char *ch = tr_channel_name(chain[j->channel_index]);
+    char why[200];
+    snprintf(why, sizeof(why), "no delivery receipt on %s in time; trying %s", ch,
+             tr_channel_name(chain[j->channel_index + 1]));
+    bool fired = false;
+    hd_err_t err;
+    if (comms_fire_no_receipt(app->db, j, ch, why, &fired, &err) != 0) {
+        log_warn("cannot act on a no-receipt timer; its lease brings it back", "comm_id",
+                 j->comm_id, "reason", err.msg);
+        return;
+    }
+    if (fired) {
+        metrics_fallback(app->metrics, "no_receipt");
+        engine_kick(app->engine);
+    }
+}
+
 /* Checks and renders one job. Returns 1 with *out_msg ready to send, 0
  * when it was settled here (skipped, failed, dropped), -1 on a transient
  * problem (the lease will bring it back). */
@@ -301,6 +329,10 @@ static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg
     *out_msg = NULL;
     app_t *app = w->eng->app;
     hd_err_t err;
+    if (strcmp(j->kind, "no_receipt") == 0) {
+        fire_no_receipt(app, j);
+        return 0;
+    }
     if (strcmp(j->status, "scheduled") && strcmp(j->status, "queued") &&
         strcmp(j->status, "sending") && !(j->resend && strcmp(j->status, "sent") == 0)) {
         /* cancelled, settled, or already with the provider (an early
@@ -455,9 +487,37 @@ static const char *provider_of(tr_channel_t ch, const tr_result_t *r)
     return ch == TR_EMAIL ? "smtp" : ch == TR_SMS ? "twilio" : "whatsapp";
 }
 
+/* retry.no_receipt(type, urgency, channel): seconds to wait for a delivery
+ * receipt before the next channel, or 0 (no timer, or no next channel). */
+static double no_receipt_after(app_t *app, const comm_job_t *j, tr_channel_t ch)
+{
+    tr_channel_t chain[TR_NCHANNELS];
+    if (j->channel_index + 1 >= split_channels(j->channels_csv, chain))
+        return 0;
+    cJSON *t = cJSON_CreateString(j->message_type ? j->message_type : "");
+    cJSON *u = cJSON_CreateString(j->urgency ? j->urgency : "normal");
+    cJSON *c = cJSON_CreateString(tr_channel_name(ch)), *out = NULL;
+    cJSON *args[] = {t, u, c};
+    hd_err_t err;
+    double s = 0;
+    if (lrt_call(app->policy, "retry", "no_receipt", args, 3, &out, &err) == 0) {
+        if (cJSON_IsNumber(out) && out->valuedouble > 0)
+            s = out->valuedouble;
+    } else {
+        log_warn("retry.no_receipt failed; no receipt timer for this message", "comm_id",
+                 j->comm_id, "error", err.msg);
+    }
+    cJSON_Delete(t);
+    cJSON_Delete(u);
+    cJSON_Delete(c);
+    cJSON_Delete(out);
+    return s;
+}
+
 /* One outcome, ready to be written. */
 typedef struct rec {
     comm_record_t r;
+    double no_receipt_s; /* > 0: arm the no-receipt timer once recorded */
     char code[48], category[16];
     char *details;
     const char *reason;
@@ -490,6 +550,8 @@ static void prepare(worker_t *w, comm_job_t *j, outcome_t *o, rec_t *rc)
         snprintf(rc->code, sizeof(rc->code), "%s", r->network_error);
     rc->r.outcome = OUTCOME_SENT;
     bool mhbs = r->ok;
+    if (r->ok && !j->batch)
+        rc->no_receipt_s = no_receipt_after(app, j, o->msg->channel);
     if (!r->ok) {
         tr_channel_t chain[TR_NCHANNELS];
         int len = split_channels(j->channels_csv, chain);
@@ -543,6 +605,10 @@ static void write_all(worker_t *w, rec_t *recs, int n)
         switch (r->outcome) {
         case OUTCOME_SENT:
             metrics_comm(app->metrics, r->a.channel, "sent", type);
+            if (recs[i].no_receipt_s > 0 &&
+                comms_arm_no_receipt(app->db, r->job, recs[i].no_receipt_s, &err) != 0)
+                log_warn("cannot arm the no-receipt timer", "comm_id", r->job->comm_id, "reason",
+                         err.msg);
             break;
         case OUTCOME_RETRY:
             metrics_retry(app->metrics, recs[i].category);

@@ -343,18 +343,20 @@ int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *e
 
 static const pg_stmt_t st_claim = {
     "comms_claim",
-    "WITH c AS (SELECT id, lease_owner FROM crm_jobs WHERE kind = 'send' AND due_at <= now() "
+    "WITH c AS (SELECT id, lease_owner FROM crm_jobs WHERE kind IN ('send', 'no_receipt') "
+    "AND due_at <= now() "
     "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
     "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
     "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
     "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
     "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
     "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
-    "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend) "
+    "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend, "
+    "crm_jobs.kind) "
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
     "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
-    "m.batch, j.payload, j.resend "
+    "m.batch, j.payload, j.resend, j.kind "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id",
     3};
 
@@ -412,6 +414,7 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         j->batch = PQgetvalue(r, i, 13)[0] == 't';
         j->payload_json = dup_or_null(r, i, 14);
         j->resend = PQgetvalue(r, i, 15)[0] == 't';
+        snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(r, i, 16));
     }
     PQclear(r);
     return n;
@@ -943,7 +946,8 @@ int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
 static const pg_stmt_t st_next_due = {
     "comms_next_due",
     "SELECT greatest(0, extract(epoch from (min(due_at) - now()))) FROM crm_jobs "
-    "WHERE kind = 'send' AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+    "WHERE kind IN ('send', 'no_receipt') "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < now())",
     0};
 
 double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
@@ -979,6 +983,69 @@ int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, h
     *due = atol(PQgetvalue(r, 0, 0));
     *scheduled = atol(PQgetvalue(r, 0, 1));
     *leased = atol(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}
+
+/* ---- no-receipt timers ---- */
+
+static const pg_stmt_t st_arm = {
+    "comms_arm_no_receipt",
+    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, channel_index, dedup_key, "
+    "payload) SELECT id, 'no_receipt', priority, now() + make_interval(secs => $3::float8), "
+    "$2::smallint, 'no_receipt:' || id || ':' || $2, jsonb_build_object('after', $3::float8) "
+    "FROM crm_communications WHERE id = $1::uuid "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
+    3};
+
+int comms_arm_no_receipt(pg_pool_t *db, const comm_job_t *j, double seconds, hd_err_t *err)
+{
+    char idx[16], secs[32];
+    snprintf(idx, sizeof(idx), "%d", j->channel_index);
+    snprintf(secs, sizeof(secs), "%.3f", seconds);
+    const char *p[] = {j->comm_id, idx, secs};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = exec1(c, &st_arm, p, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+/* Still no receipt: the timer job becomes the resend on the next channel
+ * (only while the message is 'sent' on the timer's channel and no other send
+ * job exists); otherwise the timer just goes. */
+static const pg_stmt_t st_fire = {
+    "comms_fire_no_receipt",
+    "WITH m AS (SELECT id FROM crm_communications WHERE id = $1::uuid AND status = 'sent' "
+    "AND channel = $2 AND NOT EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = $1::uuid "
+    "AND kind = 'send')), "
+    "u AS (UPDATE crm_jobs SET kind = 'send', channel_index = channel_index + 1, attempt = 0, "
+    "payload = payload || '{\"resend\": true}', due_at = now(), dedup_key = NULL, "
+    "lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE id = $3::bigint AND lease_owner = $4 AND EXISTS (SELECT 1 FROM m) RETURNING 1), "
+    "d AS (DELETE FROM crm_jobs WHERE id = $3::bigint AND lease_owner = $4 "
+    "AND NOT EXISTS (SELECT 1 FROM m) RETURNING 1), "
+    "e AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, "
+    "message) SELECT $1::uuid, 'event', $2, 'no_receipt', 'no_receipt', $5 FROM u) "
+    "SELECT (SELECT count(*) FROM u)",
+    5};
+
+int comms_fire_no_receipt(pg_pool_t *db, const comm_job_t *j, const char *channel,
+                          const char *message, bool *fired, hd_err_t *err)
+{
+    *fired = false;
+    char job[24];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    const char *p[] = {j->comm_id, channel, job, j->owner, message};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_fire, p, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    *fired = atoi(PQgetvalue(r, 0, 0)) > 0;
     PQclear(r);
     return 0;
 }

@@ -85,6 +85,7 @@ typedef struct comm_job {
     bool batch;          /* low urgency: this job carries the client's digest */
     char *payload_json;  /* {"attachments": [...]} given at acceptance */
     bool resend;         /* made by a failed receipt: the message is 'sent' and goes again */
+    char kind[16];       /* "send", or "no_receipt": a delivery-receipt timer */
     char *tracked_links; /* set by the worker: JSON array of a tracked email's URLs */
     /* the communication */
     char status[16];
@@ -177,5 +178,15 @@ double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err);
 
 /* The queue right now: jobs due and free, waiting for their time, leased. */
 int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err);
+
+/* Arms the no-receipt timer of a message just sent on channel j->channel_index:
+ * due after seconds (one per message and channel). */
+int comms_arm_no_receipt(pg_pool_t *db, const comm_job_t *j, double seconds, hd_err_t *err);
+
+/* A timer job came due: when the message is still only 'sent' on channel,
+ * the job becomes the resend on the next channel (*fired, with an event
+ * saying message); otherwise it is dropped. */
+int comms_fire_no_receipt(pg_pool_t *db, const comm_job_t *j, const char *channel,
+                          const char *message, bool *fired, hd_err_t *err);
 
 #endif

@@ -91,11 +91,12 @@ static const pg_stmt_t st_to_opened = {
     "sent_at = coalesce(sent_at, to_timestamp($2::float8), now()), updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('sending', 'sent', 'delivered')",
     2};
-/* The client has it: a resend a failed receipt queued is no longer needed. */
+/* The client has it: a resend a failed receipt queued, or a no-receipt
+ * timer, is no longer needed. */
 static const pg_stmt_t st_drop_resend = {
     "receipts_drop_resend",
-    "DELETE FROM crm_jobs WHERE communication_id = $1::uuid AND payload ? 'resend' "
-    "AND lease_owner IS NULL",
+    "DELETE FROM crm_jobs WHERE communication_id = $1::uuid "
+    "AND (payload ? 'resend' OR kind = 'no_receipt') AND lease_owner IS NULL",
     1};
 static const pg_stmt_t st_busy = {
     "receipts_busy",
