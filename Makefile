@@ -6,7 +6,7 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test services stop fuzz bench bench-http bench-policy bench-transport format format-check clean
+.PHONY: all deps build run test services stop fuzz bench bench-http bench-policy bench-transport bench-analytics format format-check clean
 
 all: build
 
@@ -40,6 +40,9 @@ bench-transport: build
 
 bench-policy: build
 	@$(BUILD)/bench_policy 20000
+
+bench-analytics: build
+	@tools/bench-analytics.sh
 
 # libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each
 FUZZ_SECONDS ?= 60

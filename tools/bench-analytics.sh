@@ -41,7 +41,7 @@ q() { psql -X -qtA -v ON_ERROR_STOP=1 -d "$HERALD_DATABASE_URL" "$@"; }
 now_s() { date +%s.%N; }
 ms_since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN{printf "%.0f", (b - a) * 1000}'; }
 
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); $(q -c 'SHOW server_version')"
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); PostgreSQL $(q -c 'SHOW server_version' | cut -d' ' -f1); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "command: tools/bench-analytics.sh $ROWS $REQUESTS"
 
 # -- 1. the history -----------------------------------------------------------
@@ -147,6 +147,11 @@ join -a 1 -a 2 -e 0 -o 0,1.2,2.2 "$TMP/db_days" "$TMP/api_days" |
   awk '$2 != $3 { printf "   %s: %d in the table, %d in the API\n", $1, $2, $3 }' 
 
 # -- 4. the API ---------------------------------------------------------------------
+# What else herald asks of PostgreSQL meanwhile (an idle engine should ask ~nothing)
+x0=$(q -c "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+sleep 2
+x1=$(q -c "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+echo "== background: $(( (x1 - x0) / 2 )) transactions/s on the database from the idle server"
 pct() { # file -> "p50 / p95 / max" in ms
   sort -n "$1" | awk '{v[NR] = $1 * 1000} END {
     p50 = v[int(NR * 0.5 + 0.999999)]; p95 = v[int(NR * 0.95 + 0.999999)]
