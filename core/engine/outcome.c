@@ -1,0 +1,168 @@
+/*
+ * outcome.c - what a send came to, written down (see outcome.h): the
+ * classification and the policy's answer, the record in the database (a
+ * batch of plain sends is one statement), the metrics, the alert when a
+ * chain is used up, and the no-receipt timer a sent message may get.
+ */
+#include "engine/outcome.h"
+#include "base/log.h"
+#include "base/utf8.h"
+#include "engine/alert.h"
+#include "engine/policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Splits "email,sms" into channels; returns the count. */
+int engine_split_channels(const char *csv, tr_channel_t out[TR_NCHANNELS])
+{
+    int n = 0;
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", csv ? csv : "");
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t && n < TR_NCHANNELS;
+         t = strtok_r(NULL, ",", &save)) {
+        tr_channel_t c;
+        if (tr_channel_parse(t, &c) == 0)
+            out[n++] = c;
+    }
+    return n;
+}
+
+static const char *provider_of(tr_channel_t ch, const tr_result_t *r)
+{
+    if (strncmp(r->provider_id, "outbox:", 7) == 0 || strcmp(r->kind, "local") == 0)
+        return strcmp(r->kind, "local") == 0 && !r->ok ? "engine" : "outbox";
+    return ch == TR_EMAIL ? "smtp" : ch == TR_SMS ? "twilio" : "whatsapp";
+}
+
+/* retry.no_receipt(type, urgency, channel): seconds to wait for a delivery
+ * receipt before the next channel, or 0 (no timer, or no next channel). */
+static double no_receipt_after(app_t *app, const comm_job_t *j, tr_channel_t ch)
+{
+    tr_channel_t chain[TR_NCHANNELS];
+    if (j->channel_index + 1 >= engine_split_channels(j->channels_csv, chain))
+        return 0;
+    cJSON *t = cJSON_CreateString(j->message_type ? j->message_type : "");
+    cJSON *u = cJSON_CreateString(j->urgency ? j->urgency : "normal");
+    cJSON *c = cJSON_CreateString(tr_channel_name(ch)), *out = NULL;
+    cJSON *args[] = {t, u, c};
+    hd_err_t err;
+    double s = 0;
+    if (lrt_call(app->policy, "retry", "no_receipt", args, 3, &out, &err) == 0) {
+        if (cJSON_IsNumber(out) && out->valuedouble > 0)
+            s = out->valuedouble;
+    } else {
+        log_warn("retry.no_receipt failed; no receipt timer for this message", "comm_id",
+                 j->comm_id, "error", err.msg);
+    }
+    cJSON_Delete(t);
+    cJSON_Delete(u);
+    cJSON_Delete(c);
+    cJSON_Delete(out);
+    return s;
+}
+
+
+/* Classifies an outcome and asks the policy what comes next (Lua, this
+ * thread's state); nothing is written yet. */
+void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *res,
+                     outcome_rec_t *rc)
+{
+    /* The provider's words go into text columns: a reply cut mid-character
+     * by its buffer, or in a stray 8-bit charset, must not cost the record
+     * of a send that happened (PostgreSQL refuses invalid UTF-8). */
+    utf8_scrub(res->text);
+    utf8_scrub(res->provider_id);
+    utf8_scrub(res->provider_code);
+    utf8_scrub(res->provider_subcode);
+    utf8_scrub(res->enhanced_code);
+    const tr_result_t *r = res;
+    memset(rc, 0, sizeof(*rc));
+    rc->r.job = j;
+    if (r->smtp_code)
+        snprintf(rc->code, sizeof(rc->code), "%d%s%s", r->smtp_code, r->enhanced_code[0] ? " " : "",
+                 r->enhanced_code);
+    else if (r->provider_code[0])
+        snprintf(rc->code, sizeof(rc->code), "%s", r->provider_code);
+    else if (r->http_status)
+        snprintf(rc->code, sizeof(rc->code), "%d", r->http_status);
+    else if (r->network_error[0])
+        snprintf(rc->code, sizeof(rc->code), "%s", r->network_error);
+    rc->r.outcome = OUTCOME_SENT;
+    bool mhbs = r->ok;
+    if (r->ok && !j->batch)
+        rc->no_receipt_s = no_receipt_after(app, j, msg->channel);
+    if (!r->ok) {
+        tr_channel_t chain[TR_NCHANNELS];
+        int len = engine_split_channels(j->channels_csv, chain);
+        rc->r.outcome =
+            engine_policy_outcome(app, msg->channel, j->attempt + 1, j->channel_index, len, r,
+                                  rc->category, &mhbs, &rc->r.delay_s);
+    }
+    cJSON *details = tr_result_to_json(r);
+    rc->details = cJSON_PrintUnformatted(details);
+    cJSON_Delete(details);
+    rc->reason = r->text;
+    rc->r.a = (comm_attempt_t){
+        .channel = tr_channel_name(msg->channel),
+        .provider = provider_of(msg->channel, r),
+        .provider_id = r->provider_id[0] ? r->provider_id : NULL,
+        .raw_code = rc->code[0] ? rc->code : NULL,
+        .message = r->text,
+        .category = r->ok ? NULL : rc->category,
+        .ok = r->ok,
+        .may_have_been_sent = mhbs,
+        .latency_ms = (int)r->latency_ms,
+        .details_json = rc->details,
+    };
+}
+
+/* Writes a list of outcomes in one transaction (a batch of plain sends is a
+ * single statement); if that fails, one by one with retries: the sends
+ * happened, and losing a record would send again after the lease. */
+void outcome_write(app_t *app, outcome_rec_t *recs, int n)
+{
+    hd_err_t err;
+    comm_record_t batch[OUTCOME_MAX];
+    for (int i = 0; i < n; i++)
+        batch[i] = recs[i].r;
+    bool batched = comms_record_many(app->db, batch, n, &err) == 0;
+    for (int i = 0; i < n; i++) {
+        comm_record_t *r = &batch[i];
+        for (int tries = 0; !batched && tries < 5 && r->result < 0; tries++) {
+            if (tries)
+                usleep(200000u << tries);
+            r->result = comms_record(app->db, r->job, &r->a, r->outcome, r->delay_s, &err);
+        }
+        metrics_in_flight(app->metrics, -1);
+        if (r->result < 0)
+            log_error("cannot record an outcome; the lease will bring the job back", "comm_id",
+                      r->job->comm_id, "reason", err.msg);
+        if (r->result != 0)
+            continue;
+        const char *type = r->job->batch ? "digest" : r->job->message_type;
+        switch (r->outcome) {
+        case OUTCOME_SENT:
+            metrics_comm(app->metrics, r->a.channel, "sent", type);
+            if (recs[i].no_receipt_s > 0 &&
+                comms_arm_no_receipt(app->db, r->job, recs[i].no_receipt_s, &err) != 0)
+                log_warn("cannot arm the no-receipt timer", "comm_id", r->job->comm_id, "reason",
+                         err.msg);
+            break;
+        case OUTCOME_RETRY:
+            metrics_retry(app->metrics, recs[i].category);
+            break;
+        case OUTCOME_NEXT:
+            metrics_fallback(app->metrics, recs[i].category);
+            break;
+        case OUTCOME_FAILED:
+            metrics_comm(app->metrics, r->a.channel, "failed", type);
+            engine_alert(app, r->job, recs[i].category, recs[i].reason);
+            break;
+        }
+    }
+}
+
