@@ -65,7 +65,6 @@ static double no_receipt_after(app_t *app, const comm_job_t *j, tr_channel_t ch)
     return s;
 }
 
-
 /* Classifies an outcome and asks the policy what comes next (Lua, this
  * thread's state); nothing is written yet. */
 void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *res,
@@ -98,9 +97,8 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
     if (!r->ok) {
         tr_channel_t chain[TR_NCHANNELS];
         int len = engine_split_channels(j->channels_csv, chain);
-        rc->r.outcome =
-            engine_policy_outcome(app, msg->channel, j->attempt + 1, j->channel_index, len, r,
-                                  rc->category, &mhbs, &rc->r.delay_s);
+        rc->r.outcome = engine_policy_outcome(app, msg->channel, j->attempt + 1, j->channel_index,
+                                              len, r, rc->category, &mhbs, &rc->r.delay_s);
     }
     cJSON *details = tr_result_to_json(r);
     rc->details = cJSON_PrintUnformatted(details);
@@ -165,4 +163,3 @@ void outcome_write(app_t *app, outcome_rec_t *recs, int n)
         }
     }
 }
-

@@ -434,3 +434,10 @@ int pg_with_tx(pg_pool_t *pool, int (*fn)(pg_conn_t *c, void *arg, hd_err_t *err
     pg_pool_put(pool, c);
     return rc;
 }
+
+int pg_exec_ok(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err)
+{
+    PGresult *r = pg_exec(c, st, params, err);
+    PQclear(r);
+    return r ? 0 : -1;
+}

@@ -55,6 +55,9 @@ int pg_pool_ping(pg_pool_t *pool, hd_err_t *err);
 PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err);
 
 /* Runs one or more statements without parameters (BEGIN, a migration file). */
+/* pg_exec for a statement whose rows do not matter: 0, or -1 (err set). */
+int pg_exec_ok(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err);
+
 int pg_exec_script(pg_conn_t *c, const char *sql, hd_err_t *err);
 
 /* COMMIT that fails unless the transaction really committed (a COMMIT of a

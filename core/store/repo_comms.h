@@ -1,5 +1,6 @@
 /*
- * repo_comms.h - communications, their send jobs and delivery logs.
+ * repo_comms.h - communications, their send jobs and delivery logs
+ * (repo_comms.c: the messages; repo_queue.c: the queue).
  *
  * A communication and its first job are written in one statement (one
  * commit); the engine then wakes its workers (engine_kick), and other

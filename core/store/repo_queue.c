@@ -1,0 +1,724 @@
+/*
+ * repo_queue.c - the durable queue of repo_comms.h: claims under a lease,
+ * the sending mark, outcome records (batched), skips, deferrals, digests,
+ * lease upkeep and the no-receipt timers. The messages themselves (create,
+ * read, list, cancel) are in repo_comms.c.
+ */
+#include "store/repo_comms.h"
+#include "base/buf.h"
+#include "base/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the queue ---- */
+
+static const pg_stmt_t st_claim = {
+    "comms_claim",
+    "WITH c AS (SELECT id, lease_owner FROM crm_jobs WHERE kind IN ('send', 'no_receipt') "
+    "AND due_at <= now() "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
+    "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
+    "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
+    "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
+    "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
+    "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
+    "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend, "
+    "crm_jobs.kind) "
+    "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
+    "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
+    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
+    "m.batch, j.payload, j.resend, j.kind "
+    "FROM j JOIN crm_communications m ON m.id = j.communication_id",
+    3};
+
+void comm_job_free(comm_job_t *j)
+{
+    free(j->client_id);
+    free(j->plan_id);
+    free(j->message_type);
+    free(j->urgency);
+    free(j->context_json);
+    free(j->recipient_enc);
+    free(j->channels_csv);
+    free(j->payload_json);
+    free(j->tracked_links);
+    memset(j, 0, sizeof(*j));
+}
+
+static char *dup_or_null(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
+                hd_err_t *err)
+{
+    char m[16], l[16];
+    snprintf(m, sizeof(m), "%d", max);
+    snprintf(l, sizeof(l), "%d", lease_s);
+    const char *p[] = {m, owner, l};
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return -1;
+    PGresult *r = pg_exec(conn, &st_claim, p, err);
+    pg_pool_put(db, conn);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        comm_job_t *j = &jobs[i];
+        memset(j, 0, sizeof(*j));
+        j->job_id = atoll(PQgetvalue(r, i, 0));
+        snprintf(j->comm_id, sizeof(j->comm_id), "%s", PQgetvalue(r, i, 1));
+        j->attempt = atoi(PQgetvalue(r, i, 2));
+        j->channel_index = atoi(PQgetvalue(r, i, 3));
+        snprintf(j->status, sizeof(j->status), "%s", PQgetvalue(r, i, 4));
+        j->client_id = dup_or_null(r, i, 5);
+        j->plan_id = dup_or_null(r, i, 6);
+        j->message_type = dup_or_null(r, i, 7);
+        j->urgency = dup_or_null(r, i, 8);
+        j->context_json = dup_or_null(r, i, 9);
+        j->recipient_enc = dup_or_null(r, i, 10);
+        j->channels_csv = dup_or_null(r, i, 11);
+        j->recovered = PQgetvalue(r, i, 12)[0] == 't';
+        snprintf(j->owner, sizeof(j->owner), "%s", owner);
+        j->batch = PQgetvalue(r, i, 13)[0] == 't';
+        j->payload_json = dup_or_null(r, i, 14);
+        j->resend = PQgetvalue(r, i, 15)[0] == 't';
+        snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(r, i, 16));
+    }
+    PQclear(r);
+    return n;
+}
+
+/* A PostgreSQL array literal, built element by element: every element is
+ * quoted ("" with \\ and \" escaped) so any text goes through as a value;
+ * NULL stays NULL. Sent as a parameter, never spliced into SQL. */
+static void arr_add(buf_t *b, const char *s)
+{
+    buf_putc(b, b->len == 0 ? '{' : ',');
+    if (s == NULL) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            buf_putc(b, '\\');
+        buf_putc(b, *s);
+    }
+    buf_putc(b, '"');
+}
+
+static void arr_addf(buf_t *b, const char *fmt, long long v)
+{
+    char t[32];
+    snprintf(t, sizeof(t), fmt, v);
+    arr_add(b, t);
+}
+
+static char *arr_end(buf_t *b)
+{
+    if (b->len == 0)
+        buf_putc(b, '{');
+    buf_putc(b, '}');
+    return buf_steal(b);
+}
+
+/* Only while this process still holds the job, and only for a message still
+ * pending: a cancel that committed after the claim wins here. */
+static const pg_stmt_t st_sending_many = {
+    "comms_sending_many",
+    /* = ANY(array) keeps this an index lookup per message in every plan (a
+     * join with unnest() drifts to a sequential scan once the plan is
+     * generic); array_position finds each message's own values. */
+    "UPDATE crm_communications c SET status = CASE WHEN c.status = 'sent' THEN 'sent' "
+    "ELSE 'sending' END, sending_at = coalesce(c.sending_at, now()), "
+    "queued_at = coalesce(c.queued_at, now()), "
+    "channel = ($2::text[])[array_position($1::uuid[], c.id)], "
+    "tracked_links = coalesce(($5::jsonb[])[array_position($1::uuid[], c.id)], "
+    "c.tracked_links), "
+    "attempt_count = c.attempt_count + 1, may_have_been_sent = true, updated_at = now() "
+    "WHERE c.id = ANY($1::uuid[]) AND c.status IN ('scheduled', 'queued', 'sending', 'sent') "
+    "AND EXISTS (SELECT 1 FROM crm_jobs j WHERE j.id = ($3::bigint[])[array_position($1::uuid[], "
+    "c.id)] AND j.lease_owner = ($4::text[])[array_position($1::uuid[], c.id)] "
+    /* a sent message goes out again only for a job a failed receipt made */
+    "AND (c.status <> 'sent' OR j.payload ? 'resend')) "
+    "RETURNING ($3::bigint[])[array_position($1::uuid[], c.id)]",
+    5};
+
+int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
+                            int n, bool *marked, hd_err_t *err)
+{
+    buf_t ids, chs, js, owners, links;
+    buf_init(&ids);
+    buf_init(&chs);
+    buf_init(&js);
+    buf_init(&owners);
+    buf_init(&links);
+    int want = 0;
+    for (int i = 0; i < n; i++) {
+        marked[i] = false;
+        if (channels[i] == NULL)
+            continue;
+        arr_add(&ids, jobs[i].comm_id);
+        arr_add(&chs, channels[i]);
+        arr_addf(&js, "%lld", (long long)jobs[i].job_id);
+        arr_add(&owners, jobs[i].owner);
+        arr_add(&links, jobs[i].tracked_links);
+        want++;
+    }
+    char *p[] = {arr_end(&ids), arr_end(&chs), arr_end(&js), arr_end(&owners), arr_end(&links)};
+    int rc = 0;
+    if (want > 0) {
+        pg_conn_t *c = pg_pool_get(db, 5000, err);
+        PGresult *r = c ? pg_exec(c, &st_sending_many, (const char *const *)p, err) : NULL;
+        if (c)
+            pg_pool_put(db, c);
+        if (r == NULL)
+            rc = -1;
+        for (int k = 0; r && k < PQntuples(r); k++) {
+            long long job = atoll(PQgetvalue(r, k, 0));
+            for (int i = 0; i < n; i++)
+                if (channels[i] && jobs[i].job_id == job)
+                    marked[i] = true;
+        }
+        PQclear(r);
+    }
+    for (int i = 0; i < 5; i++)
+        free(p[i]);
+    return rc;
+}
+
+static const pg_stmt_t st_log_attempt = {
+    "comms_log_attempt",
+    "INSERT INTO crm_delivery_logs (communication_id, kind, channel, attempt, status, provider, "
+    "provider_message_id, raw_code, message, category, may_have_been_sent, latency_ms, details) "
+    "VALUES ($1::uuid, 'attempt', $2, $3::smallint, $4, $5, $6, $7, $8, $9, $10::boolean, "
+    "$11::int, coalesce($12::jsonb, '{}'))",
+    12};
+static const pg_stmt_t st_sent = {
+    "comms_sent",
+    "UPDATE crm_communications SET status = 'sent', sent_at = now(), channel = $2, "
+    "provider_message_id = $3, may_have_been_sent = true, updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending', 'sent')",
+    3};
+static const pg_stmt_t st_job_done = {
+    "comms_job_done", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2};
+static const pg_stmt_t st_job_retry = {
+    "comms_job_retry",
+    "UPDATE crm_jobs SET attempt = attempt + 1, due_at = now() + make_interval(secs => "
+    "$2::float8), lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint "
+    "AND lease_owner = $3",
+    3};
+static const pg_stmt_t st_job_next = {
+    "comms_job_next",
+    "UPDATE crm_jobs SET attempt = 0, channel_index = channel_index + 1, due_at = now() + "
+    "make_interval(secs => $2::float8), lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE id = $1::bigint AND lease_owner = $3",
+    3};
+static const pg_stmt_t st_last_error = {
+    "comms_last_error",
+    "UPDATE crm_communications SET last_error_category = $2, last_error_code = $3, "
+    "may_have_been_sent = may_have_been_sent AND $4::boolean, updated_at = now() "
+    "WHERE id = $1::uuid",
+    4};
+static const pg_stmt_t st_failed = {
+    "comms_failed",
+    "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending', 'sent')",
+    1};
+static const pg_stmt_t st_log_event = {
+    "comms_log_event",
+    "INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, message) "
+    "VALUES ($1::uuid, 'event', $2, $3, $4, $5)",
+    5};
+
+/* Runs st and reports how many rows it changed (-1 on error). */
+static int exec_rows(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, hd_err_t *err)
+{
+    PGresult *r = pg_exec(c, st, p, err);
+    if (r == NULL)
+        return -1;
+    int n = atoi(PQcmdTuples(r));
+    PQclear(r);
+    return n;
+}
+
+/* The job's next state, first: 1 when this process no longer holds the job
+ * (its lease ran out and another process has it), so nothing else is written. */
+static int move_job(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, double delay_s,
+                    hd_err_t *err)
+{
+    char job[24], delay[32];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    snprintf(delay, sizeof(delay), "%.3f", delay_s < 0 ? 0 : delay_s);
+    const char *done[] = {job, j->owner};
+    const char *moved[] = {job, delay, j->owner};
+    int n;
+    switch (outcome) {
+    case OUTCOME_RETRY:
+        n = exec_rows(c, &st_job_retry, moved, err);
+        break;
+    case OUTCOME_NEXT:
+        n = exec_rows(c, &st_job_next, moved, err);
+        break;
+    default:
+        n = exec_rows(c, &st_job_done, done, err);
+        break;
+    }
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        log_warn("lost a job's lease before recording its outcome; its new holder decides",
+                 "comm_id", j->comm_id);
+        return 1;
+    }
+    return 0;
+}
+
+/* The messages a digest carried follow the digest's outcome. */
+static const pg_stmt_t st_members_sent = {
+    "comms_members_sent",
+    "UPDATE crm_communications SET status = 'sent', sent_at = now(), channel = $2, "
+    "provider_message_id = $3, updated_at = now() WHERE digest_id = $1::uuid "
+    "AND id <> $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
+    3};
+static const pg_stmt_t st_members_failed = {
+    "comms_members_failed",
+    "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
+    "WHERE digest_id = $1::uuid AND id <> $1::uuid "
+    "AND status IN ('scheduled', 'queued', 'sending')",
+    1};
+static const pg_stmt_t st_gather = {
+    "comms_gather",
+    "WITH m AS (SELECT c.id FROM crm_communications c WHERE c.client_id = $1 AND c.batch "
+    "AND (c.digest_id IS NULL OR c.digest_id = $2::uuid) "
+    "AND c.status IN ('scheduled', 'queued', 'sending') AND c.send_at <= now() + interval '1 "
+    "minute' "
+    "ORDER BY c.created_at FOR UPDATE SKIP LOCKED), "
+    "u AS (UPDATE crm_communications c SET digest_id = $2::uuid, status = CASE WHEN c.status = "
+    "'scheduled' THEN 'queued' ELSE c.status END, queued_at = coalesce(c.queued_at, now()), "
+    "updated_at = now() FROM m WHERE c.id = m.id "
+    "RETURNING c.id, c.message_type, c.context::text, c.created_at) "
+    "SELECT id, message_type, context FROM u ORDER BY created_at",
+    2};
+static const pg_stmt_t st_digest_run = {
+    "comms_digest_run",
+    "INSERT INTO crm_digest_runs (client_id, digest_date, communication_id, message_count) "
+    "VALUES ($1, current_date, $2::uuid, $3::int) ON CONFLICT DO NOTHING",
+    3};
+
+cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err)
+{
+    const char *p[] = {j->client_id, j->comm_id};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return NULL;
+    cJSON *items = NULL;
+    PGresult *r = NULL;
+    if (pg_exec_script(c, "BEGIN", err) == 0 && (r = pg_exec(c, &st_gather, p, err)) != NULL) {
+        items = cJSON_CreateArray();
+        for (int i = 0; i < PQntuples(r); i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "id", PQgetvalue(r, i, 0));
+            cJSON_AddStringToObject(o, "message_type", PQgetvalue(r, i, 1));
+            cJSON *ctx = cJSON_Parse(PQgetvalue(r, i, 2));
+            cJSON_AddItemToObject(o, "context", ctx ? ctx : cJSON_CreateObject());
+            cJSON_AddItemToArray(items, o);
+        }
+        char n[16];
+        snprintf(n, sizeof(n), "%d", PQntuples(r));
+        const char *dp[] = {j->client_id, j->comm_id, n};
+        if (pg_exec_ok(c, &st_digest_run, dp, err) != 0 || pg_commit(c, err) != 0) {
+            cJSON_Delete(items);
+            items = NULL;
+        }
+    }
+    PQclear(r);
+    pg_pool_put(db, c);
+    return items;
+}
+
+int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
+                    comm_outcome_t outcome, double delay_s, hd_err_t *err)
+{
+    char attempt[16], latency[16];
+    snprintf(attempt, sizeof(attempt), "%d", j->attempt + 1);
+    snprintf(latency, sizeof(latency), "%d", a->latency_ms < 0 ? 0 : a->latency_ms);
+    const char *lp[] = {j->comm_id,  a->channel,
+                        attempt,     a->ok ? "sent" : "failed",
+                        a->provider, a->provider_id,
+                        a->raw_code, a->message,
+                        a->category, a->may_have_been_sent ? "t" : "f",
+                        latency,     a->details_json};
+    int rc = move_job(c, j, outcome, delay_s, err);
+    /* The attempt is a fact even when another process now holds the job. */
+    if (rc >= 0 && pg_exec_ok(c, &st_log_attempt, lp, err) != 0)
+        rc = -1;
+    if (rc == 0 && !a->ok) {
+        const char *ep[] = {j->comm_id, a->category, a->raw_code,
+                            a->may_have_been_sent ? "t" : "f"};
+        rc = pg_exec_ok(c, &st_last_error, ep, err);
+    }
+    if (rc == 0 && outcome == OUTCOME_SENT) {
+        const char *sp[] = {j->comm_id, a->channel, a->provider_id};
+        rc = pg_exec_ok(c, &st_sent, sp, err);
+        if (rc == 0 && j->batch)
+            rc = pg_exec_ok(c, &st_members_sent, sp, err);
+    } else if (rc == 0 && outcome == OUTCOME_FAILED) {
+        const char *idp[] = {j->comm_id};
+        rc = pg_exec_ok(c, &st_failed, idp, err);
+        if (rc == 0 && j->batch)
+            rc = pg_exec_ok(c, &st_members_failed, idp, err);
+    }
+    return rc;
+}
+
+/* The plain successes of a batch (sent, not a digest) in one statement:
+ * their attempt rows, their jobs gone (only where the lease is still the
+ * recorder's) and their messages sent. Returns the job ids it deleted. */
+static const pg_stmt_t st_sent_many = {
+    "comms_sent_many",
+    "WITH j AS (DELETE FROM crm_jobs t WHERE t.id = ANY($1::bigint[]) "
+    "AND t.lease_owner = ($3::text[])[array_position($1::bigint[], t.id)] "
+    "RETURNING t.id, t.communication_id), "
+    "l AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, attempt, status, "
+    "provider, provider_message_id, raw_code, message, category, may_have_been_sent, latency_ms, "
+    "details) SELECT comm, 'attempt', ch, attempt::smallint, 'sent', provider, pid, code, msg, "
+    "NULL, true, latency, coalesce(details::jsonb, '{}') "
+    "FROM unnest($2::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], "
+    "$9::text[], $10::int[], $11::text[]) "
+    "AS d(comm, ch, attempt, provider, pid, code, msg, latency, details)), "
+    "u AS (UPDATE crm_communications c SET status = 'sent', sent_at = now(), "
+    "channel = ($4::text[])[array_position($2::uuid[], c.id)], "
+    "provider_message_id = ($7::text[])[array_position($2::uuid[], c.id)], "
+    "may_have_been_sent = true, updated_at = now() "
+    "WHERE c.id = ANY(ARRAY(SELECT communication_id FROM j)) "
+    "AND c.status IN ('scheduled', 'queued', 'sending', 'sent')) "
+    "SELECT id FROM j",
+    11};
+
+static bool plain_send(const comm_record_t *r)
+{
+    return r->outcome == OUTCOME_SENT && r->a.ok && !r->job->batch;
+}
+
+static int record_plain(pg_conn_t *c, comm_record_t *recs, int n, hd_err_t *err)
+{
+    buf_t a[11];
+    for (int k = 0; k < 11; k++)
+        buf_init(&a[k]);
+    for (int i = 0; i < n; i++) {
+        if (!plain_send(&recs[i]))
+            continue;
+        const comm_job_t *j = recs[i].job;
+        const comm_attempt_t *at = &recs[i].a;
+        arr_addf(&a[0], "%lld", (long long)j->job_id);
+        arr_add(&a[1], j->comm_id);
+        arr_add(&a[2], j->owner);
+        arr_add(&a[3], at->channel);
+        arr_addf(&a[4], "%lld", (long long)j->attempt + 1);
+        arr_add(&a[5], at->provider);
+        arr_add(&a[6], at->provider_id);
+        arr_add(&a[7], at->raw_code);
+        arr_add(&a[8], at->message);
+        arr_addf(&a[9], "%lld", (long long)(at->latency_ms < 0 ? 0 : at->latency_ms));
+        arr_add(&a[10], at->details_json);
+        recs[i].result = 1; /* until the job is seen deleted below */
+    }
+    char *p[11];
+    for (int k = 0; k < 11; k++)
+        p[k] = arr_end(&a[k]);
+    PGresult *r = pg_exec(c, &st_sent_many, (const char *const *)p, err);
+    for (int k = 0; k < 11; k++)
+        free(p[k]);
+    if (r == NULL)
+        return -1;
+    for (int k = 0; k < PQntuples(r); k++) {
+        long long job = atoll(PQgetvalue(r, k, 0));
+        for (int i = 0; i < n; i++)
+            if (plain_send(&recs[i]) && recs[i].job->job_id == job)
+                recs[i].result = 0;
+    }
+    PQclear(r);
+    for (int i = 0; i < n; i++)
+        if (plain_send(&recs[i]) && recs[i].result == 1)
+            log_warn("lost a job's lease before recording its outcome; its new holder decides",
+                     "comm_id", recs[i].job->comm_id);
+    return 0;
+}
+
+int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err)
+{
+    int plain = 0;
+    for (int i = 0; i < n; i++) {
+        recs[i].result = -1;
+        plain += plain_send(&recs[i]);
+    }
+    if (n == 0)
+        return 0;
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    /* Only plain sends: one statement is one transaction already. */
+    bool txn = plain < n;
+    int rc = txn ? pg_exec_script(c, "BEGIN", err) : 0;
+    if (rc == 0 && plain > 0)
+        rc = record_plain(c, recs, n, err);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (plain_send(&recs[i]))
+            continue;
+        recs[i].result =
+            comms_record_on(c, recs[i].job, &recs[i].a, recs[i].outcome, recs[i].delay_s, err);
+        if (recs[i].result < 0)
+            rc = -1;
+    }
+    if (txn && rc == 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    if (txn && rc != 0)
+        pg_exec_script(c, "ROLLBACK", NULL);
+    pg_pool_put(db, c);
+    if (rc != 0)
+        for (int i = 0; i < n; i++)
+            recs[i].result = -1;
+    return rc;
+}
+
+int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
+                 comm_outcome_t outcome, double delay_s, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = comms_record_on(c, j, a, outcome, delay_s, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    pg_pool_put(db, c);
+    return rc;
+}
+
+int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
+                hd_err_t *err)
+{
+    const char *ep[] = {j->comm_id, NULL, type, type, message};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_ok(c, &st_log_event, ep, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
+               bool last, hd_err_t *err)
+{
+    const char *ep[] = {j->comm_id, channel, "skipped", "skipped", reason};
+    const char *idp[] = {j->comm_id};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = move_job(c, j, last ? OUTCOME_FAILED : OUTCOME_NEXT, 0, err);
+    if (rc == 0)
+        rc = pg_exec_ok(c, &st_log_event, ep, err);
+    if (rc == 0 && last)
+        rc = pg_exec_ok(c, &st_failed, idp, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    pg_pool_put(db, c);
+    return rc;
+}
+
+int comms_drop(pg_pool_t *db, const comm_job_t *j, const char *reason, hd_err_t *err)
+{
+    const char *ep[] = {j->comm_id, NULL, "dropped", "dropped", reason};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0)
+        rc = move_job(c, j, OUTCOME_SENT, 0, err); /* the job goes; the message stays */
+    if (rc == 0)
+        rc = pg_exec_ok(c, &st_log_event, ep, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    pg_pool_put(db, c);
+    return rc;
+}
+
+static const pg_stmt_t st_defer = {
+    "comms_defer",
+    "UPDATE crm_jobs SET due_at = to_timestamp($2::float8), lease_owner = NULL, "
+    "lease_expires_at = NULL WHERE id = $1::bigint AND lease_owner = $3",
+    3};
+
+int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *reason,
+                hd_err_t *err)
+{
+    char job[24], at[32];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    snprintf(at, sizeof(at), "%lld", (long long)until);
+    const char *p[] = {job, at, j->owner};
+    const char *ep[] = {j->comm_id, NULL, "deferred", "deferred", reason};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_script(c, "BEGIN", err);
+    if (rc == 0) {
+        int n = exec_rows(c, &st_defer, p, err);
+        rc = n < 0 ? -1 : n == 0 ? 1 : 0;
+    }
+    if (rc == 0)
+        rc = pg_exec_ok(c, &st_log_event, ep, err);
+    if (rc >= 0 && pg_commit(c, err) != 0)
+        rc = -1;
+    pg_pool_put(db, c);
+    return rc;
+}
+
+static const pg_stmt_t st_extend = {
+    "comms_extend",
+    "UPDATE crm_jobs SET lease_expires_at = now() + make_interval(secs => $2::int) "
+    "WHERE lease_owner = $1",
+    2};
+
+int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err)
+{
+    char l[16];
+    snprintf(l, sizeof(l), "%d", lease_s);
+    const char *p[] = {owner, l};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_ok(c, &st_extend, p, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+static const pg_stmt_t st_release = {
+    "comms_release",
+    "UPDATE crm_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", 1};
+
+int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
+{
+    const char *p[] = {owner};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_ok(c, &st_release, p, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+static const pg_stmt_t st_next_due = {
+    "comms_next_due",
+    "SELECT greatest(0, extract(epoch from (min(due_at) - now()))) FROM crm_jobs "
+    "WHERE kind IN ('send', 'no_receipt') "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+    0};
+
+double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return max_s;
+    PGresult *r = pg_exec(c, &st_next_due, NULL, err);
+    pg_pool_put(db, c);
+    double v = max_s;
+    if (r && !PQgetisnull(r, 0, 0))
+        v = atof(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v < max_s ? v : max_s;
+}
+
+static const pg_stmt_t st_depth = {
+    "comms_depth",
+    "SELECT count(*) FILTER (WHERE lease_owner IS NULL AND due_at <= now()), "
+    "count(*) FILTER (WHERE lease_owner IS NULL AND due_at > now()), "
+    "count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM crm_jobs",
+    0};
+
+int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_depth, NULL, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    *due = atol(PQgetvalue(r, 0, 0));
+    *scheduled = atol(PQgetvalue(r, 0, 1));
+    *leased = atol(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}
+
+/* ---- no-receipt timers ---- */
+
+static const pg_stmt_t st_arm = {
+    "comms_arm_no_receipt",
+    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, channel_index, dedup_key, "
+    "payload) SELECT id, 'no_receipt', priority, now() + make_interval(secs => $3::float8), "
+    "$2::smallint, 'no_receipt:' || id || ':' || $2, jsonb_build_object('after', $3::float8) "
+    "FROM crm_communications WHERE id = $1::uuid "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
+    3};
+
+int comms_arm_no_receipt(pg_pool_t *db, const comm_job_t *j, double seconds, hd_err_t *err)
+{
+    char idx[16], secs[32];
+    snprintf(idx, sizeof(idx), "%d", j->channel_index);
+    snprintf(secs, sizeof(secs), "%.3f", seconds);
+    const char *p[] = {j->comm_id, idx, secs};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_ok(c, &st_arm, p, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+/* Still no receipt: the timer job becomes the resend on the next channel
+ * (only while the message is 'sent' on the timer's channel and no other send
+ * job exists); otherwise the timer just goes. */
+static const pg_stmt_t st_fire = {
+    "comms_fire_no_receipt",
+    "WITH m AS (SELECT id FROM crm_communications WHERE id = $1::uuid AND status = 'sent' "
+    "AND channel = $2 AND NOT EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = $1::uuid "
+    "AND kind = 'send')), "
+    "u AS (UPDATE crm_jobs SET kind = 'send', channel_index = channel_index + 1, attempt = 0, "
+    "payload = payload || '{\"resend\": true}', due_at = now(), dedup_key = NULL, "
+    "lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE id = $3::bigint AND lease_owner = $4 AND EXISTS (SELECT 1 FROM m) RETURNING 1), "
+    "d AS (DELETE FROM crm_jobs WHERE id = $3::bigint AND lease_owner = $4 "
+    "AND NOT EXISTS (SELECT 1 FROM m) RETURNING 1), "
+    "e AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, "
+    "message) SELECT $1::uuid, 'event', $2, 'no_receipt', 'no_receipt', $5 FROM u) "
+    "SELECT (SELECT count(*) FROM u)",
+    5};
+
+int comms_fire_no_receipt(pg_pool_t *db, const comm_job_t *j, const char *channel,
+                          const char *message, bool *fired, hd_err_t *err)
+{
+    *fired = false;
+    char job[24];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    const char *p[] = {j->comm_id, channel, job, j->owner, message};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_fire, p, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    *fired = atoi(PQgetvalue(r, 0, 0)) > 0;
+    PQclear(r);
+    return 0;
+}
