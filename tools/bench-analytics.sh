@@ -107,7 +107,7 @@ export HERALD_VAR_DIR="$TMP/var" HERALD_LOG_LEVEL=warn HERALD_ANALYTICS_REFRESH_
 t0=$(now_s)
 "$BIN" serve --listen "127.0.0.1:$PORT" 2>"$TMP/serve.log" &
 hpid=$!
-pids+=($hpid)
+pids+=("$hpid")
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/api/crm/health" && break; sleep 0.1; done
 TOKEN=$("$BIN" token --sub bench --scopes read --ttl 3600 2>/dev/null)
 get() { curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/crm/analytics?$1"; }

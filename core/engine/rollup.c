@@ -2,9 +2,10 @@
  * rollup.c - keeps the analytics rollups fresh (see rollup.h): today's and
  * yesterday's rows every engine.analytics_refresh_seconds, the last 35 days
  * at start and then hourly (late opens and receipts change older days).
- * At start, older days that have messages but no rollup rows at all (a
- * database that predates the rollups, an import) are filled in, 35 days at
- * a time. One process at a time does it (an advisory lock); the others skip.
+ * At start, older days that have messages but no rollup rows (a database
+ * that predates the rollups, an import) are filled in: each 35-day block
+ * with such a day is recomputed whole. One process at a time does it (an advisory lock); the others
+ * skip.
  */
 #include "engine/rollup.h"
 #include "base/log.h"

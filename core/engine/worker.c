@@ -590,7 +590,10 @@ static void *run_worker(void *arg)
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);
             if (n <= 0 && inflight == 0) {
-                wait_for_work(e, seen, n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL));
+                /* at least 5 ms: a job due now that this claim did not get is
+                 * another worker's (SKIP LOCKED); a kick still wakes at once */
+                double next = n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL);
+                wait_for_work(e, seen, next < 0.005 ? 0.005 : next);
                 continue;
             }
             tr_message_t *msgs[BATCH] = {NULL};

@@ -36,8 +36,13 @@ static long parse_day(const char *s)
 {
     int y, m, d;
     char tail;
-    if (s == NULL || strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
-        s[4] != '-' || s[7] != '-' || m < 1 || m > 12 || d < 1 || y < 1970 || y > 9999)
+    if (s == NULL || strlen(s) != 10)
+        return -1;
+    for (int i = 0; i < 10; i++)
+        if (i == 4 || i == 7 ? s[i] != '-' : !(s[i] >= '0' && s[i] <= '9'))
+            return -1;
+    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || s[4] != '-' || s[7] != '-' || m < 1 ||
+        m > 12 || d < 1 || y < 1970 || y > 9999)
         return -1;
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;

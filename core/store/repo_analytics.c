@@ -114,7 +114,7 @@ cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err
 
 static const pg_stmt_t st_oldest = {
     "analytics_oldest",
-    "SELECT (extract(epoch FROM min(created_at)) / 86400)::bigint FROM crm_communications", 0};
+    "SELECT floor(extract(epoch FROM min(created_at)) / 86400)::bigint FROM crm_communications", 0};
 
 long analytics_oldest_day(pg_pool_t *db, hd_err_t *err)
 {
@@ -128,9 +128,16 @@ long analytics_oldest_day(pg_pool_t *db, hd_err_t *err)
     return d;
 }
 
+/* How many days of first..last have messages and no rollup row: one index
+ * probe per day on each side. */
 static const pg_stmt_t st_has = {
-    "analytics_has",
-    "SELECT EXISTS (SELECT 1 FROM crm_analytics_daily WHERE day BETWEEN $1::date AND $2::date)", 2};
+    "analytics_missing",
+    "SELECT count(*) FROM generate_series($1::date::timestamp, $2::date::timestamp, "
+    "interval '1 day') AS g(d) "
+    "WHERE NOT EXISTS (SELECT 1 FROM crm_analytics_daily WHERE day = g.d::date) "
+    "AND EXISTS (SELECT 1 FROM crm_communications WHERE created_at >= g.d AT TIME ZONE 'UTC' "
+    "AND created_at < (g.d + interval '1 day') AT TIME ZONE 'UTC')",
+    2};
 
 int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool *has, hd_err_t *err)
 {
@@ -142,7 +149,7 @@ int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool 
     pg_pool_put(db, c);
     if (r == NULL)
         return -1;
-    *has = PQgetvalue(r, 0, 0)[0] == 't';
+    *has = atol(PQgetvalue(r, 0, 0)) == 0; /* every day with messages has its rows */
     PQclear(r);
     return 0;
 }
@@ -150,7 +157,8 @@ int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool 
 static const pg_stmt_t st_open_rates = {
     "analytics_open_rates",
     "SELECT channel, sum(opened)::float8 / nullif(sum(delivered), 0) FROM crm_analytics_daily "
-    "WHERE day > current_date - 30 AND channel IN ('email', 'sms', 'whatsapp') GROUP BY channel",
+    "WHERE day > (now() AT TIME ZONE 'UTC')::date - 30 AND channel IN ('email', 'sms', 'whatsapp') "
+    "GROUP BY channel",
     0};
 
 int analytics_open_rates(pg_pool_t *db, double out[3], hd_err_t *err)

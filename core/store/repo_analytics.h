@@ -17,9 +17,9 @@
 int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *skipped,
                       hd_err_t *err);
 
-/* Days (since the epoch, UTC) of the oldest message, and whether any rollup
- * row exists between first..last: for the start-up backfill. -1 when there
- * are no messages / on error. */
+/* The day (since the epoch, UTC) of the oldest message (-1 when there are
+ * none / on error), and whether every day of first..last that has messages
+ * has its rollup rows (*has): for the start-up fill-in. */
 long analytics_oldest_day(pg_pool_t *db, hd_err_t *err);
 int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool *has,
                        hd_err_t *err);

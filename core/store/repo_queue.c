@@ -618,7 +618,9 @@ int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
 
 static const pg_stmt_t st_next_due = {
     "comms_next_due",
-    "SELECT greatest(0, extract(epoch from (min(due_at) - now()))) FROM crm_jobs "
+    /* NULL when nothing is waiting (greatest(0, NULL) would say "now" and
+     * an idle worker would spin) */
+    "SELECT extract(epoch from (min(due_at) - now())) FROM crm_jobs "
     "WHERE kind IN ('send', 'no_receipt') "
     "AND (lease_expires_at IS NULL OR lease_expires_at < now())",
     0};
@@ -634,6 +636,8 @@ double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
     if (r && !PQgetisnull(r, 0, 0))
         v = atof(PQgetvalue(r, 0, 0));
     PQclear(r);
+    if (v < 0)
+        v = 0;
     return v < max_s ? v : max_s;
 }
 

@@ -494,12 +494,8 @@ class OldestDayTest(OlderDaysCase):
     def test_a_day_older_than_35_days_is_filled_in_at_start(self):
         self.assertEqual(self.days(45, 36), {self.day(40): 1})
 
-    # Product bug: store/repo_analytics.c st_oldest computes the oldest day as
-    # (extract(epoch FROM min(created_at)) / 86400)::bigint, which ROUNDS; an
-    # oldest message created after 12:00 UTC gives the next day, and the
-    # backfill (engine/rollup.c backfill) starts one day late: the oldest day
-    # is never computed. Remove expectedFailure once it is floor().
-    @unittest.expectedFailure
+    # The oldest day counts from midnight UTC (a rounding once skipped it when
+    # its first message came after 12:00).
     def test_the_oldest_day_is_filled_in_whatever_the_hour_of_its_first_message(self):
         self.assertEqual(self.days(60, 36), {self.day(50): 1, self.day(40): 1})
 
@@ -525,12 +521,8 @@ class ImportedDaysTest(OlderDaysCase):
     def test_the_day_with_rollups_is_kept(self):
         self.assertEqual(self.days(40, 40), {self.day(40): 1})
 
-    # Doubt / product bug: engine/rollup.c backfill skips a whole 35-day chunk
-    # (oldest .. oldest+34) as soon as ANY day in it has a rollup row
-    # (analytics_has_rows over the chunk), so the imported day 60 days ago,
-    # which has messages and no rollup row, is never computed although the
-    # header promises "older days that have messages but no rollup rows".
-    @unittest.expectedFailure
+    # A block with one day that has messages and no rollup rows is recomputed,
+    # even when another of its days has rows.
     def test_an_imported_day_without_rollups_is_filled_in(self):
         self.assertEqual(self.days(65, 36), {self.day(60): 1, self.day(40): 1})
 
