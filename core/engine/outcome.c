@@ -10,6 +10,7 @@
 #include "engine/alert.h"
 #include "engine/policy.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,8 @@ static double no_receipt_after(app_t *app, const comm_job_t *j, tr_channel_t ch)
     hd_err_t err;
     double s = 0;
     if (lrt_call(app->policy, "retry", "no_receipt", args, 3, &out, &err) == 0) {
-        if (cJSON_IsNumber(out) && out->valuedouble > 0)
-            s = out->valuedouble;
+        if (cJSON_IsNumber(out) && isfinite(out->valuedouble) && out->valuedouble > 0)
+            s = out->valuedouble < 30.0 * 86400 ? out->valuedouble : 30.0 * 86400;
     } else {
         log_warn("retry.no_receipt failed; no receipt timer for this message", "comm_id",
                  j->comm_id, "error", err.msg);

@@ -4,8 +4,11 @@
 #include "engine/policy.h"
 #include "base/log.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#define MAX_DELAY_S (30.0 * 86400) /* a retry later than this is a policy bug */
 
 static const char *json_str(const cJSON *o, const char *k)
 {
@@ -43,6 +46,12 @@ comm_outcome_t engine_policy_outcome(app_t *app, tr_channel_t channel, int attem
         if (a && strcmp(a, "retry") == 0) {
             o = OUTCOME_RETRY;
             *delay = cJSON_IsNumber(d) ? d->valuedouble : 60;
+            /* a script's math.huge or a negative number must not become an
+             * interval PostgreSQL refuses, or a retry due at once */
+            if (!isfinite(*delay) || *delay < 0)
+                *delay = 60;
+            if (*delay > MAX_DELAY_S)
+                *delay = MAX_DELAY_S;
         } else if (a && strcmp(a, "give_up") == 0) {
             o = OUTCOME_FAILED;
         }

@@ -137,12 +137,44 @@ static char *attr_decode(const char *s, size_t n)
     static const struct {
         const char *ent;
         char c;
-    } ents[] = {{"&amp;", '&'}, {"&quot;", '"'}, {"&#39;", '\''}, {"&#x27;", '\''},
-                {"&lt;", '<'},  {"&gt;", '>'},   {"&#34;", '"'}};
+    } ents[] = {{"&amp;", '&'}, {"&quot;", '"'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&apos;", '\''}};
     buf_t b;
     buf_init(&b);
     for (size_t i = 0; i < n;) {
         bool done = false;
+        if (s[i] == '&' && i + 2 < n && s[i + 1] == '#') {
+            /* &#NN; and &#xHH; : a code point, written as UTF-8 */
+            bool hex = s[i + 2] == 'x' || s[i + 2] == 'X';
+            size_t k = i + (hex ? 3 : 2);
+            unsigned long cp = 0;
+            size_t digits = 0;
+            while (k < n && digits < 7 &&
+                   (hex ? isxdigit((unsigned char)s[k]) : isdigit((unsigned char)s[k]))) {
+                int v = isdigit((unsigned char)s[k]) ? s[k] - '0' : (s[k] | 32) - 'a' + 10;
+                cp = cp * (hex ? 16 : 10) + (unsigned long)v;
+                k++, digits++;
+            }
+            if (digits > 0 && k < n && s[k] == ';' && cp > 0 && cp <= 0x10ffff &&
+                !(cp >= 0xd800 && cp <= 0xdfff)) {
+                if (cp < 0x80) {
+                    buf_putc(&b, (char)cp);
+                } else if (cp < 0x800) {
+                    buf_putc(&b, (char)(0xc0 | cp >> 6));
+                    buf_putc(&b, (char)(0x80 | (cp & 0x3f)));
+                } else if (cp < 0x10000) {
+                    buf_putc(&b, (char)(0xe0 | cp >> 12));
+                    buf_putc(&b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+                    buf_putc(&b, (char)(0x80 | (cp & 0x3f)));
+                } else {
+                    buf_putc(&b, (char)(0xf0 | cp >> 18));
+                    buf_putc(&b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+                    buf_putc(&b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+                    buf_putc(&b, (char)(0x80 | (cp & 0x3f)));
+                }
+                i = k + 1;
+                continue;
+            }
+        }
         for (size_t k = 0; k < sizeof(ents) / sizeof(ents[0]) && s[i] == '&'; k++) {
             size_t el = strlen(ents[k].ent);
             if (i + el <= n && strncasecmp(s + i, ents[k].ent, el) == 0) {

@@ -628,7 +628,9 @@ static void *run_worker(void *arg)
         }
         /* Room left and work may be waiting: look again soon; full: wait. */
         bool room = !atomic_load(&e->stopping) && inflight <= CLAIM_AT;
-        outcome_t *list = wait_outcomes(w, room ? 20 : 0);
+        /* with room, claim again on a kick or after 100 ms (jobs that came
+         * due by time: retries, timers); full, when an outcome comes */
+        outcome_t *list = wait_outcomes(w, room ? 100 : 0);
         outcome_rec_t recs[BATCH];
         outcome_t *done[BATCH];
         int k = 0;
@@ -687,6 +689,20 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* Takes every notification libpq holds; true when one came from another
+ * process (ours are echoes of our own NOTIFY). */
+static bool drain_notifies(PGconn *c)
+{
+    bool got = false;
+    PGnotify *nt;
+    int self = PQbackendPID(c);
+    while ((nt = PQnotifies(c)) != NULL) {
+        got |= nt->be_pid != self;
+        PQfreemem(nt);
+    }
+    return got;
+}
+
 /* Other processes hear of new work at most this often: a burst of
  * acceptances costs them one wake-up, not one per message. */
 #define NOTIFY_EVERY_MS 5
@@ -726,6 +742,9 @@ static void *run_listener(void *arg)
                              "reason", PQerrorMessage(c));
                 PQclear(r);
                 last_notify = mono_ms();
+                /* PQexec read whatever came meanwhile: it is off the socket now */
+                if (drain_notifies(c))
+                    wake_workers(e);
             } else if (wait > 0) {
                 timeout = (int)wait;
             }
@@ -741,14 +760,7 @@ static void *run_listener(void *arg)
         }
         if (!(p[0].revents & POLLIN) || PQconsumeInput(c) == 0)
             continue;
-        bool got = false;
-        PGnotify *nt;
-        int self = PQbackendPID(c);
-        while ((nt = PQnotifies(c)) != NULL) {
-            got |= nt->be_pid != self;
-            PQfreemem(nt);
-        }
-        if (got)
+        if (drain_notifies(c))
             wake_workers(e);
     }
     PQfinish(c);

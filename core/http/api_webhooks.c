@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Acts on one receipt. 0 with *res set, or -1 (database). */
 static int handle_receipt(app_t *app, const receipt_t *r, receipt_result_t *res, hd_err_t *err)
@@ -43,16 +44,29 @@ static int handle_receipt(app_t *app, const receipt_t *r, receipt_result_t *res,
     double delay = 0;
     char category[16] = "";
     tr_channel_t ch;
-    if (t.found && r->kind == RECEIPT_FAILED && t.current && strcmp(t.status, "sending") == 0) {
-        /* The failure of a send whose outcome is not recorded yet: come back
-         * once it is (the provider retries on 5xx). */
+    /* A failure of a send whose outcome is not recorded yet (found by our
+     * id, not by its provider id, while a send job of the message is in
+     * hand): the record usually lands within milliseconds, so wait for it
+     * briefly; past that, answer 503 so a provider that retries comes back. */
+    for (int tries = 0;
+         t.found && r->kind == RECEIPT_FAILED && !t.by_provider_id && t.send_pending && tries < 30;
+         tries++) {
+        usleep(100000);
+        receipt_target_free(&t);
+        if (receipts_find(app->db, r, &t, err) != 0)
+            return -1;
+    }
+    if (t.found && r->kind == RECEIPT_FAILED && !t.by_provider_id && t.send_pending) {
+        log_warn("failure receipt for a send not recorded after 3 s; asking the provider to "
+                 "retry",
+                 "comm_id", t.comm_id, "provider_message_id", r->provider_id);
         *res = RECEIPT_BUSY;
         receipt_target_free(&t);
         return 0;
     }
-    if (t.found && r->kind == RECEIPT_FAILED && t.current && strcmp(t.status, "sent") == 0 &&
-        strcmp(t.channel, r->channel) == 0 && t.channel_index >= 0 &&
-        tr_channel_parse(r->channel, &ch) == 0) {
+    if (t.found && r->kind == RECEIPT_FAILED && t.current && !t.batch &&
+        strcmp(t.status, "sent") == 0 && strcmp(t.channel, r->channel) == 0 &&
+        t.channel_index >= 0 && tr_channel_parse(r->channel, &ch) == 0) {
         /* The send failed after all: ask the policy, as for a failed send. */
         tr_result_t tr;
         memset(&tr, 0, sizeof(tr));
@@ -197,12 +211,11 @@ void api_webhook_twilio(http_req_t *req)
     const char *code = form_get(&f, "ErrorCode");
     if (code && *code == '\0')
         code = NULL;
+    /* Counted once per message and status. Not keyed on
+     * I-Twilio-Idempotency-Token alone: the signature does not cover that
+     * header, so a replayed callback with a fresh token would count again. */
     char dedup[200];
-    const char *token = http_header(req, "I-Twilio-Idempotency-Token");
-    if (token && *token)
-        snprintf(dedup, sizeof(dedup), "twilio:%.150s", token);
-    else
-        snprintf(dedup, sizeof(dedup), "twilio:%s:%s", sid, status);
+    snprintf(dedup, sizeof(dedup), "twilio:%s:%s", sid, status);
     char *details = twilio_details(&f);
     receipt_t r = {
         .provider = "twilio",

@@ -39,7 +39,7 @@ struct metrics {
     atomic_uint_fast64_t sum_us[NSLOTS];
     /* crm_* */
     atomic_uint_fast64_t comms[NCHAN][NCSTATUS][NTYPES];
-    char types[NTYPES][64]; /* written once under types_mu, then published by ntypes */
+    char types[NTYPES][65]; /* written once under types_mu, then published by ntypes */
     atomic_int ntypes;
     pthread_mutex_t types_mu;
     atomic_uint_fast64_t dbuckets[NDBUCKETS];
@@ -76,7 +76,7 @@ static int find(const char *const *names, int n, const char *s)
  * ones; a new type takes the mutex once. */
 static int type_slot(metrics_t *m, const char *t)
 {
-    if (t == NULL)
+    if (t == NULL || strlen(t) > 64) /* the schema's limit; a longer one is not a type */
         t = "unknown";
     int n = atomic_load_explicit(&m->ntypes, memory_order_acquire);
     for (int i = 0; i < n; i++)

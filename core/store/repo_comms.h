@@ -39,7 +39,7 @@ typedef struct comm_new {
     const char *idempotency_key; /* with idem_principal: the key's record */
     const char *idem_principal;  /* gets the answer below in the same transaction */
     const char *idem_response;   /* the 202 body */
-    const char *payload_json;    /* the job's payload (attachments), or NULL */
+    const char *payload_json;    /* what the message carries (attachments), or NULL */
 } comm_new_t;
 
 /* Whether s has the shape of a communication id (a UUID). */

@@ -29,7 +29,7 @@ static const pg_stmt_t st_claim = {
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
     "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
-    "m.batch, j.payload, j.resend, j.kind "
+    "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id",
     3};
 
@@ -719,10 +719,16 @@ int comms_fire_no_receipt(pg_pool_t *db, const comm_job_t *j, const char *channe
     if (c == NULL)
         return -1;
     PGresult *r = pg_exec(c, &st_fire, p, err);
+    if (r == NULL && pg_is_unique_violation(c)) {
+        /* a receipt made the message's send job meanwhile: it wins, the timer goes */
+        const char *dp[] = {job, j->owner};
+        r = pg_exec(c, &st_job_done, dp, err);
+    } else if (r != NULL) {
+        *fired = atoi(PQgetvalue(r, 0, 0)) > 0;
+    }
     pg_pool_put(db, c);
     if (r == NULL)
         return -1;
-    *fired = atoi(PQgetvalue(r, 0, 0)) > 0;
     PQclear(r);
     return 0;
 }

@@ -19,7 +19,8 @@ static const pg_stmt_t st_find = {
      * was already replaced must not send again) */
     "(SELECT l.provider_message_id FROM crm_delivery_logs l WHERE l.communication_id = c.id "
     "AND l.kind = 'attempt' ORDER BY l.id DESC LIMIT 1) IS NOT DISTINCT FROM $1, "
-    "extract(epoch FROM c.sent_at) "
+    "extract(epoch FROM c.sent_at), a.communication_id IS NOT NULL, "
+    "EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = c.id AND kind = 'send'), c.batch "
     "FROM crm_communications c LEFT JOIN a ON a.communication_id = c.id "
     "WHERE c.id = coalesce((SELECT communication_id FROM a), $2::uuid)",
     3};
@@ -50,6 +51,9 @@ int receipts_find(pg_pool_t *db, const receipt_t *r, receipt_target_t *t, hd_err
         t->job.message_type = xstrdup(PQgetvalue(res, 0, 9));
         t->current = PQgetvalue(res, 0, 10)[0] == 't';
         t->sent_at = PQgetisnull(res, 0, 11) ? 0 : strtod(PQgetvalue(res, 0, 11), NULL);
+        t->by_provider_id = PQgetvalue(res, 0, 12)[0] == 't';
+        t->send_pending = PQgetvalue(res, 0, 13)[0] == 't';
+        t->batch = PQgetvalue(res, 0, 14)[0] == 't';
     }
     PQclear(res);
     return 0;
@@ -106,12 +110,18 @@ static const pg_stmt_t st_failure = {
     "UPDATE crm_communications SET last_error_category = $2, last_error_code = $3, "
     "updated_at = now() WHERE id = $1::uuid AND status = 'sent' AND channel = $4 RETURNING 1",
     4};
+/* One send job per message (migration 0005): a send job made meanwhile by a
+ * no-receipt timer wins, and this receipt waits. The message's no-receipt
+ * timers go: the resend, once sent, arms its own. */
 static const pg_stmt_t st_resend = {
     "receipts_resend",
+    "WITH t AS (DELETE FROM crm_jobs WHERE communication_id = $1::uuid AND kind = 'no_receipt' "
+    "AND lease_owner IS NULL) "
     "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, attempt, channel_index, "
     "payload) SELECT id, 'send', priority, now() + make_interval(secs => $2::float8), "
     "$3::smallint, $4::smallint, '{\"resend\": true}' FROM crm_communications "
-    "WHERE id = $1::uuid",
+    "WHERE id = $1::uuid "
+    "ON CONFLICT (communication_id) WHERE kind = 'send' DO NOTHING RETURNING 1",
     4};
 static const pg_stmt_t st_end = {
     "receipts_end",
@@ -221,7 +231,10 @@ static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
     snprintf(attempt, sizeof(attempt), "%d", act == ACT_RETRY ? t->attempt : 0);
     snprintf(index, sizeof(index), "%d", t->channel_index + (act == ACT_NEXT ? 1 : 0));
     const char *jp[] = {id, delay, attempt, index};
-    return rows(c, &st_resend, jp, err) < 0 ? -1 : 0;
+    n = rows(c, &st_resend, jp, err);
+    if (n == 0)
+        *result = RECEIPT_BUSY; /* another path made the send job first */
+    return n < 0 ? -1 : 0;
 }
 
 int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,

@@ -49,9 +49,12 @@ typedef struct receipt_target {
     int attempt;       /* the receipt's attempt number on its channel (1-based) */
     int channel_index; /* the receipt channel's place in the chain; -1: not in it */
     int chain_len;
-    bool current;   /* the receipt is about the message's latest attempt */
-    double sent_at; /* Unix seconds, 0 when not sent yet */
-    comm_job_t job; /* comm_id, client_id, plan_id, message_type: for an alert */
+    bool current;        /* the receipt is about the message's latest attempt */
+    bool by_provider_id; /* found by its provider id (else by our id: not recorded yet) */
+    bool send_pending;   /* a send job of the message exists (leased or due) */
+    bool batch;          /* a digest's carrier */
+    double sent_at;      /* Unix seconds, 0 when not sent yet */
+    comm_job_t job;      /* comm_id, client_id, plan_id, message_type: for an alert */
 } receipt_target_t;
 
 int receipts_find(pg_pool_t *db, const receipt_t *r, receipt_target_t *t, hd_err_t *err);

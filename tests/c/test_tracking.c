@@ -615,6 +615,18 @@ static void test_rewrite_quotes_order_and_entities(void **state)
                    "<a class='v' href='{1}'>C</a>"
                    "<A\n  HREF = \"{2}\">D</A></p>",
                    "</body></html>", links, 3);
+    /* numeric character references, decimal and hex, and a non-ASCII one;
+     * a malformed one stays as written */
+    static const char *const more[] = {
+        "https://v.example/?a=1&b=2&c=3",
+        "https://v.example/caf\xc3\xa9",
+        "https://v.example/?q=&#xZZ;",
+    };
+    expect_rewrite("<a href=\"https://v.example/?a=1&#38;b=2&#x26;c=3\">1</a>"
+                   "<a href=\"https://v.example/caf&#233;\">2</a>"
+                   "<a href=\"https://v.example/?q=&#xZZ;\">3</a>",
+                   NULL, "<a href=\"{0}\">1</a><a href=\"{1}\">2</a><a href=\"{2}\">3</a>", "",
+                   more, 3);
 }
 
 static void test_rewrite_leaves_other_links_alone(void **state)
