@@ -455,6 +455,90 @@ static void test_mark_never_moves_status_back(void **state)
     free_jobs(jobs, 1);
 }
 
+static const pg_stmt_t st_sent_on_email = {
+    "tq_sent_on_email",
+    "UPDATE crm_communications SET status = 'sent', channel = 'email' WHERE id = $1::uuid", 1};
+static const pg_stmt_t st_drop_send = {
+    "tq_drop_send", "DELETE FROM crm_jobs WHERE communication_id = $1::uuid AND kind = 'send'", 1};
+static const pg_stmt_t st_send_jobs = {
+    "tq_send_jobs",
+    "SELECT count(*) FILTER (WHERE kind = 'send'), count(*) FILTER (WHERE kind = 'no_receipt'), "
+    "max(channel_index) FILTER (WHERE kind = 'send'), bool_or(payload ? 'resend') "
+    "FROM crm_jobs WHERE communication_id = $1::uuid",
+    1};
+static const pg_stmt_t st_second_send = {
+    "tq_second_send", "INSERT INTO crm_jobs (communication_id, kind) VALUES ($1::uuid, 'send')", 1};
+
+/* Claims the one due job (a timer) of the database. */
+static void claim_timer(pg_pool_t *pool, comm_job_t *out)
+{
+    hd_err_t err;
+    comm_job_t got[MAX_JOB];
+    int k = comms_claim(pool, OWNER, MAX_JOB, LEASE_S, got, &err);
+    if (k != 1)
+        fail_msg("expected the timer alone to be due, claimed %d", k);
+    assert_string_equal(got[0].kind, "no_receipt");
+    *out = got[0];
+}
+
+/* A no-receipt timer becomes the resend only when the message has no send
+ * job; a second send job for one message is refused by the database. */
+static void test_no_receipt_timer_and_one_send_job(void **state)
+{
+    fixture_t *fx = *state;
+    comm_id_t ids[1];
+    comm_job_t jobs[1];
+    hd_err_t err;
+    create_msgs(fx->pool, "client-timer", 1, ids);
+    claim_msgs(fx->pool, 1, ids, jobs); /* its send job: leased, so not claimable */
+    PQclear(query(fx->pool, &st_sent_on_email, ids[0]));
+
+    /* the invariant itself */
+    pg_conn_t *c = pg_pool_get(fx->pool, 1000, &err);
+    assert_non_null(c);
+    const char *p[] = {ids[0]};
+    assert_null(pg_exec(c, &st_second_send, p, &err));
+    assert_true(pg_is_unique_violation(c));
+    pg_pool_put(fx->pool, c);
+
+    /* a send job exists: the timer goes, nothing else changes */
+    assert_int_equal(comms_arm_no_receipt(fx->pool, &jobs[0], 0, &err), 0);
+    comm_job_t timer;
+    claim_timer(fx->pool, &timer);
+    bool fired = true;
+    assert_int_equal(comms_fire_no_receipt(fx->pool, &timer, "email", "test", &fired, &err), 0);
+    assert_false(fired);
+    comm_job_free(&timer);
+    PGresult *r = query(fx->pool, &st_send_jobs, ids[0]);
+    assert_text(r, 0, 0, "1");
+    assert_text(r, 0, 1, "0");
+    PQclear(r);
+
+    /* no send job left: the timer becomes the resend on the next channel */
+    PQclear(query(fx->pool, &st_drop_send, ids[0]));
+    assert_int_equal(comms_arm_no_receipt(fx->pool, &jobs[0], 0, &err), 0);
+    claim_timer(fx->pool, &timer);
+    assert_int_equal(comms_fire_no_receipt(fx->pool, &timer, "email", "test", &fired, &err), 0);
+    assert_true(fired);
+    comm_job_free(&timer);
+    r = query(fx->pool, &st_send_jobs, ids[0]);
+    assert_text(r, 0, 0, "1");
+    assert_text(r, 0, 1, "0");
+    assert_text(r, 0, 2, "1");
+    assert_text(r, 0, 3, "t");
+    PQclear(r);
+    PQclear(query(fx->pool, &st_drop_send, ids[0]));
+
+    /* the timer of another channel: the message moved on, the timer goes */
+    assert_int_equal(comms_arm_no_receipt(fx->pool, &jobs[0], 0, &err), 0);
+    claim_timer(fx->pool, &timer);
+    assert_int_equal(comms_fire_no_receipt(fx->pool, &timer, "sms", "test", &fired, &err), 0);
+    assert_false(fired);
+    comm_job_free(&timer);
+    assert_int_equal(count_jobs(fx->pool, ids[0]), 0);
+    free_jobs(jobs, 1);
+}
+
 /* ---- our own database ---- */
 
 /* url with its database (the last path segment) replaced by db. */
@@ -573,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_cancel_wins_and_null_channel_is_left_alone),
         cmocka_unit_test(test_mark_never_moves_status_back),
+        cmocka_unit_test(test_no_receipt_timer_and_one_send_job),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
