@@ -441,3 +441,13 @@ int pg_exec_ok(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_
     PQclear(r);
     return r ? 0 : -1;
 }
+
+int pg_pool_exec_ok(pg_pool_t *pool, const pg_stmt_t *st, const char *const *params, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(pool, 5000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_ok(c, st, params, err);
+    pg_pool_put(pool, c);
+    return rc;
+}

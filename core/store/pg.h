@@ -57,6 +57,8 @@ PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, 
 /* Runs one or more statements without parameters (BEGIN, a migration file). */
 /* pg_exec for a statement whose rows do not matter: 0, or -1 (err set). */
 int pg_exec_ok(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err);
+/* The same on a connection borrowed from pool for the one statement. */
+int pg_pool_exec_ok(pg_pool_t *pool, const pg_stmt_t *st, const char *const *params, hd_err_t *err);
 
 int pg_exec_script(pg_conn_t *c, const char *sql, hd_err_t *err);
 

@@ -86,12 +86,7 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
 
 int comms_notify(pg_pool_t *db, hd_err_t *err)
 {
-    pg_conn_t *conn = pg_pool_get(db, 5000, err);
-    if (conn == NULL)
-        return -1;
-    int rc = pg_exec_ok(conn, &st_notify, NULL, err);
-    pg_pool_put(db, conn);
-    return rc;
+    return pg_pool_exec_ok(db, &st_notify, NULL, err);
 }
 
 /* clang-format off */

@@ -506,12 +506,7 @@ int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char
                 hd_err_t *err)
 {
     const char *ep[] = {j->comm_id, NULL, type, type, message};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    int rc = pg_exec_ok(c, &st_log_event, ep, err);
-    pg_pool_put(db, c);
-    return rc;
+    return pg_pool_exec_ok(db, &st_log_event, ep, err);
 }
 
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
@@ -593,12 +588,7 @@ int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err)
     char l[16];
     snprintf(l, sizeof(l), "%d", lease_s);
     const char *p[] = {owner, l};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    int rc = pg_exec_ok(c, &st_extend, p, err);
-    pg_pool_put(db, c);
-    return rc;
+    return pg_pool_exec_ok(db, &st_extend, p, err);
 }
 
 static const pg_stmt_t st_release = {
@@ -608,12 +598,7 @@ static const pg_stmt_t st_release = {
 int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
 {
     const char *p[] = {owner};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    int rc = pg_exec_ok(c, &st_release, p, err);
-    pg_pool_put(db, c);
-    return rc;
+    return pg_pool_exec_ok(db, &st_release, p, err);
 }
 
 static const pg_stmt_t st_next_due = {
@@ -681,12 +666,7 @@ int comms_arm_no_receipt(pg_pool_t *db, const comm_job_t *j, double seconds, hd_
     snprintf(idx, sizeof(idx), "%d", j->channel_index);
     snprintf(secs, sizeof(secs), "%.3f", seconds);
     const char *p[] = {j->comm_id, idx, secs};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    int rc = pg_exec_ok(c, &st_arm, p, err);
-    pg_pool_put(db, c);
-    return rc;
+    return pg_pool_exec_ok(db, &st_arm, p, err);
 }
 
 /* Still no receipt: the timer job becomes the resend on the next channel

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import http.client
+import http.server
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -505,6 +507,45 @@ class HeraldCase(unittest.TestCase):
         self.assertTrue(www.lower().startswith("bearer"), "%s: WWW-Authenticate %r"
                         % (msg, www))
         return err
+
+
+def start_fake_providers(tmp, hang_seconds=3):
+    """tests/fakes/fake_providers.py on a free port (Twilio and Meta over HTTP).
+    Returns (process, port)."""
+    ready = os.path.join(tmp, "fake.ready")
+    p = subprocess.Popen(["/usr/bin/python3",
+                          os.path.join(SOURCE_DIR, "tests", "fakes", "fake_providers.py"),
+                          "--port", "0", "--ready-file", ready,
+                          "--hang-seconds", str(hang_seconds)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 15
+    while not os.path.exists(ready):
+        if time.time() > deadline or p.poll() is not None:
+            raise RuntimeError("fake providers did not start")
+        time.sleep(0.05)
+    with open(ready) as f:
+        return p, int(f.read())
+
+
+class AlertSink(http.server.BaseHTTPRequestHandler):
+    """The operations endpoint (engine.alert_url): keeps every alert POSTed to it."""
+    received = []
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        AlertSink.received.append(json.loads(self.rfile.read(n)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def start_alert_sink():
+    """An AlertSink server on a free port, in a daemon thread; caller shuts it down."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AlertSink)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
 
 
 def main():

@@ -4,8 +4,6 @@ servers of tests/fakes), retries and the fallback chain follow the policy
 scripts (delays scaled down with HERALD_RETRY_SCALE), and the history API
 shows every attempt."""
 import glob
-import http.server
-import json
 import threading
 import os
 import signal
@@ -17,8 +15,6 @@ import uuid
 
 import harness
 
-SRC = os.environ.get("HERALD_SOURCE_DIR", os.getcwd())
-FAKES = os.path.join(SRC, "tests", "fakes")
 SID, TOKEN, META = "AC00000000000000000000000000000000", "test-token", "test-meta-token"
 MATRIX = {"welcome": ("email", ["sms"]), "budget_summary": ("email", ["whatsapp"]),
           "vendor_options": ("email", ["whatsapp", "sms"]),
@@ -32,38 +28,17 @@ def auth():
 
 
 def start_fake(tmp):
-    ready = os.path.join(tmp, "fake.ready")
-    p = subprocess.Popen(["/usr/bin/python3", os.path.join(FAKES, "fake_providers.py"),
-                          "--port", "0", "--ready-file", ready, "--hang-seconds", "3"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 15
-    while not os.path.exists(ready):
-        if time.time() > deadline:
-            raise RuntimeError("fake providers did not start")
-        time.sleep(0.05)
-    return p, int(open(ready).read())
+    return harness.start_fake_providers(tmp, hang_seconds=3)
 
 
-class AlertSink(http.server.BaseHTTPRequestHandler):
-    """The operations endpoint: keeps every alert POSTed to it."""
-    received = []
-
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        AlertSink.received.append(json.loads(self.rfile.read(n)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+AlertSink = harness.AlertSink
 
 
 class PipelineTest(harness.HeraldCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.alerts = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AlertSink)
-        threading.Thread(target=cls.alerts.serve_forever, daemon=True).start()
+        cls.alerts = harness.start_alert_sink()
         cls.tmp = tempfile.mkdtemp(prefix="herald-pipe-")
         cls.fake, port = start_fake(cls.tmp)
         base = "http://127.0.0.1:%d" % port

@@ -19,7 +19,6 @@ and the alert is posted to HERALD_ALERT_URL."""
 import base64
 import hashlib
 import hmac
-import http.server
 import json
 import re
 import shutil
@@ -27,7 +26,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 import urllib.parse
@@ -35,8 +33,6 @@ import uuid
 
 import harness
 
-SRC = os.environ.get("HERALD_SOURCE_DIR", os.getcwd())
-FAKES = os.path.join(SRC, "tests", "fakes")
 SID, TOKEN, META = "AC00000000000000000000000000000000", "test-token", "test-meta-token"
 PUBLIC = "https://herald.example.com"  # no port: ":443" must be accepted too
 TW = "/api/crm/webhooks/twilio"
@@ -51,31 +47,10 @@ def auth():
 
 
 def start_fake(tmp):
-    ready = os.path.join(tmp, "fake.ready")
-    p = subprocess.Popen(["/usr/bin/python3", os.path.join(FAKES, "fake_providers.py"),
-                          "--port", "0", "--ready-file", ready, "--hang-seconds", "1"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 15
-    while not os.path.exists(ready):
-        if time.time() > deadline or p.poll() is not None:
-            raise RuntimeError("fake providers did not start")
-        time.sleep(0.05)
-    with open(ready) as f:
-        return p, int(f.read())
+    return harness.start_fake_providers(tmp, hang_seconds=1)
 
 
-class AlertSink(http.server.BaseHTTPRequestHandler):
-    """The operations endpoint: keeps every alert POSTed to it."""
-    received = []
-
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        AlertSink.received.append(json.loads(self.rfile.read(n)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+AlertSink = harness.AlertSink
 
 
 def twilio_signature(url, params, token=TOKEN):
@@ -121,8 +96,7 @@ class WebhooksTest(harness.HeraldCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.alerts = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AlertSink)
-        threading.Thread(target=cls.alerts.serve_forever, daemon=True).start()
+        cls.alerts = harness.start_alert_sink()
         cls.tmp = tempfile.mkdtemp(prefix="herald-hooks-")
         cls.fake, port = start_fake(cls.tmp)
         base = "http://127.0.0.1:%d" % port
