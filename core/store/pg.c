@@ -417,20 +417,36 @@ int pg_pool_ping(pg_pool_t *pool, hd_err_t *err)
     return rc;
 }
 
-int pg_with_tx(pg_pool_t *pool, int (*fn)(pg_conn_t *c, void *arg, hd_err_t *err), void *arg,
-               hd_err_t *err)
+int pg_tx_open(pg_conn_t *c, hd_err_t *err)
+{
+    return pg_exec_script(c, "BEGIN", err);
+}
+
+int pg_tx_close(pg_conn_t *c, int rc, hd_err_t *err)
+{
+    if (rc == 0)
+        return pg_commit(c, err) == 0 ? 0 : -1;
+    /* the caller's err already says why; a failed ROLLBACK leaves the
+     * connection in a transaction, which pg_pool_put rolls back or drops */
+    pg_exec_script(c, "ROLLBACK", NULL);
+    return rc;
+}
+
+pg_conn_t *pg_tx_begin(pg_pool_t *pool, hd_err_t *err)
 {
     pg_conn_t *c = pg_pool_get(pool, 5000, err);
     if (c == NULL)
-        return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    if (rc == 0) {
-        rc = fn(c, arg, err);
-        if (rc == 0)
-            rc = pg_commit(c, err);
-        else
-            pg_exec_script(c, "ROLLBACK", NULL);
+        return NULL;
+    if (pg_tx_open(c, err) != 0) {
+        pg_pool_put(pool, c);
+        return NULL;
     }
+    return c;
+}
+
+int pg_tx_end(pg_pool_t *pool, pg_conn_t *c, int rc, hd_err_t *err)
+{
+    rc = pg_tx_close(c, rc, err);
     pg_pool_put(pool, c);
     return rc;
 }

@@ -72,10 +72,24 @@ const char *pg_last_sqlstate(const pg_conn_t *c);
 /* The raw libpq connection, for LISTEN/NOTIFY and COPY. */
 PGconn *pg_raw(pg_conn_t *c);
 
-/* Runs fn inside BEGIN ... COMMIT on a pooled connection; rolls back when fn
- * returns non-zero or the commit fails. Returns fn's result, or -1. */
-int pg_with_tx(pg_pool_t *pool, int (*fn)(pg_conn_t *c, void *arg, hd_err_t *err), void *arg,
-               hd_err_t *err);
+/* The one transaction helper. pg_tx_begin borrows a connection and opens
+ * a transaction on it (NULL with err when no connection or BEGIN fails);
+ * pg_tx_end ends it: COMMIT when rc == 0 (a commit that fails makes the
+ * result -1), ROLLBACK otherwise, and returns the connection to the pool.
+ * Returns the transaction's result: rc, or -1 when the commit failed.
+ *
+ *   pg_conn_t *c = pg_tx_begin(db, err);
+ *   if (c == NULL) return -1;
+ *   int rc = step_one(c, ..., err);
+ *   if (rc == 0) rc = step_two(c, ..., err);
+ *   return pg_tx_end(db, c, rc, err);
+ */
+pg_conn_t *pg_tx_begin(pg_pool_t *pool, hd_err_t *err);
+int pg_tx_end(pg_pool_t *pool, pg_conn_t *c, int rc, hd_err_t *err);
+
+/* The same on a connection the caller already holds (it stays borrowed). */
+int pg_tx_open(pg_conn_t *c, hd_err_t *err);
+int pg_tx_close(pg_conn_t *c, int rc, hd_err_t *err);
 
 /* True when the SQLSTATE means a unique constraint was violated. */
 bool pg_is_unique_violation(const pg_conn_t *c);

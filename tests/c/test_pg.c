@@ -95,17 +95,18 @@ static void test_prepared_statements(void **state)
     pg_pool_put(pool, c);
 }
 
-static int insert_two(pg_conn_t *c, void *arg, hd_err_t *err)
+static int insert_two(pg_pool_t *pool, const char **keys, hd_err_t *err)
 {
-    const char **keys = arg;
+    pg_conn_t *c = pg_tx_begin(pool, err);
+    if (c == NULL)
+        return -1;
+    int rc = 0;
     for (int i = 0; i < 2; i++) {
         const char *p[] = {keys[i]};
-        PGresult *r = pg_exec(c, &st_ins, p, err);
-        if (r == NULL)
-            return -1;
-        PQclear(r);
+        if ((rc = pg_exec_ok(c, &st_ins, p, err)) != 0)
+            break;
     }
-    return 0;
+    return pg_tx_end(pool, c, rc, err);
 }
 
 static void test_transactions(void **state)
@@ -116,7 +117,7 @@ static void test_transactions(void **state)
     snprintf(a, sizeof(a), "a-%d-%ld", getpid(), random());
     snprintf(b, sizeof(b), "b-%d-%ld", getpid(), random());
     const char *ok[] = {a, b};
-    assert_int_equal(pg_with_tx(pool, insert_two, ok, &err), 0);
+    assert_int_equal(insert_two(pool, ok, &err), 0);
     assert_int_equal(count(pool, a), 1);
     assert_int_equal(count(pool, b), 1);
 
@@ -124,7 +125,7 @@ static void test_transactions(void **state)
     char c2[64];
     snprintf(c2, sizeof(c2), "c-%d-%ld", getpid(), random());
     const char *dup[] = {c2, a};
-    assert_int_equal(pg_with_tx(pool, insert_two, dup, &err), -1);
+    assert_int_equal(insert_two(pool, dup, &err), -1);
     assert_non_null(strstr(err.msg, "duplicate key"));
     assert_int_equal(count(pool, c2), 0);
 }
