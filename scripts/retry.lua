@@ -113,4 +113,25 @@ function retry.no_receipt(message_type, urgency, channel)
   return after
 end
 
+--- An operations alert (the failure alert's POST or email) could not be
+-- delivered: try again later, or give up. Alerts are durable jobs; this says
+-- how patient the engine is with the operations endpoint.
+-- @param attempt number  failed deliveries so far (1 after the first)
+-- @param result table  what the transport saw ({ok, kind, http_status?, text, ...})
+-- @return table  {action = "retry", delay = seconds (× herald.config.retry_scale), reason}
+--   | {action = "give_up", reason}
+function retry.alert(attempt, result)
+  attempt = math.max(1, math.floor(tonumber(attempt) or 1))
+  local r = settings.retry
+  local limit = tonumber(r.alert_give_up_after) or 50
+  if attempt >= limit then
+    return action("give_up", string.format("alert not delivered after %d attempts: giving up", attempt))
+  end
+  local schedule = r.alert_schedule or { 60 }
+  local base = schedule[math.min(attempt, #schedule)]
+  local what = type(result) == "table" and tostring(result.text or "") or ""
+  return action("retry", string.format("alert attempt %d failed (%s): again in %ds", attempt, what, base),
+    jittered(base) * scale())
+end
+
 return retry

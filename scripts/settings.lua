@@ -43,6 +43,12 @@ return {
     -- Each wait is spread by up to this fraction either way (0.2 = ±20%) so
     -- that messages failing together do not all retry in the same second.
     jitter = 0.2,
+    -- An operations alert (engine.alert_url / engine.alert_email) whose
+    -- delivery failed is tried again after alert_schedule[N] seconds (then
+    -- the last entry again) until alert_give_up_after attempts: the
+    -- endpoint may be down for a while, and the alert must still arrive.
+    alert_schedule = { 5, 30, 120, 600 },
+    alert_give_up_after = 50,
   },
 
   -- Consent: when a channel may be used without the client's explicit yes

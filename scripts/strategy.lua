@@ -84,9 +84,24 @@ local function consent_state(prefs)
   return "unstated"
 end
 
+-- prefs.channels, when the client stated a list: the channels they allow.
+local function allowed(prefs, ch)
+  local list = prefs.channels
+  if type(list) ~= "table" then
+    return true -- no stated list: every channel (an empty one allows none)
+  end
+  for _, v in ipairs(list) do
+    if v == ch then
+      return true
+    end
+  end
+  return false
+end
+
 --- Why channel ch may not carry a message to this client, or nil when it
--- may: opted out, no address for it, or no consent as settings.consent
--- asks. strategy.decide uses it for the chain; the engine asks again before
+-- may: opted out, not among the client's allowed channels, no address for
+-- it, or no consent as settings.consent asks. This is the whole rule: the
+-- engine asks it before every attempt and obeys. strategy.decide uses it for the chain; the engine asks again before
 -- every attempt, so a change of mind after acceptance is honoured.
 -- @param ch string  "email", "sms" or "whatsapp"
 -- @param prefs table|nil  as for strategy.decide
@@ -98,6 +113,9 @@ function strategy.refusal(ch, prefs)
   end
   if opted_out(prefs, ch) then
     return "client opted out"
+  end
+  if not allowed(prefs, ch) then
+    return "not among the client's allowed channels"
   end
   if not given(prefs[ADDRESS[ch]]) then
     return NO_ADDRESS[ch]

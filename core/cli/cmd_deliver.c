@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
+#include "engine/policy.h"
 #include "lua/runtime.h"
 #include "transport/settings.h"
 #include "transport/transport.h"
@@ -140,20 +141,17 @@ static void print_outcome(lrt_t *rt, outcome_t *o, long *ok, long *failed)
     if (o->res.provider_id[0])
         cJSON_AddStringToObject(line, "provider_id", o->res.provider_id);
     if (!o->res.ok && rt != NULL) {
-        cJSON *ch = cJSON_CreateString(tr_channel_name(o->msg->channel)), *cls = NULL;
-        cJSON *args[] = {ch, raw};
+        policy_class_t cls;
         hd_err_t err;
-        if (lrt_call(rt, "classify", "classify", args, 2, &cls, &err) == 0) {
-            cJSON *cat = cJSON_GetObjectItemCaseSensitive(cls, "category");
-            cJSON *mhbs = cJSON_GetObjectItemCaseSensitive(cls, "may_have_been_sent");
-            if (cJSON_IsString(cat))
-                cJSON_AddStringToObject(line, "category", cat->valuestring);
-            cJSON_AddBoolToObject(line, "may_have_been_sent", cJSON_IsTrue(mhbs));
-            cJSON_AddItemToObject(line, "classification", cls);
+        if (policy_classify(rt, o->msg->channel, &o->res, &cls, &err) == 0) {
+            cJSON_AddStringToObject(line, "category", cls.category);
+            cJSON_AddBoolToObject(line, "may_have_been_sent", cls.may_have_been_sent);
+            cJSON_AddItemToObject(line, "classification", cls.doc);
+            cls.doc = NULL;
+            policy_class_free(&cls);
         } else {
             cJSON_AddStringToObject(line, "classify_error", err.msg);
         }
-        cJSON_Delete(ch);
     }
     cJSON_AddItemToObject(line, "result", raw);
     char *s = cJSON_PrintUnformatted(line);

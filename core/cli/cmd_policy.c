@@ -8,6 +8,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "cli/cli.h"
+#include "engine/policy.h"
 #include "lua/convert.h"
 #include "lua/runtime.h"
 #include "lua/state.h"
@@ -61,12 +62,17 @@ static cJSON *read_json_file(const char *path, hd_err_t *err)
 static int render(lrt_t *rt, const char *type, const char *channel, const cJSON *ctx, cJSON **out,
                   hd_err_t *err)
 {
-    cJSON *t = cJSON_CreateString(type), *c = cJSON_CreateString(channel);
-    cJSON *args[] = {t, c, (cJSON *)ctx};
-    int rc = lrt_call(rt, "content", "render", args, 3, out, err);
-    cJSON_Delete(t);
-    cJSON_Delete(c);
-    return rc;
+    *out = NULL;
+    tr_channel_t ch;
+    if (tr_channel_parse(channel, &ch) != 0)
+        return hd_err_set(err, "%s: not a channel (email, sms or whatsapp)", channel);
+    policy_content_t c;
+    if (policy_render(rt, type, ch, ctx, &c, err) != 0)
+        return -1;
+    *out = c.doc;
+    c.doc = NULL;
+    policy_content_free(&c);
+    return 0;
 }
 
 /* The policy part of `herald check`: the scripts and templates load (the

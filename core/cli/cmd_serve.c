@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(void)
@@ -83,6 +84,8 @@ static void free_app(app_t *app)
     lrt_watch_stop(app->watch);
     lrt_free(app->policy);
     metrics_free(app->metrics);
+    free(app->router);
+    app->router = NULL;
     fe_keyring_free(app->keyring);
     rd_free(app->redis);
     pg_pool_free(app->db);

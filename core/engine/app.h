@@ -1,6 +1,9 @@
 /*
  * app.h - the process context: everything a request handler or worker needs,
- * passed explicitly (no globals). Owned by `herald serve`.
+ * passed explicitly (no globals). The composition root: `herald serve`
+ * (cli/cmd_serve.c) builds it; engine/ and http/ use it; no repository
+ * (store/) or lower layer ever sees it - they take the pool, the keyring or
+ * the Redis client they need.
  */
 #ifndef HERALD_ENGINE_APP_H
 #define HERALD_ENGINE_APP_H
@@ -10,7 +13,6 @@
 #include "crypto/field.h"
 #include "engine/tracking.h"
 #include "http/metrics.h"
-#include "http/router.h"
 #include "lua/reload.h"
 #include "lua/runtime.h"
 #include "store/pg.h"
@@ -24,7 +26,7 @@ typedef struct app {
     rd_client_t *redis;
     fe_keyring_t *keyring;
     metrics_t *metrics;
-    router_t router;
+    struct router *router;  /* the HTTP route table (http/router.h), owned by cli/serve */
     lrt_t *policy;          /* scripts and templates, one Lua state per thread */
     lrt_watch_t *watch;     /* live reload */
     tr_engine_t *transport; /* the libcurl multi loop and its drivers */

@@ -9,6 +9,7 @@
 #include "base/utf8.h"
 #include "engine/alert.h"
 #include "engine/policy.h"
+#include "store/repo_jobs.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -46,24 +47,42 @@ static double no_receipt_after(app_t *app, const comm_job_t *j, tr_channel_t ch)
     tr_channel_t chain[TR_NCHANNELS];
     if (j->channel_index + 1 >= engine_split_channels(j->channels_csv, chain))
         return 0;
-    cJSON *t = cJSON_CreateString(j->message_type ? j->message_type : "");
-    cJSON *u = cJSON_CreateString(j->urgency ? j->urgency : "normal");
-    cJSON *c = cJSON_CreateString(tr_channel_name(ch)), *out = NULL;
-    cJSON *args[] = {t, u, c};
     hd_err_t err;
     double s = 0;
-    if (lrt_call(app->policy, "retry", "no_receipt", args, 3, &out, &err) == 0) {
-        if (cJSON_IsNumber(out) && isfinite(out->valuedouble) && out->valuedouble > 0)
-            s = out->valuedouble < 30.0 * 86400 ? out->valuedouble : 30.0 * 86400;
-    } else {
-        log_warn("retry.no_receipt failed; no receipt timer for this message", "comm_id",
-                 j->comm_id, "error", err.msg);
-    }
-    cJSON_Delete(t);
-    cJSON_Delete(u);
-    cJSON_Delete(c);
-    cJSON_Delete(out);
+    if (policy_no_receipt(app->policy, j->message_type, j->urgency, ch, &s, &err) != 0)
+        log_error("retry.no_receipt failed; no receipt timer for this message", "comm_id",
+                  j->comm_id, "error", err.msg);
     return s;
+}
+
+void outcome_after_failure(app_t *app, tr_channel_t channel, int attempt_no, int channel_index,
+                           int chain_len, const tr_result_t *res, outcome_next_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->may_have_been_sent = res->request_sent;
+    hd_err_t err;
+    policy_class_t cls;
+    policy_step_t step;
+    if (policy_classify(app->policy, channel, res, &cls, &err) != 0 ||
+        (policy_retry(app->policy, &cls, attempt_no, &step, &err) != 0 &&
+         (policy_class_free(&cls), true))) {
+        /* No answer: nothing is assumed. The attempt is recorded and the
+         * message waits, as a lease would have made it, for a policy that
+         * can answer (health and the event name the script error). */
+        out->outcome = OUTCOME_HELD;
+        out->delay_s = app->cfg->lease_s;
+        snprintf(out->error, sizeof(out->error), "%s", err.msg);
+        return;
+    }
+    snprintf(out->category, sizeof(out->category), "%s", cls.category);
+    out->may_have_been_sent = cls.may_have_been_sent;
+    policy_class_free(&cls);
+    out->outcome = step.action == POLICY_RETRY          ? OUTCOME_RETRY
+                   : step.action == POLICY_NEXT_CHANNEL ? OUTCOME_NEXT
+                                                        : OUTCOME_FAILED;
+    out->delay_s = step.delay_s;
+    if (out->outcome == OUTCOME_NEXT && channel_index + 1 >= chain_len)
+        out->outcome = OUTCOME_FAILED;
 }
 
 /* Classifies an outcome and asks the policy what comes next (Lua, this
@@ -82,6 +101,11 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
     const tr_result_t *r = res;
     memset(rc, 0, sizeof(*rc));
     rc->r.job = j;
+    rc->res = res;
+    if (strcmp(j->kind, "alert") == 0) {
+        rc->alert = true; /* written by alert_outcome: not an attempt of the message */
+        return;
+    }
     if (r->smtp_code)
         snprintf(rc->code, sizeof(rc->code), "%d%s%s", r->smtp_code, r->enhanced_code[0] ? " " : "",
                  r->enhanced_code);
@@ -98,8 +122,18 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
     if (!r->ok) {
         tr_channel_t chain[TR_NCHANNELS];
         int len = engine_split_channels(j->channels_csv, chain);
-        rc->r.outcome = engine_policy_outcome(app, msg->channel, j->attempt + 1, j->channel_index,
-                                              len, r, rc->category, &mhbs, &rc->r.delay_s);
+        outcome_next_t next;
+        outcome_after_failure(app, msg->channel, j->attempt + 1, j->channel_index, len, r, &next);
+        rc->r.outcome = next.outcome;
+        rc->r.delay_s = next.delay_s;
+        mhbs = next.may_have_been_sent;
+        snprintf(rc->category, sizeof(rc->category), "%s", next.category);
+        if (next.outcome == OUTCOME_HELD) {
+            snprintf(rc->held, sizeof(rc->held), "the policy cannot say what comes next: %.500s",
+                     next.error);
+            log_error("the policy cannot say what follows a failed attempt; the message waits",
+                      "comm_id", j->comm_id, "error", next.error);
+        }
     }
     cJSON *details = tr_result_to_json(r);
     rc->details = cJSON_PrintUnformatted(details);
@@ -111,11 +145,12 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
         .provider_id = r->provider_id[0] ? r->provider_id : NULL,
         .raw_code = rc->code[0] ? rc->code : NULL,
         .message = r->text,
-        .category = r->ok ? NULL : rc->category,
+        .category = r->ok || rc->category[0] == '\0' ? NULL : rc->category,
         .ok = r->ok,
         .may_have_been_sent = mhbs,
         .latency_ms = (int)r->latency_ms,
         .details_json = rc->details,
+        .held_reason = rc->held,
     };
 }
 
@@ -126,15 +161,30 @@ void outcome_write(app_t *app, outcome_rec_t *recs, int n)
 {
     hd_err_t err;
     comm_record_t batch[OUTCOME_MAX];
-    for (int i = 0; i < n; i++)
-        batch[i] = recs[i].r;
-    bool batched = comms_record_many(app->db, batch, n, &err) == 0;
+    int nb = 0;
     for (int i = 0; i < n; i++) {
+        if (recs[i].alert) {
+            metrics_in_flight(app->metrics, -1);
+            alert_outcome(app, (comm_job_t *)recs[i].r.job, recs[i].res);
+        }
+    }
+    outcome_rec_t *sends[OUTCOME_MAX];
+    for (int i = 0; i < n; i++)
+        if (!recs[i].alert) {
+            sends[nb] = &recs[i];
+            batch[nb++] = recs[i].r;
+        }
+    char targets[32];
+    alert_targets(app, targets, sizeof(targets));
+    bool batched = comms_record_many(app->db, batch, nb, targets, &err) == 0;
+    for (int i = 0; i < nb; i++) {
         comm_record_t *r = &batch[i];
         for (int tries = 0; !batched && tries < 5 && r->result < 0; tries++) {
+            /* the worker's own thread: the sends happened, their record
+             * must not be lost to a database blip */
             if (tries)
                 usleep(200000u << tries);
-            r->result = comms_record(app->db, r->job, &r->a, r->outcome, r->delay_s, &err);
+            r->result = comms_record(app->db, r->job, &r->a, r->outcome, r->delay_s, targets, &err);
         }
         metrics_in_flight(app->metrics, -1);
         if (r->result < 0)
@@ -143,23 +193,26 @@ void outcome_write(app_t *app, outcome_rec_t *recs, int n)
         if (r->result != 0)
             continue;
         const char *type = r->job->batch ? "digest" : r->job->message_type;
+        outcome_rec_t *rec = sends[i];
         switch (r->outcome) {
         case OUTCOME_SENT:
             metrics_comm(app->metrics, r->a.channel, "sent", type);
-            if (recs[i].no_receipt_s > 0 &&
-                comms_arm_no_receipt(app->db, r->job, recs[i].no_receipt_s, &err) != 0)
+            if (rec->no_receipt_s > 0 &&
+                comms_arm_no_receipt(app->db, r->job, rec->no_receipt_s, &err) != 0)
                 log_warn("cannot arm the no-receipt timer", "comm_id", r->job->comm_id, "reason",
                          err.msg);
             break;
         case OUTCOME_RETRY:
-            metrics_retry(app->metrics, recs[i].category);
+            metrics_retry(app->metrics, rec->category);
             break;
         case OUTCOME_NEXT:
-            metrics_fallback(app->metrics, recs[i].category);
+            metrics_fallback(app->metrics, rec->category);
             break;
         case OUTCOME_FAILED:
             metrics_comm(app->metrics, r->a.channel, "failed", type);
-            engine_alert(app, r->job, recs[i].category, recs[i].reason);
+            alert_raised(app, r->job, rec->category, rec->reason);
+            break;
+        case OUTCOME_HELD:
             break;
         }
     }

@@ -13,6 +13,20 @@
 
 #define OUTCOME_MAX 16 /* outcomes written at once (a worker's slots) */
 
+/* What comes after a failed attempt, as the policy says. */
+typedef struct outcome_next {
+    comm_outcome_t outcome; /* RETRY, NEXT, FAILED; HELD: the policy could not answer */
+    char category[16];      /* classify's; "" when held */
+    bool may_have_been_sent;
+    double delay_s;  /* RETRY: the policy's; HELD: the lease (then it is asked again) */
+    char error[600]; /* HELD: the script error, with file and line */
+} outcome_next_t;
+
+/* classify then retry.policy for a failed attempt (attempt_no: 1 for the
+ * first on this channel). NEXT past the end of the chain is FAILED. */
+void outcome_after_failure(app_t *app, tr_channel_t channel, int attempt_no, int channel_index,
+                           int chain_len, const tr_result_t *res, outcome_next_t *out);
+
 /* One outcome, ready to be written. */
 typedef struct outcome_rec {
     comm_record_t r;
@@ -20,6 +34,9 @@ typedef struct outcome_rec {
     char code[48], category[16];
     char *details; /* owned: free() after outcome_write */
     const char *reason;
+    char held[600]; /* OUTCOME_HELD: why */
+    bool alert;     /* an alert job's delivery, not a message's attempt */
+    const tr_result_t *res;
 } outcome_rec_t;
 
 /* Splits "email,sms" into channels; returns the count. */

@@ -1,70 +1,340 @@
 /*
- * policy.c - the policy's answer to a failed attempt (see policy.h).
+ * policy.c - the typed policy layer (see policy.h). Builds each call's
+ * plain-data arguments, calls the script through lua/runtime, and checks the
+ * answer's shape: what is missing or malformed is the script's error, with
+ * the file and line of the function that answered.
  */
 #include "engine/policy.h"
-#include "base/log.h"
+#include "base/buf.h"
+#include "base/timefmt.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DELAY_S (30.0 * 86400) /* a retry later than this is a policy bug */
 
-static const char *json_str(const cJSON *o, const char *k)
+/* A script answered with the wrong shape: "file:line: module.fn: ...". */
+static int bad_answer(lrt_t *rt, const char *module, const char *fn, hd_err_t *err, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+static int bad_answer(lrt_t *rt, const char *module, const char *fn, hd_err_t *err, const char *fmt,
+                      ...)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    char where[300], what[400];
+    lrt_where(rt, module, fn, where, sizeof(where));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return hd_err_set(err, "%s: %s.%s %s", where, module, fn, what);
+}
+
+static const cJSON *member(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+static const char *str_member(const cJSON *o, const char *k)
+{
+    const cJSON *v = member(o, k);
     return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
-comm_outcome_t engine_policy_outcome(app_t *app, tr_channel_t channel, int attempt_no,
-                                     int channel_index, int chain_len, const tr_result_t *res,
-                                     char category[16], bool *may_have_been_sent, double *delay)
+/* Calls module.fn with args (each deleted after the call). */
+static int call(lrt_t *rt, const char *module, const char *fn, cJSON **args, int nargs, cJSON **out,
+                hd_err_t *err)
 {
-    *delay = 0;
-    snprintf(category, 16, "transient");
-    *may_have_been_sent = res->request_sent;
-    hd_err_t err;
-    cJSON *raw = tr_result_to_json(res), *ch = cJSON_CreateString(tr_channel_name(channel));
-    cJSON *cls = NULL, *action = NULL;
-    cJSON *cargs[] = {ch, raw};
-    if (lrt_call(app->policy, "classify", "classify", cargs, 2, &cls, &err) == 0) {
-        const char *cat = json_str(cls, "category");
-        if (cat)
-            snprintf(category, 16, "%s", cat);
-        *may_have_been_sent =
-            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cls, "may_have_been_sent"));
-    } else {
-        log_error("classify failed; treating the failure as transient", "error", err.msg);
-        cls = cJSON_CreateObject();
+    int rc = lrt_call(rt, module, fn, args, nargs, out, err);
+    for (int i = 0; i < nargs; i++)
+        cJSON_Delete(args[i]);
+    return rc;
+}
+
+static cJSON *prefs_arg(const cJSON *prefs)
+{
+    return prefs ? cJSON_Duplicate(prefs, true) : cJSON_CreateObject();
+}
+
+/* ---- strategy ---- */
+
+int policy_decide(lrt_t *rt, const policy_request_t *rq, const cJSON *prefs, int64_t now,
+                  policy_decision_t *out, hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "message_type", rq->message_type ? rq->message_type : "");
+    if (rq->urgency)
+        cJSON_AddStringToObject(req, "urgency", rq->urgency);
+    if (rq->channel)
+        cJSON_AddStringToObject(req, "channel", rq->channel);
+    if (rq->has_send_at)
+        cJSON_AddNumberToObject(req, "send_at", (double)rq->send_at);
+    if (rq->plan_id)
+        cJSON_AddStringToObject(req, "plan_id", rq->plan_id);
+    if (rq->client_id)
+        cJSON_AddStringToObject(req, "client_id", rq->client_id);
+    cJSON *args[] = {req, prefs_arg(prefs), cJSON_CreateNumber((double)now)};
+    cJSON *d = NULL;
+    if (call(rt, "strategy", "decide", args, 3, &d, err) != 0)
+        return -1;
+    if (!cJSON_IsObject(d)) {
+        cJSON_Delete(d);
+        return bad_answer(rt, "strategy", "decide", err, "returned no table");
     }
-    cJSON *cat = cJSON_CreateString(category), *att = cJSON_CreateNumber(attempt_no);
-    cJSON *rargs[] = {cat, att, cls};
-    comm_outcome_t o = OUTCOME_NEXT;
-    if (lrt_call(app->policy, "retry", "policy", rargs, 3, &action, &err) == 0) {
-        const char *a = json_str(action, "action");
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(action, "delay");
-        if (a && strcmp(a, "retry") == 0) {
-            o = OUTCOME_RETRY;
-            *delay = cJSON_IsNumber(d) ? d->valuedouble : 60;
-            /* a script's math.huge or a negative number must not become an
-             * interval PostgreSQL refuses, or a retry due at once */
-            if (!isfinite(*delay) || *delay < 0)
-                *delay = 60;
-            if (*delay > MAX_DELAY_S)
-                *delay = MAX_DELAY_S;
-        } else if (a && strcmp(a, "give_up") == 0) {
-            o = OUTCOME_FAILED;
+    out->doc = d;
+    const cJSON *p = member(d, "primary_channel");
+    const cJSON *fb = member(d, "fallback_channels");
+    const cJSON *at = member(d, "send_at"), *pr = member(d, "priority");
+    const cJSON *batch = member(d, "batch");
+    const char *urgency = str_member(d, "urgency");
+    const char *why = NULL;
+    if (p && !cJSON_IsNull(p) &&
+        (!cJSON_IsString(p) || tr_channel_parse(p->valuestring, &out->chain[0])))
+        why = "returned a primary_channel that is not email, sms or whatsapp";
+    /* an empty Lua table crosses as {} */
+    else if (fb && !cJSON_IsArray(fb) && !(cJSON_IsObject(fb) && fb->child == NULL))
+        why = "returned fallback_channels that is not a list";
+    else if (!cJSON_IsNumber(at) || !isfinite(at->valuedouble))
+        why = "returned no send_at (Unix seconds)";
+    else if (!cJSON_IsNumber(pr) || pr->valuedouble < 0 || pr->valuedouble > 100)
+        why = "returned no priority from 0 to 100";
+    else if (!cJSON_IsBool(batch))
+        why = "returned no batch (true or false)";
+    else if (urgency == NULL || strlen(urgency) >= sizeof(out->urgency))
+        why = "returned no urgency";
+    if (why) {
+        policy_decision_free(out);
+        return bad_answer(rt, "strategy", "decide", err, "%s", why);
+    }
+    out->nchain = cJSON_IsString(p) ? 1 : 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, fb)
+    {
+        tr_channel_t ch;
+        if (!cJSON_IsString(e) || tr_channel_parse(e->valuestring, &ch) != 0) {
+            policy_decision_free(out);
+            return bad_answer(rt, "strategy", "decide", err,
+                              "returned a fallback channel that is not email, sms or whatsapp");
         }
-    } else {
-        log_error("retry.policy failed; moving to the next channel", "error", err.msg);
+        if (out->nchain == 0 || out->nchain >= TR_NCHANNELS)
+            continue; /* no primary: nothing to fall back from; duplicates past the cap */
+        out->chain[out->nchain++] = ch;
+        size_t len = strlen(out->fallbacks_csv);
+        snprintf(out->fallbacks_csv + len, sizeof(out->fallbacks_csv) - len, "%s%s", len ? "," : "",
+                 tr_channel_name(ch));
     }
-    cJSON_Delete(raw);
-    cJSON_Delete(ch);
-    cJSON_Delete(cls);
-    cJSON_Delete(cat);
-    cJSON_Delete(att);
-    cJSON_Delete(action);
-    if (o == OUTCOME_NEXT && channel_index + 1 >= chain_len)
-        o = OUTCOME_FAILED;
+    out->send_at = (int64_t)at->valuedouble;
+    out->priority = (int)pr->valuedouble;
+    out->batch = cJSON_IsTrue(batch);
+    snprintf(out->urgency, sizeof(out->urgency), "%s", urgency);
+    return 0;
+}
+
+void policy_decision_free(policy_decision_t *d)
+{
+    cJSON_Delete(d->doc);
+    d->doc = NULL;
+}
+
+cJSON *policy_decision_json(const policy_decision_t *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (d->nchain > 0)
+        cJSON_AddStringToObject(o, "primary_channel", tr_channel_name(d->chain[0]));
+    else
+        cJSON_AddNullToObject(o, "primary_channel");
+    cJSON *fb = cJSON_AddArrayToObject(o, "fallback_channels");
+    for (int i = 1; i < d->nchain; i++)
+        cJSON_AddItemToArray(fb, cJSON_CreateString(tr_channel_name(d->chain[i])));
+    char ts[32];
+    timefmt_format(d->send_at, ts);
+    cJSON_AddStringToObject(o, "send_at", ts);
+    cJSON_AddNumberToObject(o, "priority", d->priority);
+    cJSON_AddBoolToObject(o, "batch", d->batch);
     return o;
+}
+
+int policy_explain(lrt_t *rt, const policy_decision_t *d, char **text, hd_err_t *err)
+{
+    *text = NULL;
+    cJSON *args[] = {cJSON_Duplicate(d->doc, true)};
+    cJSON *out = NULL;
+    if (call(rt, "strategy", "explain", args, 1, &out, err) != 0)
+        return -1;
+    if (!cJSON_IsString(out)) {
+        cJSON_Delete(out);
+        return bad_answer(rt, "strategy", "explain", err, "returned no string");
+    }
+    *text = xstrdup(out->valuestring);
+    cJSON_Delete(out);
+    return 0;
+}
+
+int policy_refusal(lrt_t *rt, tr_channel_t ch, const cJSON *prefs, char **reason, hd_err_t *err)
+{
+    *reason = NULL;
+    cJSON *args[] = {cJSON_CreateString(tr_channel_name(ch)), prefs_arg(prefs)};
+    cJSON *out = NULL;
+    if (call(rt, "strategy", "refusal", args, 2, &out, err) != 0)
+        return -1;
+    int rc = 0;
+    if (cJSON_IsString(out) && out->valuestring[0])
+        *reason = xstrdup(out->valuestring);
+    else if (!cJSON_IsNull(out))
+        rc = bad_answer(rt, "strategy", "refusal", err,
+                        "returned neither nil (the channel may be used) nor a reason");
+    cJSON_Delete(out);
+    return rc;
+}
+
+/* ---- content ---- */
+
+static char *dup_member(const cJSON *o, const char *k)
+{
+    const cJSON *v = member(o, k);
+    return cJSON_IsString(v) ? xstrdup(v->valuestring) : NULL;
+}
+
+int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx,
+                  policy_content_t *out, hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *args[] = {cJSON_CreateString(type), cJSON_CreateString(tr_channel_name(ch)),
+                     ctx ? cJSON_Duplicate(ctx, true) : cJSON_CreateObject()};
+    cJSON *r = NULL;
+    if (call(rt, "content", "render", args, 3, &r, err) != 0)
+        return -1;
+    out->subject = dup_member(r, "subject");
+    out->text = dup_member(r, "text");
+    out->html = dup_member(r, "html");
+    const cJSON *days = member(r, "track_days");
+    out->track = cJSON_IsTrue(member(r, "track"));
+    out->doc = r;
+    const char *why = NULL;
+    if (ch == TR_EMAIL && (out->subject == NULL || out->text == NULL || out->html == NULL))
+        why = "returned an email without subject, text and html";
+    else if (ch != TR_EMAIL && (out->text == NULL || out->text[0] == '\0'))
+        why = "returned no text";
+    else if (out->track &&
+             !(cJSON_IsNumber(days) && days->valuedouble > 0 && isfinite(days->valuedouble)))
+        why = "returned track = true without track_days (settings.tracking.link_days)";
+    if (why) {
+        policy_content_free(out);
+        return bad_answer(rt, "content", "render", err, "%s (message type %s, %s)", why, type,
+                          tr_channel_name(ch));
+    }
+    out->track_days = out->track ? days->valuedouble : 0;
+    return 0;
+}
+
+void policy_content_free(policy_content_t *c)
+{
+    free(c->subject);
+    free(c->text);
+    free(c->html);
+    cJSON_Delete(c->doc);
+    memset(c, 0, sizeof(*c));
+}
+
+/* ---- classify and retry ---- */
+
+int policy_classify(lrt_t *rt, tr_channel_t ch, const tr_result_t *res, policy_class_t *out,
+                    hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *args[] = {cJSON_CreateString(tr_channel_name(ch)), tr_result_to_json(res)};
+    cJSON *c = NULL;
+    if (call(rt, "classify", "classify", args, 2, &c, err) != 0)
+        return -1;
+    const char *cat = str_member(c, "category");
+    const cJSON *mhbs = member(c, "may_have_been_sent");
+    if (cat == NULL || strlen(cat) >= sizeof(out->category) || !cJSON_IsBool(mhbs)) {
+        cJSON_Delete(c);
+        return bad_answer(rt, "classify", "classify", err,
+                          "returned no category or no may_have_been_sent");
+    }
+    snprintf(out->category, sizeof(out->category), "%s", cat);
+    out->may_have_been_sent = cJSON_IsTrue(mhbs);
+    out->doc = c;
+    return 0;
+}
+
+void policy_class_free(policy_class_t *c)
+{
+    cJSON_Delete(c->doc);
+    c->doc = NULL;
+}
+
+/* {action = "retry", delay} | {action = "next_channel"} | {action = "give_up"} */
+static int read_step(lrt_t *rt, const char *module, const char *fn, cJSON *a, bool next_ok,
+                     policy_step_t *out, hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    const char *act = str_member(a, "action");
+    const cJSON *d = member(a, "delay");
+    const char *reason = str_member(a, "reason");
+    snprintf(out->reason, sizeof(out->reason), "%s", reason ? reason : "");
+    int rc = 0;
+    if (act && strcmp(act, "retry") == 0) {
+        out->action = POLICY_RETRY;
+        /* math.huge, NaN or a negative delay would be a retry never or at once */
+        if (!cJSON_IsNumber(d) || !isfinite(d->valuedouble) || d->valuedouble < 0)
+            rc = bad_answer(rt, module, fn, err,
+                            "returned action \"retry\" without a delay in seconds (a finite "
+                            "number >= 0)");
+        else
+            out->delay_s = d->valuedouble < MAX_DELAY_S ? d->valuedouble : MAX_DELAY_S;
+    } else if (act && next_ok && strcmp(act, "next_channel") == 0) {
+        out->action = POLICY_NEXT_CHANNEL;
+    } else if (act && strcmp(act, "give_up") == 0) {
+        out->action = POLICY_GIVE_UP;
+    } else {
+        rc = bad_answer(rt, module, fn, err, "returned no action (%s)",
+                        next_ok ? "retry, next_channel or give_up" : "retry or give_up");
+    }
+    cJSON_Delete(a);
+    return rc;
+}
+
+int policy_retry(lrt_t *rt, const policy_class_t *cls, int attempt, policy_step_t *out,
+                 hd_err_t *err)
+{
+    cJSON *args[] = {cJSON_CreateString(cls->category), cJSON_CreateNumber(attempt),
+                     cls->doc ? cJSON_Duplicate(cls->doc, true) : cJSON_CreateObject()};
+    cJSON *a = NULL;
+    if (call(rt, "retry", "policy", args, 3, &a, err) != 0)
+        return -1;
+    return read_step(rt, "retry", "policy", a, true, out, err);
+}
+
+int policy_no_receipt(lrt_t *rt, const char *type, const char *urgency, tr_channel_t ch,
+                      double *seconds, hd_err_t *err)
+{
+    *seconds = 0;
+    cJSON *args[] = {cJSON_CreateString(type ? type : ""),
+                     cJSON_CreateString(urgency ? urgency : ""),
+                     cJSON_CreateString(tr_channel_name(ch))};
+    cJSON *out = NULL;
+    if (call(rt, "retry", "no_receipt", args, 3, &out, err) != 0)
+        return -1;
+    int rc = 0;
+    if (cJSON_IsNumber(out) && isfinite(out->valuedouble) && out->valuedouble >= 0)
+        *seconds = out->valuedouble < MAX_DELAY_S ? out->valuedouble : MAX_DELAY_S;
+    else if (!cJSON_IsNull(out))
+        rc = bad_answer(rt, "retry", "no_receipt", err,
+                        "returned neither nil (no timer) nor seconds");
+    cJSON_Delete(out);
+    return rc;
+}
+
+int policy_alert_retry(lrt_t *rt, int attempt, const tr_result_t *res, policy_step_t *out,
+                       hd_err_t *err)
+{
+    cJSON *args[] = {cJSON_CreateNumber(attempt), tr_result_to_json(res)};
+    cJSON *a = NULL;
+    if (call(rt, "retry", "alert", args, 2, &a, err) != 0)
+        return -1;
+    return read_step(rt, "retry", "alert", a, false, out, err);
 }

@@ -1,23 +1,116 @@
 /*
- * policy.h - what the policy says about a failed attempt: classify.classify
- * names the category, retry.policy the action (retry after a delay, the next
- * channel of the chain, or give up). Asked by the workers for a send that
- * failed, and by the webhooks for a receipt that reports a failure.
+ * policy.h - the typed policy layer: every question the engine asks the
+ * operator's scripts, with a C struct in and a C struct out. These are the
+ * only callers of lrt_call (tools/check-layers keeps it so), so the shape of
+ * each answer is checked in one place.
+ *
+ * Policy asks, C obeys: an answer that lacks a value the engine needs (a
+ * retry without a delay, a decision without a send time) is a script error
+ * naming the function's file and line, never filled in with a C default.
+ * Every function returns 0, or -1 with err ("scripts/retry.lua:52: ...").
+ * Each call runs in the calling thread's Lua state (lua/runtime.h).
  */
 #ifndef HERALD_ENGINE_POLICY_H
 #define HERALD_ENGINE_POLICY_H
 
-#include "engine/app.h"
-#include "store/repo_comms.h"
+#include "base/err.h"
+#include "lua/runtime.h"
 #include "transport/transport.h"
 
+#include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdint.h>
 
-/* attempt_no: 1 for the first attempt on this channel. OUTCOME_NEXT past
- * the end of the chain (channel_index + 1 >= chain_len) is OUTCOME_FAILED.
- * A script error is logged and read as "next channel". */
-comm_outcome_t engine_policy_outcome(app_t *app, tr_channel_t channel, int attempt_no,
-                                     int channel_index, int chain_len, const tr_result_t *res,
-                                     char category[16], bool *may_have_been_sent, double *delay);
+/* ---- strategy.decide / strategy.explain ---- */
+
+/* What is asked of strategy.decide; NULL members are absent. */
+typedef struct policy_request {
+    const char *message_type, *urgency, *channel, *plan_id, *client_id;
+    bool has_send_at;
+    int64_t send_at; /* Unix seconds, when has_send_at */
+} policy_request_t;
+
+typedef struct policy_decision {
+    int nchain; /* 0: no channel can reach the client (doc's reasons say why) */
+    tr_channel_t chain[TR_NCHANNELS]; /* primary first */
+    char fallbacks_csv[32];           /* "sms,whatsapp" or "" */
+    int64_t send_at;
+    int priority;
+    bool batch;
+    char urgency[16];
+    cJSON *doc; /* the script's whole answer (reasons, timezone...); owned */
+} policy_decision_t;
+
+/* strategy.decide(request, prefs, now). prefs: the policy shape of
+ * engine/prefs.h, or NULL. A decision with no channel is not an error. */
+int policy_decide(lrt_t *rt, const policy_request_t *rq, const cJSON *prefs, int64_t now,
+                  policy_decision_t *out, hd_err_t *err);
+void policy_decision_free(policy_decision_t *d);
+
+/* The decision as stored with the message and shown by the API:
+ * {primary_channel, fallback_channels, send_at (RFC 3339), priority, batch}.
+ * Caller frees. */
+cJSON *policy_decision_json(const policy_decision_t *d);
+
+/* strategy.explain(decision): one line for a person. Caller frees *text. */
+int policy_explain(lrt_t *rt, const policy_decision_t *d, char **text, hd_err_t *err);
+
+/* ---- strategy.refusal ---- */
+
+/* Why ch may not carry a message to this client now (consent, opt-out,
+ * allowed channels, no address: all the script's rule), in *reason (caller
+ * frees), or *reason = NULL when it may. */
+int policy_refusal(lrt_t *rt, tr_channel_t ch, const cJSON *prefs, char **reason, hd_err_t *err);
+
+/* ---- content.render ---- */
+
+typedef struct policy_content {
+    char *subject, *text, *html; /* owned; NULL when the channel has none */
+    bool track;                  /* email: rewrite links, add the open pixel */
+    double track_days;           /* the tracked links' life; 0 when not tracked */
+    cJSON *doc;                  /* the script's whole answer (SMS segments...); owned */
+} policy_content_t;
+
+/* content.render(type, channel, ctx). Email needs subject, text and html;
+ * sms and whatsapp need text. */
+int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx,
+                  policy_content_t *out, hd_err_t *err);
+void policy_content_free(policy_content_t *c);
+
+/* ---- classify.classify / retry.policy / retry.no_receipt ---- */
+
+typedef struct policy_class {
+    char category[16]; /* transient permanent rate_limit auth_failure invalid */
+    bool may_have_been_sent;
+    cJSON *doc; /* the whole classification (retry_after, opted_out, reason); owned */
+} policy_class_t;
+
+int policy_classify(lrt_t *rt, tr_channel_t ch, const tr_result_t *res, policy_class_t *out,
+                    hd_err_t *err);
+void policy_class_free(policy_class_t *c);
+
+typedef enum { POLICY_RETRY, POLICY_NEXT_CHANNEL, POLICY_GIVE_UP } policy_action_t;
+
+typedef struct policy_step {
+    policy_action_t action;
+    double delay_s; /* POLICY_RETRY: seconds, finite, 0 .. 30 days */
+    char reason[256];
+} policy_step_t;
+
+/* retry.policy(category, attempt, classification). attempt: 1 after the
+ * first failure on this channel. */
+int policy_retry(lrt_t *rt, const policy_class_t *cls, int attempt, policy_step_t *out,
+                 hd_err_t *err);
+
+/* retry.no_receipt(type, urgency, channel): seconds to wait for a delivery
+ * receipt before the next channel, or 0 for no timer. */
+int policy_no_receipt(lrt_t *rt, const char *type, const char *urgency, tr_channel_t ch,
+                      double *seconds, hd_err_t *err);
+
+/* retry.alert(attempt, result): after a failed delivery of an operations
+ * alert (attempt 1 after the first failure): POLICY_RETRY with a delay or
+ * POLICY_GIVE_UP. */
+int policy_alert_retry(lrt_t *rt, int attempt, const tr_result_t *res, policy_step_t *out,
+                       hd_err_t *err);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * worker.c - the engine's workers (see worker.h). Uses store/repo_comms for
- * the queue and the record, store/repo_prefs for addresses and opt-outs,
- * lua/runtime for render, classify and retry.policy, and the transport.
+ * the queue, engine/dispatch to make each claimed job ready, the transport
+ * to send, and engine/outcome to record what came of it.
  *
  * Each worker claims a small batch, hands every message of it to the
  * transport (which sends them concurrently), then records the outcomes as
@@ -9,17 +9,14 @@
  * LISTEN thread signals on every NOTIFY, with a timeout at the next due job.
  */
 #include "engine/worker.h"
-#include "engine/alert.h"
-#include "engine/outcome.h"
-#include "engine/policy.h"
-#include "engine/rollup.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "crypto/codec.h"
-#include "crypto/field.h"
 #include "crypto/hash.h"
+#include "engine/dispatch.h"
+#include "engine/outcome.h"
+#include "engine/rollup.h"
 #include "store/repo_comms.h"
-#include "store/repo_prefs.h"
 #include "transport/transport.h"
 
 #include <curl/curl.h>
@@ -96,375 +93,6 @@ static void on_sent(void *ctx, tr_message_t *msg, const tr_result_t *res)
     pthread_mutex_unlock(&w->mu);
 }
 
-static const char *json_str(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
-}
-
-/* The recipient for this message: stored preferences, overridden by the
- * request's own recipient (kept encrypted with the message). */
-static cJSON *recipient_of(app_t *app, const comm_job_t *j, hd_err_t *err)
-{
-    cJSON *prefs = NULL;
-    if (prefs_load(app, j->client_id, &prefs, err) != 0)
-        return NULL;
-    if (prefs == NULL)
-        prefs = cJSON_CreateObject();
-    if (j->recipient_enc) {
-        char *plain = NULL;
-        size_t n = 0;
-        if (fe_decrypt(app->keyring, "recipient", j->recipient_enc, &plain, &n, err) != 0) {
-            cJSON_Delete(prefs);
-            return NULL;
-        }
-        cJSON *over = cJSON_Parse(plain);
-        free(plain);
-        const cJSON *f;
-        cJSON_ArrayForEach(f, over)
-        {
-            if (!cJSON_IsString(f) || f->valuestring[0] == '\0')
-                continue;
-            if (cJSON_GetObjectItemCaseSensitive(prefs, f->string))
-                cJSON_ReplaceItemInObjectCaseSensitive(prefs, f->string,
-                                                       cJSON_CreateString(f->valuestring));
-            else
-                cJSON_AddStringToObject(prefs, f->string, f->valuestring);
-        }
-        cJSON_Delete(over);
-    }
-    return prefs;
-}
-
-/* Whether strategy.decide, asked again now with the client as they are now,
- * puts the message later than a minute from now; *until and why say when
- * and why. Critical messages are never held back. */
-static bool still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_t *until,
-                        char *why, size_t whyn)
-{
-    /* Critical goes regardless; low waits for the digest time it was given
-     * (asked again just after that time, the policy would name tomorrow's). */
-    if (j->urgency && (strcmp(j->urgency, "critical") == 0 || strcmp(j->urgency, "low") == 0))
-        return false;
-    int64_t now = (int64_t)time(NULL);
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddStringToObject(req, "message_type", j->message_type ? j->message_type : "");
-    if (j->urgency)
-        cJSON_AddStringToObject(req, "urgency", j->urgency);
-    cJSON *prefs = cJSON_Duplicate(who, true), *nowj = cJSON_CreateNumber((double)now);
-    cJSON *args[] = {req, prefs, nowj}, *d = NULL, *ex = NULL;
-    hd_err_t err;
-    bool later = false;
-    if (lrt_call(app->policy, "strategy", "decide", args, 3, &d, &err) == 0) {
-        const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "send_at");
-        if (cJSON_IsNumber(at) && (int64_t)at->valuedouble > now + 60) {
-            later = true;
-            *until = (int64_t)at->valuedouble;
-            cJSON *eargs[] = {d};
-            if (lrt_call(app->policy, "strategy", "explain", eargs, 1, &ex, &err) == 0 &&
-                cJSON_IsString(ex))
-                snprintf(why, whyn, "not now: %s", ex->valuestring);
-            else
-                snprintf(why, whyn, "not now: the policy gives a later time");
-        }
-    } else {
-        log_warn("strategy.decide failed at send time; sending as accepted", "comm_id", j->comm_id,
-                 "error", err.msg);
-    }
-    cJSON_Delete(req);
-    cJSON_Delete(prefs);
-    cJSON_Delete(nowj);
-    cJSON_Delete(d);
-    cJSON_Delete(ex);
-    return later;
-}
-
-/* strategy.refusal(channel, prefs): the policy's reason not to use the
- * channel now (consent, as settings.consent says), or JSON null. */
-static int policy_refusal(app_t *app, const comm_job_t *j, const char *chname, const cJSON *who,
-                          cJSON **out)
-{
-    cJSON *ch = cJSON_CreateString(chname), *prefs = cJSON_Duplicate(who, true);
-    cJSON *args[] = {ch, prefs};
-    hd_err_t err;
-    int rc = lrt_call(app->policy, "strategy", "refusal", args, 2, out, &err);
-    if (rc != 0)
-        log_error("strategy.refusal failed; the message waits for its lease and a fixed policy",
-                  "comm_id", j->comm_id, "channel", chname, "error", err.msg);
-    cJSON_Delete(ch);
-    cJSON_Delete(prefs);
-    return rc;
-}
-
-/* Fills ctx.items for a digest: the messages it carries, each with the
- * subject its own email would have had. */
-static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t *err)
-{
-    cJSON *members = comms_gather_digest(app->db, j, err);
-    if (members == NULL)
-        return -1;
-    cJSON *items = cJSON_AddArrayToObject(ctx, "items");
-    const cJSON *m;
-    cJSON_ArrayForEach(m, members)
-    {
-        cJSON *mctx = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "context"), true);
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ctx, "client_name");
-        if (cJSON_IsString(name) && !cJSON_GetObjectItemCaseSensitive(mctx, "client_name"))
-            cJSON_AddStringToObject(mctx, "client_name", name->valuestring);
-        cJSON *t = cJSON_CreateString(json_str(m, "message_type"));
-        cJSON *c = cJSON_CreateString("email"), *out = NULL;
-        cJSON *args[] = {t, c, mctx};
-        hd_err_t rerr;
-        cJSON *item = cJSON_CreateObject();
-        if (lrt_call(app->policy, "content", "render", args, 3, &out, &rerr) == 0 &&
-            json_str(out, "subject"))
-            cJSON_AddStringToObject(item, "subject", json_str(out, "subject"));
-        else
-            cJSON_AddStringToObject(item, "subject", json_str(m, "message_type"));
-        cJSON_AddStringToObject(item, "message_type", json_str(m, "message_type"));
-        cJSON_AddItemToArray(items, item);
-        cJSON_Delete(out);
-        cJSON_Delete(t);
-        cJSON_Delete(c);
-        cJSON_Delete(mctx);
-    }
-    cJSON_Delete(members);
-    return 0;
-}
-
-/* The attachments given at acceptance (email only: the blueprint PDF; the
- * other channels carry a link instead). They were checked then. */
-static void attach(tr_message_t *m, const char *payload_json)
-{
-    cJSON *p = cJSON_Parse(payload_json);
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "attachments");
-    int n = cJSON_GetArraySize(list);
-    if (n > 0) {
-        m->attachments = xcalloc((size_t)n, sizeof(tr_attachment_t));
-        const cJSON *a;
-        cJSON_ArrayForEach(a, list)
-        {
-            const char *b64 = json_str(a, "content_base64");
-            tr_attachment_t *t = &m->attachments[m->nattachments];
-            if (b64 == NULL || b64_decode(b64, strlen(b64), &t->data, &t->len) != 0)
-                continue;
-            t->filename = xstrdup(json_str(a, "filename"));
-            t->content_type = xstrdup(json_str(a, "content_type"));
-            m->nattachments++;
-        }
-    }
-    cJSON_Delete(p);
-}
-
-/* The email's HTML with its links through /t/c and the open pixel; the
- * unsubscribe page stays a direct link. out.track_days: the links' life. */
-static char *tracked_html(app_t *app, comm_job_t *j, const char *html, const cJSON *out)
-{
-    const cJSON *days = cJSON_GetObjectItemCaseSensitive(out, "track_days");
-    double d = cJSON_IsNumber(days) && days->valuedouble > 0 ? days->valuedouble : 365;
-    buf_t base, skip;
-    buf_init(&base);
-    buf_init(&skip);
-    buf_puts(&base, app->cfg->public_url);
-    while (base.len && base.data[base.len - 1] == '/')
-        base.data[--base.len] = '\0';
-    buf_printf(&skip, "%s/u/", base.data);
-    free(j->tracked_links);
-    char *t = track_rewrite_html(&app->track_key, html, base.data, j->comm_id,
-                                 (int64_t)time(NULL) + (int64_t)(d * 86400), skip.data,
-                                 &j->tracked_links);
-    buf_free(&base);
-    buf_free(&skip);
-    return t;
-}
-
-/* A no-receipt timer came due: the next channel, unless a receipt (or a
- * failure, or the lease's new holder) settled it meanwhile. */
-static void fire_no_receipt(app_t *app, comm_job_t *j)
-{
-    tr_channel_t chain[TR_NCHANNELS];
-    int n = engine_split_channels(j->channels_csv, chain);
-    if (j->channel_index < 0 || j->channel_index + 1 >= n) {
-        hd_err_t derr;
-        comms_drop(app->db, j, "no-receipt timer without a next channel", &derr);
-        return;
-    }
-    const char *ch = tr_channel_name(chain[j->channel_index]);
-    char why[200];
-    snprintf(why, sizeof(why), "no delivery receipt on %s in time; trying %s", ch,
-             tr_channel_name(chain[j->channel_index + 1]));
-    bool fired = false;
-    hd_err_t err;
-    if (comms_fire_no_receipt(app->db, j, ch, why, &fired, &err) != 0) {
-        log_warn("cannot act on a no-receipt timer; its lease brings it back", "comm_id",
-                 j->comm_id, "reason", err.msg);
-        return;
-    }
-    if (fired) {
-        metrics_fallback(app->metrics, "no_receipt");
-        engine_kick(app->engine);
-    }
-}
-
-/* Checks and renders one job. Returns 1 with *out_msg ready to send, 0
- * when it was settled here (skipped, failed, dropped), -1 on a transient
- * problem (the lease will bring it back). */
-static int dispatch(worker_t *w, comm_job_t *j, int slot, tr_message_t **out_msg)
-{
-    *out_msg = NULL;
-    app_t *app = w->eng->app;
-    hd_err_t err;
-    if (strcmp(j->kind, "no_receipt") == 0) {
-        fire_no_receipt(app, j);
-        return 0;
-    }
-    if (strcmp(j->status, "scheduled") && strcmp(j->status, "queued") &&
-        strcmp(j->status, "sending") && !(j->resend && strcmp(j->status, "sent") == 0)) {
-        /* cancelled, settled, or already with the provider (an early
-         * receipt said so): the job has nothing left to do */
-        char why[80];
-        snprintf(why, sizeof(why), "nothing to send: the message is %s", j->status);
-        comms_drop(app->db, j, why, &err);
-        return 0;
-    }
-    if (strcmp(j->status, "sending") == 0 && j->recovered) {
-        /* Claimed again after a lease ran out: the process that had it
-         * died mid-send. Say so in the record, then send again. */
-        comms_event(app->db, j, "recovered",
-                    "claimed again after a lease expired; the previous attempt may have "
-                    "been sent",
-                    &err);
-    }
-    tr_channel_t chain[TR_NCHANNELS];
-    int n = engine_split_channels(j->channels_csv, chain);
-    if (j->channel_index >= n) {
-        comms_skip(app->db, j, NULL, "no channel left in the chain", true, &err);
-        return 0;
-    }
-    tr_channel_t ch = chain[j->channel_index];
-    const char *chname = tr_channel_name(ch);
-    bool last = j->channel_index == n - 1;
-    cJSON *who = recipient_of(app, j, &err);
-    if (who == NULL) {
-        log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
-                  j->comm_id, "reason", err.msg);
-        return -1;
-    }
-    /* Preferences are checked again at every attempt, not only at acceptance. */
-    const cJSON *opted = cJSON_GetObjectItemCaseSensitive(who, "opted_out");
-    const char *addr = ch == TR_EMAIL ? json_str(who, "email") : json_str(who, "phone");
-    const char *skip = NULL;
-    const cJSON *allowed = cJSON_GetObjectItemCaseSensitive(who, "channels");
-    bool listed = !cJSON_IsArray(allowed); /* no stated list: every channel */
-    const cJSON *a;
-    cJSON_ArrayForEach(a, allowed)
-    {
-        listed |= cJSON_IsString(a) && strcmp(a->valuestring, chname) == 0;
-    }
-    cJSON *refusal = NULL;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(opted, chname)))
-        skip = "the client opted out of this channel";
-    else if (!listed)
-        skip = "not among the client's allowed channels";
-    else if (addr == NULL)
-        skip = ch == TR_EMAIL ? "no email address" : "no phone number";
-    else if (policy_refusal(app, j, chname, who, &refusal) != 0) {
-        /* Fail closed: never send without the consent check. The lease
-         * brings the job back; /health shows the script error meanwhile. */
-        cJSON_Delete(who);
-        return -1;
-    } else if (cJSON_IsString(refusal))
-        skip = refusal->valuestring;
-    if (skip) {
-        char why[300];
-        snprintf(why, sizeof(why), "%s: %s", chname, skip);
-        cJSON_Delete(refusal);
-        if (comms_skip(app->db, j, chname, why, last, &err) == 0) {
-            if (last) {
-                metrics_comm(app->metrics, chname, "failed", j->message_type);
-                engine_alert(app, j, "unusable", why);
-            } else {
-                metrics_fallback(app->metrics, "unusable");
-            }
-        }
-        cJSON_Delete(who);
-        return 0;
-    }
-    cJSON_Delete(refusal);
-    /* The moment is checked again too: a retry or a fallback that comes due
-     * inside the client's quiet hours (or outside business hours for
-     * normal urgency) waits for the time the policy gives now. */
-    int64_t later = 0;
-    char why_later[300] = "";
-    if (still_later(app, j, who, &later, why_later, sizeof(why_later))) {
-        comms_defer(app->db, j, later, why_later, &err);
-        cJSON_Delete(who);
-        return 0;
-    }
-    /* Render for the channel in hand, with the client's name for greetings. */
-    cJSON *ctx = cJSON_Parse(j->context_json ? j->context_json : "{}");
-    if (!cJSON_IsObject(ctx)) {
-        cJSON_Delete(ctx);
-        ctx = cJSON_CreateObject();
-    }
-    const char *name = json_str(who, "name");
-    if (name && !cJSON_GetObjectItemCaseSensitive(ctx, "client_name"))
-        cJSON_AddStringToObject(ctx, "client_name", name);
-    if (j->plan_id && !cJSON_GetObjectItemCaseSensitive(ctx, "plan_id"))
-        cJSON_AddStringToObject(ctx, "plan_id", j->plan_id);
-    const char *type = j->message_type;
-    if (j->batch) {
-        /* The day's low-urgency messages of this client go as one digest:
-         * each listed by its own subject. */
-        if (digest_context(app, j, ctx, &err) != 0) {
-            log_error("cannot gather the digest; the lease brings it back", "comm_id", j->comm_id,
-                      "reason", err.msg);
-            cJSON_Delete(ctx);
-            cJSON_Delete(who);
-            return -1;
-        }
-        type = "digest";
-    }
-    cJSON *t = cJSON_CreateString(type), *c = cJSON_CreateString(chname), *out = NULL;
-    cJSON *args[] = {t, c, ctx};
-    int rc = lrt_call(app->policy, "content", "render", args, 3, &out, &err);
-    cJSON_Delete(t);
-    cJSON_Delete(c);
-    cJSON_Delete(ctx);
-    if (rc != 0) {
-        /* A template error is the policy's: this channel cannot render. */
-        char why[600];
-        snprintf(why, sizeof(why), "render failed: %s", err.msg);
-        log_error("render failed", "comm_id", j->comm_id, "channel", chname, "error", err.msg);
-        comms_skip(app->db, j, chname, why, last, &err);
-        cJSON_Delete(who);
-        return 0;
-    }
-    tr_message_t *m = tr_message_new();
-    m->channel = ch;
-    m->comm_id = xstrdup(j->comm_id);
-    m->attempt = j->attempt + 1;
-    m->to = xstrdup(addr);
-    if (name)
-        m->to_name = xstrdup(name);
-    if (ch == TR_EMAIL && j->payload_json)
-        attach(m, j->payload_json);
-    const char *v;
-    if ((v = json_str(out, "subject")))
-        m->subject = xstrdup(v);
-    if ((v = json_str(out, "text")))
-        m->text = xstrdup(v);
-    if ((v = json_str(out, "html")))
-        m->html = ch == TR_EMAIL && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(out, "track"))
-                      ? tracked_html(app, j, v, out)
-                      : xstrdup(v);
-    cJSON_Delete(out);
-    cJSON_Delete(who);
-    (void)slot;
-    *out_msg = m;
-    return 1;
-}
-
 /* Marks the prepared messages sending (one statement), then hands the
  * ones still ours to the transport. Returns how many went out. */
 static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, bool *went)
@@ -473,8 +101,10 @@ static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, b
     hd_err_t err;
     bool marked[BATCH];
     const char *channels[BATCH];
+    /* only a message's own send is marked: an alert's POST or email is not */
     for (int i = 0; i < n; i++)
-        channels[i] = msgs[i] ? tr_channel_name(msgs[i]->channel) : NULL;
+        channels[i] =
+            msgs[i] && strcmp(jobs[i].kind, "send") == 0 ? tr_channel_name(msgs[i]->channel) : NULL;
     if (comms_mark_sending_many(app->db, jobs, channels, n, marked, &err) != 0)
         log_error("cannot mark messages sending; they return after the lease", "reason", err.msg);
     int sent = 0;
@@ -482,7 +112,7 @@ static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, b
         went[i] = false;
         if (msgs[i] == NULL)
             continue;
-        if (!marked[i]) {
+        if (channels[i] && !marked[i]) {
             /* not marked: cancelled, no longer ours, or the database failed
              * (the lease brings it back) - never sent */
             tr_message_free(msgs[i]);
@@ -603,7 +233,7 @@ static void *run_worker(void *arg)
                     s++;
                 jobs[s] = fresh[k]; /* the slot takes the job's memory */
                 used[s] = placed[s] = true;
-                dispatch(w, &jobs[s], s, &msgs[s]);
+                dispatch_job(app, &jobs[s], &msgs[s]);
             }
             bool went[BATCH];
             inflight += send_all(w, jobs, msgs, BATCH, went);
@@ -667,6 +297,14 @@ static void wake_workers(struct engine *e)
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
     }
+}
+
+void engine_wake(app_t *app)
+{
+    hd_err_t err;
+    if (!engine_kick(app->engine) && comms_notify(app->db, &err) != 0)
+        log_warn("cannot notify the workers; they find the work at their next poll", "reason",
+                 err.msg);
 }
 
 bool engine_kick(engine_t *e)

@@ -23,6 +23,10 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err);
  * other processes. False when e is NULL (no engine): the caller notifies. */
 bool engine_kick(engine_t *e);
 
+/* New work was queued (or made due): engine_kick, or, in a process with no
+ * engine, a NOTIFY for the others. Never waits for more than one round trip. */
+void engine_wake(app_t *app);
+
 /* Graceful stop: no new claims; sends in flight finish (their outcomes are
  * recorded); leases on unstarted jobs are released for other processes. */
 void engine_stop(engine_t *e);

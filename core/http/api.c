@@ -36,9 +36,11 @@ int api_register(app_t *app)
         {"GET", "/t/o/{token}", api_track_open, 0, BODY_NONE},
         {"GET", "/t/c/{token}", api_track_click, 0, BODY_NONE},
     };
-    router_init(&app->router);
+    if (app->router == NULL)
+        app->router = xcalloc(1, sizeof(router_t));
+    router_init(app->router);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (router_add(&app->router, routes[i].method, routes[i].pattern, (void *)routes[i].fn,
+        if (router_add(app->router, routes[i].method, routes[i].pattern, (void *)routes[i].fn,
                        routes[i].scope, routes[i].body) != 0)
             return -1;
     return 0;

@@ -23,8 +23,6 @@ void api_apikeys_list(http_req_t *req);
 /* api_policy.c */
 void api_scripts_reload(http_req_t *req);
 void api_strategy_preview(http_req_t *req);
-/* The decision as the API shows it (send_at in RFC 3339). Caller frees. */
-cJSON *public_strategy_of(const cJSON *decision);
 
 /* api_comms.c */
 void api_comms_create(http_req_t *req);

@@ -5,9 +5,11 @@
  */
 #include "base/timefmt.h"
 #include "http/api.h"
+#include "engine/policy.h"
 #include "lua/runtime.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 cJSON *api_policy_status(app_t *app)
@@ -64,30 +66,6 @@ static int time_member(http_req_t *req, cJSON *obj, const char *name, const char
     return 0;
 }
 
-cJSON *public_strategy_of(const cJSON *d)
-{
-    cJSON *o = cJSON_CreateObject();
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(d, "primary_channel");
-    cJSON_AddItemToObject(o, "primary_channel",
-                          cJSON_IsString(p) ? cJSON_CreateString(p->valuestring)
-                                            : cJSON_CreateNull());
-    cJSON *fb = cJSON_AddArrayToObject(o, "fallback_channels");
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "fallback_channels"))
-    {
-        if (cJSON_IsString(e))
-            cJSON_AddItemToArray(fb, cJSON_CreateString(e->valuestring));
-    }
-    const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "send_at");
-    char ts[32];
-    timefmt_format(cJSON_IsNumber(at) ? (int64_t)at->valuedouble : (int64_t)time(NULL), ts);
-    cJSON_AddStringToObject(o, "send_at", ts);
-    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(d, "priority");
-    cJSON_AddNumberToObject(o, "priority", cJSON_IsNumber(pr) ? pr->valuedouble : 0);
-    cJSON_AddBoolToObject(o, "batch", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "batch")));
-    return o;
-}
-
 void api_strategy_preview(http_req_t *req)
 {
     cJSON *body = req->json;
@@ -120,34 +98,50 @@ void api_strategy_preview(http_req_t *req)
         cJSON_Delete(prefs);
         return;
     }
-    cJSON *nowv = cJSON_CreateNumber((double)now);
-    cJSON *args[] = {body, prefs, nowv};
-    cJSON *decision = NULL, *explanation = NULL;
-    hd_err_t err;
-    int rc = lrt_call(req->app->policy, "strategy", "decide", args, 3, &decision, &err);
-    if (rc == 0) {
-        cJSON *eargs[] = {decision};
-        rc = lrt_call(req->app->policy, "strategy", "explain", eargs, 1, &explanation, &err);
+    /* the request as strategy.decide takes it */
+    const char *fields[] = {"urgency", "channel", "plan_id", "client_id"};
+    const char *vals[4] = {NULL};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, fields[i]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsString(v)) {
+            cJSON_Delete(prefs);
+            http_reply_error(req, 400, "invalid_request", "%s: expected a string", fields[i]);
+            return;
+        }
+        vals[i] = cJSON_IsString(v) ? v->valuestring : NULL;
     }
+    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(body, "send_at");
+    policy_request_t rq = {
+        .message_type = mt->valuestring,
+        .urgency = vals[0],
+        .channel = vals[1],
+        .plan_id = vals[2],
+        .client_id = vals[3],
+        .has_send_at = cJSON_IsNumber(sa),
+        .send_at = cJSON_IsNumber(sa) ? (int64_t)sa->valuedouble : 0,
+    };
+    policy_decision_t d;
+    char *explanation = NULL;
+    hd_err_t err;
+    int rc = policy_decide(req->app->policy, &rq, prefs, now, &d, &err);
+    if (rc == 0 && (rc = policy_explain(req->app->policy, &d, &explanation, &err)) != 0)
+        policy_decision_free(&d);
     cJSON_Delete(prefs);
-    cJSON_Delete(nowv);
     if (rc != 0) {
-        cJSON_Delete(decision);
         /* A script error (file:line) is the policy's problem, not the
          * caller's: 422 says the request could not be decided. */
         http_reply_error(req, 422, "policy_error", "%s", err.msg);
         return;
     }
     cJSON *doc = cJSON_CreateObject();
-    cJSON_AddItemToObject(doc, "strategy", public_strategy_of(decision));
-    cJSON_AddItemToObject(
-        doc, "reasons",
-        cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(decision, "reasons"), true)
-            ?: cJSON_CreateArray());
-    cJSON_AddItemToObject(doc, "explanation", explanation);
+    cJSON_AddItemToObject(doc, "strategy", policy_decision_json(&d));
+    cJSON *reasons = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(d.doc, "reasons"), true);
+    cJSON_AddItemToObject(doc, "reasons", reasons ? reasons : cJSON_CreateArray());
+    cJSON_AddStringToObject(doc, "explanation", explanation);
+    free(explanation);
+    policy_decision_free(&d);
     lrt_status_t st;
     lrt_status(req->app->policy, &st);
     cJSON_AddNumberToObject(doc, "generation", (double)st.generation);
-    cJSON_Delete(decision);
     http_reply_json(req, 200, doc);
 }

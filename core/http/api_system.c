@@ -77,7 +77,7 @@ void api_metrics(http_req_t *req)
     g.script_failing = ls.failing;
     buf_t out;
     buf_init(&out);
-    metrics_render(app->metrics, &app->router, &g, &out);
+    metrics_render(app->metrics, app->router, &g, &out);
     http_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
     buf_free(&out);
 }

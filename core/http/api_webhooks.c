@@ -9,110 +9,23 @@
  * The signature is checked before anything is acted on (Twilio's covers
  * the posted parameters, so the form is decoded first; Meta's covers the
  * raw body, checked before parsing); a bad or missing one is 403 and
- * changes nothing. A failed receipt acts only on the message's latest
- * attempt: a report about an attempt already replaced is just an event. A malformed body is 400 and
- * changes nothing (a WhatsApp payload is checked whole before any of its
- * statuses is applied). A receipt for a message we do not know is kept as
- * an orphan event and answered 200, so the provider stops retrying. A
- * failed receipt goes through classify and retry.policy like a failed send,
- * so it can move the message along its fallback chain.
+ * changes nothing. A malformed body is 400 and changes nothing (a WhatsApp
+ * payload is checked whole before any of its statuses is applied). What a
+ * receipt does is the engine's (engine/receipt.h): this file parses,
+ * checks, calls receipt_handle and answers - 200 once the receipt is
+ * recorded or parked, 503 with Retry-After when the database cannot take it.
  */
 #include "base/buf.h"
 #include "base/log.h"
 #include "crypto/hash.h"
-#include "engine/alert.h"
-#include "engine/policy.h"
-#include "engine/worker.h"
+#include "engine/receipt.h"
 #include "http/api.h"
 #include "http/form.h"
 #include "http/webhook_sig.h"
-#include "store/repo_receipts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-/* Acts on one receipt. 0 with *res set, or -1 (database). */
-static int handle_receipt(app_t *app, const receipt_t *r, receipt_result_t *res, hd_err_t *err)
-{
-    receipt_target_t t;
-    if (receipts_find(app->db, r, &t, err) != 0)
-        return -1;
-    receipt_action_t act = ACT_NONE;
-    double delay = 0;
-    char category[16] = "";
-    tr_channel_t ch;
-    /* A failure of a send whose outcome is not recorded yet (found by our
-     * id, not by its provider id, while a send job of the message is in
-     * hand): the record usually lands within milliseconds, so wait for it
-     * briefly; past that, answer 503 so a provider that retries comes back. */
-    for (int tries = 0;
-         t.found && r->kind == RECEIPT_FAILED && !t.by_provider_id && t.send_pending && tries < 30;
-         tries++) {
-        usleep(100000);
-        receipt_target_free(&t);
-        if (receipts_find(app->db, r, &t, err) != 0)
-            return -1;
-    }
-    if (t.found && r->kind == RECEIPT_FAILED && !t.by_provider_id && t.send_pending) {
-        log_warn("failure receipt for a send not recorded after 3 s; asking the provider to "
-                 "retry",
-                 "comm_id", t.comm_id, "provider_message_id", r->provider_id);
-        *res = RECEIPT_BUSY;
-        receipt_target_free(&t);
-        return 0;
-    }
-    if (t.found && r->kind == RECEIPT_FAILED && t.current && !t.batch &&
-        strcmp(t.status, "sent") == 0 && strcmp(t.channel, r->channel) == 0 &&
-        t.channel_index >= 0 && tr_channel_parse(r->channel, &ch) == 0) {
-        /* The send failed after all: ask the policy, as for a failed send. */
-        tr_result_t tr;
-        memset(&tr, 0, sizeof(tr));
-        snprintf(tr.kind, sizeof(tr.kind), "http");
-        snprintf(tr.provider_code, sizeof(tr.provider_code), "%s",
-                 r->error_code ? r->error_code : "");
-        snprintf(tr.provider_id, sizeof(tr.provider_id), "%s", r->provider_id);
-        snprintf(tr.text, sizeof(tr.text), "%s", r->error_text ? r->error_text : r->raw_status);
-        tr.request_sent = true;
-        bool mhbs;
-        comm_outcome_t o = engine_policy_outcome(app, ch, t.attempt, t.channel_index, t.chain_len,
-                                                 &tr, category, &mhbs, &delay);
-        act = o == OUTCOME_RETRY ? ACT_RETRY : o == OUTCOME_NEXT ? ACT_NEXT : ACT_FAIL;
-    }
-    bool ended = false;
-    char moved[16];
-    int rc = receipts_apply(app->db, r, &t, act, delay, category[0] ? category : NULL, res, &ended,
-                            moved, err);
-    if (rc == 0 && moved[0]) {
-        metrics_comm(app->metrics, r->channel, moved, t.job.message_type);
-        bool was_out = strcmp(t.status, "sending") == 0 || strcmp(t.status, "sent") == 0;
-        if ((strcmp(moved, "delivered") == 0 || strcmp(moved, "opened") == 0) && was_out &&
-            t.sent_at > 0) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            double at = r->occurred_at > 0 ? (double)r->occurred_at
-                                           : (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-            /* a provider's whole-second time can fall just before our sent_at */
-            metrics_delivery_time(app->metrics, at > t.sent_at ? at - t.sent_at : 0);
-        }
-    }
-    if (rc == 0 && *res == RECEIPT_APPLIED && act == ACT_RETRY)
-        metrics_retry(app->metrics, category);
-    if (rc == 0 && *res == RECEIPT_APPLIED && act == ACT_NEXT)
-        metrics_fallback(app->metrics, category);
-    if (rc == 0 && *res == RECEIPT_APPLIED && (act == ACT_RETRY || act == ACT_NEXT) &&
-        !engine_kick(app->engine))
-        comms_notify(app->db, NULL);
-    if (rc == 0 && ended)
-        engine_alert(app, &t.job, category, r->error_text ? r->error_text : r->raw_status);
-    if (rc == 0 && *res == RECEIPT_ORPHAN)
-        log_warn("receipt for a message Herald does not know; kept as an orphan event", "provider",
-                 r->provider, "provider_message_id", r->provider_id, "status", r->raw_status);
-    receipt_target_free(&t);
-    return rc;
-}
 
 /* ---- Twilio ------------------------------------------------------------- */
 
@@ -230,15 +143,11 @@ void api_webhook_twilio(http_req_t *req)
         .details_json = details,
     };
     receipt_result_t res;
-    int rc = handle_receipt(app, &r, &res, &err);
+    int rc = receipt_handle(app, &r, &res, &err);
     free(details);
     form_free(&f);
     if (rc != 0) {
         http_reply_error(req, 503, "unavailable", "cannot record the receipt; retry");
-        return;
-    }
-    if (res == RECEIPT_BUSY) {
-        http_reply_error(req, 503, "busy", "a send of this message is in flight; retry");
         http_reply_header(req, "Retry-After", "5");
         return;
     }
@@ -395,7 +304,7 @@ void api_webhook_whatsapp(http_req_t *req)
         http_reply_error(req, 400, "invalid_field", "%s", problem);
         return;
     }
-    bool busy = false, failed = false;
+    bool failed = false;
     hd_err_t err;
     for (size_t i = 0; i < n && !failed; i++) {
         const cJSON *s = statuses[i];
@@ -446,19 +355,15 @@ void api_webhook_whatsapp(http_req_t *req)
             .details_json = details,
         };
         receipt_result_t res;
-        if (handle_receipt(app, &r, &res, &err) != 0)
+        if (receipt_handle(app, &r, &res, &err) != 0)
             failed = true;
-        else if (res == RECEIPT_BUSY)
-            busy = true;
         free(details);
     }
     free(statuses);
     cJSON_Delete(doc);
-    if (failed || busy) {
+    if (failed) {
         /* Meta retries the whole payload; what was recorded is counted once. */
-        http_reply_error(req, 503, failed ? "unavailable" : "busy",
-                         failed ? "cannot record the receipt; retry"
-                                : "a send of this message is in flight; retry");
+        http_reply_error(req, 503, "unavailable", "cannot record the receipt; retry");
         http_reply_header(req, "Retry-After", "5");
         return;
     }

@@ -330,7 +330,7 @@ static void dispatch(http_req_t *req)
                          app->cfg->max_body_bytes);
         return;
     }
-    route_status_t rs = router_match(&app->router, req->method, req->path, &req->match);
+    route_status_t rs = router_match(app->router, req->method, req->path, &req->match);
     if (rs == ROUTE_NOT_FOUND) {
         http_reply_error(req, 404, "not_found", "no route matches %s on this path", req->method);
         return;

@@ -24,7 +24,7 @@
 static const char *const entry_points[][2] = {
     {"strategy", "decide"},     {"strategy", "explain"},  {"strategy", "refusal"},
     {"retry", "policy"},        {"classify", "classify"}, {"content", "render"},
-    {"content", "compile_all"},
+    {"content", "compile_all"}, {"retry", "no_receipt"},  {"retry", "alert"},
 };
 
 typedef struct gen {
@@ -390,6 +390,23 @@ int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, 
     if (*out == NULL)
         return hd_err_prefix(err, "%s.%s returned a value that is not plain data", module, fn);
     return 0;
+}
+
+void lrt_where(lrt_t *rt, const char *module, const char *fn, char *out, size_t n)
+{
+    snprintf(out, n, "scripts/%s.lua", module);
+    hd_err_t err;
+    lua_State *L = lrt_state(rt, &err);
+    if (L == NULL)
+        return;
+    int top = lua_gettop(L);
+    if (lstate_require(L, module, &err) == 0) {
+        lua_getfield(L, -1, fn); /* stack: module, fn */
+        lua_Debug ar;
+        if (lua_isfunction(L, -1) && lua_getinfo(L, ">S", &ar) && ar.linedefined > 0)
+            snprintf(out, n, "%s:%d", ar.short_src, ar.linedefined);
+    }
+    lua_settop(L, top);
 }
 
 void lrt_status(lrt_t *rt, lrt_status_t *out)

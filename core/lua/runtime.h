@@ -60,6 +60,10 @@ lua_State *lrt_state(lrt_t *rt, hd_err_t *err);
 int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, int nargs,
              cJSON **out, hd_err_t *err);
 
+/* Where module.fn is defined in the current generation ("scripts/retry.lua:52"),
+ * for errors about what it returned; "scripts/<module>.lua" when unknown. */
+void lrt_where(lrt_t *rt, const char *module, const char *fn, char *out, size_t n);
+
 void lrt_status(lrt_t *rt, lrt_status_t *out);
 
 /* The directories the runtime reads (for the watcher). */

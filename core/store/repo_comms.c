@@ -98,7 +98,12 @@ static const pg_stmt_t st_get = {
     "extract(epoch from send_at)::bigint, "
     TS("created_at") ", " TS("queued_at") ", " TS("sending_at") ", " TS("sent_at") ", "
     TS("delivered_at") ", " TS("opened_at") ", " TS("clicked_at") ", " TS("failed_at") ", "
-    TS("cancelled_at") " FROM crm_communications WHERE id = $1::uuid",
+    TS("cancelled_at") ", "
+    /* a message waiting between attempts: when its send job comes due */
+    "(SELECT " TS("j.due_at") " "
+    "FROM crm_jobs j WHERE j.communication_id = crm_communications.id AND j.kind = 'send' "
+    "AND crm_communications.status = 'scheduled') "
+    "FROM crm_communications WHERE id = $1::uuid",
     1};
 /* clang-format on */
 static const pg_stmt_t st_logs = {
@@ -169,6 +174,7 @@ cJSON *comms_get(pg_pool_t *db, const char *id, bool *found, hd_err_t *err)
                                         "clicked_at", "failed_at",    "cancelled_at"};
     for (int i = 0; i < 9; i++)
         cJSON_AddItemToObject(o, times[i], str_or_null(r, 0, 17 + i));
+    cJSON_AddItemToObject(o, "next_attempt_at", str_or_null(r, 0, 26));
     cJSON *attempts = cJSON_AddArrayToObject(o, "attempts");
     cJSON *events = cJSON_AddArrayToObject(o, "events");
     for (int i = 0; i < PQntuples(l); i++) {

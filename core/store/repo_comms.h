@@ -86,7 +86,8 @@ typedef struct comm_job {
     bool batch;          /* low urgency: this job carries the client's digest */
     char *payload_json;  /* {"attachments": [...]} given at acceptance */
     bool resend;         /* made by a failed receipt: the message is 'sent' and goes again */
-    char kind[16];       /* "send", or "no_receipt": a delivery-receipt timer */
+    char kind[16];       /* "send"; "no_receipt" (a delivery-receipt timer), "receipt" (a
+                            parked receipt), "alert" (a failure alert): repo_jobs.h */
     char *tracked_links; /* set by the worker: JSON array of a tracked email's URLs */
     /* the communication */
     char status[16];
@@ -107,15 +108,26 @@ typedef struct comm_attempt {
     bool ok, may_have_been_sent;
     int latency_ms;
     const char *details_json;
+    const char *held_reason; /* OUTCOME_HELD: the policy_error event's text */
 } comm_attempt_t;
 
 /* The outcome of one attempt, in one transaction: the delivery log row and
  * then either sent (job done), retry (job due again after delay_s on the
- * same channel), next channel (job moves along the chain), or failed.
- * Returns 1 when the lease was lost (only the attempt row is written). */
-typedef enum { OUTCOME_SENT, OUTCOME_RETRY, OUTCOME_NEXT, OUTCOME_FAILED } comm_outcome_t;
+ * same channel; the message reads 'scheduled' meanwhile), next channel (job
+ * moves along the chain; 'queued'), failed (with the alert jobs of
+ * alert_targets, repo_jobs.h), or held: the policy could not say what comes
+ * next, so the job waits delay_s like a retry and a 'policy_error' event
+ * says why (held_reason). Returns 1 when the lease was lost (only the
+ * attempt row is written). */
+typedef enum {
+    OUTCOME_SENT,
+    OUTCOME_RETRY,
+    OUTCOME_NEXT,
+    OUTCOME_FAILED,
+    OUTCOME_HELD
+} comm_outcome_t;
 int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
-                 comm_outcome_t outcome, double delay_s, hd_err_t *err);
+                 comm_outcome_t outcome, double delay_s, const char *alert_targets, hd_err_t *err);
 
 /* Many outcomes at once (one worker's finished sends). */
 typedef struct comm_record {
@@ -130,7 +142,8 @@ typedef struct comm_record {
  * single statement, the rest as comms_record would. A batch of plain sends
  * is one round trip and one commit. 0, or -1 with nothing written. Each
  * job appears at most once in recs (as in comms_mark_sending_many). */
-int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err);
+int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, const char *alert_targets,
+                      hd_err_t *err);
 
 /* Marks messages as being handed to a provider, in one statement: status
  * sending, may_have_been_sent (a crash from here on is reported as "may have
@@ -140,10 +153,11 @@ int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err);
 int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
                             int n, bool *marked, hd_err_t *err);
 
-/* A channel skipped without an attempt (opted out, no address): an event
- * row and the job moves along the chain (or the message fails). */
+/* A channel skipped without an attempt (refused by the policy, or it could
+ * not render): an event row and the job moves along the chain (or, when it
+ * was the last, the message fails with the alert jobs of alert_targets). */
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
-               bool last, hd_err_t *err);
+               bool last, const char *alert_targets, hd_err_t *err);
 
 /* A job with nothing left to do (its message was cancelled, or is already
  * with the provider, say by an early receipt): the job goes, the message
@@ -156,10 +170,12 @@ int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char
 
 /* comms_record on a connection the caller holds inside its own transaction. */
 int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
-                    comm_outcome_t outcome, double delay_s, hd_err_t *err);
+                    comm_outcome_t outcome, double delay_s, const char *alert_targets,
+                    hd_err_t *err);
 
 /* Puts the job back until `until` (Unix seconds) with an event saying why:
- * the policy says not now (quiet hours began since acceptance). */
+ * the policy says not now (quiet hours began since acceptance); the message
+ * reads 'scheduled' meanwhile. */
 int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *reason,
                 hd_err_t *err);
 
@@ -179,15 +195,5 @@ double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err);
 
 /* The queue right now: jobs due and free, waiting for their time, leased. */
 int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err);
-
-/* Arms the no-receipt timer of a message just sent on channel j->channel_index:
- * due after seconds (one per message and channel). */
-int comms_arm_no_receipt(pg_pool_t *db, const comm_job_t *j, double seconds, hd_err_t *err);
-
-/* A timer job came due: when the message is still only 'sent' on channel,
- * the job becomes the resend on the next channel (*fired, with an event
- * saying message); otherwise it is dropped. */
-int comms_fire_no_receipt(pg_pool_t *db, const comm_job_t *j, const char *channel,
-                          const char *message, bool *fired, hd_err_t *err);
 
 #endif

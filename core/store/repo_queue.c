@@ -5,6 +5,7 @@
  * read, list, cancel) are in repo_comms.c.
  */
 #include "store/repo_comms.h"
+#include "store/repo_jobs.h"
 #include "base/buf.h"
 #include "base/log.h"
 
@@ -16,7 +17,8 @@
 
 static const pg_stmt_t st_claim = {
     "comms_claim",
-    "WITH c AS (SELECT id, lease_owner FROM crm_jobs WHERE kind IN ('send', 'no_receipt') "
+    "WITH c AS (SELECT id, lease_owner FROM crm_jobs "
+    "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
     "AND due_at <= now() "
     "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
     "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
@@ -236,6 +238,20 @@ static const pg_stmt_t st_log_event = {
     "VALUES ($1::uuid, 'event', $2, $3, $4, $5)",
     5};
 
+/* Between attempts: waiting for a retry's time (or held) reads 'scheduled',
+ * due again now on the next channel 'queued'; a cancel may take either. A
+ * 'sent' message with a resend job keeps its status. */
+static const pg_stmt_t st_waiting = {
+    "comms_waiting",
+    "UPDATE crm_communications SET status = 'scheduled', updated_at = now() "
+    "WHERE id = $1::uuid AND status IN ('queued', 'sending')",
+    1};
+static const pg_stmt_t st_requeued = {
+    "comms_requeued",
+    "UPDATE crm_communications SET status = 'queued', queued_at = coalesce(queued_at, now()), "
+    "updated_at = now() WHERE id = $1::uuid AND status IN ('scheduled', 'sending')",
+    1};
+
 /* Runs st and reports how many rows it changed (-1 on error). */
 static int exec_rows(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, hd_err_t *err)
 {
@@ -260,6 +276,7 @@ static int move_job(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, d
     int n;
     switch (outcome) {
     case OUTCOME_RETRY:
+    case OUTCOME_HELD:
         n = exec_rows(c, &st_job_retry, moved, err);
         break;
     case OUTCOME_NEXT:
@@ -314,12 +331,12 @@ static const pg_stmt_t st_digest_run = {
 cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err)
 {
     const char *p[] = {j->client_id, j->comm_id};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return NULL;
     cJSON *items = NULL;
-    PGresult *r = NULL;
-    if (pg_exec_script(c, "BEGIN", err) == 0 && (r = pg_exec(c, &st_gather, p, err)) != NULL) {
+    PGresult *r = pg_exec(c, &st_gather, p, err);
+    if (r != NULL) {
         items = cJSON_CreateArray();
         for (int i = 0; i < PQntuples(r); i++) {
             cJSON *o = cJSON_CreateObject();
@@ -332,18 +349,48 @@ cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err)
         char n[16];
         snprintf(n, sizeof(n), "%d", PQntuples(r));
         const char *dp[] = {j->client_id, j->comm_id, n};
-        if (pg_exec_ok(c, &st_digest_run, dp, err) != 0 || pg_commit(c, err) != 0) {
+        if (pg_exec_ok(c, &st_digest_run, dp, err) != 0) {
             cJSON_Delete(items);
             items = NULL;
         }
     }
     PQclear(r);
-    pg_pool_put(db, c);
+    if (pg_tx_end(db, c, items ? 0 : -1, err) != 0) {
+        cJSON_Delete(items);
+        items = NULL;
+    }
     return items;
 }
 
+/* The message's status between attempts (see st_waiting). */
+static int between(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, hd_err_t *err)
+{
+    const char *idp[] = {j->comm_id};
+    if (outcome == OUTCOME_RETRY || outcome == OUTCOME_HELD)
+        return pg_exec_ok(c, &st_waiting, idp, err);
+    if (outcome == OUTCOME_NEXT)
+        return pg_exec_ok(c, &st_requeued, idp, err);
+    return 0;
+}
+
+/* The message failed: its failed state and its alert jobs. */
+static int failed(pg_conn_t *c, const comm_job_t *j, const char *alert_targets,
+                  const char *category, const char *reason, hd_err_t *err)
+{
+    const char *idp[] = {j->comm_id};
+    PGresult *r = pg_exec(c, &st_failed, idp, err);
+    if (r == NULL)
+        return -1;
+    bool now_failed = atoi(PQcmdTuples(r)) > 0;
+    PQclear(r);
+    if (j->batch && pg_exec_ok(c, &st_members_failed, idp, err) != 0)
+        return -1;
+    return now_failed ? jobs_alert_on(c, j->comm_id, alert_targets, category, reason, err) : 0;
+}
+
 int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
-                    comm_outcome_t outcome, double delay_s, hd_err_t *err)
+                    comm_outcome_t outcome, double delay_s, const char *alert_targets,
+                    hd_err_t *err)
 {
     char attempt[16], latency[16];
     snprintf(attempt, sizeof(attempt), "%d", j->attempt + 1);
@@ -369,10 +416,13 @@ int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
         if (rc == 0 && j->batch)
             rc = pg_exec_ok(c, &st_members_sent, sp, err);
     } else if (rc == 0 && outcome == OUTCOME_FAILED) {
-        const char *idp[] = {j->comm_id};
-        rc = pg_exec_ok(c, &st_failed, idp, err);
-        if (rc == 0 && j->batch)
-            rc = pg_exec_ok(c, &st_members_failed, idp, err);
+        rc = failed(c, j, alert_targets, a->category, a->message, err);
+    } else if (rc == 0) {
+        rc = between(c, j, outcome, err);
+    }
+    if (rc == 0 && outcome == OUTCOME_HELD) {
+        const char *ep[] = {j->comm_id, a->channel, "policy_error", "policy_error", a->held_reason};
+        rc = pg_exec_ok(c, &st_log_event, ep, err);
     }
     return rc;
 }
@@ -451,7 +501,8 @@ static int record_plain(pg_conn_t *c, comm_record_t *recs, int n, hd_err_t *err)
     return 0;
 }
 
-int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err)
+int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, const char *alert_targets,
+                      hd_err_t *err)
 {
     int plain = 0;
     for (int i = 0; i < n; i++) {
@@ -465,21 +516,19 @@ int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err)
         return -1;
     /* Only plain sends: one statement is one transaction already. */
     bool txn = plain < n;
-    int rc = txn ? pg_exec_script(c, "BEGIN", err) : 0;
+    int rc = txn ? pg_tx_open(c, err) : 0;
     if (rc == 0 && plain > 0)
         rc = record_plain(c, recs, n, err);
     for (int i = 0; i < n && rc == 0; i++) {
         if (plain_send(&recs[i]))
             continue;
-        recs[i].result =
-            comms_record_on(c, recs[i].job, &recs[i].a, recs[i].outcome, recs[i].delay_s, err);
+        recs[i].result = comms_record_on(c, recs[i].job, &recs[i].a, recs[i].outcome,
+                                         recs[i].delay_s, alert_targets, err);
         if (recs[i].result < 0)
             rc = -1;
     }
-    if (txn && rc == 0 && pg_commit(c, err) != 0)
-        rc = -1;
-    if (txn && rc != 0)
-        pg_exec_script(c, "ROLLBACK", NULL);
+    if (txn)
+        rc = pg_tx_close(c, rc, err);
     pg_pool_put(db, c);
     if (rc != 0)
         for (int i = 0; i < n; i++)
@@ -488,18 +537,15 @@ int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, hd_err_t *err)
 }
 
 int comms_record(pg_pool_t *db, const comm_job_t *j, const comm_attempt_t *a,
-                 comm_outcome_t outcome, double delay_s, hd_err_t *err)
+                 comm_outcome_t outcome, double delay_s, const char *alert_targets, hd_err_t *err)
 {
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    if (rc == 0)
-        rc = comms_record_on(c, j, a, outcome, delay_s, err);
-    if (rc >= 0 && pg_commit(c, err) != 0)
-        rc = -1;
-    pg_pool_put(db, c);
-    return rc;
+    int rc = comms_record_on(c, j, a, outcome, delay_s, alert_targets, err);
+    /* 1 (lease lost): the attempt row is still a fact worth committing */
+    int end = pg_tx_end(db, c, rc < 0 ? -1 : 0, err);
+    return end != 0 ? -1 : rc;
 }
 
 int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char *message,
@@ -510,41 +556,31 @@ int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char
 }
 
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
-               bool last, hd_err_t *err)
+               bool last, const char *alert_targets, hd_err_t *err)
 {
     const char *ep[] = {j->comm_id, channel, "skipped", "skipped", reason};
-    const char *idp[] = {j->comm_id};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    comm_outcome_t o = last ? OUTCOME_FAILED : OUTCOME_NEXT;
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    if (rc == 0)
-        rc = move_job(c, j, last ? OUTCOME_FAILED : OUTCOME_NEXT, 0, err);
+    int rc = move_job(c, j, o, 0, err);
     if (rc == 0)
         rc = pg_exec_ok(c, &st_log_event, ep, err);
-    if (rc == 0 && last)
-        rc = pg_exec_ok(c, &st_failed, idp, err);
-    if (rc >= 0 && pg_commit(c, err) != 0)
-        rc = -1;
-    pg_pool_put(db, c);
-    return rc;
+    if (rc == 0)
+        rc = last ? failed(c, j, alert_targets, "unusable", reason, err) : between(c, j, o, err);
+    return pg_tx_end(db, c, rc, err);
 }
 
 int comms_drop(pg_pool_t *db, const comm_job_t *j, const char *reason, hd_err_t *err)
 {
     const char *ep[] = {j->comm_id, NULL, "dropped", "dropped", reason};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    if (rc == 0)
-        rc = move_job(c, j, OUTCOME_SENT, 0, err); /* the job goes; the message stays */
+    int rc = move_job(c, j, OUTCOME_SENT, 0, err); /* the job goes; the message stays */
     if (rc == 0)
         rc = pg_exec_ok(c, &st_log_event, ep, err);
-    if (rc >= 0 && pg_commit(c, err) != 0)
-        rc = -1;
-    pg_pool_put(db, c);
-    return rc;
+    return pg_tx_end(db, c, rc, err);
 }
 
 static const pg_stmt_t st_defer = {
@@ -561,20 +597,18 @@ int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *r
     snprintf(at, sizeof(at), "%lld", (long long)until);
     const char *p[] = {job, at, j->owner};
     const char *ep[] = {j->comm_id, NULL, "deferred", "deferred", reason};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    if (rc == 0) {
-        int n = exec_rows(c, &st_defer, p, err);
-        rc = n < 0 ? -1 : n == 0 ? 1 : 0;
-    }
+    int n = exec_rows(c, &st_defer, p, err);
+    int rc = n < 0 ? -1 : n == 0 ? 1 : 0;
     if (rc == 0)
         rc = pg_exec_ok(c, &st_log_event, ep, err);
-    if (rc >= 0 && pg_commit(c, err) != 0)
-        rc = -1;
-    pg_pool_put(db, c);
-    return rc;
+    if (rc == 0)
+        rc = between(c, j, OUTCOME_RETRY, err);
+    /* 1: no longer ours, nothing written; ending it either way is harmless */
+    int end = pg_tx_end(db, c, rc < 0 ? -1 : 0, err);
+    return end != 0 ? -1 : rc;
 }
 
 static const pg_stmt_t st_extend = {
@@ -606,7 +640,7 @@ static const pg_stmt_t st_next_due = {
     /* NULL when nothing is waiting (greatest(0, NULL) would say "now" and
      * an idle worker would spin) */
     "SELECT extract(epoch from (min(due_at) - now())) FROM crm_jobs "
-    "WHERE kind IN ('send', 'no_receipt') "
+    "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
     "AND (lease_expires_at IS NULL OR lease_expires_at < now())",
     0};
 
@@ -645,70 +679,6 @@ int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, h
     *due = atol(PQgetvalue(r, 0, 0));
     *scheduled = atol(PQgetvalue(r, 0, 1));
     *leased = atol(PQgetvalue(r, 0, 2));
-    PQclear(r);
-    return 0;
-}
-
-/* ---- no-receipt timers ---- */
-
-static const pg_stmt_t st_arm = {
-    "comms_arm_no_receipt",
-    "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, channel_index, dedup_key, "
-    "payload) SELECT id, 'no_receipt', priority, now() + make_interval(secs => $3::float8), "
-    "$2::smallint, 'no_receipt:' || id || ':' || $2, jsonb_build_object('after', $3::float8) "
-    "FROM crm_communications WHERE id = $1::uuid "
-    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
-    3};
-
-int comms_arm_no_receipt(pg_pool_t *db, const comm_job_t *j, double seconds, hd_err_t *err)
-{
-    char idx[16], secs[32];
-    snprintf(idx, sizeof(idx), "%d", j->channel_index);
-    snprintf(secs, sizeof(secs), "%.3f", seconds);
-    const char *p[] = {j->comm_id, idx, secs};
-    return pg_pool_exec_ok(db, &st_arm, p, err);
-}
-
-/* Still no receipt: the timer job becomes the resend on the next channel
- * (only while the message is 'sent' on the timer's channel and no other send
- * job exists); otherwise the timer just goes. */
-static const pg_stmt_t st_fire = {
-    "comms_fire_no_receipt",
-    "WITH m AS (SELECT id FROM crm_communications WHERE id = $1::uuid AND status = 'sent' "
-    "AND channel = $2 AND NOT EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = $1::uuid "
-    "AND kind = 'send')), "
-    "u AS (UPDATE crm_jobs SET kind = 'send', channel_index = channel_index + 1, attempt = 0, "
-    "payload = payload || '{\"resend\": true}', due_at = now(), dedup_key = NULL, "
-    "lease_owner = NULL, lease_expires_at = NULL "
-    "WHERE id = $3::bigint AND lease_owner = $4 AND EXISTS (SELECT 1 FROM m) RETURNING 1), "
-    "d AS (DELETE FROM crm_jobs WHERE id = $3::bigint AND lease_owner = $4 "
-    "AND NOT EXISTS (SELECT 1 FROM m) RETURNING 1), "
-    "e AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, "
-    "message) SELECT $1::uuid, 'event', $2, 'no_receipt', 'no_receipt', $5 FROM u) "
-    "SELECT (SELECT count(*) FROM u)",
-    5};
-
-int comms_fire_no_receipt(pg_pool_t *db, const comm_job_t *j, const char *channel,
-                          const char *message, bool *fired, hd_err_t *err)
-{
-    *fired = false;
-    char job[24];
-    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
-    const char *p[] = {j->comm_id, channel, job, j->owner, message};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    PGresult *r = pg_exec(c, &st_fire, p, err);
-    if (r == NULL && pg_is_unique_violation(c)) {
-        /* a receipt made the message's send job meanwhile: it wins, the timer goes */
-        const char *dp[] = {job, j->owner};
-        r = pg_exec(c, &st_job_done, dp, err);
-    } else if (r != NULL) {
-        *fired = atoi(PQgetvalue(r, 0, 0)) > 0;
-    }
-    pg_pool_put(db, c);
-    if (r == NULL)
-        return -1;
     PQclear(r);
     return 0;
 }

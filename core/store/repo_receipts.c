@@ -1,5 +1,6 @@
 /* repo_receipts.c - delivery receipts (see repo_receipts.h). */
 #include "store/repo_receipts.h"
+#include "store/repo_jobs.h"
 #include "base/buf.h"
 #include "base/log.h"
 
@@ -151,7 +152,8 @@ static int moved_if(int n, const char *to, char moved[16])
 
 static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
                     receipt_action_t act, double delay_s, const char *category,
-                    receipt_result_t *result, bool *ended, char moved[16], hd_err_t *err)
+                    const char *alert_targets, receipt_result_t *result, bool *ended,
+                    char moved[16], hd_err_t *err)
 {
     const char *id = t->found ? t->comm_id : NULL;
     char when[32] = "";
@@ -224,6 +226,9 @@ static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
         n = rows(c, &st_end, idp, err);
         *ended = n > 0;
         moved_if(n, "failed", moved);
+        if (n > 0)
+            return jobs_alert_on(c, id, alert_targets, category,
+                                 r->error_text ? r->error_text : r->raw_status, err);
         return n < 0 ? -1 : 0;
     }
     char delay[32], attempt[16], index[16];
@@ -239,29 +244,27 @@ static int apply_in(pg_conn_t *c, const receipt_t *r, const receipt_target_t *t,
 
 int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
                    receipt_action_t act, double delay_s, const char *category,
-                   receipt_result_t *result, bool *ended, char moved[16], hd_err_t *err)
+                   const char *alert_targets, receipt_result_t *result, bool *ended, char moved[16],
+                   hd_err_t *err)
 {
     *ended = false;
     moved[0] = '\0';
     *result = RECEIPT_APPLIED;
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    if (rc == 0)
-        rc = apply_in(c, r, t, act, delay_s, category, result, ended, moved, err);
-    if (rc == 0 && *result == RECEIPT_BUSY) {
-        pg_exec_script(c, "ROLLBACK", NULL);
-    } else if (rc == 0 && pg_commit(c, err) == 0) {
-        /* committed */
-    } else {
-        pg_exec_script(c, "ROLLBACK", NULL);
+    int rc = apply_in(c, r, t, act, delay_s, category, alert_targets, result, ended, moved, err);
+    /* busy: nothing of it may stand (not even the event: it is applied later) */
+    bool busy = rc == 0 && *result == RECEIPT_BUSY;
+    rc = pg_tx_end(db, c, busy ? 1 : rc, err);
+    if (busy)
+        return 0;
+    if (rc != 0) {
         *ended = false;
         moved[0] = '\0';
-        rc = -1;
+        return -1;
     }
-    pg_pool_put(db, c);
-    return rc;
+    return 0;
 }
 
 /* ---- tracking ---- */

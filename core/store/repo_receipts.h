@@ -68,18 +68,21 @@ typedef enum {
     RECEIPT_APPLIED = 0,
     RECEIPT_DUPLICATE, /* this dedup_key was seen: nothing changed */
     RECEIPT_ORPHAN,    /* no message: kept as an orphan event */
-    RECEIPT_BUSY       /* a send job of the message is in flight: try again later */
+    RECEIPT_BUSY,      /* a send job of the message is in flight: not applied yet */
+    RECEIPT_PARKED     /* kept as a job, applied once its send is recorded */
 } receipt_result_t;
 
 /* In one transaction: the event row (once per dedup_key), the forward
  * status move, and for a failure the action (only while the message is
  * 'sent' on the receipt's channel: a receipt about a channel already left
  * behind is just an event). category/code go to last_error_*; delay_s is the
- * job's wait. *ended is set when the message became 'failed' here; moved
+ * job's wait. *ended is set when the message became 'failed' here (its
+ * alert jobs for alert_targets are queued in the same transaction); moved
  * gets the status the message moved to ("" when it did not move). */
 int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
                    receipt_action_t act, double delay_s, const char *category,
-                   receipt_result_t *result, bool *ended, char moved[16], hd_err_t *err);
+                   const char *alert_targets, receipt_result_t *result, bool *ended, char moved[16],
+                   hd_err_t *err);
 
 /* An open ('o') or a click ('c', link index, url) from the tracking
  * endpoints: an event row for every hit; the first open sets opened_at (and

@@ -46,7 +46,7 @@ static int setup_http(const tr_settings_t *s, tr_xfer_t *x, const char *url, con
     if (x->easy == NULL)
         return tr_refuse(res, "http: out of memory");
     CURL *h = x->easy;
-    tr_easy_common(h, s->c.timeout_ms[x->msg->channel]);
+    tr_easy_common(h, x->msg->post_url ? TR_POST_TIMEOUT_MS : s->c.timeout_ms[x->msg->channel]);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, x->body.data);
@@ -259,4 +259,36 @@ void tr_http_finish(const tr_settings_t *s, tr_xfer_t *x, CURLcode rc, tr_result
             snprintf(res->text, sizeof(res->text), "HTTP %ld", status);
     }
     cJSON_Delete(doc);
+}
+
+/* ---- operations POSTs (the alert webhook) ---- */
+
+int tr_post_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res)
+{
+    const char *url = x->msg->post_url;
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return tr_refuse(res, "post: the URL must be http:// or https://");
+    buf_puts(&x->body, x->msg->text ? x->msg->text : "{}");
+    if (setup_http(s, x, url, "application/json", res))
+        return 1;
+    curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
+    return 0;
+}
+
+void tr_post_finish(const tr_settings_t *s, tr_xfer_t *x, CURLcode rc, tr_result_t *res)
+{
+    (void)s;
+    snprintf(res->kind, sizeof(res->kind), "http");
+    if (tr_network_error(x->easy, rc, x->body.len, res))
+        return;
+    long status = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    res->http_status = (int)status;
+    res->request_sent = true;
+    res->retry_after = x->retry_after;
+    res->ok = rc == CURLE_OK && status >= 200 && status < 300;
+    snprintf(res->text, sizeof(res->text), "%s",
+             rc != CURLE_OK ? curl_easy_strerror(rc)
+             : res->ok      ? "accepted"
+                            : "not a 2xx answer");
 }

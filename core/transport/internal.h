@@ -47,6 +47,8 @@ void tr_smtp_finish(const tr_settings_t *s, tr_xfer_t *x, CURLcode rc, tr_result
 int tr_twilio_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res);
 int tr_whatsapp_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res);
 void tr_http_finish(const tr_settings_t *s, tr_xfer_t *x, CURLcode rc, tr_result_t *res);
+int tr_post_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res);
+void tr_post_finish(const tr_settings_t *s, tr_xfer_t *x, CURLcode rc, tr_result_t *res);
 int tr_outbox_write(const tr_settings_t *s, const tr_message_t *m, tr_result_t *res);
 
 /* The email as both the SMTP and the outbox drivers send it (the same bytes). */

@@ -16,6 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A lane per channel, and one for operations POSTs (tr_message_t.post_url). */
+#define POST_LANE TR_NCHANNELS
+#define NLANES    (TR_NCHANNELS + 1)
+
+static int lane_of(const tr_message_t *m)
+{
+    return m->post_url ? POST_LANE : (int)m->channel;
+}
+
 struct tr_engine {
     tr_settings_t s;
     CURLM *multi;
@@ -24,9 +33,9 @@ struct tr_engine {
     tr_xfer_t *submitted; /* under mu: new messages, newest first */
     bool stopping;        /* under mu */
     /* loop thread only: */
-    tr_xfer_t *waiting[TR_NCHANNELS]; /* FIFO per channel, over the cap */
-    tr_xfer_t *waiting_tail[TR_NCHANNELS];
-    int active[TR_NCHANNELS];
+    tr_xfer_t *waiting[NLANES]; /* FIFO per lane, over the cap */
+    tr_xfer_t *waiting_tail[NLANES];
+    int active[NLANES];
     atomic_int pending; /* submitted + waiting + active */
 };
 
@@ -75,6 +84,7 @@ void tr_message_free(tr_message_t *m)
         free(m->wa_params[i]);
     free(m->wa_params);
     free(m->traceparent);
+    free(m->post_url);
     free(m);
 }
 
@@ -234,7 +244,10 @@ static void start(tr_engine_t *t, tr_xfer_t *x)
     tr_result_t res;
     memset(&res, 0, sizeof(res));
     int rc;
-    switch (t->s.c.driver[x->msg->channel]) {
+    switch (x->msg->post_url ? -1 : (int)t->s.c.driver[x->msg->channel]) {
+    case -1:
+        rc = tr_post_prepare(&t->s, x, &res);
+        break;
     case TR_DRIVER_SMTP:
         rc = tr_smtp_prepare(&t->s, x, &res);
         break;
@@ -254,7 +267,7 @@ static void start(tr_engine_t *t, tr_xfer_t *x)
         return;
     }
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
-    t->active[x->msg->channel]++;
+    t->active[lane_of(x->msg)]++;
     curl_multi_add_handle(t->multi, x->easy);
 }
 
@@ -278,15 +291,16 @@ static bool admit(tr_engine_t *t)
     for (tr_xfer_t *x = rev, *n; x; x = n) {
         n = x->next;
         x->next = NULL;
-        tr_channel_t ch = x->msg->channel;
+        int ch = lane_of(x->msg);
         if (t->waiting_tail[ch])
             t->waiting_tail[ch]->next = x;
         else
             t->waiting[ch] = x;
         t->waiting_tail[ch] = x;
     }
-    for (int ch = 0; ch < TR_NCHANNELS; ch++) {
-        while (t->waiting[ch] && (stopping || t->active[ch] < t->s.c.in_flight[ch])) {
+    for (int ch = 0; ch < NLANES; ch++) {
+        int cap = ch == POST_LANE ? TR_POST_IN_FLIGHT : t->s.c.in_flight[ch];
+        while (t->waiting[ch] && (stopping || t->active[ch] < cap)) {
             tr_xfer_t *x = t->waiting[ch];
             t->waiting[ch] = x->next;
             if (t->waiting[ch] == NULL)
@@ -318,8 +332,10 @@ static void harvest(tr_engine_t *t)
         curl_multi_remove_handle(t->multi, x->easy);
         tr_result_t res;
         memset(&res, 0, sizeof(res));
-        tr_channel_t ch = x->msg->channel;
-        if (t->s.c.driver[ch] == TR_DRIVER_SMTP)
+        int ch = lane_of(x->msg);
+        if (ch == POST_LANE)
+            tr_post_finish(&t->s, x, rc, &res);
+        else if (t->s.c.driver[ch] == TR_DRIVER_SMTP)
             tr_smtp_finish(&t->s, x, rc, &res);
         else
             tr_http_finish(&t->s, x, rc, &res);

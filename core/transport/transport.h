@@ -50,7 +50,15 @@ typedef struct tr_message {
     char **wa_params;
     int nwa_params;
     char *traceparent; /* passed on to HTTP providers */
+    /* Not a message to a client: a JSON POST of `text` to this URL (the
+     * operations alert webhook). Its own lane of TR_POST_IN_FLIGHT
+     * transfers and a TR_POST_TIMEOUT_MS timeout, apart from every channel;
+     * ok on a 2xx answer. */
+    char *post_url;
 } tr_message_t;
+
+#define TR_POST_IN_FLIGHT  4
+#define TR_POST_TIMEOUT_MS 5000
 
 tr_message_t *tr_message_new(void);
 void tr_message_free(tr_message_t *m);

@@ -48,7 +48,10 @@ static void write_policy(const char *decide_channel)
              "return M\n",
              decide_channel);
     write_file(scripts, "strategy.lua", strategy);
-    write_file(scripts, "retry.lua", "return {policy = function() return {action='give_up'} end}");
+    write_file(scripts, "retry.lua",
+               "return {policy = function() return {action='give_up'} end,\n"
+               "        no_receipt = function() return nil end,\n"
+               "        alert = function() return {action='give_up'} end}");
     write_file(scripts, "classify.lua", "return {classify = function() return {} end}");
     write_file(scripts, "content.lua",
                "local M = {}\n"

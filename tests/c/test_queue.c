@@ -19,6 +19,7 @@
 #include "store/migrate.h"
 #include "store/pg.h"
 #include "store/repo_comms.h"
+#include "store/repo_jobs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,7 +237,7 @@ static void test_awkward_text_round_trip(void **state)
                                   .outcome = OUTCOME_SENT,
                                   .result = 42};
     }
-    if (comms_record_many(fx->pool, recs, 3, &err) != 0)
+    if (comms_record_many(fx->pool, recs, 3, "", &err) != 0)
         fail_msg("comms_record_many: %s", err.msg);
 
     for (int i = 0; i < 3; i++) {
@@ -298,7 +299,7 @@ static void test_lease_lost(void **state)
 
     comm_record_t rec = {
         .job = &jobs[0], .a = sent_attempt("email", "<lost@herald.test>"), .outcome = OUTCOME_SENT};
-    if (comms_record_many(fx->pool, &rec, 1, &err) != 0)
+    if (comms_record_many(fx->pool, &rec, 1, "", &err) != 0)
         fail_msg("comms_record_many: %s", err.msg);
     assert_int_equal(rec.result, 1);
 
@@ -349,7 +350,7 @@ static void test_mixed_batch(void **state)
          .outcome = OUTCOME_RETRY,
          .delay_s = 120},
     };
-    if (comms_record_many(fx->pool, recs, 2, &err) != 0)
+    if (comms_record_many(fx->pool, recs, 2, "", &err) != 0)
         fail_msg("comms_record_many: %s", err.msg);
     assert_int_equal(recs[0].result, 0);
     assert_int_equal(recs[1].result, 0);
@@ -369,7 +370,8 @@ static void test_mixed_batch(void **state)
 
     r = query(fx->pool, &st_comm, ids[1]);
     assert_string_not_equal(PQgetvalue(r, 0, 0), "sent");
-    assert_text(r, 0, 0, "sending");
+    /* between attempts no provider holds it: it waits, and can be cancelled */
+    assert_text(r, 0, 0, "scheduled");
     assert_text(r, 0, 2, NULL); /* provider_message_id */
     assert_text(r, 0, 3, "transient");
     assert_text(r, 0, 4, "421 4.7.0 try later");

@@ -159,3 +159,37 @@ describe("retry.policy", function()
     end)
   end)
 end)
+
+describe("retry.alert", function()
+  local saved_scale, saved_random
+  before_each(function()
+    saved_scale, saved_random = herald.config.retry_scale, herald.random
+    herald.config.retry_scale = 1
+    herald.random = function() return 0.5 end -- no jitter
+  end)
+  after_each(function()
+    herald.config.retry_scale, herald.random = saved_scale, saved_random
+  end)
+
+  it("retries on the alert schedule, then keeps the last step", function()
+    local s = settings.retry.alert_schedule
+    for i = 1, #s do
+      local a = retry.alert(i, { ok = false, text = "connection refused" })
+      assert.are.equal("retry", a.action)
+      assert.are.equal(s[i], a.delay)
+      assert.is_true(has(a.reason, "connection refused"))
+    end
+    assert.are.equal(s[#s], retry.alert(#s + 3, {}).delay)
+  end)
+
+  it("gives up after alert_give_up_after attempts", function()
+    local a = retry.alert(settings.retry.alert_give_up_after, {})
+    assert.are.equal("give_up", a.action)
+    assert.is_nil(a.delay)
+  end)
+
+  it("scales with herald.config.retry_scale", function()
+    herald.config.retry_scale = 0.001
+    assert.are.equal(settings.retry.alert_schedule[1] * 0.001, retry.alert(1, {}).delay)
+  end)
+end)

@@ -183,10 +183,20 @@ describe("strategy.decide", function()
       assert.is_true(has(strategy.explain(d), "sms: forced by the request"))
     end)
 
-    it("a forced channel outside the matrix row and the client's list still goes first", function()
+    it("a forced channel outside the client's list is refused, as it would be at send time", function()
       local d = decide("welcome", prefs({ channels = { "email" } }), { channel = "whatsapp" })
-      assert.are.equal("whatsapp", d.primary_channel)
-      assert.are.same({ "email" }, d.fallback_channels)
+      assert.are.equal("email", d.primary_channel)
+      assert.are.same({}, d.fallback_channels)
+      assert.is_true(has(strategy.explain(d), "whatsapp: not among the client's allowed channels"))
+    end)
+
+    it("refusal holds the allowed-channels rule: listed, unlisted, no list, empty list", function()
+      local p = prefs({ channels = { "sms" } })
+      assert.is_nil(strategy.refusal("sms", p))
+      assert.are.equal("not among the client's allowed channels", strategy.refusal("email", p))
+      assert.is_nil(strategy.refusal("email", prefs({ channels = herald.null })))
+      assert.are.equal("not among the client's allowed channels",
+        strategy.refusal("email", prefs({ channels = {} })))
     end)
 
     it("a forced channel the client opted out of is not used", function()

@@ -1,0 +1,352 @@
+/*
+ * dispatch.c - what a worker does with each claimed job before anything
+ * goes to a provider (see dispatch.h): a send is checked against the client
+ * as they are now (strategy.refusal, the whole consent rule, and the moment
+ * strategy.decide gives now), rendered, and tracked; timers, parked
+ * receipts and alerts go to their own modules. Uses engine/recipient,
+ * engine/policy, store/repo_comms and the transport's message type.
+ */
+#include "engine/dispatch.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "crypto/codec.h"
+#include "engine/alert.h"
+#include "engine/outcome.h"
+#include "engine/policy.h"
+#include "engine/receipt.h"
+#include "engine/recipient.h"
+#include "engine/worker.h"
+#include "store/repo_jobs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *json_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+/* Whether strategy.decide, asked again now with the client as they are now,
+ * puts the message later than a minute from now; *until and why say when
+ * and why. Critical messages are never held back; low ones wait for the
+ * digest time they were given (asked again just after it, the policy would
+ * name tomorrow's). -1: the policy could not answer. */
+static int still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_t *until,
+                       char *why, size_t whyn)
+{
+    if (j->urgency && (strcmp(j->urgency, "critical") == 0 || strcmp(j->urgency, "low") == 0))
+        return 0;
+    int64_t now = (int64_t)time(NULL);
+    policy_request_t rq = {.message_type = j->message_type, .urgency = j->urgency};
+    policy_decision_t d;
+    hd_err_t err;
+    if (policy_decide(app->policy, &rq, who, now, &d, &err) != 0) {
+        log_error("strategy.decide failed at send time; the message waits for a fixed policy",
+                  "comm_id", j->comm_id, "error", err.msg);
+        return -1;
+    }
+    int later = 0;
+    if (d.send_at > now + 60) {
+        later = 1;
+        *until = d.send_at;
+        char *text = NULL;
+        if (policy_explain(app->policy, &d, &text, &err) == 0)
+            snprintf(why, whyn, "not now: %s", text);
+        else
+            snprintf(why, whyn, "not now: the policy gives a later time");
+        free(text);
+    }
+    policy_decision_free(&d);
+    return later;
+}
+
+/* Fills ctx.items for a digest: the messages it carries, each with the
+ * subject its own email would have had. */
+static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t *err)
+{
+    cJSON *members = comms_gather_digest(app->db, j, err);
+    if (members == NULL)
+        return -1;
+    cJSON *items = cJSON_AddArrayToObject(ctx, "items");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, members)
+    {
+        cJSON *mctx = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "context"), true);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ctx, "client_name");
+        if (cJSON_IsString(name) && !cJSON_GetObjectItemCaseSensitive(mctx, "client_name"))
+            cJSON_AddStringToObject(mctx, "client_name", name->valuestring);
+        const char *type = json_str(m, "message_type");
+        policy_content_t c;
+        hd_err_t rerr;
+        cJSON *item = cJSON_CreateObject();
+        bool rendered = policy_render(app->policy, type, TR_EMAIL, mctx, &c, &rerr) == 0;
+        cJSON_AddStringToObject(item, "subject", rendered && c.subject ? c.subject : type);
+        cJSON_AddStringToObject(item, "message_type", type);
+        cJSON_AddItemToArray(items, item);
+        if (rendered)
+            policy_content_free(&c);
+        cJSON_Delete(mctx);
+    }
+    cJSON_Delete(members);
+    return 0;
+}
+
+/* The attachments given at acceptance (email only: the blueprint PDF; the
+ * other channels carry a link instead). They were checked then. */
+static void attach(tr_message_t *m, const char *payload_json)
+{
+    cJSON *p = cJSON_Parse(payload_json);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "attachments");
+    int n = cJSON_GetArraySize(list);
+    if (n > 0) {
+        m->attachments = xcalloc((size_t)n, sizeof(tr_attachment_t));
+        const cJSON *a;
+        cJSON_ArrayForEach(a, list)
+        {
+            const char *b64 = json_str(a, "content_base64");
+            tr_attachment_t *t = &m->attachments[m->nattachments];
+            if (b64 == NULL || b64_decode(b64, strlen(b64), &t->data, &t->len) != 0)
+                continue;
+            t->filename = xstrdup(json_str(a, "filename"));
+            t->content_type = xstrdup(json_str(a, "content_type"));
+            m->nattachments++;
+        }
+    }
+    cJSON_Delete(p);
+}
+
+/* The email's HTML with its links through /t/c and the open pixel; the
+ * unsubscribe page stays a direct link. days: the links' life. */
+static char *tracked_html(app_t *app, comm_job_t *j, const char *html, double days)
+{
+    buf_t base, skip;
+    buf_init(&base);
+    buf_init(&skip);
+    buf_puts(&base, app->cfg->public_url);
+    while (base.len && base.data[base.len - 1] == '/')
+        base.data[--base.len] = '\0';
+    buf_printf(&skip, "%s/u/", base.data);
+    free(j->tracked_links);
+    char *t = track_rewrite_html(&app->track_key, html, base.data, j->comm_id,
+                                 (int64_t)time(NULL) + (int64_t)(days * 86400), skip.data,
+                                 &j->tracked_links);
+    buf_free(&base);
+    buf_free(&skip);
+    return t;
+}
+
+/* A no-receipt timer came due: the next channel, unless a receipt (or a
+ * failure, or the lease's new holder) settled it meanwhile. */
+static void fire_no_receipt(app_t *app, comm_job_t *j)
+{
+    tr_channel_t chain[TR_NCHANNELS];
+    int n = engine_split_channels(j->channels_csv, chain);
+    hd_err_t err;
+    if (j->channel_index < 0 || j->channel_index + 1 >= n) {
+        comms_drop(app->db, j, "no-receipt timer without a next channel", &err);
+        return;
+    }
+    const char *ch = tr_channel_name(chain[j->channel_index]);
+    char why[200];
+    snprintf(why, sizeof(why), "no delivery receipt on %s in time; trying %s", ch,
+             tr_channel_name(chain[j->channel_index + 1]));
+    bool fired = false;
+    if (comms_fire_no_receipt(app->db, j, ch, why, &fired, &err) != 0) {
+        log_warn("cannot act on a no-receipt timer; its lease brings it back", "comm_id",
+                 j->comm_id, "reason", err.msg);
+        return;
+    }
+    if (fired) {
+        metrics_fallback(app->metrics, "no_receipt");
+        engine_wake(app);
+    }
+}
+
+/* The channel in hand cannot carry the message (the policy refused it, or
+ * it does not render): the next channel, or, on the last, the failure. */
+static void skip_channel(app_t *app, comm_job_t *j, tr_channel_t ch, bool last, const char *why)
+{
+    hd_err_t err;
+    char targets[32];
+    alert_targets(app, targets, sizeof(targets));
+    if (comms_skip(app->db, j, tr_channel_name(ch), why, last, targets, &err) != 0)
+        return;
+    if (last) {
+        metrics_comm(app->metrics, tr_channel_name(ch), "failed", j->message_type);
+        alert_raised(app, j, "unusable", why);
+    } else {
+        metrics_fallback(app->metrics, "unusable");
+        engine_wake(app);
+    }
+}
+
+/* The context a template sees: the request's, the client's name for
+ * greetings and the plan id; for a digest, the items it carries. */
+static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const char **type,
+                             hd_err_t *err)
+{
+    cJSON *ctx = cJSON_Parse(j->context_json ? j->context_json : "{}");
+    if (!cJSON_IsObject(ctx)) {
+        cJSON_Delete(ctx);
+        ctx = cJSON_CreateObject();
+    }
+    const char *name = json_str(who, "name");
+    if (name && !cJSON_GetObjectItemCaseSensitive(ctx, "client_name"))
+        cJSON_AddStringToObject(ctx, "client_name", name);
+    if (j->plan_id && !cJSON_GetObjectItemCaseSensitive(ctx, "plan_id"))
+        cJSON_AddStringToObject(ctx, "plan_id", j->plan_id);
+    *type = j->message_type;
+    if (j->batch) {
+        /* The day's low-urgency messages of this client go as one digest. */
+        if (digest_context(app, j, ctx, err) != 0) {
+            cJSON_Delete(ctx);
+            return NULL;
+        }
+        *type = "digest";
+    }
+    return ctx;
+}
+
+static tr_message_t *message_of(app_t *app, comm_job_t *j, tr_channel_t ch, const char *addr,
+                                const char *name, policy_content_t *c)
+{
+    tr_message_t *m = tr_message_new();
+    m->channel = ch;
+    m->comm_id = xstrdup(j->comm_id);
+    m->attempt = j->attempt + 1;
+    m->to = xstrdup(addr);
+    if (name)
+        m->to_name = xstrdup(name);
+    if (ch == TR_EMAIL && j->payload_json)
+        attach(m, j->payload_json);
+    m->subject = c->subject;
+    m->text = c->text;
+    if (c->html && ch == TR_EMAIL && c->track) {
+        m->html = tracked_html(app, j, c->html, c->track_days);
+        free(c->html);
+    } else {
+        m->html = c->html;
+    }
+    c->subject = c->text = c->html = NULL; /* the message owns them now */
+    policy_content_free(c);
+    return m;
+}
+
+/* A send job: 1 with *out ready, 0 settled here, -1 left to its lease. */
+static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
+{
+    hd_err_t err;
+    if (strcmp(j->status, "scheduled") && strcmp(j->status, "queued") &&
+        strcmp(j->status, "sending") && !(j->resend && strcmp(j->status, "sent") == 0)) {
+        /* cancelled, settled, or already with the provider (an early
+         * receipt said so): the job has nothing left to do */
+        char why[80];
+        snprintf(why, sizeof(why), "nothing to send: the message is %s", j->status);
+        comms_drop(app->db, j, why, &err);
+        return 0;
+    }
+    if (strcmp(j->status, "sending") == 0 && j->recovered)
+        /* Claimed again after a lease ran out: the process that had it
+         * died mid-send. Say so in the record, then send again. */
+        comms_event(app->db, j, "recovered",
+                    "claimed again after a lease expired; the previous attempt may have been "
+                    "sent",
+                    &err);
+    tr_channel_t chain[TR_NCHANNELS];
+    int n = engine_split_channels(j->channels_csv, chain);
+    if (j->channel_index >= n) {
+        char targets[32];
+        alert_targets(app, targets, sizeof(targets));
+        comms_skip(app->db, j, NULL, "no channel left in the chain", true, targets, &err);
+        return 0;
+    }
+    tr_channel_t ch = chain[j->channel_index];
+    bool last = j->channel_index == n - 1;
+    cJSON *who = recipient_load(app, j->client_id, j->recipient_enc, &err);
+    if (who == NULL) {
+        log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
+                  j->comm_id, "reason", err.msg);
+        return -1;
+    }
+    /* Consent is checked again at every attempt, and it is the policy's
+     * rule alone: C obeys. No answer: never send without it; the lease
+     * brings the job back and health shows the script error meanwhile. */
+    char *refusal = NULL;
+    if (policy_refusal(app->policy, ch, who, &refusal, &err) != 0) {
+        log_error("strategy.refusal failed; the message waits for its lease and a fixed policy",
+                  "comm_id", j->comm_id, "channel", tr_channel_name(ch), "error", err.msg);
+        cJSON_Delete(who);
+        return -1;
+    }
+    if (refusal) {
+        char why[300];
+        snprintf(why, sizeof(why), "%s: %s", tr_channel_name(ch), refusal);
+        free(refusal);
+        skip_channel(app, j, ch, last, why);
+        cJSON_Delete(who);
+        return 0;
+    }
+    /* The address the channel sends to: what the policy allowed it with. */
+    const char *addr = ch == TR_EMAIL ? json_str(who, "email") : json_str(who, "phone");
+    if (addr == NULL) {
+        skip_channel(app, j, ch, last,
+                     ch == TR_EMAIL ? "email: no email address" : "sms/whatsapp: no phone number");
+        cJSON_Delete(who);
+        return 0;
+    }
+    /* The moment is checked again too: a retry or a fallback that comes due
+     * inside the client's quiet hours (or outside business hours for
+     * normal urgency) waits for the time the policy gives now. */
+    int64_t later = 0;
+    char why_later[300] = "";
+    int lr = still_later(app, j, who, &later, why_later, sizeof(why_later));
+    if (lr != 0) {
+        if (lr > 0)
+            comms_defer(app->db, j, later, why_later, &err);
+        cJSON_Delete(who);
+        return lr > 0 ? 0 : -1;
+    }
+    const char *type;
+    cJSON *ctx = render_context(app, j, who, &type, &err);
+    if (ctx == NULL) {
+        log_error("cannot gather the digest; the lease brings it back", "comm_id", j->comm_id,
+                  "reason", err.msg);
+        cJSON_Delete(who);
+        return -1;
+    }
+    policy_content_t c;
+    int rc = policy_render(app->policy, type, ch, ctx, &c, &err);
+    cJSON_Delete(ctx);
+    if (rc != 0) {
+        /* A template error is the policy's: this channel cannot render. */
+        char why[600];
+        snprintf(why, sizeof(why), "render failed: %s", err.msg);
+        log_error("render failed", "comm_id", j->comm_id, "channel", tr_channel_name(ch), "error",
+                  err.msg);
+        skip_channel(app, j, ch, last, why);
+        cJSON_Delete(who);
+        return 0;
+    }
+    *out = message_of(app, j, ch, addr, json_str(who, "name"), &c);
+    cJSON_Delete(who);
+    return 1;
+}
+
+int dispatch_job(app_t *app, comm_job_t *j, tr_message_t **out)
+{
+    *out = NULL;
+    if (strcmp(j->kind, "no_receipt") == 0) {
+        fire_no_receipt(app, j);
+        return 0;
+    }
+    if (strcmp(j->kind, "receipt") == 0) {
+        receipt_run_parked(app, j);
+        return 0;
+    }
+    if (strcmp(j->kind, "alert") == 0)
+        return alert_prepare(app, j, out);
+    return dispatch_send(app, j, out);
+}

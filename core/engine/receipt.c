@@ -1,0 +1,225 @@
+/*
+ * receipt.c - applying a provider's receipt (see receipt.h). Uses
+ * store/repo_receipts to find and apply, engine/outcome for the policy's
+ * answer to a failure, store/repo_jobs to park, and engine/alert.
+ */
+#include "engine/receipt.h"
+#include "base/log.h"
+#include "engine/alert.h"
+#include "engine/outcome.h"
+#include "engine/worker.h"
+#include "store/repo_jobs.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A parked receipt is looked at again after 0.25 s, doubling to this; past
+ * PARK_GIVE_UP tries (about two hours) it is applied as things stand. */
+#define PARK_MAX_WAIT_S 60.0
+#define PARK_GIVE_UP    130
+
+static const char *const KIND_NAME[] = {"other", "sent", "delivered", "read", "failed"};
+
+static cJSON *receipt_json(const receipt_t *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "provider", r->provider);
+    cJSON_AddStringToObject(o, "channel", r->channel);
+    cJSON_AddStringToObject(o, "provider_id", r->provider_id);
+    if (r->comm_hint)
+        cJSON_AddStringToObject(o, "comm_hint", r->comm_hint);
+    cJSON_AddStringToObject(o, "kind", KIND_NAME[r->kind]);
+    cJSON_AddStringToObject(o, "raw_status", r->raw_status);
+    if (r->error_code)
+        cJSON_AddStringToObject(o, "error_code", r->error_code);
+    if (r->error_text)
+        cJSON_AddStringToObject(o, "error_text", r->error_text);
+    cJSON_AddStringToObject(o, "dedup_key", r->dedup_key);
+    cJSON_AddNumberToObject(o, "occurred_at", (double)r->occurred_at);
+    if (r->details_json)
+        cJSON_AddStringToObject(o, "details", r->details_json);
+    return o;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The receipt kept in a parked job's payload; strings borrowed from doc. */
+static int receipt_of_json(const cJSON *doc, receipt_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->provider = jstr(doc, "provider");
+    r->channel = jstr(doc, "channel");
+    r->provider_id = jstr(doc, "provider_id");
+    r->comm_hint = jstr(doc, "comm_hint");
+    r->raw_status = jstr(doc, "raw_status");
+    r->error_code = jstr(doc, "error_code");
+    r->error_text = jstr(doc, "error_text");
+    r->dedup_key = jstr(doc, "dedup_key");
+    r->details_json = jstr(doc, "details");
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(doc, "occurred_at");
+    r->occurred_at = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0;
+    const char *kind = jstr(doc, "kind");
+    r->kind = RECEIPT_OTHER;
+    for (int k = 0; kind && k < 5; k++)
+        if (strcmp(kind, KIND_NAME[k]) == 0)
+            r->kind = (receipt_kind_t)k;
+    return r->provider && r->channel && r->provider_id && r->raw_status && r->dedup_key ? 0 : -1;
+}
+
+/* What to do about a failure of the message's latest attempt: the policy's
+ * answer, as for a failed send. false: the policy could not answer. */
+static bool failure_action(app_t *app, const receipt_t *r, const receipt_target_t *t,
+                           receipt_action_t *act, double *delay, char category[16])
+{
+    tr_channel_t ch;
+    *act = ACT_NONE;
+    if (!(r->kind == RECEIPT_FAILED && t->current && !t->batch && strcmp(t->status, "sent") == 0 &&
+          strcmp(t->channel, r->channel) == 0 && t->channel_index >= 0 &&
+          tr_channel_parse(r->channel, &ch) == 0))
+        return true;
+    tr_result_t tr;
+    memset(&tr, 0, sizeof(tr));
+    snprintf(tr.kind, sizeof(tr.kind), "http");
+    snprintf(tr.provider_code, sizeof(tr.provider_code), "%s", r->error_code ? r->error_code : "");
+    snprintf(tr.provider_id, sizeof(tr.provider_id), "%s", r->provider_id);
+    snprintf(tr.text, sizeof(tr.text), "%s", r->error_text ? r->error_text : r->raw_status);
+    tr.request_sent = true;
+    outcome_next_t next;
+    outcome_after_failure(app, ch, t->attempt, t->channel_index, t->chain_len, &tr, &next);
+    if (next.outcome == OUTCOME_HELD) {
+        log_error("the policy cannot say what a failure receipt leads to; it is parked until it "
+                  "can",
+                  "comm_id", t->comm_id, "error", next.error);
+        return false;
+    }
+    snprintf(category, 16, "%s", next.category);
+    *delay = next.delay_s;
+    *act = next.outcome == OUTCOME_RETRY  ? ACT_RETRY
+           : next.outcome == OUTCOME_NEXT ? ACT_NEXT
+                                          : ACT_FAIL;
+    return true;
+}
+
+/* The metrics of an applied receipt. */
+static void count(app_t *app, const receipt_t *r, const receipt_target_t *t, receipt_action_t act,
+                  const char *category, const char *moved)
+{
+    if (moved[0]) {
+        metrics_comm(app->metrics, r->channel, moved, t->job.message_type);
+        bool was_out = strcmp(t->status, "sending") == 0 || strcmp(t->status, "sent") == 0;
+        if ((strcmp(moved, "delivered") == 0 || strcmp(moved, "opened") == 0) && was_out &&
+            t->sent_at > 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            double at = r->occurred_at > 0 ? (double)r->occurred_at
+                                           : (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+            /* a provider's whole-second time can fall just before our sent_at */
+            metrics_delivery_time(app->metrics, at > t->sent_at ? at - t->sent_at : 0);
+        }
+    }
+    if (act == ACT_RETRY)
+        metrics_retry(app->metrics, category);
+    else if (act == ACT_NEXT)
+        metrics_fallback(app->metrics, category);
+}
+
+/* One pass: applied, or *park when it must wait for its send's record (or
+ * for a policy that can answer). force: apply as things stand. */
+static int apply(app_t *app, const receipt_t *r, bool force, receipt_result_t *res, bool *park,
+                 receipt_target_t *t, hd_err_t *err)
+{
+    *park = false;
+    if (receipts_find(app->db, r, t, err) != 0)
+        return -1;
+    /* A failure of a send whose outcome is not recorded yet (found by our
+     * id, not by its provider id, while a send job of the message is in
+     * hand): the record usually lands within milliseconds. */
+    if (!force && t->found && r->kind == RECEIPT_FAILED && !t->by_provider_id && t->send_pending) {
+        *park = true;
+        return 0;
+    }
+    receipt_action_t act;
+    double delay = 0;
+    char category[16] = "";
+    if (!failure_action(app, r, t, &act, &delay, category)) {
+        if (!force) {
+            *park = true;
+            return 0;
+        }
+        act = ACT_NONE;
+    }
+    bool ended = false;
+    char moved[16];
+    char targets[32];
+    alert_targets(app, targets, sizeof(targets));
+    if (receipts_apply(app->db, r, t, act, delay, category[0] ? category : NULL, targets, res,
+                       &ended, moved, err) != 0)
+        return -1;
+    if (*res == RECEIPT_BUSY && !force) {
+        /* a send job of the message is in hand: this failure waits for it */
+        *park = true;
+        return 0;
+    }
+    if (*res == RECEIPT_APPLIED)
+        count(app, r, t, act, category, moved);
+    if (*res == RECEIPT_APPLIED && (act == ACT_RETRY || act == ACT_NEXT || ended))
+        engine_wake(app);
+    if (ended)
+        alert_raised(app, &t->job, category, r->error_text ? r->error_text : r->raw_status);
+    if (*res == RECEIPT_ORPHAN)
+        log_warn("receipt for a message Herald does not know; kept as an orphan event", "provider",
+                 r->provider, "provider_message_id", r->provider_id, "status", r->raw_status);
+    return 0;
+}
+
+int receipt_handle(app_t *app, const receipt_t *r, receipt_result_t *res, hd_err_t *err)
+{
+    receipt_target_t t;
+    bool park;
+    int rc = apply(app, r, false, res, &park, &t, err);
+    if (rc == 0 && park) {
+        cJSON *doc = receipt_json(r);
+        char *payload = cJSON_PrintUnformatted(doc);
+        cJSON_Delete(doc);
+        rc = jobs_park_receipt(app->db, t.comm_id, r->dedup_key, payload, err);
+        free(payload);
+        if (rc == 0) {
+            *res = RECEIPT_PARKED;
+            engine_wake(app);
+        }
+    }
+    receipt_target_free(&t);
+    return rc;
+}
+
+void receipt_run_parked(app_t *app, comm_job_t *j)
+{
+    hd_err_t err;
+    cJSON *payload = cJSON_Parse(j->payload_json ? j->payload_json : "");
+    receipt_t r;
+    if (receipt_of_json(payload, &r) != 0) {
+        jobs_finish(app->db, j, "dropped", "a parked receipt that cannot be read", &err);
+        cJSON_Delete(payload);
+        return;
+    }
+    receipt_target_t t;
+    receipt_result_t res;
+    bool park = false;
+    int rc = apply(app, &r, j->attempt >= PARK_GIVE_UP, &res, &park, &t, &err);
+    receipt_target_free(&t);
+    if (rc != 0)
+        log_warn("cannot apply a parked receipt; its lease brings it back", "comm_id", j->comm_id,
+                 "reason", err.msg);
+    else if (park)
+        jobs_again(app->db, j, fmin(0.25 * pow(2, j->attempt), PARK_MAX_WAIT_S), NULL, NULL, &err);
+    else
+        jobs_finish(app->db, j, NULL, NULL, &err);
+    cJSON_Delete(payload);
+}
