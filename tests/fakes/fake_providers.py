@@ -8,6 +8,9 @@ One process serves both providers on one port, told apart by the path:
     POST /v18.0/{phone_number_id}/messages                 fake Meta (any vNN.N)
     GET  /_stats                                           counters, JSON
     POST /_stats/reset                                     zero the counters (returns the old ones)
+    POST /_hold[?provider=twilio|meta]                     hold provider answers (see "Hold")
+    GET  /_held                                            the answers held now, JSON
+    POST /_release                                         send every held answer; stop holding
 
 Debian's /usr/bin/python3, standard library only.  HTTP/1.1 with keep-alive
 (one thread per TCP connection, many requests per connection), every response
@@ -98,7 +101,30 @@ Stats: GET /_stats
      "injected_failures": n,    500s caused by --fail-percent
      "since": "...", "seconds": s,         start of the counting period
      "config": {...}}
+     "held_answers": n,         answers held by POST /_hold right now
 All counters cover the time since start or the last POST /_stats/reset.
+
+Hold: POST /_hold, GET /_held, POST /_release
+---------------------------------------------
+Off by default. After POST /_hold (every provider) or POST /_hold?provider=twilio
+(or meta; repeatable), each provider request of a held provider is read,
+validated and answered as usual, except that the answer (its sid or wamid
+already chosen) is kept until POST /_release, which sends every held answer
+at once and stops holding; new requests are answered at once again. The
+client sees a send that is in flight for as long as the test wants, and the
+test knows in advance the id the provider will return. Answers only: the
+"never answer" row (0006) still never answers.
+    POST /_hold     -> {"holding": ["twilio", ...], "held": n}
+    GET  /_held     -> {"holding": [...], "held": [{"n": 1, "provider": "twilio",
+                        "to": "+1...", "status": 201, "sid": "SM...",
+                        "status_callback": "https://..."}, ...]}
+                       (Meta: "id": "wamid...", "biz_opaque_callback_data": "...";
+                        "sid"/"id" is null when the held answer is an error)
+    POST /_release  -> {"released": n}
+A held answer counts in held_answers (not in in_flight); the record line is
+written when the answer is sent. If the client closes the connection first,
+the answer is dropped when released. SIGTERM releases nothing: held
+connections are closed without an answer.
 
 Record (--record FILE)
 ----------------------
@@ -252,6 +278,7 @@ class Stats:
         self.open = 0        # connections open right now: never reset
         self.in_flight = 0   # provider requests being handled: never reset
         self.held = 0        # "never answer" connections held right now: never reset
+        self.held_answers = 0  # answers kept by POST /_hold right now: never reset
         self.generation = 0
         self._zero()
 
@@ -290,6 +317,10 @@ class Stats:
         with self.lock:
             self.held += delta
 
+    def hold_answer(self, delta):
+        with self.lock:
+            self.held_answers += delta
+
     def request_finished(self, provider, status, injected=False):
         key = "no_answer" if status is None else str(status)
         with self.lock:
@@ -312,6 +343,7 @@ class Stats:
                 "connections_open": self.open,
                 "in_flight": self.in_flight,
                 "held_open": self.held,
+                "held_answers": self.held_answers,
                 "max_in_flight": self.max_in_flight,
                 "injected_failures": self.injected,
                 "since": datetime.datetime.fromtimestamp(
@@ -339,6 +371,73 @@ class Recorder:
         with self.lock:
             self.file.write(line)
             self.file.flush()
+
+
+class Holds:
+    """POST /_hold, GET /_held, POST /_release: provider answers kept until released."""
+
+    PROVIDERS = ("twilio", "meta")
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.providers = set()  # providers whose answers are held now
+        self.entries = []       # what GET /_held shows, in arrival order
+        self.releases = 0       # bumped by every POST /_release
+        self.next_n = 0
+
+    def hold(self, providers):
+        with self.cond:
+            self.providers |= set(providers)
+            return {"holding": sorted(self.providers), "held": len(self.entries)}
+
+    def listing(self):
+        with self.cond:
+            return {"holding": sorted(self.providers), "held": [dict(e) for e in self.entries]}
+
+    def release(self):
+        with self.cond:
+            n = len(self.entries)
+            self.entries = []
+            self.providers = set()
+            self.releases += 1
+            self.cond.notify_all()
+            return {"released": n}
+
+    def wait(self, provider, parsed, reply, stopping, stats):
+        """Blocks while answers of provider are held; False when the server is stopping."""
+        with self.cond:
+            if provider not in self.providers:
+                return True
+            self.next_n += 1
+            self.entries.append(held_entry(self.next_n, provider, parsed, reply))
+            seen = self.releases
+            stats.hold_answer(+1)
+            try:
+                while self.releases == seen and not stopping.is_set():
+                    self.cond.wait(0.2)
+            finally:
+                stats.hold_answer(-1)
+            return not stopping.is_set()
+
+
+def held_entry(n, provider, parsed, reply):
+    """What GET /_held says about one held answer."""
+    try:
+        body = json.loads(reply.body) if reply.body else None
+    except ValueError:
+        body = None
+    ok = 200 <= reply.status < 300 and isinstance(body, dict)
+    if provider == "twilio":
+        form = parsed.get("form", {})
+        first = lambda v: v[0] if isinstance(v, list) else v  # noqa: E731
+        return {"n": n, "provider": provider, "to": first(form.get("To")),
+                "status": reply.status, "sid": body.get("sid") if ok else None,
+                "status_callback": first(form.get("StatusCallback"))}
+    msg = parsed.get("json") if isinstance(parsed.get("json"), dict) else {}
+    messages = body.get("messages") if ok else None
+    return {"n": n, "provider": provider, "to": msg.get("to"), "status": reply.status,
+            "id": messages[0].get("id") if messages else None,
+            "biz_opaque_callback_data": msg.get("biz_opaque_callback_data")}
 
 
 # ---------------------------------------------------------------------------
@@ -477,6 +576,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send(Reply(405, {"error": "POST /_stats/reset"}))
             return self.send(Reply(200, json.dumps(
                 self.server.stats.snapshot(reset=reset), indent=1) + "\n"))
+        if path in ("/_hold", "/_held", "/_release"):
+            return self.send(self.hold_control(path, url.query))
 
         if TWILIO_PATH.match(path) or path.startswith("/2010-04-01/"):
             provider = "twilio"
@@ -513,12 +614,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status = None if (reply is None or reply.hang) else reply.status
             stats.request_finished(provider, status, injected=bool(reply and reply.injected))
 
+        # POST /_hold: the answer is ready (its id chosen) but waits for /_release.
+        if provider and not reply.hang and not self.server.holds.wait(
+                provider, parsed, reply, self.server.stopping, stats):
+            self.close_connection = True
+            return
         # Record first: once a client has its answer, the line is in the file.
         self.record(provider, path, url.query, parsed, None if reply.hang else reply)
         if reply.hang:
             self.hang()
         else:
             self.send(reply)
+
+    def hold_control(self, path, query):
+        """POST /_hold[?provider=...], GET /_held, POST /_release."""
+        holds = self.server.holds
+        if path == "/_held":
+            if self.command != "GET":
+                return Reply(405, {"error": "GET /_held"})
+            return Reply(200, holds.listing())
+        if self.command != "POST":
+            return Reply(405, {"error": "POST %s" % path})
+        if path == "/_release":
+            return Reply(200, holds.release())
+        wanted = urllib.parse.parse_qs(query).get("provider") or list(Holds.PROVIDERS)
+        unknown = [p for p in wanted if p not in Holds.PROVIDERS]
+        if unknown:
+            return Reply(400, {"error": "provider: expected twilio or meta, not %s"
+                               % ", ".join(unknown)})
+        return Reply(200, holds.hold(wanted))
 
     def record(self, provider, path, query, parsed, reply):
         recorder = self.server.recorder
@@ -842,6 +966,7 @@ def main(argv=None):
     server.id_lock = threading.Lock()
     server.next_connection_id = 0
     server.recorder = Recorder(args.record)
+    server.holds = Holds()
     server.stats = Stats({"latency_ms": args.latency_ms, "fail_percent": args.fail_percent,
                           "twilio_sid": args.twilio_sid,
                           "meta_phone_number_id": args.meta_phone_number_id})

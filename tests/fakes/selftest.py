@@ -134,6 +134,7 @@ def start_fakes():
     specs = [
         ("http", "fake_providers.py", "--record", os.path.join(TMP, "record.jsonl")),
         ("http_latency", "fake_providers.py", "--latency-ms", "200"),
+        ("http_hold", "fake_providers.py"),
         ("http_fail_all", "fake_providers.py", "--fail-percent", "100"),
         ("http_fail_half", "fake_providers.py", "--fail-percent", "50"),
         ("http_custom", "fake_providers.py", "--twilio-sid", "AC" + "1" * 32,
@@ -559,6 +560,102 @@ class ProviderStatsTests(unittest.TestCase):
         failed = statuses.count(500)
         self.assertEqual(failed + statuses.count(201), 200)
         self.assertTrue(60 <= failed <= 140, failed)             # 50 % of 200, +/- 5.6 sigma
+
+
+class HoldTests(unittest.TestCase):
+    """POST /_hold, GET /_held, POST /_release on a fake of their own."""
+
+    def setUp(self):
+        self.port = alive("http_hold")
+        self.addCleanup(request, self.port, "POST", "/_release", b"")
+
+    def control(self, method, path):
+        r = request(self.port, method, path, b"" if method == "POST" else None)
+        self.assertEqual(r.status, 200, r.raw)
+        return r.json()
+
+    def in_threads(self, calls):
+        """Runs each call in a thread; returns (threads, results by index)."""
+        results = {}
+
+        def run(i, call):
+            try:
+                results[i] = call()
+            except Exception as exc:     # noqa: BLE001 - reported by the test
+                results[i] = exc
+        threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+        for t in threads:
+            t.start()
+        return threads, results
+
+    def wait_held(self, n, timeout=5):
+        deadline = time.monotonic() + timeout
+        while True:
+            held = self.control("GET", "/_held")
+            if len(held["held"]) >= n or time.monotonic() > deadline:
+                return held
+            time.sleep(0.02)
+
+    def test_off_by_default(self):
+        self.assertEqual(self.control("GET", "/_held"), {"holding": [], "held": []})
+        start = time.monotonic()
+        self.assertEqual(twilio(self.port).status, 201)
+        self.assertLess(time.monotonic() - start, 1.0)
+
+    def test_hold_then_release_answers_with_the_listed_ids(self):
+        self.assertEqual(self.control("POST", "/_hold"),
+                         {"holding": ["meta", "twilio"], "held": 0})
+        cb = "https://herald.test/api/crm/webhooks/twilio?comm_id=c-%d"
+        threads, results = self.in_threads(
+            [lambda i=i: twilio(self.port, to="+1555123%04d" % (100 + i),
+                                StatusCallback=cb % i) for i in range(3)]
+            + [lambda: meta(self.port, meta_text(biz_opaque_callback_data="comm-9")),
+               lambda: twilio(self.port, to="+15550000001")])      # an error is held too
+        held = self.wait_held(5)
+        self.assertEqual(held["holding"], ["meta", "twilio"])
+        self.assertEqual(len(held["held"]), 5, held)
+        self.assertEqual(results, {})                           # nobody answered yet
+        self.assertEqual(stats(self.port)["held_answers"], 5)
+        time.sleep(0.3)
+        self.assertEqual(results, {})
+        tw = {h["to"]: h for h in held["held"] if h["provider"] == "twilio"}
+        wa, = [h for h in held["held"] if h["provider"] == "meta"]
+        self.assertEqual(wa["biz_opaque_callback_data"], "comm-9")
+        self.assertRegex(wa["id"], r"^wamid\.")
+        self.assertEqual((tw["+15550000001"]["status"], tw["+15550000001"]["sid"]), (400, None))
+        self.assertEqual(self.control("POST", "/_release"), {"released": 5})
+        for t in threads:
+            t.join(5)
+        for i in range(3):
+            r = results[i]
+            self.assertEqual(r.status, 201, r.raw)
+            h = tw["+1555123%04d" % (100 + i)]
+            self.assertEqual((h["status"], h["sid"], h["status_callback"]),
+                             (201, r.json()["sid"], cb % i))
+        self.assertEqual(results[3].json()["messages"][0]["id"], wa["id"])
+        self.assertEqual(results[4].json()["code"], 21211)
+        # released: holding stops, new requests are answered at once
+        self.assertEqual(self.control("GET", "/_held"), {"holding": [], "held": []})
+        self.assertEqual(stats(self.port)["held_answers"], 0)
+        self.assertEqual(twilio(self.port).status, 201)
+
+    def test_hold_one_provider(self):
+        self.assertEqual(self.control("POST", "/_hold?provider=twilio"),
+                         {"holding": ["twilio"], "held": 0})
+        threads, results = self.in_threads([lambda: twilio(self.port)])
+        self.wait_held(1)
+        self.assertEqual(meta(self.port, meta_text()).status, 200)   # not held
+        self.assertEqual(results, {})
+        self.assertEqual(self.control("POST", "/_release"), {"released": 1})
+        threads[0].join(5)
+        self.assertEqual(results[0].status, 201)
+
+    def test_bad_control_requests(self):
+        self.assertEqual(request(self.port, "POST", "/_hold?provider=smtp", b"").status, 400)
+        self.assertEqual(request(self.port, "GET", "/_hold").status, 405)
+        self.assertEqual(request(self.port, "GET", "/_release").status, 405)
+        self.assertEqual(request(self.port, "POST", "/_held", b"").status, 405)
+        self.assertEqual(self.control("GET", "/_held")["holding"], [])
 
 
 # ---------------------------------------------------------------------------
