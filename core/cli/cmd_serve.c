@@ -37,6 +37,10 @@ static int build_app(app_t *app, cfg_t *cfg)
                           cfg->db_query_timeout_ms, &up, &err);
     if (!up)
         log_error("database unreachable at start; will keep retrying", "reason", err.msg);
+    /* health's own connection: its answer is about the database, never
+     * about a queue for the pool's connections */
+    app->probe = pg_pool_new(cfg->database_url, 1, cfg->db_connect_timeout_s,
+                             cfg->db_query_timeout_ms, &up, NULL);
     app->redis = rd_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->http_threads + 2, &err);
     if (app->redis == NULL) {
         fprintf(stderr, "herald serve: %s\n", err.msg);
@@ -88,6 +92,7 @@ static void free_app(app_t *app)
     app->router = NULL;
     fe_keyring_free(app->keyring);
     rd_free(app->redis);
+    pg_pool_free(app->probe);
     pg_pool_free(app->db);
 }
 

@@ -67,9 +67,9 @@ static bool id_text(const char *s, size_t max)
 typedef struct request {
     const char *plan, *client, *type, *urgency, *channel, *send_at_text;
     int64_t send_at;
-    char *context;     /* owned: the context as JSON text */
-    char *payload;     /* owned: {"attachments": [...]} or NULL */
-    cJSON *recipient;  /* owned: the checked override or NULL */
+    char *context;    /* owned: the context as JSON text */
+    char *payload;    /* owned: {"attachments": [...]} or NULL */
+    cJSON *recipient; /* owned: the checked override or NULL */
     int wait_ms;
 } request_t;
 
@@ -274,8 +274,8 @@ static bool decide(app_t *app, const request_t *r, policy_decision_t *d, accept_
 }
 
 /* Stores the message, its job and the key's answer in one statement. */
-static bool store(app_t *app, const accept_in_t *in, const request_t *r,
-                  const policy_decision_t *d, accept_out_t *o)
+static bool store(app_t *app, const accept_in_t *in, const request_t *r, const policy_decision_t *d,
+                  accept_out_t *o)
 {
     hd_err_t err;
     char *recipient_enc = NULL;

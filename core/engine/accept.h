@@ -17,24 +17,24 @@
 #include <stddef.h>
 
 typedef struct accept_in {
-    const cJSON *body;    /* the parsed JSON object */
-    const char *raw;      /* the exact body bytes (the idempotency hash) */
+    const cJSON *body; /* the parsed JSON object */
+    const char *raw;   /* the exact body bytes (the idempotency hash) */
     size_t raw_len;
-    const char *path;     /* the request path (the idempotency hash) */
+    const char *path;      /* the request path (the idempotency hash) */
     const char *principal; /* the caller (JWT sub) */
-    const char *idem_key; /* Idempotency-Key, or NULL */
-    const char *wait;     /* ?wait=, or NULL */
+    const char *idem_key;  /* Idempotency-Key, or NULL */
+    const char *wait;      /* ?wait=, or NULL */
 } accept_in_t;
 
 typedef struct accept_out {
-    int status;         /* 202, or the error's status */
-    char *body;         /* 202 (or replayed) answer, JSON; NULL for an error */
-    char code[32];      /* an error's code ("invalid_request", ...) */
-    char message[600];  /* an error's message */
-    char id[40];        /* the new message's id (202, not replayed) */
-    bool replayed;      /* Idempotent-Replayed: the stored answer */
-    int retry_after;    /* > 0: send Retry-After */
-    int wait_ms;        /* > 0: hold the answer until the first outcome */
+    int status;        /* 202, or the error's status */
+    char *body;        /* 202 (or replayed) answer, JSON; NULL for an error */
+    char code[32];     /* an error's code ("invalid_request", ...) */
+    char message[600]; /* an error's message */
+    char id[40];       /* the new message's id (202, not replayed) */
+    bool replayed;     /* Idempotent-Replayed: the stored answer */
+    int retry_after;   /* > 0: send Retry-After */
+    int wait_ms;       /* > 0: hold the answer until the first outcome */
 } accept_out_t;
 
 /* Fills *out in every case (caller frees with accept_out_free). */

@@ -23,6 +23,7 @@
 typedef struct app {
     cfg_t *cfg;
     pg_pool_t *db;
+    pg_pool_t *probe; /* one connection for health checks (never waits for the pool) */
     rd_client_t *redis;
     fe_keyring_t *keyring;
     metrics_t *metrics;

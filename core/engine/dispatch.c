@@ -34,8 +34,8 @@ static const char *json_str(const cJSON *o, const char *k)
  * and why. Critical messages are never held back; low ones wait for the
  * digest time they were given (asked again just after it, the policy would
  * name tomorrow's). -1: the policy could not answer. */
-static int still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_t *until,
-                       char *why, size_t whyn)
+static int still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_t *until, char *why,
+                       size_t whyn)
 {
     if (j->urgency && (strcmp(j->urgency, "critical") == 0 || strcmp(j->urgency, "low") == 0))
         return 0;

@@ -11,6 +11,8 @@
 #include "store/repo_jobs.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,4 +224,174 @@ void receipt_run_parked(app_t *app, comm_job_t *j)
     else
         jobs_finish(app->db, j, NULL, NULL, &err);
     cJSON_Delete(payload);
+}
+
+/* ---- the receipt threads ---- */
+
+struct receipt_batch {
+    atomic_int refs;  /* the submitter and the queue */
+    atomic_int state; /* -1 running, 0 recorded, 1 failed */
+    int n;
+    receipt_t *rs;
+    char **owned; /* the copies behind rs's strings */
+    int nowned;
+    receipt_batch_t *next;
+};
+
+struct receipt_queue {
+    app_t *app;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    receipt_batch_t *head, *tail; /* under mu */
+    bool stopping;                /* under mu */
+    pthread_t threads[4];
+    int nthreads;
+};
+
+static const char *keep(receipt_batch_t *b, const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    b->owned[b->nowned] = xstrdup(s);
+    return b->owned[b->nowned++];
+}
+
+static void batch_unref(receipt_batch_t *b)
+{
+    if (b == NULL || atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    for (int i = 0; i < b->nowned; i++)
+        free(b->owned[i]);
+    free(b->owned);
+    free(b->rs);
+    free(b);
+}
+
+static void apply_batch(app_t *app, receipt_batch_t *b)
+{
+    int state = 0;
+    for (int i = 0; i < b->n && state == 0; i++) {
+        receipt_result_t res;
+        hd_err_t err;
+        if (receipt_handle(app, &b->rs[i], &res, &err) != 0) {
+            log_warn("cannot record a receipt; the provider is asked to send it again", "provider",
+                     b->rs[i].provider, "reason", err.msg);
+            state = 1;
+        }
+    }
+    atomic_store(&b->state, state);
+}
+
+static void *run_receipts(void *arg)
+{
+    pthread_setname_np(pthread_self(), "herald-receipt");
+    receipt_queue_t *q = arg;
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        while (q->head == NULL && !q->stopping)
+            pthread_cond_wait(&q->cv, &q->mu);
+        receipt_batch_t *b = q->head;
+        if (b) {
+            q->head = b->next;
+            if (q->head == NULL)
+                q->tail = NULL;
+        }
+        pthread_mutex_unlock(&q->mu);
+        if (b == NULL)
+            break; /* stopping, and nothing left */
+        apply_batch(q->app, b);
+        batch_unref(b);
+    }
+    return NULL;
+}
+
+receipt_queue_t *receipt_queue_start(app_t *app, int nthreads, hd_err_t *err)
+{
+    receipt_queue_t *q = xcalloc(1, sizeof(*q));
+    q->app = app;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    if (nthreads < 1)
+        nthreads = 1;
+    if (nthreads > 4)
+        nthreads = 4;
+    for (int i = 0; i < nthreads; i++) {
+        if (pthread_create(&q->threads[i], NULL, run_receipts, q) != 0)
+            break;
+        q->nthreads++;
+    }
+    if (q->nthreads == 0) {
+        hd_err_set(err, "cannot start the receipt threads");
+        pthread_mutex_destroy(&q->mu);
+        pthread_cond_destroy(&q->cv);
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+void receipt_queue_stop(receipt_queue_t *q)
+{
+    if (q == NULL)
+        return;
+    pthread_mutex_lock(&q->mu);
+    q->stopping = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    for (int i = 0; i < q->nthreads; i++)
+        pthread_join(q->threads[i], NULL);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+receipt_batch_t *receipt_submit(app_t *app, const receipt_t *rs, int n)
+{
+    receipt_batch_t *b = xcalloc(1, sizeof(*b));
+    atomic_init(&b->refs, 2);
+    atomic_init(&b->state, -1);
+    b->n = n;
+    b->rs = xcalloc((size_t)n + 1, sizeof(receipt_t));
+    b->owned = xcalloc((size_t)n * 11 + 1, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        const receipt_t *r = &rs[i];
+        b->rs[i] = (receipt_t){
+            .provider = keep(b, r->provider),
+            .channel = keep(b, r->channel),
+            .provider_id = keep(b, r->provider_id),
+            .comm_hint = keep(b, r->comm_hint),
+            .kind = r->kind,
+            .raw_status = keep(b, r->raw_status),
+            .error_code = keep(b, r->error_code),
+            .error_text = keep(b, r->error_text),
+            .dedup_key = keep(b, r->dedup_key),
+            .occurred_at = r->occurred_at,
+            .details_json = keep(b, r->details_json),
+        };
+    }
+    receipt_queue_t *q = engine_receipts(app->engine);
+    if (q == NULL) {
+        apply_batch(app, b);
+        batch_unref(b); /* the queue's reference */
+        return b;
+    }
+    pthread_mutex_lock(&q->mu);
+    if (q->tail)
+        q->tail->next = b;
+    else
+        q->head = b;
+    q->tail = b;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return b;
+}
+
+int receipt_batch_state(receipt_batch_t *b)
+{
+    return atomic_load(&b->state);
+}
+
+void receipt_batch_release(void *b)
+{
+    batch_unref(b);
 }

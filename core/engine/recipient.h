@@ -19,7 +19,6 @@ void recipient_merge(cJSON *prefs, const cJSON *override);
  * the message's recipient, kept encrypted with it (recipient_enc, or NULL).
  * Caller frees; NULL with err when the preferences or the recipient cannot
  * be read. */
-cJSON *recipient_load(app_t *app, const char *client_id, const char *recipient_enc,
-                      hd_err_t *err);
+cJSON *recipient_load(app_t *app, const char *client_id, const char *recipient_enc, hd_err_t *err);
 
 #endif

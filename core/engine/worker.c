@@ -15,6 +15,7 @@
 #include "crypto/hash.h"
 #include "engine/dispatch.h"
 #include "engine/outcome.h"
+#include "engine/receipt.h"
 #include "engine/rollup.h"
 #include "store/repo_comms.h"
 #include "transport/transport.h"
@@ -36,6 +37,10 @@
  * enough that the provider is never idle, seldom enough that a claim (and
  * its mark and record statements) carries several messages, not one. */
 #define CLAIM_AT (BATCH / 2)
+/* Threads applying webhook receipts: each receipt is one or two short
+ * statements, so two keep up with a burst while the HTTP threads only
+ * parse and answer. */
+#define RECEIPT_THREADS 2
 _Static_assert(BATCH <= OUTCOME_MAX, "a worker's finished sends are written in one batch");
 
 typedef struct outcome {
@@ -65,6 +70,7 @@ struct engine {
     int kick_fd;                /* eventfd: the listener's "send a NOTIFY" bell */
     atomic_bool notify_pending; /* a message was queued since the last NOTIFY */
     rollup_t *rollup;           /* the analytics refresher */
+    receipt_queue_t *receipts;  /* webhook receipts, applied off the HTTP threads */
     pthread_mutex_t wake_mu;
     pthread_cond_t wake_cv;
     unsigned long wakeups; /* under wake_mu */
@@ -299,6 +305,11 @@ static void wake_workers(struct engine *e)
     }
 }
 
+struct receipt_queue *engine_receipts(engine_t *e)
+{
+    return e ? e->receipts : NULL;
+}
+
 void engine_wake(app_t *app)
 {
     hd_err_t err;
@@ -461,6 +472,10 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
     }
     e->nworkers = started;
     e->rollup = rollup_start(app);
+    hd_err_t rerr;
+    e->receipts = receipt_queue_start(app, RECEIPT_THREADS, &rerr);
+    if (e->receipts == NULL)
+        log_warn("receipts are applied on the HTTP threads", "reason", rerr.msg);
     char nw[16];
     snprintf(nw, sizeof(nw), "%d", e->nworkers);
     log_info("engine started", "workers", nw);
@@ -473,6 +488,7 @@ void engine_stop(engine_t *e)
         return;
     atomic_store(&e->stopping, true);
     rollup_stop(e->rollup);
+    receipt_queue_stop(e->receipts); /* drains what the webhooks handed over */
     pthread_mutex_lock(&e->wake_mu);
     pthread_cond_broadcast(&e->wake_cv);
     pthread_mutex_unlock(&e->wake_mu);

@@ -27,6 +27,9 @@ bool engine_kick(engine_t *e);
  * engine, a NOTIFY for the others. Never waits for more than one round trip. */
 void engine_wake(app_t *app);
 
+/* The receipt threads of e (engine/receipt.h), or NULL without an engine. */
+struct receipt_queue *engine_receipts(engine_t *e);
+
 /* Graceful stop: no new claims; sends in flight finish (their outcomes are
  * recorded); leases on unstarted jobs are released for other processes. */
 void engine_stop(engine_t *e);

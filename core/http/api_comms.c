@@ -77,21 +77,93 @@ void api_comms_create(http_req_t *req)
     accept_out_free(&out);
 }
 
+/* ---- the API's shape of a stored message ---- */
+
+static void add_text(cJSON *o, const char *name, const char *v)
+{
+    cJSON_AddItemToObject(o, name, v ? cJSON_CreateString(v) : cJSON_CreateNull());
+}
+
+/* A stored JSON document (strategy, context) as a member; {} if unreadable. */
+static void add_doc(cJSON *o, const char *name, const char *json)
+{
+    cJSON *v = json ? cJSON_Parse(json) : NULL;
+    cJSON_AddItemToObject(o, name, v ? v : cJSON_CreateObject());
+}
+
+static cJSON *summary_json(const comm_row_t *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    add_text(o, "id", c->id);
+    add_text(o, "plan_id", c->plan_id);
+    add_text(o, "client_id", c->client_id);
+    add_text(o, "message_type", c->message_type);
+    add_text(o, "urgency", c->urgency);
+    add_text(o, "status", c->status);
+    add_text(o, "channel", c->channel);
+    return o;
+}
+
+static cJSON *log_json(const comm_log_row_t *l)
+{
+    cJSON *e = cJSON_CreateObject();
+    add_text(e, "channel", l->channel);
+    if (l->attempt)
+        cJSON_AddNumberToObject(e, "attempt", l->attempt_no);
+    else
+        add_text(e, "type", l->event_type);
+    add_text(e, "status", l->status);
+    add_text(e, "provider", l->provider);
+    add_text(e, "provider_message_id", l->provider_id);
+    add_text(e, "code", l->code);
+    add_text(e, "message", l->message);
+    add_text(e, "category", l->category);
+    cJSON_AddBoolToObject(e, "may_have_been_sent", l->may_have_been_sent);
+    if (l->has_latency)
+        cJSON_AddNumberToObject(e, "latency_ms", l->latency_ms);
+    add_text(e, "at", l->at);
+    return e;
+}
+
+static cJSON *message_json(const comm_row_t *c)
+{
+    cJSON *o = summary_json(c);
+    add_doc(o, "strategy", c->strategy_json);
+    add_doc(o, "context", c->context_json);
+    cJSON_AddNumberToObject(o, "attempt_count", c->attempt_count);
+    cJSON_AddBoolToObject(o, "may_have_been_sent", c->may_have_been_sent);
+    add_text(o, "provider_message_id", c->provider_message_id);
+    add_text(o, "last_error_category", c->last_error_category);
+    add_text(o, "last_error_code", c->last_error_code);
+    const struct {
+        const char *name, *v;
+    } times[] = {{"created_at", c->created_at},     {"queued_at", c->queued_at},
+                 {"sending_at", c->sending_at},     {"sent_at", c->sent_at},
+                 {"delivered_at", c->delivered_at}, {"opened_at", c->opened_at},
+                 {"clicked_at", c->clicked_at},     {"failed_at", c->failed_at},
+                 {"cancelled_at", c->cancelled_at}, {"next_attempt_at", c->next_attempt_at}};
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++)
+        add_text(o, times[i].name, times[i].v);
+    cJSON *attempts = cJSON_AddArrayToObject(o, "attempts");
+    cJSON *events = cJSON_AddArrayToObject(o, "events");
+    for (int i = 0; i < c->nlogs; i++)
+        cJSON_AddItemToArray(c->logs[i].attempt ? attempts : events, log_json(&c->logs[i]));
+    return o;
+}
+
 void api_comms_get(http_req_t *req)
 {
     const char *id = router_param(&req->match, "id");
-    bool found;
-    hd_err_t err = {{0}};
-    cJSON *doc = comms_get(req->app->db, id, &found, &err);
-    if (doc == NULL && !found && err.msg[0] == '\0') {
+    hd_err_t err;
+    comm_row_t c;
+    int rc = comms_get(req->app->db, id, &c, &err);
+    if (rc == 1)
         http_reply_error(req, 404, "not_found", "no communication with this id");
-        return;
-    }
-    if (doc == NULL) {
+    else if (rc < 0)
         http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
-        return;
-    }
-    http_reply_json(req, 200, doc);
+    else
+        http_reply_json(req, 200, message_json(&c));
+    comm_row_free(&c);
 }
 
 void api_comms_list(http_req_t *req)
@@ -153,14 +225,23 @@ void api_comms_list(http_req_t *req)
             f.to = to;
     }
     hd_err_t err;
-    cJSON *doc = comms_list(req->app->db, &f, &err);
-    if (doc == NULL) {
+    comm_page_t page;
+    if (comms_list(req->app->db, &f, &page, &err) != 0) {
         if (strncmp(err.msg, "cursor:", 7) == 0)
             http_reply_error(req, 400, "invalid_request", "%s", err.msg);
         else
             http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
         return;
     }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *items = cJSON_AddArrayToObject(doc, "items");
+    for (int i = 0; i < page.n; i++) {
+        cJSON *o = summary_json(&page.items[i]);
+        add_text(o, "created_at", page.items[i].created_at);
+        cJSON_AddItemToArray(items, o);
+    }
+    add_text(doc, "next_cursor", page.next_cursor);
+    comm_page_free(&page);
     http_reply_json(req, 200, doc);
 }
 

@@ -33,7 +33,7 @@ void api_health(http_req_t *req)
     hd_err_t dberr = {{0}}, rderr = {{0}};
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int db_ok = pg_pool_ping(app->db, &dberr) == 0;
+    int db_ok = pg_pool_ping(app->probe ? app->probe : app->db, &dberr) == 0;
     double db_ms = ms_since(&t0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rd_ok = rd_ping(app->redis, &rderr) == 0;

@@ -27,6 +27,59 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- answering once the engine has recorded them ---------------------- */
+
+/* Receipts are recorded by the engine's receipt threads, never on an HTTP
+ * thread: the connection is suspended meanwhile, and answered 200 once
+ * every receipt is recorded (or parked), 503 with Retry-After when the
+ * database could not take one (the provider sends it again) or after
+ * RECEIPT_ANSWER_MS. */
+#define RECEIPT_ANSWER_MS 10000
+
+static bool settled(http_req_t *req, bool timed_out, bool *ok)
+{
+    int state = receipt_batch_state(req->wait_obj);
+    *ok = state == 0;
+    if (state < 0 && !timed_out)
+        return false;
+    if (!*ok) {
+        http_reply_error(req, 503, "unavailable", "cannot record the receipt; retry");
+        http_reply_header(req, "Retry-After", "5");
+    }
+    return true;
+}
+
+static bool twilio_answer(http_req_t *req, bool timed_out)
+{
+    bool ok;
+    if (!settled(req, timed_out, &ok))
+        return false;
+    if (ok) /* Twilio wants a 2xx; an empty TwiML-free body is fine. */
+        http_reply_bytes(req, 200, "text/plain", "", 0);
+    return true;
+}
+
+static bool whatsapp_answer(http_req_t *req, bool timed_out)
+{
+    bool ok;
+    if (!settled(req, timed_out, &ok))
+        return false;
+    if (ok)
+        http_reply_json(req, 200, cJSON_CreateObject());
+    return true;
+}
+
+static void answer_later(http_req_t *req, receipt_batch_t *b, bool (*fn)(http_req_t *, bool))
+{
+    req->wait_obj = b;
+    req->wait_release = receipt_batch_release;
+    /* what goes out if the server stops before the receipts are recorded */
+    http_reply_error(req, 503, "unavailable", "shutting down; retry");
+    http_reply_header(req, "Retry-After", "5");
+    if (!fn(req, false))
+        http_suspend(req, RECEIPT_ANSWER_MS, fn);
+}
+
 /* ---- Twilio ------------------------------------------------------------- */
 
 static receipt_kind_t twilio_kind(const char *s)
@@ -142,17 +195,9 @@ void api_webhook_twilio(http_req_t *req)
         .dedup_key = dedup,
         .details_json = details,
     };
-    receipt_result_t res;
-    int rc = receipt_handle(app, &r, &res, &err);
+    answer_later(req, receipt_submit(app, &r, 1), twilio_answer);
     free(details);
     form_free(&f);
-    if (rc != 0) {
-        http_reply_error(req, 503, "unavailable", "cannot record the receipt; retry");
-        http_reply_header(req, "Retry-After", "5");
-        return;
-    }
-    /* Twilio wants a 2xx; an empty TwiML-free body is fine. */
-    http_reply_bytes(req, 200, "text/plain", "", 0);
 }
 
 /* ---- WhatsApp (Meta) ---------------------------------------------------- */
@@ -304,9 +349,9 @@ void api_webhook_whatsapp(http_req_t *req)
         http_reply_error(req, 400, "invalid_field", "%s", problem);
         return;
     }
-    bool failed = false;
-    hd_err_t err;
-    for (size_t i = 0; i < n && !failed; i++) {
+    receipt_t *rs = xcalloc(n + 1, sizeof(receipt_t));
+    char **owned = xcalloc(3 * n + 1, sizeof(char *)); /* dedup keys, details, codes */
+    for (size_t i = 0; i < n; i++) {
         const cJSON *s = statuses[i];
         const char *id = member(s, "id")->valuestring;
         const char *st = member(s, "status")->valuestring;
@@ -325,8 +370,10 @@ void api_webhook_whatsapp(http_req_t *req)
         else if (cJSON_IsString(code))
             snprintf(codebuf, sizeof(codebuf), "%.31s", code->valuestring);
         const cJSON *opaque = member(s, "biz_opaque_callback_data");
-        char dedup[300];
-        snprintf(dedup, sizeof(dedup), "wa:%s:%s", id, st);
+        buf_t dk;
+        buf_init(&dk);
+        buf_printf(&dk, "wa:%s:%s", id, st);
+        char *dedup = owned[3 * i] = buf_steal(&dk);
         /* kept: the status and its errors; not recipient_id (a phone number) */
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "status", st);
@@ -337,16 +384,17 @@ void api_webhook_whatsapp(http_req_t *req)
                                   cJSON_Duplicate(member(s, "conversation"), true));
         if (member(s, "pricing"))
             cJSON_AddItemToObject(d, "pricing", cJSON_Duplicate(member(s, "pricing"), true));
-        char *details = cJSON_PrintUnformatted(d);
+        char *details = owned[3 * i + 1] = cJSON_PrintUnformatted(d);
         cJSON_Delete(d);
-        receipt_t r = {
+        char *code_text = owned[3 * i + 2] = codebuf[0] ? xstrdup(codebuf) : NULL;
+        rs[i] = (receipt_t){
             .provider = "whatsapp",
             .channel = "whatsapp",
             .provider_id = id,
             .comm_hint = cJSON_IsString(opaque) ? opaque->valuestring : NULL,
             .kind = wa_kind(st),
             .raw_status = st,
-            .error_code = codebuf[0] ? codebuf : NULL,
+            .error_code = code_text,
             .error_text = cJSON_IsString(msg)     ? msg->valuestring
                           : cJSON_IsString(title) ? title->valuestring
                                                   : NULL,
@@ -354,18 +402,13 @@ void api_webhook_whatsapp(http_req_t *req)
             .occurred_at = at > 0 ? at : 0,
             .details_json = details,
         };
-        receipt_result_t res;
-        if (receipt_handle(app, &r, &res, &err) != 0)
-            failed = true;
-        free(details);
     }
+    /* Meta retries the whole payload on a 503; what was recorded is counted once. */
+    answer_later(req, receipt_submit(app, rs, (int)n), whatsapp_answer);
+    for (size_t i = 0; i < 3 * n; i++)
+        free(owned[i]);
+    free(owned);
+    free(rs);
     free(statuses);
     cJSON_Delete(doc);
-    if (failed) {
-        /* Meta retries the whole payload; what was recorded is counted once. */
-        http_reply_error(req, 503, "unavailable", "cannot record the receipt; retry");
-        http_reply_header(req, "Retry-After", "5");
-        return;
-    }
-    http_reply_json(req, 200, cJSON_CreateObject());
 }

@@ -519,6 +519,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         MHD_destroy_response(req->resp);
     cJSON_Delete(req->json);
     free(req->wait_data);
+    if (req->wait_release)
+        req->wait_release(req->wait_obj);
     for (int i = 0; i < req->nscratch; i++)
         free(req->scratch[i]);
     buf_free(&req->body);

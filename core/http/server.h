@@ -53,6 +53,8 @@ typedef struct http_req {
     struct timespec wait_until; /* CLOCK_MONOTONIC deadline */
     bool (*wait_fn)(struct http_req *req, bool timed_out);
     char *wait_data; /* the handler's, freed with the request */
+    void *wait_obj;  /* the handler's, released with wait_release when the request ends */
+    void (*wait_release)(void *obj);
     struct http_req *wait_next;
 } http_req_t;
 

@@ -114,10 +114,55 @@ static const pg_stmt_t st_logs = {
                        "occurred_at, id",
     1};
 
-static cJSON *str_or_null(PGresult *r, int row, int col)
+static char *text_or_null(PGresult *r, int row, int col)
 {
-    return PQgetisnull(r, row, col) ? cJSON_CreateNull()
-                                    : cJSON_CreateString(PQgetvalue(r, row, col));
+    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+void comm_row_free(comm_row_t *r)
+{
+    char **strs[] = {&r->id,
+                     &r->plan_id,
+                     &r->client_id,
+                     &r->message_type,
+                     &r->urgency,
+                     &r->status,
+                     &r->channel,
+                     &r->strategy_json,
+                     &r->context_json,
+                     &r->provider_message_id,
+                     &r->last_error_category,
+                     &r->last_error_code,
+                     &r->created_at,
+                     &r->queued_at,
+                     &r->sending_at,
+                     &r->sent_at,
+                     &r->delivered_at,
+                     &r->opened_at,
+                     &r->clicked_at,
+                     &r->failed_at,
+                     &r->cancelled_at,
+                     &r->next_attempt_at};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        free(*strs[i]);
+    for (int i = 0; i < r->nlogs; i++) {
+        comm_log_row_t *l = &r->logs[i];
+        char *ls[] = {l->channel, l->event_type, l->status,   l->provider, l->provider_id,
+                      l->code,    l->message,    l->category, l->at};
+        for (size_t k = 0; k < sizeof(ls) / sizeof(ls[0]); k++)
+            free(ls[k]);
+    }
+    free(r->logs);
+    memset(r, 0, sizeof(*r));
+}
+
+void comm_page_free(comm_page_t *p)
+{
+    for (int i = 0; i < p->n; i++)
+        comm_row_free(&p->items[i]);
+    free(p->items);
+    free(p->next_cursor);
+    memset(p, 0, sizeof(*p));
 }
 
 bool comms_valid_id(const char *s)
@@ -134,73 +179,64 @@ bool comms_valid_id(const char *s)
     return true;
 }
 
-cJSON *comms_get(pg_pool_t *db, const char *id, bool *found, hd_err_t *err)
+int comms_get(pg_pool_t *db, const char *id, comm_row_t *out, hd_err_t *err)
 {
-    *found = false;
+    memset(out, 0, sizeof(*out));
     if (!comms_valid_id(id))
-        return NULL;
+        return 1;
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     if (conn == NULL)
-        return NULL;
+        return -1;
     const char *p[] = {id};
     PGresult *r = pg_exec(conn, &st_get, p, err);
     PGresult *l = r && PQntuples(r) == 1 ? pg_exec(conn, &st_logs, p, err) : NULL;
     pg_pool_put(db, conn);
-    cJSON *o = NULL;
+    int rc = -1;
     if (r == NULL || (PQntuples(r) == 1 && l == NULL))
         goto done;
-    if (PQntuples(r) == 0) {
-        if (err)
-            err->msg[0] = '\0';
+    rc = 1;
+    if (PQntuples(r) == 0)
         goto done;
-    }
-    *found = true;
-    o = cJSON_CreateObject();
-    static const char *const names[] = {"id",      "plan_id", "client_id", "message_type",
-                                        "urgency", "status",  "channel"};
+    rc = 0;
+    char **cols[] = {&out->id,      &out->plan_id, &out->client_id, &out->message_type,
+                     &out->urgency, &out->status,  &out->channel};
     for (int i = 0; i < 7; i++)
-        cJSON_AddItemToObject(o, names[i], str_or_null(r, 0, i));
-    cJSON *strategy = cJSON_Parse(PQgetvalue(r, 0, 9));
-    cJSON_AddItemToObject(o, "strategy", strategy ? strategy : cJSON_CreateObject());
-    cJSON *ctx = cJSON_Parse(PQgetvalue(r, 0, 10));
-    cJSON_AddItemToObject(o, "context", ctx ? ctx : cJSON_CreateObject());
-    cJSON_AddNumberToObject(o, "attempt_count", atoi(PQgetvalue(r, 0, 11)));
-    cJSON_AddBoolToObject(o, "may_have_been_sent", PQgetvalue(r, 0, 12)[0] == 't');
-    cJSON_AddItemToObject(o, "provider_message_id", str_or_null(r, 0, 13));
-    cJSON_AddItemToObject(o, "last_error_category", str_or_null(r, 0, 14));
-    cJSON_AddItemToObject(o, "last_error_code", str_or_null(r, 0, 15));
-    static const char *const times[] = {"created_at", "queued_at",    "sending_at",
-                                        "sent_at",    "delivered_at", "opened_at",
-                                        "clicked_at", "failed_at",    "cancelled_at"};
-    for (int i = 0; i < 9; i++)
-        cJSON_AddItemToObject(o, times[i], str_or_null(r, 0, 17 + i));
-    cJSON_AddItemToObject(o, "next_attempt_at", str_or_null(r, 0, 26));
-    cJSON *attempts = cJSON_AddArrayToObject(o, "attempts");
-    cJSON *events = cJSON_AddArrayToObject(o, "events");
-    for (int i = 0; i < PQntuples(l); i++) {
-        bool attempt = strcmp(PQgetvalue(l, i, 0), "attempt") == 0;
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddItemToObject(e, "channel", str_or_null(l, i, 1));
-        if (attempt)
-            cJSON_AddNumberToObject(e, "attempt", atoi(PQgetvalue(l, i, 2)));
-        else
-            cJSON_AddItemToObject(e, "type", str_or_null(l, i, 3));
-        cJSON_AddItemToObject(e, "status", str_or_null(l, i, 4));
-        cJSON_AddItemToObject(e, "provider", str_or_null(l, i, 5));
-        cJSON_AddItemToObject(e, "provider_message_id", str_or_null(l, i, 6));
-        cJSON_AddItemToObject(e, "code", str_or_null(l, i, 7));
-        cJSON_AddItemToObject(e, "message", str_or_null(l, i, 8));
-        cJSON_AddItemToObject(e, "category", str_or_null(l, i, 9));
-        cJSON_AddBoolToObject(e, "may_have_been_sent", PQgetvalue(l, i, 10)[0] == 't');
-        if (!PQgetisnull(l, i, 11))
-            cJSON_AddNumberToObject(e, "latency_ms", atoi(PQgetvalue(l, i, 11)));
-        cJSON_AddItemToObject(e, "at", str_or_null(l, i, 12));
-        cJSON_AddItemToArray(attempt ? attempts : events, e);
+        *cols[i] = text_or_null(r, 0, i);
+    out->strategy_json = text_or_null(r, 0, 9);
+    out->context_json = text_or_null(r, 0, 10);
+    out->attempt_count = atoi(PQgetvalue(r, 0, 11));
+    out->may_have_been_sent = PQgetvalue(r, 0, 12)[0] == 't';
+    out->provider_message_id = text_or_null(r, 0, 13);
+    out->last_error_category = text_or_null(r, 0, 14);
+    out->last_error_code = text_or_null(r, 0, 15);
+    char **times[] = {&out->created_at,   &out->queued_at,      &out->sending_at, &out->sent_at,
+                      &out->delivered_at, &out->opened_at,      &out->clicked_at, &out->failed_at,
+                      &out->cancelled_at, &out->next_attempt_at};
+    for (int i = 0; i < 10; i++)
+        *times[i] = text_or_null(r, 0, 17 + i);
+    out->nlogs = PQntuples(l);
+    out->logs = xcalloc((size_t)out->nlogs + 1, sizeof(comm_log_row_t));
+    for (int i = 0; i < out->nlogs; i++) {
+        comm_log_row_t *e = &out->logs[i];
+        e->attempt = strcmp(PQgetvalue(l, i, 0), "attempt") == 0;
+        e->attempt_no = PQgetisnull(l, i, 2) ? 0 : atoi(PQgetvalue(l, i, 2));
+        e->channel = text_or_null(l, i, 1);
+        e->event_type = text_or_null(l, i, 3);
+        e->status = text_or_null(l, i, 4);
+        e->provider = text_or_null(l, i, 5);
+        e->provider_id = text_or_null(l, i, 6);
+        e->code = text_or_null(l, i, 7);
+        e->message = text_or_null(l, i, 8);
+        e->category = text_or_null(l, i, 9);
+        e->may_have_been_sent = PQgetvalue(l, i, 10)[0] == 't';
+        e->has_latency = !PQgetisnull(l, i, 11);
+        e->latency_ms = e->has_latency ? atoi(PQgetvalue(l, i, 11)) : 0;
+        e->at = text_or_null(l, i, 12);
     }
 done:
     PQclear(r);
     PQclear(l);
-    return o;
+    return rc;
 }
 
 static const pg_stmt_t st_list = {
@@ -220,8 +256,9 @@ static const pg_stmt_t st_list = {
                       "ORDER BY created_at DESC, id DESC LIMIT $10::int",
     10};
 
-cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err)
+int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_t *err)
 {
+    memset(out, 0, sizeof(*out));
     char *cur_ts = NULL, *cur_id = NULL;
     if (f->cursor) {
         /* cursor: base64url("<created_at µs>,<id>") of the last item shown */
@@ -229,15 +266,13 @@ cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err)
         size_t n = 0;
         if (b64url_decode(f->cursor, strlen(f->cursor), &raw, &n) != 0 || n > 80) {
             free(raw);
-            hd_err_set(err, "cursor: not a cursor from a previous page");
-            return NULL;
+            return hd_err_set(err, "cursor: not a cursor from a previous page");
         }
         char *comma = memchr(raw, ',', n);
         if (comma == NULL || !comms_valid_id(comma + 1) ||
             strspn((char *)raw, "0123456789") != (size_t)(comma - (char *)raw)) {
             free(raw);
-            hd_err_set(err, "cursor: not a cursor from a previous page");
-            return NULL;
+            return hd_err_set(err, "cursor: not a cursor from a previous page");
         }
         *comma = '\0';
         cur_ts = xstrdup((char *)raw);
@@ -255,31 +290,26 @@ cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err)
     free(cur_ts);
     free(cur_id);
     if (r == NULL)
-        return NULL;
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *items = cJSON_AddArrayToObject(doc, "items");
+        return -1;
     int n = PQntuples(r);
     int shown = n > f->limit ? f->limit : n;
-    static const char *const names[] = {"id",      "plan_id", "client_id", "message_type",
-                                        "urgency", "status",  "channel",   "created_at"};
+    out->items = xcalloc((size_t)shown + 1, sizeof(comm_row_t));
+    out->n = shown;
     for (int i = 0; i < shown; i++) {
-        cJSON *o = cJSON_CreateObject();
+        comm_row_t *c = &out->items[i];
+        char **cols[] = {&c->id,      &c->plan_id, &c->client_id, &c->message_type,
+                         &c->urgency, &c->status,  &c->channel,   &c->created_at};
         for (int k = 0; k < 8; k++)
-            cJSON_AddItemToObject(o, names[k], str_or_null(r, i, k));
-        cJSON_AddItemToArray(items, o);
+            *cols[k] = text_or_null(r, i, k);
     }
     if (n > f->limit) {
         char raw[120];
         snprintf(raw, sizeof(raw), "%s,%s", PQgetvalue(r, shown - 1, 8),
                  PQgetvalue(r, shown - 1, 0));
-        char *c = b64url_encode((const uint8_t *)raw, strlen(raw));
-        cJSON_AddStringToObject(doc, "next_cursor", c);
-        free(c);
-    } else {
-        cJSON_AddNullToObject(doc, "next_cursor");
+        out->next_cursor = b64url_encode((const uint8_t *)raw, strlen(raw));
     }
     PQclear(r);
-    return doc;
+    return 0;
 }
 
 static const pg_stmt_t st_status = {"comms_status",

@@ -53,9 +53,38 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err);
  * process (used when this process has no engine to do it). */
 int comms_notify(pg_pool_t *db, hd_err_t *err);
 
-/* One communication with its attempts and events, as the API shows it;
- * NULL with *found = false when there is none. */
-cJSON *comms_get(pg_pool_t *db, const char *id, bool *found, hd_err_t *err);
+/* One delivery-log row of a message: an attempt or an event. Strings are
+ * owned, NULL for SQL NULL; times RFC 3339 UTC with milliseconds. */
+typedef struct comm_log_row {
+    bool attempt; /* an attempt (attempt_no set); else an event (event_type) */
+    int attempt_no;
+    char *channel, *event_type, *status, *provider, *provider_id, *code, *message, *category;
+    bool may_have_been_sent;
+    bool has_latency;
+    int latency_ms;
+    char *at;
+} comm_log_row_t;
+
+/* One communication as stored, for reading. Strings owned, NULL for SQL
+ * NULL; a list's rows fill only id .. channel and created_at. */
+typedef struct comm_row {
+    char *id, *plan_id, *client_id, *message_type, *urgency, *status, *channel;
+    char *strategy_json, *context_json;
+    int attempt_count;
+    bool may_have_been_sent;
+    char *provider_message_id, *last_error_category, *last_error_code;
+    char *created_at, *queued_at, *sending_at, *sent_at, *delivered_at, *opened_at, *clicked_at,
+        *failed_at, *cancelled_at;
+    char *next_attempt_at; /* while 'scheduled': when its send job comes due */
+    comm_log_row_t *logs;  /* oldest first */
+    int nlogs;
+} comm_row_t;
+
+void comm_row_free(comm_row_t *r);
+
+/* One communication with its attempts and events: 0 with *out, 1 when
+ * there is none, -1 with err. */
+int comms_get(pg_pool_t *db, const char *id, comm_row_t *out, hd_err_t *err);
 
 typedef struct comms_filter {
     const char *plan_id, *client_id, *status, *channel, *message_type;
@@ -64,8 +93,17 @@ typedef struct comms_filter {
     int limit;
 } comms_filter_t;
 
-/* A page, newest first: {"items":[...], "next_cursor": "..."|null}. */
-cJSON *comms_list(pg_pool_t *db, const comms_filter_t *f, hd_err_t *err);
+typedef struct comm_page {
+    comm_row_t *items; /* newest first */
+    int n;
+    char *next_cursor; /* NULL on the last page */
+} comm_page_t;
+
+void comm_page_free(comm_page_t *p);
+
+/* A page of communications: 0, or -1 with err (a bad cursor's err starts
+ * with "cursor:"). */
+int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_t *err);
 
 /* The current status of a message (for ?wait=). */
 int comms_status(pg_pool_t *db, const char *id, char status[16], hd_err_t *err);
