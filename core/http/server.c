@@ -6,7 +6,7 @@
 #include "base/log.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
-#include "http/metrics.h"
+#include "obs/metrics.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
