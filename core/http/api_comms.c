@@ -19,7 +19,7 @@
 #include "engine/worker.h"
 #include "store/repo_comms.h"
 #include "store/repo_prefs.h"
-#include "transport/mime.h"
+#include "base/addr.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -81,7 +81,7 @@ static char *attachments_of(http_req_t *req, bool *bad)
             !cJSON_IsString(ct) || !cJSON_IsString(b64))
             why = "expected exactly {filename, content_type, content_base64}, all strings";
         else if (!id_text(fn->valuestring, 255) ||
-                 mime_check_header_value("filename", fn->valuestring, strlen(fn->valuestring),
+                 addr_check_header_value("filename", fn->valuestring, strlen(fn->valuestring),
                                          &err) != 0)
             why = "filename: 1 to 255 printable characters";
         else if (strchr(ct->valuestring, '/') == NULL || strpbrk(ct->valuestring, " ;\r\n"))
@@ -165,7 +165,7 @@ static cJSON *recipient_of(http_req_t *req, bool *bad)
             why = "unknown field (expected name, email, phone, timezone, locale)";
         else if (!cJSON_IsString(f) || !id_text(f->valuestring, 254))
             why = "expected a string of 1 to 254 characters";
-        else if (strcmp(f->string, "email") == 0 && mime_check_address(f->valuestring, &err))
+        else if (strcmp(f->string, "email") == 0 && addr_check_email(f->valuestring, &err))
             why = "not an email address";
         else if (strcmp(f->string, "phone") == 0 && !is_e164(f->valuestring))
             why = "expected an E.164 number like +14155550100";

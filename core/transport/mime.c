@@ -2,10 +2,12 @@
  * mime.c - the email builder (see mime.h): input checks, RFC 5322 headers
  * folded under 78 columns, RFC 2047 encoded-words, RFC 2231 file names,
  * quoted-printable and base64 bodies, multipart/alternative and
- * multipart/mixed. Uses buf (base), base64 and hex from crypto/codec and the
- * CSPRNG from crypto/hash for boundaries.
+ * multipart/mixed. Uses buf and the address and header-value checks (base),
+ * base64 and hex from crypto/codec and the CSPRNG from crypto/hash for
+ * boundaries.
  */
 #include "transport/mime.h"
+#include "base/addr.h"
 #include "base/utf8.h"
 
 #include "crypto/codec.h"
@@ -33,12 +35,6 @@ static int is_alnum(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* RFC 5322 atext. */
-static int is_atext(unsigned char c)
-{
-    return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
-}
-
 /* RFC 2045 token character (no tspecials, no space, no controls). */
 static int is_token(unsigned char c)
 {
@@ -56,17 +52,6 @@ static char *b64(const uint8_t *in, size_t len)
 
 /* ---- input checks ------------------------------------------------------- */
 
-int mime_check_header_value(const char *field, const char *value, size_t len, hd_err_t *err)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (value[i] == '\r' || value[i] == '\n')
-            return hd_err_set(err, "%s: contains a line break (header injection refused)", field);
-        if (value[i] == '\0')
-            return hd_err_set(err, "%s: contains a NUL byte (header injection refused)", field);
-    }
-    return 0;
-}
-
 static int given(const char *s)
 {
     return s != NULL && *s != '\0';
@@ -76,87 +61,18 @@ static int given(const char *s)
 static int check_text(const char *field, const char *s, hd_err_t *err)
 {
     size_t n = strlen(s);
-    if (mime_check_header_value(field, s, n, err) != 0)
+    if (addr_check_header_value(field, s, n, err) != 0)
         return -1;
     if (!utf8_valid(s, n))
         return hd_err_set(err, "%s: not valid UTF-8", field);
     return 0;
 }
 
-/* Letters, digits and hyphens, dot-separated labels of 1..63, no edge hyphen. */
-static const char *domain_problem(const char *d, size_t n)
-{
-    if (n == 0)
-        return "empty domain";
-    if (n > 253)
-        return "domain longer than 253 characters";
-    size_t label = 0;
-    int dots = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i == n || d[i] == '.') {
-            if (label == 0)
-                return "empty domain label";
-            if (label > 63)
-                return "domain label longer than 63 characters";
-            if (d[i - 1] == '-' || d[i - label] == '-')
-                return "domain label starts or ends with '-'";
-            label = 0;
-            dots += i < n;
-            continue;
-        }
-        if (!is_alnum((unsigned char)d[i]) && d[i] != '-')
-            return "domain holds a character other than letters, digits, '-' and '.'";
-        label++;
-    }
-    if (dots == 0 && !(n == 9 && strncasecmp(d, "localhost", 9) == 0))
-        return "domain has no dot";
-    return NULL;
-}
-
-int mime_check_address(const char *addr, hd_err_t *err)
-{
-    const char *why = NULL;
-    if (addr == NULL || *addr == '\0')
-        return hd_err_set(err, "not an email address (empty)");
-    size_t n = strlen(addr);
-    if (n > 254)
-        return hd_err_set(err, "not an email address (longer than 254 characters)");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)addr[i];
-        if (c <= 0x20 || c >= 0x7f)
-            return hd_err_set(err, "not an email address (space, control or non-ASCII byte)");
-    }
-    const char *at = strchr(addr, '@');
-    if (at == NULL)
-        return hd_err_set(err, "not an email address (no '@')");
-    if (strchr(at + 1, '@') != NULL)
-        return hd_err_set(err, "not an email address (more than one '@')");
-    size_t local = (size_t)(at - addr);
-    if (local == 0)
-        return hd_err_set(err, "not an email address (empty local part)");
-    if (local > 64)
-        return hd_err_set(err, "not an email address (local part longer than 64 characters)");
-    /* dot-atom: usable unquoted in both "MAIL FROM:<...>" and headers */
-    for (size_t i = 0; i < local; i++) {
-        unsigned char c = (unsigned char)addr[i];
-        if (c == '.') {
-            if (i == 0 || i == local - 1 || addr[i + 1] == '.')
-                return hd_err_set(err, "not an email address (misplaced '.' in the local part)");
-        } else if (!is_atext(c)) {
-            return hd_err_set(err, "not an email address ('%c' in the local part)", c);
-        }
-    }
-    why = domain_problem(at + 1, n - local - 1);
-    if (why != NULL)
-        return hd_err_set(err, "not an email address (%s)", why);
-    return 0;
-}
-
 static int check_addr_field(const char *field, const char *s, hd_err_t *err)
 {
-    if (mime_check_header_value(field, s, strlen(s), err) != 0)
+    if (addr_check_header_value(field, s, strlen(s), err) != 0)
         return -1;
-    if (mime_check_address(s, err) != 0)
+    if (addr_check_email(s, err) != 0)
         return hd_err_prefix(err, "%s", field);
     return 0;
 }
@@ -164,7 +80,7 @@ static int check_addr_field(const char *field, const char *s, hd_err_t *err)
 /* A media type as "type/subtype", both RFC 2045 tokens. */
 static int check_content_type(const char *field, const char *ct, hd_err_t *err)
 {
-    if (mime_check_header_value(field, ct, strlen(ct), err) != 0)
+    if (addr_check_header_value(field, ct, strlen(ct), err) != 0)
         return -1;
     const char *slash = strchr(ct, '/');
     size_t n = strlen(ct);
@@ -182,7 +98,7 @@ static int check_content_type(const char *field, const char *ct, hd_err_t *err)
 static int check_url(const char *field, const char *u, hd_err_t *err)
 {
     size_t n = strlen(u);
-    if (mime_check_header_value(field, u, n, err) != 0)
+    if (addr_check_header_value(field, u, n, err) != 0)
         return -1;
     if (n <= 8 || strncasecmp(u, "https://", 8) != 0)
         return hd_err_set(err, "%s: not an https URL", field);
@@ -226,7 +142,7 @@ static int check_extra_header(const mime_email_t *m, hd_err_t *err)
     }
     const char *name = m->extra_header_name;
     size_t n = strlen(name);
-    if (mime_check_header_value("extra_header_name", name, n, err) != 0)
+    if (addr_check_header_value("extra_header_name", name, n, err) != 0)
         return -1;
     int ok = n <= 76;
     for (size_t i = 0; ok && i < n; i++)
@@ -295,20 +211,20 @@ static int check_email(const mime_email_t *m, hd_err_t *err)
     if (!given(m->comm_id))
         return hd_err_set(err, "comm_id: required (it makes the Message-ID)");
     size_t n = strlen(m->comm_id);
-    if (mime_check_header_value("comm_id", m->comm_id, n, err) != 0)
+    if (addr_check_header_value("comm_id", m->comm_id, n, err) != 0)
         return -1;
     int ok = n <= COMMID_MAX && m->comm_id[0] != '.' && m->comm_id[n - 1] != '.' &&
              strstr(m->comm_id, "..") == NULL;
     for (size_t i = 0; ok && i < n; i++)
-        ok = m->comm_id[i] == '.' || is_atext((unsigned char)m->comm_id[i]);
+        ok = m->comm_id[i] == '.' || addr_is_atext((unsigned char)m->comm_id[i]);
     if (!ok)
         return hd_err_set(err, "comm_id: not usable in a Message-ID (dot-atom text of at most %d)",
                           COMMID_MAX);
     if (given(m->domain)) {
         const char *why;
-        if (mime_check_header_value("domain", m->domain, strlen(m->domain), err) != 0)
+        if (addr_check_header_value("domain", m->domain, strlen(m->domain), err) != 0)
             return -1;
-        if ((why = domain_problem(m->domain, strlen(m->domain))) != NULL)
+        if ((why = addr_domain_problem(m->domain, strlen(m->domain))) != NULL)
             return hd_err_set(err, "domain: not a domain name (%s)", why);
     }
     if (m->date < 0 || m->date > INT64_C(253402300799))
@@ -480,7 +396,7 @@ static int atom_word(const char *s, size_t n)
     if (n + 1 > HDR_LINE - 1)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!is_atext((unsigned char)s[i]) || (s[i] == '=' && i + 1 < n && s[i + 1] == '?'))
+        if (!addr_is_atext((unsigned char)s[i]) || (s[i] == '=' && i + 1 < n && s[i + 1] == '?'))
             return 0;
     return 1;
 }
@@ -497,7 +413,7 @@ static void put_phrase(hdr_t *h, const char *s, size_t n)
     if (plain_ascii(s, n)) {
         int atoms = 1;
         for (size_t i = 0; i < n; i++)
-            atoms &= s[i] == ' ' || is_atext((unsigned char)s[i]);
+            atoms &= s[i] == ' ' || addr_is_atext((unsigned char)s[i]);
         buf_t q;
         buf_init(&q);
         if (!atoms) {
