@@ -108,6 +108,6 @@ bool addr_is_e164(const char *p)
 
 bool addr_is_channel(const char *s)
 {
-    return s != NULL && (strcmp(s, "email") == 0 || strcmp(s, "sms") == 0 ||
-                         strcmp(s, "whatsapp") == 0);
+    return s != NULL &&
+           (strcmp(s, "email") == 0 || strcmp(s, "sms") == 0 || strcmp(s, "whatsapp") == 0);
 }
