@@ -58,4 +58,3 @@ void scope_format(unsigned mask, char *out, size_t n)
         off += (size_t)w;
     }
 }
-

@@ -92,7 +92,7 @@ static int check_all(cfg_t *cfg)
         problems++;
     }
     rd_free(rd);
-    if (cfg_check_secrets(cfg, &err) != 0) {
+    if (cli_check_secrets(cfg, &err) != 0) {
         fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
     }
