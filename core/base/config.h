@@ -7,8 +7,8 @@
  * values, missing required keys and unknown keys are reported as
  *   config.lua: http.listen: expected "host:port", got 8080
  * Secrets never live in the file: they are read from the environment by
- * cfg_load_secrets(), which generates development keys under var/ when they
- * are absent and the file allows it.
+ * cli_load_secrets() (cli/secrets.c), which generates development keys under
+ * var/ when they are absent and the file allows it.
  */
 #ifndef HERALD_BASE_CONFIG_H
 #define HERALD_BASE_CONFIG_H
@@ -76,11 +76,11 @@ typedef struct cfg {
     int sms_timeout_ms, sms_in_flight;
     char *wa_driver, *wa_base_url, *wa_phone_number_id;
     int wa_timeout_ms, wa_in_flight;
-    /* provider secrets, filled by cfg_load_secrets() from the environment */
+    /* provider secrets, filled by cli_load_secrets() from the environment */
     char *smtp_password, *twilio_token, *wa_token;
     char *wa_app_secret, *wa_verify_token; /* the WhatsApp webhook's */
 
-    /* secrets, filled by cfg_load_secrets() */
+    /* secrets, filled by cli_load_secrets() */
     uint8_t jwt_secret[128];
     size_t jwt_secret_len;
     bool jwt_secret_is_dev;
@@ -98,16 +98,6 @@ int cfg_load(const char *path, cfg_t *out, hd_err_t *err);
 
 /* Same as cfg_load, from a string; name is used in messages. */
 int cfg_load_string(const char *chunk, const char *name, cfg_t *out, hd_err_t *err);
-
-/* Reads HERALD_JWT_SECRET, HERALD_ENCRYPTION_KEY, HERALD_ENCRYPTION_OLD_KEYS
- * (comma-separated) and HERALD_BLIND_INDEX_KEY from the environment. Absent
- * secrets are read from (or generated into) var_dir/dev-keys/ when
- * allow_dev_keys is set, with a loud warning; otherwise it is an error. */
-int cfg_load_secrets(cfg_t *cfg, hd_err_t *err);
-
-/* Validates the secrets as cfg_load_secrets does, without generating or
- * writing development keys (values generated later are not checked). */
-int cfg_check_secrets(cfg_t *cfg, hd_err_t *err);
 
 /* Whether value is a valid "host:port"; cfg_set_listen replaces the listen
  * address (the `serve --listen` flag). */

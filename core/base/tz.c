@@ -2,14 +2,16 @@
  * tz.c - IANA time zones read straight from compiled zoneinfo (see tz.h).
  *
  * Parses TZif files (RFC 8536, version 2 and later: only the 64-bit data
- * block and the footer are used) and evaluates the footer's POSIX TZ rule for
- * instants past the last transition. Never touches TZ, tzset() or
+ * block and the footer are used), converts between UTC and local time, and
+ * caches the zones. The footer's POSIX TZ rule, which governs instants past
+ * the last transition, is tz_rule.c's. Never touches TZ, tzset() or
  * localtime(): those share process-wide state, and Herald converts times for
  * many recipients' zones from many threads at once. Uses buf.h for
  * allocation and pthreads for the cache lock.
  */
 #include "base/tz.h"
 #include "base/buf.h"
+#include "base/tz_rule.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,37 +28,11 @@
  * so size arithmetic on counts cannot overflow. */
 #define TZ_FILE_MAX  (1 << 20)
 #define TZ_TYPES_MAX 256 /* transition type indices are one byte */
-/* RFC 8536 asks for UT offsets in (-25 h, +26 h); bounding them keeps every
- * "instant + offset" far from overflow and bounds the window searched by
- * tz_from_local. */
-#define TZ_OFF_MAX (26 * 3600)
 /* Instants beyond about +-142 million years are clamped in tz_to_local: the
  * year must fit an int. */
 #define TZ_T_LIMIT    ((int64_t)1 << 52)
 #define TZ_FOOTER_MAX 255
 #define TZ_BUCKETS    64
-
-typedef struct tz_type {
-    int32_t utoff; /* seconds east of UTC */
-    bool isdst;
-    char abbr[16]; /* truncated to 15 characters, NUL-terminated */
-} tz_type_t;
-
-/* One end of the DST period in a POSIX TZ rule. */
-typedef struct tz_rule_date {
-    char kind; /* 'J': Julian day 1-365 without Feb 29; 'N': day 0-365; 'M': month.week.day */
-    int day;   /* J and N forms */
-    int mon, week, wday; /* M form: month 1-12, week 1-5 (5 = last), weekday 0 = Sunday */
-    int32_t secs;        /* local time of day, may be negative or past 24 h (RFC 8536 3.3.1) */
-} tz_rule_date_t;
-
-typedef struct tz_rule {
-    tz_type_t std;
-    bool has_dst;
-    tz_type_t dst;
-    tz_rule_date_t start; /* given in standard time */
-    tz_rule_date_t end;   /* given in daylight time */
-} tz_rule_t;
 
 struct tz_zone {
     char *name; /* owned */
@@ -78,142 +54,6 @@ static struct {
 } cache = {PTHREAD_MUTEX_INITIALIZER, {NULL}};
 
 /* ---------------------------------------------------------------------------
- * Civil calendar (proleptic Gregorian), after Howard Hinnant's
- * days_from_civil / civil_from_days: shifting the year to start on March 1
- * puts the leap day last, so day-of-year maps to month with one formula, and
- * 400-year eras make negative years work with plain integer division.
- */
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;                                   /* [0, 399] */
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365] */
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t days, int64_t *y, int *m, int *d)
-{
-    days += 719468;
-    int64_t era = floor_div(days, 146097);
-    int64_t doe = days - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static bool is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* 0 = Sunday ... 6 = Saturday; day 0 (1970-01-01) was a Thursday. */
-static int weekday(int64_t days)
-{
-    int64_t r = (days + 4) % 7;
-    return (int)(r < 0 ? r + 7 : r);
-}
-
-static int64_t year_of(int64_t t)
-{
-    int64_t y;
-    int m, d;
-    civil_from_days(floor_div(t, 86400), &y, &m, &d);
-    return y;
-}
-
-/* ---------------------------------------------------------------------------
- * POSIX TZ rule evaluation.
- */
-
-/* Local seconds since the epoch at which date takes effect in year y. */
-static int64_t rule_local(const tz_rule_date_t *r, int64_t y)
-{
-    int64_t days;
-    if (r->kind == 'J') {
-        /* Jn never counts Feb 29: J60 is March 1 in every year. */
-        days = days_from_civil(y, 1, 1) + r->day - 1 + (is_leap(y) && r->day >= 60);
-    } else if (r->kind == 'N') {
-        days = days_from_civil(y, 1, 1) + r->day;
-    } else {
-        static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-        int len = mdays[r->mon - 1] + (r->mon == 2 && is_leap(y));
-        int64_t first = days_from_civil(y, r->mon, 1);
-        int64_t d = (r->wday - weekday(first) + 7) % 7 + (int64_t)(r->week - 1) * 7;
-        while (d >= len) /* week 5 means "last", which may be the 4th */
-            d -= 7;
-        days = first + d;
-    }
-    return days * 86400 + r->secs;
-}
-
-/*
- * Looks at the rule's changes around t: whether DST is in force at t (the
- * kind of the latest change at or before t) and the first change after it.
- * Deciding by the latest change, rather than by "start < end" within one
- * year, also covers DST spanning the new year (southern hemisphere), rule
- * times past 24 h or negative that move a change into the neighbouring year
- * (RFC 8536 3.3.1), and DST all year (tzfile(5): "J365/25" ending exactly
- * where the next year's "0/0" starts). Rule times stay within +-167 h, so
- * two years either side of t's standard-time year always hold both answers.
- */
-static void rule_scan(const tz_rule_t *r, int64_t t, bool *dst, int64_t *next)
-{
-    int64_t y = year_of(t + r->std.utoff);
-    int64_t last = INT64_MIN;
-    bool have_next = false;
-    *dst = false;
-    for (int64_t yy = y - 2; yy <= y + 2; yy++) {
-        /* start is written in standard time, end in daylight time; start
-         * before end so that, at equal instants, the later one wins: a
-         * year's end meeting the next year's start keeps DST, an empty
-         * period inside one year does not. */
-        int64_t ev[2] = {rule_local(&r->start, yy) - r->std.utoff,
-                         rule_local(&r->end, yy) - r->dst.utoff};
-        for (int i = 0; i < 2; i++) {
-            if (ev[i] <= t && ev[i] >= last) {
-                last = ev[i];
-                *dst = i == 0;
-            } else if (ev[i] > t && (!have_next || ev[i] < *next)) {
-                *next = ev[i];
-                have_next = true;
-            }
-        }
-    }
-}
-
-static const tz_type_t *rule_type(const tz_rule_t *r, int64_t t)
-{
-    if (!r->has_dst)
-        return &r->std;
-    bool dst;
-    int64_t next;
-    rule_scan(r, t, &dst, &next);
-    return dst ? &r->dst : &r->std;
-}
-
-/* The first rule change strictly after t, if the rule has any. */
-static bool rule_next(const tz_rule_t *r, int64_t t, int64_t *next)
-{
-    if (!r->has_dst)
-        return false;
-    bool dst;
-    rule_scan(r, t, &dst, next);
-    return true;
-}
-
-/* ---------------------------------------------------------------------------
  * Lookup.
  */
 
@@ -224,7 +64,7 @@ static const tz_type_t *type_at(const tz_zone_t *z, int64_t t)
         /* RFC 8536 3.2: the footer governs from the last transition on (or
          * always, without transitions); with no footer the last type stays. */
         if (z->has_rule)
-            return rule_type(&z->rule, t);
+            return tz_rule_type(&z->rule, t);
         return &z->types[n == 0 ? 0 : z->trans_ty[n - 1]];
     }
     /* RFC 8536 3.2 names time type 0 for instants before the first
@@ -260,7 +100,7 @@ static bool next_change(const tz_zone_t *z, int64_t t, int64_t *next)
         *next = z->trans[lo];
         return true;
     }
-    return z->has_rule && rule_next(&z->rule, t, next);
+    return z->has_rule && tz_rule_next(&z->rule, t, next);
 }
 
 const char *tz_name(const tz_zone_t *z)
@@ -276,19 +116,19 @@ void tz_to_local(const tz_zone_t *z, int64_t utc, tz_local_t *out)
         utc = -TZ_T_LIMIT;
     const tz_type_t *ty = type_at(z, utc);
     int64_t local = utc + ty->utoff;
-    int64_t days = floor_div(local, 86400);
+    int64_t days = tz_floor_div(local, 86400);
     int64_t secs = local - days * 86400;
     int64_t y;
 
     memset(out, 0, sizeof(*out));
-    civil_from_days(days, &y, &out->month, &out->day);
+    tz_civil_from_days(days, &y, &out->month, &out->day);
     out->year = (int)y;
     out->hour = (int)(secs / 3600);
     out->min = (int)(secs / 60 % 60);
     out->sec = (int)(secs % 60);
-    int wd = weekday(days);
+    int wd = tz_weekday(days);
     out->wday = wd == 0 ? 7 : wd;
-    out->yday = (int)(days - days_from_civil(y, 1, 1)) + 1;
+    out->yday = (int)(days - tz_days_from_civil(y, 1, 1)) + 1;
     out->offset = ty->utoff;
     out->isdst = ty->isdst;
     memcpy(out->abbr, ty->abbr, sizeof(out->abbr));
@@ -316,9 +156,9 @@ int64_t tz_from_local(const tz_zone_t *z, int year, int month, int day, int hour
 {
     /* Normalise in 64 bits: month 13 is next January, min 90 is +1 h 30,
      * day 0 is the last day of the previous month. */
-    int64_t y = (int64_t)year + floor_div((int64_t)month - 1, 12);
-    int m = (int)((int64_t)month - 1 - floor_div((int64_t)month - 1, 12) * 12) + 1;
-    int64_t days = days_from_civil(y, m, 1) + (int64_t)day - 1;
+    int64_t y = (int64_t)year + tz_floor_div((int64_t)month - 1, 12);
+    int m = (int)((int64_t)month - 1 - tz_floor_div((int64_t)month - 1, 12) * 12) + 1;
+    int64_t days = tz_days_from_civil(y, m, 1) + (int64_t)day - 1;
     int64_t local = days * 86400 + (int64_t)hour * 3600 + (int64_t)min * 60 + sec;
 
     int64_t t = local - TZ_OFF_MAX;
@@ -349,167 +189,6 @@ int64_t tz_from_local(const tz_zone_t *z, int year, int month, int day, int hour
     if (gap)
         return gap_t;
     return local - type_at(z, local)->utoff; /* unreachable with a sane zone */
-}
-
-/* ---------------------------------------------------------------------------
- * Footer parsing: std offset [dst [offset] [,start[/time],end[/time]]]
- */
-
-typedef struct cursor {
-    const char *p;
-    const char *why; /* first error, static string */
-} cursor_t;
-
-static bool reject(cursor_t *c, const char *why)
-{
-    if (c->why == NULL)
-        c->why = why;
-    return false;
-}
-
-/* Consumes ch if it is next; never steps past the terminating NUL. */
-static bool expect(cursor_t *c, char ch)
-{
-    if (*c->p != ch)
-        return false;
-    c->p++;
-    return true;
-}
-
-static bool parse_abbr(cursor_t *c, char out[16])
-{
-    const char *s = c->p, *e;
-    if (*s == '<') {
-        s++;
-        e = s;
-        while ((*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z') || (*e >= '0' && *e <= '9') ||
-               *e == '+' || *e == '-')
-            e++;
-        if (*e != '>')
-            return reject(c, "unterminated <abbreviation>");
-        c->p = e + 1;
-    } else {
-        e = s;
-        while ((*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z'))
-            e++;
-        c->p = e;
-    }
-    if (e - s < 3)
-        return reject(c, "abbreviation shorter than 3 characters");
-    size_t n = (size_t)(e - s) < 15 ? (size_t)(e - s) : 15;
-    memcpy(out, s, n);
-    out[n] = '\0';
-    return true;
-}
-
-static bool parse_num(cursor_t *c, int max, int *out)
-{
-    if (*c->p < '0' || *c->p > '9')
-        return reject(c, "expected a number");
-    int v = 0;
-    while (*c->p >= '0' && *c->p <= '9') {
-        v = v * 10 + (*c->p++ - '0');
-        if (v > max)
-            return reject(c, "number out of range");
-    }
-    *out = v;
-    return true;
-}
-
-/* [+-]hh[:mm[:ss]] as seconds; offsets allow hh <= 24, rule times 167. */
-static bool parse_hms(cursor_t *c, int max_h, int32_t *out)
-{
-    int sign = 1, h, m = 0, s = 0;
-    if (*c->p == '+' || *c->p == '-')
-        sign = *c->p++ == '-' ? -1 : 1;
-    if (!parse_num(c, max_h, &h))
-        return false;
-    if (*c->p == ':') {
-        c->p++;
-        if (!parse_num(c, 59, &m))
-            return false;
-        if (*c->p == ':') {
-            c->p++;
-            if (!parse_num(c, 59, &s))
-                return false;
-        }
-    }
-    *out = sign * (h * 3600 + m * 60 + s);
-    return true;
-}
-
-static bool parse_date(cursor_t *c, tz_rule_date_t *d)
-{
-    if (*c->p == 'J') {
-        c->p++;
-        d->kind = 'J';
-        if (!parse_num(c, 365, &d->day) || d->day < 1)
-            return reject(c, "Jn day out of range");
-    } else if (*c->p == 'M') {
-        c->p++;
-        d->kind = 'M';
-        if (!parse_num(c, 12, &d->mon) || d->mon < 1 || !expect(c, '.') ||
-            !parse_num(c, 5, &d->week) || d->week < 1 || !expect(c, '.') ||
-            !parse_num(c, 6, &d->wday))
-            return reject(c, "bad Mm.w.d date");
-    } else {
-        d->kind = 'N';
-        if (!parse_num(c, 365, &d->day))
-            return reject(c, "bad rule date");
-    }
-    d->secs = 2 * 3600; /* POSIX default: 02:00 */
-    if (expect(c, '/')) {
-        if (!parse_hms(c, 167, &d->secs))
-            return reject(c, "bad rule time");
-    }
-    return true;
-}
-
-/* Fills r from the footer string s (NUL-terminated, non-empty). Returns -1
- * with a static reason in *why. */
-static int parse_rule(const char *s, tz_rule_t *r, const char **why)
-{
-    cursor_t c = {s, NULL};
-    int32_t off;
-    memset(r, 0, sizeof(*r));
-    if (!parse_abbr(&c, r->std.abbr) || !parse_hms(&c, 24, &off))
-        goto fail;
-    r->std.utoff = -off; /* POSIX counts hours west of Greenwich */
-    if (*c.p != '\0') {
-        if (!parse_abbr(&c, r->dst.abbr))
-            goto fail;
-        r->has_dst = true;
-        r->dst.isdst = true;
-        r->dst.utoff = r->std.utoff + 3600;
-        if (*c.p != ',' && *c.p != '\0') {
-            if (!parse_hms(&c, 24, &off))
-                goto fail;
-            r->dst.utoff = -off;
-        }
-        /* zic always writes the rule; POSIX leaves its absence to the
-         * implementation, and guessing US dates would be wrong elsewhere. */
-        if (!expect(&c, ',')) {
-            reject(&c, "daylight time without a rule");
-            goto fail;
-        }
-        if (!parse_date(&c, &r->start) || !expect(&c, ',') || !parse_date(&c, &r->end)) {
-            reject(&c, "bad rule");
-            goto fail;
-        }
-    }
-    if (*c.p != '\0') {
-        reject(&c, "trailing characters");
-        goto fail;
-    }
-    if (r->std.utoff > TZ_OFF_MAX || r->std.utoff < -TZ_OFF_MAX || r->dst.utoff > TZ_OFF_MAX ||
-        r->dst.utoff < -TZ_OFF_MAX) {
-        reject(&c, "offset out of range");
-        goto fail;
-    }
-    return 0;
-fail:
-    *why = c.why;
-    return -1;
 }
 
 /* ---------------------------------------------------------------------------
@@ -672,7 +351,7 @@ static int parse_tzif(const unsigned char *p, size_t n, tz_zone_t *z, const char
         char footer[TZ_FOOTER_MAX + 1];
         memcpy(footer, fs, (size_t)(fe - fs));
         footer[fe - fs] = '\0';
-        if (parse_rule(footer, &z->rule, why) != 0)
+        if (tz_rule_parse(footer, &z->rule, why) != 0)
             return -1;
         z->has_rule = true;
     }

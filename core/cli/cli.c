@@ -62,7 +62,7 @@ int cli_load_config(const char *path_flag, cfg_t *cfg, bool secrets)
     log_level_t lv;
     if (log_level_parse(cfg->log_level, &lv) == 0)
         log_set_level(lv);
-    if (secrets && cfg_load_secrets(cfg, &err) != 0) {
+    if (secrets && cli_load_secrets(cfg, &err) != 0) {
         fprintf(stderr, "herald: %s\n", err.msg);
         cfg_free(cfg);
         return -1;

@@ -40,6 +40,17 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
 /* Parses a whole decimal number in [min, max]; -1 when s is not one. */
 int cli_parse_long(const char *s, long min, long max, long *out);
 
+/* Reads HERALD_JWT_SECRET, HERALD_ENCRYPTION_KEY, HERALD_ENCRYPTION_OLD_KEYS
+ * (comma-separated), HERALD_BLIND_INDEX_KEY and the provider secrets from the
+ * environment into cfg (secrets.c). An absent JWT secret or encryption key
+ * is read from (or generated into) var_dir/dev-keys/ when allow_dev_keys is
+ * set, with a loud warning; otherwise it is an error. */
+int cli_load_secrets(cfg_t *cfg, hd_err_t *err);
+
+/* Validates the secrets as cli_load_secrets does, without generating or
+ * writing development keys (values generated later are not checked). */
+int cli_check_secrets(cfg_t *cfg, hd_err_t *err);
+
 /* Loads the config (and, when secrets is set, the secrets), applies its log
  * level and prints any error as "herald: <message>". */
 int cli_load_config(const char *path_flag, cfg_t *cfg, bool secrets);

@@ -92,7 +92,7 @@ static int check_all(cfg_t *cfg)
         problems++;
     }
     rd_free(rd);
-    if (cfg_check_secrets(cfg, &err) != 0) {
+    if (cli_check_secrets(cfg, &err) != 0) {
         fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
     }
@@ -190,7 +190,7 @@ int cmd_token(int argc, char **argv)
         return cli_usage_error("token", "--scopes is required");
     hd_err_t err;
     unsigned mask;
-    if (auth_parse_scopes(scopes, &mask, &err) != 0)
+    if (scope_parse(scopes, &mask, &err) != 0)
         return cli_usage_error("token", "--scopes: %s", err.msg);
     cfg_t cfg;
     if (cli_load_config(config, &cfg, true) != 0)

@@ -1,6 +1,6 @@
 /* cmd_apikey.c - `herald apikey create|list|revoke`. Uses store/repo_auth. */
 #include "cli/cli.h"
-#include "http/auth.h"
+#include "base/scope.h"
 #include "store/pg.h"
 #include "store/repo_auth.h"
 
@@ -103,7 +103,7 @@ int cmd_apikey(int argc, char **argv)
             return cli_usage_error("apikey", "create needs --name (1 to 100 characters)");
         if (scopes == NULL)
             return cli_usage_error("apikey", "create needs --scopes, e.g. send,read");
-        if (auth_parse_scopes(scopes, &mask, &err) != 0)
+        if (scope_parse(scopes, &mask, &err) != 0)
             return cli_usage_error("apikey", "--scopes: %s", err.msg);
         if (optind < argc)
             return cli_usage_error("apikey", "unexpected argument %s", argv[optind]);

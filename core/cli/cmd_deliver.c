@@ -211,7 +211,7 @@ int cmd_deliver(int argc, char **argv)
     hd_err_t err;
     /* Provider secrets only: deliver signs no token and decrypts nothing, so
      * it neither needs nor generates the development keys. */
-    if (cfg_check_secrets(&cfg, &err) != 0) {
+    if (cli_check_secrets(&cfg, &err) != 0) {
         fprintf(stderr, "herald deliver: %s\n", err.msg);
         cfg_free(&cfg);
         return CLI_FAIL;

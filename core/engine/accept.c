@@ -6,6 +6,7 @@
  */
 #include "engine/accept.h"
 #include "base/buf.h"
+#include "base/addr.h"
 #include "base/log.h"
 #include "base/timefmt.h"
 #include "base/tz.h"
@@ -17,7 +18,6 @@
 #include "engine/worker.h"
 #include "store/repo_comms.h"
 #include "store/repo_idem.h"
-#include "transport/mime.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -42,14 +42,6 @@ static bool refuse(accept_out_t *o, int status, const char *code, const char *fm
     vsnprintf(o->message, sizeof(o->message), fmt, ap);
     va_end(ap);
     return false;
-}
-
-static bool is_e164(const char *p)
-{
-    if (p == NULL || *p != '+')
-        return false;
-    size_t n = strlen(p + 1);
-    return n >= 8 && n <= 15 && strspn(p + 1, "0123456789") == n;
 }
 
 static bool id_text(const char *s, size_t max)
@@ -123,7 +115,7 @@ static bool attachments_of(const cJSON *body, request_t *r, accept_out_t *o)
             !cJSON_IsString(ct) || !cJSON_IsString(b64))
             why = "expected exactly {filename, content_type, content_base64}, all strings";
         else if (!id_text(fn->valuestring, 255) ||
-                 mime_check_header_value("filename", fn->valuestring, strlen(fn->valuestring),
+                 addr_check_header_value("filename", fn->valuestring, strlen(fn->valuestring),
                                          &err) != 0)
             why = "filename: 1 to 255 printable characters";
         else if (strchr(ct->valuestring, '/') == NULL || strpbrk(ct->valuestring, " ;\r\n"))
@@ -169,9 +161,9 @@ static bool recipient_of(const cJSON *body, request_t *r, accept_out_t *o)
             why = "unknown field (expected name, email, phone, timezone, locale)";
         else if (!cJSON_IsString(f) || !id_text(f->valuestring, 254))
             why = "expected a string of 1 to 254 characters";
-        else if (strcmp(f->string, "email") == 0 && mime_check_address(f->valuestring, &err))
+        else if (strcmp(f->string, "email") == 0 && addr_check_email(f->valuestring, &err))
             why = "not an email address";
-        else if (strcmp(f->string, "phone") == 0 && !is_e164(f->valuestring))
+        else if (strcmp(f->string, "phone") == 0 && !addr_is_e164(f->valuestring))
             why = "expected an E.164 number like +14155550100";
         else if (strcmp(f->string, "timezone") == 0 && tz_get(f->valuestring, NULL) == NULL)
             why = "not an IANA time zone";
@@ -219,8 +211,7 @@ static bool check(const accept_in_t *in, request_t *r, accept_out_t *o)
     if (r->urgency && strcmp(r->urgency, "low") && strcmp(r->urgency, "normal") &&
         strcmp(r->urgency, "high") && strcmp(r->urgency, "critical"))
         return refuse(o, 400, "invalid_request", "urgency: expected low, normal, high or critical");
-    tr_channel_t ch;
-    if (r->channel && tr_channel_parse(r->channel, &ch) != 0)
+    if (r->channel && !addr_is_channel(r->channel))
         return refuse(o, 400, "invalid_request", "channel: expected email, sms or whatsapp");
     const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(body, "context");
     if (ctx != NULL && !cJSON_IsObject(ctx))

@@ -12,7 +12,7 @@
 #include "cache/redis.h"
 #include "crypto/field.h"
 #include "engine/tracking.h"
-#include "http/metrics.h"
+#include "obs/metrics.h"
 #include "lua/reload.h"
 #include "lua/runtime.h"
 #include "store/pg.h"

@@ -21,7 +21,7 @@ static void reply_tokens(http_req_t *req, const apikey_info_t *key, char *refres
         return;
     }
     char scope[64];
-    auth_format_scopes(key->scopes, scope, sizeof(scope));
+    scope_format(key->scopes, scope, sizeof(scope));
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "access_token", access);
     cJSON_AddStringToObject(doc, "token_type", "Bearer");
@@ -96,7 +96,7 @@ void api_auth_refresh(http_req_t *req)
 void api_auth_me(http_req_t *req)
 {
     char scope[64];
-    auth_format_scopes(req->principal.scopes, scope, sizeof(scope));
+    scope_format(req->principal.scopes, scope, sizeof(scope));
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "sub", req->principal.sub);
     cJSON_AddStringToObject(doc, "scope", scope);

@@ -8,7 +8,7 @@
 #include "base/tz.h"
 #include "http/api.h"
 #include "store/repo_prefs.h"
-#include "transport/mime.h"
+#include "base/addr.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -301,7 +301,7 @@ static int parse_patch(http_req_t *req, prefs_patch_t *p)
     if ((v = cJSON_GetObjectItemCaseSensitive(body, "email")) != NULL) {
         const char *email = cJSON_IsString(v) ? trim(v->valuestring) : NULL;
         hd_err_t err;
-        if (!cJSON_IsNull(v) && (email == NULL || mime_check_address(email, &err) != 0))
+        if (!cJSON_IsNull(v) && (email == NULL || addr_check_email(email, &err) != 0))
             return bad(req, "email", "expected an email address like name@example.com, or null");
         p->email_op = email ? PREFS_SET : PREFS_CLEAR;
         p->email = email;

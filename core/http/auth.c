@@ -1,4 +1,4 @@
-/* auth.c - scopes and access tokens (see auth.h). Uses crypto/jwt. */
+/* auth.c - access tokens (see auth.h). Uses crypto/jwt and base/scope. */
 #include "http/auth.h"
 #include "crypto/hash.h"
 #include "crypto/jwt.h"
@@ -9,65 +9,11 @@
 #include <string.h>
 #include <strings.h>
 
-static const struct {
-    const char *name;
-    unsigned bit;
-} scopes[] = {{"send", SCOPE_SEND}, {"read", SCOPE_READ}, {"admin", SCOPE_ADMIN}};
-
-const char *auth_scope_name(unsigned scope)
-{
-    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++)
-        if (scopes[i].bit == scope)
-            return scopes[i].name;
-    return "?";
-}
-
-int auth_parse_scopes(const char *s, unsigned *mask, hd_err_t *err)
-{
-    unsigned m = 0;
-    const char *p = s;
-    while (*p) {
-        p += strspn(p, ", ");
-        size_t n = strcspn(p, ", ");
-        if (n == 0)
-            break;
-        bool found = false;
-        for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
-            if (strlen(scopes[i].name) == n && strncmp(scopes[i].name, p, n) == 0) {
-                m |= scopes[i].bit;
-                found = true;
-            }
-        }
-        if (!found)
-            return hd_err_set(err, "unknown scope \"%.*s\" (expected send, read, admin)", (int)n,
-                              p);
-        p += n;
-    }
-    if (m == 0)
-        return hd_err_set(err, "no scope given (expected send, read, admin)");
-    *mask = m;
-    return 0;
-}
-
-void auth_format_scopes(unsigned mask, char *out, size_t n)
-{
-    size_t off = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++) {
-        if (!(mask & scopes[i].bit))
-            continue;
-        int w = snprintf(out + off, n - off, "%s%s", off ? " " : "", scopes[i].name);
-        if (w < 0 || (size_t)w >= n - off)
-            return;
-        off += (size_t)w;
-    }
-}
-
 int auth_mint(const cfg_t *cfg, const char *sub, unsigned scopes_mask, int ttl, int64_t now,
               char **token_out, hd_err_t *err)
 {
     char scope[64];
-    auth_format_scopes(scopes_mask, scope, sizeof(scope));
+    scope_format(scopes_mask, scope, sizeof(scope));
     char *jti = hash_uuid4();
     if (jti == NULL)
         return hd_err_set(err, "cannot generate a token id");
@@ -124,7 +70,7 @@ int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_p
         /* A token naming a scope we do not know grants nothing from it. */
         out->scopes = 0;
         unsigned m;
-        if (auth_parse_scopes(scope->valuestring, &m, NULL) == 0)
+        if (scope_parse(scope->valuestring, &m, NULL) == 0)
             out->scopes = m;
         out->exp = cJSON_IsNumber(exp) ? (int64_t)exp->valuedouble : 0;
         if (cJSON_IsString(jti))

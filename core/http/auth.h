@@ -1,5 +1,6 @@
 /*
- * auth.h - access tokens: scopes, minting, bearer verification.
+ * auth.h - access tokens: minting, bearer verification. The scopes they carry
+ * are base/scope.h's.
  *
  * Access tokens are HS256 JWTs carrying iss, aud, sub, scope (space separated,
  * RFC 8693 style), exp, iat and jti. Verification pins HS256 and the
@@ -10,10 +11,9 @@
 
 #include "base/config.h"
 #include "base/err.h"
+#include "base/scope.h"
 
 #include <stdint.h>
-
-enum { SCOPE_SEND = 1u, SCOPE_READ = 2u, SCOPE_ADMIN = 4u, SCOPE_ALL = 7u };
 
 #define AUTH_LEEWAY_S 60
 
@@ -23,15 +23,6 @@ typedef struct auth_principal {
     int64_t exp;
     char jti[64];
 } auth_principal_t;
-
-/* Parses "send,read" or "send read" into a mask; unknown or empty → -1 with err. */
-int auth_parse_scopes(const char *s, unsigned *mask, hd_err_t *err);
-
-/* Writes the space-separated scope list of mask into out. */
-void auth_format_scopes(unsigned mask, char *out, size_t n);
-
-/* Name of a single scope bit ("send", "read", "admin"). */
-const char *auth_scope_name(unsigned scope);
 
 /* Mints an access token for sub with scopes, valid ttl seconds from now.
  * *token_out is caller-freed. */

@@ -6,7 +6,7 @@
 #include "base/log.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
-#include "http/metrics.h"
+#include "obs/metrics.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -354,7 +354,7 @@ static void dispatch(http_req_t *req)
         unsigned need = rt->scope & SCOPE_ALL;
         if (need && (req->principal.scopes & need) != need) {
             http_reply_error(req, 403, "forbidden", "this token lacks the %s scope",
-                             auth_scope_name(need));
+                             scope_name(need));
             return;
         }
     }

@@ -1,10 +1,11 @@
-/* repo_auth.c - API keys and refresh tokens (see repo_auth.h). */
+/* repo_auth.c - API keys and refresh tokens (see repo_auth.h). Scopes are
+ * stored as a text array, converted with base/scope. */
 #include "store/repo_auth.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/scope.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
-#include "http/auth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +107,7 @@ int apikey_create(pg_pool_t *db, const char *name, unsigned scopes, const char *
     char hash[65];
     hash_sha256_hex(key.data, key.len, hash);
     char scope_list[64] = "";
-    auth_format_scopes(scopes, scope_list, sizeof(scope_list));
+    scope_format(scopes, scope_list, sizeof(scope_list));
     for (char *p = scope_list; *p; p++)
         if (*p == ' ')
             *p = ',';
@@ -209,7 +210,7 @@ done:
 static unsigned scopes_from_list(const char *list)
 {
     unsigned m = 0;
-    return auth_parse_scopes(list, &m, NULL) == 0 ? m : 0;
+    return scope_parse(list, &m, NULL) == 0 ? m : 0;
 }
 
 int apikey_authenticate(pg_pool_t *db, const char *key, apikey_info_t *out, hd_err_t *err)

@@ -64,19 +64,4 @@ typedef struct mime_email {
  * random generator failing (boundaries). */
 int mime_build(const mime_email_t *m, buf_t *out, hd_err_t *err);
 
-/* Checks an address for use in SMTP commands and headers: local@domain,
- * printable ASCII only, no spaces/quotes/angle brackets/commas/semicolons,
- * <= 254 chars, local part a dot-atom of <= 64, domain of letters, digits and
- * hyphens with a dot or "localhost". 0, or -1 with err "not an email address
- * (reason)". */
-int mime_check_address(const char *addr, hd_err_t *err);
-
-/* Checks len bytes of a header value taken from outside (a JSON or Lua string
- * that knows its length and so may hold a NUL) for CR, LF and NUL. 0, or -1
- * with err "<field>: contains a line break (header injection refused)" or
- * "... a NUL byte ...". mime_build applies it to every header value; callers
- * holding counted strings call it before turning them into C strings, where
- * a NUL would silently cut the value short. */
-int mime_check_header_value(const char *field, const char *value, size_t len, hd_err_t *err);
-
 #endif

@@ -5,7 +5,7 @@
 #include "base/config.h"
 #include "transport/transport.h"
 
-/* Fills c from cfg (secrets included, as cfg_load_secrets read them). The
+/* Fills c from cfg (secrets included, as cli_load_secrets read them). The
  * pointers in c point into cfg; tr_new copies them. */
 void tr_config_from(const cfg_t *cfg, tr_config_t *c);
 

@@ -11,6 +11,7 @@
  */
 #include "transport/internal.h"
 #include "transport/mime.h"
+#include "base/addr.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -70,7 +71,7 @@ int tr_smtp_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res)
     if (s->c.smtp_url == NULL || *s->c.smtp_url == '\0')
         return tr_refuse(res, "smtp: no server configured (set HERALD_SMTP_URL)");
     hd_err_t err;
-    if (mime_check_address(m->to, &err) != 0)
+    if (addr_check_email(m->to, &err) != 0)
         return tr_refuse(res, "recipient: %s", err.msg);
     if (tr_build_email(s, m, &x->body, &err) != 0)
         return tr_refuse(res, "message refused before sending: %s", err.msg);

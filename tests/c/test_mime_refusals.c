@@ -1,6 +1,7 @@
 /* test_mime_refusals.c - what the email builder (core/transport/mime.c)
  * refuses: header injection through every field, malformed addresses and
- * the other inputs that must never reach an SMTP server. */
+ * the other inputs that must never reach an SMTP server. The checks it
+ * applies (base/addr.c) are tested on their own in test_addr.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,16 +79,6 @@ static void test_header_injection(void **state)
             refused(&m, expect);
         }
     }
-    /* counted strings can carry a NUL: the check a caller runs before making
-     * C strings of them */
-    hd_err_t err = {{0}};
-    static const char nul[] = "Hi\0Bcc: x@y";
-    assert_int_equal(mime_check_header_value("subject", nul, sizeof(nul) - 1, &err), -1);
-    assert_string_equal(err.msg, "subject: contains a NUL byte (header injection refused)");
-    assert_int_equal(mime_check_header_value("subject", "Hi\r\nBcc: x@y", 12, &err), -1);
-    assert_string_equal(err.msg, "subject: contains a line break (header injection refused)");
-    assert_int_equal(mime_check_header_value("subject", nul, 2, &err), 0);
-    assert_int_equal(mime_check_header_value("subject", "", 0, &err), 0);
 }
 
 /* "jane@aaa...": total characters, domain labels of at most 63. */
@@ -107,73 +98,10 @@ static void make_addr(char *out, size_t total)
 
 static void test_addresses(void **state)
 {
-    static const char *const good[] = {
-        "a@b.co",
-        "jane.doe+tag@mail.example.org",
-        "o'brien@example.ie",
-        "x_y-z!#$%&*/=?^`{|}~@sub-domain.example",
-        "root@localhost",
-        "USER@EXAMPLE.COM",
-    };
-    static const char *const bad[] = {
-        "",
-        "plain",
-        "@example.com",
-        "jane@",
-        "jane@example",
-        "jane@@example.com",
-        "a@b@example.com",
-        "jane doe@example.com",
-        "\"jane\"@example.com",
-        "<jane@example.com>",
-        "jane@example.com>",
-        "jane,bob@example.com",
-        "jane;bob@example.com",
-        "jane@exa mple.com",
-        "jane@example..com",
-        "jane@.example.com",
-        "jane@example.com.",
-        "jane@-example.com",
-        "jane@example-.com",
-        "jane@exa_mple.com",
-        "jane@[127.0.0.1]",
-        ".jane@example.com",
-        "jane.@example.com",
-        "ja..ne@example.com",
-        "ja(ne)@example.com",
-        "ja\\ne@example.com",
-        "jan\xc3\xa9@example.com",
-        "jane@ex\xc3\xa4mple.com",
-        "jane\t@example.com",
-        "jane@example.com\r\n",
-    };
-    hd_err_t err = {{0}};
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-        if (mime_check_address(good[i], &err) != 0)
-            fail_msg("refused %s: %s", good[i], err.msg);
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (mime_check_address(bad[i], &err) != -1)
-            fail_msg("accepted %s", bad[i]);
-        assert_true(strncmp(err.msg, "not an email address (", 22) == 0);
-    }
-    assert_int_equal(mime_check_address(NULL, &err), -1);
-    /* lengths: 64 in the local part, 254 in all */
-    char a[300];
-    memset(a, 'a', 64);
-    strcpy(a + 64, "@example.com");
-    assert_int_equal(mime_check_address(a, &err), 0);
-    memset(a, 'a', 65);
-    strcpy(a + 65, "@example.com");
-    assert_int_equal(mime_check_address(a, &err), -1);
+    /* The address rules themselves are tested in test_addr.c; here they go
+     * through mime_build, with the field named; a 254-char address still
+     * builds, alone on a line under 998. */
     char d[300];
-    make_addr(d, 254);
-    assert_int_equal(mime_check_address(d, &err), 0);
-    make_addr(d, 255);
-    assert_int_equal(mime_check_address(d, &err), -1);
-    assert_string_equal(err.msg, "not an email address (longer than 254 characters)");
-
-    /* through mime_build, with the field named; a 254-char address still
-     * builds, alone on a line under 998 */
     mime_email_t m = base_email();
     m.to_addr = "jane@example";
     refused(&m, "to_addr: not an email address (domain has no dot)");

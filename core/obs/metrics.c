@@ -1,5 +1,5 @@
-/* metrics.c - lock-free HTTP metrics and Prometheus text output (see metrics.h). */
-#include "http/metrics.h"
+/* metrics.c - lock-free counters and Prometheus text output (see metrics.h). Uses base/buf. */
+#include "obs/metrics.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NSLOTS (ROUTER_MAX_ROUTES + 1) /* last slot: unmatched */
+#define NSLOTS (METRICS_MAX_ROUTES + 1) /* last slot: unmatched */
 
 static const int statuses[] = {200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404,
                                405, 409, 413, 415, 422, 429, 500, 502, 503, 504, 0};
@@ -152,7 +152,7 @@ static size_t status_slot(int status)
 void metrics_http_observe(metrics_t *m, int route_index, int status, double seconds)
 {
     size_t r =
-        (route_index < 0 || route_index >= ROUTER_MAX_ROUTES) ? NSLOTS - 1 : (size_t)route_index;
+        (route_index < 0 || route_index >= METRICS_MAX_ROUTES) ? NSLOTS - 1 : (size_t)route_index;
     atomic_fetch_add_explicit(&m->requests[r][status_slot(status)], 1, memory_order_relaxed);
     size_t b = 0;
     while (b < NBUCKETS && seconds > bounds[b])
@@ -163,11 +163,17 @@ void metrics_http_observe(metrics_t *m, int route_index, int status, double seco
     atomic_fetch_add_explicit(&m->sum_us[r], (uint_fast64_t)(seconds * 1e6), memory_order_relaxed);
 }
 
-static void labels(buf_t *out, const router_t *router, size_t slot)
+/* The labels of a slot being rendered. */
+typedef struct route_labels {
+    const metrics_route_t *routes;
+    int n;
+} route_labels_t;
+
+static void labels(buf_t *out, const route_labels_t *rl, size_t slot)
 {
-    if (slot < (size_t)router->count)
-        buf_printf(out, "route=\"%s\",method=\"%s\"", router->routes[slot].pattern,
-                   router->routes[slot].method);
+    if (slot < (size_t)rl->n)
+        buf_printf(out, "route=\"%s\",method=\"%s\"", rl->routes[slot].pattern,
+                   rl->routes[slot].method);
     else
         buf_puts(out, "route=\"unmatched\",method=\"\"");
 }
@@ -177,12 +183,15 @@ static uint64_t load(const atomic_uint_fast64_t *a)
     return atomic_load_explicit(a, memory_order_relaxed);
 }
 
-static void render_crm(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,
+static void render_crm(const metrics_t *m, const route_labels_t *rl, const metrics_gauges_t *g,
                        buf_t *out);
 
-void metrics_render(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,
-                    buf_t *out)
+void metrics_render(const metrics_t *m, const metrics_route_t *routes, int nroutes,
+                    const metrics_gauges_t *g, buf_t *out)
 {
+    /* labels past the last slot: those routes were counted as unmatched */
+    int n = nroutes < 0 || routes == NULL ? 0 : nroutes;
+    const route_labels_t rl = {routes, n < METRICS_MAX_ROUTES ? n : METRICS_MAX_ROUTES};
     buf_puts(out, "# HELP herald_http_requests_total HTTP requests by route, method and status.\n"
                   "# TYPE herald_http_requests_total counter\n");
     for (size_t r = 0; r < NSLOTS; r++) {
@@ -191,7 +200,7 @@ void metrics_render(const metrics_t *m, const router_t *router, const metrics_ga
             if (v == 0)
                 continue;
             buf_puts(out, "herald_http_requests_total{");
-            labels(out, router, r);
+            labels(out, &rl, r);
             if (statuses[s])
                 buf_printf(out, ",status=\"%d\"} %llu\n", statuses[s], (unsigned long long)v);
             else
@@ -208,17 +217,17 @@ void metrics_render(const metrics_t *m, const router_t *router, const metrics_ga
         for (size_t b = 0; b < NBUCKETS; b++) {
             cum += load(&m->buckets[r][b]);
             buf_puts(out, "herald_http_request_duration_seconds_bucket{");
-            labels(out, router, r);
+            labels(out, &rl, r);
             buf_printf(out, ",le=\"%g\"} %llu\n", bounds[b], (unsigned long long)cum);
         }
         buf_puts(out, "herald_http_request_duration_seconds_bucket{");
-        labels(out, router, r);
+        labels(out, &rl, r);
         buf_printf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)count);
         buf_puts(out, "herald_http_request_duration_seconds_sum{");
-        labels(out, router, r);
+        labels(out, &rl, r);
         buf_printf(out, "} %.6f\n", (double)load(&m->sum_us[r]) / 1e6);
         buf_puts(out, "herald_http_request_duration_seconds_count{");
-        labels(out, router, r);
+        labels(out, &rl, r);
         buf_printf(out, "} %llu\n", (unsigned long long)count);
     }
     buf_printf(out,
@@ -243,10 +252,10 @@ void metrics_render(const metrics_t *m, const router_t *router, const metrics_ga
                "herald_build_info{version=\"%s\"} 1\n",
                g->db_in_use, g->db_idle, g->db_size, g->db_up, g->redis_up, g->uptime_s,
                HERALD_VERSION);
-    render_crm(m, router, g, out);
+    render_crm(m, &rl, g, out);
 }
 
-static void render_crm(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,
+static void render_crm(const metrics_t *m, const route_labels_t *rl, const metrics_gauges_t *g,
                        buf_t *out)
 {
     buf_puts(out, "# HELP crm_communications_total Messages reaching each status, by channel and "
@@ -312,7 +321,7 @@ static void render_crm(const metrics_t *m, const router_t *router, const metrics
             if (v == 0 || statuses[k] < 400) /* 0: "any other" may not be an error */
                 continue;
             buf_puts(out, "crm_api_errors_total{");
-            labels(out, router, r);
+            labels(out, rl, r);
             buf_printf(out, ",status=\"%d\"} %llu\n", statuses[k], (unsigned long long)v);
         }
     buf_printf(out,

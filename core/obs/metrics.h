@@ -1,19 +1,29 @@
 /*
- * metrics.h - Prometheus counters and histograms for the HTTP layer, and the
- * text exposition of everything /metrics shows.
+ * metrics.h - Prometheus counters and histograms (HTTP requests, the engine's
+ * messages, retries and sends) and the text exposition of everything /metrics
+ * shows. Uses base/buf only: routes are known by slot number when recorded
+ * and by plain label strings when rendered.
  *
  * Recording is lock-free (relaxed atomics in fixed arrays indexed by route
  * and status), so observing a request never contends with other threads.
  */
-#ifndef HERALD_HTTP_METRICS_H
-#define HERALD_HTTP_METRICS_H
+#ifndef HERALD_OBS_METRICS_H
+#define HERALD_OBS_METRICS_H
 
 #include "base/buf.h"
-#include "http/router.h"
 
 #include <stdbool.h>
 
+/* Route slots recorded separately; a slot at or past this is "unmatched". */
+#define METRICS_MAX_ROUTES 64
+
 typedef struct metrics metrics_t;
+
+/* The labels of one route slot, for rendering. */
+typedef struct metrics_route {
+    const char *method;  /* "GET" */
+    const char *pattern; /* "/api/crm/communications/{id}" */
+} metrics_route_t;
 
 /* Gauges sampled at scrape time by the caller. */
 typedef struct metrics_gauges {
@@ -34,8 +44,8 @@ typedef struct metrics_gauges {
 metrics_t *metrics_new(void);
 void metrics_free(metrics_t *m);
 
-/* Records one finished request. route_index is the router slot or -1 when
- * no route matched. */
+/* Records one finished request. route_index is the route's slot (0 to
+ * METRICS_MAX_ROUTES - 1) or -1 when no route matched. */
 void metrics_http_observe(metrics_t *m, int route_index, int status, double seconds);
 
 /* ---- the engine's metrics (crm_*) ---- */
@@ -51,8 +61,9 @@ void metrics_fallback(metrics_t *m, const char *category);
 /* Sends handed to the transport and not yet answered. */
 void metrics_in_flight(metrics_t *m, int delta);
 
-/* Appends the whole exposition (text format 0.0.4) to out. */
-void metrics_render(const metrics_t *m, const router_t *router, const metrics_gauges_t *g,
-                    buf_t *out);
+/* Appends the whole exposition (text format 0.0.4) to out. routes[i] labels
+ * slot i for i < nroutes; other slots are rendered as "unmatched". */
+void metrics_render(const metrics_t *m, const metrics_route_t *routes, int nroutes,
+                    const metrics_gauges_t *g, buf_t *out);
 
 #endif
