@@ -554,7 +554,7 @@ static int write_tx(app_t *app, pg_conn_t *c, const prefs_patch_t *p, const seal
 {
     PGresult *old = NULL, *upd = NULL;
     int rc = PREFS_ERR_DB;
-    if (pg_exec_script(c, "BEGIN", err) != 0)
+    if (pg_tx_open(c, err) != 0)
         return PREFS_ERR_DB;
     const char *id[] = {p->client_id};
     /* A row deleted between the insert and the lock (an erasure) is
@@ -658,9 +658,9 @@ static int write_tx(app_t *app, pg_conn_t *c, const prefs_patch_t *p, const seal
     }
     if (consent_changed && write_audit(c, actor, p->client_id, *row, err) != 0)
         goto done;
-    if (pg_commit(c, err) == 0)
-        rc = PREFS_OK;
+    rc = PREFS_OK;
 done:
+    rc = pg_tx_close(c, rc, err); /* a failed commit is PREFS_ERR_DB (-1) */
     if (rc != PREFS_OK) {
         cJSON_Delete(*row);
         *row = NULL;
