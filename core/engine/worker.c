@@ -19,7 +19,7 @@
 #include "crypto/field.h"
 #include "crypto/hash.h"
 #include "store/repo_comms.h"
-#include "store/repo_prefs.h"
+#include "engine/prefs.h"
 #include "transport/transport.h"
 
 #include <curl/curl.h>

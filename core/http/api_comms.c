@@ -18,7 +18,7 @@
 #include "http/api.h"
 #include "engine/worker.h"
 #include "store/repo_comms.h"
-#include "store/repo_prefs.h"
+#include "engine/prefs.h"
 #include "transport/mime.h"
 
 #include <ctype.h>
