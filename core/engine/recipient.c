@@ -3,7 +3,7 @@
  * preference reader and the field keyring.
  */
 #include "engine/recipient.h"
-#include "store/repo_prefs.h"
+#include "engine/prefs.h"
 
 #include <stdlib.h>
 

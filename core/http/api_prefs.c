@@ -1,13 +1,14 @@
 /*
  * api_prefs.c - POST /api/crm/preferences (create or update, scope send) and
  * GET /api/crm/preferences/{client_id} (scope read). Checks every field of
- * the request and names the first bad one; uses store/repo_prefs.
+ * the request and names the first bad one, calls engine/prefs, and answers
+ * with the API's shape of the stored row.
  */
 #include "base/buf.h"
 #include "base/timefmt.h"
 #include "base/tz.h"
+#include "engine/prefs.h"
 #include "http/api.h"
-#include "store/repo_prefs.h"
 #include "base/addr.h"
 
 #include <ctype.h>
@@ -133,20 +134,6 @@ static bool clock_ok(const cJSON *v)
         if (i != 2 && !isdigit((unsigned char)s[i]))
             return false;
     return (s[0] - '0') * 10 + (s[1] - '0') < 24 && s[3] < '6';
-}
-
-/* E.164: '+', a country code that does not start with 0, 8 to 15 digits. */
-static bool phone_ok(const char *s)
-{
-    if (s[0] != '+' || s[1] < '1' || s[1] > '9')
-        return false;
-    size_t n = strlen(s + 1);
-    if (n < 8 || n > 15)
-        return false;
-    for (size_t i = 1; i <= n; i++)
-        if (!isdigit((unsigned char)s[i]))
-            return false;
-    return true;
 }
 
 /* The shape the schema accepts: a 2-3 letter language, then subtags of 2-8
@@ -307,7 +294,7 @@ static int parse_patch(http_req_t *req, prefs_patch_t *p)
         p->email = email;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(body, "phone")) != NULL) {
-        if (!cJSON_IsNull(v) && (!cJSON_IsString(v) || !phone_ok(v->valuestring)))
+        if (!cJSON_IsNull(v) && (!cJSON_IsString(v) || !addr_is_e164(v->valuestring)))
             return bad(req, "phone",
                        "expected an E.164 number, '+' and 8 to 15 digits like +33612345678, "
                        "or null");
@@ -350,7 +337,55 @@ static int parse_patch(http_req_t *req, prefs_patch_t *p)
     return 0;
 }
 
-/* Answers a repository failure with the status that fits it. */
+static cJSON *text_or_null(const char *s)
+{
+    return s ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+static cJSON *channel_array(const char *const *list, int n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(list[i]));
+    return arr;
+}
+
+/* The API's shape of a stored row:
+ *   {client_id, name, email, phone, timezone, locale, channels: [..] | null,
+ *    quiet_hours: {start, end} | null, opted_out: [..], digest_time,
+ *    consent: {given, at, source}, created_at, updated_at}
+ * (absent values are null, times RFC 3339 UTC, clock times "HH:MM"). */
+static cJSON *api_shape(const prefs_row_t *row)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "client_id", row->client_id);
+    cJSON_AddItemToObject(o, "name", text_or_null(row->name));
+    cJSON_AddItemToObject(o, "email", text_or_null(row->email));
+    cJSON_AddItemToObject(o, "phone", text_or_null(row->phone));
+    cJSON_AddStringToObject(o, "timezone", row->timezone);
+    cJSON_AddStringToObject(o, "locale", row->locale);
+    cJSON_AddItemToObject(o, "channels",
+                          row->channels_stated ? channel_array(row->channels, row->nchannels)
+                                               : cJSON_CreateNull());
+    if (row->quiet_start[0] && row->quiet_end[0]) {
+        cJSON *q = cJSON_AddObjectToObject(o, "quiet_hours");
+        cJSON_AddStringToObject(q, "start", row->quiet_start);
+        cJSON_AddStringToObject(q, "end", row->quiet_end);
+    } else {
+        cJSON_AddNullToObject(o, "quiet_hours");
+    }
+    cJSON_AddItemToObject(o, "opted_out", channel_array(row->opted_out, row->nopted_out));
+    cJSON_AddStringToObject(o, "digest_time", row->digest_time);
+    cJSON *consent = cJSON_AddObjectToObject(o, "consent");
+    cJSON_AddBoolToObject(consent, "given", row->consent_given);
+    cJSON_AddItemToObject(consent, "at", text_or_null(row->consent_at[0] ? row->consent_at : NULL));
+    cJSON_AddItemToObject(consent, "source", text_or_null(row->consent_source));
+    cJSON_AddStringToObject(o, "created_at", row->created_at);
+    cJSON_AddStringToObject(o, "updated_at", row->updated_at);
+    return o;
+}
+
+/* Answers a failure to read or save with the status that fits it. */
 static void reply_failure(http_req_t *req, int rc, const hd_err_t *err)
 {
     switch (rc) {
@@ -374,26 +409,29 @@ void api_prefs_put(http_req_t *req)
     if (parse_patch(req, &patch) != 0)
         return;
     bool created = false;
-    cJSON *doc = NULL;
+    prefs_row_t row;
     hd_err_t err;
-    int rc = prefs_save(req->app, &patch, req->principal.sub, &created, &doc, &err);
+    int rc = prefs_save(req->app, &patch, req->principal.sub, &created, &row, &err);
     if (rc != PREFS_OK) {
         reply_failure(req, rc, &err);
         return;
     }
-    http_reply_json(req, created ? 201 : 200, doc);
+    http_reply_json(req, created ? 201 : 200, api_shape(&row));
+    prefs_row_free(&row);
 }
 
 void api_prefs_get(http_req_t *req)
 {
     const char *id = router_param(&req->match, "client_id");
-    cJSON *doc = NULL;
+    prefs_row_t row;
     hd_err_t err;
-    int rc = prefs_get(req->app, id, &doc, &err);
-    if (rc == PREFS_OK)
-        http_reply_json(req, 200, doc);
-    else if (rc == PREFS_NOT_FOUND)
+    int rc = prefs_get(req->app, id, &row, &err);
+    if (rc == PREFS_OK) {
+        http_reply_json(req, 200, api_shape(&row));
+        prefs_row_free(&row);
+    } else if (rc == PREFS_NOT_FOUND) {
         http_reply_error(req, 404, "not_found", "no preferences are stored for this client");
-    else
+    } else {
         reply_failure(req, rc, &err);
+    }
 }

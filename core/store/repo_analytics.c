@@ -47,11 +47,11 @@ int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *
 {
     *skipped = false;
     const char *p[] = {first, last};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
-    int rc = pg_exec_script(c, "BEGIN", err);
-    PGresult *r = rc == 0 ? pg_exec(c, &st_lock, NULL, err) : NULL;
+    int rc = 0;
+    PGresult *r = pg_exec(c, &st_lock, NULL, err);
     if (r == NULL)
         rc = -1;
     else if (PQgetvalue(r, 0, 0)[0] != 't')
@@ -64,12 +64,10 @@ int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *
         PQclear(a);
         PQclear(b);
     }
-    if (rc == 0 && !*skipped)
-        rc = pg_commit(c, err);
-    else
-        pg_exec_script(c, "ROLLBACK", NULL);
-    pg_pool_put(db, c);
-    return rc;
+    if (rc == 0 && *skipped)
+        rc = 1; /* another process holds the lock: nothing to commit */
+    rc = pg_tx_end(db, c, rc, err);
+    return rc == 1 ? 0 : rc;
 }
 
 static const pg_stmt_t st_rows = {

@@ -112,27 +112,24 @@ int apikey_create(pg_pool_t *db, const char *name, unsigned scopes, const char *
         if (*p == ' ')
             *p = ',';
 
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL) {
         buf_free(&key);
         return -1;
     }
     const char *params[] = {name, prefix, hash, scope_list};
-    int rc = pg_exec_script(c, "BEGIN", err);
-    PGresult *r = rc == 0 ? pg_exec(c, &st_key_insert, params, err) : NULL;
+    int rc = -1;
+    PGresult *r = pg_exec(c, &st_key_insert, params, err);
     if (r == NULL) {
         if (pg_is_unique_violation(c))
             hd_err_set(err, "an API key named \"%s\" already exists", name);
-        rc = -1;
     } else {
         char target[160];
         snprintf(target, sizeof(target), "apikey:%s", name);
         rc = audit(c, actor, "apikey.create", target, err);
-        if (rc == 0)
-            rc = pg_commit(c, err);
     }
     PQclear(r);
-    pg_pool_put(db, c); /* rolls back anything left open */
+    rc = pg_tx_end(db, c, rc, err);
     if (rc == 0)
         *key_out = buf_steal(&key);
     else
@@ -177,34 +174,28 @@ cJSON *apikey_list(pg_pool_t *db, hd_err_t *err)
 
 int apikey_revoke(pg_pool_t *db, const char *name_or_prefix, const char *actor, hd_err_t *err)
 {
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
     int rc = -1;
-    if (pg_exec_script(c, "BEGIN", err) != 0)
-        goto done;
     const char *p[] = {name_or_prefix};
-    PGresult *r = pg_exec(c, &st_key_revoke, p, err);
+    PGresult *r = pg_exec(c, &st_key_revoke, p, err), *r2 = NULL;
     if (r == NULL)
         goto done;
     if (PQntuples(r) == 0) {
-        PQclear(r);
-        rc = 1;
+        rc = 1; /* rolled back: nothing was changed anyway */
         goto done;
     }
     const char *id[] = {PQgetvalue(r, 0, 0)};
-    PGresult *r2 = pg_exec(c, &st_key_revoke_tokens, id, err);
-    if (r2 != NULL) {
+    if ((r2 = pg_exec(c, &st_key_revoke_tokens, id, err)) != NULL) {
         char target[160];
         snprintf(target, sizeof(target), "apikey:%s", PQgetvalue(r, 0, 1));
-        if (audit(c, actor, "apikey.revoke", target, err) == 0)
-            rc = pg_commit(c, err);
+        rc = audit(c, actor, "apikey.revoke", target, err);
     }
+done:
     PQclear(r2);
     PQclear(r);
-done:
-    pg_pool_put(db, c); /* rolls back anything left open */
-    return rc;
+    return pg_tx_end(db, c, rc, err);
 }
 
 static unsigned scopes_from_list(const char *list)
@@ -289,15 +280,12 @@ refresh_status_t refresh_rotate(pg_pool_t *db, const char *token, int ttl_s, api
     *new_token = NULL;
     char hash[65];
     hash_sha256_hex(token, strlen(token), hash);
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return REFRESH_ERROR;
     refresh_status_t st = REFRESH_ERROR;
-    PGresult *r = NULL;
-    if (pg_exec_script(c, "BEGIN", err) != 0)
-        goto done;
     const char *p[] = {hash};
-    r = pg_exec(c, &st_refresh_find, p, err);
+    PGresult *r = pg_exec(c, &st_refresh_find, p, err);
     if (r == NULL)
         goto done;
     if (PQntuples(r) == 0) {
@@ -314,14 +302,8 @@ refresh_status_t refresh_rotate(pg_pool_t *db, const char *token, int ttl_s, api
         if (rv != NULL) {
             char target[160];
             snprintf(target, sizeof(target), "apikey:%s", PQgetvalue(r, 0, 5));
-            if (audit(c, "system", "refresh.reuse_detected", target, err) == 0 &&
-                pg_commit(c, err) == 0) {
-                log_warn("refresh token reused; its family is revoked", "apikey",
-                         PQgetvalue(r, 0, 5));
-                hd_err_set(err, "refresh token was already used; all tokens of its family "
-                                "are revoked");
-                st = REFRESH_REUSED;
-            }
+            if (audit(c, "system", "refresh.reuse_detected", target, err) == 0)
+                st = REFRESH_REUSED; /* once committed */
         }
         PQclear(rv);
         goto done;
@@ -339,15 +321,23 @@ refresh_status_t refresh_rotate(pg_pool_t *db, const char *token, int ttl_s, api
         goto done;
     const char *sp[] = {old_id, new_id};
     PGresult *rs = pg_exec(c, &st_refresh_spend, sp, err);
-    if (rs != NULL && pg_commit(c, err) == 0)
-        st = REFRESH_OK;
+    if (rs != NULL)
+        st = REFRESH_OK; /* once committed */
     PQclear(rs);
-done:
+done:;
+    /* a spent token's revocation commits as a rotation does; the rest
+     * changed nothing worth keeping */
+    bool commit = st == REFRESH_OK || st == REFRESH_REUSED;
+    if (pg_tx_end(db, c, commit ? 0 : -1, err) != 0 && commit)
+        st = REFRESH_ERROR;
+    if (st == REFRESH_REUSED) {
+        log_warn("refresh token reused; its family is revoked", "apikey", PQgetvalue(r, 0, 5));
+        hd_err_set(err, "refresh token was already used; all tokens of its family are revoked");
+    }
     PQclear(r);
     if (st != REFRESH_OK) {
         free(*new_token);
         *new_token = NULL;
     }
-    pg_pool_put(db, c);
     return st;
 }

@@ -5,6 +5,7 @@
  * message id, Retry-After.
  */
 #include "transport/internal.h"
+#include "base/addr.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -79,15 +80,6 @@ static bool has_ctl(const char *s)
     return false;
 }
 
-/* E.164: '+' then 8 to 15 digits. */
-static bool is_e164(const char *p)
-{
-    if (p == NULL || *p != '+')
-        return false;
-    size_t n = strlen(p + 1);
-    return n >= 8 && n <= 15 && strspn(p + 1, "0123456789") == n;
-}
-
 static void form_add(CURL *h, buf_t *b, const char *k, const char *v)
 {
     char *ev = curl_easy_escape(h, v, 0);
@@ -103,7 +95,7 @@ int tr_twilio_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res)
                               "and HERALD_TWILIO_AUTH_TOKEN)");
     if (!s->c.twilio_from || !*s->c.twilio_from)
         return tr_refuse(res, "twilio: no sender (set HERALD_TWILIO_FROM)");
-    if (!is_e164(m->to))
+    if (!addr_is_e164(m->to))
         return tr_refuse(res, "recipient: not an E.164 phone number");
     if (m->text == NULL || *m->text == '\0' || has_ctl(m->text))
         return tr_refuse(res, "sms: empty text or control characters");
@@ -143,7 +135,7 @@ int tr_whatsapp_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res)
     if (!s->c.wa_phone_number_id || !*s->c.wa_phone_number_id || !s->c.wa_token || !*s->c.wa_token)
         return tr_refuse(res, "whatsapp: not configured (set HERALD_WHATSAPP_PHONE_NUMBER_ID "
                               "and HERALD_WHATSAPP_TOKEN)");
-    if (!is_e164(m->to))
+    if (!addr_is_e164(m->to))
         return tr_refuse(res, "recipient: not an E.164 phone number");
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "messaging_product", "whatsapp");

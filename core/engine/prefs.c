@@ -1,0 +1,87 @@
+/*
+ * prefs.c - clients' preferences: the cache in front of the repository, and
+ * the shape the policy scripts read (see prefs.h).
+ */
+#include "engine/prefs.h"
+#include "cache/prefs_cache.h"
+#include "store/repo_prefs.h"
+
+static int load_row(app_t *app, const char *client_id, prefs_row_t *row, hd_err_t *err)
+{
+    if (pcache_get(app->redis, app->keyring, client_id, row))
+        return PREFS_OK;
+    int rc = prefs_repo_get(app->db, app->keyring, client_id, row, err);
+    if (rc == PREFS_OK)
+        pcache_put(app->redis, app->keyring, row);
+    return rc;
+}
+
+int prefs_get(app_t *app, const char *client_id, prefs_row_t *out, hd_err_t *err)
+{
+    return load_row(app, client_id, out, err);
+}
+
+int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *created,
+               prefs_row_t *out, hd_err_t *err)
+{
+    int rc = prefs_repo_save(app->db, app->keyring, patch, actor, created, out, err);
+    if (rc == PREFS_OK)
+        pcache_put(app->redis, app->keyring, out);
+    else if (rc == PREFS_ERR_CRYPTO || rc == PREFS_ERR_DB)
+        /* the row may have changed (a committed change whose row does not
+         * decrypt, a commit whose answer was lost): the copy may be stale */
+        pcache_forget(app->redis, patch->client_id);
+    return rc;
+}
+
+static cJSON *policy_shape(const prefs_row_t *row)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "timezone", row->timezone);
+    cJSON_AddStringToObject(o, "locale", row->locale);
+    cJSON_AddStringToObject(o, "digest_time", row->digest_time);
+    if (row->channels_stated) {
+        cJSON *ch = cJSON_AddArrayToObject(o, "channels");
+        for (int i = 0; i < row->nchannels; i++)
+            cJSON_AddItemToArray(ch, cJSON_CreateString(row->channels[i]));
+    }
+    cJSON *opted = cJSON_AddObjectToObject(o, "opted_out");
+    for (int i = 0; i < row->nopted_out; i++)
+        cJSON_AddTrueToObject(opted, row->opted_out[i]);
+    cJSON *consent = cJSON_AddObjectToObject(o, "consent");
+    cJSON_AddBoolToObject(consent, "given", row->consent_given);
+    cJSON_AddItemToObject(consent, "at",
+                          row->consent_at[0] ? cJSON_CreateString(row->consent_at)
+                                             : cJSON_CreateNull());
+    if (row->name)
+        cJSON_AddStringToObject(o, "name", row->name);
+    if (row->email)
+        cJSON_AddStringToObject(o, "email", row->email);
+    if (row->phone)
+        cJSON_AddStringToObject(o, "phone", row->phone);
+    if (row->quiet_start[0] && row->quiet_end[0]) {
+        cJSON *q = cJSON_AddObjectToObject(o, "quiet_hours");
+        cJSON_AddStringToObject(q, "start", row->quiet_start);
+        cJSON_AddStringToObject(q, "end", row->quiet_end);
+    }
+    return o;
+}
+
+int prefs_load(app_t *app, const char *client_id, cJSON **out, hd_err_t *err)
+{
+    *out = NULL;
+    prefs_row_t row;
+    int rc = load_row(app, client_id, &row, err);
+    if (rc == PREFS_NOT_FOUND)
+        return 0;
+    if (rc != PREFS_OK)
+        return -1;
+    *out = policy_shape(&row);
+    prefs_row_free(&row);
+    return 0;
+}
+
+void prefs_cache_forget(app_t *app, const char *client_id)
+{
+    pcache_forget(app->redis, client_id);
+}
