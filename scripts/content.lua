@@ -69,15 +69,12 @@ M.SMS_SHORTEN = {
   reminder = {"client_name", "event_type", "due_item"},
 }
 
--- Values every template may use when the context does not carry them. Signed
--- unsubscribe links (public_url/u/<token>) are not built by the engine yet
--- (the tracking issue); until then every message carries this placeholder. company comes from settings.company when settings.lua
--- defines it, field by field, else from here.
+-- Values every template may use when the context does not carry them. The
+-- company identity (name, postal address for the CAN-SPAM footer) is data
+-- in settings.lua (settings.company). Signed unsubscribe links
+-- (public_url/u/<token>) are not built by the engine yet; until then every
+-- message carries this placeholder.
 M.DEFAULTS = {
-  company = {
-    name = "Herald Events",
-    address = "1200 Market Street, Suite 400, San Francisco, CA 94102, USA",
-  },
   unsubscribe_path = "/u/preview",
 }
 
@@ -110,11 +107,7 @@ local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
 local function company()
   local c = {}
-  for k, v in pairs(M.DEFAULTS.company) do c[k] = v end
-  local ok, settings = pcall(require, "settings")
-  if ok and type(settings) == "table" and type(settings.company) == "table" then
-    for k, v in pairs(settings.company) do c[k] = v end
-  end
+  for k, v in pairs(settings.company or {}) do c[k] = v end
   return c
 end
 

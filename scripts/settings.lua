@@ -35,6 +35,14 @@ return {
   -- states, not a delay that is added.
   high_window = 3600,
 
+  -- Who the messages come from: every email's footer names the company and
+  -- its postal address (CAN-SPAM asks for one). A request's context.company
+  -- overrides it field by field for that message.
+  company = {
+    name = "Herald Events",
+    address = "1200 Market Street, Suite 400, San Francisco, CA 94102, USA",
+  },
+
   retry = {
     -- Wait before retry number N of the same channel (seconds): 1, 5 and 15
     -- minutes. After the last one the next fallback channel is tried, so

@@ -13,13 +13,15 @@
 --      attachments are written for the matrix's channels.) nil means every
 --      channel; an empty list means none (the contract: "nil: all").
 --   3. request.channel, when given, goes first (the business asked for it),
---      even if the matrix or the client's list does not name it; the rest
---      of the chain follows as fallbacks.
+--      even if the matrix does not name it; the rest of the chain follows
+--      as fallbacks.
 --   4. Channels strategy.refusal refuses are dropped, forced or not: ones
---      the client opted out of (prefs.opted_out[ch]), has no address for
---      (email needs prefs.email; sms and whatsapp need prefs.phone), or has
---      not consented to (settings.consent; prefs.consent = {given, at}).
---      The engine asks strategy.refusal again before every attempt.
+--      the client opted out of (prefs.opted_out[ch]), has left out of a
+--      stated list (prefs.channels), has no address for (email needs
+--      prefs.email; sms and whatsapp need prefs.phone), or has not
+--      consented to (settings.consent; prefs.consent = {given, at}).
+--      The engine asks strategy.refusal again before every attempt and
+--      obeys it: it is the whole consent rule.
 --   5. Nothing left -> primary_channel = nil, and the reasons say why.
 
 local matrix = require("matrix")
@@ -49,22 +51,21 @@ local function known_types()
   return table.concat(names, ", ")
 end
 
--- opted_out is a set ({sms = true}); a list ({"sms"}) is accepted too, as a
--- JSON array is the natural way to write one by hand.
-local function opted_out(prefs, ch)
-  local set = prefs.opted_out
-  if type(set) ~= "table" then
-    return false
-  end
-  if set[ch] == true then
-    return true
-  end
-  for _, v in ipairs(set) do
+-- Whether the list (a JSON array) names ch.
+local function lists(list, ch)
+  for _, v in ipairs(list) do
     if v == ch then
       return true
     end
   end
   return false
+end
+
+-- opted_out is a set ({sms = true}); a list ({"sms"}) is accepted too, as a
+-- JSON array is the natural way to write one by hand.
+local function opted_out(prefs, ch)
+  local set = prefs.opted_out
+  return type(set) == "table" and (set[ch] == true or lists(set, ch))
 end
 
 -- prefs.consent = {given = true|false, at = "RFC 3339"|nil}: "given", a
@@ -85,24 +86,17 @@ local function consent_state(prefs)
 end
 
 -- prefs.channels, when the client stated a list: the channels they allow.
+-- No stated list: every channel (an empty one allows none).
 local function allowed(prefs, ch)
-  local list = prefs.channels
-  if type(list) ~= "table" then
-    return true -- no stated list: every channel (an empty one allows none)
-  end
-  for _, v in ipairs(list) do
-    if v == ch then
-      return true
-    end
-  end
-  return false
+  return type(prefs.channels) ~= "table" or lists(prefs.channels, ch)
 end
 
 --- Why channel ch may not carry a message to this client, or nil when it
 -- may: opted out, not among the client's allowed channels, no address for
--- it, or no consent as settings.consent asks. This is the whole rule: the
--- engine asks it before every attempt and obeys. strategy.decide uses it for the chain; the engine asks again before
--- every attempt, so a change of mind after acceptance is honoured.
+-- it, or no consent as settings.consent asks. This is the whole rule:
+-- strategy.decide uses it for the chain, and the engine asks it again before
+-- every attempt and obeys, so a change of mind after acceptance is honoured
+-- and an operator's edit here is the engine's behaviour.
 -- @param ch string  "email", "sms" or "whatsapp"
 -- @param prefs table|nil  as for strategy.decide
 -- @return string|nil  the reason, e.g. "client opted out"; nil: usable

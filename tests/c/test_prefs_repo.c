@@ -6,8 +6,8 @@
  * that changes the row, a field the patch leaves out keeps its value, and a
  * row under another key does not decrypt. The tests run in a database of
  * their own, created, migrated (from $HERALD_SOURCE_DIR/migrations) and
- * dropped by the group setup / teardown, and check the table with their own
- * SELECTs.
+ * dropped by the group setup / teardown with test_db.h, and check the table
+ * with their own SELECTs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,18 +18,16 @@
 
 #include "crypto/field.h"
 #include "crypto/hash.h"
-#include "store/migrate.h"
 #include "store/pg.h"
 #include "store/repo_prefs.h"
+#include "test_db.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct fixture {
-    char admin_url[512]; /* the server's postgres database */
-    char dbname[64];     /* herald_pr_<random hex>, ours alone */
-    pg_pool_t *pool;     /* on dbname */
+    testdb_t db; /* herald_pr_<random hex>, ours alone; db.pool on it */
     fe_keyring_t *kr;
 } fixture_t;
 
@@ -135,7 +133,7 @@ static void save(fixture_t *fx, const prefs_patch_t *p, bool want_created, prefs
 {
     hd_err_t err;
     bool created = !want_created;
-    int rc = prefs_repo_save(fx->pool, fx->kr, p, "test", &created, out, &err);
+    int rc = prefs_repo_save(fx->db.pool, fx->kr, p, "test", &created, out, &err);
     if (rc != PREFS_OK)
         fail_msg("prefs_repo_save: %d %s", rc, err.msg);
     assert_int_equal(created, want_created);
@@ -153,7 +151,7 @@ static void test_save_then_load(void **state)
     assert_string_equal(saved.updated_at, saved.created_at); /* a new row */
 
     hd_err_t err;
-    assert_int_equal(prefs_repo_get(fx->pool, fx->kr, id, &loaded, &err), PREFS_OK);
+    assert_int_equal(prefs_repo_get(fx->db.pool, fx->kr, id, &loaded, &err), PREFS_OK);
     assert_full(&loaded, id);
     assert_true(loaded.version == saved.version);
     assert_string_equal(loaded.updated_at, saved.updated_at);
@@ -161,7 +159,7 @@ static void test_save_then_load(void **state)
     prefs_row_free(&loaded);
 
     /* A client without preferences is an answer, not an error. */
-    assert_int_equal(prefs_repo_get(fx->pool, fx->kr, "nobody-has-this-id", &loaded, &err),
+    assert_int_equal(prefs_repo_get(fx->db.pool, fx->kr, "nobody-has-this-id", &loaded, &err),
                      PREFS_NOT_FOUND);
     assert_null(loaded.client_id);
 }
@@ -176,7 +174,7 @@ static void test_table_holds_ciphertext(void **state)
     save(fx, &p, true, &row);
     prefs_row_free(&row);
 
-    PGresult *r = query(fx->pool, &st_stored, id);
+    PGresult *r = query(fx->db.pool, &st_stored, id);
     assert_int_equal(PQntuples(r), 1);
     const char *email_enc = PQgetvalue(r, 0, 1), *phone_enc = PQgetvalue(r, 0, 3);
     assert_true(strncmp(email_enc, "v1.", 3) == 0);
@@ -203,7 +201,7 @@ static void test_table_holds_ciphertext(void **state)
     keys(0x20, k, idx);
     fe_keyring_t *other = fe_keyring_new(k, idx);
     assert_non_null(other);
-    assert_int_equal(prefs_repo_get(fx->pool, other, id, &row, &err), PREFS_ERR_CRYPTO);
+    assert_int_equal(prefs_repo_get(fx->db.pool, other, id, &row, &err), PREFS_ERR_CRYPTO);
     assert_non_null(strstr(err.msg, "cannot decrypt the stored preferences"));
     assert_null(row.client_id);
     fe_keyring_free(other);
@@ -219,7 +217,7 @@ static void test_consent_change_is_audited_in_its_transaction(void **state)
     save(fx, &p, true, &row);
     prefs_row_free(&row);
 
-    PGresult *a = query(fx->pool, &st_audits, id), *s = query(fx->pool, &st_stored, id);
+    PGresult *a = query(fx->db.pool, &st_audits, id), *s = query(fx->db.pool, &st_stored, id);
     assert_int_equal(PQntuples(a), 1);
     assert_string_equal(PQgetvalue(a, 0, 0), "test");
     assert_string_equal(PQgetvalue(a, 0, 1), "true");
@@ -242,7 +240,7 @@ static void test_consent_change_is_audited_in_its_transaction(void **state)
                           .consent_source = "signup form"};
     save(fx, &same, false, &row);
     prefs_row_free(&row);
-    a = query(fx->pool, &st_audits, id);
+    a = query(fx->db.pool, &st_audits, id);
     assert_int_equal(PQntuples(a), 1);
     PQclear(a);
 
@@ -252,8 +250,8 @@ static void test_consent_change_is_audited_in_its_transaction(void **state)
     assert_false(row.consent_given);
     assert_null(row.consent_source);
     assert_true(row.consent_at[0] != '\0');
-    a = query(fx->pool, &st_audits, id);
-    s = query(fx->pool, &st_stored, id);
+    a = query(fx->db.pool, &st_audits, id);
+    s = query(fx->db.pool, &st_stored, id);
     assert_int_equal(PQntuples(a), 2);
     assert_string_equal(PQgetvalue(a, 1, 1), "false");
     assert_true(PQgetisnull(a, 1, 2));
@@ -271,12 +269,12 @@ static void test_consent_change_is_audited_in_its_transaction(void **state)
         .client_id = id, .timezone = zone, .set_consent = true, .consent_given = true};
     hd_err_t err;
     bool created;
-    assert_int_equal(prefs_repo_save(fx->pool, fx->kr, &refused, "test", &created, &row, &err),
+    assert_int_equal(prefs_repo_save(fx->db.pool, fx->kr, &refused, "test", &created, &row, &err),
                      PREFS_ERR_INVALID);
-    a = query(fx->pool, &st_audits, id);
+    a = query(fx->db.pool, &st_audits, id);
     assert_int_equal(PQntuples(a), 2);
     PQclear(a);
-    assert_int_equal(prefs_repo_get(fx->pool, fx->kr, id, &row, &err), PREFS_OK);
+    assert_int_equal(prefs_repo_get(fx->db.pool, fx->kr, id, &row, &err), PREFS_OK);
     assert_false(row.consent_given);
     assert_string_equal(row.timezone, "Europe/London");
     prefs_row_free(&row);
@@ -290,7 +288,7 @@ static void test_update_keeps_what_it_leaves_out(void **state)
     prefs_patch_t p = full_patch(id);
     prefs_row_t first, second;
     save(fx, &p, true, &first);
-    PGresult *before = query(fx->pool, &st_stored, id);
+    PGresult *before = query(fx->db.pool, &st_stored, id);
 
     prefs_patch_t only_locale = {.client_id = id, .locale = "de"};
     save(fx, &only_locale, false, &second);
@@ -302,7 +300,7 @@ static void test_update_keeps_what_it_leaves_out(void **state)
     assert_string_equal(second.created_at, first.created_at);
 
     /* the addresses were kept as stored, not re-encrypted */
-    PGresult *after = query(fx->pool, &st_stored, id);
+    PGresult *after = query(fx->db.pool, &st_stored, id);
     for (int c = 1; c <= 4; c++)
         assert_string_equal(PQgetvalue(after, 0, c), PQgetvalue(before, 0, c));
     PQclear(before);
@@ -324,7 +322,7 @@ static void test_update_keeps_what_it_leaves_out(void **state)
     assert_true(second.channels_stated);
     assert_int_equal(second.nchannels, 0);
     assert_int_equal(second.nopted_out, 1);
-    after = query(fx->pool, &st_stored, id);
+    after = query(fx->db.pool, &st_stored, id);
     assert_true(PQgetisnull(after, 0, 1));
     assert_true(PQgetisnull(after, 0, 2));
     PQclear(after);
@@ -333,49 +331,13 @@ static void test_update_keeps_what_it_leaves_out(void **state)
 
 /* ---- our own database ---- */
 
-/* url with its database (the last path segment) replaced by db. */
-static int with_db(const char *url, const char *db, char *out, size_t size)
-{
-    const char *scheme = strstr(url, "://");
-    const char *query_at = strchr(url, '?');
-    size_t end = query_at ? (size_t)(query_at - url) : strlen(url);
-    size_t slash = end;
-    while (slash > 0 && url[slash - 1] != '/')
-        slash--;
-    if (scheme == NULL || slash <= (size_t)(scheme - url) + 3)
-        return -1; /* no path: nothing to replace */
-    int n = snprintf(out, size, "%.*s%s%s", (int)slash, url, db, query_at ? query_at : "");
-    return n > 0 && (size_t)n < size ? 0 : -1;
-}
-
-static int admin_exec(const char *admin_url, const char *sql)
-{
-    PGconn *a = PQconnectdb(admin_url);
-    int rc = -1;
-    if (PQstatus(a) != CONNECTION_OK) {
-        fprintf(stderr, "test_prefs_repo: %s: %s", admin_url, PQerrorMessage(a));
-    } else {
-        PGresult *r = PQexec(a, sql);
-        if (PQresultStatus(r) == PGRES_COMMAND_OK)
-            rc = 0;
-        else
-            fprintf(stderr, "test_prefs_repo: %s: %s", sql, PQerrorMessage(a));
-        PQclear(r);
-    }
-    PQfinish(a);
-    return rc;
-}
-
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
     if (fx == NULL)
         return 0;
-    pg_pool_free(fx->pool);
     fe_keyring_free(fx->kr);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", fx->dbname);
-    int rc = admin_exec(fx->admin_url, sql);
+    int rc = testdb_drop(&fx->db);
     free(fx);
     *state = NULL;
     return rc;
@@ -383,32 +345,9 @@ static int teardown(void **state)
 
 static int setup(void **state)
 {
-    const char *url = getenv("HERALD_DATABASE_URL");
-    if (url == NULL)
-        url = "postgresql://herald@127.0.0.1:55432/herald";
-    const char *src = getenv("HERALD_SOURCE_DIR");
-    if (src == NULL || *src == '\0') {
-        fprintf(stderr, "test_prefs_repo: HERALD_SOURCE_DIR is not set (ctest sets it; by hand: "
-                        "HERALD_SOURCE_DIR=$PWD ./build/tests/test_prefs_repo)\n");
-        return -1;
-    }
     fixture_t *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
-    uint8_t rnd[8];
-    assert_int_equal(hash_random(rnd, sizeof(rnd)), 0);
-    int n = snprintf(fx->dbname, sizeof(fx->dbname), "herald_pr_");
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        n += snprintf(fx->dbname + n, sizeof(fx->dbname) - (size_t)n, "%02x", rnd[i]);
-
-    char db_url[512], sql[128], dir[1024];
-    if (with_db(url, "postgres", fx->admin_url, sizeof(fx->admin_url)) != 0 ||
-        with_db(url, fx->dbname, db_url, sizeof(db_url)) != 0) {
-        fprintf(stderr, "test_prefs_repo: no database name to replace in %s\n", url);
-        free(fx);
-        return -1;
-    }
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", fx->dbname);
-    if (admin_exec(fx->admin_url, sql) != 0) {
+    if (testdb_create(&fx->db, "herald_pr_", "test_prefs_repo") != 0) {
         free(fx);
         return -1;
     }
@@ -418,31 +357,12 @@ static int setup(void **state)
     uint8_t k[32], idx[32];
     keys(0x01, k, idx);
     fx->kr = fe_keyring_new(k, idx);
-    hd_err_t err;
-    bool up;
-    int applied = 0;
-    fx->pool = pg_pool_new(db_url, 2, 5, 30000, &up, &err);
-    if (!up || fx->kr == NULL) {
-        fprintf(stderr, "test_prefs_repo: %s: %s\n", db_url, up ? "no keyring" : err.msg);
-        goto fail;
-    }
-    pg_conn_t *c = pg_pool_get(fx->pool, 5000, &err);
-    if (c == NULL) {
-        fprintf(stderr, "test_prefs_repo: %s\n", err.msg);
-        goto fail;
-    }
-    snprintf(dir, sizeof(dir), "%s/migrations", src);
-    int rc = mig_run(c, dir, &applied, &err);
-    pg_pool_put(fx->pool, c);
-    if (rc != 0 || applied < 1) {
-        fprintf(stderr, "test_prefs_repo: migrations from %s (%d applied): %s\n", dir, applied,
-                rc != 0 ? err.msg : "none found");
-        goto fail;
+    if (fx->kr == NULL) {
+        fprintf(stderr, "test_prefs_repo: no keyring\n");
+        teardown(state);
+        return -1;
     }
     return 0;
-fail:
-    teardown(state);
-    return -1;
 }
 
 int main(void)

@@ -5,8 +5,8 @@
  * as array literals into unnest() / = ANY(); awkward text (quotes, backslashes,
  * braces, commas, newlines, UTF-8, the word NULL) must come back unchanged.
  * The tests run in a database of their own, created, migrated (from
- * $HERALD_SOURCE_DIR/migrations) and dropped by the group setup / teardown,
- * and check what they read back with their own SELECTs.
+ * $HERALD_SOURCE_DIR/migrations) and dropped by the group setup / teardown
+ * with test_db.h, and check what they read back with their own SELECTs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,10 +16,10 @@
 #include <cmocka.h>
 
 #include "crypto/hash.h"
-#include "store/migrate.h"
 #include "store/pg.h"
 #include "store/repo_comms.h"
 #include "store/repo_jobs.h"
+#include "test_db.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +30,8 @@
 #define LEASE_S 30
 #define MAX_JOB 16
 
-typedef struct fixture {
-    char admin_url[512]; /* the server's postgres database */
-    char dbname[64];     /* herald_cq_<random hex>, ours alone */
-    pg_pool_t *pool;     /* on dbname */
-} fixture_t;
+/* Our own database, herald_cq_<random hex>; its pool is the tests'. */
+typedef testdb_t fixture_t;
 
 typedef char comm_id_t[37];
 
@@ -543,48 +540,12 @@ static void test_no_receipt_timer_and_one_send_job(void **state)
 
 /* ---- our own database ---- */
 
-/* url with its database (the last path segment) replaced by db. */
-static int with_db(const char *url, const char *db, char *out, size_t size)
-{
-    const char *scheme = strstr(url, "://");
-    const char *query_at = strchr(url, '?');
-    size_t end = query_at ? (size_t)(query_at - url) : strlen(url);
-    size_t slash = end;
-    while (slash > 0 && url[slash - 1] != '/')
-        slash--;
-    if (scheme == NULL || slash <= (size_t)(scheme - url) + 3)
-        return -1; /* no path: nothing to replace */
-    int n = snprintf(out, size, "%.*s%s%s", (int)slash, url, db, query_at ? query_at : "");
-    return n > 0 && (size_t)n < size ? 0 : -1;
-}
-
-static int admin_exec(const char *admin_url, const char *sql)
-{
-    PGconn *a = PQconnectdb(admin_url);
-    int rc = -1;
-    if (PQstatus(a) != CONNECTION_OK) {
-        fprintf(stderr, "test_queue: %s: %s", admin_url, PQerrorMessage(a));
-    } else {
-        PGresult *r = PQexec(a, sql);
-        if (PQresultStatus(r) == PGRES_COMMAND_OK)
-            rc = 0;
-        else
-            fprintf(stderr, "test_queue: %s: %s", sql, PQerrorMessage(a));
-        PQclear(r);
-    }
-    PQfinish(a);
-    return rc;
-}
-
 static int teardown(void **state)
 {
     fixture_t *fx = *state;
     if (fx == NULL)
         return 0;
-    pg_pool_free(fx->pool);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", fx->dbname);
-    int rc = admin_exec(fx->admin_url, sql);
+    int rc = testdb_drop(fx);
     free(fx);
     *state = NULL;
     return rc;
@@ -592,63 +553,14 @@ static int teardown(void **state)
 
 static int setup(void **state)
 {
-    const char *url = getenv("HERALD_DATABASE_URL");
-    if (url == NULL)
-        url = "postgresql://herald@127.0.0.1:55432/herald";
-    const char *src = getenv("HERALD_SOURCE_DIR");
-    if (src == NULL || *src == '\0') {
-        fprintf(stderr, "test_queue: HERALD_SOURCE_DIR is not set (ctest sets it; by hand: "
-                        "HERALD_SOURCE_DIR=$PWD ./build/tests/test_queue)\n");
-        return -1;
-    }
     fixture_t *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
-    uint8_t rnd[8];
-    assert_int_equal(hash_random(rnd, sizeof(rnd)), 0);
-    int n = snprintf(fx->dbname, sizeof(fx->dbname), "herald_cq_");
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        n += snprintf(fx->dbname + n, sizeof(fx->dbname) - (size_t)n, "%02x", rnd[i]);
-
-    char db_url[512], sql[128], dir[1024];
-    if (with_db(url, "postgres", fx->admin_url, sizeof(fx->admin_url)) != 0 ||
-        with_db(url, fx->dbname, db_url, sizeof(db_url)) != 0) {
-        fprintf(stderr, "test_queue: no database name to replace in %s\n", url);
-        free(fx);
-        return -1;
-    }
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", fx->dbname);
-    if (admin_exec(fx->admin_url, sql) != 0) {
+    if (testdb_create(fx, "herald_cq_", "test_queue") != 0) {
         free(fx);
         return -1;
     }
     *state = fx;
-
-    /* From here on a failure drops the database again. */
-    hd_err_t err;
-    bool up;
-    int applied = 0;
-    fx->pool = pg_pool_new(db_url, 2, 5, 30000, &up, &err);
-    if (!up) {
-        fprintf(stderr, "test_queue: %s: %s\n", db_url, err.msg);
-        goto fail;
-    }
-    pg_conn_t *c = pg_pool_get(fx->pool, 5000, &err);
-    if (c == NULL) {
-        fprintf(stderr, "test_queue: %s\n", err.msg);
-        goto fail;
-    }
-    snprintf(dir, sizeof(dir), "%s/migrations", src);
-    int rc = mig_run(c, dir, &applied, &err);
-    pg_pool_put(fx->pool, c);
-    if (rc != 0 || applied < 1) {
-        fprintf(stderr, "test_queue: migrations from %s (%d applied): %s\n", dir, applied,
-                rc != 0 ? err.msg : "none found");
-        goto fail;
-    }
     return 0;
-fail:
-    teardown(state);
-    return -1;
 }
 
 int main(void)
