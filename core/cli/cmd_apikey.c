@@ -1,6 +1,7 @@
 /* cmd_apikey.c - `herald apikey create|list|revoke`. Uses store/repo_auth. */
 #include "cli/cli.h"
 #include "base/scope.h"
+#include "http/api.h"
 #include "store/pg.h"
 #include "store/repo_auth.h"
 
@@ -139,12 +140,16 @@ int cmd_apikey(int argc, char **argv)
         }
         free(key);
     } else if (strcmp(sub, "list") == 0) {
-        cJSON *keys = apikey_list(db, &err);
-        if (keys == NULL)
+        apikey_row_t *rows;
+        int n;
+        if (apikey_list(db, &rows, &n, &err) != 0) {
             fprintf(stderr, "herald apikey: %s\n", err.msg);
-        else
+        } else {
+            cJSON *keys = api_apikeys_json(rows, n);
             rc = print_list(keys, json);
-        cJSON_Delete(keys);
+            cJSON_Delete(keys);
+            apikey_rows_free(rows, n);
+        }
     } else {
         int r = apikey_revoke(db, argv[optind], "cli", &err);
         if (r < 0)

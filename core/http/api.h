@@ -6,6 +6,7 @@
 #define HERALD_HTTP_API_H
 
 #include "http/server.h"
+#include "store/repo_auth.h"
 
 /* Registers every route of the API on app->router. */
 int api_register(app_t *app);
@@ -19,6 +20,8 @@ void api_auth_token(http_req_t *req);
 void api_auth_refresh(http_req_t *req);
 void api_auth_me(http_req_t *req);
 void api_apikeys_list(http_req_t *req);
+/* The API's shape of a key list (also `herald apikey list --json`). Caller frees. */
+cJSON *api_apikeys_json(const apikey_row_t *rows, int n);
 
 /* api_policy.c */
 void api_scripts_reload(http_req_t *req);

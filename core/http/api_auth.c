@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Answers the token pair for key: a fresh access token plus refresh. */
 static void reply_tokens(http_req_t *req, const apikey_info_t *key, char *refresh)
@@ -105,15 +106,44 @@ void api_auth_me(http_req_t *req)
     http_reply_json(req, 200, doc);
 }
 
+static void add_text(cJSON *o, const char *name, const char *v)
+{
+    cJSON_AddItemToObject(o, name, v ? cJSON_CreateString(v) : cJSON_CreateNull());
+}
+
+cJSON *api_apikeys_json(const apikey_row_t *rows, int n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        const apikey_row_t *k = &rows[i];
+        cJSON *o = cJSON_CreateObject();
+        add_text(o, "id", k->id);
+        add_text(o, "name", k->name);
+        add_text(o, "prefix", k->prefix);
+        cJSON *sc = cJSON_AddArrayToObject(o, "scopes");
+        char *list = xstrdup(k->scopes ? k->scopes : ""), *save = NULL;
+        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            cJSON_AddItemToArray(sc, cJSON_CreateString(t));
+        free(list);
+        add_text(o, "created_at", k->created_at);
+        add_text(o, "last_used_at", k->last_used_at);
+        add_text(o, "revoked_at", k->revoked_at);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
 void api_apikeys_list(http_req_t *req)
 {
     hd_err_t err;
-    cJSON *keys = apikey_list(req->app->db, &err);
-    if (keys == NULL) {
+    apikey_row_t *rows;
+    int n;
+    if (apikey_list(req->app->db, &rows, &n, &err) != 0) {
         http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
         return;
     }
     cJSON *doc = cJSON_CreateObject();
-    cJSON_AddItemToObject(doc, "api_keys", keys);
+    cJSON_AddItemToObject(doc, "api_keys", api_apikeys_json(rows, n));
+    apikey_rows_free(rows, n);
     http_reply_json(req, 200, doc);
 }

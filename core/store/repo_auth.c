@@ -137,39 +137,45 @@ int apikey_create(pg_pool_t *db, const char *name, unsigned scopes, const char *
     return rc;
 }
 
-static cJSON *nullable(const PGresult *r, int row, int col)
+static char *nullable(const PGresult *r, int row, int col)
 {
-    return PQgetisnull(r, row, col) ? cJSON_CreateNull()
-                                    : cJSON_CreateString(PQgetvalue(r, row, col));
+    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
 }
 
-cJSON *apikey_list(pg_pool_t *db, hd_err_t *err)
+int apikey_list(pg_pool_t *db, apikey_row_t **rows, int *n, hd_err_t *err)
 {
+    *rows = NULL;
+    *n = 0;
     pg_conn_t *c = pg_pool_get(db, 5000, err);
     if (c == NULL)
-        return NULL;
+        return -1;
     PGresult *r = pg_exec(c, &st_key_list, NULL, err);
     pg_pool_put(db, c);
     if (r == NULL)
-        return NULL;
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; i < PQntuples(r); i++) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", PQgetvalue(r, i, 0));
-        cJSON_AddStringToObject(o, "name", PQgetvalue(r, i, 1));
-        cJSON_AddStringToObject(o, "prefix", PQgetvalue(r, i, 2));
-        cJSON *sc = cJSON_AddArrayToObject(o, "scopes");
-        char *list = xstrdup(PQgetvalue(r, i, 3)), *save = NULL;
-        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
-            cJSON_AddItemToArray(sc, cJSON_CreateString(t));
-        free(list);
-        cJSON_AddItemToObject(o, "created_at", nullable(r, i, 4));
-        cJSON_AddItemToObject(o, "last_used_at", nullable(r, i, 5));
-        cJSON_AddItemToObject(o, "revoked_at", nullable(r, i, 6));
-        cJSON_AddItemToArray(arr, o);
+        return -1;
+    *n = PQntuples(r);
+    *rows = xcalloc((size_t)*n + 1, sizeof(apikey_row_t));
+    for (int i = 0; i < *n; i++) {
+        apikey_row_t *k = &(*rows)[i];
+        char **cols[] = {&k->id,         &k->name,         &k->prefix,    &k->scopes,
+                         &k->created_at, &k->last_used_at, &k->revoked_at};
+        for (int col = 0; col < 7; col++)
+            *cols[col] = nullable(r, i, col);
     }
     PQclear(r);
-    return arr;
+    return 0;
+}
+
+void apikey_rows_free(apikey_row_t *rows, int n)
+{
+    for (int i = 0; rows && i < n; i++) {
+        apikey_row_t *k = &rows[i];
+        char *cols[] = {k->id,         k->name,         k->prefix,    k->scopes,
+                        k->created_at, k->last_used_at, k->revoked_at};
+        for (int col = 0; col < 7; col++)
+            free(cols[col]);
+    }
+    free(rows);
 }
 
 int apikey_revoke(pg_pool_t *db, const char *name_or_prefix, const char *actor, hd_err_t *err)

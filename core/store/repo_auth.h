@@ -26,8 +26,18 @@ typedef struct apikey_info {
 int apikey_create(pg_pool_t *db, const char *name, unsigned scopes, const char *actor,
                   char **key_out, hd_err_t *err);
 
-/* All keys, newest first, without secrets. NULL with err on failure. */
-cJSON *apikey_list(pg_pool_t *db, hd_err_t *err);
+/* One API key as stored, without its secret. Strings owned; the times are
+ * RFC 3339 UTC or NULL. */
+typedef struct apikey_row {
+    char *id, *name, *prefix;
+    char *scopes; /* "send,read" */
+    char *created_at, *last_used_at, *revoked_at;
+} apikey_row_t;
+
+/* All keys, newest first: 0 with *rows (free with apikey_rows_free) and
+ * *n, or -1 with err. */
+int apikey_list(pg_pool_t *db, apikey_row_t **rows, int *n, hd_err_t *err);
+void apikey_rows_free(apikey_row_t *rows, int n);
 
 /* Revokes the key with this name or prefix and every refresh token issued
  * for it. Returns 0, 1 when no live key matches, -1 on error. */
