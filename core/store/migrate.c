@@ -171,22 +171,16 @@ static int apply_all(pg_conn_t *c, const char *dir, mig_t *m, int n, int *applie
         char ver[16];
         snprintf(ver, sizeof(ver), "%d", m[j].version);
         const char *params[] = {ver, m[j].file, m[j].sum};
-        rc = pg_exec_script(c, "BEGIN", err);
-        if (rc == 0 && pg_exec_script(c, m[j].sql, err) != 0) {
+        if ((rc = pg_tx_open(c, err)) != 0)
+            break;
+        if (pg_exec_script(c, m[j].sql, err) != 0) {
             hd_err_prefix(err, "%s/%s", dir, m[j].file);
             rc = -1;
         }
-        if (rc == 0) {
-            PGresult *ins = pg_exec(c, &st_record, params, err);
-            rc = ins ? 0 : -1;
-            PQclear(ins);
-        }
         if (rc == 0)
-            rc = pg_commit(c, err);
-        if (rc != 0) {
-            pg_exec_script(c, "ROLLBACK", NULL);
+            rc = pg_exec_ok(c, &st_record, params, err);
+        if ((rc = pg_tx_close(c, rc, err)) != 0)
             break;
-        }
         log_info("migration applied", "name", m[j].file, "checksum", m[j].sum);
         if (applied)
             (*applied)++;
