@@ -9,6 +9,8 @@
 #include "crypto/hash.h"
 
 #include <stdlib.h>
+#include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -117,9 +119,24 @@ static int aud_matches(const cJSON *aud, const char *want)
     return 0;
 }
 
+/* A NumericDate (RFC 7519 2) as Herald takes it: whole seconds from 0 to
+ * 2^53, so converting it to int64_t anywhere is defined ("exp": 1e999 is
+ * infinity after parsing; 1.5 or -1 are no time we ever issue). */
+static bool numeric_date(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble >= 0 &&
+           v->valuedouble <= 9007199254740992.0 && floor(v->valuedouble) == v->valuedouble;
+}
+
 /* Time and identity claims; the signature has already been checked. */
 static jwt_status_t check_claims(const cJSON *claims, const jwt_verify_opts_t *opts)
 {
+    static const char *const times[] = {"exp", "nbf", "iat"};
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(claims, times[i]);
+        if (t != NULL && !numeric_date(t))
+            return JWT_EMALFORMED;
+    }
     /* Doubles: exp/nbf are JSON numbers and may be fractional or huge, and
      * now + leeway must not overflow an int64. */
     double now = (double)opts->now;

@@ -634,6 +634,29 @@ static void test_jwt_nbf(void **state)
     expect_payload("{\"nbf\":\"later\"}", &o, JWT_EMALFORMED);
 }
 
+/* Time claims Herald could not convert to whole seconds without undefined
+ * behaviour (a double out of int64_t's range) are malformed, not "far away". */
+static void test_jwt_time_claims_in_range(void **state)
+{
+    (void)state;
+    jwt_verify_opts_t o = base_opts();
+    o.require_exp = 1;
+    static const char *const bad[] = {
+        "{\"exp\":1e999}",
+        "{\"exp\":-1e999}",
+        "{\"exp\":9.3e18}",
+        "{\"exp\":1e-3}",
+        "{\"exp\":4102444800.5}",
+        "{\"exp\":-1}",
+        "{\"exp\":4102444800,\"nbf\":1e999}",
+        "{\"exp\":4102444800,\"iat\":-5}",
+        "{\"exp\":4102444800,\"iat\":1.25}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_payload(bad[i], &o, JWT_EMALFORMED);
+    expect_payload("{\"exp\":4102444800,\"iat\":1700000000}", &o, JWT_OK);
+}
+
 /* ---- jwt: iss / aud ---------------------------------------------------- */
 
 static void test_jwt_iss(void **state)
@@ -809,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_jwt_signature_checked_before_claims),
         cmocka_unit_test(test_jwt_exp),
         cmocka_unit_test(test_jwt_nbf),
+        cmocka_unit_test(test_jwt_time_claims_in_range),
         cmocka_unit_test(test_jwt_iss),
         cmocka_unit_test(test_jwt_aud),
         cmocka_unit_test(test_jwt_malformed),
