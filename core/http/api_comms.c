@@ -159,10 +159,12 @@ void api_comms_get(http_req_t *req)
     int rc = comms_get(req->app->db, id, &c, &err);
     if (rc == 1)
         http_reply_error(req, 404, "not_found", "no communication with this id");
-    else if (rc < 0)
+    else if (rc < 0) {
+        log_warn("cannot read a communication", "reason", err.msg);
         http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
-    else
+    } else {
         http_reply_json(req, 200, message_json(&c));
+    }
     comm_row_free(&c);
 }
 
@@ -227,10 +229,12 @@ void api_comms_list(http_req_t *req)
     hd_err_t err;
     comm_page_t page;
     if (comms_list(req->app->db, &f, &page, &err) != 0) {
-        if (strncmp(err.msg, "cursor:", 7) == 0)
+        if (strncmp(err.msg, "cursor:", 7) == 0) {
             http_reply_error(req, 400, "invalid_request", "%s", err.msg);
-        else
+        } else {
+            log_warn("cannot list communications", "reason", err.msg);
             http_reply_error(req, 503, "unavailable", "database unavailable; retry later");
+        }
         return;
     }
     cJSON *doc = cJSON_CreateObject();

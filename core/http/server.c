@@ -4,6 +4,7 @@
  */
 #include "http/server.h"
 #include "base/log.h"
+#include "base/utf8.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
 #include "obs/metrics.h"
@@ -119,13 +120,10 @@ static int hexval(char c)
     return -1;
 }
 
-const char *http_query(http_req_t *req, const char *name)
+/* A raw query key or value decoded ('+' is a space, %XX a byte); *len is
+ * its length, which may include NUL bytes. Caller frees. */
+static char *query_decode(const char *raw, size_t *len)
 {
-    /* libmicrohttpd is told not to unescape (see on_unescape), so the value
-     * is raw: decode it here, once ('+' is a space in a query string). */
-    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
-    if (raw == NULL || req->nscratch == HTTP_MAX_SCRATCH)
-        return NULL;
     size_t n = strlen(raw);
     char *out = xmalloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
@@ -141,12 +139,61 @@ const char *http_query(http_req_t *req, const char *name)
         }
     }
     *o = '\0';
-    if (strlen(out) != (size_t)(o - out)) { /* an encoded NUL: refuse the value */
+    *len = (size_t)(o - out);
+    return out;
+}
+
+const char *http_query(http_req_t *req, const char *name)
+{
+    /* libmicrohttpd is told not to unescape (see on_unescape), so the value
+     * is raw: decode it here, once. dispatch() refused a query with a NUL
+     * byte or invalid UTF-8 before any handler runs. */
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (raw == NULL || req->nscratch == HTTP_MAX_SCRATCH)
+        return NULL;
+    size_t n;
+    char *out = query_decode(raw, &n);
+    if (strlen(out) != n) { /* an encoded NUL: never read as a shorter value */
         free(out);
         return NULL;
     }
     req->scratch[req->nscratch++] = out;
     return out;
+}
+
+/* The first query parameter that is not text: a NUL byte or invalid UTF-8
+ * in its name or value. */
+typedef struct query_problem {
+    char name[64];
+    const char *why;
+} query_problem_t;
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    query_problem_t *q = cls;
+    const char *parts[] = {key, value};
+    for (int i = 0; i < 2 && q->why == NULL; i++) {
+        if (parts[i] == NULL)
+            continue;
+        size_t n;
+        char *d = query_decode(parts[i], &n);
+        if (memchr(d, '\0', n))
+            q->why = "contains a NUL byte (%00)";
+        else if (!utf8_valid(d, n))
+            q->why = "is not valid UTF-8";
+        free(d);
+    }
+    if (q->why) {
+        /* named as sent when it is plain ASCII, never echoing raw bytes */
+        bool plain = strlen(key) < sizeof(q->name);
+        for (const char *p = key; plain && *p; p++)
+            plain = *p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+        snprintf(q->name, sizeof(q->name), "%s", plain ? key : "a query parameter");
+        return MHD_NO;
+    }
+    return MHD_YES;
 }
 
 /* Keeps URLs and query values exactly as sent: the router decodes path
@@ -298,6 +345,41 @@ static void begin_request(http_req_t *req)
              req->span_id, flags);
 }
 
+/* A string with a \u0000 escape (NUL) in a body that parsed as JSON: cJSON
+ * would keep only the part before it ("c-42\u0000x" read as "c-42"), so
+ * such a body is refused. Returns the escape's byte offset, or -1; *key
+ * (up to keyn bytes) names the member it belongs to when that is plain. */
+static long json_nul_escape(const char *s, size_t n, char *key, size_t keyn)
+{
+    size_t start = 0;
+    bool in = false;
+    snprintf(key, keyn, "?");
+    for (size_t i = 0; i < n; i++) {
+        if (!in) {
+            if (s[i] == '"') {
+                in = true;
+                start = i + 1;
+            }
+            continue;
+        }
+        if (s[i] == '\\') {
+            if (i + 5 < n && memcmp(s + i + 1, "u0000", 5) == 0)
+                return (long)i;
+            i++; /* the escaped character */
+            continue;
+        }
+        if (s[i] != '"')
+            continue;
+        in = false;
+        size_t j = i + 1;
+        while (j < n && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n'))
+            j++;
+        if (j < n && s[j] == ':' && i - start < keyn && memchr(s + start, '\\', i - start) == NULL)
+            snprintf(key, keyn, "%.*s", (int)(i - start), s + start);
+    }
+    return -1;
+}
+
 static bool is_json_type(const char *ct)
 {
     if (ct == NULL)
@@ -339,6 +421,12 @@ static void dispatch(http_req_t *req)
         http_reply_error(req, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
                          req->method, req->match.allow);
         http_reply_header(req, "Allow", req->match.allow);
+        return;
+    }
+    query_problem_t qp = {.why = NULL};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_arg, &qp);
+    if (qp.why) {
+        http_reply_error(req, 400, "invalid_query", "%s %s", qp.name, qp.why);
         return;
     }
     const route_t *rt = req->match.route;
@@ -389,6 +477,14 @@ static void dispatch(http_req_t *req)
         }
         if (!cJSON_IsObject(req->json)) {
             http_reply_error(req, 400, "invalid_json", "expected a JSON object at byte 0");
+            return;
+        }
+        char key[64];
+        long nul = json_nul_escape(req->body.data, req->body.len, key, sizeof(key));
+        if (nul >= 0) {
+            http_reply_error(req, 400, "invalid_json",
+                             "%s: a string holds \\u0000 (NUL) at byte %ld; no field may", key,
+                             nul);
             return;
         }
     } else if (has_body_method(req->method) && rt->body == BODY_FORM) {

@@ -269,8 +269,11 @@ int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_
             return hd_err_set(err, "cursor: not a cursor from a previous page");
         }
         char *comma = memchr(raw, ',', n);
-        if (comma == NULL || !comms_valid_id(comma + 1) ||
-            strspn((char *)raw, "0123456789") != (size_t)(comma - (char *)raw)) {
+        /* microseconds since 1970: at most 16 digits (until the year 2286),
+         * so the database is never handed a time it cannot represent */
+        size_t digits = comma ? (size_t)(comma - (char *)raw) : 0;
+        if (comma == NULL || !comms_valid_id(comma + 1) || digits == 0 || digits > 16 ||
+            strspn((char *)raw, "0123456789") != digits) {
             free(raw);
             return hd_err_set(err, "cursor: not a cursor from a previous page");
         }
