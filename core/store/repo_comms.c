@@ -335,8 +335,12 @@ int comms_status(pg_pool_t *db, const char *id, char status[16], hd_err_t *err)
 
 static const pg_stmt_t st_cancel = {
     "comms_cancel",
+    /* no provider holds it: waiting for its time or a worker, or 'sent' but
+     * failed by a receipt and waiting for its resend (a job nobody holds) */
     "WITH c AS (UPDATE crm_communications SET status = 'cancelled', cancelled_at = now(), "
-    "updated_at = now() WHERE id = $1::uuid AND status IN ('scheduled', 'queued') "
+    "updated_at = now() WHERE id = $1::uuid AND (status IN ('scheduled', 'queued') "
+    "OR (status = 'sent' AND EXISTS (SELECT 1 FROM crm_jobs j WHERE j.communication_id = "
+    "$1::uuid AND j.kind = 'send' AND j.payload ? 'resend' AND j.lease_owner IS NULL))) "
     "RETURNING id), d AS (DELETE FROM crm_jobs WHERE communication_id IN (SELECT id FROM c)) "
     "SELECT (SELECT count(*) FROM c), (SELECT status FROM crm_communications WHERE id = $1::uuid)",
     1};

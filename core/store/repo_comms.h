@@ -108,8 +108,10 @@ int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_
 /* The current status of a message (for ?wait=). */
 int comms_status(pg_pool_t *db, const char *id, char status[16], hd_err_t *err);
 
-/* Cancels a message not yet handed to a provider: 0 done, 1 not found,
- * 2 too late (its status), -1 error. status_out gets the current status. */
+/* Cancels a message no provider holds: waiting for its first attempt or a
+ * retry ('scheduled', 'queued'), or 'sent' but failed by a receipt and
+ * waiting for its resend. 0 done, 1 not found, 2 too late (its status), -1
+ * error. status_out gets the current status. */
 int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *err);
 
 /* ---- the queue ---- */

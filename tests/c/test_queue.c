@@ -468,6 +468,45 @@ static const pg_stmt_t st_send_jobs = {
 static const pg_stmt_t st_second_send = {
     "tq_second_send", "INSERT INTO crm_jobs (communication_id, kind) VALUES ($1::uuid, 'send')", 1};
 
+static const pg_stmt_t st_resend_job = {
+    "tq_resend_job",
+    "INSERT INTO crm_jobs (communication_id, kind, due_at, payload) VALUES ($1::uuid, 'send', "
+    "now() + interval '1 hour', '{\"resend\": true}')",
+    1};
+static const pg_stmt_t st_lease_all = {
+    "tq_lease_all",
+    "UPDATE crm_jobs SET lease_owner = 'w', lease_expires_at = now() + interval '1 minute' "
+    "WHERE communication_id = $1::uuid",
+    1};
+
+/* A sent message whose failure receipt queued a resend: no provider holds
+ * it, so it can be cancelled (and its resend goes); once a worker holds the
+ * resend, it cannot; a sent message with nothing pending never can. */
+static void test_cancel_while_a_resend_waits(void **state)
+{
+    fixture_t *fx = *state;
+    comm_id_t ids[3];
+    create_msgs(fx->pool, "client-resend", 3, ids);
+    char st[16];
+    hd_err_t err;
+    for (int i = 0; i < 3; i++) {
+        PQclear(query(fx->pool, &st_drop_send, ids[i]));
+        PQclear(query(fx->pool, &st_sent_on_email, ids[i]));
+    }
+    PQclear(query(fx->pool, &st_resend_job, ids[0]));
+    PQclear(query(fx->pool, &st_resend_job, ids[1]));
+    PQclear(query(fx->pool, &st_lease_all, ids[1]));
+
+    assert_int_equal(comms_cancel(fx->pool, ids[0], st, &err), 0);
+    assert_string_equal(st, "cancelled");
+    assert_int_equal(count_jobs(fx->pool, ids[0]), 0);
+    assert_int_equal(comms_cancel(fx->pool, ids[1], st, &err), 2);
+    assert_string_equal(st, "sent");
+    assert_int_equal(count_jobs(fx->pool, ids[1]), 1);
+    assert_int_equal(comms_cancel(fx->pool, ids[2], st, &err), 2);
+    assert_string_equal(st, "sent");
+}
+
 /* Claims the one due job (a timer) of the database. */
 static void claim_timer(pg_pool_t *pool, comm_job_t *out)
 {
@@ -570,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_lease_lost),
         cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_cancel_wins_and_null_channel_is_left_alone),
+        cmocka_unit_test(test_cancel_while_a_resend_waits),
         cmocka_unit_test(test_mark_never_moves_status_back),
         cmocka_unit_test(test_no_receipt_timer_and_one_send_job),
     };
