@@ -1,6 +1,7 @@
 /*
  * repo_comms.h - communications, their send jobs and delivery logs
- * (repo_comms.c: the messages; repo_queue.c: the queue).
+ * (repo_comms.c: the messages; repo_claim.c: claims and leases;
+ * repo_queue.c: what becomes of a claimed job).
  *
  * A communication and its first job are written in one statement (one
  * commit); the engine then wakes its workers (engine_kick), and other
