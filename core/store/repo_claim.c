@@ -27,8 +27,12 @@ static const pg_stmt_t st_claim = {
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
     "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
-    "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind "
-    "FROM j JOIN crm_communications m ON m.id = j.communication_id",
+    "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind, "
+    /* the client's preferences version as of this claim (repo_prefs.c's
+     * ROW_VERSION), read by the primary key: NULL when there is no row */
+    "(extract(epoch FROM p.updated_at) * 1000000)::bigint "
+    "FROM j JOIN crm_communications m ON m.id = j.communication_id "
+    "LEFT JOIN crm_client_preferences p ON p.client_id = m.client_id",
     3};
 
 void comm_job_free(comm_job_t *j)
@@ -86,6 +90,8 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         j->payload_json = dup_or_null(r, i, 14);
         j->resend = PQgetvalue(r, i, 15)[0] == 't';
         snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(r, i, 16));
+        j->has_prefs = !PQgetisnull(r, i, 17);
+        j->prefs_version = j->has_prefs ? strtoll(PQgetvalue(r, i, 17), NULL, 10) : 0;
     }
     PQclear(r);
     return n;

@@ -133,12 +133,18 @@ typedef struct comm_job {
     char *client_id, *plan_id, *message_type, *urgency;
     char *context_json, *recipient_enc;
     char *channels_csv; /* "email,sms" - the whole chain */
+    /* the client's preferences as the claim saw them: whether they have a
+     * row, and its version (prefs_row_t.version), so the worker trusts a
+     * cached copy of it only at that version */
+    bool has_prefs;
+    int64_t prefs_version;
 } comm_job_t;
 
 void comm_job_free(comm_job_t *j);
 
 /* Claims up to max due send jobs for owner, leased for lease_s seconds, and
- * loads their communications. Returns how many (jobs filled), -1 on error. */
+ * loads their communications and the version of their client's preferences
+ * (in the same statement). Returns how many (jobs filled), -1 on error. */
 int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
                 hd_err_t *err);
 
