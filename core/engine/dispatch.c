@@ -265,7 +265,11 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
     }
     tr_channel_t ch = chain[j->channel_index];
     bool last = j->channel_index == n - 1;
-    cJSON *who = recipient_load(app, j->client_id, j->recipient_enc, &err);
+    /* The client as the claim saw them: a cached copy of their preferences
+     * counts only at the version the claim read (a cache write lost while
+     * Redis stalled must not bring back an opt-out's old row). */
+    prefs_version_t current = {.exists = j->has_prefs, .version = j->prefs_version};
+    cJSON *who = recipient_load(app, j->client_id, &current, j->recipient_enc, &err);
     if (who == NULL) {
         log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
                   j->comm_id, "reason", err.msg);
