@@ -75,7 +75,7 @@ typedef struct comm_row {
     bool may_have_been_sent;
     char *provider_message_id, *last_error_category, *last_error_code;
     char *created_at, *queued_at, *sending_at, *sent_at, *delivered_at, *opened_at, *clicked_at,
-        *failed_at, *cancelled_at;
+        *failed_at, *cancelled_at, *suppressed_at;
     char *next_attempt_at; /* while 'scheduled': when its send job comes due */
     comm_log_row_t *logs;  /* oldest first */
     int nlogs;
