@@ -198,11 +198,26 @@ int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, const char *ale
 int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
                             int n, bool *marked, hd_err_t *err);
 
-/* A channel skipped without an attempt (refused by the policy, or it could
- * not render): an event row and the job moves along the chain (or, when it
- * was the last, the message fails with the alert jobs of alert_targets). */
+/* How a message's chain stands after a skip. */
+typedef enum {
+    SKIP_NEXT,       /* the job moved to the next channel */
+    SKIP_FAILED,     /* the last channel: the message failed (alert jobs queued) */
+    SKIP_SUPPRESSED, /* the last channel, and every channel was refused */
+    SKIP_SETTLED,    /* the last channel, but the message had already ended */
+} comm_skip_end_t;
+
+/* A channel skipped without an attempt, refused by the policy (refused:
+ * strategy.refusal, the client's consent) or unusable (no address, a render
+ * failure, no channel left): a 'skipped' event row (its status 'refused' or
+ * 'skipped') and the job moves along the chain. On the last channel the
+ * message ends: 'suppressed' when no provider was ever handed it and every
+ * skip of its chain was a refusal (the client does not want it; no alert),
+ * else 'failed' with the alert jobs of alert_targets. Status only moves
+ * forward: a message that had already ended keeps its status. Returns 0
+ * with *end, 1 when the lease was lost (nothing written), -1 with err. */
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
-               bool last, const char *alert_targets, hd_err_t *err);
+               bool refused, bool last, const char *alert_targets, comm_skip_end_t *end,
+               hd_err_t *err);
 
 /* A job with nothing left to do (its message was cancelled, or is already
  * with the provider, say by an early receipt): the job goes, the message

@@ -292,9 +292,10 @@ static int between(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, hd
     return 0;
 }
 
-/* The message failed: its failed state and its alert jobs. */
+/* The message failed: its failed state and its alert jobs. *now (may be
+ * NULL): false when it had already ended (nothing changed). */
 static int failed(pg_conn_t *c, const comm_job_t *j, const char *alert_targets,
-                  const char *category, const char *reason, hd_err_t *err)
+                  const char *category, const char *reason, bool *now, hd_err_t *err)
 {
     const char *idp[] = {j->comm_id};
     PGresult *r = pg_exec(c, &st_failed, idp, err);
@@ -302,6 +303,8 @@ static int failed(pg_conn_t *c, const comm_job_t *j, const char *alert_targets,
         return -1;
     bool now_failed = atoi(PQcmdTuples(r)) > 0;
     PQclear(r);
+    if (now)
+        *now = now_failed;
     if (j->batch && pg_exec_ok(c, &st_members_failed, idp, err) != 0)
         return -1;
     return now_failed ? jobs_alert_on(c, j->comm_id, alert_targets, category, reason, err) : 0;
@@ -335,7 +338,7 @@ int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
         if (rc == 0 && j->batch)
             rc = pg_exec_ok(c, &st_members_sent, sp, err);
     } else if (rc == 0 && outcome == OUTCOME_FAILED) {
-        rc = failed(c, j, alert_targets, a->category, a->message, err);
+        rc = failed(c, j, alert_targets, a->category, a->message, NULL, err);
     } else if (rc == 0) {
         rc = between(c, j, outcome, err);
     }
@@ -474,11 +477,49 @@ int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char
     return pg_pool_exec_ok(db, &st_log_event, ep, err);
 }
 
-int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
-               bool last, const char *alert_targets, hd_err_t *err)
+/* Suppressed: only a message no provider was ever handed and whose every
+ * skip was a refusal (this one is already logged). */
+static const pg_stmt_t st_suppressed = {
+    "comms_suppressed",
+    "UPDATE crm_communications c SET status = 'suppressed', suppressed_at = now(), "
+    "updated_at = now() WHERE c.id = $1::uuid AND c.status IN ('scheduled', 'queued', 'sending') "
+    "AND c.attempt_count = 0 AND NOT EXISTS (SELECT 1 FROM crm_delivery_logs l "
+    "WHERE l.communication_id = c.id AND (l.kind = 'attempt' OR (l.event_type = 'skipped' "
+    "AND l.status IS DISTINCT FROM 'refused')))",
+    1};
+static const pg_stmt_t st_members_suppressed = {
+    "comms_members_suppressed",
+    "UPDATE crm_communications SET status = 'suppressed', suppressed_at = now(), "
+    "updated_at = now() WHERE digest_id = $1::uuid AND id <> $1::uuid "
+    "AND status IN ('scheduled', 'queued', 'sending')",
+    1};
+
+/* The end of a chain at a skip: suppressed when st_suppressed allows it,
+ * else failed (unless it had already ended). */
+static int chain_ended(pg_conn_t *c, const comm_job_t *j, bool refused, const char *alert_targets,
+                       const char *reason, comm_skip_end_t *end, hd_err_t *err)
 {
-    const char *ep[] = {j->comm_id, channel, "skipped", "skipped", reason};
+    const char *idp[] = {j->comm_id};
+    int n = refused ? exec_rows(c, &st_suppressed, idp, err) : 0;
+    if (n < 0)
+        return -1;
+    if (n > 0) {
+        *end = SKIP_SUPPRESSED;
+        return j->batch ? pg_exec_ok(c, &st_members_suppressed, idp, err) : 0;
+    }
+    bool now_failed = false;
+    int rc = failed(c, j, alert_targets, "unusable", reason, &now_failed, err);
+    *end = now_failed ? SKIP_FAILED : SKIP_SETTLED;
+    return rc;
+}
+
+int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
+               bool refused, bool last, const char *alert_targets, comm_skip_end_t *end,
+               hd_err_t *err)
+{
+    const char *ep[] = {j->comm_id, channel, "skipped", refused ? "refused" : "skipped", reason};
     comm_outcome_t o = last ? OUTCOME_FAILED : OUTCOME_NEXT;
+    *end = SKIP_NEXT;
     pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
@@ -486,7 +527,8 @@ int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const ch
     if (rc == 0)
         rc = pg_exec_ok(c, &st_log_event, ep, err);
     if (rc == 0)
-        rc = last ? failed(c, j, alert_targets, "unusable", reason, err) : between(c, j, o, err);
+        rc = last ? chain_ended(c, j, refused, alert_targets, reason, end, err)
+                  : between(c, j, o, err);
     return pg_tx_end(db, c, rc, err);
 }
 
