@@ -232,7 +232,11 @@ static bool check(const accept_in_t *in, request_t *r, accept_out_t *o)
 static bool decide(app_t *app, const request_t *r, policy_decision_t *d, accept_out_t *o)
 {
     hd_err_t err;
-    cJSON *prefs = recipient_load(app, r->client, NULL, &err);
+    /* Any cached copy will do here: it chooses the chain, and every channel
+     * of it is checked again before its attempt against the row's current
+     * version (dispatch.c). A stale copy may pick a channel that is then
+     * refused, never send on one. */
+    cJSON *prefs = recipient_load(app, r->client, NULL, NULL, &err);
     if (prefs == NULL) {
         log_warn("cannot load a client's preferences", "client_id", r->client, "reason", err.msg);
         refuse(o, 503, "unavailable", "cannot load the client's preferences; retry");

@@ -165,21 +165,35 @@ static void fire_no_receipt(app_t *app, comm_job_t *j)
     }
 }
 
-/* The channel in hand cannot carry the message (the policy refused it, or
- * it does not render): the next channel, or, on the last, the failure. */
-static void skip_channel(app_t *app, comm_job_t *j, tr_channel_t ch, bool last, const char *why)
+/* The channel in hand does not carry the message: refused (the policy's
+ * consent rule said no) or unusable (no address, it does not render). The
+ * next channel; on the last, the end: suppressed when every channel was
+ * refused (the client's wish, no alert), else the failure and its alert. */
+static void skip_channel(app_t *app, comm_job_t *j, tr_channel_t ch, bool refused, bool last,
+                         const char *why)
 {
     hd_err_t err;
     char targets[32];
     alert_targets(app, targets, sizeof(targets));
-    if (comms_skip(app->db, j, tr_channel_name(ch), why, last, targets, &err) != 0)
+    comm_skip_end_t end;
+    if (comms_skip(app->db, j, tr_channel_name(ch), why, refused, last, targets, &end, &err) != 0)
         return;
-    if (last) {
+    switch (end) {
+    case SKIP_SUPPRESSED:
+        metrics_comm(app->metrics, tr_channel_name(ch), "suppressed", j->message_type);
+        log_info("every channel was refused; the message is suppressed", "comm_id", j->comm_id,
+                 "reason", why);
+        break;
+    case SKIP_FAILED:
         metrics_comm(app->metrics, tr_channel_name(ch), "failed", j->message_type);
         alert_raised(app, j, "unusable", why);
-    } else {
+        break;
+    case SKIP_NEXT:
         metrics_fallback(app->metrics, "unusable");
         engine_wake(app);
+        break;
+    case SKIP_SETTLED:
+        break;
     }
 }
 
@@ -260,12 +274,18 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
     if (j->channel_index >= n) {
         char targets[32];
         alert_targets(app, targets, sizeof(targets));
-        comms_skip(app->db, j, NULL, "no channel left in the chain", true, targets, &err);
+        comm_skip_end_t end;
+        comms_skip(app->db, j, NULL, "no channel left in the chain", false, true, targets, &end,
+                   &err);
         return 0;
     }
     tr_channel_t ch = chain[j->channel_index];
     bool last = j->channel_index == n - 1;
-    cJSON *who = recipient_load(app, j->client_id, j->recipient_enc, &err);
+    /* The client as the claim saw them: a cached copy of their preferences
+     * counts only at the version the claim read (a cache write lost while
+     * Redis stalled must not bring back an opt-out's old row). */
+    prefs_version_t current = {.exists = j->has_prefs, .version = j->prefs_version};
+    cJSON *who = recipient_load(app, j->client_id, &current, j->recipient_enc, &err);
     if (who == NULL) {
         log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
                   j->comm_id, "reason", err.msg);
@@ -285,14 +305,14 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
         char why[300];
         snprintf(why, sizeof(why), "%s: %s", tr_channel_name(ch), refusal);
         free(refusal);
-        skip_channel(app, j, ch, last, why);
+        skip_channel(app, j, ch, true, last, why);
         cJSON_Delete(who);
         return 0;
     }
     /* The address the channel sends to: what the policy allowed it with. */
     const char *addr = ch == TR_EMAIL ? json_str(who, "email") : json_str(who, "phone");
     if (addr == NULL) {
-        skip_channel(app, j, ch, last,
+        skip_channel(app, j, ch, false, last,
                      ch == TR_EMAIL ? "email: no email address" : "sms/whatsapp: no phone number");
         cJSON_Delete(who);
         return 0;
@@ -326,7 +346,7 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
         snprintf(why, sizeof(why), "render failed: %s", err.msg);
         log_error("render failed", "comm_id", j->comm_id, "channel", tr_channel_name(ch), "error",
                   err.msg);
-        skip_channel(app, j, ch, last, why);
+        skip_channel(app, j, ch, false, last, why);
         cJSON_Delete(who);
         return 0;
     }

@@ -3,13 +3,26 @@
  * the shape the policy scripts read (see prefs.h).
  */
 #include "engine/prefs.h"
+#include "base/log.h"
 #include "cache/prefs_cache.h"
 #include "store/repo_prefs.h"
 
-static int load_row(app_t *app, const char *client_id, prefs_row_t *row, hd_err_t *err)
+/* The cached copy when current allows it (see prefs_load), else the
+ * database's row, which refreshes the cache. */
+static int load_row(app_t *app, const char *client_id, const prefs_version_t *current,
+                    prefs_row_t *row, hd_err_t *err)
 {
-    if (pcache_get(app->redis, app->keyring, client_id, row))
-        return PREFS_OK;
+    if ((current == NULL || current->exists) &&
+        pcache_get(app->redis, app->keyring, client_id, row)) {
+        if (current == NULL || row->version == current->version)
+            return PREFS_OK;
+        /* Older: a save whose cache write failed. Newer: a change since the
+         * claim. Not the row the claim saw either way: the database says. */
+        if (row->version < current->version)
+            log_info("cached preferences are older than the row; reading the database", "client_id",
+                     client_id);
+        prefs_row_free(row);
+    }
     int rc = prefs_repo_get(app->db, app->keyring, client_id, row, err);
     if (rc == PREFS_OK)
         pcache_put(app->redis, app->keyring, row);
@@ -18,7 +31,7 @@ static int load_row(app_t *app, const char *client_id, prefs_row_t *row, hd_err_
 
 int prefs_get(app_t *app, const char *client_id, prefs_row_t *out, hd_err_t *err)
 {
-    return load_row(app, client_id, out, err);
+    return load_row(app, client_id, NULL, out, err);
 }
 
 int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *created,
@@ -67,11 +80,12 @@ static cJSON *policy_shape(const prefs_row_t *row)
     return o;
 }
 
-int prefs_load(app_t *app, const char *client_id, cJSON **out, hd_err_t *err)
+int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current, cJSON **out,
+               hd_err_t *err)
 {
     *out = NULL;
     prefs_row_t row;
-    int rc = load_row(app, client_id, &row, err);
+    int rc = load_row(app, client_id, current, &row, err);
     if (rc == PREFS_NOT_FOUND)
         return 0;
     if (rc != PREFS_OK)

@@ -1,8 +1,15 @@
 /*
  * prefs.h - a client's preferences for the engine and the API: the cache
- * first (cache/prefs_cache), then the repository (store/repo_prefs), which
- * fills the cache; after a save the cache holds the new row. When Redis is
- * down, reads and writes go straight to PostgreSQL.
+ * (cache/prefs_cache) when it may be trusted, else the repository
+ * (store/repo_prefs), which fills the cache; after a save the cache holds the
+ * new row. When Redis is down, reads and writes go straight to PostgreSQL.
+ *
+ * A save whose cache write fails (Redis stalled or down) leaves the old copy
+ * in the cache for up to its TTL, so a copy is only as good as what the
+ * reader knows: before an attempt the worker knows the row's current
+ * version (the claim reads it, prefs_version_t) and trusts only a copy of
+ * exactly that version; consent is never read from a stale copy there.
+ * Readers that know nothing (acceptance, the API) take any copy.
  */
 #ifndef HERALD_ENGINE_PREFS_H
 #define HERALD_ENGINE_PREFS_H
@@ -13,6 +20,14 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdint.h>
+
+/* The version of a client's row known to be current: a claim reads it
+ * with its job (comm_job_t.has_prefs, .prefs_version). */
+typedef struct prefs_version {
+    bool exists;     /* whether the client has a row; false: no cached copy is trusted */
+    int64_t version; /* exists: the row's version (prefs_row_t.version) */
+} prefs_version_t;
 
 /* A client's stored preferences into *out (caller prefs_row_free()s).
  * Returns PREFS_OK, PREFS_NOT_FOUND, PREFS_ERR_DB or PREFS_ERR_CRYPTO (a
@@ -33,10 +48,15 @@ int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *
  *    consent: {given, at}, name?, email?, phone?, quiet_hours?: {start, end}}
  * where a member marked "?" is absent (not null) when the client has none
  * (channels: no stated order) and consent.at is null when never stated.
+ * current NULL takes any cached copy; otherwise a cached copy is used only
+ * when it carries exactly current->version (never when !current->exists),
+ * and any other answer (older, newer, missing, Redis down or slow) reads
+ * PostgreSQL and refreshes the cache, best effort.
  * Returns 0 with *out (caller frees), or 0 with *out = NULL when the client
  * has no stored preferences; -1 with err when the database cannot answer or a
  * stored value cannot be decrypted. */
-int prefs_load(app_t *app, const char *client_id, cJSON **out, hd_err_t *err);
+int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current, cJSON **out,
+               hd_err_t *err);
 
 /* Drops the cached row of client_id, for code that changes or deletes the
  * row without prefs_save (erasure, unsubscribe); call it after the commit.

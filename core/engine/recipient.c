@@ -22,10 +22,11 @@ void recipient_merge(cJSON *prefs, const cJSON *override)
     }
 }
 
-cJSON *recipient_load(app_t *app, const char *client_id, const char *recipient_enc, hd_err_t *err)
+cJSON *recipient_load(app_t *app, const char *client_id, const prefs_version_t *current,
+                      const char *recipient_enc, hd_err_t *err)
 {
     cJSON *prefs = NULL;
-    if (prefs_load(app, client_id, &prefs, err) != 0)
+    if (prefs_load(app, client_id, current, &prefs, err) != 0)
         return NULL;
     if (prefs == NULL)
         prefs = cJSON_CreateObject();

@@ -137,11 +137,12 @@ static cJSON *message_json(const comm_row_t *c)
     add_text(o, "last_error_code", c->last_error_code);
     const struct {
         const char *name, *v;
-    } times[] = {{"created_at", c->created_at},     {"queued_at", c->queued_at},
-                 {"sending_at", c->sending_at},     {"sent_at", c->sent_at},
-                 {"delivered_at", c->delivered_at}, {"opened_at", c->opened_at},
-                 {"clicked_at", c->clicked_at},     {"failed_at", c->failed_at},
-                 {"cancelled_at", c->cancelled_at}, {"next_attempt_at", c->next_attempt_at}};
+    } times[] = {{"created_at", c->created_at},          {"queued_at", c->queued_at},
+                 {"sending_at", c->sending_at},          {"sent_at", c->sent_at},
+                 {"delivered_at", c->delivered_at},      {"opened_at", c->opened_at},
+                 {"clicked_at", c->clicked_at},          {"failed_at", c->failed_at},
+                 {"cancelled_at", c->cancelled_at},      {"suppressed_at", c->suppressed_at},
+                 {"next_attempt_at", c->next_attempt_at}};
     for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++)
         add_text(o, times[i].name, times[i].v);
     cJSON *attempts = cJSON_AddArrayToObject(o, "attempts");

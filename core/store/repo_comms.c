@@ -98,7 +98,7 @@ static const pg_stmt_t st_get = {
     "extract(epoch from send_at)::bigint, "
     TS("created_at") ", " TS("queued_at") ", " TS("sending_at") ", " TS("sent_at") ", "
     TS("delivered_at") ", " TS("opened_at") ", " TS("clicked_at") ", " TS("failed_at") ", "
-    TS("cancelled_at") ", "
+    TS("cancelled_at") ", " TS("suppressed_at") ", "
     /* a message waiting between attempts: when its send job comes due */
     "(SELECT " TS("j.due_at") " "
     "FROM crm_jobs j WHERE j.communication_id = crm_communications.id AND j.kind = 'send' "
@@ -142,6 +142,7 @@ void comm_row_free(comm_row_t *r)
                      &r->clicked_at,
                      &r->failed_at,
                      &r->cancelled_at,
+                     &r->suppressed_at,
                      &r->next_attempt_at};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         free(*strs[i]);
@@ -209,10 +210,11 @@ int comms_get(pg_pool_t *db, const char *id, comm_row_t *out, hd_err_t *err)
     out->provider_message_id = text_or_null(r, 0, 13);
     out->last_error_category = text_or_null(r, 0, 14);
     out->last_error_code = text_or_null(r, 0, 15);
-    char **times[] = {&out->created_at,   &out->queued_at,      &out->sending_at, &out->sent_at,
-                      &out->delivered_at, &out->opened_at,      &out->clicked_at, &out->failed_at,
-                      &out->cancelled_at, &out->next_attempt_at};
-    for (int i = 0; i < 10; i++)
+    char **times[] = {&out->created_at,    &out->queued_at,      &out->sending_at,
+                      &out->sent_at,       &out->delivered_at,   &out->opened_at,
+                      &out->clicked_at,    &out->failed_at,      &out->cancelled_at,
+                      &out->suppressed_at, &out->next_attempt_at};
+    for (int i = 0; i < 11; i++)
         *times[i] = text_or_null(r, 0, 17 + i);
     out->nlogs = PQntuples(l);
     out->logs = xcalloc((size_t)out->nlogs + 1, sizeof(comm_log_row_t));

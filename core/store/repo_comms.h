@@ -1,6 +1,7 @@
 /*
  * repo_comms.h - communications, their send jobs and delivery logs
- * (repo_comms.c: the messages; repo_queue.c: the queue).
+ * (repo_comms.c: the messages; repo_claim.c: claims and leases;
+ * repo_queue.c: what becomes of a claimed job).
  *
  * A communication and its first job are written in one statement (one
  * commit); the engine then wakes its workers (engine_kick), and other
@@ -74,7 +75,7 @@ typedef struct comm_row {
     bool may_have_been_sent;
     char *provider_message_id, *last_error_category, *last_error_code;
     char *created_at, *queued_at, *sending_at, *sent_at, *delivered_at, *opened_at, *clicked_at,
-        *failed_at, *cancelled_at;
+        *failed_at, *cancelled_at, *suppressed_at;
     char *next_attempt_at; /* while 'scheduled': when its send job comes due */
     comm_log_row_t *logs;  /* oldest first */
     int nlogs;
@@ -134,12 +135,18 @@ typedef struct comm_job {
     char *client_id, *plan_id, *message_type, *urgency;
     char *context_json, *recipient_enc;
     char *channels_csv; /* "email,sms" - the whole chain */
+    /* the client's preferences as the claim saw them: whether they have a
+     * row, and its version (prefs_row_t.version), so the worker trusts a
+     * cached copy of it only at that version */
+    bool has_prefs;
+    int64_t prefs_version;
 } comm_job_t;
 
 void comm_job_free(comm_job_t *j);
 
 /* Claims up to max due send jobs for owner, leased for lease_s seconds, and
- * loads their communications. Returns how many (jobs filled), -1 on error. */
+ * loads their communications and the version of their client's preferences
+ * (in the same statement). Returns how many (jobs filled), -1 on error. */
 int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
                 hd_err_t *err);
 
@@ -193,11 +200,26 @@ int comms_record_many(pg_pool_t *db, comm_record_t *recs, int n, const char *ale
 int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
                             int n, bool *marked, hd_err_t *err);
 
-/* A channel skipped without an attempt (refused by the policy, or it could
- * not render): an event row and the job moves along the chain (or, when it
- * was the last, the message fails with the alert jobs of alert_targets). */
+/* How a message's chain stands after a skip. */
+typedef enum {
+    SKIP_NEXT,       /* the job moved to the next channel */
+    SKIP_FAILED,     /* the last channel: the message failed (alert jobs queued) */
+    SKIP_SUPPRESSED, /* the last channel, and every channel was refused */
+    SKIP_SETTLED,    /* the last channel, but the message had already ended */
+} comm_skip_end_t;
+
+/* A channel skipped without an attempt, refused by the policy (refused:
+ * strategy.refusal, the client's consent) or unusable (no address, a render
+ * failure, no channel left): a 'skipped' event row (its status 'refused' or
+ * 'skipped') and the job moves along the chain. On the last channel the
+ * message ends: 'suppressed' when no provider was ever handed it and every
+ * skip of its chain was a refusal (the client does not want it; no alert),
+ * else 'failed' with the alert jobs of alert_targets. Status only moves
+ * forward: a message that had already ended keeps its status. Returns 0
+ * with *end, 1 when the lease was lost (nothing written), -1 with err. */
 int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
-               bool last, const char *alert_targets, hd_err_t *err);
+               bool refused, bool last, const char *alert_targets, comm_skip_end_t *end,
+               hd_err_t *err);
 
 /* A job with nothing left to do (its message was cancelled, or is already
  * with the provider, say by an early receipt): the job goes, the message

@@ -1,8 +1,9 @@
 /*
- * repo_queue.c - the durable queue of repo_comms.h: claims under a lease,
- * the sending mark, outcome records (batched), skips, deferrals, digests,
- * lease upkeep and the no-receipt timers. The messages themselves (create,
- * read, list, cancel) are in repo_comms.c.
+ * repo_queue.c - what happens to a claimed job of the durable queue of
+ * repo_comms.h: the sending mark, outcome records (batched), skips, drops,
+ * deferrals and digests. The claim and lease upkeep are in repo_claim.c,
+ * the other kinds of job in repo_jobs.c, the messages themselves (create,
+ * read, list, cancel) in repo_comms.c.
  */
 #include "store/repo_comms.h"
 #include "store/repo_jobs.h"
@@ -12,88 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- the queue ---- */
-
-static const pg_stmt_t st_claim = {
-    "comms_claim",
-    "WITH c AS (SELECT id, lease_owner FROM crm_jobs "
-    "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
-    "AND due_at <= now() "
-    "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
-    "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
-    "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
-    "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
-    "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
-    "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
-    "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend, "
-    "crm_jobs.kind) "
-    "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
-    "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
-    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
-    "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind "
-    "FROM j JOIN crm_communications m ON m.id = j.communication_id",
-    3};
-
-void comm_job_free(comm_job_t *j)
-{
-    free(j->client_id);
-    free(j->plan_id);
-    free(j->message_type);
-    free(j->urgency);
-    free(j->context_json);
-    free(j->recipient_enc);
-    free(j->channels_csv);
-    free(j->payload_json);
-    free(j->tracked_links);
-    memset(j, 0, sizeof(*j));
-}
-
-static char *dup_or_null(PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
-}
-
-int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
-                hd_err_t *err)
-{
-    char m[16], l[16];
-    snprintf(m, sizeof(m), "%d", max);
-    snprintf(l, sizeof(l), "%d", lease_s);
-    const char *p[] = {m, owner, l};
-    pg_conn_t *conn = pg_pool_get(db, 5000, err);
-    if (conn == NULL)
-        return -1;
-    PGresult *r = pg_exec(conn, &st_claim, p, err);
-    pg_pool_put(db, conn);
-    if (r == NULL)
-        return -1;
-    int n = PQntuples(r);
-    for (int i = 0; i < n; i++) {
-        comm_job_t *j = &jobs[i];
-        memset(j, 0, sizeof(*j));
-        j->job_id = atoll(PQgetvalue(r, i, 0));
-        snprintf(j->comm_id, sizeof(j->comm_id), "%s", PQgetvalue(r, i, 1));
-        j->attempt = atoi(PQgetvalue(r, i, 2));
-        j->channel_index = atoi(PQgetvalue(r, i, 3));
-        snprintf(j->status, sizeof(j->status), "%s", PQgetvalue(r, i, 4));
-        j->client_id = dup_or_null(r, i, 5);
-        j->plan_id = dup_or_null(r, i, 6);
-        j->message_type = dup_or_null(r, i, 7);
-        j->urgency = dup_or_null(r, i, 8);
-        j->context_json = dup_or_null(r, i, 9);
-        j->recipient_enc = dup_or_null(r, i, 10);
-        j->channels_csv = dup_or_null(r, i, 11);
-        j->recovered = PQgetvalue(r, i, 12)[0] == 't';
-        snprintf(j->owner, sizeof(j->owner), "%s", owner);
-        j->batch = PQgetvalue(r, i, 13)[0] == 't';
-        j->payload_json = dup_or_null(r, i, 14);
-        j->resend = PQgetvalue(r, i, 15)[0] == 't';
-        snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(r, i, 16));
-    }
-    PQclear(r);
-    return n;
-}
 
 /* A PostgreSQL array literal, built element by element: every element is
  * quoted ("" with \\ and \" escaped) so any text goes through as a value;
@@ -373,9 +292,10 @@ static int between(pg_conn_t *c, const comm_job_t *j, comm_outcome_t outcome, hd
     return 0;
 }
 
-/* The message failed: its failed state and its alert jobs. */
+/* The message failed: its failed state and its alert jobs. *now (may be
+ * NULL): false when it had already ended (nothing changed). */
 static int failed(pg_conn_t *c, const comm_job_t *j, const char *alert_targets,
-                  const char *category, const char *reason, hd_err_t *err)
+                  const char *category, const char *reason, bool *now, hd_err_t *err)
 {
     const char *idp[] = {j->comm_id};
     PGresult *r = pg_exec(c, &st_failed, idp, err);
@@ -383,6 +303,8 @@ static int failed(pg_conn_t *c, const comm_job_t *j, const char *alert_targets,
         return -1;
     bool now_failed = atoi(PQcmdTuples(r)) > 0;
     PQclear(r);
+    if (now)
+        *now = now_failed;
     if (j->batch && pg_exec_ok(c, &st_members_failed, idp, err) != 0)
         return -1;
     return now_failed ? jobs_alert_on(c, j->comm_id, alert_targets, category, reason, err) : 0;
@@ -416,7 +338,7 @@ int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
         if (rc == 0 && j->batch)
             rc = pg_exec_ok(c, &st_members_sent, sp, err);
     } else if (rc == 0 && outcome == OUTCOME_FAILED) {
-        rc = failed(c, j, alert_targets, a->category, a->message, err);
+        rc = failed(c, j, alert_targets, a->category, a->message, NULL, err);
     } else if (rc == 0) {
         rc = between(c, j, outcome, err);
     }
@@ -555,11 +477,49 @@ int comms_event(pg_pool_t *db, const comm_job_t *j, const char *type, const char
     return pg_pool_exec_ok(db, &st_log_event, ep, err);
 }
 
-int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
-               bool last, const char *alert_targets, hd_err_t *err)
+/* Suppressed: only a message no provider was ever handed and whose every
+ * skip was a refusal (this one is already logged). */
+static const pg_stmt_t st_suppressed = {
+    "comms_suppressed",
+    "UPDATE crm_communications c SET status = 'suppressed', suppressed_at = now(), "
+    "updated_at = now() WHERE c.id = $1::uuid AND c.status IN ('scheduled', 'queued', 'sending') "
+    "AND c.attempt_count = 0 AND NOT EXISTS (SELECT 1 FROM crm_delivery_logs l "
+    "WHERE l.communication_id = c.id AND (l.kind = 'attempt' OR (l.event_type = 'skipped' "
+    "AND l.status IS DISTINCT FROM 'refused')))",
+    1};
+static const pg_stmt_t st_members_suppressed = {
+    "comms_members_suppressed",
+    "UPDATE crm_communications SET status = 'suppressed', suppressed_at = now(), "
+    "updated_at = now() WHERE digest_id = $1::uuid AND id <> $1::uuid "
+    "AND status IN ('scheduled', 'queued', 'sending')",
+    1};
+
+/* The end of a chain at a skip: suppressed when st_suppressed allows it,
+ * else failed (unless it had already ended). */
+static int chain_ended(pg_conn_t *c, const comm_job_t *j, bool refused, const char *alert_targets,
+                       const char *reason, comm_skip_end_t *end, hd_err_t *err)
 {
-    const char *ep[] = {j->comm_id, channel, "skipped", "skipped", reason};
+    const char *idp[] = {j->comm_id};
+    int n = refused ? exec_rows(c, &st_suppressed, idp, err) : 0;
+    if (n < 0)
+        return -1;
+    if (n > 0) {
+        *end = SKIP_SUPPRESSED;
+        return j->batch ? pg_exec_ok(c, &st_members_suppressed, idp, err) : 0;
+    }
+    bool now_failed = false;
+    int rc = failed(c, j, alert_targets, "unusable", reason, &now_failed, err);
+    *end = now_failed ? SKIP_FAILED : SKIP_SETTLED;
+    return rc;
+}
+
+int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const char *reason,
+               bool refused, bool last, const char *alert_targets, comm_skip_end_t *end,
+               hd_err_t *err)
+{
+    const char *ep[] = {j->comm_id, channel, "skipped", refused ? "refused" : "skipped", reason};
     comm_outcome_t o = last ? OUTCOME_FAILED : OUTCOME_NEXT;
+    *end = SKIP_NEXT;
     pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
@@ -567,7 +527,8 @@ int comms_skip(pg_pool_t *db, const comm_job_t *j, const char *channel, const ch
     if (rc == 0)
         rc = pg_exec_ok(c, &st_log_event, ep, err);
     if (rc == 0)
-        rc = last ? failed(c, j, alert_targets, "unusable", reason, err) : between(c, j, o, err);
+        rc = last ? chain_ended(c, j, refused, alert_targets, reason, end, err)
+                  : between(c, j, o, err);
     return pg_tx_end(db, c, rc, err);
 }
 
@@ -609,76 +570,4 @@ int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *r
     /* 1: no longer ours, nothing written; ending it either way is harmless */
     int end = pg_tx_end(db, c, rc < 0 ? -1 : 0, err);
     return end != 0 ? -1 : rc;
-}
-
-static const pg_stmt_t st_extend = {
-    "comms_extend",
-    "UPDATE crm_jobs SET lease_expires_at = now() + make_interval(secs => $2::int) "
-    "WHERE lease_owner = $1",
-    2};
-
-int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err)
-{
-    char l[16];
-    snprintf(l, sizeof(l), "%d", lease_s);
-    const char *p[] = {owner, l};
-    return pg_pool_exec_ok(db, &st_extend, p, err);
-}
-
-static const pg_stmt_t st_release = {
-    "comms_release",
-    "UPDATE crm_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", 1};
-
-int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
-{
-    const char *p[] = {owner};
-    return pg_pool_exec_ok(db, &st_release, p, err);
-}
-
-static const pg_stmt_t st_next_due = {
-    "comms_next_due",
-    /* NULL when nothing is waiting (greatest(0, NULL) would say "now" and
-     * an idle worker would spin) */
-    "SELECT extract(epoch from (min(due_at) - now())) FROM crm_jobs "
-    "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
-    "AND (lease_expires_at IS NULL OR lease_expires_at < now())",
-    0};
-
-double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
-{
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return max_s;
-    PGresult *r = pg_exec(c, &st_next_due, NULL, err);
-    pg_pool_put(db, c);
-    double v = max_s;
-    if (r && !PQgetisnull(r, 0, 0))
-        v = atof(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (v < 0)
-        v = 0;
-    return v < max_s ? v : max_s;
-}
-
-static const pg_stmt_t st_depth = {
-    "comms_depth",
-    "SELECT count(*) FILTER (WHERE lease_owner IS NULL AND due_at <= now()), "
-    "count(*) FILTER (WHERE lease_owner IS NULL AND due_at > now()), "
-    "count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM crm_jobs",
-    0};
-
-int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err)
-{
-    pg_conn_t *c = pg_pool_get(db, 1000, err);
-    if (c == NULL)
-        return -1;
-    PGresult *r = pg_exec(c, &st_depth, NULL, err);
-    pg_pool_put(db, c);
-    if (r == NULL)
-        return -1;
-    *due = atol(PQgetvalue(r, 0, 0));
-    *scheduled = atol(PQgetvalue(r, 0, 1));
-    *leased = atol(PQgetvalue(r, 0, 2));
-    PQclear(r);
-    return 0;
 }

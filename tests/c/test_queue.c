@@ -1,9 +1,11 @@
 /*
  * test_queue.c - the send queue of repo_comms.c (comms_create, comms_claim,
- * comms_mark_sending_many, comms_record_many, comm_job_free) against the real
- * PostgreSQL named by HERALD_DATABASE_URL. The batched calls send their values
- * as array literals into unnest() / = ANY(); awkward text (quotes, backslashes,
- * braces, commas, newlines, UTF-8, the word NULL) must come back unchanged.
+ * comms_mark_sending_many, comms_record_many, comms_skip, comm_job_free)
+ * against the real PostgreSQL named by HERALD_DATABASE_URL. The batched calls
+ * send their values as array literals into unnest() / = ANY(); awkward text
+ * (quotes, backslashes, braces, commas, newlines, UTF-8, the word NULL) must
+ * come back unchanged. A skip ends a chain 'suppressed' only when every
+ * channel was refused.
  * The tests run in a database of their own, created, migrated (from
  * $HERALD_SOURCE_DIR/migrations) and dropped by the group setup / teardown
  * with test_db.h, and check what they read back with their own SELECTs.
@@ -577,6 +579,129 @@ static void test_no_receipt_timer_and_one_send_job(void **state)
     free_jobs(jobs, 1);
 }
 
+/* ---- skips: the next channel, failed, or suppressed ---- */
+
+static const pg_stmt_t st_ended = {
+    "tq_ended",
+    "SELECT status, suppressed_at IS NOT NULL, failed_at IS NOT NULL, "
+    "(SELECT count(*) FROM crm_jobs j WHERE j.communication_id = c.id AND j.kind = 'alert'), "
+    "(SELECT string_agg(l.status, ',' ORDER BY l.id) FROM crm_delivery_logs l "
+    "WHERE l.communication_id = c.id AND l.event_type = 'skipped') "
+    "FROM crm_communications c WHERE c.id = $1::uuid",
+    1};
+static const pg_stmt_t st_drop_jobs = {"tq_drop_jobs",
+                                       "DELETE FROM crm_jobs WHERE communication_id = $1::uuid", 1};
+static const pg_stmt_t st_force_delivered = {
+    "tq_force_delivered", "UPDATE crm_communications SET status = 'delivered' WHERE id = $1::uuid",
+    1};
+
+/* Claims the one due job (message id's) into *out. */
+static void claim_only(pg_pool_t *pool, const char *id, comm_job_t *out)
+{
+    comm_job_t got[MAX_JOB];
+    hd_err_t err;
+    int k = comms_claim(pool, OWNER, MAX_JOB, LEASE_S, got, &err);
+    if (k != 1)
+        fail_msg("expected one due job, claimed %d", k);
+    assert_string_equal(got[0].comm_id, id);
+    *out = got[0];
+}
+
+/* Skips the channel in hand of the claimed job j, as the worker would
+ * (skip_next: of the due job of message id). */
+static comm_skip_end_t skip_on(pg_pool_t *pool, comm_job_t *j, bool refused, bool last)
+{
+    comm_skip_end_t end = SKIP_NEXT;
+    hd_err_t err;
+    if (comms_skip(pool, j, "email", refused ? "email: client opted out" : "render failed: x",
+                   refused, last, "webhook", &end, &err) != 0)
+        fail_msg("comms_skip: %s", err.msg);
+    comm_job_free(j);
+    return end;
+}
+
+static comm_skip_end_t skip_next(pg_pool_t *pool, const char *id, bool refused, bool last)
+{
+    comm_job_t j;
+    claim_only(pool, id, &j);
+    return skip_on(pool, &j, refused, last);
+}
+
+/* status, suppressed_at set, failed_at set, alert jobs, the skips' statuses */
+static void assert_ended(pg_pool_t *pool, const char *id, const char *status, const char *supp,
+                         const char *failed, const char *alerts, const char *skips)
+{
+    PGresult *r = query(pool, &st_ended, id);
+    assert_text(r, 0, 0, status);
+    assert_text(r, 0, 1, supp);
+    assert_text(r, 0, 2, failed);
+    assert_text(r, 0, 3, alerts);
+    assert_text(r, 0, 4, skips);
+    PQclear(r);
+    PQclear(query(pool, &st_drop_jobs, id)); /* the alert jobs: not for the next claim */
+}
+
+/* Suppressed only when every channel was refused and no provider was ever
+ * handed the message; any other end of the chain is a failure with its
+ * alert. */
+static void test_skip_ends_suppressed_only_when_every_channel_was_refused(void **state)
+{
+    fixture_t *fx = *state;
+    comm_id_t id[6];
+    create_msgs(fx->pool, "client-skip", 6, id);
+    for (int i = 0; i < 6; i++)
+        PQclear(query(fx->pool, &st_drop_jobs, id[i]));
+    PQclear(query(fx->pool, &st_second_send, id[0]));
+
+    /* the one channel refused */
+    assert_int_equal(skip_next(fx->pool, id[0], true, true), SKIP_SUPPRESSED);
+    assert_ended(fx->pool, id[0], "suppressed", "t", "f", "0", "refused");
+
+    /* refused, then the last refused too */
+    PQclear(query(fx->pool, &st_second_send, id[1]));
+    assert_int_equal(skip_next(fx->pool, id[1], true, false), SKIP_NEXT);
+    assert_status(fx->pool, id[1], "queued");
+    assert_int_equal(skip_next(fx->pool, id[1], true, true), SKIP_SUPPRESSED);
+    assert_ended(fx->pool, id[1], "suppressed", "t", "f", "0", "refused,refused");
+
+    /* a channel that could not render, then a refusal: not the client's
+     * wish alone, the operator must hear of it */
+    PQclear(query(fx->pool, &st_second_send, id[2]));
+    assert_int_equal(skip_next(fx->pool, id[2], false, false), SKIP_NEXT);
+    assert_int_equal(skip_next(fx->pool, id[2], true, true), SKIP_FAILED);
+    assert_ended(fx->pool, id[2], "failed", "f", "t", "1", "skipped,refused");
+
+    /* the last channel unusable */
+    PQclear(query(fx->pool, &st_second_send, id[3]));
+    assert_int_equal(skip_next(fx->pool, id[3], false, true), SKIP_FAILED);
+    assert_ended(fx->pool, id[3], "failed", "f", "t", "1", "skipped");
+
+    /* an attempt failed on the first channel, the next one refused */
+    PQclear(query(fx->pool, &st_second_send, id[4]));
+    comm_job_t j;
+    claim_only(fx->pool, id[4], &j);
+    const char *const channels[] = {"email"};
+    bool marked[1];
+    hd_err_t err;
+    assert_int_equal(comms_mark_sending_many(fx->pool, &j, channels, 1, marked, &err), 0);
+    assert_true(marked[0]);
+    comm_attempt_t a = {.channel = "email",
+                        .provider = "smtp",
+                        .message = "mailbox unavailable",
+                        .category = "permanent"};
+    assert_int_equal(comms_record(fx->pool, &j, &a, OUTCOME_NEXT, 0, "", &err), 0);
+    comm_job_free(&j);
+    assert_int_equal(skip_next(fx->pool, id[4], true, true), SKIP_FAILED);
+    assert_ended(fx->pool, id[4], "failed", "f", "t", "1", "refused");
+
+    /* status only moves forward: a delivered message stays delivered */
+    PQclear(query(fx->pool, &st_second_send, id[5]));
+    claim_only(fx->pool, id[5], &j);
+    PQclear(query(fx->pool, &st_force_delivered, id[5]));
+    assert_int_equal(skip_on(fx->pool, &j, true, true), SKIP_SETTLED);
+    assert_ended(fx->pool, id[5], "delivered", "f", "f", "0", "refused");
+}
+
 /* ---- our own database ---- */
 
 static int teardown(void **state)
@@ -612,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_cancel_while_a_resend_waits),
         cmocka_unit_test(test_mark_never_moves_status_back),
         cmocka_unit_test(test_no_receipt_timer_and_one_send_job),
+        cmocka_unit_test(test_skip_ends_suppressed_only_when_every_channel_was_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

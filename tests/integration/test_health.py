@@ -1,16 +1,13 @@
 """GET /api/crm/health with both services up, with Redis stopped and
 restarted, with the database unreachable; GET /metrics valid per promtool."""
 
-import os
 import re
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 
 import harness
-from harness import HeraldCase, claims, make_jwt
+from harness import HeraldCase, PrivateRedis, claims, make_jwt, redis_ping
 
 HEALTH = "/api/crm/health"
 
@@ -27,56 +24,6 @@ def metric_value(text, name, labels=None):
         if labels is None and not got or labels is not None and got == labels:
             return float(m.group(4))
     return None
-
-
-def redis_ping(port, timeout=0.5):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class PrivateRedis:
-    """A throwaway redis-server on a port of its own."""
-
-    def __init__(self, port=None):
-        self.port = port or harness.free_port()
-        self.dir = tempfile.mkdtemp(prefix="herald-it-redis-")
-        self.proc = None
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
-
-    def start(self, timeout=10):
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise AssertionError("redis-server is not installed")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
-             "--logfile", os.path.join(self.dir, "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if redis_ping(self.port):
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError("redis-server on port %d did not start" % self.port)
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def cleanup(self):
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class HealthUpTest(HeraldCase):

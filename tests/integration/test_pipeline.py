@@ -91,7 +91,8 @@ class PipelineTest(harness.HeraldCase):
         while True:
             r = self.server.request("GET", "/api/crm/communications/" + comm_id, headers=auth())
             self.assertEqual(r.status, 200, r)
-            if r.json["status"] in ("sent", "failed", "cancelled") or time.time() > deadline:
+            if r.json["status"] in ("sent", "failed", "cancelled", "suppressed") \
+                    or time.time() > deadline:
                 return r.json
             time.sleep(0.05)
 
@@ -197,12 +198,21 @@ class PipelineTest(harness.HeraldCase):
                                 json_body={"client_id": cid, "consent": {"given": False}})
         self.assertEqual(p.status, 200, p)
         doc = self.settle(r.json["id"])
-        self.assertEqual(doc["status"], "failed", doc)
+        # Every channel refused: the client's wish, not a failure.
+        self.assertEqual(doc["status"], "suppressed", doc)
+        self.assertIsNone(doc["failed_at"], doc)
         self.assertEqual(doc["attempts"], [], doc)  # nothing reached a provider
-        skipped = [e["message"] for e in doc["events"] if e["type"] == "skipped"]
+        skipped = [e for e in doc["events"] if e["type"] == "skipped"]
         self.assertEqual(len(skipped), 2, doc)
-        self.assertIn("email: the client withdrew consent", skipped[0])
-        self.assertIn("sms: the client withdrew consent", skipped[1])
+        self.assertEqual([e["status"] for e in skipped], ["refused", "refused"], doc)
+        self.assertIn("email: the client withdrew consent", skipped[0]["message"])
+        self.assertIn("sms: the client withdrew consent", skipped[1]["message"])
+        # ... so no alert is raised for it.
+        time.sleep(0.5)
+        self.assertEqual([a for a in AlertSink.received
+                          if a["communication_id"] == r.json["id"]], [], doc)
+        self.assertIsNone(self.server.wait_log(
+            lambda l: l.get("level") == "crit" and l.get("comm_id") == r.json["id"], timeout=0))
 
     def test_whatsapp_needs_an_opt_in(self):
         # Only whatsapp could reach this client: without an opt-in, the

@@ -1,0 +1,170 @@
+/*
+ * repo_claim.c - taking work from the durable queue of repo_comms.h: the
+ * claim of due jobs under a lease (with what the worker needs of each
+ * message), lease upkeep, and what the queue holds (next due time, depth).
+ * What happens to a claimed job is recorded by repo_queue.c.
+ */
+#include "store/repo_comms.h"
+#include "base/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const pg_stmt_t st_claim = {
+    "comms_claim",
+    "WITH c AS (SELECT id, lease_owner FROM crm_jobs "
+    "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
+    "AND due_at <= now() "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
+    "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
+    "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
+    "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
+    "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
+    "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
+    "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend, "
+    "crm_jobs.kind) "
+    "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
+    "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
+    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
+    "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind, "
+    /* the client's preferences version as of this claim (repo_prefs.c's
+     * ROW_VERSION), read by the primary key: NULL when there is no row */
+    "(extract(epoch FROM p.updated_at) * 1000000)::bigint "
+    "FROM j JOIN crm_communications m ON m.id = j.communication_id "
+    "LEFT JOIN crm_client_preferences p ON p.client_id = m.client_id",
+    3};
+
+void comm_job_free(comm_job_t *j)
+{
+    free(j->client_id);
+    free(j->plan_id);
+    free(j->message_type);
+    free(j->urgency);
+    free(j->context_json);
+    free(j->recipient_enc);
+    free(j->channels_csv);
+    free(j->payload_json);
+    free(j->tracked_links);
+    memset(j, 0, sizeof(*j));
+}
+
+static char *dup_or_null(PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
+                hd_err_t *err)
+{
+    char m[16], l[16];
+    snprintf(m, sizeof(m), "%d", max);
+    snprintf(l, sizeof(l), "%d", lease_s);
+    const char *p[] = {m, owner, l};
+    pg_conn_t *conn = pg_pool_get(db, 5000, err);
+    if (conn == NULL)
+        return -1;
+    PGresult *r = pg_exec(conn, &st_claim, p, err);
+    pg_pool_put(db, conn);
+    if (r == NULL)
+        return -1;
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        comm_job_t *j = &jobs[i];
+        memset(j, 0, sizeof(*j));
+        j->job_id = atoll(PQgetvalue(r, i, 0));
+        snprintf(j->comm_id, sizeof(j->comm_id), "%s", PQgetvalue(r, i, 1));
+        j->attempt = atoi(PQgetvalue(r, i, 2));
+        j->channel_index = atoi(PQgetvalue(r, i, 3));
+        snprintf(j->status, sizeof(j->status), "%s", PQgetvalue(r, i, 4));
+        j->client_id = dup_or_null(r, i, 5);
+        j->plan_id = dup_or_null(r, i, 6);
+        j->message_type = dup_or_null(r, i, 7);
+        j->urgency = dup_or_null(r, i, 8);
+        j->context_json = dup_or_null(r, i, 9);
+        j->recipient_enc = dup_or_null(r, i, 10);
+        j->channels_csv = dup_or_null(r, i, 11);
+        j->recovered = PQgetvalue(r, i, 12)[0] == 't';
+        snprintf(j->owner, sizeof(j->owner), "%s", owner);
+        j->batch = PQgetvalue(r, i, 13)[0] == 't';
+        j->payload_json = dup_or_null(r, i, 14);
+        j->resend = PQgetvalue(r, i, 15)[0] == 't';
+        snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(r, i, 16));
+        j->has_prefs = !PQgetisnull(r, i, 17);
+        j->prefs_version = j->has_prefs ? strtoll(PQgetvalue(r, i, 17), NULL, 10) : 0;
+    }
+    PQclear(r);
+    return n;
+}
+
+static const pg_stmt_t st_extend = {
+    "comms_extend",
+    "UPDATE crm_jobs SET lease_expires_at = now() + make_interval(secs => $2::int) "
+    "WHERE lease_owner = $1",
+    2};
+
+int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err)
+{
+    char l[16];
+    snprintf(l, sizeof(l), "%d", lease_s);
+    const char *p[] = {owner, l};
+    return pg_pool_exec_ok(db, &st_extend, p, err);
+}
+
+static const pg_stmt_t st_release = {
+    "comms_release",
+    "UPDATE crm_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", 1};
+
+int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
+{
+    const char *p[] = {owner};
+    return pg_pool_exec_ok(db, &st_release, p, err);
+}
+
+static const pg_stmt_t st_next_due = {
+    "comms_next_due",
+    /* NULL when nothing is waiting (greatest(0, NULL) would say "now" and
+     * an idle worker would spin) */
+    "SELECT extract(epoch from (min(due_at) - now())) FROM crm_jobs "
+    "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+    0};
+
+double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return max_s;
+    PGresult *r = pg_exec(c, &st_next_due, NULL, err);
+    pg_pool_put(db, c);
+    double v = max_s;
+    if (r && !PQgetisnull(r, 0, 0))
+        v = atof(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (v < 0)
+        v = 0;
+    return v < max_s ? v : max_s;
+}
+
+static const pg_stmt_t st_depth = {
+    "comms_depth",
+    "SELECT count(*) FILTER (WHERE lease_owner IS NULL AND due_at <= now()), "
+    "count(*) FILTER (WHERE lease_owner IS NULL AND due_at > now()), "
+    "count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM crm_jobs",
+    0};
+
+int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err)
+{
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    PGresult *r = pg_exec(c, &st_depth, NULL, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return -1;
+    *due = atol(PQgetvalue(r, 0, 0));
+    *scheduled = atol(PQgetvalue(r, 0, 1));
+    *leased = atol(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}

@@ -1,0 +1,197 @@
+/*
+ * test_claim.c - the claim of repo_claim.c (comms_claim, comms_release)
+ * against the real PostgreSQL named by HERALD_DATABASE_URL: each claimed
+ * job carries the version of its client's preferences as they are at the
+ * claim, the very number the preferences repository gives the row
+ * (prefs_row_t.version, which the preferences cache is compared with), and
+ * says so when the client has no row. The tests run in a database of their
+ * own, created, migrated (from $HERALD_SOURCE_DIR/migrations) and dropped by
+ * the group setup / teardown with test_db.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "crypto/field.h"
+#include "crypto/hash.h"
+#include "store/pg.h"
+#include "store/repo_comms.h"
+#include "store/repo_prefs.h"
+#include "test_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define OWNER   "test-claim-worker"
+#define LEASE_S 30
+#define MAX_JOB 16
+
+typedef struct fixture {
+    testdb_t db; /* herald_cl_<random hex>, ours alone; db.pool on it */
+    fe_keyring_t *kr;
+} fixture_t;
+
+/* A queued message for client_id; its id into id (37 bytes). */
+static void create_msg(pg_pool_t *pool, const char *client_id, char *id)
+{
+    char *u = hash_uuid4();
+    assert_non_null(u);
+    snprintf(id, 37, "%s", u);
+    free(u);
+    comm_new_t c = {.id = id,
+                    .client_id = client_id,
+                    .message_type = "welcome",
+                    .urgency = "critical",
+                    .context_json = "{}",
+                    .strategy_json = "{}",
+                    .primary_channel = "email",
+                    .fallbacks_csv = "",
+                    .send_at = time(NULL),
+                    .priority = 50,
+                    .requested_by = "test"};
+    hd_err_t err;
+    if (comms_create(pool, &c, &err) != 0)
+        fail_msg("comms_create: %s", err.msg);
+}
+
+/* Saves the client's opt-outs (a consent change would do as well: any
+ * change is a new version); *version gets the row's version as saved. */
+static void save_prefs(fixture_t *fx, const char *client_id, const char *opted_out,
+                       int64_t *version)
+{
+    prefs_patch_t p = {.client_id = client_id,
+                       .email_op = PREFS_SET,
+                       .email = "zoe@example.com",
+                       .set_opted_out = true,
+                       .nopted_out = opted_out ? 1 : 0,
+                       .opted_out = {opted_out}};
+    prefs_row_t row;
+    bool created;
+    hd_err_t err;
+    int rc = prefs_repo_save(fx->db.pool, fx->kr, &p, "test", &created, &row, &err);
+    if (rc != PREFS_OK)
+        fail_msg("prefs_repo_save: %d %s", rc, err.msg);
+    *version = row.version;
+    prefs_row_free(&row);
+}
+
+/* Claims every due job and finds the one of message id among them. */
+static void claim_one(pg_pool_t *pool, int want, const char *id, comm_job_t *out)
+{
+    comm_job_t got[MAX_JOB];
+    hd_err_t err;
+    int k = comms_claim(pool, OWNER, MAX_JOB, LEASE_S, got, &err);
+    if (k < 0)
+        fail_msg("comms_claim: %s", err.msg);
+    assert_int_equal(k, want);
+    int at = -1;
+    for (int g = 0; g < k; g++) {
+        if (strcmp(got[g].comm_id, id) == 0)
+            at = g;
+        else
+            comm_job_free(&got[g]);
+    }
+    if (at < 0)
+        fail_msg("message %s was not claimed", id);
+    *out = got[at]; /* takes ownership of its strings */
+}
+
+static void release(pg_pool_t *pool)
+{
+    hd_err_t err;
+    if (comms_release(pool, OWNER, &err) != 0)
+        fail_msg("comms_release: %s", err.msg);
+}
+
+static void test_claim_carries_the_current_preferences_version(void **state)
+{
+    fixture_t *fx = *state;
+    char with[37], without[37];
+    int64_t v1, v2;
+    save_prefs(fx, "client-with-row", NULL, &v1);
+    create_msg(fx->db.pool, "client-with-row", with);
+    create_msg(fx->db.pool, "client-without-row", without);
+
+    comm_job_t j;
+    claim_one(fx->db.pool, 2, with, &j);
+    assert_true(j.has_prefs);
+    assert_true(j.prefs_version == v1);
+    comm_job_free(&j);
+    release(fx->db.pool);
+
+    /* A client without preferences: no version, never 0 taken for one. */
+    claim_one(fx->db.pool, 2, without, &j);
+    assert_false(j.has_prefs);
+    assert_true(j.prefs_version == 0);
+    comm_job_free(&j);
+    release(fx->db.pool);
+
+    /* The client opts out after acceptance: the next claim sees the new
+     * version, not the one of the row when the message was accepted. */
+    save_prefs(fx, "client-with-row", "email", &v2);
+    assert_true(v2 > v1);
+    claim_one(fx->db.pool, 2, with, &j);
+    assert_true(j.has_prefs);
+    assert_true(j.prefs_version == v2);
+    comm_job_free(&j);
+    release(fx->db.pool);
+
+    /* ... and a row created after acceptance is seen too. */
+    int64_t v3;
+    save_prefs(fx, "client-without-row", NULL, &v3);
+    claim_one(fx->db.pool, 2, without, &j);
+    assert_true(j.has_prefs);
+    assert_true(j.prefs_version == v3);
+    comm_job_free(&j);
+    release(fx->db.pool);
+}
+
+/* ---- our own database ---- */
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    if (fx == NULL)
+        return 0;
+    fe_keyring_free(fx->kr);
+    int rc = testdb_drop(&fx->db);
+    free(fx);
+    *state = NULL;
+    return rc;
+}
+
+static int setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    if (testdb_create(&fx->db, "herald_cl_", "test_claim") != 0) {
+        free(fx);
+        return -1;
+    }
+    *state = fx;
+    uint8_t k[32], idx[32];
+    for (int i = 0; i < 32; i++) {
+        k[i] = (uint8_t)(0x01 + i);
+        idx[i] = (uint8_t)(0x81 + i);
+    }
+    fx->kr = fe_keyring_new(k, idx);
+    if (fx->kr == NULL) {
+        fprintf(stderr, "test_claim: no keyring\n");
+        teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claim_carries_the_current_preferences_version),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
