@@ -44,7 +44,11 @@ import harness
 from test_webhooks import FROM, PUBLIC, SID, TOKEN, auth, status_params, twilio_signature
 
 SRC = harness.SOURCE_DIR
-HEALTH_BOUND_MS = 50.0  # the contract: no health request waits longer
+# The contract: no health request waits longer. The sanitizer run of CI
+# (.ci/run) checks memory safety with every instruction instrumented, several
+# times slower: it sets HERALD_LIFECYCLE_HEALTH_MS to a bound that still tells
+# a waiting HTTP thread (seconds) from a slow one. The plain build keeps 50.
+HEALTH_BOUND_MS = float(os.environ.get("HERALD_LIFECYCLE_HEALTH_MS", "50"))
 
 # Polls GET /api/crm/health every INTERVAL seconds (a request starts INTERVAL
 # after the previous one started, or at once if that one took longer) until
