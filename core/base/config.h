@@ -66,6 +66,10 @@ typedef struct cfg {
     /* policy runtime */
     long lua_instruction_limit; /* per call; 0 = none */
     int lua_memory_limit_mb;    /* per state; 0 = none */
+    int lua_decision_ms;        /* deadline of strategy, classify and retry calls; 0 = none */
+    int lua_render_ms;          /* deadline of content calls; 0 = none */
+    int lua_load_ms;            /* deadline of loading a module, a reload's checks; 0 = none */
+    long lua_pattern_max_bytes; /* longest subject a pattern may scan; 0 = none */
     char *default_timezone;
 
     /* channels (transport drivers); secrets come from the environment */

@@ -30,9 +30,13 @@ lrt_t *cli_policy(const cfg_t *cfg, hd_err_t *err)
         .templates_dir = cfg->templates_dir,
         .limits = {.instruction_limit = cfg->lua_instruction_limit,
                    .memory_limit = (size_t)cfg->lua_memory_limit_mb << 20,
+                   .deadline_ms = cfg->lua_load_ms,
+                   .pattern_max = (size_t)cfg->lua_pattern_max_bytes,
                    .retry_scale = cfg->retry_scale,
                    .default_timezone = cfg->default_timezone,
                    .public_url = cfg->public_url},
+        .decision_ms = cfg->lua_decision_ms,
+        .render_ms = cfg->lua_render_ms,
     };
     return lrt_new(&lo, err);
 }

@@ -42,11 +42,12 @@ static const char *str_member(const cJSON *o, const char *k)
     return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
-/* Calls module.fn with args (each deleted after the call). */
-static int call(lrt_t *rt, const char *module, const char *fn, cJSON **args, int nargs, cJSON **out,
-                hd_err_t *err)
+/* Calls module.fn with args (each deleted after the call) within the
+ * decision or the render deadline (lua.decision_ms, lua.render_ms). */
+static int call(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn, cJSON **args,
+                int nargs, cJSON **out, hd_err_t *err)
 {
-    int rc = lrt_call(rt, module, fn, args, nargs, out, err);
+    int rc = lrt_call_within(rt, within, module, fn, args, nargs, out, err);
     for (int i = 0; i < nargs; i++)
         cJSON_Delete(args[i]);
     return rc;
@@ -77,7 +78,7 @@ int policy_decide(lrt_t *rt, const policy_request_t *rq, const cJSON *prefs, int
         cJSON_AddStringToObject(req, "client_id", rq->client_id);
     cJSON *args[] = {req, prefs_arg(prefs), cJSON_CreateNumber((double)now)};
     cJSON *d = NULL;
-    if (call(rt, "strategy", "decide", args, 3, &d, err) != 0)
+    if (call(rt, LRT_DECISION, "strategy", "decide", args, 3, &d, err) != 0)
         return -1;
     if (!cJSON_IsObject(d)) {
         cJSON_Delete(d);
@@ -161,7 +162,7 @@ int policy_explain(lrt_t *rt, const policy_decision_t *d, char **text, hd_err_t 
     *text = NULL;
     cJSON *args[] = {cJSON_Duplicate(d->doc, true)};
     cJSON *out = NULL;
-    if (call(rt, "strategy", "explain", args, 1, &out, err) != 0)
+    if (call(rt, LRT_DECISION, "strategy", "explain", args, 1, &out, err) != 0)
         return -1;
     if (!cJSON_IsString(out)) {
         cJSON_Delete(out);
@@ -177,7 +178,7 @@ int policy_refusal(lrt_t *rt, tr_channel_t ch, const cJSON *prefs, char **reason
     *reason = NULL;
     cJSON *args[] = {cJSON_CreateString(tr_channel_name(ch)), prefs_arg(prefs)};
     cJSON *out = NULL;
-    if (call(rt, "strategy", "refusal", args, 2, &out, err) != 0)
+    if (call(rt, LRT_DECISION, "strategy", "refusal", args, 2, &out, err) != 0)
         return -1;
     int rc = 0;
     if (cJSON_IsString(out) && out->valuestring[0])
@@ -204,7 +205,7 @@ int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx
     cJSON *args[] = {cJSON_CreateString(type), cJSON_CreateString(tr_channel_name(ch)),
                      ctx ? cJSON_Duplicate(ctx, true) : cJSON_CreateObject()};
     cJSON *r = NULL;
-    if (call(rt, "content", "render", args, 3, &r, err) != 0)
+    if (call(rt, LRT_RENDER, "content", "render", args, 3, &r, err) != 0)
         return -1;
     out->subject = dup_member(r, "subject");
     out->text = dup_member(r, "text");
@@ -246,7 +247,7 @@ int policy_classify(lrt_t *rt, tr_channel_t ch, const tr_result_t *res, policy_c
     memset(out, 0, sizeof(*out));
     cJSON *args[] = {cJSON_CreateString(tr_channel_name(ch)), tr_result_to_json(res)};
     cJSON *c = NULL;
-    if (call(rt, "classify", "classify", args, 2, &c, err) != 0)
+    if (call(rt, LRT_DECISION, "classify", "classify", args, 2, &c, err) != 0)
         return -1;
     const char *cat = str_member(c, "category");
     const cJSON *mhbs = member(c, "may_have_been_sent");
@@ -304,7 +305,7 @@ int policy_retry(lrt_t *rt, const policy_class_t *cls, int attempt, policy_step_
     cJSON *args[] = {cJSON_CreateString(cls->category), cJSON_CreateNumber(attempt),
                      cls->doc ? cJSON_Duplicate(cls->doc, true) : cJSON_CreateObject()};
     cJSON *a = NULL;
-    if (call(rt, "retry", "policy", args, 3, &a, err) != 0)
+    if (call(rt, LRT_DECISION, "retry", "policy", args, 3, &a, err) != 0)
         return -1;
     return read_step(rt, "retry", "policy", a, true, out, err);
 }
@@ -317,7 +318,7 @@ int policy_no_receipt(lrt_t *rt, const char *type, const char *urgency, tr_chann
                      cJSON_CreateString(urgency ? urgency : ""),
                      cJSON_CreateString(tr_channel_name(ch))};
     cJSON *out = NULL;
-    if (call(rt, "retry", "no_receipt", args, 3, &out, err) != 0)
+    if (call(rt, LRT_DECISION, "retry", "no_receipt", args, 3, &out, err) != 0)
         return -1;
     int rc = 0;
     if (cJSON_IsNumber(out) && isfinite(out->valuedouble) && out->valuedouble >= 0)
@@ -334,7 +335,7 @@ int policy_alert_retry(lrt_t *rt, int attempt, const tr_result_t *res, policy_st
 {
     cJSON *args[] = {cJSON_CreateNumber(attempt), tr_result_to_json(res)};
     cJSON *a = NULL;
-    if (call(rt, "retry", "alert", args, 2, &a, err) != 0)
+    if (call(rt, LRT_DECISION, "retry", "alert", args, 2, &a, err) != 0)
         return -1;
     return read_step(rt, "retry", "alert", a, false, out, err);
 }

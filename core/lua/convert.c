@@ -26,6 +26,11 @@ void lconv_push_array_mt(lua_State *L)
         lua_pushstring(L, "array");
         lua_setfield(L, -2, "__name");
     }
+    /* Scripts reach this table (getmetatable): a __gc they put in it would
+     * run with hooks off, outside every budget, once C sets it on a table. */
+    lua_pushliteral(L, "__gc");
+    lua_pushnil(L);
+    lua_rawset(L, -3);
 }
 
 static void push_json(lua_State *L, const cJSON *j, int depth)

@@ -43,6 +43,7 @@ typedef struct tctx {
 struct lrt {
     char *scripts_dir, *templates_dir;
     lstate_limits_t limits;
+    long deadline_ms[2];                 /* by lrt_deadline_t */
     char *default_timezone, *public_url; /* owned copies behind limits */
     pthread_key_t key;
     pthread_mutex_t mu;        /* guards current and status */
@@ -261,6 +262,8 @@ lrt_t *lrt_new(const lrt_opts_t *opts, hd_err_t *err)
     rt->scripts_dir = xstrdup(opts->scripts_dir);
     rt->templates_dir = xstrdup(opts->templates_dir);
     rt->limits = opts->limits;
+    rt->deadline_ms[LRT_DECISION] = opts->decision_ms;
+    rt->deadline_ms[LRT_RENDER] = opts->render_ms;
     rt->default_timezone =
         xstrdup(opts->limits.default_timezone ? opts->limits.default_timezone : "UTC");
     rt->public_url = xstrdup(opts->limits.public_url ? opts->limits.public_url : "");
@@ -336,6 +339,20 @@ int lrt_reload(lrt_t *rt, hd_err_t *err)
     return rc;
 }
 
+/* A call tripped the thread's state (lstate_pcall_within): nothing of it may
+ * reach the next call, so it is closed; lrt_state builds a fresh one. */
+static void abandon_if_tripped(tctx_t *c)
+{
+    if (c->L == NULL || !lstate_tripped(c->L))
+        return;
+    lstate_free(c->L);
+    gen_release(c->gen);
+    c->L = NULL;
+    c->gen = NULL;
+    log_warn("a policy call exceeded its budget: this thread's Lua state was closed and is "
+             "rebuilt for the next call");
+}
+
 lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
 {
     tctx_t *c = pthread_getspecific(rt->key);
@@ -344,6 +361,7 @@ lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
         c->rt = rt;
         pthread_setspecific(rt->key, c);
     }
+    abandon_if_tripped(c);
     long want = atomic_load(&rt->gen_id);
     if (c->L != NULL && c->gen != NULL && c->gen->id == want)
         return c->L;
@@ -363,16 +381,19 @@ lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
     return L;
 }
 
-int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, int nargs,
-             cJSON **out, hd_err_t *err)
+int lrt_call_within(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn,
+                    cJSON *const *args, int nargs, cJSON **out, hd_err_t *err)
 {
     *out = NULL;
     lua_State *L = lrt_state(rt, err);
     if (L == NULL)
         return -1;
     int top = lua_gettop(L);
-    if (lstate_require(L, module, err) != 0)
+    if (lstate_require(L, module, err) != 0) {
+        lua_settop(L, top);
+        abandon_if_tripped(pthread_getspecific(rt->key));
         return -1;
+    }
     lua_getfield(L, -1, fn); /* stack: module, fn */
     lua_remove(L, -2);
     if (!lua_isfunction(L, -1)) {
@@ -381,8 +402,9 @@ int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, 
     }
     for (int i = 0; i < nargs; i++)
         lconv_push_json(L, args[i]);
-    if (lstate_pcall(L, nargs, 1, err) != 0) {
+    if (lstate_pcall_within(L, rt->deadline_ms[within], nargs, 1, err) != 0) {
         lua_settop(L, top);
+        abandon_if_tripped(pthread_getspecific(rt->key));
         return -1;
     }
     *out = lconv_to_json(L, -1, err);
@@ -390,6 +412,12 @@ int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, 
     if (*out == NULL)
         return hd_err_prefix(err, "%s.%s returned a value that is not plain data", module, fn);
     return 0;
+}
+
+int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, int nargs,
+             cJSON **out, hd_err_t *err)
+{
+    return lrt_call_within(rt, LRT_DECISION, module, fn, args, nargs, out, err);
 }
 
 void lrt_where(lrt_t *rt, const char *module, const char *fn, char *out, size_t n)

@@ -25,8 +25,13 @@ typedef struct lrt lrt_t;
 typedef struct lrt_opts {
     const char *scripts_dir;
     const char *templates_dir;
-    lstate_limits_t limits;
+    lstate_limits_t limits; /* limits.deadline_ms: loading (start, reload, a first require) */
+    long decision_ms;       /* deadline of a call within LRT_DECISION; 0 = none */
+    long render_ms;         /* deadline of a call within LRT_RENDER; 0 = none */
 } lrt_opts_t;
+
+/* Which wall-clock deadline of lrt_opts_t a call gets. */
+typedef enum { LRT_DECISION, LRT_RENDER } lrt_deadline_t;
 
 typedef struct lrt_status {
     long generation;
@@ -51,12 +56,21 @@ void lrt_free(lrt_t *rt);
 int lrt_reload(lrt_t *rt, hd_err_t *err);
 
 /* The calling thread's state for the current generation (created or
- * rebuilt as needed); NULL with err when it cannot be built. */
+ * rebuilt as needed, and rebuilt after a call tripped it); NULL with err when
+ * it cannot be built. */
 lua_State *lrt_state(lrt_t *rt, hd_err_t *err);
 
 /* Calls module.fn(args...) in the calling thread's state with plain data and
  * returns the first result as JSON (caller cJSON_Delete()s *out). A script
- * error is -1 with err "file:line: message", never a crash. */
+ * error is -1 with err "file:line: message", never a crash. The call has the
+ * instruction budget and the deadline named by `within`; one that exceeds
+ * either fails ("...: deadline of 50 ms exceeded") even if the script caught
+ * the error, and the thread's state is thrown away: its next call runs in a
+ * fresh state of the current generation. */
+int lrt_call_within(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn,
+                    cJSON *const *args, int nargs, cJSON **out, hd_err_t *err);
+
+/* lrt_call_within(rt, LRT_DECISION, ...). */
 int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, int nargs,
              cJSON **out, hd_err_t *err);
 

@@ -10,9 +10,11 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Per-state bookkeeping, kept in the allocator's ud and the registry. */
 typedef struct lstate_box {
@@ -20,13 +22,37 @@ typedef struct lstate_box {
     size_t limit;
     long instruction_limit;
     long instructions; /* executed in the current call */
+    long default_deadline_ms;
+    long deadline_ms;    /* the current call's, for its message */
+    int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+    int tripped;         /* TRIP_*: set once, for the life of the state */
+    char trip_msg[200];  /* "file:line: instruction budget exceeded (...)" */
+    size_t pattern_max;
+    lua_State *main; /* the main thread, whose hook a trip speeds up too */
     const lstate_source_t *src;
 } lstate_box_t;
 
-#define HOOK_EVERY 1000
+enum { TRIP_NONE, TRIP_INSTRUCTIONS, TRIP_DEADLINE };
+
+#define HOOK_EVERY 1000       /* instructions between two reads of the budget */
+#define BIG_ALLOC  (64 << 10) /* an allocation this large reads the clock */
 #define REG_BOX    "herald.box"
 #define REG_ENV    "herald.env"
 #define REG_LOADED "herald.loaded"
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool past_deadline(const lstate_box_t *box)
+{
+    return box->deadline_ns != 0 && now_ns() >= box->deadline_ns;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar);
 
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -41,6 +67,11 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
      * call that asked, which the protected call turns into a failure. */
     if (box->limit && nsize > old && box->used + (nsize - old) > box->limit)
         return NULL;
+    /* A loop of large C operations (string.rep, table.concat, ...) can run
+     * long between two ticks of the hook: past the deadline, a large
+     * allocation has the hook run at the main thread's next instruction. */
+    if (nsize >= BIG_ALLOC && nsize > old && !box->tripped && past_deadline(box))
+        lua_sethook(box->main, count_hook, LUA_MASKCOUNT, 1);
     void *p = realloc(ptr, nsize);
     if (p != NULL)
         box->used = box->used - old + nsize;
@@ -54,13 +85,57 @@ static lstate_box_t *get_box(lua_State *L)
     return ud;
 }
 
+/* The call ran out: remember why and where (the function at `level`), make
+ * this thread and the main thread run the hook at every instruction (other
+ * coroutines raise at their next tick: the flag is checked first), and
+ * raise. */
+static void trip(lua_State *L, int level, int why)
+{
+    lstate_box_t *box = get_box(L);
+    lua_Debug ar;
+    char where[LUA_IDSIZE + 24] = "";
+    if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+        snprintf(where, sizeof(where), "%s:%d: ", ar.short_src, ar.currentline);
+    if (why == TRIP_INSTRUCTIONS)
+        snprintf(box->trip_msg, sizeof(box->trip_msg),
+                 "%sinstruction budget exceeded (%ld instructions)", where, box->instruction_limit);
+    else
+        snprintf(box->trip_msg, sizeof(box->trip_msg), "%sdeadline of %ld ms exceeded", where,
+                 box->deadline_ms);
+    box->tripped = why;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+    if (box->main != L)
+        lua_sethook(box->main, count_hook, LUA_MASKCOUNT, 1);
+    lua_pushstring(L, box->trip_msg);
+    lua_error(L);
+}
+
+/* Counts instructions and reads the clock every HOOK_EVERY instructions;
+ * once tripped, raises again at every instruction, so a script that catches
+ * the error cannot go on. Threads created by coroutine.create/wrap inherit
+ * the hook (lua_newthread copies it), so coroutines are counted too. */
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lstate_box_t *box = get_box(L);
-    box->instructions += HOOK_EVERY;
-    if (box->instruction_limit && box->instructions > box->instruction_limit)
-        luaL_error(L, "instruction limit exceeded (%d instructions)", (int)box->instruction_limit);
+    if (box->tripped) {
+        lua_pushstring(L, box->trip_msg);
+        lua_error(L);
+        return;
+    }
+    box->instructions += lua_gethookcount(L);
+    if (past_deadline(box))
+        trip(L, 0, TRIP_DEADLINE);
+    else if (box->instruction_limit && box->instructions > box->instruction_limit)
+        trip(L, 0, TRIP_INSTRUCTIONS);
+}
+
+/* For C functions that may run long: past the deadline, stop before. */
+static void check_deadline(lua_State *L)
+{
+    lstate_box_t *box = get_box(L);
+    if (!box->tripped && past_deadline(box))
+        trip(L, 1, TRIP_DEADLINE);
 }
 
 static const lstate_file_t *find_script(const lstate_source_t *src, const char *name)
@@ -131,6 +206,98 @@ static int l_load(lua_State *L)
     return 1;
 }
 
+/* ---- C calls the hook cannot interrupt, bounded before they start ---- */
+
+/* Each guard runs the library's own function (upvalue 1) in its own frame,
+ * so argument errors still name the function the script called. */
+static int call_original(lua_State *L)
+{
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
+}
+
+/* string.rep(s, n, sep): Lua's loop copies s and sep n times, so with both
+ * empty a large n spins for ever; otherwise the result is bounded by the
+ * memory cap. */
+static int l_rep(lua_State *L)
+{
+    size_t len, seplen;
+    luaL_checklstring(L, 1, &len);
+    luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    check_deadline(L);
+    if (len + seplen == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return call_original(L);
+}
+
+/* string.find/match/gmatch/gsub: a backtracking pattern costs up to the
+ * square of the subject's length inside one C call, where neither budget can
+ * stop it, so subjects longer than pattern_max are refused. A plain find
+ * matches no pattern and is not limited. */
+static int l_pattern(lua_State *L)
+{
+    size_t len;
+    luaL_checklstring(L, 1, &len);
+    size_t max = get_box(L)->pattern_max;
+    bool plain = lua_toboolean(L, lua_upvalueindex(3)) && lua_toboolean(L, 4);
+    check_deadline(L);
+    if (max && len > max && !plain)
+        return luaL_error(L,
+                          "string.%s: a subject of %I bytes is longer than the %I bytes "
+                          "patterns may scan (lua.pattern_max_bytes)",
+                          lua_tostring(L, lua_upvalueindex(2)), (lua_Integer)len, (lua_Integer)max);
+    return call_original(L);
+}
+
+/* setmetatable(t, mt): a __gc finalizer runs with hooks off (during a
+ * collection, or when the state is closed), outside every budget. */
+static int l_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in scripts");
+        lua_pop(L, 1);
+    }
+    return call_original(L);
+}
+
+/* xpcall's message handler runs inside the raise of the error it handles;
+ * for an error the count hook raised, that is with hooks off, where nothing
+ * would stop a handler that loops. Once the state is tripped (the only time
+ * the hook raises) the script's handler is skipped and the error passes. */
+static int l_handler(lua_State *L)
+{
+    if (get_box(L)->tripped)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int l_xpcall(lua_State *L)
+{
+    if (lua_isfunction(L, 2)) {
+        lua_pushvalue(L, 2);
+        lua_pushcclosure(L, l_handler, 1);
+        lua_replace(L, 2);
+    }
+    return call_original(L);
+}
+
+/* Replaces t[name] (a C function) with guard, which calls it. */
+static void guard(lua_State *L, int t, const char *name, lua_CFunction fn, bool find)
+{
+    lua_getfield(L, t, name);
+    lua_pushstring(L, name);
+    lua_pushboolean(L, find);
+    lua_pushcclosure(L, fn, 3);
+    lua_setfield(L, t, name);
+}
+
 void lstate_push_env(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, REG_ENV);
@@ -164,7 +331,15 @@ static void build_env(lua_State *L, const lstate_source_t *src, const lstate_lim
     luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    int str = lua_gettop(L);
+    guard(L, str, "rep", l_rep, false);
+    guard(L, str, "find", l_pattern, true);
+    guard(L, str, "match", l_pattern, false);
+    guard(L, str, "gmatch", l_pattern, false);
+    guard(L, str, "gsub", l_pattern, false);
     lua_setfield(L, env, "string");
+    guard(L, env, "setmetatable", l_setmetatable, false);
+    guard(L, env, "xpcall", l_xpcall, false);
     luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 0);
     lua_setfield(L, env, "table");
     luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 0);
@@ -226,6 +401,8 @@ lua_State *lstate_new(const lstate_source_t *src, const lstate_limits_t *lim, hd
     }
     box->limit = 0; /* the libraries load uncapped; the cap applies to scripts */
     box->instruction_limit = lim->instruction_limit;
+    box->default_deadline_ms = lim->deadline_ms;
+    box->pattern_max = lim->pattern_max;
     box->src = src;
     lua_State *L = lua_newstate(capped_alloc, box);
     if (L == NULL) {
@@ -242,6 +419,7 @@ lua_State *lstate_new(const lstate_source_t *src, const lstate_limits_t *lim, hd
         return NULL;
     }
     box->limit = lim->memory_limit ? box->used + lim->memory_limit : 0;
+    box->main = L;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     return L;
 }
@@ -272,18 +450,34 @@ static int msghandler(lua_State *L)
     return 1;
 }
 
-int lstate_pcall(lua_State *L, int nargs, int nresults, hd_err_t *err)
+int lstate_pcall_within(lua_State *L, long deadline_ms, int nargs, int nresults, hd_err_t *err)
 {
     lstate_box_t *box = get_box(L);
-    box->instructions = 0;
     int base = lua_gettop(L) - nargs; /* the function's slot */
+    if (box->tripped) {
+        lua_settop(L, base - 1);
+        return hd_err_set(err, "%s (the state was abandoned)", box->trip_msg);
+    }
+    box->instructions = 0;
+    box->deadline_ms = deadline_ms;
+    box->deadline_ns = deadline_ms > 0 ? now_ns() + (int64_t)deadline_ms * 1000000 : 0;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
     int rc = lua_pcall(L, nargs, nresults, base);
     lua_remove(L, base);
+    box->deadline_ns = 0;
+    const char *full = rc == LUA_OK ? NULL : lua_tostring(L, -1);
+    if (box->tripped) {
+        /* Whatever the script caught or returned, the call failed. */
+        hd_err_set(err, "%s", box->trip_msg);
+        log_write(LOG_ERROR, "script error", "error", box->trip_msg, "traceback",
+                  full ? full : box->trip_msg, (const char *)NULL);
+        lua_settop(L, base - 1);
+        return -1;
+    }
     if (rc == LUA_OK)
         return 0;
-    const char *full = lua_tostring(L, -1);
     if (rc == LUA_ERRMEM)
         full = "memory limit exceeded";
     /* The first line is "file:line: message"; the rest is the traceback. */
@@ -295,6 +489,16 @@ int lstate_pcall(lua_State *L, int nargs, int nresults, hd_err_t *err)
     /* A failed call may leave garbage: collect now so the cap recovers. */
     lua_gc(L, LUA_GCCOLLECT);
     return -1;
+}
+
+int lstate_pcall(lua_State *L, int nargs, int nresults, hd_err_t *err)
+{
+    return lstate_pcall_within(L, get_box(L)->default_deadline_ms, nargs, nresults, err);
+}
+
+bool lstate_tripped(lua_State *L)
+{
+    return get_box(L)->tripped != TRIP_NONE;
 }
 
 static int do_require(lua_State *L)

@@ -1,10 +1,11 @@
 /*
  * state.h - building one sandboxed lua_State for a generation of scripts.
  *
- * A state gets: a memory cap (its own allocator), an instruction budget per
- * call (a count hook), `_ENV` from an allow list, a `require` that loads only
- * the generation's scripts, a `load` limited to text chunks, and the
- * `herald` module with the generation's templates. See docs/scripting.md.
+ * A state gets: a memory cap (its own allocator), an instruction budget and a
+ * wall-clock deadline per call (a count hook), `_ENV` from an allow list, a
+ * `require` that loads only the generation's scripts, a `load` limited to
+ * text chunks, bounded C calls (pattern subjects, string.rep, no __gc), and
+ * the `herald` module with the generation's templates. See docs/scripting.md.
  */
 #ifndef HERALD_LUA_STATE_H
 #define HERALD_LUA_STATE_H
@@ -12,6 +13,7 @@
 #include "base/err.h"
 
 #include <lua.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* One file of a generation: scripts are keyed by module name
@@ -33,6 +35,8 @@ typedef struct lstate_source {
 typedef struct lstate_limits {
     long instruction_limit; /* per call; 0 = none */
     size_t memory_limit;    /* bytes per state; 0 = none */
+    long deadline_ms;       /* per call of lstate_pcall (loading, the console); 0 = none */
+    size_t pattern_max;     /* longest subject of string.find/match/gmatch/gsub; 0 = none */
     double retry_scale;
     const char *default_timezone;
     const char *public_url;
@@ -46,9 +50,23 @@ void lstate_free(lua_State *L);
 void lstate_push_env(lua_State *L);
 
 /* Runs the function below nargs arguments on the stack in protected mode
- * with a traceback handler and a fresh instruction budget. On error returns
- * -1 with err = "file:line: message" (the traceback goes to the log). */
+ * with a traceback handler, a fresh instruction budget and a wall-clock
+ * deadline of deadline_ms from now (0: none). On error returns -1 with
+ * err = "file:line: message" (the traceback goes to the log).
+ *
+ * A call that exceeds its budget or deadline trips the state: the hook then
+ * raises at every instruction, in every coroutine, so pcall, xpcall and
+ * coroutines cannot carry on, and the call fails even when the script
+ * caught the error ("file:line: instruction budget exceeded (N
+ * instructions)", "file:line: deadline of N ms exceeded"). A tripped state
+ * runs nothing more: its owner frees it and builds a fresh one. */
+int lstate_pcall_within(lua_State *L, long deadline_ms, int nargs, int nresults, hd_err_t *err);
+
+/* lstate_pcall_within with the state's default deadline (limits.deadline_ms). */
 int lstate_pcall(lua_State *L, int nargs, int nresults, hd_err_t *err);
+
+/* True once a call of L exceeded its budget or deadline (see above). */
+bool lstate_tripped(lua_State *L);
 
 /* require(name) from C, protected: leaves the module on the stack. */
 int lstate_require(lua_State *L, const char *name, hd_err_t *err);

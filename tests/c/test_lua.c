@@ -196,7 +196,7 @@ static void test_escape_attempts_fail_safely(void **state)
 static void test_endless_loop_is_stopped(void **state)
 {
     lrt_t *rt = *state;
-    want_error(rt, "while true do end", "instruction limit exceeded");
+    want_error(rt, "while true do end", "instruction budget exceeded");
     /* The state still works afterwards. */
     want_value(rt, "return 1 + 1", "2");
 }

@@ -87,6 +87,12 @@ class PlantedTest(unittest.TestCase):
         self.assertPlanted("core/http/router.c:%d: lrt_call may appear only in core/lua/ and "
                            "core/engine/policy.c (call the typed policy layer)" % n)
 
+    def test_lrt_call_within_outside_policy(self):
+        n = append(self.tmp, "core/engine/dispatch.c",
+                   'static int x(void) { return lrt_call_within(0, 0, "a", "b", 0, 0, 0, 0); }')
+        self.assertPlanted("core/engine/dispatch.c:%d: lrt_call may appear only in core/lua/ and "
+                           "core/engine/policy.c (call the typed policy layer)" % n)
+
     def test_file_of_700_lines(self):
         write(self.tmp, "core/base/long.c", "/* long.c */\n" + "int x;\n" * 699)
         write(self.tmp, "core/base/short.c", "/* short.c */\n" + "int y;\n" * 698)

@@ -102,7 +102,7 @@ class PolicyCommandsTest(unittest.TestCase):
         self.assertIn("io", err)
         code, out, err = run("console", stdin="while true do end\n")
         self.assertEqual(code, 1)
-        self.assertIn("instruction limit exceeded", err)
+        self.assertIn("instruction budget exceeded", err)
 
     def test_console_in_a_terminal(self):
         pid, fd = pty.fork()

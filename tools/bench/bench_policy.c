@@ -60,9 +60,13 @@ int main(int argc, char **argv)
                     .templates_dir = "templates",
                     .limits = {.instruction_limit = 10000000,
                                .memory_limit = 64 << 20,
+                               .deadline_ms = 1000,
+                               .pattern_max = 16384,
                                .retry_scale = 1,
                                .default_timezone = "UTC",
-                               .public_url = "http://127.0.0.1:8080"}};
+                               .public_url = "http://127.0.0.1:8080"},
+                    .decision_ms = 50, /* config.lua's defaults: the clock is read */
+                    .render_ms = 200};
     hd_err_t err;
     lrt_t *rt = lrt_new(&o, &err);
     if (rt == NULL) {
