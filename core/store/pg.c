@@ -422,6 +422,11 @@ int pg_tx_open(pg_conn_t *c, hd_err_t *err)
     return pg_exec_script(c, "BEGIN", err);
 }
 
+int pg_tx_open_read(pg_conn_t *c, hd_err_t *err)
+{
+    return pg_exec_script(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err);
+}
+
 int pg_tx_close(pg_conn_t *c, int rc, hd_err_t *err)
 {
     if (rc == 0)

@@ -87,8 +87,11 @@ PGconn *pg_raw(pg_conn_t *c);
 pg_conn_t *pg_tx_begin(pg_pool_t *pool, hd_err_t *err);
 int pg_tx_end(pg_pool_t *pool, pg_conn_t *c, int rc, hd_err_t *err);
 
-/* The same on a connection the caller already holds (it stays borrowed). */
+/* The same on a connection the caller already holds (it stays borrowed).
+ * pg_tx_open_read opens a read-only transaction on one snapshot, for reads
+ * of several statements that must agree (a message and its log rows). */
 int pg_tx_open(pg_conn_t *c, hd_err_t *err);
+int pg_tx_open_read(pg_conn_t *c, hd_err_t *err);
 int pg_tx_close(pg_conn_t *c, int rc, hd_err_t *err);
 
 /* True when the SQLSTATE means a unique constraint was violated. */

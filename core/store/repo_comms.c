@@ -189,8 +189,14 @@ int comms_get(pg_pool_t *db, const char *id, comm_row_t *out, hd_err_t *err)
     if (conn == NULL)
         return -1;
     const char *p[] = {id};
-    PGresult *r = pg_exec(conn, &st_get, p, err);
-    PGresult *l = r && PQntuples(r) == 1 ? pg_exec(conn, &st_logs, p, err) : NULL;
+    /* one snapshot: a record committing between the two reads must not
+     * show its attempt row beside the message's older state */
+    PGresult *r = NULL, *l = NULL;
+    if (pg_tx_open_read(conn, err) == 0) {
+        r = pg_exec(conn, &st_get, p, err);
+        l = r && PQntuples(r) == 1 ? pg_exec(conn, &st_logs, p, err) : NULL;
+        pg_tx_close(conn, 0, NULL);
+    }
     pg_pool_put(db, conn);
     int rc = -1;
     if (r == NULL || (PQntuples(r) == 1 && l == NULL))
