@@ -27,6 +27,8 @@
 #include <time.h>
 
 #define MAX_CONTEXT_BYTES    (64 * 1024)
+#define MAX_CONTEXT_STRING   (4 * 1024) /* one string of the context */
+#define MAX_CONTEXT_DEPTH    8
 #define MAX_ATTACHMENTS      10
 #define MAX_ATTACHMENT_BYTES (10 * 1024 * 1024)
 
@@ -174,6 +176,32 @@ static bool recipient_of(const cJSON *body, request_t *r, accept_out_t *o)
     return true;
 }
 
+/* Every string of the context within MAX_CONTEXT_STRING bytes and every
+ * value within MAX_CONTEXT_DEPTH levels: a template filter or pattern never
+ * sees client data large enough to stall it. path names the first that is
+ * not (e.g. "context.vendors[2].url"). */
+static bool context_bounded(const cJSON *v, char *path, size_t pathn, int depth)
+{
+    if (depth > MAX_CONTEXT_DEPTH)
+        return false;
+    if (cJSON_IsString(v))
+        return strlen(v->valuestring) <= MAX_CONTEXT_STRING;
+    size_t len = strlen(path);
+    int i = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, v)
+    {
+        if (cJSON_IsArray(v))
+            snprintf(path + len, pathn - len, "[%d]", i++);
+        else
+            snprintf(path + len, pathn - len, ".%s", c->string ? c->string : "?");
+        if (!context_bounded(c, path, pathn, depth + 1))
+            return false;
+    }
+    path[len] = '\0';
+    return true;
+}
+
 /* Every field of the request, checked before anything is read or stored. */
 static bool check(const accept_in_t *in, request_t *r, accept_out_t *o)
 {
@@ -216,6 +244,11 @@ static bool check(const accept_in_t *in, request_t *r, accept_out_t *o)
     const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(body, "context");
     if (ctx != NULL && !cJSON_IsObject(ctx))
         return refuse(o, 400, "invalid_request", "context: expected an object");
+    char path[160] = "context";
+    if (ctx && !context_bounded(ctx, path, sizeof(path), 0))
+        return refuse(o, 400, "invalid_request",
+                      "%s: longer than %d bytes, or nested deeper than %d levels", path,
+                      MAX_CONTEXT_STRING, MAX_CONTEXT_DEPTH);
     r->context = ctx ? cJSON_PrintUnformatted(ctx) : xstrdup("{}");
     if (r->context == NULL)
         return refuse(o, 500, "internal", "cannot keep the context");

@@ -54,6 +54,28 @@ class BadInputTest(HeraldCase):
         self.assertEqual(listed.status, 200, listed)
         self.assertEqual(listed.json["items"], [])
 
+    def test_context_strings_and_depth_are_bounded_at_acceptance(self):
+        plan = "big-ctx-" + uuid.uuid4().hex[:8]
+        base = {"plan_id": plan, "client_id": "c-big", "message_type": "welcome",
+                "recipient": {"email": "a@example.com"}}
+        cases = [
+            ({"event_type": "wedding", "event_date": "2" * 65000}, "context.event_date"),
+            ({"vendors": [{"name": "a"}, {"name": "b", "url": "x" * 5000}]},
+             "context.vendors[1].url"),
+            ({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": "deep"}}}}}}}}}},
+             "context.a.b.c.d.e.f.g.h"),
+        ]
+        for ctx, path in cases:
+            with self.subTest(path=path):
+                r = self.post_raw(COMMS, json.dumps(dict(base, context=ctx)))
+                self.assertError(r, 400, "invalid_request")
+                self.assertIn(path, r.json["error"]["message"])
+                self.assertNotIn("x" * 50, r.json["error"]["message"])  # never echoed
+        ok = self.post_raw(COMMS, json.dumps(dict(base, context={"event_type": "w" * 4096})))
+        self.assertEqual(ok.status, 202, ok)
+        listed = self.server.get(COMMS + "?plan_id=" + plan, headers=self.auth())
+        self.assertEqual(len(listed.json["items"]), 1, listed)
+
     def test_nul_or_bad_utf8_in_a_query_is_400_never_an_unfiltered_answer(self):
         for query, why in [("client_id=abc%00def", "NUL"), ("status=sent%00", "NUL"),
                            ("plan_id=%ff%fe", "UTF-8"), ("a%00b=1", "NUL")]:
