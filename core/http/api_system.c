@@ -18,17 +18,43 @@ static double ms_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* The body is public: it says what is down, the log says why (host names
- * and user names stay out of an unauthenticated answer). */
-static cJSON *probe(const char *what, int ok, double ms, const char *why)
+/* Without an admin token the body says only what is up and what is down;
+ * the log says why (host names and user names stay out of any answer). */
+static cJSON *probe(const char *what, int ok, double ms, const char *why, bool detail)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", ok ? "up" : "down");
-    cJSON_AddNumberToObject(o, "latency_ms", (double)(long)(ms * 1000) / 1000);
+    if (detail)
+        cJSON_AddNumberToObject(o, "latency_ms", (double)(long)(ms * 1000) / 1000);
     if (!ok) {
         cJSON_AddStringToObject(o, "error", "unreachable; see the server log");
         log_warn("health check failed", "component", what, "reason", why);
     }
+    return o;
+}
+
+/* An admin token, when one is presented, opens the details (versions, the
+ * script error with its file and line). Health itself needs no token, and a
+ * wrong one is not an error here: it only gets the public answer. */
+static bool admin_asks(http_req_t *req)
+{
+    const char *h = http_header(req, "Authorization");
+    auth_principal_t who;
+    return h && auth_verify_bearer(req->app->cfg, h, (int64_t)time(NULL), &who, NULL) == 0 &&
+           (who.scopes & SCOPE_ADMIN);
+}
+
+/* The scripts' state: public, whether they load and which generation runs;
+ * for an admin, the counts and the last error. */
+static cJSON *scripts_state(app_t *app, bool detail)
+{
+    if (detail)
+        return api_policy_status(app);
+    lrt_status_t st;
+    lrt_status(app->policy, &st);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", st.failing ? "error" : "ok");
+    cJSON_AddNumberToObject(o, "generation", (double)st.generation);
     return o;
 }
 
@@ -48,13 +74,16 @@ void api_health(http_req_t *req)
      * database it cannot accept anything (down). Both answer 503 so a load
      * balancer moves traffic, while the body tells an operator which. */
     const char *status = db_ok && rd_ok ? "ok" : (db_ok ? "degraded" : "down");
+    bool detail = admin_asks(req);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "status", status);
-    cJSON_AddStringToObject(doc, "version", HERALD_VERSION);
-    cJSON_AddNumberToObject(doc, "uptime_s", (double)(time(NULL) - app->started));
-    cJSON_AddItemToObject(doc, "database", probe("database", db_ok, db_ms, dberr.msg));
-    cJSON_AddItemToObject(doc, "redis", probe("redis", rd_ok, rd_ms, rderr.msg));
-    cJSON_AddItemToObject(doc, "scripts", api_policy_status(app));
+    if (detail) {
+        cJSON_AddStringToObject(doc, "version", HERALD_VERSION);
+        cJSON_AddNumberToObject(doc, "uptime_s", (double)(time(NULL) - app->started));
+    }
+    cJSON_AddItemToObject(doc, "database", probe("database", db_ok, db_ms, dberr.msg, detail));
+    cJSON_AddItemToObject(doc, "redis", probe("redis", rd_ok, rd_ms, rderr.msg, detail));
+    cJSON_AddItemToObject(doc, "scripts", scripts_state(app, detail));
     http_reply_json(req, db_ok && rd_ok ? 200 : 503, doc);
 }
 

@@ -29,8 +29,22 @@ def metric_value(text, name, labels=None):
 class HealthUpTest(HeraldCase):
     start_server = True
 
+    def test_health_without_a_token_says_only_what_is_up(self):
+        # issue 17 item 15: no versions, latencies or script errors (file
+        # paths) for an unauthenticated caller, nor for a token without admin
+        for hdr in [None, {"Authorization": "Bearer " + make_jwt(claims(scope="send read"))},
+                    {"Authorization": "Bearer garbage"}]:
+            with self.subTest(headers=hdr):
+                r = self.server.get(HEALTH, headers=hdr)
+                self.assertEqual(r.status, 200, r)
+                doc = r.json
+                self.assertEqual(set(doc), {"status", "database", "redis", "scripts"}, doc)
+                self.assertEqual(doc["database"], {"status": "up"})
+                self.assertEqual(doc["redis"], {"status": "up"})
+                self.assertEqual(set(doc["scripts"]), {"status", "generation"}, doc)
+
     def test_health_is_200_with_both_up(self):
-        r = self.server.get(HEALTH)
+        r = self.server.get(HEALTH, token=make_jwt(claims(scope="admin")))
         self.assertEqual(r.status, 200, r)
         self.assertEqual((r.header("Content-Type") or "").split(";")[0], "application/json")
         doc = r.json
@@ -137,7 +151,8 @@ class RedisDownTest(HeraldCase):
         self.assertEqual(r.json["status"], "degraded", r)
         self.assertEqual(r.json["redis"]["status"], "down", r)
         self.assertEqual(r.json["database"]["status"], "up", r)
-        self.assertEqual(r.json["version"], harness.cli("version").stdout.split()[-1])
+        detail = self.srv.get(HEALTH, token=make_jwt(claims(scope="admin")))
+        self.assertEqual(detail.json["version"], harness.cli("version").stdout.split()[-1])
 
         # the rest of the engine keeps serving
         me = self.srv.get("/api/crm/auth/me", token=make_jwt(claims(sub="redis-down")))
