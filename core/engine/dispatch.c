@@ -238,6 +238,23 @@ static tr_message_t *message_of(app_t *app, comm_job_t *j, tr_channel_t ch, cons
         attach(m, j->payload_json);
     m->subject = c->subject;
     m->text = c->text;
+    if (c->html && ch == TR_EMAIL) {
+        /* a javascript:, data: or other scheme from a context never becomes
+         * a link a client can click, tracked or not */
+        int dropped = 0;
+        char *safe = track_safe_links(c->html, &dropped);
+        free(c->html);
+        c->html = safe;
+        if (dropped > 0) {
+            char why[160];
+            hd_err_t err;
+            snprintf(why, sizeof(why),
+                     "%d link(s) with a scheme other than http, https, mailto or tel were not "
+                     "rendered as links",
+                     dropped);
+            comms_event(app->db, j, "link_dropped", why, &err);
+        }
+    }
     if (c->html && ch == TR_EMAIL && c->track) {
         m->html = tracked_html(app, j, c->html, c->track_days);
         free(c->html);

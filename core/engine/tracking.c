@@ -227,6 +227,72 @@ static const char *a_tag_href(const char *a, const char **q)
     }
 }
 
+/* Whether a decoded href may be a link: no scheme (a relative link), or one
+ * of http, https, mailto, tel. Browsers ignore ASCII whitespace and control
+ * characters inside a scheme ("java\tscript:"), so the check does too. */
+static bool link_allowed(const char *url)
+{
+    char scheme[8];
+    size_t n = 0;
+    for (const char *s = url; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c == 0x7f)
+            continue;
+        if (c == '/' || c == '?' || c == '#')
+            return true; /* a path, query or fragment before any ':': relative */
+        if (c == ':') {
+            scheme[n < sizeof(scheme) ? n : 0] = '\0';
+            return n < sizeof(scheme) &&
+                   (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0 ||
+                    strcmp(scheme, "mailto") == 0 || strcmp(scheme, "tel") == 0);
+        }
+        if (n < sizeof(scheme))
+            scheme[n] = (char)tolower(c);
+        n++;
+    }
+    return true; /* no scheme at all */
+}
+
+char *track_safe_links(const char *html, int *dropped)
+{
+    *dropped = 0;
+    buf_t out;
+    buf_init(&out);
+    const char *p = html;
+    for (;;) {
+        const char *a = p;
+        while ((a = strchr(a, '<')) != NULL &&
+               !((a[1] == 'a' || a[1] == 'A') &&
+                 (a[2] == ' ' || a[2] == '\t' || a[2] == '\n' || a[2] == '\r')))
+            a++;
+        if (a == NULL)
+            break;
+        const char *q = NULL;
+        const char *end = a_tag_href(a, &q);
+        if (end == NULL)
+            break;
+        if (q == NULL) {
+            buf_append(&out, p, (size_t)(end + 1 - p));
+            p = end + 1;
+            continue;
+        }
+        const char *close = strchr(q + 1, *q);
+        char *url = attr_decode(q + 1, (size_t)(close - q - 1));
+        if (link_allowed(url)) {
+            buf_append(&out, p, (size_t)(close + 1 - p));
+        } else {
+            buf_append(&out, p, (size_t)(q + 1 - p));
+            buf_putc(&out, '#');
+            buf_putc(&out, *q);
+            (*dropped)++;
+        }
+        free(url);
+        p = close + 1;
+    }
+    buf_puts(&out, p);
+    return buf_steal(&out);
+}
+
 char *track_rewrite_html(const track_key_t *key, const char *html, const char *base,
                          const char *comm_id, int64_t expires, const char *skip_prefix,
                          char **links_json)

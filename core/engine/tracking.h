@@ -49,6 +49,13 @@ bool track_url_matches(const track_claim_t *c, const char *url);
  * whitespace or control characters, at most 2,000 bytes. */
 bool track_url_ok(const char *url);
 
+/* An email's HTML with every <a href> whose scheme is not http, https,
+ * mailto or tel (javascript:, data:, vbscript:, ... however spelled: case,
+ * entities, embedded whitespace) replaced by "#", so it is never a link.
+ * A URL without a scheme stays. *dropped: how many were replaced. Caller
+ * frees. */
+char *track_safe_links(const char *html, int *dropped);
+
 /* Rewrites an email's HTML: every <a href="http(s)://..."> (except links
  * under skip_prefix, the unsubscribe page) goes through base/t/c/{token},
  * and a 1x1 pixel base/t/o/{token}.gif goes before </body>. Returns the new

@@ -353,6 +353,23 @@ static void abandon_if_tripped(tctx_t *c)
              "rebuilt for the next call");
 }
 
+/* A new state compiles every template now, under the load budget
+ * (lua.load_ms), so a thread's first render is not charged the compile
+ * against its render deadline. Failing is no error here: the generation
+ * compiled when it was validated, and a render compiles what is missing. */
+static void warm_up(lua_State *L)
+{
+    hd_err_t err;
+    int top = lua_gettop(L);
+    if (lstate_require(L, "content", &err) == 0) {
+        lua_getfield(L, -1, "compile_all"); /* stack: content, compile_all */
+        lua_remove(L, -2);
+        if (lua_isfunction(L, -1) && lstate_pcall(L, 0, 0, &err) != 0)
+            log_warn("could not compile the templates ahead of the first render", "error", err.msg);
+    }
+    lua_settop(L, top);
+}
+
 lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
 {
     tctx_t *c = pthread_getspecific(rt->key);
@@ -373,6 +390,16 @@ lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
     if (L == NULL) {
         gen_release(g);
         return c->L; /* keep serving the generation this thread has */
+    }
+    warm_up(L);
+    if (lstate_tripped(L)) {
+        /* the compile outran the load budget: a state that compiles lazily */
+        lstate_free(L);
+        L = lstate_new(&g->src, &rt->limits, err);
+        if (L == NULL) {
+            gen_release(g);
+            return c->L;
+        }
     }
     lstate_free(c->L);
     gen_release(c->gen);

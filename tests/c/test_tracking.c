@@ -729,6 +729,36 @@ static void test_rewrite_url_with_a_space_stays_direct(void **state)
         0);
 }
 
+/* issue 17 item 11: a context's javascript:/data:/vbscript: URL never becomes a
+ * link, however it is spelled; http, https, mailto, tel and relative stay. */
+static void test_safe_links_drop_other_schemes(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "javascript:alert(1)", "JaVaScRiPt:alert(1)", "java\tscript:alert(1)", " \njavascript:x",
+        "&#106;avascript:x",   "&#x6A;avascript:x",   "data:text/html,<b>x",   "vbscript:msgbox",
+        "file:///etc/passwd",  "jav&#x09;ascript:x",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char html[256];
+        snprintf(html, sizeof(html), "<p><a class=\"v\" href=\"%s\">Vendor</a></p>", bad[i]);
+        int dropped = -1;
+        char *out = track_safe_links(html, &dropped);
+        assert_int_equal(dropped, 1);
+        assert_string_equal(out, "<p><a class=\"v\" href=\"#\">Vendor</a></p>");
+        free(out);
+    }
+    const char *good = "<a href=\"https://x.example/a?b=c:d\">1</a><a href='http://y'>2</a>"
+                       "<a href=\"mailto:ana@example.com\">3</a><a href=\"tel:+33612345678\">4</a>"
+                       "<a href=\"/relative/path:x\">5</a><a href=\"#top\">6</a>"
+                       "<a href=\"a-rather-long-relative-name/file\">7</a><a name=\"x\">8</a>";
+    int dropped = -1;
+    char *out = track_safe_links(good, &dropped);
+    assert_int_equal(dropped, 0);
+    assert_string_equal(out, good);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_rewrite_pixel_goes_before_the_last_body_end),
         cmocka_unit_test(test_rewrite_survives_broken_markup),
         cmocka_unit_test(test_rewrite_url_with_a_space_stays_direct),
+        cmocka_unit_test(test_safe_links_drop_other_schemes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

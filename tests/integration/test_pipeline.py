@@ -96,6 +96,34 @@ class PipelineTest(harness.HeraldCase):
                 return r.json
             time.sleep(0.05)
 
+    def test_a_context_link_with_another_scheme_is_never_a_link(self):
+        # issue 17 item 11: a vendor URL from the workflow that is javascript:
+        # or data: goes into the email as text, never as a link; an event says so
+        cid = self.client()
+        ctx = {"client_name": "Zoë", "event_type": "wedding", "event_date": "2027-06-14",
+               "currency": "EUR", "selection_deadline": "2027-05-01",
+               "categories": [{"name": "Venue", "vendors": [
+                   {"name": "Evil", "price": 1, "rating": 5, "url": "javascript:alert(1)"},
+                   {"name": "Data", "price": 2, "rating": 4,
+                    "url": "data:text/html,<script>alert(1)</script>"},
+                   {"name": "Good", "price": 3, "rating": 4,
+                    "url": "https://vendors.example/good"}]}]}
+        r = self.send(cid, "vendor_options", channel="email", context=ctx)
+        self.assertEqual(r.status, 202, r)
+        doc = self.settle(r.json["id"])
+        self.assertEqual(doc["status"], "sent", doc)
+        with open(os.path.join(self.outbox, "email", r.json["id"] + "-1.eml"), "rb") as f:
+            eml = f.read().decode("utf-8", "replace")
+        flat = eml.replace("=\r\n", "").replace("=\n", "").lower()
+        self.assertNotIn('href="javascript:', flat)
+        self.assertNotIn('href=3d"javascript:', flat)
+        self.assertNotIn("href=3d\"data:", flat)
+        self.assertNotIn('href="data:', flat)
+        dropped = [e for e in doc["events"] if e["type"] == "link_dropped"]
+        self.assertEqual(len(dropped), 1, doc["events"])
+        self.assertIn("2 link(s)", dropped[0]["message"])
+        self.assertNotIn("javascript", dropped[0]["message"])
+
     def test_each_matrix_row_goes_out_on_its_primary_channel(self):
         cid = self.client()
         ids = {}
