@@ -53,9 +53,11 @@ return {
   lua = {
     instruction_limit = 10 * 1000 * 1000, -- per policy call; a runaway loop stops here
     memory_limit_mb = 64,                 -- per Lua state (one per thread)
-    decision_ms = 50,                     -- deadline of strategy, classify, retry calls
-    render_ms = 200,                      -- deadline of content calls
-    load_ms = 1000,                       -- deadline of loading a module, a reload's checks
+    -- deadlines per call; the environment may move them (a sanitizer build
+    -- runs every instruction several times slower)
+    decision_ms = env("HERALD_LUA_DECISION_MS", "50"), -- strategy, classify, retry calls
+    render_ms = env("HERALD_LUA_RENDER_MS", "200"),    -- content calls
+    load_ms = env("HERALD_LUA_LOAD_MS", "1000"),       -- loading a module, a reload's checks
     pattern_max_bytes = 16384,            -- longest subject a Lua pattern may scan
   },
   -- How each channel leaves: "outbox" writes files under outbox_dir (see what
