@@ -357,6 +357,13 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
     policy_content_t c;
     int rc = policy_render(app->policy, type, ch, ctx, &c, &err);
     cJSON_Delete(ctx);
+    if (rc == LRT_TRIPPED) {
+        /* out of time, not a broken template: the lease brings it back */
+        log_warn("render ran out of its budget; the message is tried again after its lease",
+                 "comm_id", j->comm_id, "channel", tr_channel_name(ch), "error", err.msg);
+        cJSON_Delete(who);
+        return -1;
+    }
     if (rc != 0) {
         /* A template error is the policy's: this channel cannot render. */
         char why[600];

@@ -205,8 +205,9 @@ int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx
     cJSON *args[] = {cJSON_CreateString(type), cJSON_CreateString(tr_channel_name(ch)),
                      ctx ? cJSON_Duplicate(ctx, true) : cJSON_CreateObject()};
     cJSON *r = NULL;
-    if (call(rt, LRT_RENDER, "content", "render", args, 3, &r, err) != 0)
-        return -1;
+    int rc = call(rt, LRT_RENDER, "content", "render", args, 3, &r, err);
+    if (rc != 0)
+        return rc; /* LRT_TRIPPED stays distinguishable */
     out->subject = dup_member(r, "subject");
     out->text = dup_member(r, "text");
     out->html = dup_member(r, "html");

@@ -72,7 +72,8 @@ typedef struct policy_content {
 } policy_content_t;
 
 /* content.render(type, channel, ctx). Email needs subject, text and html;
- * sms and whatsapp need text. */
+ * sms and whatsapp need text. LRT_TRIPPED (not -1) when the render ran out
+ * of its budget or deadline: not the template's fault, try again later. */
 int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx,
                   policy_content_t *out, hd_err_t *err);
 void policy_content_free(policy_content_t *c);

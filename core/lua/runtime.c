@@ -431,8 +431,9 @@ int lrt_call_within(lrt_t *rt, lrt_deadline_t within, const char *module, const 
         lconv_push_json(L, args[i]);
     if (lstate_pcall_within(L, rt->deadline_ms[within], nargs, 1, err) != 0) {
         lua_settop(L, top);
+        bool tripped = lstate_tripped(L);
         abandon_if_tripped(pthread_getspecific(rt->key));
-        return -1;
+        return tripped ? LRT_TRIPPED : -1;
     }
     *out = lconv_to_json(L, -1, err);
     lua_settop(L, top);

@@ -60,6 +60,11 @@ int lrt_reload(lrt_t *rt, hd_err_t *err);
  * it cannot be built. */
 lua_State *lrt_state(lrt_t *rt, hd_err_t *err);
 
+/* What lrt_call_within returns when the call ran out of its instruction
+ * budget or its deadline (a script error is -1): the script may be fine and
+ * the machine slow, so a caller may try again later rather than give up. */
+#define LRT_TRIPPED (-2)
+
 /* Calls module.fn(args...) in the calling thread's state with plain data and
  * returns the first result as JSON (caller cJSON_Delete()s *out). A script
  * error is -1 with err "file:line: message", never a crash. The call has the
