@@ -253,41 +253,57 @@ static bool link_allowed(const char *url)
     return true; /* no scheme at all */
 }
 
+/* Walks *p to the next quoted href of an <a> tag, copying to out what comes
+ * before its value (the opening quote included). Returns the decoded URL
+ * (caller frees) with the value as written in *raw / *rawn and its quote in
+ * *quote, and moves *p past the closing quote; NULL when no href is left
+ * (*p then points at the rest, not copied). */
+static char *next_href(const char **p, buf_t *out, const char **raw, size_t *rawn, char *quote)
+{
+    for (;;) {
+        /* the next "<a" followed by whitespace */
+        const char *a = *p;
+        while ((a = strchr(a, '<')) != NULL &&
+               !((a[1] == 'a' || a[1] == 'A') &&
+                 (a[2] == ' ' || a[2] == '\t' || a[2] == '\n' || a[2] == '\r')))
+            a++;
+        const char *q = NULL;
+        const char *end = a ? a_tag_href(a, &q) : NULL;
+        if (end == NULL)
+            return NULL;
+        if (q == NULL) {
+            buf_append(out, *p, (size_t)(end + 1 - *p));
+            *p = end + 1;
+            continue;
+        }
+        const char *close = strchr(q + 1, *q);
+        buf_append(out, *p, (size_t)(q + 1 - *p));
+        *raw = q + 1;
+        *rawn = (size_t)(close - q - 1);
+        *quote = *q;
+        *p = close + 1;
+        return attr_decode(*raw, *rawn);
+    }
+}
+
 char *track_safe_links(const char *html, int *dropped)
 {
     *dropped = 0;
     buf_t out;
     buf_init(&out);
-    const char *p = html;
-    for (;;) {
-        const char *a = p;
-        while ((a = strchr(a, '<')) != NULL &&
-               !((a[1] == 'a' || a[1] == 'A') &&
-                 (a[2] == ' ' || a[2] == '\t' || a[2] == '\n' || a[2] == '\r')))
-            a++;
-        if (a == NULL)
-            break;
-        const char *q = NULL;
-        const char *end = a_tag_href(a, &q);
-        if (end == NULL)
-            break;
-        if (q == NULL) {
-            buf_append(&out, p, (size_t)(end + 1 - p));
-            p = end + 1;
-            continue;
-        }
-        const char *close = strchr(q + 1, *q);
-        char *url = attr_decode(q + 1, (size_t)(close - q - 1));
+    const char *p = html, *raw;
+    size_t rawn;
+    char quote;
+    char *url;
+    while ((url = next_href(&p, &out, &raw, &rawn, &quote)) != NULL) {
         if (link_allowed(url)) {
-            buf_append(&out, p, (size_t)(close + 1 - p));
+            buf_append(&out, raw, rawn);
         } else {
-            buf_append(&out, p, (size_t)(q + 1 - p));
             buf_putc(&out, '#');
-            buf_putc(&out, *q);
             (*dropped)++;
         }
+        buf_putc(&out, quote);
         free(url);
-        p = close + 1;
     }
     buf_puts(&out, p);
     return buf_steal(&out);
@@ -300,45 +316,27 @@ char *track_rewrite_html(const track_key_t *key, const char *html, const char *b
     cJSON *links = cJSON_CreateArray();
     buf_t out;
     buf_init(&out);
-    const char *p = html;
+    const char *p = html, *raw;
+    size_t rawn;
+    char quote;
+    char *url;
     int index = 0;
-    for (;;) {
-        /* the next "<a" followed by whitespace */
-        const char *a = p;
-        while ((a = strchr(a, '<')) != NULL &&
-               !((a[1] == 'a' || a[1] == 'A') &&
-                 (a[2] == ' ' || a[2] == '\t' || a[2] == '\n' || a[2] == '\r')))
-            a++;
-        if (a == NULL)
-            break;
-        const char *q = NULL;
-        const char *end = a_tag_href(a, &q);
-        if (end == NULL)
-            break;
-        if (q == NULL) {
-            buf_append(&out, p, (size_t)(end + 1 - p));
-            p = end + 1;
-            continue;
-        }
-        const char *close = strchr(q + 1, *q);
-        char *url = attr_decode(q + 1, (size_t)(close - q - 1));
+    while ((url = next_href(&p, &out, &raw, &rawn, &quote)) != NULL) {
         bool skip =
             !track_url_ok(url) ||
             (skip_prefix && *skip_prefix && strncmp(url, skip_prefix, strlen(skip_prefix)) == 0) ||
             index > 0xffff;
         char *tok = skip ? NULL : track_token(key, 'c', comm_id, index, expires, url);
         if (tok == NULL) {
-            buf_append(&out, p, (size_t)(close + 1 - p)); /* left direct */
+            buf_append(&out, raw, rawn); /* left direct */
         } else {
             index++;
-            buf_append(&out, p, (size_t)(q + 1 - p));
             buf_printf(&out, "%s/t/c/%s", base, tok);
-            buf_putc(&out, *q);
             free(tok);
             cJSON_AddItemToArray(links, cJSON_CreateString(url));
         }
+        buf_putc(&out, quote);
         free(url);
-        p = close + 1;
     }
     buf_puts(&out, p);
     /* the pixel before the last </body>, or at the end */
