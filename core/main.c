@@ -13,6 +13,7 @@ static const struct command {
     {"migrate", cmd_migrate, "apply pending database migrations"},
     {"check", cmd_check, "load config, scripts and templates; render every example"},
     {"render", cmd_render, "print what a message would look like on a channel"},
+    {"types", cmd_types, "list the message types and what each one's context holds"},
     {"console", cmd_console, "a Lua prompt in the policy sandbox"},
     {"deliver", cmd_deliver, "send JSON-line messages through the configured drivers"},
     {"token", cmd_token, "mint an access token (operator tool)"},

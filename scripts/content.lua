@@ -6,6 +6,12 @@
 --     sms      -> {text, encoding, segments}   (fitted to one segment where possible)
 --     whatsapp -> {text}
 --   content.compile_all() -> true, or nil and {"name:line: message", ...}
+--     (every template compiles, every type has its templates and a declaration
+--     in types.lua, and every template reads only what its type declares)
+--   content.channels(message_type) -> the channels it has templates for
+--
+-- The context is first checked against the type's declaration (types.lua)
+-- and given its defaults: a render never fills a blank with an absent field.
 --
 -- The templates live in templates/ and reach this module as herald.templates[name]
 -- (see docs/scripting.md). The tables below are data: which templates a message
@@ -14,8 +20,10 @@
 -- .html templates are auto-escaped, the others are not.
 
 local template = require("lib.template")
+local tnames = require("lib.template.names")
 local sms = require("lib.sms")
 local settings = require("settings")
+local types = require("types")
 
 local M = {}
 
@@ -130,6 +138,18 @@ function M.context(message_type, channel, context)
   return ctx
 end
 
+-- What the engine gives every template besides the declared context.
+M.PROVIDED = {company = true, public_url = true, unsubscribe_url = true, message_type = true,
+  channel = true}
+
+function M.channels(message_type)
+  local list = {}
+  for _, channel in ipairs({"email", "sms", "whatsapp"}) do
+    if (M.TEMPLATES[message_type] or {})[channel] then list[#list + 1] = channel end
+  end
+  return list
+end
+
 function M.render(message_type, channel, context)
   local entry = M.TEMPLATES[message_type]
   if not entry then
@@ -140,7 +160,7 @@ function M.render(message_type, channel, context)
     error(("content: unknown channel '%s' (message type '%s')"):format(tostring(channel),
       message_type), 2)
   end
-  local ctx = M.context(message_type, channel, context)
+  local ctx = M.context(message_type, channel, types.prepare(message_type, context))
   if channel == "email" then
     local subject = get(names.subject)(ctx):gsub("%s+", " ")
     local t = settings.tracking or {}
@@ -156,8 +176,9 @@ function M.render(message_type, channel, context)
   return {text = trim(get(names)(ctx))}
 end
 
--- Compiles every file of templates/ and checks that every template named in
--- M.TEMPLATES exists. true, or nil and a list of "name:line: message".
+-- Compiles every file of templates/, checks that every template named in
+-- M.TEMPLATES exists and reads only what its type declares (types.lua).
+-- true, or nil and a list of "name:line: message".
 function M.compile_all()
   M.reset()
   local errors = {}
@@ -168,10 +189,10 @@ function M.compile_all()
     local ok, err = pcall(get, name)
     if not ok then errors[#errors + 1] = tostring(err) end
   end
-  local types = {}
-  for t in pairs(M.TEMPLATES) do types[#types + 1] = t end
-  table.sort(types)
-  for _, t in ipairs(types) do
+  local with_templates = {}
+  for t in pairs(M.TEMPLATES) do with_templates[#with_templates + 1] = t end
+  table.sort(with_templates)
+  for _, t in ipairs(with_templates) do
     for _, channel in ipairs({"email", "sms", "whatsapp"}) do
       local want = M.TEMPLATES[t][channel]
       local list = type(want) == "table" and {want.subject, want.html, want.text} or {want}
@@ -182,8 +203,22 @@ function M.compile_all()
         if herald.templates[name] == nil then
           errors[#errors + 1] = ("%s:0: missing (needed by message type '%s' on %s)")
             :format(name, t, channel)
+        elseif types.TYPES[t] then
+          for _, e in ipairs(tnames.check(name, loader, types.TYPES[t].fields, M.PROVIDED, t)) do
+            errors[#errors + 1] = e
+          end
         end
       end
+    end
+    if types.TYPES[t] == nil then
+      errors[#errors + 1] = ("types.lua:0: message type '%s' has templates but no declaration")
+        :format(t)
+    end
+  end
+  for _, t in ipairs(types.names()) do
+    if M.TEMPLATES[t] == nil then
+      errors[#errors + 1] = ("content.lua:0: message type '%s' is declared in types.lua but has no templates")
+        :format(t)
     end
   end
   if #errors > 0 then return nil, errors end

@@ -49,7 +49,7 @@ cat > "$TMP/post.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
-wrk.body = '{"plan_id":"bench","client_id":"bench","message_type":"welcome","urgency":"critical","context":{"event_type":"wedding","event_date":"2027-06-14"}}'
+wrk.body = '{"plan_id":"bench","client_id":"bench","message_type":"welcome","urgency":"critical","context":{"event_type":"wedding","event_date":"2027-06-14","plan_url":"https://example.com/p/bench"}}'
 local pause = tonumber(os.getenv("BENCH_PAUSE_MS") or "0")
 function delay() return pause end
 LUA

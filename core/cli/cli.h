@@ -19,6 +19,7 @@ int cmd_check(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
 int cmd_render(int argc, char **argv);
+int cmd_types(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 int cmd_deliver(int argc, char **argv);
 
@@ -27,7 +28,9 @@ struct lrt;
 struct lrt *cli_policy(const cfg_t *cfg, hd_err_t *err);
 /* Loads scripts and templates and renders every example context on every
  * channel, printing each problem; returns the number of problems. */
-int cli_check_policy(const cfg_t *cfg, const char *examples_dir);
+int cli_check_policy(const cfg_t *cfg);
+/* Every declared message type's example (types.list): {type: context}. */
+struct cJSON *cli_examples(struct lrt *rt, hd_err_t *err);
 
 /* Prints "herald <cmd>: <message> (see herald <cmd> --help)" and returns CLI_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -96,7 +96,7 @@ static int check_all(cfg_t *cfg)
         fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
     }
-    problems += cli_check_policy(cfg, "examples/contexts");
+    problems += cli_check_policy(cfg);
     if (problems)
         return CLI_FAIL;
     printf("%s: ok (listen %s; %s)\n", cfg->path, cfg->listen,
@@ -120,11 +120,12 @@ int cmd_check(int argc, char **argv)
             config = optarg;
             break;
         case 'h':
-            printf("usage: herald check [--config FILE]\n\n"
-                   "Loads the configuration (the first problem, with file and key), checks the\n"
-                   "database and Redis URLs and the secrets, loads every script and template,\n"
-                   "and renders every examples/contexts/*.json on every channel.\n"
-                   "Exits 0 when everything loads, 1 otherwise.\n");
+            printf(
+                "usage: herald check [--config FILE]\n\n"
+                "Loads the configuration (the first problem, with file and key), checks the\n"
+                "database and Redis URLs and the secrets, loads every script and template,\n"
+                "and renders every message type's example (scripts/types.lua) on every channel.\n"
+                "Exits 0 when everything loads, 1 otherwise.\n");
             return CLI_OK;
         default:
             return CLI_USAGE;

@@ -10,7 +10,6 @@
 #include "lua/runtime.h"
 #include "lua/state.h"
 
-#include <dirent.h>
 #include <editline/readline.h>
 #include <lauxlib.h>
 #include <signal.h>
@@ -187,36 +186,6 @@ static int run_chunk(lua_State *L, const char *code)
     return 0;
 }
 
-static cJSON *load_examples(const char *dir)
-{
-    cJSON *all = cJSON_CreateObject();
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (e->d_name[0] == '.' || len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
-            continue;
-        char path[2048];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        buf_t b;
-        buf_init(&b);
-        if (buf_read_file(&b, path) != 0) {
-            buf_free(&b);
-            continue;
-        }
-        cJSON *j = cJSON_ParseWithLength(b.data ? b.data : "", b.len);
-        buf_free(&b);
-        if (j) {
-            char name[256];
-            snprintf(name, sizeof(name), "%.*s", (int)(len - 5), e->d_name);
-            cJSON_AddItemToObject(all, name, j);
-        }
-    }
-    if (d)
-        closedir(d);
-    return all;
-}
-
 int cmd_console(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -264,7 +233,9 @@ int cmd_console(int argc, char **argv)
         cfg_free(&cfg);
         return CLI_FAIL;
     }
-    cJSON *examples = load_examples("examples/contexts");
+    cJSON *examples = cli_examples(rt, &err);
+    if (examples == NULL) /* the prompt still helps to find out why */
+        examples = cJSON_CreateObject();
     console_t con = {.rt = rt, .examples = examples};
     if (tty)
         printf("herald console (Lua 5.4 sandbox). Try explain{message_type='welcome'}; "

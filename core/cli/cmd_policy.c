@@ -13,7 +13,6 @@
 #include "lua/runtime.h"
 #include "lua/state.h"
 
-#include <dirent.h>
 #include <editline/readline.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -79,10 +78,33 @@ static int render(lrt_t *rt, const char *type, const char *channel, const cJSON 
     return 0;
 }
 
+/* Every declared type's example (types.list), by name: {type: context}.
+ * NULL and err when the scripts cannot say. Caller frees. */
+cJSON *cli_examples(lrt_t *rt, hd_err_t *err)
+{
+    cJSON *list = NULL;
+    if (policy_types(rt, &list, err) != 0)
+        return NULL;
+    cJSON *all = cJSON_CreateObject();
+    const cJSON *t;
+    cJSON_ArrayForEach(t, list)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
+        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(t, "example");
+        if (cJSON_IsString(name))
+            cJSON_AddItemToObject(all, name->valuestring,
+                                  cJSON_IsObject(ex) ? cJSON_Duplicate(ex, true)
+                                                     : cJSON_CreateObject());
+    }
+    cJSON_Delete(list);
+    return all;
+}
+
 /* The policy part of `herald check`: the scripts and templates load (the
- * runtime validates both) and every example context renders on every
- * channel. Prints each problem; returns how many. */
-int cli_check_policy(const cfg_t *cfg, const char *examples_dir)
+ * runtime validates both, and content.compile_all checks every template
+ * against its type's declaration) and every declared type's example
+ * renders on every channel. Prints each problem; returns how many. */
+int cli_check_policy(const cfg_t *cfg)
 {
     hd_err_t err;
     /* Each problem is printed once, below; the log would repeat it. */
@@ -93,39 +115,27 @@ int cli_check_policy(const cfg_t *cfg, const char *examples_dir)
         return 1;
     }
     int problems = 0, rendered = 0;
-    DIR *d = opendir(examples_dir);
-    if (d == NULL) {
-        fprintf(stderr, "herald: %s: cannot open the example contexts\n", examples_dir);
+    cJSON *examples = cli_examples(rt, &err);
+    if (examples == NULL) {
+        fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
     }
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (e->d_name[0] == '.' || len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
-            continue;
-        char path[2048], type[256];
-        snprintf(path, sizeof(path), "%s/%s", examples_dir, e->d_name);
-        snprintf(type, sizeof(type), "%.*s", (int)(len - 5), e->d_name);
-        cJSON *ctx = read_json_file(path, &err);
-        if (ctx == NULL) {
-            fprintf(stderr, "herald: %s\n", err.msg);
-            problems++;
-            continue;
-        }
+    const cJSON *ctx;
+    cJSON_ArrayForEach(ctx, examples)
+    {
         for (size_t i = 0; i < sizeof(channels) / sizeof(channels[0]); i++) {
             cJSON *out = NULL;
-            if (render(rt, type, channels[i], ctx, &out, &err) != 0) {
-                fprintf(stderr, "herald: %s on %s with %s: %s\n", type, channels[i], path, err.msg);
+            if (render(rt, ctx->string, channels[i], ctx, &out, &err) != 0) {
+                fprintf(stderr, "herald: %s on %s with its example (scripts/types.lua): %s\n",
+                        ctx->string, channels[i], err.msg);
                 problems++;
             } else {
                 rendered++;
             }
             cJSON_Delete(out);
         }
-        cJSON_Delete(ctx);
     }
-    if (d)
-        closedir(d);
+    cJSON_Delete(examples);
     lrt_status_t st;
     lrt_status(rt, &st);
     if (problems == 0)
@@ -190,7 +200,7 @@ int cmd_render(int argc, char **argv)
                    "                     [--context FILE.json] [--json] [--config FILE]\n\n"
                    "Prints what would be sent: the subject, text and HTML of an email, or the\n"
                    "text of an SMS (with its encoding and segment count) or WhatsApp message.\n"
-                   "The context defaults to examples/contexts/MESSAGE_TYPE.json.\n");
+                   "The context defaults to the type's example in scripts/types.lua.\n");
             return CLI_OK;
         default:
             return CLI_USAGE;
@@ -199,14 +209,9 @@ int cmd_render(int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage_error("render", "expected exactly one MESSAGE_TYPE");
     const char *type = argv[optind];
-    char defctx[1024];
-    if (context == NULL) {
-        snprintf(defctx, sizeof(defctx), "examples/contexts/%s.json", type);
-        context = defctx;
-    }
     hd_err_t err;
-    cJSON *ctx = read_json_file(context, &err);
-    if (ctx == NULL) {
+    cJSON *ctx = NULL;
+    if (context != NULL && (ctx = read_json_file(context, &err)) == NULL) {
         fprintf(stderr, "herald render: %s\n", err.msg);
         return CLI_FAIL;
     }
@@ -219,7 +224,14 @@ int cmd_render(int argc, char **argv)
     int rc = CLI_FAIL;
     lrt_t *rt = cli_policy(&cfg, &err);
     cJSON *out = NULL;
-    if (rt == NULL) {
+    if (rt != NULL && ctx == NULL) {
+        cJSON *examples = cli_examples(rt, &err);
+        ctx = cJSON_DetachItemFromObjectCaseSensitive(examples, type);
+        cJSON_Delete(examples);
+        if (ctx == NULL && examples != NULL)
+            hd_err_set(&err, "%s: not a message type declared in scripts/types.lua", type);
+    }
+    if (rt == NULL || ctx == NULL) {
         fprintf(stderr, "herald render: %s\n", err.msg);
     } else if (render(rt, type, channel, ctx, &out, &err) != 0) {
         fprintf(stderr, "herald render: %s\n", err.msg);
@@ -235,6 +247,79 @@ int cmd_render(int argc, char **argv)
     }
     cJSON_Delete(out);
     cJSON_Delete(ctx);
+    lrt_free(rt);
+    cfg_free(&cfg);
+    return rc;
+}
+
+/* The required fields of a JSON Schema object, "a, b, c". */
+static void required_of(const cJSON *schema, buf_t *b)
+{
+    const cJSON *r;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(schema, "required"))
+    buf_printf(b, "%s%s", b->len ? ", " : "", cJSON_IsString(r) ? r->valuestring : "?");
+}
+
+int cmd_types(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    bool json = false;
+    int o;
+    optind = 1;
+    while ((o = cli_getopt("types", argc, argv, "c:jh", opts)) != -1) {
+        switch (o) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            printf("usage: herald types [--json] [--config FILE]\n\n"
+                   "Lists the message types scripts/types.lua declares, with the fields each\n"
+                   "one's context requires. --json prints what GET /api/crm/message-types\n"
+                   "answers: every type with its JSON Schema (draft 2020-12) and example.\n");
+            return CLI_OK;
+        default:
+            return CLI_USAGE;
+        }
+    }
+    if (optind != argc)
+        return cli_usage_error("types", "takes no arguments");
+    cfg_t cfg;
+    if (cli_load_config(config, &cfg, false) != 0)
+        return CLI_FAIL;
+    log_set_level(LOG_WARN);
+    hd_err_t err;
+    int rc = CLI_FAIL;
+    cJSON *list = NULL;
+    lrt_t *rt = cli_policy(&cfg, &err);
+    if (rt == NULL || policy_types(rt, &list, &err) != 0) {
+        fprintf(stderr, "herald types: %s\n", err.msg);
+    } else if (json) {
+        char *s = cJSON_Print(list);
+        printf("%s\n", s);
+        free(s);
+        rc = CLI_OK;
+    } else {
+        const cJSON *t;
+        cJSON_ArrayForEach(t, list)
+        {
+            buf_t b;
+            buf_init(&b);
+            required_of(cJSON_GetObjectItemCaseSensitive(t, "schema"), &b);
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name");
+            printf("%-24s requires %s\n", cJSON_IsString(n) ? n->valuestring : "?",
+                   b.len ? b.data : "nothing");
+            buf_free(&b);
+        }
+        rc = CLI_OK;
+    }
+    cJSON_Delete(list);
     lrt_free(rt);
     cfg_free(&cfg);
     return rc;

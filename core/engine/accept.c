@@ -61,7 +61,9 @@ static bool id_text(const char *s, size_t max)
 typedef struct request {
     const char *plan, *client, *type, *urgency, *channel, *send_at_text;
     int64_t send_at;
+    const cJSON *ctx; /* the context object, or NULL */
     char *context;    /* owned: the context as JSON text */
+    cJSON *warnings;  /* owned: undeclared fields of the context (types.check) */
     char *payload;    /* owned: {"attachments": [...]} or NULL */
     cJSON *recipient; /* owned: the checked override or NULL */
     int wait_ms;
@@ -71,6 +73,7 @@ static void request_free(request_t *r)
 {
     free(r->context);
     free(r->payload);
+    cJSON_Delete(r->warnings);
     cJSON_Delete(r->recipient);
 }
 
@@ -249,6 +252,7 @@ static bool check(const accept_in_t *in, request_t *r, accept_out_t *o)
         return refuse(o, 400, "invalid_request",
                       "%s: longer than %d bytes, or nested deeper than %d levels", path,
                       MAX_CONTEXT_STRING, MAX_CONTEXT_DEPTH);
+    r->ctx = ctx;
     r->context = ctx ? cJSON_PrintUnformatted(ctx) : xstrdup("{}");
     if (r->context == NULL)
         return refuse(o, 500, "internal", "cannot keep the context");
@@ -259,6 +263,40 @@ static bool check(const accept_in_t *in, request_t *r, accept_out_t *o)
         return refuse(o, 400, "invalid_request",
                       "send_at: expected an RFC 3339 time like 2026-11-28T09:00:00Z");
     return attachments_of(body, r, o) && recipient_of(body, r, o);
+}
+
+/* The context against its type's declaration (types.check in
+ * scripts/types.lua): the type must be declared, a problem is a 400
+ * invalid_context listing each (path, expected, got: never the value), and
+ * undeclared fields are kept and named in the 202's warnings. */
+static bool conforms(app_t *app, request_t *r, accept_out_t *o)
+{
+    policy_context_check_t c;
+    hd_err_t err;
+    if (policy_check_context(app->policy, r->type, r->ctx, &c, &err) != 0)
+        return refuse(o, 422, "policy_error", "%s", err.msg);
+    bool ok = true;
+    int n = cJSON_GetArraySize(c.problems);
+    if (!c.known) {
+        ok = refuse(o, 400, "invalid_request",
+                    "message_type: '%s' is not declared in scripts/types.lua "
+                    "(GET /api/crm/message-types lists the types)",
+                    r->type);
+    } else if (n > 0) {
+        const cJSON *p = cJSON_GetArrayItem(c.problems, 0);
+        ok = refuse(o, 400, "invalid_context",
+                    "context: %d problem%s, the first: %s: expected %s, got %s", n,
+                    n == 1 ? "" : "s", cJSON_GetObjectItemCaseSensitive(p, "path")->valuestring,
+                    cJSON_GetObjectItemCaseSensitive(p, "expected")->valuestring,
+                    cJSON_GetObjectItemCaseSensitive(p, "got")->valuestring);
+        o->problems = c.problems;
+        c.problems = NULL;
+    } else if (cJSON_GetArraySize(c.warnings) > 0) {
+        r->warnings = c.warnings;
+        c.warnings = NULL;
+    }
+    policy_context_check_free(&c);
+    return ok;
 }
 
 /* The client as the policy sees it, then strategy.decide. */
@@ -325,6 +363,8 @@ static bool store(app_t *app, const accept_in_t *in, const request_t *r, const p
     cJSON_AddStringToObject(doc, "id", id);
     cJSON_AddStringToObject(doc, "status", status);
     cJSON_AddItemToObject(doc, "strategy", strategy);
+    if (r->warnings)
+        cJSON_AddItemReferenceToObject(doc, "warnings", r->warnings);
     o->body = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
     comm_new_t c = {
@@ -377,7 +417,7 @@ static void accept_new(app_t *app, const accept_in_t *in, accept_out_t *o)
     memset(&r, 0, sizeof(r));
     policy_decision_t d;
     memset(&d, 0, sizeof(d));
-    if (check(in, &r, o) && decide(app, &r, &d, o))
+    if (check(in, &r, o) && conforms(app, &r, o) && decide(app, &r, &d, o))
         store(app, in, &r, &d, o);
     policy_decision_free(&d);
     request_free(&r);
@@ -439,4 +479,6 @@ void accept_out_free(accept_out_t *o)
 {
     free(o->body);
     o->body = NULL;
+    cJSON_Delete(o->problems);
+    o->problems = NULL;
 }

@@ -2,10 +2,11 @@
  * accept.h - accepting a message (POST /api/crm/communications): the one
  * place a request becomes a stored message. In order: the Idempotency-Key
  * (a replay answers what the first request was answered), every field
- * checked (400 naming it), the client's preferences with the request's own
- * recipient, strategy.decide, then one statement stores the message, its
- * send job and the key's answer, and the workers are woken. The HTTP layer
- * parses, calls accept_message and replies with what it says.
+ * checked (400 naming it), the context against its message type's
+ * declaration (types.check: 400 invalid_context with every problem), the client's preferences with
+ * the request's own recipient, strategy.decide, then one statement stores the message, its send job
+ * and the key's answer, and the workers are woken. The HTTP layer parses, calls accept_message and
+ * replies with what it says.
  */
 #ifndef HERALD_ENGINE_ACCEPT_H
 #define HERALD_ENGINE_ACCEPT_H
@@ -31,6 +32,7 @@ typedef struct accept_out {
     char *body;        /* 202 (or replayed) answer, JSON; NULL for an error */
     char code[32];     /* an error's code ("invalid_request", ...) */
     char message[600]; /* an error's message */
+    cJSON *problems;   /* invalid_context: [{path, expected, got}]; owned */
     char id[40];       /* the new message's id (202, not replayed) */
     bool replayed;     /* Idempotent-Replayed: the stored answer */
     int retry_after;   /* > 0: send Retry-After */

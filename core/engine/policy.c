@@ -198,6 +198,75 @@ static char *dup_member(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? xstrdup(v->valuestring) : NULL;
 }
 
+/* ---- types ---- */
+
+/* An empty Lua list may cross as {}: either is an empty list here. */
+static bool list_like(const cJSON *v)
+{
+    return cJSON_IsArray(v) || (cJSON_IsObject(v) && v->child == NULL);
+}
+
+int policy_check_context(lrt_t *rt, const char *type, const cJSON *context,
+                         policy_context_check_t *out, hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *args[] = {cJSON_CreateString(type ? type : ""),
+                     context ? cJSON_Duplicate(context, true) : cJSON_CreateObject()};
+    cJSON *r = NULL;
+    if (call(rt, LRT_DECISION, "types", "check", args, 2, &r, err) != 0)
+        return -1;
+    const cJSON *known = member(r, "known"), *pr = member(r, "problems"),
+                *wa = member(r, "warnings");
+    if (!cJSON_IsBool(known) || !list_like(pr) || !list_like(wa)) {
+        cJSON_Delete(r);
+        return bad_answer(rt, "types", "check", err,
+                          "returned no {known, problems, warnings} table");
+    }
+    out->known = cJSON_IsTrue(known);
+    out->problems = cJSON_CreateArray();
+    out->warnings = cJSON_CreateArray();
+    const cJSON *e;
+    cJSON_ArrayForEach(e, pr)
+    {
+        if (!cJSON_IsString(member(e, "path")) || !cJSON_IsString(member(e, "expected")) ||
+            !cJSON_IsString(member(e, "got"))) {
+            cJSON_Delete(r);
+            policy_context_check_free(out);
+            return bad_answer(rt, "types", "check", err,
+                              "returned a problem without path, expected and got");
+        }
+        cJSON_AddItemToArray(out->problems, cJSON_Duplicate(e, true));
+    }
+    cJSON_ArrayForEach(e, wa) cJSON_AddItemToArray(out->warnings, cJSON_Duplicate(e, true));
+    cJSON_Delete(r);
+    return 0;
+}
+
+void policy_context_check_free(policy_context_check_t *c)
+{
+    cJSON_Delete(c->problems);
+    cJSON_Delete(c->warnings);
+    c->problems = c->warnings = NULL;
+}
+
+int policy_types(lrt_t *rt, cJSON **out, hd_err_t *err)
+{
+    *out = NULL;
+    cJSON *r = NULL;
+    if (call(rt, LRT_RENDER, "types", "list", NULL, 0, &r, err) != 0)
+        return -1;
+    if (!list_like(r)) {
+        cJSON_Delete(r);
+        return bad_answer(rt, "types", "list", err, "returned no list");
+    }
+    if (!cJSON_IsArray(r)) { /* {} : no types */
+        cJSON_Delete(r);
+        r = cJSON_CreateArray();
+    }
+    *out = r;
+    return 0;
+}
+
 int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx,
                   policy_content_t *out, hd_err_t *err)
 {

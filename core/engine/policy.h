@@ -78,6 +78,25 @@ int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx
                   policy_content_t *out, hd_err_t *err);
 void policy_content_free(policy_content_t *c);
 
+/* ---- types.check / types.list ---- */
+
+/* What types.check says of a request's context. */
+typedef struct policy_context_check {
+    bool known;      /* the message type is declared */
+    cJSON *problems; /* [{path, expected, got}]; empty when the context is fine; owned */
+    cJSON *warnings; /* [{path, message}]: undeclared fields, kept; owned */
+} policy_context_check_t;
+
+/* types.check(type, context): the context against the type's declaration
+ * (scripts/types.lua). Problems are not an error of the call. */
+int policy_check_context(lrt_t *rt, const char *type, const cJSON *context,
+                         policy_context_check_t *out, hd_err_t *err);
+void policy_context_check_free(policy_context_check_t *c);
+
+/* types.list(): [{name, description, channels, strict, schema, example}]
+ * (GET /api/crm/message-types, herald check, herald render). Caller frees. */
+int policy_types(lrt_t *rt, cJSON **out, hd_err_t *err);
+
 /* ---- classify.classify / retry.policy / retry.no_receipt ---- */
 
 typedef struct policy_class {

@@ -27,6 +27,11 @@ cJSON *api_apikeys_json(const apikey_row_t *rows, int n);
 void api_scripts_reload(http_req_t *req);
 void api_strategy_preview(http_req_t *req);
 
+/* api_types.c */
+void api_types_list(http_req_t *req);
+void api_types_get(http_req_t *req);
+void api_types_validate(http_req_t *req);
+
 /* api_comms.c */
 void api_comms_create(http_req_t *req);
 void api_comms_list(http_req_t *req);

@@ -53,7 +53,15 @@ void api_comms_create(http_req_t *req)
     };
     accept_out_t out;
     accept_message(req->app, &in, &out);
-    if (out.body == NULL) {
+    if (out.body == NULL && out.problems) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(doc, "error");
+        cJSON_AddStringToObject(e, "code", out.code);
+        cJSON_AddStringToObject(e, "message", out.message);
+        cJSON_AddItemToObject(e, "problems", out.problems);
+        out.problems = NULL;
+        http_reply_json(req, out.status, doc);
+    } else if (out.body == NULL) {
         http_reply_error(req, out.status, out.code, "%s", out.message);
     } else {
         http_reply_bytes(req, out.status, "application/json", out.body, strlen(out.body));

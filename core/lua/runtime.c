@@ -25,6 +25,7 @@ static const char *const entry_points[][2] = {
     {"strategy", "decide"},     {"strategy", "explain"},  {"strategy", "refusal"},
     {"retry", "policy"},        {"classify", "classify"}, {"content", "render"},
     {"content", "compile_all"}, {"retry", "no_receipt"},  {"retry", "alert"},
+    {"types", "check"},         {"types", "list"},
 };
 
 typedef struct gen {

@@ -226,10 +226,59 @@ class Response:
                                           self.body[:500])
 
 
+_REQUIRED_CONTEXT = None
+
+
+def _required_part(value, schema):
+    """What of a declared example the schema requires (recursively)."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        props = schema.get("properties", {})
+        return {k: _required_part(value[k], props.get(k, {}))
+                for k in schema.get("required", []) if k in value}
+    if isinstance(value, list) and schema.get("type") == "array":
+        return [_required_part(v, schema.get("items", {})) for v in value]
+    return value
+
+
+def required_contexts():
+    """{message_type: the least context its declaration accepts}, from
+    `herald types --json` (scripts/types.lua): each example cut down to its
+    required fields."""
+    global _REQUIRED_CONTEXT
+    if _REQUIRED_CONTEXT is None:
+        r = cli("types", "--json")
+        if r.code != 0:
+            raise AssertionError("herald types --json failed: %r" % (r,))
+        _REQUIRED_CONTEXT = {t["name"]: _required_part(t["example"], t["schema"])
+                             for t in json.loads(r.stdout)}
+    return _REQUIRED_CONTEXT
+
+
+def with_required_context(doc):
+    """A send request whose context lacks fields its type requires gets them
+    from the type's example: tests about delivery, retries or consent do not
+    spell out a whole budget. Tests of the declarations themselves pass
+    fill_context=False."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("message_type"), str):
+        return doc
+    ctx = doc.get("context", {})
+    need = required_contexts().get(doc["message_type"])
+    if need is None or not isinstance(ctx, dict):
+        return doc
+    doc = dict(doc)
+    doc["context"] = dict(need, **ctx)
+    return doc
+
+
 def http_request(port, method, path, body=None, headers=None, json_body=None, timeout=15,
-                 encode_chunked=False):
-    """One request on a fresh connection; never raises on 4xx/5xx."""
+                 encode_chunked=False, fill_context=True):
+    """One request on a fresh connection; never raises on 4xx/5xx. A send
+    (POST /api/crm/communications) gets the context fields its type requires
+    (with_required_context) unless fill_context=False."""
     headers = dict(headers or {})
+    if (fill_context and method == "POST" and json_body is not None
+            and path.split("?")[0] == "/api/crm/communications"):
+        json_body = with_required_context(json_body)
     if json_body is not None:
         body = json.dumps(json_body).encode()
         headers.setdefault("Content-Type", "application/json")

@@ -71,8 +71,11 @@ class BadInputTest(HeraldCase):
                 self.assertError(r, 400, "invalid_request")
                 self.assertIn(path, r.json["error"]["message"])
                 self.assertNotIn("x" * 50, r.json["error"]["message"])  # never echoed
-        ok = self.post_raw(COMMS, json.dumps(dict(base, context={"event_type": "w" * 4096})))
+        # at the bound: an undeclared field is kept (and named in the warnings)
+        ctx = dict(harness.required_contexts()["welcome"], notes="w" * 4096)
+        ok = self.post_raw(COMMS, json.dumps(dict(base, context=ctx)))
         self.assertEqual(ok.status, 202, ok)
+        self.assertEqual([w["path"] for w in ok.json["warnings"]], ["notes"])
         listed = self.server.get(COMMS + "?plan_id=" + plan, headers=self.auth())
         self.assertEqual(len(listed.json["items"]), 1, listed)
 

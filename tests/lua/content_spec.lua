@@ -1,5 +1,5 @@
 -- content.lua: every message type renders on every channel with its example
--- context (examples/contexts/<type>.json), emails carry the CAN-SPAM footer and
+-- context (its example in scripts/types.lua), emails carry the CAN-SPAM footer and
 -- balanced HTML, SMS texts fit one GSM-7 segment.
 local content = require("content")
 
@@ -8,10 +8,7 @@ local TYPES = {"welcome", "budget_summary", "vendor_options", "selection_confirm
 local CHANNELS = {"email", "sms", "whatsapp"}
 
 local function example(message_type)
-  local f = assert(io.open("examples/contexts/" .. message_type .. ".json", "rb"))
-  local text = f:read("a")
-  f:close()
-  return assert(herald.json_decode(text))
+  return require("types").TYPES[message_type].example
 end
 
 local VOID = {area = true, base = true, br = true, col = true, embed = true, hr = true, img = true,
@@ -183,11 +180,29 @@ describe("content", function()
     assert.matches("unknown channel 'pigeon'", err)
   end)
 
-  it("raises a template error with the template name and line", function()
-    local ok, err = pcall(content.render, "budget_summary", "email", {client_name = "A",
-      event_date = "2025-01-01", strategies = {{name = "x", total = "lots"}}, total_budget = 10})
+  it("refuses a context that does not match its type's declaration, naming each field", function()
+    local ctx = example("budget_summary")
+    local bad = {}
+    for k, v in pairs(ctx) do bad[k] = v end
+    bad.strategies = {{name = "x", total = "lots", description = "d"}}
+    bad.event_type = nil
+    local ok, err = pcall(content.render, "budget_summary", "email", bad)
     assert.is_false(ok)
-    assert.matches("^budget_summary%.html:%d+: ", err)
+    assert.matches("does not match message type 'budget_summary'", err, 1, true)
+    assert.matches("event_type: expected a string of 1 to 100 characters, got nothing", err, 1, true)
+    assert.matches("strategies[0].total: expected an amount", err, 1, true)
+    assert.not_matches("lots", err, 1, true) -- never the value
+  end)
+
+  it("raises a template error with the template name and line", function()
+    local saved = herald.templates["budget_ready.sms"]
+    herald.templates["budget_ready.sms"] = "Hi {{ client_name }},\n{{ total_budget / 0 }}"
+    content.reset()
+    local ok, err = pcall(content.render, "budget_summary", "sms", example("budget_summary"))
+    herald.templates["budget_ready.sms"] = saved
+    content.reset()
+    assert.is_false(ok)
+    assert.matches("^budget_ready%.sms:2: ", err)
   end)
 
   describe("compile_all", function()

@@ -5,10 +5,7 @@ local template = require("lib.template")
 local content = require("content")
 
 local function example(message_type)
-  local f = assert(io.open("examples/contexts/" .. message_type .. ".json", "rb"))
-  local text = f:read("a")
-  f:close()
-  return assert(herald.json_decode(text))
+  return require("types").TYPES[message_type].example
 end
 
 local URL = "https://app.heraldevents.com/p/PLN-2025-0412"

@@ -18,16 +18,28 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static cJSON *read_json(const char *path)
+/* The declared example of a message type (scripts/types.lua). */
+static cJSON *example(lrt_t *rt, const char *type)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return cJSON_Parse(buf);
+    cJSON *list = NULL, *found = NULL;
+    hd_err_t err;
+    if (lrt_call(rt, "types", "list", NULL, 0, &list, &err) != 0) {
+        fprintf(stderr, "bench_policy: types.list: %s\n", err.msg);
+        exit(1);
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, list)
+    {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name");
+        if (cJSON_IsString(n) && strcmp(n->valuestring, type) == 0)
+            found = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(t, "example"), true);
+    }
+    cJSON_Delete(list);
+    if (found == NULL) {
+        fprintf(stderr, "bench_policy: no example for %s\n", type);
+        exit(1);
+    }
+    return found;
 }
 
 static void bench(lrt_t *rt, const char *label, const char *mod, const char *fn, cJSON **args,
@@ -81,7 +93,7 @@ int main(int argc, char **argv)
     cJSON *now = cJSON_CreateNumber(1795856400);
     cJSON *dargs[] = {req, prefs, now};
     bench(rt, "strategy.decide", "strategy", "decide", dargs, 3, iters);
-    cJSON *ctx = read_json("examples/contexts/vendor_options.json");
+    cJSON *ctx = example(rt, "vendor_options");
     const char *channels[] = {"email", "sms", "whatsapp"};
     for (int i = 0; i < 3; i++) {
         cJSON *t = cJSON_CreateString("vendor_options"), *c = cJSON_CreateString(channels[i]);
