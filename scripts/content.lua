@@ -99,6 +99,10 @@ function M.reset()
   compiled, objects = {}, {}
 end
 
+-- Tests set trace = function(text, name, line, guarded) -> text (see
+-- lib/template.lua) and call reset(): every {{ }} then reports what it printed.
+M.trace = nil
+
 local function get(name)
   local source = herald.templates[name]
   if source == nil then error("template '" .. name .. "' not found in templates/", 0) end
@@ -106,7 +110,7 @@ local function get(name)
   if c and c.source == source then return c.render end
   if c then M.reset() end -- a template changed inside this state: start afresh
   local render = template.compile(source, name,
-    {loader = loader, autoescape = autoescape, cache = objects})
+    {loader = loader, autoescape = autoescape, cache = objects, trace = M.trace})
   compiled[name] = {source = source, render = render}
   return render
 end
@@ -189,6 +193,8 @@ function M.compile_all()
     local ok, err = pcall(get, name)
     if not ok then errors[#errors + 1] = tostring(err) end
   end
+  local trees = {} -- the compiled templates' trees, for every type's check
+  for name, tpl in pairs(objects) do trees[name] = tpl.ast end
   local with_templates = {}
   for t in pairs(M.TEMPLATES) do with_templates[#with_templates + 1] = t end
   table.sort(with_templates)
@@ -204,7 +210,8 @@ function M.compile_all()
           errors[#errors + 1] = ("%s:0: missing (needed by message type '%s' on %s)")
             :format(name, t, channel)
         elseif types.TYPES[t] then
-          for _, e in ipairs(tnames.check(name, loader, types.TYPES[t].fields, M.PROVIDED, t)) do
+          for _, e in ipairs(tnames.check(name, loader, types.TYPES[t].fields, M.PROVIDED, t,
+            trees)) do
             errors[#errors + 1] = e
           end
         end

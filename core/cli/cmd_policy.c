@@ -257,7 +257,7 @@ static void required_of(const cJSON *schema, buf_t *b)
 {
     const cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(schema, "required"))
-    buf_printf(b, "%s%s", b->len ? ", " : "", cJSON_IsString(r) ? r->valuestring : "?");
+        buf_printf(b, "%s%s", b->len ? ", " : "", cJSON_IsString(r) ? r->valuestring : "?");
 }
 
 int cmd_types(int argc, char **argv)

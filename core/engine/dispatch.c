@@ -75,9 +75,13 @@ static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t 
     cJSON_ArrayForEach(m, members)
     {
         cJSON *mctx = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "context"), true);
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ctx, "client_name");
-        if (cJSON_IsString(name) && !cJSON_GetObjectItemCaseSensitive(mctx, "client_name"))
-            cJSON_AddStringToObject(mctx, "client_name", name->valuestring);
+        /* what render_context gives every message: the greeting, the plan */
+        static const char *const given[] = {"client_name", "plan_id"};
+        for (size_t g = 0; g < sizeof(given) / sizeof(given[0]); g++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(ctx, given[g]);
+            if (cJSON_IsString(v) && !cJSON_GetObjectItemCaseSensitive(mctx, given[g]))
+                cJSON_AddStringToObject(mctx, given[g], v->valuestring);
+        }
         const char *type = json_str(m, "message_type");
         policy_content_t c;
         hd_err_t rerr;

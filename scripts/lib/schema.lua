@@ -382,7 +382,7 @@ schema_of = function(f)
   elseif k == "date" then
     s = {type = "string", format = "date", pattern = DATE_RE}
   elseif k == "url" then
-    s = {type = "string", format = "uri", pattern = URL_RE, maxLength = f.max or 2048}
+    s = {type = "string", pattern = URL_RE, maxLength = f.max or 2048}
   elseif k == "email" then
     s = {type = "string", format = "email", pattern = EMAIL_RE, maxLength = 254}
   elseif k == "currency" then

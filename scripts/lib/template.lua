@@ -13,6 +13,9 @@
 --   loader      function(name) -> source or nil, for include and extends
 --   cache       table name -> compiled template, shared between compiles (the
 --               templates an include or extends pulls in are compiled once)
+--   trace       function(text, name, line, guarded) -> text, called with what
+--               each {{ }} prints (guarded: it goes through `default` or is an
+--               `a if x else b`); tests use it to find slots that print nothing
 --
 -- A template is lexed, parsed into a tree and turned into Lua source that is
 -- `load`ed as a text chunk with an empty environment: the chunk reaches only the
@@ -60,7 +63,7 @@ function M.compile(source, name, opts)
   opts = opts or {}
   name = name or "<template>"
   local env = {loader = opts.loader, autoescape = opts.autoescape, cache = opts.cache or {},
-    compiling = {}}
+    compiling = {}, trace = opts.trace}
   local ok, tpl = pcall(compile_template, env, source, name)
   if not ok then
     if type(tpl) == "table" and tpl.tplerr then error(tpl.tplerr, 0) end

@@ -121,6 +121,9 @@ static void write_policy(void)
     write_file(scripts, "content.lua",
                "return {render = function() return {text = 'hi'} end,\n"
                "        compile_all = function() return true end}");
+    write_file(scripts, "types.lua",
+               "return {check = function() return {known = true, problems = {}, warnings = {}} "
+               "end,\n        list = function() return {} end}");
     write_file(scripts, "loops.lua", loops_lua);
 }
 

@@ -61,6 +61,9 @@ static void write_policy(const char *decide_channel)
                "  return true\n"
                "end\n"
                "return M\n");
+    write_file(scripts, "types.lua",
+               "return {check = function() return {known = true, problems = {}, warnings = {}} "
+               "end,\n        list = function() return {} end}");
     write_file(scripts, "probe.lua",
                "local M = {}\n"
                "function M.eval(src) local f, e = load(src) if not f then error(e, 0) end\n"

@@ -484,6 +484,7 @@ class HeraldCase(unittest.TestCase):
     def setUpClass(cls):
         cls.servers = []
         cls._failed = False
+        required_contexts()  # now, not inside a test's first timed request
         if cls.start_server:
             cls.server = cls.new_server()
 

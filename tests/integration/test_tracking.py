@@ -38,9 +38,11 @@ import harness
 
 VENDOR_A = "https://vendors.example.com/a?x=1&y=2"
 VENDOR_C = "https://vendors.example.com/c"
-CONTEXT = {"event_type": "wedding", "event_date": "2027-06-14",
+PLAN_URL = "https://plans.example.com/p/7"
+CONTEXT = {"event_type": "wedding", "event_date": "2027-06-14", "plan_url": PLAN_URL,
            "categories": [{"name": "Venue", "vendors": [
-               {"name": "A & B", "url": VENDOR_A}, {"name": "C", "url": VENDOR_C}]}]}
+               {"name": "A & B", "price": 100, "url": VENDOR_A},
+               {"name": "C", "price": 200, "url": VENDOR_C}]}]}
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 # The tracking key: HMAC-SHA256(encryption key, "herald/tracking/v1").
@@ -192,12 +194,13 @@ class TrackingCase(harness.HeraldCase):
 class TrackingTest(TrackingCase):
 
     def tracked(self):
-        """A sent vendor_options email: (comm id, [click links], pixel link)."""
+        """A sent vendor_options email: (comm id, [click links], pixel link).
+        The clicks: the two vendors, then the plan's button (plan_url)."""
         comm = self.send_sent()
         html = self.html(comm)
         clicks = [h for h in self.hrefs(html) if "/t/c/" in h]
         pixels = self.pixels(html)
-        self.assertEqual(len(clicks), 2, html)
+        self.assertEqual(len(clicks), 3, html)
         self.assertEqual(len(pixels), 1, html)
         return comm, clicks, pixels[0]
 
@@ -243,7 +246,7 @@ class TrackingTest(TrackingCase):
         # the links stored with the message, decoded (no &amp;), by index
         self.assertEqual(self.sql("SELECT tracked_links::text FROM crm_communications "
                                   "WHERE id = %s", comm),
-                         '["%s", "%s"]' % (VENDOR_A, VENDOR_C))
+                         '["%s", "%s", "%s"]' % (VENDOR_A, VENDOR_C, PLAN_URL))
 
     # -- opens and clicks --------------------------------------------------
 

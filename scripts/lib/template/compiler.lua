@@ -289,6 +289,16 @@ function Gen:load_sub(name, line, ignore_missing)
   return #self.subs
 end
 
+-- A printed expression that may print nothing on purpose: it goes through
+-- `default`, or chooses (`a if x else b`).
+local function guarded_out(e)
+  while e.k == "filter" do
+    if e.name == "default" or e.name == "d" then return true end
+    e = e.e
+  end
+  return e.k == "cond"
+end
+
 function Gen:stmts(list, scope, buf)
   for _, node in ipairs(list) do self:stmt(node, scope, buf) end
 end
@@ -300,7 +310,11 @@ function Gen:stmt(node, scope, buf)
   elseif k == "out" then
     if self.suppress then return end
     self:pos(buf, node.line)
-    buf[#buf + 1] = "n=n+1 out[n]=" .. (self.ae and "E(" or "S(") .. self:val(node.e, scope) .. ")"
+    local v = (self.ae and "E(" or "S(") .. self:val(node.e, scope) .. ")"
+    if self.env.trace then
+      v = ("ENV.trace(%s,%s,%d,%s)"):format(v, q(self.name), node.line, tostring(guarded_out(node.e)))
+    end
+    buf[#buf + 1] = "n=n+1 out[n]=" .. v
   elseif k == "if" then
     local saved_ctl = self.in_control
     self.in_control = true
@@ -530,7 +544,7 @@ local function compile_template(env, source, name)
   local lua = concat(code, "\n")
   local chunk, err = load(lua, "=" .. name, "t", {})
   if not chunk then fail(name, 1, "cannot compile the template: " .. tostring(err)) end
-  local tpl = {name = name, tid = next_tid, lua = lua}
+  local tpl = {name = name, tid = next_tid, lua = lua, ast = ast} -- ast: lib/template/names
   tpl.root = chunk(RT, env, g.subs)
   local root = tpl.root
   tpl.render = function(context)

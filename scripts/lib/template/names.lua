@@ -1,7 +1,9 @@
 -- lib/template/names.lua - what a template reads from its context, checked
 -- against a message type's declaration (lib/schema.lua) without rendering.
 --
---   names.check(name, loader, fields, provided) -> list of "file:line: message"
+--   names.check(name, loader, fields, provided, message_type, trees)
+--       -> list of "file:line: message"   (trees: a table the caller may share
+--       between calls so each template is parsed once)
 --
 -- Walks the template's tree (with what it includes and extends, and the blocks
 -- a child gives its layout) and reports:
@@ -296,8 +298,9 @@ function Walker:template(name, scope, blocks, from_file, from_line)
   self.depth = self.depth - 1
 end
 
-function M.check(name, loader, fields, provided, message_type)
-  local w = setmetatable({fields = fields, provided = provided or {}, loader = loader, cache = {},
+function M.check(name, loader, fields, provided, message_type, trees)
+  local w = setmetatable({fields = fields, provided = provided or {}, loader = loader,
+    cache = trees or {},
     errors = {}, seen = {}, sets = {}, type = message_type or "?", depth = 0}, Walker)
   local ok, err = pcall(function()
     local tree = parse(name, loader, w.cache)
