@@ -57,7 +57,7 @@ int deny_load(rd_client_t *rd, const deny_entry_t *e, int n, hd_err_t *err)
 {
     int argc = 5 + 2 * n;
     const char **argv = calloc((size_t)argc, sizeof(*argv));
-    char (*ttls)[24] = calloc((size_t)n + 1, sizeof(*ttls));
+    char(*ttls)[24] = calloc((size_t)n + 1, sizeof(*ttls));
     if (argv == NULL || ttls == NULL) {
         free(argv);
         free(ttls);
@@ -76,10 +76,10 @@ int deny_load(rd_client_t *rd, const deny_entry_t *e, int n, hd_err_t *err)
     free(ttls);
     if (r == NULL)
         return -1;
-    int rc = r->type == REDIS_REPLY_INTEGER ? 0 : hd_err_set(err, "Redis refused the load: %s",
-                                                             r->type == REDIS_REPLY_ERROR
-                                                                 ? r->str
-                                                                 : "unexpected answer");
+    int rc = r->type == REDIS_REPLY_INTEGER
+                 ? 0
+                 : hd_err_set(err, "Redis refused the load: %s",
+                              r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
     freeReplyObject(r);
     return rc;
 }

@@ -7,16 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const pg_stmt_t st_insert = {
-    "revoke_insert",
-    "INSERT INTO crm_revoked_tokens (jti, expires_at, actor) "
-    "VALUES ($1, to_timestamp($2::bigint), $3) "
-    "ON CONFLICT (jti) DO UPDATE SET expires_at = "
-    "GREATEST(crm_revoked_tokens.expires_at, EXCLUDED.expires_at)",
-    3};
+static const pg_stmt_t st_insert = {"revoke_insert",
+                                    "INSERT INTO crm_revoked_tokens (jti, expires_at, actor) "
+                                    "VALUES ($1, to_timestamp($2::bigint), $3) "
+                                    "ON CONFLICT (jti) DO UPDATE SET expires_at = "
+                                    "GREATEST(crm_revoked_tokens.expires_at, EXCLUDED.expires_at)",
+                                    3};
 static const pg_stmt_t st_purge = {
-    "revoke_purge",
-    "DELETE FROM crm_revoked_tokens WHERE expires_at < now() - interval '1 hour'", 0};
+    "revoke_purge", "DELETE FROM crm_revoked_tokens WHERE expires_at < now() - interval '1 hour'",
+    0};
 static const pg_stmt_t st_audit = {"revoke_audit",
                                    "INSERT INTO crm_audit_log (actor, action, target, details) "
                                    "VALUES ($1, 'token.revoke', $2, "
