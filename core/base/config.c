@@ -170,6 +170,7 @@ void cfg_free(cfg_t *cfg)
         *secrets[i] = NULL;
     }
     memset(cfg->jwt_secret, 0, sizeof(cfg->jwt_secret));
+    memset(cfg->jwt_old_secrets, 0, sizeof(cfg->jwt_old_secrets));
     memset(cfg->enc_key, 0, sizeof(cfg->enc_key));
     memset(cfg->enc_old_keys, 0, sizeof(cfg->enc_old_keys));
     memset(cfg->blind_index_key, 0, sizeof(cfg->blind_index_key));

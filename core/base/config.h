@@ -88,6 +88,12 @@ typedef struct cfg {
     uint8_t jwt_secret[128];
     size_t jwt_secret_len;
     bool jwt_secret_is_dev;
+    char jwt_kid[9]; /* the signing key's id (crypto/jwt.h jwt_key_id) */
+    /* HERALD_JWT_OLD_SECRETS: verify only, so a rotation logs nobody out */
+    uint8_t jwt_old_secrets[CFG_MAX_OLD_KEYS][128];
+    size_t jwt_old_lens[CFG_MAX_OLD_KEYS];
+    char jwt_old_kids[CFG_MAX_OLD_KEYS][9];
+    int jwt_old_count;
     uint8_t enc_key[32];
     uint8_t enc_old_keys[CFG_MAX_OLD_KEYS][32];
     int enc_old_count;

@@ -17,6 +17,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+/* `herald token revoke` (cmd_token.c); argv[0] is "revoke". */
+int cmd_token_revoke(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_types(int argc, char **argv);

@@ -150,6 +150,8 @@ int cmd_token(int argc, char **argv)
     const char *config = NULL, *sub = NULL, *scopes = NULL;
     long ttl = 3600;
     int o;
+    if (argc > 1 && strcmp(argv[1], "revoke") == 0)
+        return cmd_token_revoke(argc - 1, argv + 1);
     optind = 1;
     while ((o = cli_getopt("token", argc, argv, "c:s:S:t:h", opts)) != -1) {
         switch (o) {
@@ -171,7 +173,8 @@ int cmd_token(int argc, char **argv)
             break;
         case 'h':
             printf("usage: herald token --sub NAME --scopes send,read,admin [--ttl SECONDS]\n"
-                   "                    [--config FILE]\n\n"
+                   "                    [--config FILE]\n"
+                   "       herald token revoke JTI|TOKEN [--expires-at UNIX] (see --help)\n\n"
                    "Prints an access token signed with the configured key (HERALD_JWT_SECRET,\n"
                    "or the development key under var/). An operator tool: API clients\n"
                    "exchange an API key at POST /api/crm/auth/token instead.\n\n"

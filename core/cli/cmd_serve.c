@@ -48,7 +48,8 @@ static int build_app(app_t *app, cfg_t *cfg)
     }
     if (rd_ping(app->redis, &err) != 0)
         log_error("redis unreachable at start; serving degraded", "reason", err.msg);
-    track_key_derive(cfg->enc_key, &app->track_key);
+    track_keys_init(&app->track, cfg->enc_key, (const uint8_t(*)[32])cfg->enc_old_keys,
+                    cfg->enc_old_count);
     app->keyring = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
     for (int i = 0; app->keyring && i < cfg->enc_old_count; i++) {
         if (fe_keyring_add_old(app->keyring, cfg->enc_old_keys[i]) != 0) {

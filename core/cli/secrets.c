@@ -12,6 +12,7 @@
 #include "crypto/codec.h"
 #include "crypto/field.h"
 #include "crypto/hash.h"
+#include "crypto/jwt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -160,6 +161,54 @@ static int provider_secrets(cfg_t *cfg, hd_err_t *err)
     return 0;
 }
 
+/* HERALD_JWT_OLD_SECRETS: earlier signing secrets, comma- or
+ * space-separated, that still verify tokens (each 32 to 128 bytes, so a
+ * secret listed there cannot hold a comma or a space). Two keys with one
+ * id would make a token's kid ambiguous: refused. */
+static int jwt_old_secrets(cfg_t *cfg, hd_err_t *err)
+{
+    cfg->jwt_old_count = 0;
+    const char *old = getenv("HERALD_JWT_OLD_SECRETS");
+    if (old == NULL || *old == '\0')
+        return 0;
+    char *copy = xstrdup(old), *save = NULL;
+    int rc = -1;
+    for (char *t = strtok_r(copy, ", \t\n", &save); t; t = strtok_r(NULL, ", \t\n", &save)) {
+        int i = cfg->jwt_old_count;
+        size_t n = strlen(t);
+        if (i == CFG_MAX_OLD_KEYS) {
+            hd_err_set(err, "HERALD_JWT_OLD_SECRETS: at most %d secrets", CFG_MAX_OLD_KEYS);
+            goto done;
+        }
+        if (n < 32 || n > sizeof(cfg->jwt_old_secrets[i])) {
+            hd_err_set(err, "HERALD_JWT_OLD_SECRETS: secret %d: expected 32 to %zu bytes, got %zu",
+                       i + 1, sizeof(cfg->jwt_old_secrets[i]), n);
+            goto done;
+        }
+        memcpy(cfg->jwt_old_secrets[i], t, n);
+        cfg->jwt_old_lens[i] = n;
+        jwt_key_id(cfg->jwt_old_secrets[i], n, cfg->jwt_old_kids[i]);
+        bool same_as_current = n == cfg->jwt_secret_len && memcmp(t, cfg->jwt_secret, n) == 0;
+        if (!same_as_current && strcmp(cfg->jwt_old_kids[i], cfg->jwt_kid) == 0) {
+            hd_err_set(err, "HERALD_JWT_OLD_SECRETS: secret %d has the key id of another", i + 1);
+            goto done;
+        }
+        for (int k = 0; k < i; k++)
+            if (strcmp(cfg->jwt_old_kids[k], cfg->jwt_old_kids[i]) == 0 &&
+                (cfg->jwt_old_lens[k] != n || memcmp(cfg->jwt_old_secrets[k], t, n) != 0)) {
+                hd_err_set(err, "HERALD_JWT_OLD_SECRETS: secret %d has the key id of another",
+                           i + 1);
+                goto done;
+            }
+        cfg->jwt_old_count++;
+    }
+    rc = 0;
+done:
+    memset(copy, 0, strlen(old));
+    free(copy);
+    return rc;
+}
+
 static int load_secrets(cfg_t *cfg, bool generate, hd_err_t *err)
 {
     if (provider_secrets(cfg, err) != 0)
@@ -179,6 +228,9 @@ static int load_secrets(cfg_t *cfg, bool generate, hd_err_t *err)
     }
     memcpy(cfg->jwt_secret, jwt, n);
     cfg->jwt_secret_len = n;
+    jwt_key_id(cfg->jwt_secret, n, cfg->jwt_kid);
+    if (jwt_old_secrets(cfg, err) != 0)
+        goto done;
 
     if (get_secret(cfg, "HERALD_ENCRYPTION_KEY", "encryption_key", generate, &enc,
                    &cfg->enc_key_is_dev, err))

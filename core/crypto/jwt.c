@@ -8,9 +8,10 @@
 #include "crypto/codec.h"
 #include "crypto/hash.h"
 
-#include <stdlib.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -19,17 +20,60 @@
  * predictable header bytes. */
 static const char jwt_header_json[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 
+static bool kid_ok(const char *kid)
+{
+    size_t n = strlen(kid);
+    if (n == 0 || n > JWT_MAX_KID_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = kid[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+void jwt_key_id(const uint8_t *key, size_t keylen, char out[9])
+{
+    static const char label[] = "herald-jwt-kid";
+    uint8_t md[32];
+    uint8_t *buf = malloc(sizeof(label) - 1 + keylen);
+    if (buf == NULL) {
+        memcpy(out, "00000000", 9);
+        return;
+    }
+    memcpy(buf, label, sizeof(label) - 1);
+    if (keylen)
+        memcpy(buf + sizeof(label) - 1, key, keylen);
+    hash_sha256(buf, sizeof(label) - 1 + keylen, md);
+    OPENSSL_cleanse(buf, sizeof(label) - 1 + keylen);
+    free(buf);
+    hex_encode(md, 4, out);
+}
+
 int jwt_sign_hs256(const uint8_t *key, size_t keylen, const cJSON *claims, char **out)
 {
+    return jwt_sign_hs256_kid(key, keylen, NULL, claims, out);
+}
+
+int jwt_sign_hs256_kid(const uint8_t *key, size_t keylen, const char *kid, const cJSON *claims,
+                       char **out)
+{
     char *hdr = NULL, *json = NULL, *body = NULL, *sig = NULL, *tok = NULL;
+    char header[sizeof(jwt_header_json) + JWT_MAX_KID_LEN + 16];
     uint8_t mac[32];
     int rc = -1;
 
     *out = NULL;
-    if (key == NULL || keylen == 0 || !cJSON_IsObject(claims))
+    if (key == NULL || keylen == 0 || !cJSON_IsObject(claims) || (kid && !kid_ok(kid)))
         return -1;
+    if (kid)
+        snprintf(header, sizeof(header), "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
+    else
+        snprintf(header, sizeof(header), "%s", jwt_header_json);
 
-    hdr = b64url_encode((const uint8_t *)jwt_header_json, sizeof(jwt_header_json) - 1);
+    hdr = b64url_encode((const uint8_t *)header, strlen(header));
     json = cJSON_PrintUnformatted(claims);
     if (hdr == NULL || json == NULL)
         goto done;
@@ -213,15 +257,44 @@ jwt_status_t jwt_verify_hs256(const char *token, const jwt_verify_opts_t *opts, 
     if ((st = check_header(hdr)) != JWT_OK)
         goto done;
 
+    /* Which keys may have signed it: the one its kid names, or (no kid,
+     * a token from before key ids) each configured key. */
+    const jwt_key_t single = {NULL, opts->key, opts->keylen};
+    const jwt_key_t *keys = &single;
+    size_t nkeys = 1;
+    if (opts->nkeys > 0) {
+        const cJSON *kid = cJSON_GetObjectItemCaseSensitive(hdr, "kid");
+        keys = opts->keys;
+        nkeys = opts->nkeys;
+        if (kid != NULL) {
+            st = JWT_EMALFORMED;
+            if (!cJSON_IsString(kid) || !kid_ok(kid->valuestring))
+                goto done;
+            st = JWT_EKID;
+            keys = NULL;
+            for (size_t i = 0; i < opts->nkeys && keys == NULL; i++)
+                if (opts->keys[i].kid && strcmp(opts->keys[i].kid, kid->valuestring) == 0)
+                    keys = &opts->keys[i];
+            if (keys == NULL)
+                goto done;
+            nkeys = 1;
+        }
+    }
+
     /* Nothing in the payload is looked at until the MAC over the exact
      * received "header.payload" bytes matches. An empty segment (the
      * classic alg=none forgery) lands here as a length mismatch. */
     st = JWT_ESIG;
-    if (opts->key == NULL || opts->keylen == 0 || slen != 32)
+    if (slen != 32)
         goto done;
-    if (hash_hmac_sha256_checked(opts->key, opts->keylen, token, (size_t)(dot2 - token), mac) != 0)
-        goto done;
-    ok = hash_ct_equal(mac, sbuf, sizeof(mac));
+    ok = 0;
+    for (size_t i = 0; i < nkeys && !ok; i++) {
+        if (keys[i].key == NULL || keys[i].keylen == 0 ||
+            hash_hmac_sha256_checked(keys[i].key, keys[i].keylen, token, (size_t)(dot2 - token),
+                                     mac) != 0)
+            continue;
+        ok = hash_ct_equal(mac, sbuf, sizeof(mac));
+    }
     OPENSSL_cleanse(mac, sizeof(mac));
     if (!ok)
         goto done;
@@ -267,6 +340,8 @@ const char *jwt_status_str(jwt_status_t s)
         return "wrong issuer";
     case JWT_EAUD:
         return "wrong audience";
+    case JWT_EKID:
+        return "unknown key id";
     }
     return "unknown error";
 }

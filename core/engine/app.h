@@ -31,7 +31,7 @@ typedef struct app {
     lrt_t *policy;          /* scripts and templates, one Lua state per thread */
     lrt_watch_t *watch;     /* live reload */
     tr_engine_t *transport; /* the libcurl multi loop and its drivers */
-    track_key_t track_key;  /* open and click tokens (engine/tracking.h) */
+    track_keys_t track;     /* open and click tokens: keys[0] signs (engine/tracking.h) */
     struct engine *engine;  /* the workers (engine/worker.h) */
     time_t started;
 } app_t;

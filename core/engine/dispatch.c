@@ -134,7 +134,7 @@ static char *tracked_html(app_t *app, comm_job_t *j, const char *html, double da
         base.data[--base.len] = '\0';
     buf_printf(&skip, "%s/u/", base.data);
     free(j->tracked_links);
-    char *t = track_rewrite_html(&app->track_key, html, base.data, j->comm_id,
+    char *t = track_rewrite_html(&app->track.keys[0], html, base.data, j->comm_id,
                                  (int64_t)time(NULL) + (int64_t)(days * 86400), skip.data,
                                  &j->tracked_links);
     buf_free(&base);

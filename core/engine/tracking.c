@@ -12,14 +12,34 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAC_LEN  16
-#define HEAD_LEN (1 + 1 + 4 + 16 + 2 + 8)
-#define MAX_URL  2000
+#define MAC_LEN     16
+#define HEAD1_LEN   (1 + 1 + 4 + 16 + 2 + 8) /* version 1: no key id */
+#define HEAD_LEN    (1 + 1 + 4 + 4 + 16 + 2 + 8)
+#define MAX_URL     2000
+#define TOKEN_CHARS 128 /* longer input is refused before decoding */
 
 void track_key_derive(const uint8_t enc_key[32], track_key_t *out)
 {
     static const char label[] = "herald/tracking/v1";
     hash_hmac_sha256(enc_key, 32, label, sizeof(label) - 1, out->k);
+    /* the key's id as crypto/field.h fe_key_id names it (in hex there) */
+    static const char kid_label[] = "herald-kid";
+    uint8_t buf[sizeof(kid_label) - 1 + 32], md[32];
+    memcpy(buf, kid_label, sizeof(kid_label) - 1);
+    memcpy(buf + sizeof(kid_label) - 1, enc_key, 32);
+    hash_sha256(buf, sizeof(buf), md);
+    memset(buf, 0, sizeof(buf));
+    memcpy(out->id, md, 4);
+}
+
+void track_keys_init(track_keys_t *ring, const uint8_t current[32], const uint8_t (*old)[32],
+                     int nold)
+{
+    memset(ring, 0, sizeof(*ring));
+    track_key_derive(current, &ring->keys[0]);
+    ring->n = 1;
+    for (int i = 0; i < nold && ring->n < TRACK_MAX_KEYS; i++)
+        track_key_derive(old[i], &ring->keys[ring->n++]);
 }
 
 static int uuid_bytes(const char *s, uint8_t out[16])
@@ -48,19 +68,20 @@ char *track_token(const track_key_t *key, char kind, const char *comm_id, int in
 {
     uint8_t p[HEAD_LEN + MAC_LEN];
     memset(p, 0, sizeof(p));
-    p[0] = 1;
+    p[0] = 2;
     p[1] = (uint8_t)kind;
+    memcpy(p + 2, key->id, 4);
     /* four bytes, unsigned: clamped, never wrapped into the past */
     uint32_t e = expires <= 0 ? 0 : expires >= (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)expires;
-    p[2] = (uint8_t)(e >> 24), p[3] = (uint8_t)(e >> 16), p[4] = (uint8_t)(e >> 8),
-    p[5] = (uint8_t)e;
-    if (uuid_bytes(comm_id, p + 6) != 0)
-        memset(p + 6, 0, 16);
-    p[22] = (uint8_t)(index >> 8), p[23] = (uint8_t)index;
+    p[6] = (uint8_t)(e >> 24), p[7] = (uint8_t)(e >> 16), p[8] = (uint8_t)(e >> 8),
+    p[9] = (uint8_t)e;
+    if (uuid_bytes(comm_id, p + 10) != 0)
+        memset(p + 10, 0, 16);
+    p[26] = (uint8_t)(index >> 8), p[27] = (uint8_t)index;
     if (kind == 'c' && url) {
         uint8_t h[32];
         hash_sha256(url, strlen(url), h);
-        memcpy(p + 24, h, 8);
+        memcpy(p + 28, h, 8);
     }
     uint8_t mac[32];
     if (hash_hmac_sha256_checked(key->k, sizeof(key->k), p, HEAD_LEN, mac) != 0)
@@ -96,39 +117,92 @@ bool track_url_ok(const char *url)
     return *host && *host != '/' && *host != '?' && *host != '#';
 }
 
-track_check_t track_verify(const track_key_t *key, const char *token, int64_t now,
-                           track_claim_t *out)
+/* A decoded token: its version, the offset of its fields after the key id
+ * (2 in version 1, 6 in version 2) and the length it MACs. 0, or -1 when
+ * the shape is not a token's. */
+typedef struct raw_token {
+    uint8_t *p;
+    size_t n, head, off;
+} raw_token_t;
+
+static int decode(const char *token, raw_token_t *t)
 {
-    memset(out, 0, sizeof(*out));
-    uint8_t *p = NULL;
-    size_t n = 0;
-    if (token == NULL || strlen(token) > 128 || b64url_decode(token, strlen(token), &p, &n) != 0)
-        return TRACK_INVALID;
-    track_check_t rc = TRACK_INVALID;
-    if (n != HEAD_LEN + MAC_LEN || p[0] != 1 || (p[1] != 'o' && p[1] != 'c'))
-        goto done;
+    memset(t, 0, sizeof(*t));
+    if (token == NULL || strlen(token) > TOKEN_CHARS ||
+        b64url_decode(token, strlen(token), &t->p, &t->n) != 0)
+        return -1;
+    if (t->n < 2 || (t->p[1] != 'o' && t->p[1] != 'c'))
+        return -1;
+    if (t->p[0] == 1 && t->n == HEAD1_LEN + MAC_LEN)
+        t->head = HEAD1_LEN, t->off = 2;
+    else if (t->p[0] == 2 && t->n == HEAD_LEN + MAC_LEN)
+        t->head = HEAD_LEN, t->off = 6;
+    else
+        return -1;
+    return 0;
+}
+
+static bool mac_ok(const track_key_t *key, const raw_token_t *t)
+{
     uint8_t mac[32];
-    if (hash_hmac_sha256_checked(key->k, sizeof(key->k), p, HEAD_LEN, mac) != 0 ||
-        !hash_ct_equal(mac, p + HEAD_LEN, MAC_LEN))
-        goto done;
-    out->kind = (char)p[1];
-    out->expires = (int64_t)((uint32_t)p[2] << 24 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 8 |
-                             (uint32_t)p[5]);
+    return hash_hmac_sha256_checked(key->k, sizeof(key->k), t->p, t->head, mac) == 0 &&
+           hash_ct_equal(mac, t->p + t->head, MAC_LEN);
+}
+
+/* The claim of a token whose MAC has been checked. */
+static track_check_t claim(const raw_token_t *t, int64_t now, track_claim_t *out)
+{
+    const uint8_t *f = t->p + t->off;
+    out->kind = (char)t->p[1];
+    out->expires = (int64_t)((uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 | (uint32_t)f[2] << 8 |
+                             (uint32_t)f[3]);
     static const char hex[] = "0123456789abcdef";
     char *o = out->comm_id;
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             *o++ = '-';
-        *o++ = hex[p[6 + i] >> 4];
-        *o++ = hex[p[6 + i] & 15];
+        *o++ = hex[f[4 + i] >> 4];
+        *o++ = hex[f[4 + i] & 15];
     }
     *o = '\0';
-    out->index = p[22] << 8 | p[23];
-    memcpy(out->url_hash, p + 24, 8);
-    rc = out->expires < now ? TRACK_EXPIRED : TRACK_OK;
+    out->index = f[20] << 8 | f[21];
+    memcpy(out->url_hash, f + 22, 8);
+    return out->expires < now ? TRACK_EXPIRED : TRACK_OK;
+}
+
+static track_check_t verify_keys(const track_key_t *keys, int nkeys, const char *token, int64_t now,
+                                 track_claim_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    raw_token_t t;
+    track_check_t rc = TRACK_INVALID;
+    if (decode(token, &t) != 0)
+        goto done;
+    for (int i = 0; i < nkeys; i++) {
+        const track_key_t *k = &keys[i];
+        /* version 2 names its key: only that one is tried */
+        if (t.p[0] == 2 && memcmp(k->id, t.p + 2, 4) != 0)
+            continue;
+        if (mac_ok(k, &t)) {
+            rc = claim(&t, now, out);
+            break;
+        }
+    }
 done:
-    free(p);
+    free(t.p);
     return rc;
+}
+
+track_check_t track_verify(const track_key_t *key, const char *token, int64_t now,
+                           track_claim_t *out)
+{
+    return verify_keys(key, 1, token, now, out);
+}
+
+track_check_t track_verify_ring(const track_keys_t *ring, const char *token, int64_t now,
+                                track_claim_t *out)
+{
+    return verify_keys(ring->keys, ring->n, token, now, out);
 }
 
 /* &amp; &quot; &#39; &lt; &gt; &#x27; in an attribute value, decoded. */

@@ -14,6 +14,7 @@ int api_register(app_t *app)
         {"POST", "/api/crm/auth/token", api_auth_token, 0, BODY_JSON},
         {"POST", "/api/crm/auth/refresh", api_auth_refresh, 0, BODY_JSON},
         {"GET", "/api/crm/auth/me", api_auth_me, ROUTE_AUTH, BODY_NONE},
+        {"POST", "/api/crm/auth/revoke", api_auth_revoke, ROUTE_AUTH | SCOPE_ADMIN, BODY_JSON},
         {"GET", "/api/crm/apikeys", api_apikeys_list, ROUTE_AUTH | SCOPE_ADMIN, BODY_NONE},
         {"POST", "/api/crm/scripts/reload", api_scripts_reload, ROUTE_AUTH | SCOPE_ADMIN,
          BODY_NONE},

@@ -19,6 +19,7 @@ void api_metrics(http_req_t *req);
 void api_auth_token(http_req_t *req);
 void api_auth_refresh(http_req_t *req);
 void api_auth_me(http_req_t *req);
+void api_auth_revoke(http_req_t *req);
 void api_apikeys_list(http_req_t *req);
 /* The API's shape of a key list (also `herald apikey list --json`). Caller frees. */
 cJSON *api_apikeys_json(const apikey_row_t *rows, int n);

@@ -1,10 +1,13 @@
 /*
  * api_auth.c - POST /api/crm/auth/token, POST /api/crm/auth/refresh,
- * GET /api/crm/auth/me, GET /api/crm/apikeys. Uses store/repo_auth.
+ * GET /api/crm/auth/me, POST /api/crm/auth/revoke, GET /api/crm/apikeys.
+ * Uses store/repo_auth and engine/revoke.
  */
+#include "engine/revoke.h"
 #include "http/api.h"
 #include "store/repo_auth.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +106,44 @@ void api_auth_me(http_req_t *req)
     cJSON_AddStringToObject(doc, "scope", scope);
     cJSON_AddNumberToObject(doc, "exp", (double)req->principal.exp);
     cJSON_AddStringToObject(doc, "jti", req->principal.jti);
+    http_reply_json(req, 200, doc);
+}
+
+/* {"jti": "...", "expires_at": unix seconds (optional: the longest life a
+ * Herald token can have)} -> 200 {"jti", "expires_at", "revoked": true}. */
+void api_auth_revoke(http_req_t *req)
+{
+    const char *jti = string_field(req, "jti");
+    if (jti == NULL)
+        return;
+    if (!revoke_jti_ok(jti)) {
+        http_reply_error(req, 400, "invalid_request",
+                         "jti: expected 1 to 63 printable characters without spaces");
+        return;
+    }
+    int64_t now = (int64_t)time(NULL), exp = now + REVOKE_MAX_LIFE_S;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(req->json, "expires_at");
+    if (e != NULL) {
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0) ||
+            e->valuedouble > (double)(now + REVOKE_MAX_LIFE_S) ||
+            floor(e->valuedouble) != e->valuedouble) {
+            http_reply_error(req, 400, "invalid_request",
+                             "expires_at: expected whole Unix seconds, at most %d s from now",
+                             REVOKE_MAX_LIFE_S);
+            return;
+        }
+        exp = (int64_t)e->valuedouble;
+    }
+    hd_err_t err;
+    if (revoke_token(req->app->db, req->app->redis, jti, exp, AUTH_LEEWAY_S, now,
+                     req->principal.sub, &err) < 0) {
+        http_reply_error(req, 503, "unavailable", "cannot record the revocation; retry later");
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "jti", jti);
+    cJSON_AddNumberToObject(doc, "expires_at", (double)exp);
+    cJSON_AddBoolToObject(doc, "revoked", true);
     http_reply_json(req, 200, doc);
 }
 

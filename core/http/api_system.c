@@ -40,7 +40,10 @@ static bool admin_asks(http_req_t *req)
 {
     const char *h = http_header(req, "Authorization");
     auth_principal_t who;
-    return h && auth_verify_bearer(req->app->cfg, h, (int64_t)time(NULL), &who, NULL) == 0 &&
+    hd_err_t err;
+    return h &&
+           auth_authenticate(req->app->cfg, req->app->db, req->app->redis, h, (int64_t)time(NULL),
+                             &who, &err) == 0 &&
            (who.scopes & SCOPE_ADMIN);
 }
 

@@ -69,7 +69,7 @@ void api_track_open(http_req_t *req)
     if (n > 4 && n < sizeof(token) && strcmp(t + n - 4, ".gif") == 0) {
         memcpy(token, t, n - 4);
         token[n - 4] = '\0';
-        rc = track_verify(&app->track_key, token, (int64_t)time(NULL), &c);
+        rc = track_verify_ring(&app->track, token, (int64_t)time(NULL), &c);
     }
     /* HEAD (link checkers, prefetchers) answers the same and records nothing */
     bool head = strcmp(req->method, "HEAD") == 0;
@@ -86,7 +86,7 @@ void api_track_click(http_req_t *req)
     app_t *app = req->app;
     const char *token = router_param(&req->match, "token");
     track_claim_t c;
-    track_check_t rc = track_verify(&app->track_key, token, (int64_t)time(NULL), &c);
+    track_check_t rc = track_verify_ring(&app->track, token, (int64_t)time(NULL), &c);
     if (rc == TRACK_EXPIRED && c.kind == 'c') {
         link_page(req, 410, "expired");
         return;

@@ -1,13 +1,25 @@
 /* auth.c - access tokens (see auth.h). Uses crypto/jwt and base/scope. */
 #include "http/auth.h"
+#include "base/log.h"
 #include "crypto/hash.h"
 #include "crypto/jwt.h"
+#include "engine/revoke.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* The signing key's id: the one secrets.c derived, or derived here for a
+ * cfg_t filled by other means. */
+static const char *signing_kid(const cfg_t *cfg, char buf[9])
+{
+    if (cfg->jwt_kid[0])
+        return cfg->jwt_kid;
+    jwt_key_id(cfg->jwt_secret, cfg->jwt_secret_len, buf);
+    return buf;
+}
 
 int auth_mint(const cfg_t *cfg, const char *sub, unsigned scopes_mask, int ttl, int64_t now,
               char **token_out, hd_err_t *err)
@@ -26,7 +38,9 @@ int auth_mint(const cfg_t *cfg, const char *sub, unsigned scopes_mask, int ttl, 
     cJSON_AddNumberToObject(c, "exp", (double)(now + ttl));
     cJSON_AddStringToObject(c, "jti", jti);
     free(jti);
-    int rc = jwt_sign_hs256(cfg->jwt_secret, cfg->jwt_secret_len, c, token_out);
+    char kid[9];
+    int rc = jwt_sign_hs256_kid(cfg->jwt_secret, cfg->jwt_secret_len, signing_kid(cfg, kid), c,
+                                token_out);
     cJSON_Delete(c);
     return rc == 0 ? 0 : hd_err_set(err, "cannot sign the token");
 }
@@ -41,9 +55,17 @@ int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_p
     const char *tok = header + 7;
     while (*tok == ' ')
         tok++;
+    /* the signing key and every older one still configured */
+    jwt_key_t keys[1 + CFG_MAX_OLD_KEYS];
+    size_t nkeys = 0;
+    char kid[9];
+    keys[nkeys++] = (jwt_key_t){signing_kid(cfg, kid), cfg->jwt_secret, cfg->jwt_secret_len};
+    for (int i = 0; i < cfg->jwt_old_count; i++)
+        keys[nkeys++] =
+            (jwt_key_t){cfg->jwt_old_kids[i], cfg->jwt_old_secrets[i], cfg->jwt_old_lens[i]};
     jwt_verify_opts_t o = {
-        .key = cfg->jwt_secret,
-        .keylen = cfg->jwt_secret_len,
+        .keys = keys,
+        .nkeys = nkeys,
         .issuer = cfg->jwt_issuer,
         .audience = cfg->jwt_audience,
         .now = now,
@@ -78,4 +100,26 @@ int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_p
     }
     cJSON_Delete(claims);
     return rc;
+}
+
+int auth_authenticate(const cfg_t *cfg, pg_pool_t *db, rd_client_t *rd, const char *header,
+                      int64_t now, auth_principal_t *out, hd_err_t *err)
+{
+    if (auth_verify_bearer(cfg, header, now, out, err) != 0)
+        return -1;
+    if (out->jti[0] == '\0')
+        return 0;
+    hd_err_t why;
+    switch (revoke_check(db, rd, out->jti, now, AUTH_LEEWAY_S, &why)) {
+    case REVOKE_VALID:
+        return 0;
+    case REVOKE_REVOKED:
+        hd_err_set(err, "invalid token: revoked");
+        return -1;
+    case REVOKE_UNKNOWN:
+        break;
+    }
+    log_warn("cannot tell whether a token is revoked; refusing it", "reason", why.msg);
+    hd_err_set(err, "cannot check the token now; retry later");
+    return -2;
 }

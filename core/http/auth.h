@@ -12,6 +12,8 @@
 #include "base/config.h"
 #include "base/err.h"
 #include "base/scope.h"
+#include "cache/redis.h"
+#include "store/pg.h"
 
 #include <stdint.h>
 
@@ -33,5 +35,14 @@ int auth_mint(const cfg_t *cfg, const char *sub, unsigned scopes, int ttl, int64
  * success fills *out. err gets the reason for the 401 answer. */
 int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_principal_t *out,
                        hd_err_t *err);
+
+/* auth_verify_bearer, then the deny list (engine/revoke.h) for the
+ * token's jti. 0 when the token is good; -1 (401) when it is invalid or
+ * revoked; -2 (503) when whether it is revoked cannot be told (neither
+ * Redis nor PostgreSQL answers): a revoked token is never accepted. A token
+ * without a jti (none Herald issues) cannot be revoked and is not looked
+ * up. */
+int auth_authenticate(const cfg_t *cfg, pg_pool_t *db, rd_client_t *rd, const char *header,
+                      int64_t now, auth_principal_t *out, hd_err_t *err);
 
 #endif

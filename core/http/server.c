@@ -432,8 +432,15 @@ static void dispatch(http_req_t *req)
     const route_t *rt = req->match.route;
     if (rt->scope != 0) {
         hd_err_t err;
-        if (auth_verify_bearer(app->cfg, http_header(req, "Authorization"), (int64_t)time(NULL),
-                               &req->principal, &err) != 0) {
+        int arc =
+            auth_authenticate(app->cfg, app->db, app->redis, http_header(req, "Authorization"),
+                              (int64_t)time(NULL), &req->principal, &err);
+        if (arc == -2) {
+            http_reply_error(req, 503, "unavailable", "%s", err.msg);
+            http_reply_header(req, "Retry-After", "1");
+            return;
+        }
+        if (arc != 0) {
             http_reply_error(req, 401, "unauthorized", "%s", err.msg);
             http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"herald\"");
             return;

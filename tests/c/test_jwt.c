@@ -809,6 +809,135 @@ static void test_jwt_status_str(void **state)
     }
 }
 
+/* ---- jwt: key ids and rotation (issue 17, item 14) --------------------- */
+
+static const uint8_t old_key[] = "old-key-0123456789abcdef-0123456789ab";
+#define OLD_KEYLEN (sizeof(old_key) - 1)
+
+static cJSON *kid_claims(void)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "sub", "user-42");
+    cJSON_AddNumberToObject(c, "exp", (double)(NOW + 300));
+    return c;
+}
+
+static void test_jwt_key_id_is_derived_from_the_key(void **state)
+{
+    (void)state;
+    char a[9], b[9], c[9];
+    jwt_key_id(test_key, TEST_KEYLEN, a);
+    jwt_key_id(test_key, TEST_KEYLEN, b);
+    jwt_key_id(old_key, OLD_KEYLEN, c);
+    assert_int_equal(strlen(a), 8);
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    /* the first 4 bytes of SHA-256("herald-jwt-kid" || key), in hex */
+    uint8_t buf[64], md[32];
+    memcpy(buf, "herald-jwt-kid", 14);
+    memcpy(buf + 14, test_key, TEST_KEYLEN);
+    hash_sha256(buf, 14 + TEST_KEYLEN, md);
+    char want[9];
+    snprintf(want, sizeof(want), "%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
+    assert_string_equal(a, want);
+}
+
+static void test_jwt_signed_tokens_carry_kid(void **state)
+{
+    (void)state;
+    cJSON *c = kid_claims();
+    char *tok = NULL;
+    assert_int_equal(jwt_sign_hs256_kid(test_key, TEST_KEYLEN, "k-1", c, &tok), 0);
+    const char *dot = strchr(tok, '.');
+    uint8_t *h = NULL;
+    size_t hlen = 0;
+    assert_int_equal(b64url_decode(tok, (size_t)(dot - tok), &h, &hlen), 0);
+    assert_string_equal((char *)h, "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"k-1\"}");
+    free(h);
+    free(tok);
+    /* a kid that would need escaping, or is empty or too long, is refused */
+    static const char *const bad[] = {
+        "",    "a\"b",     "a b",
+        "a/b", "\xc3\xa9", "0123456789012345678901234567890123456789012345678901234567890123x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tok = (char *)"sentinel";
+        assert_int_equal(jwt_sign_hs256_kid(test_key, TEST_KEYLEN, bad[i], c, &tok), -1);
+        assert_null(tok);
+    }
+    cJSON_Delete(c);
+}
+
+static void test_jwt_rotation_old_key_verifies_by_kid(void **state)
+{
+    (void)state;
+    cJSON *c = kid_claims();
+    char *old_tok = NULL, *new_tok = NULL, *legacy = NULL;
+    assert_int_equal(jwt_sign_hs256_kid(old_key, OLD_KEYLEN, "old", c, &old_tok), 0);
+    assert_int_equal(jwt_sign_hs256_kid(test_key, TEST_KEYLEN, "new", c, &new_tok), 0);
+    assert_int_equal(jwt_sign_hs256(old_key, OLD_KEYLEN, c, &legacy), 0); /* no kid */
+
+    const jwt_key_t both[] = {{"new", test_key, TEST_KEYLEN}, {"old", old_key, OLD_KEYLEN}};
+    const jwt_key_t only_new[] = {{"new", test_key, TEST_KEYLEN}};
+    jwt_verify_opts_t o = {.now = NOW, .keys = both, .nkeys = 2};
+    expect_status(old_tok, &o, JWT_OK);
+    expect_status(new_tok, &o, JWT_OK);
+    expect_status(legacy, &o, JWT_OK); /* from before key ids: each key is tried */
+
+    /* the old key no longer configured: its tokens name an unknown kid */
+    o.keys = only_new;
+    o.nkeys = 1;
+    expect_status(old_tok, &o, JWT_EKID);
+    expect_status(new_tok, &o, JWT_OK);
+    expect_status(legacy, &o, JWT_ESIG);
+
+    /* a kid names the one key that is tried: the old key's token relabelled
+     * "new" does not verify even though the old key is configured */
+    o.keys = both;
+    o.nkeys = 2;
+    char *h = enc("{\"alg\":\"HS256\",\"kid\":\"new\"}"), *p = enc("{\"exp\":1700000300}");
+    char *relabelled = sign_segments(h, p, old_key, OLD_KEYLEN);
+    expect_status(relabelled, &o, JWT_ESIG);
+    free(relabelled);
+    relabelled = sign_segments(h, p, test_key, TEST_KEYLEN);
+    expect_status(relabelled, &o, JWT_OK);
+    free(relabelled);
+    free(h);
+    free(p);
+    free(old_tok);
+    free(new_tok);
+    free(legacy);
+    cJSON_Delete(c);
+}
+
+static void test_jwt_unknown_or_malformed_kid(void **state)
+{
+    (void)state;
+    const jwt_key_t keys[] = {{"new", test_key, TEST_KEYLEN}};
+    jwt_verify_opts_t o = {.now = NOW, .keys = keys, .nkeys = 1};
+    const char *payload = "{\"exp\":1700000300}";
+    static const struct {
+        const char *header;
+        jwt_status_t want;
+    } cases[] = {
+        {"{\"alg\":\"HS256\",\"kid\":\"other\"}", JWT_EKID},
+        {"{\"alg\":\"HS256\",\"kid\":\"NEW\"}", JWT_EKID},
+        {"{\"alg\":\"HS256\",\"kid\":\"new \"}", JWT_EMALFORMED},
+        {"{\"alg\":\"HS256\",\"kid\":\"\"}", JWT_EMALFORMED},
+        {"{\"alg\":\"HS256\",\"kid\":7}", JWT_EMALFORMED},
+        {"{\"alg\":\"HS256\",\"kid\":null}", JWT_EMALFORMED},
+        {"{\"alg\":\"HS256\",\"kid\":[\"new\"]}", JWT_EMALFORMED},
+        {"{\"alg\":\"HS256\",\"kid\":\"new\",\"kid\":\"new\"}", JWT_EMALFORMED},
+        {"{\"alg\":\"none\",\"kid\":\"new\"}", JWT_EALG},
+        {"{\"alg\":\"HS256\",\"kid\":\"new\"}", JWT_OK},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *tok = make_token(cases[i].header, payload);
+        expect_status(tok, &o, cases[i].want);
+        free(tok);
+    }
+    assert_string_equal(jwt_status_str(JWT_EKID), "unknown key id");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -838,6 +967,10 @@ int main(void)
         cmocka_unit_test(test_jwt_malformed),
         cmocka_unit_test(test_jwt_length_bound),
         cmocka_unit_test(test_jwt_status_str),
+        cmocka_unit_test(test_jwt_key_id_is_derived_from_the_key),
+        cmocka_unit_test(test_jwt_signed_tokens_carry_kid),
+        cmocka_unit_test(test_jwt_rotation_old_key_verifies_by_kid),
+        cmocka_unit_test(test_jwt_unknown_or_malformed_kid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

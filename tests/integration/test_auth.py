@@ -3,6 +3,7 @@ revocation, scopes, and every rejected-token case of the HS256 verifier."""
 
 import hashlib
 import json
+import subprocess
 import threading
 import time
 
@@ -464,6 +465,184 @@ class RejectedTokenTest(AuthCase):
         self.assertRejected(header="Bearer ", what="Bearer and a space")
         self.assertRejected(header=tok, what="token without scheme")
         self.assertRejected(header="Token " + tok, what="Token scheme")
+
+
+OTHER_SECRET = "another-secret-of-at-least-32-bytes-long!"
+
+
+def kid_of(secret):
+    """The key id Herald gives a JWT secret: SHA-256("herald-jwt-kid" || secret)[:4], hex."""
+    if isinstance(secret, str):
+        secret = secret.encode()
+    return hashlib.sha256(b"herald-jwt-kid" + secret).digest()[:4].hex()
+
+
+class SigningKeyRotationTest(AuthCase):
+    """Issue 17, item 14: tokens name their signing key (kid); older keys in
+    HERALD_JWT_OLD_SECRETS still verify, so a rotation logs nobody out."""
+
+    def test_tokens_carry_the_kid_of_the_signing_key(self):
+        _, key = harness.create_api_key("read")
+        tok = self.exchange(key).json["access_token"]
+        hdr, _, _ = harness.jwt_parts(tok)
+        self.assertEqual(hdr, {"alg": "HS256", "typ": "JWT", "kid": kid_of(harness.JWT_SECRET)})
+        r = harness.cli("token", "--sub", "ops", "--scopes", "read")
+        self.assertEqual(harness.jwt_parts(r.stdout.strip())[0]["kid"],
+                         kid_of(harness.JWT_SECRET), r)
+
+    def test_rotated_server_accepts_old_tokens_while_the_old_key_is_configured(self):
+        _, key = harness.create_api_key("read,admin")
+        old_tok = self.exchange(key).json["access_token"]
+        rotated = self.new_server(env={"HERALD_JWT_SECRET": OTHER_SECRET,
+                                       "HERALD_JWT_OLD_SECRETS": harness.JWT_SECRET.decode()})
+        me = rotated.get(ME, token=old_tok)
+        self.assertEqual(me.status, 200, me)
+        # what it issues now is signed by the new key and names it
+        new_tok = rotated.post_json(TOKEN, {"api_key": key}).json["access_token"]
+        self.assertEqual(harness.jwt_parts(new_tok)[0]["kid"], kid_of(OTHER_SECRET))
+        self.assertEqual(rotated.get(ME, token=new_tok).status, 200)
+        # a token from before key ids (no kid) under the old key still works
+        legacy = make_jwt(claims(scope="read"))
+        self.assertNotIn("kid", harness.jwt_parts(legacy)[0])
+        self.assertEqual(rotated.get(ME, token=legacy).status, 200)
+        # the old key removed: its tokens are refused (unknown kid), the new ones kept
+        pruned = self.new_server(env={"HERALD_JWT_SECRET": OTHER_SECRET})
+        self.assertUnauthorized(pruned.get(ME, token=old_tok))
+        self.assertIn("unknown key id", pruned.get(ME, token=old_tok).json["error"]["message"])
+        self.assertUnauthorized(pruned.get(ME, token=legacy))
+        self.assertEqual(pruned.get(ME, token=new_tok).status, 200)
+
+    def test_unknown_or_relabelled_kid_is_401(self):
+        good = make_jwt(claims(scope="read"), header={"alg": "HS256", "typ": "JWT",
+                                                      "kid": kid_of(harness.JWT_SECRET)})
+        self.assertEqual(self.me(good).status, 200)
+        unknown = make_jwt(claims(scope="read"), header={"alg": "HS256", "kid": "deadbeef"})
+        self.assertUnauthorized(self.me(unknown))
+        self.assertIn("unknown key id", self.me(unknown).json["error"]["message"])
+        for bad in (7, "", "a b", ["x"]):
+            with self.subTest(kid=bad):
+                self.assertUnauthorized(self.me(make_jwt(claims(scope="read"),
+                                                         header={"alg": "HS256", "kid": bad})))
+
+    def test_bad_old_secrets_are_refused_at_start(self):
+        for value, want in (("short", "expected 32 to 128 bytes"),
+                            (",".join([OTHER_SECRET + str(i) for i in range(9)]), "at most 8")):
+            with self.subTest(value=value[:20]):
+                env = harness.base_env(HERALD_JWT_OLD_SECRETS=value)
+                r = harness.cli("token", "--sub", "x", "--scopes", "read", env=env)
+                self.assertEqual(r.code, 1, r)
+                self.assertIn("HERALD_JWT_OLD_SECRETS", r.stderr)
+                self.assertIn(want, r.stderr)
+
+
+class RevocationTest(AuthCase):
+    """Issue 17, item 14: an access token's jti can be revoked (CLI and admin
+    API); the deny list is in Redis, PostgreSQL keeps the durable record."""
+
+    start_server = False
+
+    @classmethod
+    def setUpClass(cls):
+        harness.ensure_migrated()
+        super().setUpClass()
+        cls.redis = harness.PrivateRedis().start()
+        cls.server = cls.new_server(redis=cls.redis.url)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.redis.cleanup()
+
+    def token(self, scopes="read"):
+        _, key = harness.create_api_key(scopes)
+        return self.exchange(key).json["access_token"]
+
+    def cli_env(self):
+        return harness.base_env(HERALD_REDIS_URL=self.redis.url)
+
+    def revoke(self, arg, *flags):
+        return harness.cli("token", "revoke", arg, *flags, env=self.cli_env())
+
+    def restart_redis(self):
+        port = self.redis.port
+        self.redis.kill()
+        self.redis = type(self).redis = harness.PrivateRedis(port=port).start()
+
+    def test_cli_revoke_is_401_at_once_and_after_a_redis_restart(self):
+        tok, other = self.token(), self.token()
+        jti, exp = harness.jwt_parts(tok)[1]["jti"], harness.jwt_parts(tok)[1]["exp"]
+        self.assertEqual(self.me(tok).status, 200)
+        r = self.revoke(jti, "--expires-at", exp)
+        self.assertEqual(r.code, 0, r)
+        self.assertUnauthorized(self.me(tok))
+        self.assertIn("revoked", self.me(tok).json["error"]["message"])
+        self.assertEqual(self.me(other).status, 200)
+        # Redis restarts empty: the deny list is reloaded from PostgreSQL
+        t0 = int(time.time())
+        self.restart_redis()
+        self.assertUnauthorized(self.me(tok))
+        self.assertEqual(self.me(other).status, 200)
+        # ... and Redis holds it again, for the token's remaining life (+ the leeway)
+        ttl = int(subprocess.run(["redis-cli", "-p", str(self.redis.port), "TTL",
+                                  "herald:deny:v1:jti:" + jti],
+                                 capture_output=True, text=True).stdout.strip() or -2)
+        self.assertGreater(ttl, exp + 60 - time.time() - 30)
+        self.assertLessEqual(ttl, exp + 60 - t0)
+        rows = int(subprocess.run(["psql", "-X", "-A", "-t", "-d", harness.database_url(), "-c",
+                                   "SELECT count(*) FROM crm_audit_log WHERE action = "
+                                   "'token.revoke' AND target = 'jti:%s'" % jti],
+                                  capture_output=True, text=True).stdout.strip())
+        self.assertEqual(rows, 1)
+
+    def test_revoked_while_redis_is_down_is_refused_from_postgresql(self):
+        tok, other = self.token(), self.token()
+        self.redis.kill()
+        try:
+            r = self.revoke(tok)  # the whole token: its jti and exp are read from it
+            self.assertEqual(r.code, 1, r)
+            self.assertIn("PostgreSQL", r.stderr)
+            self.assertUnauthorized(self.me(tok))
+            self.assertEqual(self.me(other).status, 200)
+        finally:
+            self.restart_redis()
+        # Redis back, empty: the revocation made while it was down holds
+        self.assertUnauthorized(self.me(tok))
+        self.assertEqual(self.me(other).status, 200)
+
+    def test_admin_api_revokes(self):
+        admin, tok = self.token("admin"), self.token("read")
+        jti = harness.jwt_parts(tok)[1]["jti"]
+        r = self.server.post_json("/api/crm/auth/revoke", {"jti": jti},
+                                  headers={"Authorization": "Bearer " + tok})
+        self.assertEqual(r.status, 403, r)  # needs admin
+        r = self.server.post_json("/api/crm/auth/revoke", {"jti": jti},
+                                  headers={"Authorization": "Bearer " + admin})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["jti"], r.json["revoked"]), (jti, True))
+        self.assertUnauthorized(self.me(tok))
+        for body, what in (({}, "jti"), ({"jti": ""}, "jti"), ({"jti": "a b"}, "jti"),
+                           ({"jti": "x" * 64}, "jti"), ({"jti": jti, "expires_at": 1.5},
+                                                        "expires_at"),
+                           ({"jti": jti, "expires_at": 10 ** 20}, "expires_at")):
+            with self.subTest(body=body):
+                r = self.server.post_json("/api/crm/auth/revoke", body,
+                                          headers={"Authorization": "Bearer " + admin})
+                self.assertEqual(r.status, 400, r)
+                self.assertIn(what, r.json["error"]["message"])
+
+    def test_cli_usage(self):
+        r = harness.cli("token", "revoke", "--help")
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("usage: herald token revoke", r.stdout)
+        self.assertEqual(harness.cli("token", "revoke").code, 2)
+        self.assertEqual(harness.cli("token", "revoke", "a b").code, 2)
+        self.assertEqual(harness.cli("token", "revoke", "j", "--expires-at", "soon").code, 2)
+        # a forged token is not taken at its word
+        r = self.revoke(make_jwt(claims(scope="read"), key=b"x" * 40))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("invalid token", r.stderr)
 
 
 if __name__ == "__main__":

@@ -45,40 +45,52 @@ CONTEXT = {"event_type": "wedding", "event_date": "2027-06-14", "plan_url": PLAN
                {"name": "C", "price": 200, "url": VENDOR_C}]}]}
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-# The tracking key: HMAC-SHA256(encryption key, "herald/tracking/v1").
-TRACK_KEY = hmac.new(base64.b64decode(harness.ENCRYPTION_KEY), b"herald/tracking/v1",
-                     hashlib.sha256).digest()
+# The tracking key: HMAC-SHA256(encryption key, "herald/tracking/v1"); its id
+# is the encryption key's: SHA-256("herald-kid" || key)[:4].
+def track_key(enc_b64):
+    return hmac.new(base64.b64decode(enc_b64), b"herald/tracking/v1", hashlib.sha256).digest()
+
+
+def key_id(enc_b64):
+    return hashlib.sha256(b"herald-kid" + base64.b64decode(enc_b64)).digest()[:4]
+
+
+TRACK_KEY = track_key(harness.ENCRYPTION_KEY)
+TRACK_KID = key_id(harness.ENCRYPTION_KEY)
 
 
 def auth():
     return {"Authorization": "Bearer " + harness.make_jwt(harness.claims(scope="send read"))}
 
 
-def mint(kind, comm_id, index=0, expires=None, url=None, key=TRACK_KEY):
-    """A token of the documented layout: ver 1 | kind | expiry u32 BE | comm id |
-    index u16 BE | SHA-256(url)[:8] (zeros for the pixel), then HMAC[:16]."""
+def mint(kind, comm_id, index=0, expires=None, url=None, key=TRACK_KEY, kid=TRACK_KID,
+         version=2):
+    """A token of the documented layout: ver 2 | kind | key id (4 bytes) | expiry
+    u32 BE | comm id | index u16 BE | SHA-256(url)[:8] (zeros for the pixel), then
+    HMAC[:16]. Version 1 (links sent before key ids) has no key id."""
     if expires is None:
         expires = int(time.time()) + 86400
     h = hashlib.sha256(url.encode()).digest()[:8] if url is not None else bytes(8)
-    payload = (bytes([1, ord(kind)]) + struct.pack(">I", expires) + uuid.UUID(comm_id).bytes
+    payload = (bytes([version, ord(kind)]) + (kid if version == 2 else b"")
+               + struct.pack(">I", expires) + uuid.UUID(comm_id).bytes
                + struct.pack(">H", index) + h)
     mac = hmac.new(key, payload, hashlib.sha256).digest()[:16]
     return harness.b64url(payload + mac)
 
 
-def unpack(token):
+def unpack(token, key=TRACK_KEY, kid=TRACK_KID):
     """(kind, expires, comm_id, index, url_hash8) of a token whose MAC checks here."""
     raw = harness.b64url_decode(token)
-    if len(raw) != 48:
-        raise AssertionError("token %r is %d bytes, want 48" % (token, len(raw)))
-    mac = hmac.new(TRACK_KEY, raw[:32], hashlib.sha256).digest()[:16]
-    if not hmac.compare_digest(mac, raw[32:]):
+    if len(raw) != 52:
+        raise AssertionError("token %r is %d bytes, want 52" % (token, len(raw)))
+    mac = hmac.new(key, raw[:36], hashlib.sha256).digest()[:16]
+    if not hmac.compare_digest(mac, raw[36:]):
         raise AssertionError("token %r: MAC does not check with the derived key" % token)
-    if raw[0] != 1:
-        raise AssertionError("token %r: version %d" % (token, raw[0]))
-    (exp,) = struct.unpack(">I", raw[2:6])
-    (idx,) = struct.unpack(">H", raw[22:24])
-    return chr(raw[1]), exp, str(uuid.UUID(bytes=raw[6:22])), idx, raw[24:32]
+    if raw[0] != 2 or raw[2:6] != kid:
+        raise AssertionError("token %r: version %d, key id %s" % (token, raw[0], raw[2:6].hex()))
+    (exp,) = struct.unpack(">I", raw[6:10])
+    (idx,) = struct.unpack(">H", raw[26:28])
+    return chr(raw[1]), exp, str(uuid.UUID(bytes=raw[10:26])), idx, raw[28:36]
 
 
 class TrackingCase(harness.HeraldCase):
@@ -228,7 +240,7 @@ class TrackingTest(TrackingCase):
         hrefs = self.hrefs(html)
         # the vendor links in their order, through this server's /t/c/
         for i, (link, url) in enumerate(zip(clicks, (VENDOR_A, VENDOR_C))):
-            self.assertRegex(link, "^" + re.escape(self.public) + "/t/c/[A-Za-z0-9_-]{64}$")
+            self.assertRegex(link, "^" + re.escape(self.public) + "/t/c/[A-Za-z0-9_-]{70}$")
             kind, exp, cid, idx, h = unpack(link.rsplit("/", 1)[1])
             self.assertEqual((kind, cid, idx), ("c", comm, i), link)
             self.assertEqual(h, hashlib.sha256(url.encode()).digest()[:8], link)
@@ -239,7 +251,7 @@ class TrackingTest(TrackingCase):
         unsub = [h for h in hrefs if "/u/" in h]
         self.assertEqual(unsub, [self.public + "/u/preview"], hrefs)
         # the pixel, last thing in the body
-        self.assertRegex(pixel, "^" + re.escape(self.public) + r"/t/o/[A-Za-z0-9_-]{64}\.gif$")
+        self.assertRegex(pixel, "^" + re.escape(self.public) + r"/t/o/[A-Za-z0-9_-]{70}\.gif$")
         kind, _, cid, idx, h = unpack(pixel.rsplit("/", 1)[1][:-4])
         self.assertEqual((kind, cid, idx, h), ("o", comm, 0, bytes(8)), pixel)
         self.assertRegex(html, re.escape(pixel) + r'"[^>]*>\s*</body>', html)
@@ -439,6 +451,76 @@ class TrackingOffTest(TrackingCase):
         # the control: the copy of scripts/ is in use and only vendor_options is off
         comm = self.send_sent("welcome", {"event_type": "wedding", "event_date": "2027-06-14"})
         self.assertEqual(len(self.pixels(self.html(comm))), 1)
+
+
+class TrackingRotationTest(TrackingCase):
+    """Issue 17, item 5: rotating the encryption key keeps the links already
+    sent working while the old key stays in HERALD_ENCRYPTION_OLD_KEYS."""
+
+    NEW_KEY = base64.b64encode(bytes(range(100, 132))).decode()
+
+    def rotated(self, keep_old=True):
+        """A second server on the same database whose current key is NEW_KEY."""
+        env = {"HERALD_DATABASE_URL": self.db_url, "HERALD_OUTBOX_DIR": self.outbox,
+               "HERALD_WORKERS": "1", "HERALD_ENCRYPTION_KEY": self.NEW_KEY,
+               "HERALD_ENCRYPTION_OLD_KEYS": harness.ENCRYPTION_KEY if keep_old else None}
+        return self.new_server(env=env)
+
+    def hit_count(self, comm, kind):
+        return int(self.sql("SELECT count(*) FROM crm_delivery_logs WHERE communication_id = %s"
+                            " AND provider = 'tracking' AND event_type = " + "'%s'" % kind,
+                            comm))
+
+    def test_old_links_count_and_redirect_after_rotation_and_die_with_the_old_key(self):
+        comm = self.send_sent()
+        html = self.html(comm)
+        clicks = [self.local(h) for h in self.hrefs(html) if "/t/c/" in h]
+        pixel = self.local(self.pixels(html)[0])
+        self.assertEqual(len(clicks), 2, html)
+        # the links were signed by the old key and name it
+        unpack(clicks[0].rsplit("/", 1)[1])
+
+        rot = self.rotated()
+        r = rot.request("GET", pixel)
+        self.assertEqual((r.status, r.body[:6]), (200, b"GIF89a"), r)
+        r = rot.request("GET", clicks[0])
+        self.assertEqual((r.status, r.header("Location")), (302, VENDOR_A), r)
+        self.assertEqual(self.hit_count(comm, "open"), 1)
+        self.assertEqual(self.hit_count(comm, "click"), 1)
+        # a link sent before key ids (version 1) under the old key still works
+        legacy = mint("c", comm, 1, url=VENDOR_C, version=1)
+        r = rot.request("GET", "/t/c/" + legacy)
+        self.assertEqual((r.status, r.header("Location")), (302, VENDOR_C), r)
+        self.assertEqual(self.hit_count(comm, "click"), 2)
+        # new links are signed by the new key
+        fresh = mint("c", comm, 0, url=VENDOR_A, key=track_key(self.NEW_KEY),
+                     kid=key_id(self.NEW_KEY))
+        r = rot.request("GET", "/t/c/" + fresh)
+        self.assertEqual((r.status, r.header("Location")), (302, VENDOR_A), r)
+        # tampered is still tampered
+        tok = clicks[0].rsplit("/", 1)[1]
+        tampered = tok[:40] + ("B" if tok[40] == "A" else "A") + tok[41:]
+        r = rot.request("GET", "/t/c/" + tampered)
+        self.assertEqual((r.status, r.header("Location")), (404, None), r)
+        # a key id relabelled to the new key (MAC of the old) is tampering too
+        relabelled = mint("c", comm, 0, url=VENDOR_A, kid=key_id(self.NEW_KEY))
+        r = rot.request("GET", "/t/c/" + relabelled)
+        self.assertEqual((r.status, r.header("Location")), (404, None), r)
+        clicks_before = self.hit_count(comm, "click")
+
+        # the old key removed from the keyring: its links are dead
+        gone = self.rotated(keep_old=False)
+        r = gone.request("GET", clicks[1])
+        self.assertEqual((r.status, r.header("Location")), (404, None), r)
+        r = gone.request("GET", "/t/c/" + legacy)
+        self.assertEqual((r.status, r.header("Location")), (404, None), r)
+        r = gone.request("GET", pixel)
+        self.assertEqual((r.status, r.body[:6]), (200, b"GIF89a"), r)  # a pixel, recorded nowhere
+        self.assertEqual(self.hit_count(comm, "open"), 1)
+        self.assertEqual(self.hit_count(comm, "click"), clicks_before)
+        # the new key's links still work there
+        r = gone.request("GET", "/t/c/" + fresh)
+        self.assertEqual((r.status, r.header("Location")), (302, VENDOR_A), r)
 
 
 if __name__ == "__main__":
