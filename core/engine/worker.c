@@ -305,6 +305,11 @@ static void wake_workers(struct engine *e)
     }
 }
 
+bool engine_stopping(const engine_t *e)
+{
+    return e && atomic_load(&e->stopping);
+}
+
 struct receipt_queue *engine_receipts(engine_t *e)
 {
     return e ? e->receipts : NULL;
