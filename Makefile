@@ -6,7 +6,7 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test services stop fuzz bench bench-http bench-policy bench-transport bench-analytics format format-check clean
+.PHONY: all deps build run test test-faults services stop fuzz bench bench-http bench-policy bench-transport bench-analytics format format-check clean
 
 all: build
 
@@ -22,6 +22,10 @@ run: build
 
 test: build
 	@BUILD=$(BUILD) tools/test.sh
+
+# the fault matrix alone (tests labelled `faults`: tests/CMakeLists.txt)
+test-faults: build
+	@BUILD=$(BUILD) CTEST_ARGS="-L faults $(CTEST_ARGS)" tools/test.sh
 
 services: deps
 	@tools/services.sh start

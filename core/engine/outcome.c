@@ -9,12 +9,14 @@
 #include "base/utf8.h"
 #include "engine/alert.h"
 #include "engine/policy.h"
+#include "engine/worker.h"
 #include "store/repo_jobs.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Splits "email,sms" into channels; returns the count. */
@@ -154,12 +156,25 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
     };
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 /* Writes a list of outcomes in one transaction (a batch of plain sends is a
  * single statement); if that fails, one by one with retries: the sends
- * happened, and losing a record would send again after the lease. */
+ * happened, and losing a record would send again after the lease. So the
+ * retries go on, once a second, for as long as the lease surely still holds
+ * the jobs (it is renewed every third of its length: half of it is safe),
+ * and a database outage shorter than that sends nothing twice. A stopping
+ * process gives up after five tries (about 6 s); the lease brings the jobs
+ * back, marked "may have been sent". */
 void outcome_write(app_t *app, outcome_rec_t *recs, int n)
 {
     hd_err_t err;
+    int64_t give_up = mono_ms() + (int64_t)app->cfg->lease_s * 1000 / 2;
     comm_record_t batch[OUTCOME_MAX];
     int nb = 0;
     for (int i = 0; i < n; i++) {
@@ -179,11 +194,13 @@ void outcome_write(app_t *app, outcome_rec_t *recs, int n)
     bool batched = comms_record_many(app->db, batch, nb, targets, &err) == 0;
     for (int i = 0; i < nb; i++) {
         comm_record_t *r = &batch[i];
-        for (int tries = 0; !batched && tries < 5 && r->result < 0; tries++) {
+        for (int tries = 0; !batched && r->result < 0; tries++) {
             /* the worker's own thread: the sends happened, their record
-             * must not be lost to a database blip */
+             * must not be lost to a database outage */
+            if (tries >= 5 && (mono_ms() >= give_up || engine_stopping(app->engine)))
+                break;
             if (tries)
-                usleep(200000u << tries);
+                usleep(tries < 3 ? 200000u << tries : 1000000u);
             r->result = comms_record(app->db, r->job, &r->a, r->outcome, r->delay_s, targets, &err);
         }
         metrics_in_flight(app->metrics, -1);

@@ -37,11 +37,17 @@
  * enough that the provider is never idle, seldom enough that a claim (and
  * its mark and record statements) carries several messages, not one. */
 #define CLAIM_AT (BATCH / 2)
+/* A send still in flight after this long is stalled (a provider answers in
+ * milliseconds or is in trouble): it keeps its slot but no longer counts
+ * against claiming, so a provider that hangs until its timeout cannot hold
+ * back the messages of other channels. SLOTS bounds what one worker holds. */
+#define STALLED_MS 500
+#define SLOTS      (BATCH * 8)
 /* Threads applying webhook receipts: each receipt is one or two short
  * statements, so two keep up with a burst while the HTTP threads only
  * parse and answer. */
 #define RECEIPT_THREADS 2
-_Static_assert(BATCH <= OUTCOME_MAX, "a worker's finished sends are written in one batch");
+_Static_assert(BATCH <= OUTCOME_MAX, "a worker's finished sends are written BATCH at a time");
 
 typedef struct outcome {
     tr_message_t *msg;
@@ -105,8 +111,8 @@ static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, b
 {
     app_t *app = w->eng->app;
     hd_err_t err;
-    bool marked[BATCH];
-    const char *channels[BATCH];
+    bool marked[SLOTS];
+    const char *channels[SLOTS];
     /* only a message's own send is marked: an alert's POST or email is not */
     for (int i = 0; i < n; i++)
         channels[i] =
@@ -201,28 +207,71 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms)
     return list;
 }
 
-/* A worker keeps up to BATCH messages in flight: it claims as slots free up
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Records the outcomes of a list, BATCH at a time; frees their slots. */
+static int record_outcomes(app_t *app, outcome_t *list, comm_job_t *jobs, bool *used)
+{
+    int freed = 0;
+    while (list) {
+        outcome_rec_t recs[BATCH];
+        outcome_t *done[BATCH];
+        int k = 0;
+        for (; list && k < BATCH; list = list->next) {
+            outcome_prepare(app, &jobs[list->slot], list->msg, &list->res, &recs[k]);
+            done[k++] = list;
+        }
+        outcome_write(app, recs, k);
+        for (int i = 0; i < k; i++) {
+            int slot = done[i]->slot;
+            free(recs[i].details);
+            tr_message_free(done[i]->msg);
+            free(done[i]);
+            comm_job_free(&jobs[slot]);
+            used[slot] = false;
+            freed++;
+        }
+    }
+    return freed;
+}
+
+/* A worker keeps up to BATCH messages moving: it claims as slots free up
  * rather than waiting for a whole batch, so one slow provider answer never
- * holds the others back. */
+ * holds the others back; sends that stall (STALLED_MS) keep their slots
+ * but leave room for new work, up to SLOTS. */
 static void *run_worker(void *arg)
 {
     pthread_setname_np(pthread_self(), "herald-worker");
     worker_t *w = arg;
     struct engine *e = w->eng;
     app_t *app = e->app;
-    comm_job_t jobs[BATCH];
-    bool used[BATCH] = {false};
+    comm_job_t jobs[SLOTS];
+    bool used[SLOTS] = {false};
+    int64_t since[SLOTS]; /* when the slot's send went to the transport */
     int inflight = 0;
     memset(jobs, 0, sizeof(jobs));
     struct timespec renewed;
     clock_gettime(CLOCK_MONOTONIC, &renewed);
     while (!atomic_load(&e->stopping) || inflight > 0) {
         hd_err_t err;
-        if (!atomic_load(&e->stopping) && inflight <= CLAIM_AT) {
+        int64_t now_ms = mono_ms(), next_stall = 0;
+        int moving = 0; /* in flight and not stalled */
+        for (int s = 0; s < SLOTS; s++)
+            if (used[s] && now_ms - since[s] < STALLED_MS) {
+                moving++;
+                if (next_stall == 0 || since[s] + STALLED_MS < next_stall)
+                    next_stall = since[s] + STALLED_MS;
+            }
+        int want = BATCH - moving < SLOTS - inflight ? BATCH - moving : SLOTS - inflight;
+        if (!atomic_load(&e->stopping) && moving <= CLAIM_AT && want > 0) {
             comm_job_t fresh[BATCH];
             unsigned long seen = wake_count(e);
-            int n =
-                comms_claim(app->db, w->owner, BATCH - inflight, app->cfg->lease_s, fresh, &err);
+            int n = comms_claim(app->db, w->owner, want, app->cfg->lease_s, fresh, &err);
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);
             if (n <= 0 && inflight == 0) {
@@ -232,20 +281,24 @@ static void *run_worker(void *arg)
                 wait_for_work(e, seen, next < 0.005 ? 0.005 : next);
                 continue;
             }
-            tr_message_t *msgs[BATCH] = {NULL};
-            bool placed[BATCH] = {false};
+            tr_message_t *msgs[SLOTS] = {NULL};
+            bool placed[SLOTS] = {false};
             for (int k = 0, s = 0; k < n; k++) {
                 while (used[s])
                     s++;
                 jobs[s] = fresh[k]; /* the slot takes the job's memory */
                 used[s] = placed[s] = true;
+                since[s] = now_ms;
                 dispatch_job(app, &jobs[s], &msgs[s]);
             }
-            bool went[BATCH];
-            inflight += send_all(w, jobs, msgs, BATCH, went);
+            bool went[SLOTS];
+            int sent = send_all(w, jobs, msgs, SLOTS, went);
+            inflight += sent;
+            if (sent > 0 && (next_stall == 0 || now_ms + STALLED_MS < next_stall))
+                next_stall = now_ms + STALLED_MS;
             /* slots of this claim that did not go out (settled here,
              * cancelled, left to the lease) are free again */
-            for (int s = 0; s < BATCH; s++)
+            for (int s = 0; s < SLOTS; s++)
                 if (placed[s] && !went[s]) {
                     comm_job_free(&jobs[s]);
                     used[s] = false;
@@ -262,29 +315,16 @@ static void *run_worker(void *arg)
             comms_extend(app->db, w->owner, app->cfg->lease_s, NULL);
             renewed = now;
         }
-        /* Room left and work may be waiting: look again soon; full: wait. */
-        bool room = !atomic_load(&e->stopping) && inflight <= CLAIM_AT;
-        /* with room, claim again on a kick or after 100 ms (jobs that came
-         * due by time: retries, timers); full, when an outcome comes */
-        outcome_t *list = wait_outcomes(w, room ? 100 : 0);
-        outcome_rec_t recs[BATCH];
-        outcome_t *done[BATCH];
-        int k = 0;
-        for (outcome_t *o = list; o && k < BATCH; o = o->next) {
-            outcome_prepare(app, &jobs[o->slot], o->msg, &o->res, &recs[k]);
-            done[k++] = o;
+        /* Room left and work may be waiting: look again soon (on a kick or
+         * after 100 ms: jobs that came due by time); busy: until an outcome
+         * comes or the next send stalls; every slot taken: until an outcome. */
+        int max_ms = 0;
+        if (!atomic_load(&e->stopping) && inflight < SLOTS) {
+            bool room = moving <= CLAIM_AT;
+            int64_t to_stall = next_stall > 0 ? next_stall - mono_ms() : 0;
+            max_ms = room ? 100 : (int)(to_stall > 1 ? to_stall : 1);
         }
-        if (k)
-            outcome_write(app, recs, k);
-        for (int i = 0; i < k; i++) {
-            int slot = done[i]->slot;
-            free(recs[i].details);
-            tr_message_free(done[i]->msg);
-            free(done[i]);
-            comm_job_free(&jobs[slot]);
-            used[slot] = false;
-            inflight--;
-        }
+        inflight -= record_outcomes(app, wait_outcomes(w, max_ms), jobs, used);
     }
     return NULL;
 }
@@ -303,6 +343,11 @@ static void wake_workers(struct engine *e)
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
     }
+}
+
+bool engine_stopping(const engine_t *e)
+{
+    return e && atomic_load(&e->stopping);
 }
 
 struct receipt_queue *engine_receipts(engine_t *e)
@@ -329,13 +374,6 @@ bool engine_kick(engine_t *e)
             atomic_store(&e->notify_pending, false); /* counter full: a NOTIFY is due anyway */
     }
     return true;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* Takes every notification libpq holds; true when one came from another

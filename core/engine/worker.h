@@ -27,6 +27,9 @@ bool engine_kick(engine_t *e);
  * engine, a NOTIFY for the others. Never waits for more than one round trip. */
 void engine_wake(app_t *app);
 
+/* True once engine_stop has begun (false for NULL). */
+bool engine_stopping(const engine_t *e);
+
 /* The receipt threads of e (engine/receipt.h), or NULL without an engine. */
 struct receipt_queue *engine_receipts(engine_t *e);
 

@@ -277,12 +277,19 @@ void http_reply_error(http_req_t *req, int status, const char *code, const char 
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", msg);
     http_reply_json(req, status, doc);
+    /* a client told only "unavailable" would retry at once, or never */
+    if (status == 503)
+        http_reply_header(req, "Retry-After", "1");
 }
 
 void http_reply_header(http_req_t *req, const char *name, const char *value)
 {
-    if (req->resp)
-        MHD_add_response_header(req->resp, name, value);
+    if (req->resp == NULL)
+        return;
+    const char *old = MHD_get_response_header(req->resp, name);
+    if (old) /* one value per name; the delete compares before it frees */
+        MHD_del_response_header(req->resp, name, old);
+    MHD_add_response_header(req->resp, name, value);
 }
 
 bool http_parse_traceparent(const char *v, char trace_id[33])

@@ -67,13 +67,16 @@ void http_stop(http_server_t *srv);
 
 /* Replies with a JSON document; takes ownership of doc. */
 void http_reply_json(http_req_t *req, int status, cJSON *doc);
-/* Replies {"error":{"code":code,"message":<formatted>}}. */
+/* Replies {"error":{"code":code,"message":<formatted>}}. A 503 (a
+ * dependency is down) carries "Retry-After: 1" unless the caller sets
+ * another with http_reply_header. */
 void http_reply_error(http_req_t *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Replies with bytes of the given content type (copied). */
 void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data,
                       size_t len);
-/* Adds a header to the reply made by the last http_reply_* call. */
+/* Sets a header of the reply made by the last http_reply_* call, replacing
+ * one of that name already set. */
 void http_reply_header(http_req_t *req, const char *name, const char *value);
 
 /* Answers later without holding an HTTP thread: after the handler returns

@@ -11,6 +11,7 @@ One process serves both providers on one port, told apart by the path:
     POST /_hold[?provider=twilio|meta]                     hold provider answers (see "Hold")
     GET  /_held                                            the answers held now, JSON
     POST /_release                                         send every held answer; stop holding
+    POST /_fail?percent=P                                  change --fail-percent while running
 
 Debian's /usr/bin/python3, standard library only.  HTTP/1.1 with keep-alive
 (one thread per TCP connection, many requests per connection), every response
@@ -578,6 +579,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.server.stats.snapshot(reset=reset), indent=1) + "\n"))
         if path in ("/_hold", "/_held", "/_release"):
             return self.send(self.hold_control(path, url.query))
+        if path == "/_fail":
+            return self.send(self.fail_control(url.query))
 
         if TWILIO_PATH.match(path) or path.startswith("/2010-04-01/"):
             provider = "twilio"
@@ -625,6 +628,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.hang()
         else:
             self.send(reply)
+
+    def fail_control(self, query):
+        """POST /_fail?percent=P: --fail-percent from now on (a provider that
+        starts or stops failing while the client runs)."""
+        if self.command != "POST":
+            return Reply(405, {"error": "POST /_fail?percent=P"})
+        try:
+            p = float(urllib.parse.parse_qs(query)["percent"][0])
+        except (KeyError, ValueError):
+            p = -1
+        if not 0 <= p <= 100:
+            return Reply(400, {"error": "percent: expected a number from 0 to 100"})
+        old, self.server.fail_percent = self.server.fail_percent, p
+        return Reply(200, {"fail_percent": p, "was": old})
 
     def hold_control(self, path, query):
         """POST /_hold[?provider=...], GET /_held, POST /_release."""

@@ -7,12 +7,14 @@ HERALD_REDIS_URL come from the environment (`eval "$(tools/services.sh env)"`).
 """
 
 import base64
+import glob
 import hashlib
 import hmac
 import http.client
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -662,3 +664,159 @@ def start_alert_sink():
 
 def main():
     unittest.main(verbosity=2)
+
+
+# ---------------------------------------------------------------------------
+# A PostgreSQL of its own (fault tests stop and restart it)
+# ---------------------------------------------------------------------------
+
+def _pg_bin(tool):
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                  key=lambda d: [int(x) for x in re.findall(r"\d+", d)])
+    if not dirs:
+        raise AssertionError("PostgreSQL binaries not found (tools/deps.sh installs them)")
+    return os.path.join(dirs[-1], tool)
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster in a temporary directory, on a port of
+    its own, with a migrated `herald` database: a test may stop, restart or
+    kill it without touching the shared server other tests use. As root the
+    cluster belongs to `postgres` (initdb refuses root), as in tools/services.sh."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="herald-it-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "server.log")
+        self.root = os.getuid() == 0
+        if self.root:
+            shutil.chown(self.dir, "postgres")
+
+    @property
+    def url(self):
+        return "postgresql://herald@127.0.0.1:%d/herald" % self.port
+
+    def _run(self, *args, timeout=120, check=True):
+        cmd = list(args)
+        if self.root:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError("%s failed (%d): %s\n%s" % (
+                args[0], p.returncode, p.stderr.decode(errors="replace"), self.server_log()))
+        return p
+
+    def server_log(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-3000:]
+        except OSError:
+            return ""
+
+    def start(self, migrate=True):
+        """Creates the cluster on first use, starts it, waits until it answers."""
+        if not os.path.exists(os.path.join(self.data, "PG_VERSION")):
+            self._run(_pg_bin("initdb"), "-D", self.data, "-U", "herald", "--auth=trust",
+                      "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+            self._run(_pg_bin("pg_ctl"), "-D", self.data, "-w", "-t", "60", "-l", self.log,
+                      "-o", self._options(), "start")
+            subprocess.run(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "herald", "-d", "postgres", "-c", "CREATE DATABASE herald"],
+                           check=True, capture_output=True)
+            if migrate:
+                r = subprocess.run([HERALD_BIN, "migrate"], cwd=SOURCE_DIR, capture_output=True,
+                                   env=base_env(HERALD_DATABASE_URL=self.url))
+                if r.returncode != 0:
+                    raise AssertionError("migrate failed: %s" % r.stderr.decode())
+            return self
+        self._run(_pg_bin("pg_ctl"), "-D", self.data, "-w", "-t", "60", "-l", self.log,
+                  "-o", self._options(), "start")
+        return self
+
+    def _options(self):
+        # fsync off: these tests stop the server, never the machine
+        return ("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=100 "
+                "-c fsync=off" % (self.port, self.dir))
+
+    def stop(self, mode="fast"):
+        """pg_ctl stop -m MODE (fast: sessions are terminated, as in a restart;
+        immediate: a crash, recovery at the next start)."""
+        self._run(_pg_bin("pg_ctl"), "-D", self.data, "-m", mode, "-w", "-t", "60", "stop")
+
+    def restart(self, mode="fast"):
+        self._run(_pg_bin("pg_ctl"), "-D", self.data, "-m", mode, "-w", "-t", "60", "-l",
+                  self.log, "-o", self._options(), "restart")
+
+    def ready(self):
+        return subprocess.run([_pg_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                               str(self.port)]).returncode == 0
+
+    def psql(self, sql):
+        """One statement's rows as text (-tA), on the private database."""
+        return subprocess.run(["psql", "-X", "-qtA", "-d", self.url, "-c", sql], check=True,
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+
+    def cleanup(self):
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            self._run(_pg_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop",
+                      check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_until(pred, timeout, interval=0.1):
+    """Polls pred() until it returns a true value (returned) or timeout passes
+    (the last value is returned)."""
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v or time.time() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def start_smtp_sink(tmp, *args):
+    """tests/fakes/smtp_sink.py on a free port, saving into tmp/mail (args:
+    more of its options, e.g. "--latency-ms", "200").
+    Returns (process, port, maildir); stop it with SIGTERM."""
+    maildir = os.path.join(tmp, "mail")
+    os.makedirs(maildir, exist_ok=True)
+    ready = os.path.join(tmp, "sink.ready")
+    p = subprocess.Popen(["/usr/bin/python3",
+                          os.path.join(SOURCE_DIR, "tests", "fakes", "smtp_sink.py"),
+                          "--port", "0", "--ready-file", ready, "--maildir", maildir, *args],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 15
+    while not os.path.exists(ready):
+        if time.time() > deadline or p.poll() is not None:
+            raise RuntimeError("smtp sink did not start")
+        time.sleep(0.05)
+    with open(ready) as f:
+        return p, int(f.read().split()[0]), maildir
+
+
+_MSGID = re.compile(rb"^Message-ID: <([0-9a-f-]{36})@", re.M | re.I)
+
+
+def maildir_message_ids(maildir):
+    """The communication id (from Message-ID) of every message the SMTP sink
+    saved, one entry per message received: a duplicate appears twice."""
+    ids = []
+    for path in glob.glob(os.path.join(maildir, "*.eml")):
+        with open(path, "rb") as f:
+            m = _MSGID.search(f.read(8192))
+        if m:
+            ids.append(m.group(1).decode())
+    return ids
+
+
+def outbox_ids(outbox, channel):
+    """The communication id of every file the outbox driver wrote for a
+    channel (`<comm_id>-<attempt>.eml|json`), one entry per file."""
+    out = []
+    for path in glob.glob(os.path.join(outbox, channel, "*")):
+        name = os.path.basename(path)
+        if name.startswith("."):
+            continue  # a temporary file being written
+        out.append(name[:36])
+    return out
