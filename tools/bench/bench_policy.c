@@ -94,6 +94,17 @@ int main(int argc, char **argv)
     cJSON *dargs[] = {req, prefs, now};
     bench(rt, "strategy.decide", "strategy", "decide", dargs, 3, iters);
     cJSON *ctx = example(rt, "vendor_options");
+    const char *ctypes[] = {"welcome", "vendor_options"};
+    for (int i = 0; i < 2; i++) {
+        /* what acceptance asks of every request (scripts/types.lua) */
+        cJSON *t = cJSON_CreateString(ctypes[i]), *c = example(rt, ctypes[i]);
+        cJSON *cargs[] = {t, c};
+        char label[64];
+        snprintf(label, sizeof(label), "types.check %s", ctypes[i]);
+        bench(rt, label, "types", "check", cargs, 2, iters);
+        cJSON_Delete(t);
+        cJSON_Delete(c);
+    }
     const char *channels[] = {"email", "sms", "whatsapp"};
     for (int i = 0; i < 3; i++) {
         cJSON *t = cJSON_CreateString("vendor_options"), *c = cJSON_CreateString(channels[i]);
