@@ -13,7 +13,7 @@ return {
     -- one address (0: no limit, e.g. behind a proxy), and seconds for a
     -- request's headers and for a silent connection
     max_connections = 4096,
-    max_connections_per_address = 64,
+    max_connections_per_address = 256,
     header_timeout = 10,
     idle_timeout = 30,
     -- largest provider callback (a Meta payload of 3,000 statuses is ~1 MB)

@@ -47,7 +47,7 @@ static const field_t schema[] = {
     {"http.threads", K_INT, OFF(http_threads), false, "4", 1, 256, NULL},
     {"http.max_body_bytes", K_LONG, OFF(max_body_bytes), false, "1048576", 1024, 64 << 20, NULL},
     {"http.max_connections", K_INT, OFF(http_max_conns), false, "4096", 16, 1000000, NULL},
-    {"http.max_connections_per_address", K_INT, OFF(http_max_conns_per_addr), false, "64", 0,
+    {"http.max_connections_per_address", K_INT, OFF(http_max_conns_per_addr), false, "256", 0,
      1000000, NULL},
     {"http.header_timeout", K_INT, OFF(http_header_timeout_s), false, "10", 1, 3600, NULL},
     {"http.idle_timeout", K_INT, OFF(http_idle_timeout_s), false, "30", 1, 3600, NULL},

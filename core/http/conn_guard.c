@@ -39,9 +39,9 @@ struct http_guard {
     pthread_t sweeper;
     /* the last libmicrohttpd message and when it was written */
     pthread_mutex_t log_mu;
-    char last_msg[256];      /* under log_mu */
-    long long last_ms;       /* under log_mu */
-    unsigned long repeated;  /* under log_mu: the same message since */
+    char last_msg[256];     /* under log_mu */
+    long long last_ms;      /* under log_mu */
+    unsigned long repeated; /* under log_mu: the same message since */
 };
 
 static long long now_ms(void)
@@ -66,7 +66,7 @@ unsigned http_guard_fd_budget(const cfg_t *cfg)
     if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + FD_RESERVE)
         return want;
     unsigned can = rl.rlim_cur > 2 * FD_RESERVE ? (unsigned)(rl.rlim_cur - FD_RESERVE)
-                                                 : (unsigned)(rl.rlim_cur / 2);
+                                                : (unsigned)(rl.rlim_cur / 2);
     char lim[32], got[32];
     snprintf(lim, sizeof(lim), "%llu", (unsigned long long)rl.rlim_cur);
     snprintf(got, sizeof(got), "%u", can);

@@ -411,7 +411,7 @@ static void dispatch(http_req_t *req)
     app_t *app = req->app;
     if (req->too_large) {
         http_reply_error(req, 413, "payload_too_large", "request body exceeds %ld bytes",
-                         app->cfg->max_body_bytes);
+                         req->body_limit);
         return;
     }
     route_status_t rs = router_match(app->router, req->method, req->path, &req->match);
@@ -536,8 +536,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         begin_request(req);
         *con_cls = req;
         /* A declared length over the limit is refused before reading it. */
+        const cfg_t *cfg = srv->app->cfg;
+        req->body_limit = strncmp(url, "/api/crm/webhooks/", 18) == 0 ? cfg->webhook_max_bytes
+                                                                      : cfg->max_body_bytes;
         const char *cl = http_header(req, "Content-Length");
-        if (cl && strtoll(cl, NULL, 10) > srv->app->cfg->max_body_bytes) {
+        if (cl && strtoll(cl, NULL, 10) > req->body_limit) {
             req->too_large = true;
             dispatch(req);
             return send_reply(req);
@@ -545,7 +548,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) {
-        size_t max = (size_t)srv->app->cfg->max_body_bytes;
+        size_t max = (size_t)req->body_limit;
         if (!req->too_large && req->body.len + *upload_size > max) {
             req->too_large = true;
             req->discarded = req->body.len;
@@ -650,7 +653,6 @@ http_server_t *http_start(app_t *app, hd_err_t *err)
                      MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* Connection caps (conn_guard.h): one address holds at most its share. */
     if (srv->guard)
         srv->daemon = MHD_start_daemon(
             flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv,

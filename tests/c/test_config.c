@@ -42,7 +42,7 @@ static void test_minimal_and_defaults(void **state)
     assert_true(cfg.allow_dev_keys);
     assert_true(cfg.retry_scale == 1.0);
     assert_int_equal(cfg.http_max_conns, 4096);
-    assert_int_equal(cfg.http_max_conns_per_addr, 64);
+    assert_int_equal(cfg.http_max_conns_per_addr, 256);
     assert_int_equal(cfg.http_header_timeout_s, 10);
     assert_int_equal(cfg.http_idle_timeout_s, 30);
     assert_int_equal(cfg.webhook_max_bytes, 2097152);

@@ -25,7 +25,7 @@ ATTACKER = "127.0.0.2"
 IDLE = 2000
 DRIBBLERS = 40
 # the shipped defaults (config.lua, docs/configuration.md)
-PER_ADDRESS = 64
+PER_ADDRESS = 256
 HEADER_TIMEOUT_S = 10
 BOUND_S = 0.100
 
