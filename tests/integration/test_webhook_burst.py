@@ -29,7 +29,9 @@ TW = "/api/crm/webhooks/twilio"
 WA = "/api/crm/webhooks/whatsapp"
 APP_SECRET = "wa-app-secret-" + uuid.uuid4().hex
 BOUND_S = 0.5
-META_BOUND_S = 2.0
+# the sanitizer run (ASAN_OPTIONS set) measured 7 s for the 3,000: instrumented
+# parsing, not the database; the old code's answer was a 503 either way
+META_BOUND_S = 9.0 if os.environ.get("ASAN_OPTIONS") else 2.0
 STATUSES = 3000
 TWILIO_BURST = 600
 WEBHOOK_MAX = 2 * 1024 * 1024  # the default of http.webhook_max_bytes
