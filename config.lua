@@ -9,6 +9,15 @@ return {
     public_url = env("HERALD_PUBLIC_URL", "http://" .. env("HERALD_LISTEN", "127.0.0.1:8080")),
     threads = 4,
     max_body_bytes = 1024 * 1024,
+    -- slow and idle clients (docs/configuration.md): connections at once, from
+    -- one address (0: no limit, e.g. behind a proxy), and seconds for a
+    -- request's headers and for a silent connection
+    max_connections = 4096,
+    max_connections_per_address = 256,
+    header_timeout = 10,
+    idle_timeout = 30,
+    -- largest provider callback (a Meta payload of 3,000 statuses is ~1 MB)
+    webhook_max_bytes = 2 * 1024 * 1024,
   },
   database = {
     -- the private cluster of `make run` (tools/services.sh) unless set

@@ -31,6 +31,11 @@ typedef struct cfg {
     char *public_url;
     int http_threads;
     long max_body_bytes;
+    int http_max_conns;          /* connections at once, every address together */
+    int http_max_conns_per_addr; /* from one client address; 0: no limit (behind a proxy) */
+    int http_header_timeout_s;   /* a request's headers arrive within this, or it is closed */
+    int http_idle_timeout_s;     /* a connection silent this long is closed */
+    long webhook_max_bytes;      /* largest provider callback; more is 413 */
 
     /* stores */
     char *database_url;

@@ -46,6 +46,13 @@ static const field_t schema[] = {
     {"http.public_url", K_URL, OFF(public_url), false, "http://127.0.0.1:8080", 0, 0, "http https"},
     {"http.threads", K_INT, OFF(http_threads), false, "4", 1, 256, NULL},
     {"http.max_body_bytes", K_LONG, OFF(max_body_bytes), false, "1048576", 1024, 64 << 20, NULL},
+    {"http.max_connections", K_INT, OFF(http_max_conns), false, "4096", 16, 1000000, NULL},
+    {"http.max_connections_per_address", K_INT, OFF(http_max_conns_per_addr), false, "256", 0,
+     1000000, NULL},
+    {"http.header_timeout", K_INT, OFF(http_header_timeout_s), false, "10", 1, 3600, NULL},
+    {"http.idle_timeout", K_INT, OFF(http_idle_timeout_s), false, "30", 1, 3600, NULL},
+    {"http.webhook_max_bytes", K_LONG, OFF(webhook_max_bytes), false, "2097152", 1024, 64 << 20,
+     NULL},
     {"database.url", K_URL, OFF(database_url), true, NULL, 0, 0, "postgresql postgres"},
     {"database.pool_size", K_INT, OFF(db_pool_size), false, "8", 1, 512, NULL},
     {"database.connect_timeout", K_INT, OFF(db_connect_timeout_s), false, "5", 1, 300, NULL},
@@ -406,6 +413,12 @@ static int apply_defaults(cfg_t *cfg, hd_err_t *err)
 /* Rules across keys: what a chosen driver needs. */
 static int check_together(const cfg_t *c, const char *name, hd_err_t *err)
 {
+    if (c->http_max_conns_per_addr > c->http_max_conns / 2)
+        return hd_err_set(err,
+                          "%s: http.max_connections_per_address: %d leaves no room for other "
+                          "addresses; at most half of http.max_connections (%d), or 0 for no "
+                          "limit",
+                          name, c->http_max_conns_per_addr, c->http_max_conns / 2);
     if (strcmp(c->email_driver, "smtp") == 0 && c->smtp_url == NULL)
         return hd_err_set(err,
                           "%s: channels.email.smtp_url: required with the smtp driver (set "

@@ -267,19 +267,129 @@ static void batch_unref(receipt_batch_t *b)
     free(b);
 }
 
-static void apply_batch(app_t *app, receipt_batch_t *b)
+/* Receipts per statement: array_position in the batched statements is
+ * linear in the batch, so a larger batch costs more per receipt. */
+#define CHUNK 500
+/* Receipts one thread takes from the queue at once (across batches). */
+#define TAKE_MAX 4000
+
+static int by_index(const void *a, const void *b)
 {
-    int state = 0;
-    for (int i = 0; i < b->n && state == 0; i++) {
-        receipt_result_t res;
-        hd_err_t err;
-        if (receipt_handle(app, &b->rs[i], &res, &err) != 0) {
-            log_warn("cannot record a receipt; the provider is asked to send it again", "provider",
-                     b->rs[i].provider, "reason", err.msg);
-            state = 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+/* One pass over part of rs: at most one receipt per message (in order), so
+ * that applying them together is applying them one after another. The found
+ * failures go through receipt_handle (the policy, parking, alerts), the rest
+ * in one statement. The receipts it left for the next pass go to later. */
+static int apply_pass(app_t *app, const receipt_t *const *rs, const int *idx, int n, int *later,
+                      int *nlater, hd_err_t *err)
+{
+    const receipt_t **pass = xcalloc((size_t)n, sizeof(*pass));
+    int *pidx = xcalloc((size_t)n, sizeof(int));
+    int np = 0;
+    for (int i = 0; i < n; i++) {
+        bool clash = np >= CHUNK;
+        for (int j = 0; j < np && !clash; j++)
+            clash = strcmp(pass[j]->provider_id, rs[idx[i]]->provider_id) == 0 ||
+                    strcmp(pass[j]->dedup_key, rs[idx[i]]->dedup_key) == 0;
+        if (clash) {
+            later[(*nlater)++] = idx[i];
+        } else {
+            pidx[np] = idx[i];
+            pass[np++] = rs[idx[i]];
         }
     }
-    atomic_store(&b->state, state);
+    receipt_target_t *ts = xcalloc((size_t)np, sizeof(*ts));
+    const receipt_t **fast = xcalloc((size_t)np, sizeof(*fast));
+    const receipt_target_t **fts = xcalloc((size_t)np, sizeof(*fts));
+    receipt_result_t *res = xcalloc((size_t)np, sizeof(*res));
+    char(*moved)[16] = xcalloc((size_t)np, sizeof(*moved));
+    int nfast = 0, rc = receipts_find_many(app->db, pass, np, ts, err);
+    for (int i = 0; i < np && rc == 0; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && ts[i].found && !seen; j++)
+            seen = ts[j].found && strcmp(ts[j].comm_id, ts[i].comm_id) == 0;
+        if (seen) { /* the same message by another provider id: next pass */
+            later[(*nlater)++] = pidx[i];
+            ts[i].found = false;
+            ts[i].comm_id[0] = '\0';
+            pass[i] = NULL;
+        } else if (!(ts[i].found && pass[i]->kind == RECEIPT_FAILED)) {
+            fts[nfast] = &ts[i];
+            fast[nfast++] = pass[i];
+        }
+    }
+    if (rc == 0 && nfast > 0)
+        rc = receipts_apply_many(app->db, fast, fts, nfast, res, moved, err);
+    for (int i = 0; i < nfast && rc == 0; i++) {
+        if (res[i] == RECEIPT_APPLIED)
+            count(app, fast[i], fts[i], ACT_NONE, "", moved[i]);
+        if (res[i] == RECEIPT_ORPHAN)
+            log_warn("receipt for a message Herald does not know; kept as an orphan event",
+                     "provider", fast[i]->provider, "provider_message_id", fast[i]->provider_id,
+                     "status", fast[i]->raw_status);
+    }
+    /* the failures of known messages, one by one, as a single receipt */
+    for (int i = 0; i < np && rc == 0; i++) {
+        receipt_result_t r1;
+        if (pass[i] && ts[i].found && pass[i]->kind == RECEIPT_FAILED)
+            rc = receipt_handle(app, pass[i], &r1, err);
+    }
+    for (int i = 0; i < np; i++)
+        receipt_target_free(&ts[i]);
+    free(moved);
+    free(res);
+    free(fts);
+    free(fast);
+    free(ts);
+    free(pidx);
+    free(pass);
+    return rc;
+}
+
+/* Applies rs[0..n) in passes; 0, or -1 when the database could not take
+ * them (what was applied stays: each receipt counts once by its key). */
+static int apply_many(app_t *app, const receipt_t *const *rs, int n)
+{
+    int *todo = xcalloc((size_t)n + 1, sizeof(int));
+    int *later = xcalloc((size_t)n + 1, sizeof(int));
+    for (int i = 0; i < n; i++)
+        todo[i] = i;
+    int ntodo = n, rc = 0;
+    hd_err_t err;
+    while (ntodo > 0 && rc == 0) {
+        int nlater = 0;
+        rc = apply_pass(app, rs, todo, ntodo, later, &nlater, &err);
+        qsort(later, (size_t)nlater, sizeof(int), by_index);
+        int *t = todo;
+        todo = later;
+        later = t;
+        ntodo = nlater;
+    }
+    if (rc != 0)
+        log_warn("cannot record receipts; the provider is asked to send them again", "provider",
+                 rs[0]->provider, "reason", err.msg);
+    free(todo);
+    free(later);
+    return rc;
+}
+
+/* Applies the batches of the list (linked by next) together. */
+static void apply_batches(app_t *app, receipt_batch_t *list)
+{
+    int n = 0;
+    for (receipt_batch_t *b = list; b; b = b->next)
+        n += b->n;
+    const receipt_t **rs = xcalloc((size_t)n + 1, sizeof(*rs));
+    n = 0;
+    for (receipt_batch_t *b = list; b; b = b->next)
+        for (int i = 0; i < b->n; i++)
+            rs[n++] = &b->rs[i];
+    int state = n > 0 && apply_many(app, rs, n) != 0 ? 1 : 0;
+    free(rs);
+    for (receipt_batch_t *b = list; b; b = b->next)
+        atomic_store(&b->state, state);
 }
 
 static void *run_receipts(void *arg)
@@ -290,17 +400,29 @@ static void *run_receipts(void *arg)
         pthread_mutex_lock(&q->mu);
         while (q->head == NULL && !q->stopping)
             pthread_cond_wait(&q->cv, &q->mu);
-        receipt_batch_t *b = q->head;
-        if (b) {
-            q->head = b->next;
+        /* what is queued, up to TAKE_MAX receipts (at least one batch) */
+        receipt_batch_t *list = q->head, *last = NULL;
+        int taken = 0;
+        for (receipt_batch_t *b = q->head; b && (last == NULL || taken + b->n <= TAKE_MAX);
+             b = b->next) {
+            last = b;
+            taken += b->n;
+        }
+        if (last) {
+            q->head = last->next;
             if (q->head == NULL)
                 q->tail = NULL;
+            last->next = NULL;
         }
         pthread_mutex_unlock(&q->mu);
-        if (b == NULL)
+        if (last == NULL)
             break; /* stopping, and nothing left */
-        apply_batch(q->app, b);
-        batch_unref(b);
+        apply_batches(q->app, list);
+        while (list) {
+            receipt_batch_t *b = list;
+            list = b->next;
+            batch_unref(b);
+        }
     }
     return NULL;
 }
@@ -371,7 +493,7 @@ receipt_batch_t *receipt_submit(app_t *app, const receipt_t *rs, int n)
     }
     receipt_queue_t *q = engine_receipts(app->engine);
     if (q == NULL) {
-        apply_batch(app, b);
+        apply_batches(app, b);
         batch_unref(b); /* the queue's reference */
         return b;
     }

@@ -7,6 +7,7 @@
 #include "base/utf8.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
+#include "http/conn_guard.h"
 #include "obs/metrics.h"
 
 #include <arpa/inet.h>
@@ -24,6 +25,7 @@
 struct http_server {
     app_t *app;
     struct MHD_Daemon *daemon;
+    http_guard_t *guard; /* header deadline, quiet log */
     /* suspended requests and the thread that answers them */
     pthread_mutex_t wait_mu;
     http_req_t *waiting;  /* under wait_mu */
@@ -416,7 +418,7 @@ static void dispatch(http_req_t *req)
     app_t *app = req->app;
     if (req->too_large) {
         http_reply_error(req, 413, "payload_too_large", "request body exceeds %ld bytes",
-                         app->cfg->max_body_bytes);
+                         req->body_limit);
         return;
     }
     route_status_t rs = router_match(app->router, req->method, req->path, &req->match);
@@ -541,14 +543,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->conn = conn;
         req->method = method;
         req->path = xstrdup(url);
+        http_guard_headers_in(conn);
         req->match.route = NULL;
         buf_init(&req->body);
         clock_gettime(CLOCK_MONOTONIC, &req->start);
         begin_request(req);
         *con_cls = req;
         /* A declared length over the limit is refused before reading it. */
+        const cfg_t *cfg = srv->app->cfg;
+        req->body_limit = strncmp(url, "/api/crm/webhooks/", 18) == 0 ? cfg->webhook_max_bytes
+                                                                      : cfg->max_body_bytes;
         const char *cl = http_header(req, "Content-Length");
-        if (cl && strtoll(cl, NULL, 10) > srv->app->cfg->max_body_bytes) {
+        if (cl && strtoll(cl, NULL, 10) > req->body_limit) {
             req->too_large = true;
             dispatch(req);
             return send_reply(req);
@@ -556,7 +562,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) {
-        size_t max = (size_t)srv->app->cfg->max_body_bytes;
+        size_t max = (size_t)req->body_limit;
         if (!req->too_large && req->body.len + *upload_size > max) {
             req->too_large = true;
             req->discarded = req->body.len;
@@ -603,6 +609,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_req_t *req = *con_cls;
     if (req == NULL)
         return;
+    http_guard_request_done(srv->guard, conn);
     double secs = elapsed_s(&req->start);
     int idx = req->match.route ? req->match.route->index : -1;
     metrics_http_observe(srv->app->metrics, idx, req->status, secs);
@@ -639,14 +646,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    msg[strcspn(msg, "\n")] = '\0';
-    log_warn("http server", "detail", msg);
-}
-
 http_server_t *http_start(app_t *app, hd_err_t *err)
 {
     const cfg_t *cfg = app->cfg;
@@ -662,16 +661,22 @@ http_server_t *http_start(app_t *app, hd_err_t *err)
     }
     http_server_t *srv = xcalloc(1, sizeof(*srv));
     srv->app = app;
+    srv->guard = http_guard_start(cfg);
+    unsigned max_conns = http_guard_fd_budget(cfg);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    if (srv->guard)
+        srv->daemon = MHD_start_daemon(
+            flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, srv,
+            MHD_OPTION_EXTERNAL_LOGGER, http_guard_mhd_log, srv->guard,
+            MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned)cfg->http_idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, max_conns,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->http_max_conns_per_addr,
+            MHD_OPTION_NOTIFY_CONNECTION, http_guard_notify, srv->guard,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     freeaddrinfo(ai);
     pthread_mutex_init(&srv->wait_mu, NULL);
     if (srv->daemon != NULL && pthread_create(&srv->waiter, NULL, run_waiter, srv) != 0) {
@@ -679,6 +684,7 @@ http_server_t *http_start(app_t *app, hd_err_t *err)
         srv->daemon = NULL;
     }
     if (srv->daemon == NULL) {
+        http_guard_stop(srv->guard);
         pthread_mutex_destroy(&srv->wait_mu);
         free(srv);
         hd_err_set(err,
@@ -701,6 +707,7 @@ void http_stop(http_server_t *srv)
     pthread_mutex_unlock(&srv->wait_mu);
     pthread_join(srv->waiter, NULL);
     MHD_stop_daemon(srv->daemon);
+    http_guard_stop(srv->guard);
     pthread_mutex_destroy(&srv->wait_mu);
     free(srv);
 }

@@ -33,6 +33,7 @@ typedef struct http_req {
     route_match_t match;
     buf_t body;
     bool too_large;
+    long body_limit;  /* http.max_body_bytes, or webhook_max_bytes for a webhook */
     size_t discarded; /* body bytes dropped after the limit was crossed */
     cJSON *json;      /* parsed body for BODY_JSON routes; owned */
     auth_principal_t principal;

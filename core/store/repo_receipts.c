@@ -26,6 +26,30 @@ static const pg_stmt_t st_find = {
     "WHERE c.id = coalesce((SELECT communication_id FROM a), $2::uuid)",
     3};
 
+/* The target in row's columns from col on (the columns of st_find). */
+static void read_target(const PGresult *res, int row, int col, receipt_target_t *t)
+{
+    const char *v[15];
+    for (int k = 0; k < 15; k++)
+        v[k] = PQgetisnull(res, row, col + k) ? NULL : PQgetvalue(res, row, col + k);
+    t->found = true;
+    snprintf(t->comm_id, sizeof(t->comm_id), "%s", v[0]);
+    snprintf(t->status, sizeof(t->status), "%s", v[1]);
+    snprintf(t->channel, sizeof(t->channel), "%s", v[2]);
+    t->attempt = atoi(v[4]);
+    t->channel_index = atoi(v[5]);
+    t->chain_len = atoi(v[6]);
+    snprintf(t->job.comm_id, sizeof(t->job.comm_id), "%s", t->comm_id);
+    t->job.client_id = xstrdup(v[7]);
+    t->job.plan_id = v[8] ? xstrdup(v[8]) : NULL;
+    t->job.message_type = xstrdup(v[9]);
+    t->current = v[10][0] == 't';
+    t->sent_at = v[11] ? strtod(v[11], NULL) : 0;
+    t->by_provider_id = v[12][0] == 't';
+    t->send_pending = v[13][0] == 't';
+    t->batch = v[14][0] == 't';
+}
+
 int receipts_find(pg_pool_t *db, const receipt_t *r, receipt_target_t *t, hd_err_t *err)
 {
     memset(t, 0, sizeof(*t));
@@ -38,24 +62,8 @@ int receipts_find(pg_pool_t *db, const receipt_t *r, receipt_target_t *t, hd_err
     pg_pool_put(db, c);
     if (res == NULL)
         return -1;
-    if (PQntuples(res) == 1) {
-        t->found = true;
-        snprintf(t->comm_id, sizeof(t->comm_id), "%s", PQgetvalue(res, 0, 0));
-        snprintf(t->status, sizeof(t->status), "%s", PQgetvalue(res, 0, 1));
-        snprintf(t->channel, sizeof(t->channel), "%s", PQgetvalue(res, 0, 2));
-        t->attempt = atoi(PQgetvalue(res, 0, 4));
-        t->channel_index = atoi(PQgetvalue(res, 0, 5));
-        t->chain_len = atoi(PQgetvalue(res, 0, 6));
-        snprintf(t->job.comm_id, sizeof(t->job.comm_id), "%s", t->comm_id);
-        t->job.client_id = xstrdup(PQgetvalue(res, 0, 7));
-        t->job.plan_id = PQgetisnull(res, 0, 8) ? NULL : xstrdup(PQgetvalue(res, 0, 8));
-        t->job.message_type = xstrdup(PQgetvalue(res, 0, 9));
-        t->current = PQgetvalue(res, 0, 10)[0] == 't';
-        t->sent_at = PQgetisnull(res, 0, 11) ? 0 : strtod(PQgetvalue(res, 0, 11), NULL);
-        t->by_provider_id = PQgetvalue(res, 0, 12)[0] == 't';
-        t->send_pending = PQgetvalue(res, 0, 13)[0] == 't';
-        t->batch = PQgetvalue(res, 0, 14)[0] == 't';
-    }
+    if (PQntuples(res) == 1)
+        read_target(res, 0, 0, t);
     PQclear(res);
     return 0;
 }
@@ -265,6 +273,189 @@ int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
         return -1;
     }
     return 0;
+}
+
+/* ---- many at once (a webhook's batch) ---- */
+
+/* An element of a PostgreSQL array literal (NULL when s is). */
+static void arr_add(buf_t *b, const char *s)
+{
+    buf_putc(b, b->len == 0 ? '{' : ',');
+    if (s == NULL) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            buf_putc(b, '\\');
+        buf_putc(b, *s);
+    }
+    buf_putc(b, '"');
+}
+
+static char *arr_end(buf_t *b)
+{
+    if (b->len == 0)
+        buf_putc(b, '{');
+    buf_putc(b, '}');
+    return buf_steal(b);
+}
+
+/* st_find for every element of the arrays: each row a lateral look-up by
+ * index (a join with unnest() would drift to a sequential scan once the
+ * plan is generic). */
+static const pg_stmt_t st_find_many = {
+    "receipts_find_many",
+    "SELECT u.ord, f.* FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY "
+    "AS u(pid, hint, ch, ord) "
+    "LEFT JOIN LATERAL (SELECT communication_id, channel, attempt FROM crm_delivery_logs "
+    "WHERE kind = 'attempt' AND provider_message_id = u.pid ORDER BY id DESC LIMIT 1) a ON true "
+    "JOIN LATERAL (SELECT c.id, c.status, coalesce(c.channel, ''), coalesce(a.channel, u.ch), "
+    "coalesce(a.attempt, 1), coalesce(array_position(array_prepend(c.primary_channel, "
+    "c.fallback_channels), coalesce(a.channel, u.ch)), 0) - 1, "
+    "cardinality(c.fallback_channels) + 1, c.client_id, c.plan_id, c.message_type, "
+    "(SELECT l.provider_message_id FROM crm_delivery_logs l WHERE l.communication_id = c.id "
+    "AND l.kind = 'attempt' ORDER BY l.id DESC LIMIT 1) IS NOT DISTINCT FROM u.pid, "
+    "extract(epoch FROM c.sent_at), a.communication_id IS NOT NULL, "
+    "EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = c.id AND kind = 'send'), c.batch "
+    "FROM crm_communications c WHERE c.id = coalesce(a.communication_id, u.hint::uuid)) f "
+    "ON true",
+    3};
+
+int receipts_find_many(pg_pool_t *db, const receipt_t *const *rs, int n, receipt_target_t *ts,
+                       hd_err_t *err)
+{
+    buf_t a[3];
+    for (int k = 0; k < 3; k++)
+        buf_init(&a[k]);
+    for (int i = 0; i < n; i++) {
+        const receipt_t *r = rs[i];
+        memset(&ts[i], 0, sizeof(ts[i]));
+        arr_add(&a[0], r->provider_id);
+        arr_add(&a[1], r->comm_hint && comms_valid_id(r->comm_hint) ? r->comm_hint : NULL);
+        arr_add(&a[2], r->channel);
+    }
+    char *v[3];
+    for (int k = 0; k < 3; k++)
+        v[k] = arr_end(&a[k]);
+    const char *p[] = {v[0], v[1], v[2]};
+    int rc = -1;
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    PGresult *res = c ? pg_exec(c, &st_find_many, p, err) : NULL;
+    if (c)
+        pg_pool_put(db, c);
+    if (res) {
+        for (int row = 0; row < PQntuples(res); row++) {
+            long ord = strtol(PQgetvalue(res, row, 0), NULL, 10);
+            if (ord >= 1 && ord <= n)
+                read_target(res, row, 1, &ts[ord - 1]);
+        }
+        PQclear(res);
+        rc = 0;
+    }
+    for (int k = 0; k < 3; k++)
+        free(v[k]);
+    return rc;
+}
+
+/* Every receipt's event (once per dedup key) and the forward moves of the
+ * messages whose event is new, in one statement. = ANY over the ids keeps
+ * the update an index look-up per message in every plan; the join with the
+ * arrays ($1 holds each message at most once) gives its kind and time. */
+static const pg_stmt_t st_apply_many = {
+    "receipts_apply_many",
+    "WITH ins AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, "
+    "status, provider, provider_message_id, raw_code, message, dedup_key, details, "
+    "occurred_at) SELECT comm, 'event', ch, etype, raw, provider, pid, code, msg, dedup, "
+    "coalesce(details::jsonb, '{}'), coalesce(to_timestamp(at), now()) "
+    "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::text[], $8::text[], $9::text[], $10::text[], $11::float8[]) "
+    "AS u(comm, ch, etype, raw, provider, pid, code, msg, dedup, details, at) "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING "
+    "RETURNING dedup_key, communication_id), "
+    "mv AS (UPDATE crm_communications c SET "
+    "status = CASE m.k WHEN 'sent' THEN 'sent' WHEN 'delivered' THEN 'delivered' "
+    "ELSE 'opened' END, "
+    "sent_at = coalesce(c.sent_at, to_timestamp(m.at), now()), "
+    "delivered_at = CASE WHEN m.k IN ('delivered', 'read') "
+    "THEN coalesce(c.delivered_at, to_timestamp(m.at), now()) ELSE c.delivered_at END, "
+    "opened_at = CASE WHEN m.k = 'read' "
+    "THEN coalesce(c.opened_at, to_timestamp(m.at), now()) ELSE c.opened_at END, "
+    "updated_at = now() FROM unnest($1::uuid[], $12::text[], $11::float8[]) AS m(id, k, at) "
+    "WHERE c.id = ANY(ARRAY(SELECT communication_id FROM ins WHERE communication_id IS NOT NULL)) "
+    "AND m.id = c.id "
+    "AND ((m.k = 'sent' AND c.status IN ('scheduled', 'queued', 'sending')) "
+    "OR (m.k = 'delivered' AND c.status IN ('sending', 'sent')) "
+    "OR (m.k = 'read' AND c.status IN ('sending', 'sent', 'delivered'))) "
+    "RETURNING c.id), "
+    /* the client has it: a resend or a no-receipt timer is no longer needed */
+    "dr AS (DELETE FROM crm_jobs j USING unnest($1::uuid[], $12::text[]) AS m(id, k) "
+    "WHERE j.communication_id = ANY(ARRAY(SELECT communication_id FROM ins "
+    "WHERE communication_id IS NOT NULL)) AND m.id = j.communication_id "
+    "AND m.k IN ('delivered', 'read') "
+    "AND (j.payload ? 'resend' OR j.kind = 'no_receipt') AND j.lease_owner IS NULL) "
+    "SELECT 'i', dedup_key FROM ins UNION ALL SELECT 'm', id::text FROM mv",
+    12};
+
+static const char *const KIND_WORD[] = {"other", "sent", "delivered", "read", "failed"};
+static const char *const MOVED_TO[] = {"", "sent", "delivered", "opened", ""};
+
+int receipts_apply_many(pg_pool_t *db, const receipt_t *const *rs,
+                        const receipt_target_t *const *ts, int n, receipt_result_t *results,
+                        char (*moved)[16], hd_err_t *err)
+{
+    buf_t a[12];
+    for (int k = 0; k < 12; k++)
+        buf_init(&a[k]);
+    for (int i = 0; i < n; i++) {
+        const receipt_t *r = rs[i];
+        char when[32] = "";
+        if (r->occurred_at > 0)
+            snprintf(when, sizeof(when), "%lld", (long long)r->occurred_at);
+        const char *v[12] = {ts[i]->found ? ts[i]->comm_id : NULL,
+                             r->channel,
+                             EVENT_TYPE[r->kind] ? EVENT_TYPE[r->kind] : r->raw_status,
+                             r->raw_status,
+                             r->provider,
+                             r->provider_id,
+                             r->error_code,
+                             r->error_text,
+                             r->dedup_key,
+                             r->details_json,
+                             when[0] ? when : NULL,
+                             KIND_WORD[r->kind]};
+        for (int k = 0; k < 12; k++)
+            arr_add(&a[k], v[k]);
+        results[i] = RECEIPT_DUPLICATE;
+        moved[i][0] = '\0';
+    }
+    char *v[12];
+    const char *p[12];
+    for (int k = 0; k < 12; k++)
+        p[k] = v[k] = arr_end(&a[k]);
+    int rc = -1;
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    PGresult *res = c ? pg_exec(c, &st_apply_many, p, err) : NULL;
+    if (c)
+        pg_pool_put(db, c);
+    if (res) {
+        for (int row = 0; row < PQntuples(res); row++) {
+            bool ins = PQgetvalue(res, row, 0)[0] == 'i';
+            const char *key = PQgetvalue(res, row, 1);
+            for (int i = 0; i < n; i++) {
+                if (ins && strcmp(rs[i]->dedup_key, key) == 0)
+                    results[i] = ts[i]->found ? RECEIPT_APPLIED : RECEIPT_ORPHAN;
+                else if (!ins && ts[i]->found && strcmp(ts[i]->comm_id, key) == 0)
+                    snprintf(moved[i], 16, "%s", MOVED_TO[rs[i]->kind]);
+            }
+        }
+        PQclear(res);
+        rc = 0;
+    }
+    for (int k = 0; k < 12; k++)
+        free(v[k]);
+    return rc;
 }
 
 /* ---- tracking ---- */

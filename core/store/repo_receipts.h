@@ -84,6 +84,23 @@ int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
                    const char *alert_targets, receipt_result_t *result, bool *ended, char moved[16],
                    hd_err_t *err);
 
+/* ---- many at once ----
+ *
+ * For a webhook's batch: one statement for many receipts. */
+
+/* receipts_find for each of rs[0..n) into ts[i] (one statement). */
+int receipts_find_many(pg_pool_t *db, const receipt_t *const *rs, int n, receipt_target_t *ts,
+                       hd_err_t *err);
+
+/* receipts_apply with ACT_NONE for each of rs[0..n) (never a found failure:
+ * those take receipts_apply), in one statement: the events (once per dedup
+ * key) and the forward moves. ts[i] is rs[i]'s target; no two found ones
+ * may be the same message, no two dedup keys the same. results[i]:
+ * applied, duplicate or orphan; moved[i] the status moved to, or "". */
+int receipts_apply_many(pg_pool_t *db, const receipt_t *const *rs,
+                        const receipt_target_t *const *ts, int n, receipt_result_t *results,
+                        char (*moved)[16], hd_err_t *err);
+
 /* An open ('o') or a click ('c', link index, url) from the tracking
  * endpoints: an event row for every hit; the first open sets opened_at (and
  * status opened), the first click clicked_at (and status clicked). 0, 1 when

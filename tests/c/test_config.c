@@ -41,6 +41,27 @@ static void test_minimal_and_defaults(void **state)
     assert_string_equal(cfg.var_dir, "var");
     assert_true(cfg.allow_dev_keys);
     assert_true(cfg.retry_scale == 1.0);
+    assert_int_equal(cfg.http_max_conns, 4096);
+    assert_int_equal(cfg.http_max_conns_per_addr, 256);
+    assert_int_equal(cfg.http_header_timeout_s, 10);
+    assert_int_equal(cfg.http_idle_timeout_s, 30);
+    assert_int_equal(cfg.webhook_max_bytes, 2097152);
+    cfg_free(&cfg);
+}
+
+/* One address may not take every connection slot. */
+static void test_per_address_leaves_room(void **state)
+{
+    assert_string_equal(
+        load_fail(WITH("listen = 'a:1', max_connections = 100, max_connections_per_address = 51")),
+        "t.lua: http.max_connections_per_address: 51 leaves no room for other addresses; at "
+        "most half of http.max_connections (50), or 0 for no limit");
+    cfg_t cfg;
+    hd_err_t err;
+    assert_int_equal(cfg_load_string(WITH("listen = 'a:1', max_connections_per_address = 0"),
+                                     "t.lua", &cfg, &err),
+                     0);
+    assert_int_equal(cfg.http_max_conns_per_addr, 0);
     cfg_free(&cfg);
 }
 
@@ -175,6 +196,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_and_defaults),
         cmocka_unit_test(test_listen_number_message),
+        cmocka_unit_test(test_per_address_leaves_room),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_required_and_unknown),
         cmocka_unit_test(test_secrets_refused_in_file),

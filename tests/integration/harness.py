@@ -361,8 +361,9 @@ def error_of(resp):
 class Server:
     """`herald serve` on a free port with a private var dir and captured stderr."""
 
-    def __init__(self, redis=None, env=None, name="herald"):
+    def __init__(self, redis=None, env=None, name="herald", preexec_fn=None):
         self.name = name
+        self.preexec_fn = preexec_fn
         self.port = free_port()
         self.tmp = tempfile.mkdtemp(prefix="herald-it-")
         self.stderr_path = os.path.join(self.tmp, "stderr.log")
@@ -379,7 +380,7 @@ class Server:
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([HERALD_BIN, "serve"], cwd=SOURCE_DIR, env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=self._err,
-                                     stderr=self._err)
+                                     stderr=self._err, preexec_fn=self.preexec_fn)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
