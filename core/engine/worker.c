@@ -221,8 +221,8 @@ static void *run_worker(void *arg)
         if (!atomic_load(&e->stopping) && inflight <= CLAIM_AT) {
             comm_job_t fresh[BATCH];
             unsigned long seen = wake_count(e);
-            int n =
-                comms_claim(app->db, w->owner, BATCH - inflight, app->cfg->lease_s, fresh, &err);
+            int n = comms_claim(app->db, app->keyring, w->owner, BATCH - inflight,
+                                app->cfg->lease_s, fresh, &err);
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);
             if (n <= 0 && inflight == 0) {
