@@ -95,6 +95,8 @@ static int check_all(cfg_t *cfg)
     if (cli_check_secrets(cfg, &err) != 0) {
         fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
+    } else {
+        problems += cli_check_keys(cfg);
     }
     problems += cli_check_policy(cfg, "examples/contexts");
     if (problems)
@@ -123,7 +125,10 @@ int cmd_check(int argc, char **argv)
             printf("usage: herald check [--config FILE]\n\n"
                    "Loads the configuration (the first problem, with file and key), checks the\n"
                    "database and Redis URLs and the secrets, loads every script and template,\n"
-                   "and renders every examples/contexts/*.json on every channel.\n"
+                   "and renders every examples/contexts/*.json on every channel. When the\n"
+                   "database answers, counts the stored encrypted values by key id and fails\n"
+                   "if any is under a key that is in neither HERALD_ENCRYPTION_KEY nor\n"
+                   "HERALD_ENCRYPTION_OLD_KEYS (so an old key can be removed safely).\n"
                    "Exits 0 when everything loads, 1 otherwise.\n");
             return CLI_OK;
         default:

@@ -121,6 +121,11 @@ static const fe_key_t *find_key(const fe_keyring_t *kr, const char *kid)
     return NULL;
 }
 
+int fe_keyring_has(const fe_keyring_t *kr, const char *kid)
+{
+    return kid != NULL && find_key(kr, kid) != NULL;
+}
+
 /* "herald:v1:<field>:<kid>"; caller frees. kid has a fixed length and comes
  * last, so a ':' inside field cannot make two (field, kid) pairs collide. */
 static char *make_aad(const char *field, const char *kid, size_t *len)
@@ -315,6 +320,19 @@ done:
     EVP_CIPHER_CTX_free(ctx);
     free(raw);
     free(aad);
+    return rc;
+}
+
+int fe_reseal(const fe_keyring_t *kr, const char *field, const char *in, char **out, hd_err_t *err)
+{
+    char *pt = NULL;
+    size_t n = 0;
+    *out = NULL;
+    if (fe_decrypt(kr, field, in, &pt, &n, err) != 0)
+        return -1;
+    int rc = fe_encrypt(kr, field, pt, n, out, err);
+    OPENSSL_cleanse(pt, n);
+    free(pt);
     return rc;
 }
 

@@ -35,6 +35,9 @@ void fe_keyring_free(fe_keyring_t *kr);
 /* Key id of the current key (8 lowercase hex chars); owned by kr. */
 const char *fe_keyring_current_id(const fe_keyring_t *kr);
 
+/* Whether kid (8 lowercase hex chars) names a key of kr, current or old. */
+int fe_keyring_has(const fe_keyring_t *kr, const char *kid);
+
 /* Key id of key: first 4 bytes of SHA-256("herald-kid" || key) as 8
  * lowercase hex chars plus NUL. Not secret; names the key in stored values. */
 void fe_key_id(const uint8_t key[32], char out[9]);
@@ -53,6 +56,12 @@ int fe_encrypt(const fe_keyring_t *kr, const char *field, const char *pt, size_t
  * unauthenticated plaintext. */
 int fe_decrypt(const fe_keyring_t *kr, const char *field, const char *in, char **pt_out,
                size_t *ptlen_out, hd_err_t *err);
+
+/* Re-encrypts a value of field under the current key (key rotation): one
+ * decryption with whichever key of kr sealed it, one encryption; the
+ * plaintext is wiped. 0 with *out (caller frees), or -1 with *out = NULL
+ * and err as fe_decrypt's. */
+int fe_reseal(const fe_keyring_t *kr, const char *field, const char *in, char **out, hd_err_t *err);
 
 /* Blind index of value for field: hex HMAC-SHA256(index_key, field || '\0' ||
  * normalized value) into out (64 hex chars plus NUL). Normalization: "email"
