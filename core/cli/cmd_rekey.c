@@ -30,8 +30,10 @@ static fe_keyring_t *keyring_of(const cfg_t *cfg, const char *cmd)
     fe_keyring_t *kr = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
     for (int i = 0; kr && i < cfg->enc_old_count; i++) {
         if (fe_keyring_add_old(kr, cfg->enc_old_keys[i]) != 0) {
-            fprintf(stderr, "herald %s: HERALD_ENCRYPTION_OLD_KEYS: key %d has the id of another "
-                            "key\n", cmd, i + 1);
+            fprintf(stderr,
+                    "herald %s: HERALD_ENCRYPTION_OLD_KEYS: key %d has the id of another "
+                    "key\n",
+                    cmd, i + 1);
             fe_keyring_free(kr);
             return NULL;
         }
@@ -54,8 +56,8 @@ static pg_pool_t *pool_of(const cfg_t *cfg, const char *cmd)
 
 /* One column, batch after batch, with a progress line per batch. Returns
  * the values left unreadable, or -1 when the database kept failing. */
-static long rekey_one(pg_pool_t *db, const fe_keyring_t *kr, const rekey_column_t *col,
-                      int batch, long pause_ms)
+static long rekey_one(pg_pool_t *db, const fe_keyring_t *kr, const rekey_column_t *col, int batch,
+                      long pause_ms)
 {
     hd_err_t err;
     long todo = 0;
@@ -79,8 +81,8 @@ static long rekey_one(pg_pool_t *db, const fe_keyring_t *kr, const rekey_column_
         }
         failures = 0;
         long n = p.resealed + p.sealed + p.unreadable;
-        printf("%s: %ld/%ld (%ld resealed, %ld encrypted from clear, %ld unreadable)\n",
-               col->name, n, todo, p.resealed, p.sealed, p.unreadable);
+        printf("%s: %ld/%ld (%ld resealed, %ld encrypted from clear, %ld unreadable)\n", col->name,
+               n, todo, p.resealed, p.sealed, p.unreadable);
         fflush(stdout);
         if (pause_ms > 0 && !p.done)
             sleep_ms(pause_ms);

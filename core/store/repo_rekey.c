@@ -15,16 +15,16 @@
  * (the id is the second dot-separated part of "v1.<kid>.<data>") or still
  * in clear. */
 #define REKEY_STMTS(id, T, PK, PKT, C, CLR, CLRSET)                                                \
-    static const pg_stmt_t id##_todo = {                                                           \
-        "rekey_" #id "_todo",                                                                      \
-        "SELECT count(*) FROM " T " WHERE (" C " IS NOT NULL AND split_part(" C                    \
-        ", '.', 2) <> $1) OR " CLR " IS NOT NULL",                                                 \
-        1};                                                                                        \
+    static const pg_stmt_t id##_todo = {"rekey_" #id "_todo",                                      \
+                                        "SELECT count(*) FROM " T " WHERE (" C                     \
+                                        " IS NOT NULL AND split_part(" C                           \
+                                        ", '.', 2) <> $1) OR " CLR " IS NOT NULL",                 \
+                                        1};                                                        \
     static const pg_stmt_t id##_batch = {                                                          \
         "rekey_" #id "_batch",                                                                     \
-        "SELECT " PK "::text, " C ", " CLR " FROM " T " WHERE " PK " > $1::" PKT                   \
-        " AND ((" C " IS NOT NULL AND split_part(" C ", '.', 2) <> $2) OR " CLR                    \
-        " IS NOT NULL) ORDER BY " PK " LIMIT $3::int FOR UPDATE",                                  \
+        "SELECT " PK "::text, " C ", " CLR " FROM " T " WHERE " PK " > $1::" PKT " AND ((" C       \
+        " IS NOT NULL AND split_part(" C ", '.', 2) <> $2) OR " CLR " IS NOT NULL) ORDER BY " PK   \
+        " LIMIT $3::int FOR UPDATE",                                                               \
         3};                                                                                        \
     static const pg_stmt_t id##_write = {                                                          \
         "rekey_" #id "_write",                                                                     \
@@ -50,7 +50,9 @@ REKEY_STMTS(comm_recipient, "crm_communications", "id", "uuid", "recipient_enc",
 
 #define NIL_UUID "00000000-0000-0000-0000-000000000000"
 #define COLUMN(id, nm, fld, clr, first)                                                            \
-    {nm, fld, clr, first, &id##_todo, &id##_batch, &id##_write, &id##_keys}
+    {                                                                                              \
+        nm, fld, clr, first, &id##_todo, &id##_batch, &id##_write, &id##_keys                      \
+    }
 
 /* Every user of fe_encrypt that stores its result: grep fe_encrypt when
  * adding one (the preferences cache in Redis holds sealed copies too, for
@@ -69,8 +71,7 @@ const rekey_column_t *rekey_columns(int *n)
     return columns;
 }
 
-int rekey_count(pg_pool_t *db, const rekey_column_t *col, const char *kid, long *out,
-                hd_err_t *err)
+int rekey_count(pg_pool_t *db, const rekey_column_t *col, const char *kid, long *out, hd_err_t *err)
 {
     *out = 0;
     const char *p[] = {kid};
@@ -91,8 +92,7 @@ int rekey_batch(pg_pool_t *db, const fe_keyring_t *kr, const rekey_column_t *col
 {
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", limit);
-    const char *params[] = {p->after[0] ? p->after : col->first, fe_keyring_current_id(kr),
-                            lim};
+    const char *params[] = {p->after[0] ? p->after : col->first, fe_keyring_current_id(kr), lim};
     pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
