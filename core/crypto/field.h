@@ -21,7 +21,7 @@
 typedef struct fe_keyring fe_keyring_t;
 
 /* A keyring encrypting with current_key and indexing with index_key (both
- * copied). NULL on OOM. */
+ * copied). NULL on OOM or when OpenSSL has no AES-256-GCM. */
 fe_keyring_t *fe_keyring_new(const uint8_t current_key[32], const uint8_t index_key[32]);
 
 /* Adds an older key (copied), used only to decrypt values written before a
