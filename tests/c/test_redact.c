@@ -39,7 +39,8 @@ static void test_longest_first_and_list_paths(void **state)
 {
     (void)state;
     /* "Ann" alone and inside "Annabel Lee": the longer is masked whole */
-    char *out = masked("bad: Annabel Lee, Ann", "{\"a\": \"Ann\", \"guests\": [\"x\", \"Annabel Lee\"]}");
+    char *out =
+        masked("bad: Annabel Lee, Ann", "{\"a\": \"Ann\", \"guests\": [\"x\", \"Annabel Lee\"]}");
     assert_string_equal(out, "bad: <guests[2]: 11 bytes>, <a: 3 bytes>");
     free(out);
 }
