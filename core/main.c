@@ -18,6 +18,7 @@ static const struct command {
     {"deliver", cmd_deliver, "send JSON-line messages through the configured drivers"},
     {"token", cmd_token, "mint an access token (operator tool)"},
     {"apikey", cmd_apikey, "create, list or revoke API keys"},
+    {"rekey", cmd_rekey, "re-encrypt stored personal data under the current key"},
     {"version", NULL, "print the version"},
 };
 

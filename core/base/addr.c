@@ -5,6 +5,8 @@
  */
 #include "base/addr.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -110,4 +112,56 @@ bool addr_is_channel(const char *s)
 {
     return s != NULL &&
            (strcmp(s, "email") == 0 || strcmp(s, "sms") == 0 || strcmp(s, "whatsapp") == 0);
+}
+
+/* Whether the n bytes at s look like an address: an email's '@' (maybe
+ * percent-encoded) or a phone number's digits. */
+static bool looks_like_address(const char *s, size_t n)
+{
+    size_t digits = 0;
+    bool phone_chars = true;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '@' || (i + 2 < n && s[i] == '%' && s[i + 1] == '4' && s[i + 2] == '0'))
+            return true;
+        if (s[i] >= '0' && s[i] <= '9')
+            digits++;
+        else if (!strchr("+-.() %2Bb", s[i])) /* %2B is '+', %20 a space */
+            phone_chars = false;
+    }
+    return phone_chars && digits >= 7;
+}
+
+char *addr_mask_path(const char *path)
+{
+    size_t n = strlen(path), cap = n + 1, len = 0;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    for (size_t at = 0; at <= n;) {
+        size_t seg = strcspn(path + at, "/");
+        char masked[48];
+        const char *piece = path + at;
+        size_t plen = seg;
+        if (seg > 0 && looks_like_address(path + at, seg)) {
+            plen = (size_t)snprintf(masked, sizeof(masked), "{address: %zu bytes}", seg);
+            piece = masked;
+        }
+        if (len + plen + 2 > cap) {
+            cap = (len + plen + 2) * 2;
+            char *grown = realloc(out, cap);
+            if (grown == NULL) {
+                free(out);
+                return NULL;
+            }
+            out = grown;
+        }
+        memcpy(out + len, piece, plen);
+        len += plen;
+        at += seg;
+        if (at < n)
+            out[len++] = '/';
+        at++;
+    }
+    out[len] = '\0';
+    return out;
 }

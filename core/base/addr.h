@@ -38,6 +38,11 @@ int addr_check_header_value(const char *field, const char *value, size_t len, hd
  * country code starts with 0). NULL is not. */
 bool addr_is_e164(const char *p);
 
+/* path (as sent, maybe percent-encoded) for the access log: each segment
+ * that holds an address (an '@', "%40", or 7 digits or more among only
+ * digits, '+' and separators) becomes "{address: N bytes}". Caller frees. */
+char *addr_mask_path(const char *path);
+
 /* Whether s names a channel: "email", "sms" or "whatsapp". NULL is not. */
 bool addr_is_channel(const char *s);
 

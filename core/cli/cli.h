@@ -24,6 +24,11 @@ int cmd_render(int argc, char **argv);
 int cmd_types(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 int cmd_deliver(int argc, char **argv);
+int cmd_rekey(int argc, char **argv);
+
+/* The stored encrypted values counted by key id (cmd_rekey.c), printed for
+ * `herald check`; returns the number of problems: keys the keyring lacks. */
+int cli_check_keys(const cfg_t *cfg);
 
 /* The policy runtime as the engine would build it from cfg (cmd_policy.c). */
 struct lrt;

@@ -95,6 +95,8 @@ static int check_all(cfg_t *cfg)
     if (cli_check_secrets(cfg, &err) != 0) {
         fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
+    } else {
+        problems += cli_check_keys(cfg);
     }
     problems += cli_check_policy(cfg);
     if (problems)
@@ -120,12 +122,15 @@ int cmd_check(int argc, char **argv)
             config = optarg;
             break;
         case 'h':
-            printf(
-                "usage: herald check [--config FILE]\n\n"
-                "Loads the configuration (the first problem, with file and key), checks the\n"
-                "database and Redis URLs and the secrets, loads every script and template,\n"
-                "and renders every message type's example (scripts/types.lua) on every channel.\n"
-                "Exits 0 when everything loads, 1 otherwise.\n");
+            printf("usage: herald check [--config FILE]\n\n"
+                   "Loads the configuration (the first problem, with file and key), checks the\n"
+                   "database and Redis URLs and the secrets, loads every script and template,\n"
+                   "and renders every message type's example (scripts/types.lua) on every\n"
+                   "channel. When the database answers, counts the stored encrypted values by\n"
+                   "key id and fails if any is under a key that is in neither\n"
+                   "HERALD_ENCRYPTION_KEY nor HERALD_ENCRYPTION_OLD_KEYS (so an old key can be\n"
+                   "removed safely).\n"
+                   "Exits 0 when everything loads, 1 otherwise.\n");
             return CLI_OK;
         default:
             return CLI_USAGE;

@@ -21,7 +21,7 @@
 typedef struct fe_keyring fe_keyring_t;
 
 /* A keyring encrypting with current_key and indexing with index_key (both
- * copied). NULL on OOM. */
+ * copied). NULL on OOM or when OpenSSL has no AES-256-GCM. */
 fe_keyring_t *fe_keyring_new(const uint8_t current_key[32], const uint8_t index_key[32]);
 
 /* Adds an older key (copied), used only to decrypt values written before a
@@ -34,6 +34,9 @@ void fe_keyring_free(fe_keyring_t *kr);
 
 /* Key id of the current key (8 lowercase hex chars); owned by kr. */
 const char *fe_keyring_current_id(const fe_keyring_t *kr);
+
+/* Whether kid (8 lowercase hex chars) names a key of kr, current or old. */
+int fe_keyring_has(const fe_keyring_t *kr, const char *kid);
 
 /* Key id of key: first 4 bytes of SHA-256("herald-kid" || key) as 8
  * lowercase hex chars plus NUL. Not secret; names the key in stored values. */
@@ -53,6 +56,12 @@ int fe_encrypt(const fe_keyring_t *kr, const char *field, const char *pt, size_t
  * unauthenticated plaintext. */
 int fe_decrypt(const fe_keyring_t *kr, const char *field, const char *in, char **pt_out,
                size_t *ptlen_out, hd_err_t *err);
+
+/* Re-encrypts a value of field under the current key (key rotation): one
+ * decryption with whichever key of kr sealed it, one encryption; the
+ * plaintext is wiped. 0 with *out (caller frees), or -1 with *out = NULL
+ * and err as fe_decrypt's. */
+int fe_reseal(const fe_keyring_t *kr, const char *field, const char *in, char **out, hd_err_t *err);
 
 /* Blind index of value for field: hex HMAC-SHA256(index_key, field || '\0' ||
  * normalized value) into out (64 hex chars plus NUL). Normalization: "email"

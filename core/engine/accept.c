@@ -387,7 +387,7 @@ static bool store(app_t *app, const accept_in_t *in, const request_t *r, const p
         .idem_response = o->body,
         .payload_json = r->payload,
     };
-    int rc = comms_create(app->db, &c, &err);
+    int rc = comms_create(app->db, app->keyring, &c, &err);
     free(strategy_json);
     free(recipient_enc);
     free(id);

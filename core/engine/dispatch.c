@@ -67,7 +67,7 @@ static int still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_
  * subject its own email would have had. */
 static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t *err)
 {
-    cJSON *members = comms_gather_digest(app->db, j, err);
+    cJSON *members = comms_gather_digest(app->db, app->keyring, j, err);
     if (members == NULL)
         return -1;
     cJSON *items = cJSON_AddArrayToObject(ctx, "items");
@@ -206,6 +206,11 @@ static void skip_channel(app_t *app, comm_job_t *j, tr_channel_t ch, bool refuse
 static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const char **type,
                              hd_err_t *err)
 {
+    if (j->context_unreadable) {
+        /* its key left the keyring: never render without the context */
+        hd_err_set(err, "the stored context does not decrypt (see herald check)");
+        return NULL;
+    }
     cJSON *ctx = cJSON_Parse(j->context_json ? j->context_json : "{}");
     if (!cJSON_IsObject(ctx)) {
         cJSON_Delete(ctx);
@@ -353,8 +358,8 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
     const char *type;
     cJSON *ctx = render_context(app, j, who, &type, &err);
     if (ctx == NULL) {
-        log_error("cannot gather the digest; the lease brings it back", "comm_id", j->comm_id,
-                  "reason", err.msg);
+        log_error("cannot build the render context; the lease brings it back", "comm_id",
+                  j->comm_id, "reason", err.msg);
         cJSON_Delete(who);
         return -1;
     }

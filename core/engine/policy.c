@@ -43,14 +43,21 @@ static const char *str_member(const cJSON *o, const char *k)
 }
 
 /* Calls module.fn with args (each deleted after the call) within the
- * decision or the render deadline (lua.decision_ms, lua.render_ms). */
-static int call(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn, cJSON **args,
-                int nargs, cJSON **out, hd_err_t *err)
+ * decision or the render deadline (lua.decision_ms, lua.render_ms); the
+ * values of the args named by private_args never appear in an error. */
+static int call_private(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn,
+                        cJSON **args, int nargs, unsigned private_args, cJSON **out, hd_err_t *err)
 {
-    int rc = lrt_call_within(rt, within, module, fn, args, nargs, out, err);
+    int rc = lrt_call_private(rt, within, module, fn, args, nargs, private_args, out, err);
     for (int i = 0; i < nargs; i++)
         cJSON_Delete(args[i]);
     return rc;
+}
+
+static int call(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn, cJSON **args,
+                int nargs, cJSON **out, hd_err_t *err)
+{
+    return call_private(rt, within, module, fn, args, nargs, 0, out, err);
 }
 
 static cJSON *prefs_arg(const cJSON *prefs)
@@ -78,7 +85,8 @@ int policy_decide(lrt_t *rt, const policy_request_t *rq, const cJSON *prefs, int
         cJSON_AddStringToObject(req, "client_id", rq->client_id);
     cJSON *args[] = {req, prefs_arg(prefs), cJSON_CreateNumber((double)now)};
     cJSON *d = NULL;
-    if (call(rt, LRT_DECISION, "strategy", "decide", args, 3, &d, err) != 0)
+    /* the client's row is personal: a script error never quotes it */
+    if (call_private(rt, LRT_DECISION, "strategy", "decide", args, 3, 1u << 1, &d, err) != 0)
         return -1;
     if (!cJSON_IsObject(d)) {
         cJSON_Delete(d);
@@ -178,7 +186,7 @@ int policy_refusal(lrt_t *rt, tr_channel_t ch, const cJSON *prefs, char **reason
     *reason = NULL;
     cJSON *args[] = {cJSON_CreateString(tr_channel_name(ch)), prefs_arg(prefs)};
     cJSON *out = NULL;
-    if (call(rt, LRT_DECISION, "strategy", "refusal", args, 2, &out, err) != 0)
+    if (call_private(rt, LRT_DECISION, "strategy", "refusal", args, 2, 1u << 1, &out, err) != 0)
         return -1;
     int rc = 0;
     if (cJSON_IsString(out) && out->valuestring[0])
@@ -274,7 +282,8 @@ int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx
     cJSON *args[] = {cJSON_CreateString(type), cJSON_CreateString(tr_channel_name(ch)),
                      ctx ? cJSON_Duplicate(ctx, true) : cJSON_CreateObject()};
     cJSON *r = NULL;
-    int rc = call(rt, LRT_RENDER, "content", "render", args, 3, &r, err);
+    /* the context (names, budgets, vendors) never appears in a render error */
+    int rc = call_private(rt, LRT_RENDER, "content", "render", args, 3, 1u << 2, &r, err);
     if (rc != 0)
         return rc; /* LRT_TRIPPED stays distinguishable */
     out->subject = dup_member(r, "subject");

@@ -165,7 +165,7 @@ void api_comms_get(http_req_t *req)
     const char *id = router_param(&req->match, "id");
     hd_err_t err;
     comm_row_t c;
-    int rc = comms_get(req->app->db, id, &c, &err);
+    int rc = comms_get(req->app->db, req->app->keyring, id, &c, &err);
     if (rc == 1)
         http_reply_error(req, 404, "not_found", "no communication with this id");
     else if (rc < 0) {

@@ -3,6 +3,7 @@
  * and the log; handlers live in one file per API resource.
  */
 #include "http/server.h"
+#include "base/addr.h"
 #include "base/log.h"
 #include "base/utf8.h"
 #include "crypto/codec.h"
@@ -618,7 +619,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     buf_puts(&f, "\"method\":\"");
     buf_json_escape(&f, req->method);
     buf_puts(&f, "\",\"path\":\"");
-    buf_json_escape(&f, req->path);
+    char *path = addr_mask_path(req->path); /* an address in a path is not logged */
+    buf_json_escape(&f, path ? path : "");
+    free(path);
     buf_printf(&f, "\",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes_in\":%zu",
                req->match.route ? req->match.route->pattern : "", req->status, secs * 1000.0,
                req->body.len);

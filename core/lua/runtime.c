@@ -412,6 +412,13 @@ lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
 int lrt_call_within(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn,
                     cJSON *const *args, int nargs, cJSON **out, hd_err_t *err)
 {
+    return lrt_call_private(rt, within, module, fn, args, nargs, 0, out, err);
+}
+
+int lrt_call_private(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn,
+                     cJSON *const *args, int nargs, unsigned private_args, cJSON **out,
+                     hd_err_t *err)
+{
     *out = NULL;
     lua_State *L = lrt_state(rt, err);
     if (L == NULL)
@@ -430,7 +437,15 @@ int lrt_call_within(lrt_t *rt, lrt_deadline_t within, const char *module, const 
     }
     for (int i = 0; i < nargs; i++)
         lconv_push_json(L, args[i]);
-    if (lstate_pcall_within(L, rt->deadline_ms[within], nargs, 1, err) != 0) {
+    cJSON *priv[8];
+    int npriv = 0;
+    for (int i = 0; i < nargs && i < 8; i++)
+        if (private_args & (1u << i))
+            priv[npriv++] = args[i];
+    lstate_set_private(L, priv, npriv);
+    int prc = lstate_pcall_within(L, rt->deadline_ms[within], nargs, 1, err);
+    lstate_set_private(L, NULL, 0);
+    if (prc != 0) {
         lua_settop(L, top);
         bool tripped = lstate_tripped(L);
         abandon_if_tripped(pthread_getspecific(rt->key));

@@ -75,6 +75,13 @@ lua_State *lrt_state(lrt_t *rt, hd_err_t *err);
 int lrt_call_within(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn,
                     cJSON *const *args, int nargs, cJSON **out, hd_err_t *err);
 
+/* lrt_call_within whose arguments with bit i of private_args set (args[i])
+ * hold personal data (a context, a client): a script error, in the log and
+ * in err, shows their values as "<path: N bytes>" (lua/redact.h). */
+int lrt_call_private(lrt_t *rt, lrt_deadline_t within, const char *module, const char *fn,
+                     cJSON *const *args, int nargs, unsigned private_args, cJSON **out,
+                     hd_err_t *err);
+
 /* lrt_call_within(rt, LRT_DECISION, ...). */
 int lrt_call(lrt_t *rt, const char *module, const char *fn, cJSON *const *args, int nargs,
              cJSON **out, hd_err_t *err);

@@ -7,6 +7,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "lua/module.h"
+#include "lua/redact.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -30,6 +31,8 @@ typedef struct lstate_box {
     size_t pattern_max;
     lua_State *main; /* the main thread, whose hook a trip speeds up too */
     const lstate_source_t *src;
+    cJSON *const *priv; /* the current call's personal arguments (borrowed) */
+    int npriv;
 } lstate_box_t;
 
 enum { TRIP_NONE, TRIP_INSTRUCTIONS, TRIP_DEADLINE };
@@ -468,11 +471,17 @@ int lstate_pcall_within(lua_State *L, long deadline_ms, int nargs, int nresults,
     lua_remove(L, base);
     box->deadline_ns = 0;
     const char *full = rc == LUA_OK ? NULL : lua_tostring(L, -1);
+    /* an error may quote a value of the context or the client: masked
+     * before it reaches the log or the caller (who may store it) */
+    char *masked = full && box->npriv > 0 ? redact_text(full, box->priv, box->npriv) : NULL;
+    if (masked)
+        full = masked;
     if (box->tripped) {
         /* Whatever the script caught or returned, the call failed. */
         hd_err_set(err, "%s", box->trip_msg);
         log_write(LOG_ERROR, "script error", "error", box->trip_msg, "traceback",
                   full ? full : box->trip_msg, (const char *)NULL);
+        free(masked);
         lua_settop(L, base - 1);
         return -1;
     }
@@ -485,10 +494,18 @@ int lstate_pcall_within(lua_State *L, long deadline_ms, int nargs, int nresults,
     hd_err_set(err, "%.*s", (int)first, full ? full : "unknown error");
     log_write(LOG_ERROR, "script error", "error", err ? err->msg : "", "traceback",
               full ? full : "", (const char *)NULL);
+    free(masked);
     lua_pop(L, 1);
     /* A failed call may leave garbage: collect now so the cap recovers. */
     lua_gc(L, LUA_GCCOLLECT);
     return -1;
+}
+
+void lstate_set_private(lua_State *L, cJSON *const *vals, int n)
+{
+    lstate_box_t *box = get_box(L);
+    box->priv = n > 0 ? vals : NULL;
+    box->npriv = n > 0 ? n : 0;
 }
 
 int lstate_pcall(lua_State *L, int nargs, int nresults, hd_err_t *err)

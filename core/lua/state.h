@@ -12,6 +12,7 @@
 
 #include "base/err.h"
 
+#include <cjson/cJSON.h>
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -61,6 +62,11 @@ void lstate_push_env(lua_State *L);
  * instructions)", "file:line: deadline of N ms exceeded"). A tripped state
  * runs nothing more: its owner frees it and builds a fresh one. */
 int lstate_pcall_within(lua_State *L, long deadline_ms, int nargs, int nresults, hd_err_t *err);
+
+/* The personal arguments of the next calls (vals[0..n), borrowed; n = 0
+ * clears them): a script error's text, logged and returned, shows their
+ * values masked (lua/redact.h). */
+void lstate_set_private(lua_State *L, cJSON *const *vals, int n);
 
 /* lstate_pcall_within with the state's default deadline (limits.deadline_ms). */
 int lstate_pcall(lua_State *L, int nargs, int nresults, hd_err_t *err);

@@ -6,6 +6,7 @@
  */
 #include "store/repo_comms.h"
 #include "base/buf.h"
+#include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@ static const pg_stmt_t st_claim = {
     "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind, "
     /* the client's preferences version as of this claim (repo_prefs.c's
      * ROW_VERSION), read by the primary key: NULL when there is no row */
-    "(extract(epoch FROM p.updated_at) * 1000000)::bigint "
+    "(extract(epoch FROM p.updated_at) * 1000000)::bigint, m.context_enc "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id "
     "LEFT JOIN crm_client_preferences p ON p.client_id = m.client_id",
     3};
@@ -54,8 +55,8 @@ static char *dup_or_null(PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
 }
 
-int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
-                hd_err_t *err)
+int comms_claim(pg_pool_t *db, const fe_keyring_t *kr, const char *owner, int max, int lease_s,
+                comm_job_t *jobs, hd_err_t *err)
 {
     char m[16], l[16];
     snprintf(m, sizeof(m), "%d", max);
@@ -81,7 +82,16 @@ int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job
         j->plan_id = dup_or_null(r, i, 6);
         j->message_type = dup_or_null(r, i, 7);
         j->urgency = dup_or_null(r, i, 8);
-        j->context_json = dup_or_null(r, i, 9);
+        hd_err_t cerr;
+        if (comms_context_open(kr, PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9),
+                               PQgetisnull(r, i, 18) ? NULL : PQgetvalue(r, i, 18),
+                               &j->context_json, &cerr) != 0) {
+            /* its key is not in the keyring: the job waits for its lease
+             * (dispatch refuses to render without the context) */
+            j->context_unreadable = true;
+            log_error("cannot decrypt a message's context", "comm_id", j->comm_id, "reason",
+                      cerr.msg);
+        }
         j->recipient_enc = dup_or_null(r, i, 10);
         j->channels_csv = dup_or_null(r, i, 11);
         j->recovered = PQgetvalue(r, i, 12)[0] == 't';

@@ -20,9 +20,9 @@
 static const pg_stmt_t st_insert = {
     "comms_insert",
     "WITH c AS (INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, "
-    "context, strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, "
+    "context_enc, strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, "
     "priority, batch, requested_by, idempotency_key, queued_at, payload) "
-    "VALUES ($15::uuid, $1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, string_to_array($9, ','), "
+    "VALUES ($15::uuid, $1, $2, $3, $4, $5, $6::jsonb, $7, $8, string_to_array($9, ','), "
     "CASE WHEN to_timestamp($10::float8) <= now() THEN 'queued' ELSE 'scheduled' END, "
     "to_timestamp($10::float8), $11::smallint, $12::boolean, $13, $14, "
     "CASE WHEN to_timestamp($10::float8) <= now() THEN now() END, $17::jsonb) RETURNING id), "
@@ -37,8 +37,26 @@ static const pg_stmt_t st_insert = {
 static const pg_stmt_t st_notify = {"comms_notify",
                                     "SELECT pg_notify('" COMMS_NOTIFY_CHANNEL "', '')", 0};
 
-int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
+int comms_context_open(const fe_keyring_t *kr, const char *clear, const char *enc, char **out,
+                       hd_err_t *err)
 {
+    *out = NULL;
+    if (enc == NULL) {
+        *out = xstrdup(clear ? clear : "{}");
+        return 0;
+    }
+    size_t n;
+    return fe_decrypt(kr, "context", enc, out, &n, err) == 0 ? 0 : hd_err_prefix(err, "context");
+}
+
+int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_err_t *err)
+{
+    /* The context holds names, budgets, vendors, dates: personal data, so
+     * it is stored sealed like the addresses (docs/security.md). */
+    const char *ctx = c->context_json ? c->context_json : "{}";
+    char *context_enc = NULL;
+    if (fe_encrypt(kr, "context", ctx, strlen(ctx), &context_enc, err) != 0)
+        return hd_err_prefix(err, "context");
     char send_at[32], prio[8];
     snprintf(send_at, sizeof(send_at), "%lld", (long long)c->send_at);
     snprintf(prio, sizeof(prio), "%d", c->priority);
@@ -51,7 +69,7 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
                        c->client_id,
                        c->message_type,
                        c->urgency,
-                       c->context_json,
+                       context_enc,
                        c->strategy_json,
                        c->recipient_enc,
                        c->primary_channel,
@@ -67,10 +85,10 @@ int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err)
                        idem ? c->idem_principal : NULL,
                        c->idem_response};
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
-    if (conn == NULL)
-        return -1;
-    PGresult *r = pg_exec(conn, &st_insert, p, err);
-    pg_pool_put(db, conn);
+    PGresult *r = conn ? pg_exec(conn, &st_insert, p, err) : NULL;
+    if (conn)
+        pg_pool_put(db, conn);
+    free(context_enc);
     if (r == NULL)
         return -1;
     int rc = 0;
@@ -102,7 +120,7 @@ static const pg_stmt_t st_get = {
     /* a message waiting between attempts: when its send job comes due */
     "(SELECT " TS("j.due_at") " "
     "FROM crm_jobs j WHERE j.communication_id = crm_communications.id AND j.kind = 'send' "
-    "AND crm_communications.status = 'scheduled') "
+    "AND crm_communications.status = 'scheduled'), context_enc "
     "FROM crm_communications WHERE id = $1::uuid",
     1};
 /* clang-format on */
@@ -180,7 +198,7 @@ bool comms_valid_id(const char *s)
     return true;
 }
 
-int comms_get(pg_pool_t *db, const char *id, comm_row_t *out, hd_err_t *err)
+int comms_get(pg_pool_t *db, const fe_keyring_t *kr, const char *id, comm_row_t *out, hd_err_t *err)
 {
     memset(out, 0, sizeof(*out));
     if (!comms_valid_id(id))
@@ -210,7 +228,12 @@ int comms_get(pg_pool_t *db, const char *id, comm_row_t *out, hd_err_t *err)
     for (int i = 0; i < 7; i++)
         *cols[i] = text_or_null(r, 0, i);
     out->strategy_json = text_or_null(r, 0, 9);
-    out->context_json = text_or_null(r, 0, 10);
+    hd_err_t cerr;
+    const char *clear = PQgetisnull(r, 0, 10) ? NULL : PQgetvalue(r, 0, 10);
+    const char *enc = PQgetisnull(r, 0, 28) ? NULL : PQgetvalue(r, 0, 28);
+    if (comms_context_open(kr, clear, enc, &out->context_json, &cerr) != 0)
+        log_error("cannot decrypt a stored context; it is shown empty", "comm_id", out->id,
+                  "reason", cerr.msg);
     out->attempt_count = atoi(PQgetvalue(r, 0, 11));
     out->may_have_been_sent = PQgetvalue(r, 0, 12)[0] == 't';
     out->provider_message_id = text_or_null(r, 0, 13);

@@ -17,6 +17,7 @@
 #define HERALD_STORE_REPO_COMMS_H
 
 #include "base/err.h"
+#include "crypto/field.h"
 #include "store/pg.h"
 
 #include <cjson/cJSON.h>
@@ -28,7 +29,7 @@
 typedef struct comm_new {
     const char *id; /* chosen by the caller (the answer quotes it) */
     const char *plan_id, *client_id, *message_type, *urgency;
-    const char *context_json;  /* a JSON object */
+    const char *context_json;  /* a JSON object; stored encrypted (field "context") */
     const char *strategy_json; /* the decision, as stored */
     const char *recipient_enc; /* encrypted override, or NULL */
     const char *primary_channel;
@@ -47,8 +48,16 @@ typedef struct comm_new {
 bool comms_valid_id(const char *s);
 
 /* Inserts the communication (with c->id) and its send job, and completes
- * the idempotency record when one is named, in one transaction. */
-int comms_create(pg_pool_t *db, const comm_new_t *c, hd_err_t *err);
+ * the idempotency record when one is named, in one transaction. The context
+ * is encrypted with kr's current key (one AES-GCM, no extra round trip). */
+int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_err_t *err);
+
+/* The context of a stored message as JSON text (caller frees *out): the
+ * decrypted context_enc when it is set, else the clear context of a row
+ * written before migration 0008 (not yet rekeyed), else "{}". 0, or -1 with
+ * *out NULL and err when context_enc does not decrypt. */
+int comms_context_open(const fe_keyring_t *kr, const char *clear, const char *enc, char **out,
+                       hd_err_t *err);
 
 /* NOTIFY COMMS_NOTIFY_CHANNEL on its own: wakes the idle workers of every
  * process (used when this process has no engine to do it). */
@@ -84,8 +93,10 @@ typedef struct comm_row {
 void comm_row_free(comm_row_t *r);
 
 /* One communication with its attempts and events: 0 with *out, 1 when
- * there is none, -1 with err. */
-int comms_get(pg_pool_t *db, const char *id, comm_row_t *out, hd_err_t *err);
+ * there is none, -1 with err. A context that does not decrypt (its key was
+ * removed) is logged and left NULL; the rest of the message is shown. */
+int comms_get(pg_pool_t *db, const fe_keyring_t *kr, const char *id, comm_row_t *out,
+              hd_err_t *err);
 
 typedef struct comms_filter {
     const char *plan_id, *client_id, *status, *channel, *message_type;
@@ -133,8 +144,9 @@ typedef struct comm_job {
     /* the communication */
     char status[16];
     char *client_id, *plan_id, *message_type, *urgency;
-    char *context_json, *recipient_enc;
-    char *channels_csv; /* "email,sms" - the whole chain */
+    char *context_json, *recipient_enc; /* context decrypted; recipient still sealed */
+    bool context_unreadable;            /* its context_enc did not decrypt: context_json is NULL */
+    char *channels_csv;                 /* "email,sms" - the whole chain */
     /* the client's preferences as the claim saw them: whether they have a
      * row, and its version (prefs_row_t.version), so the worker trusts a
      * cached copy of it only at that version */
@@ -145,10 +157,12 @@ typedef struct comm_job {
 void comm_job_free(comm_job_t *j);
 
 /* Claims up to max due send jobs for owner, leased for lease_s seconds, and
- * loads their communications and the version of their client's preferences
- * (in the same statement). Returns how many (jobs filled), -1 on error. */
-int comms_claim(pg_pool_t *db, const char *owner, int max, int lease_s, comm_job_t *jobs,
-                hd_err_t *err);
+ * loads their communications (contexts decrypted with kr; one that does not
+ * decrypt is logged and flagged context_unreadable) and the version of
+ * their client's preferences (in the same statement). Returns how many
+ * (jobs filled), -1 on error. */
+int comms_claim(pg_pool_t *db, const fe_keyring_t *kr, const char *owner, int max, int lease_s,
+                comm_job_t *jobs, hd_err_t *err);
 
 typedef struct comm_attempt {
     const char *channel, *provider, *provider_id, *raw_code, *message, *category;
@@ -243,8 +257,11 @@ int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *r
 
 /* For a digest job: locks the client's due low-urgency messages (this one
  * included), attaches them to this job's message (digest_id) and returns
- * them as [{id, message_type, context}] in arrival order; NULL on error. */
-cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err);
+ * them as [{id, message_type, context}] in arrival order (contexts
+ * decrypted with kr); NULL on error (nothing attached), a context that does
+ * not decrypt included. */
+cJSON *comms_gather_digest(pg_pool_t *db, const fe_keyring_t *kr, const comm_job_t *j,
+                           hd_err_t *err);
 
 /* Renews every lease of owner for lease_s more seconds (sends in flight). */
 int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err);

@@ -26,7 +26,9 @@
                                                                                         "updated_" \
                                                                                         "at) * "   \
                                                                                         "1000000)" \
-                                                                                        "::bigint"
+                                                                                        "::"       \
+                                                                                        "bigint, " \
+                                                                                        "name_enc"
 
 enum {
     ROW_ID,
@@ -46,6 +48,7 @@ enum {
     ROW_CREATED,
     ROW_UPDATED,
     ROW_VERSION,
+    ROW_NAME_ENC,
 };
 
 static const pg_stmt_t st_select = {
@@ -64,7 +67,7 @@ static const pg_stmt_t st_lock = {
     "SELECT name, email_enc, email_index, phone_enc, phone_index, timezone, locale, "
     "array_to_string(allowed_channels, ','), quiet_hours_start::text, quiet_hours_end::text, "
     "array_to_string(opted_out_channels, ','), digest_local_time::text, consent_given, "
-    "consent_at::text, extract(epoch FROM consent_at)::bigint, consent_source "
+    "consent_at::text, extract(epoch FROM consent_at)::bigint, consent_source, name_enc "
     "FROM crm_client_preferences WHERE client_id = $1 FOR UPDATE",
     1};
 enum {
@@ -84,12 +87,16 @@ enum {
     LK_CONSENT_AT,
     LK_CONSENT_EPOCH,
     LK_CONSENT_SOURCE,
+    LK_NAME_ENC,
 };
 /* updated_at moves forward even if the clock does not (the row's version);
- * a row created by this transaction keeps updated_at = created_at. */
+ * a row created by this transaction keeps updated_at = created_at. The name
+ * is written sealed only ($2): the clear column of rows from before
+ * migration 0008 is emptied by any write. */
 static const pg_stmt_t st_update = {
     "prefs_update",
-    "UPDATE crm_client_preferences SET name = $2, email_enc = $3, email_index = $4, "
+    "UPDATE crm_client_preferences SET name = NULL, name_enc = $2, email_enc = $3, email_index = "
+    "$4, "
     "phone_enc = $5, phone_index = $6, timezone = $7, locale = $8, "
     "allowed_channels = string_to_array($9, ','), quiet_hours_start = $10::time, "
     "quiet_hours_end = $11::time, opted_out_channels = string_to_array($12, ','), "
@@ -149,7 +156,8 @@ static int row_from_result(const fe_keyring_t *kr, const PGresult *r, prefs_row_
 {
     memset(out, 0, sizeof(*out));
     if (open_field(kr, r, ROW_EMAIL_ENC, "email", &out->email, err) != 0 ||
-        open_field(kr, r, ROW_PHONE_ENC, "phone", &out->phone, err) != 0) {
+        open_field(kr, r, ROW_PHONE_ENC, "phone", &out->phone, err) != 0 ||
+        open_field(kr, r, ROW_NAME_ENC, "name", &out->name, err) != 0) {
         log_error("cannot decrypt stored preferences", "client_id", PQgetvalue(r, 0, ROW_ID),
                   "reason", err->msg);
         hd_err_prefix(err, "cannot decrypt the stored preferences");
@@ -157,7 +165,8 @@ static int row_from_result(const fe_keyring_t *kr, const PGresult *r, prefs_row_
         return PREFS_ERR_CRYPTO;
     }
     out->client_id = xstrdup(PQgetvalue(r, 0, ROW_ID));
-    out->name = dup_or_null(r, ROW_NAME);
+    if (out->name == NULL) /* a row from before migration 0008, not yet rekeyed */
+        out->name = dup_or_null(r, ROW_NAME);
     out->timezone = xstrdup(PQgetvalue(r, 0, ROW_TIMEZONE));
     out->locale = xstrdup(PQgetvalue(r, 0, ROW_LOCALE));
     out->channels_stated = !PQgetisnull(r, 0, ROW_CHANNELS);
@@ -265,11 +274,12 @@ static int write_audit(pg_conn_t *c, const char *actor, const char *client_id, c
 
 /* The steps of the write transaction on c. *upd (caller PQclear()s) is the
  * row as updated (ROW_COLUMNS). Returns PREFS_OK or a PREFS_ERR_*. */
-static int write_steps(pg_conn_t *c, const prefs_patch_t *p, const sealed_t *email,
-                       const sealed_t *phone, const char *actor, bool *created, PGresult **upd,
-                       hd_err_t *err)
+static int write_steps(pg_conn_t *c, const fe_keyring_t *kr, const prefs_patch_t *p,
+                       const char *new_name_enc, const sealed_t *email, const sealed_t *phone,
+                       const char *actor, bool *created, PGresult **upd, hd_err_t *err)
 {
     PGresult *old = NULL;
+    char *kept_name_enc = NULL;
     int rc = PREFS_ERR_DB;
     const char *id[] = {p->client_id};
     /* A row deleted between the insert and the lock (an erasure) is
@@ -292,9 +302,19 @@ static int write_steps(pg_conn_t *c, const prefs_patch_t *p, const sealed_t *ema
         goto done;
     }
 
-    const char *name = p->name_op == PREFS_SET     ? p->name
+    const char *name = p->name_op == PREFS_SET     ? new_name_enc
                        : p->name_op == PREFS_CLEAR ? NULL
-                                                   : col(old, LK_NAME);
+                                                   : col(old, LK_NAME_ENC);
+    const char *clear_name = col(old, LK_NAME);
+    if (p->name_op == PREFS_KEEP && name == NULL && clear_name != NULL) {
+        /* a name kept from before migration 0008 is sealed by this write */
+        if (fe_encrypt(kr, "name", clear_name, strlen(clear_name), &kept_name_enc, err) != 0) {
+            hd_err_prefix(err, "name");
+            rc = PREFS_ERR_CRYPTO;
+            goto done;
+        }
+        name = kept_name_enc;
+    }
     const char *email_enc = col(old, LK_EMAIL_ENC), *email_index = col(old, LK_EMAIL_INDEX);
     if (p->email_op != PREFS_KEEP) {
         email_enc = p->email_op == PREFS_SET ? email->enc : NULL;
@@ -372,6 +392,7 @@ static int write_steps(pg_conn_t *c, const prefs_patch_t *p, const sealed_t *ema
     rc = PREFS_OK;
 done:
     PQclear(old);
+    free(kept_name_enc);
     return rc;
 }
 
@@ -381,9 +402,12 @@ int prefs_repo_save(pg_pool_t *db, const fe_keyring_t *kr, const prefs_patch_t *
     memset(out, 0, sizeof(*out));
     *created = false;
     sealed_t email = {0}, phone = {0};
+    char *name_enc = NULL;
     PGresult *upd = NULL;
     int rc = PREFS_ERR_CRYPTO;
-    if ((patch->email_op == PREFS_SET && seal(kr, "email", patch->email, &email, err) != 0) ||
+    if ((patch->name_op == PREFS_SET &&
+         fe_encrypt(kr, "name", patch->name, strlen(patch->name), &name_enc, err) != 0) ||
+        (patch->email_op == PREFS_SET && seal(kr, "email", patch->email, &email, err) != 0) ||
         (patch->phone_op == PREFS_SET && seal(kr, "phone", patch->phone, &phone, err) != 0))
         goto done;
     pg_conn_t *c = pg_tx_begin(db, err);
@@ -391,7 +415,7 @@ int prefs_repo_save(pg_pool_t *db, const fe_keyring_t *kr, const prefs_patch_t *
         rc = PREFS_ERR_DB;
         goto done;
     }
-    rc = write_steps(c, patch, &email, &phone, actor, created, &upd, err);
+    rc = write_steps(c, kr, patch, name_enc, &email, &phone, actor, created, &upd, err);
     rc = pg_tx_end(db, c, rc, err); /* a failed commit is PREFS_ERR_DB (-1) */
     /* decrypted only once committed: a kept address that no longer
      * decrypts must not block a change (one that replaces it, say) */
@@ -399,6 +423,7 @@ int prefs_repo_save(pg_pool_t *db, const fe_keyring_t *kr, const prefs_patch_t *
         rc = row_from_result(kr, upd, out, err);
 done:
     PQclear(upd);
+    free(name_enc);
     free(email.enc);
     free(phone.enc);
     return rc;

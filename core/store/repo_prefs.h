@@ -3,11 +3,13 @@
  * Uses store/pg and crypto/field; knows nothing of caches or the API.
  *
  * Email and phone are stored encrypted (fe_encrypt, fields "email" and
- * "phone") with their blind index (fe_blind_index) next to them; the name is
- * stored in clear. Rows come back as prefs_row_t with the addresses
- * decrypted. updated_at moves forward on every change, even when the clock
- * does not, so the row's version (updated_at in microseconds) orders copies
- * of it.
+ * "phone") with their blind index (fe_blind_index) next to them; the name
+ * is stored encrypted too (field "name", no index: nothing looks clients up
+ * by name). A name stored in clear before migration 0008 is still read,
+ * and sealed by the row's next write or by `herald rekey`. Rows come back
+ * as prefs_row_t with the name and the addresses decrypted. updated_at moves forward on every
+ * change, even when the clock does not, so the row's version (updated_at in microseconds) orders
+ * copies of it.
  */
 #ifndef HERALD_STORE_REPO_PREFS_H
 #define HERALD_STORE_REPO_PREFS_H

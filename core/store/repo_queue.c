@@ -238,8 +238,8 @@ static const pg_stmt_t st_gather = {
     "u AS (UPDATE crm_communications c SET digest_id = $2::uuid, status = CASE WHEN c.status = "
     "'scheduled' THEN 'queued' ELSE c.status END, queued_at = coalesce(c.queued_at, now()), "
     "updated_at = now() FROM m WHERE c.id = m.id "
-    "RETURNING c.id, c.message_type, c.context::text, c.created_at) "
-    "SELECT id, message_type, context FROM u ORDER BY created_at",
+    "RETURNING c.id, c.message_type, c.context::text, c.created_at, c.context_enc) "
+    "SELECT id, message_type, context, context_enc FROM u ORDER BY created_at",
     2};
 static const pg_stmt_t st_digest_run = {
     "comms_digest_run",
@@ -247,7 +247,8 @@ static const pg_stmt_t st_digest_run = {
     "VALUES ($1, current_date, $2::uuid, $3::int) ON CONFLICT DO NOTHING",
     3};
 
-cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err)
+cJSON *comms_gather_digest(pg_pool_t *db, const fe_keyring_t *kr, const comm_job_t *j,
+                           hd_err_t *err)
 {
     const char *p[] = {j->client_id, j->comm_id};
     pg_conn_t *c = pg_tx_begin(db, err);
@@ -257,18 +258,28 @@ cJSON *comms_gather_digest(pg_pool_t *db, const comm_job_t *j, hd_err_t *err)
     PGresult *r = pg_exec(c, &st_gather, p, err);
     if (r != NULL) {
         items = cJSON_CreateArray();
-        for (int i = 0; i < PQntuples(r); i++) {
+        for (int i = 0; items && i < PQntuples(r); i++) {
+            char *text = NULL;
+            if (comms_context_open(kr, PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2),
+                                   PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3), &text,
+                                   err) != 0) {
+                hd_err_prefix(err, "digest member %s", PQgetvalue(r, i, 0));
+                cJSON_Delete(items);
+                items = NULL;
+                break;
+            }
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "id", PQgetvalue(r, i, 0));
             cJSON_AddStringToObject(o, "message_type", PQgetvalue(r, i, 1));
-            cJSON *ctx = cJSON_Parse(PQgetvalue(r, i, 2));
+            cJSON *ctx = cJSON_Parse(text);
+            free(text);
             cJSON_AddItemToObject(o, "context", ctx ? ctx : cJSON_CreateObject());
             cJSON_AddItemToArray(items, o);
         }
         char n[16];
         snprintf(n, sizeof(n), "%d", PQntuples(r));
         const char *dp[] = {j->client_id, j->comm_id, n};
-        if (pg_exec_ok(c, &st_digest_run, dp, err) != 0) {
+        if (items && pg_exec_ok(c, &st_digest_run, dp, err) != 0) {
             cJSON_Delete(items);
             items = NULL;
         }

@@ -36,6 +36,20 @@ typedef struct fixture {
     fe_keyring_t *kr;
 } fixture_t;
 
+/* One keyring for the messages of these tests (their contexts are sealed). */
+static fe_keyring_t *test_keyring(void)
+{
+    static fe_keyring_t *kr;
+    if (kr == NULL) {
+        uint8_t k[32], idx[32];
+        memset(k, 0x5a, sizeof(k));
+        memset(idx, 0xa5, sizeof(idx));
+        kr = fe_keyring_new(k, idx);
+        assert_non_null(kr);
+    }
+    return kr;
+}
+
 /* A queued message for client_id; its id into id (37 bytes). */
 static void create_msg(pg_pool_t *pool, const char *client_id, char *id)
 {
@@ -55,7 +69,7 @@ static void create_msg(pg_pool_t *pool, const char *client_id, char *id)
                     .priority = 50,
                     .requested_by = "test"};
     hd_err_t err;
-    if (comms_create(pool, &c, &err) != 0)
+    if (comms_create(pool, test_keyring(), &c, &err) != 0)
         fail_msg("comms_create: %s", err.msg);
 }
 
@@ -85,7 +99,7 @@ static void claim_one(pg_pool_t *pool, int want, const char *id, comm_job_t *out
 {
     comm_job_t got[MAX_JOB];
     hd_err_t err;
-    int k = comms_claim(pool, OWNER, MAX_JOB, LEASE_S, got, &err);
+    int k = comms_claim(pool, test_keyring(), OWNER, MAX_JOB, LEASE_S, got, &err);
     if (k < 0)
         fail_msg("comms_claim: %s", err.msg);
     assert_int_equal(k, want);

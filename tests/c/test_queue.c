@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "crypto/field.h"
 #include "crypto/hash.h"
 #include "store/pg.h"
 #include "store/repo_comms.h"
@@ -107,6 +108,20 @@ static int count_jobs(pg_pool_t *pool, const char *id)
 
 /* ---- making and claiming messages ---- */
 
+/* One keyring for the messages of these tests (their contexts are sealed). */
+static fe_keyring_t *test_keyring(void)
+{
+    static fe_keyring_t *kr;
+    if (kr == NULL) {
+        uint8_t k[32], idx[32];
+        memset(k, 0x5a, sizeof(k));
+        memset(idx, 0xa5, sizeof(idx));
+        kr = fe_keyring_new(k, idx);
+        assert_non_null(kr);
+    }
+    return kr;
+}
+
 static void create_msgs(pg_pool_t *pool, const char *client, int n, comm_id_t *ids)
 {
     for (int i = 0; i < n; i++) {
@@ -127,7 +142,7 @@ static void create_msgs(pg_pool_t *pool, const char *client, int n, comm_id_t *i
                         .batch = false,
                         .requested_by = "test"};
         hd_err_t err;
-        if (comms_create(pool, &c, &err) != 0)
+        if (comms_create(pool, test_keyring(), &c, &err) != 0)
             fail_msg("comms_create: %s", err.msg);
         assert_status(pool, ids[i], "queued");
     }
@@ -139,7 +154,7 @@ static void claim_msgs(pg_pool_t *pool, int n, const comm_id_t *ids, comm_job_t 
 {
     comm_job_t got[MAX_JOB];
     hd_err_t err;
-    int k = comms_claim(pool, OWNER, MAX_JOB, LEASE_S, got, &err);
+    int k = comms_claim(pool, test_keyring(), OWNER, MAX_JOB, LEASE_S, got, &err);
     if (k < 0)
         fail_msg("comms_claim: %s", err.msg);
     assert_int_equal(k, n);
@@ -514,7 +529,7 @@ static void claim_timer(pg_pool_t *pool, comm_job_t *out)
 {
     hd_err_t err;
     comm_job_t got[MAX_JOB];
-    int k = comms_claim(pool, OWNER, MAX_JOB, LEASE_S, got, &err);
+    int k = comms_claim(pool, test_keyring(), OWNER, MAX_JOB, LEASE_S, got, &err);
     if (k != 1)
         fail_msg("expected the timer alone to be due, claimed %d", k);
     assert_string_equal(got[0].kind, "no_receipt");
@@ -600,7 +615,7 @@ static void claim_only(pg_pool_t *pool, const char *id, comm_job_t *out)
 {
     comm_job_t got[MAX_JOB];
     hd_err_t err;
-    int k = comms_claim(pool, OWNER, MAX_JOB, LEASE_S, got, &err);
+    int k = comms_claim(pool, test_keyring(), OWNER, MAX_JOB, LEASE_S, got, &err);
     if (k != 1)
         fail_msg("expected one due job, claimed %d", k);
     assert_string_equal(got[0].comm_id, id);
