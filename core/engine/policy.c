@@ -221,7 +221,8 @@ int policy_check_context(lrt_t *rt, const char *type, const cJSON *context,
     cJSON *args[] = {cJSON_CreateString(type ? type : ""),
                      context ? cJSON_Duplicate(context, true) : cJSON_CreateObject()};
     cJSON *r = NULL;
-    if (call(rt, LRT_DECISION, "types", "check", args, 2, &r, err) != 0)
+    /* the context is personal: a script error never quotes it */
+    if (call_private(rt, LRT_DECISION, "types", "check", args, 2, 1u << 1, &r, err) != 0)
         return -1;
     const cJSON *known = member(r, "known"), *pr = member(r, "problems"),
                 *wa = member(r, "warnings");

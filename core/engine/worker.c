@@ -271,8 +271,8 @@ static void *run_worker(void *arg)
         if (!atomic_load(&e->stopping) && moving <= CLAIM_AT && want > 0) {
             comm_job_t fresh[BATCH];
             unsigned long seen = wake_count(e);
-            int n = comms_claim(app->db, app->keyring, w->owner, want, app->cfg->lease_s, fresh,
-                                &err);
+            int n =
+                comms_claim(app->db, app->keyring, w->owner, want, app->cfg->lease_s, fresh, &err);
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);
             if (n <= 0 && inflight == 0) {
