@@ -36,7 +36,7 @@ class PersonalDataAtRestTest(harness.HeraldCase):
         shutil.copytree(os.path.join(harness.SOURCE_DIR, "templates"), cls.templates)
         # the date filter's error quotes the value it could not read
         with open(os.path.join(cls.templates, "reminder.subject"), "w") as f:
-            f.write('Reminder for {{ venue|date("%Y") }}\n')
+            f.write('Reminder for {{ due_item|date("%Y") }}\n')
         cls.db_url, cls.drop_db = harness.fresh_database()
         cls.server = cls.new_server(env={
             "HERALD_DATABASE_URL": cls.db_url, "HERALD_OUTBOX_DIR": cls.outbox,
@@ -86,6 +86,7 @@ class PersonalDataAtRestTest(harness.HeraldCase):
         mark = uuid.uuid4().hex[:10]
         cid, email = self.client(mark)
         context = {"event_type": "wedding", "event_date": "2027-06-14",
+                   "plan_url": "https://plans.example.com/p/pii",
                    "venue": "Chateau Brightwater " + mark,
                    "planner": {"name": "Ottoline Ravensworth " + mark},
                    "budget_note": "at most 48213 euros " + mark}
@@ -133,23 +134,24 @@ class PersonalDataAtRestTest(harness.HeraldCase):
     def test_a_script_error_on_a_context_value_logs_its_name_and_length_only(self):
         mark = uuid.uuid4().hex[:10]
         cid, _ = self.client(mark)
-        venue = "Ballroom Secretvale " + mark
+        due = "Ballroom Secretvale " + mark
         r = self.server.request("POST", COMMS, headers=auth(), json_body={
             "plan_id": "plan-pii", "client_id": cid, "message_type": "reminder",
             "urgency": "critical", "channel": "email",
-            "context": {"event_type": "gala", "event_date": "2027-06-14", "venue": venue}})
+            "context": {"event_type": "gala", "event_date": "2027-06-14", "due_item": due,
+                        "due_date": "2027-05-01"}})
         self.assertEqual(r.status, 202, r)
         doc = self.settle(r.json["id"])
         self.assertEqual(doc["status"], "failed", doc)
         errors = [ln for ln in self.server.log_lines() if ln.get("msg") == "script error"
-                  and "<venue: %d bytes>" % len(venue) in ln.get("error", "")]
+                  and "<due_item: %d bytes>" % len(due) in ln.get("error", "")]
         self.assertTrue(errors, "no script error names the field and its length:\n%s"
                         % self.server.stderr()[-3000:])
         self.assertIn("date: expected an ISO date", errors[0]["error"])
         # Nowhere the value: not in the log, not in the stored events.
         self.assertNotIn(mark, self.server.stderr())
         self.assertNotIn(mark, str(doc["attempts"]) + str(doc["events"]))
-        self.assertIn("<venue: %d bytes>" % len(venue), str(doc["events"]))
+        self.assertIn("<due_item: %d bytes>" % len(due), str(doc["events"]))
         self.assertNotIn(mark, self.every_row())
 
     def test_the_access_log_masks_an_address_in_a_path(self):
