@@ -203,13 +203,18 @@ bad:
 }
 
 /* A status's time: Unix seconds as a string or a number; 0 (now) when
- * absent or not a time. */
+ * absent or not a time. A number is a time from 1 to 2^53 seconds: a double
+ * beyond int64_t (1e300) converted would be undefined behaviour (found by
+ * tests/fuzz/fuzz_whatsapp.c). */
 static int64_t wa_time(const cJSON *ts)
 {
-    int64_t at = cJSON_IsString(ts)   ? strtoll(ts->valuestring, NULL, 10)
-                 : cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble
-                                      : 0;
-    return at > 0 ? at : 0;
+    if (cJSON_IsString(ts)) {
+        long long at = strtoll(ts->valuestring, NULL, 10); /* saturates */
+        return at > 0 ? at : 0;
+    }
+    if (cJSON_IsNumber(ts) && ts->valuedouble >= 1 && ts->valuedouble <= 9007199254740992.0)
+        return (int64_t)ts->valuedouble;
+    return 0;
 }
 
 /* The receipt of one checked status; its strings are owned by w. */
