@@ -48,17 +48,21 @@ bench-policy: build
 bench-analytics: build
 	@tools/bench-analytics.sh
 
-# libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each
+# libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each; FUZZERS="fuzz_form ..."
+# picks some. Each starts from its working corpus (build-fuzz/corpus/NAME,
+# where new inputs go) and reads its seeds (tests/fuzz/corpus/NAME) too.
 FUZZ_SECONDS ?= 60
+FUZZERS ?=
 fuzz: deps
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DHERALD_FUZZ=ON -DHERALD_SANITIZE=ON \
 		-DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build build-fuzz -j 2
-	@for f in build-fuzz/fuzz_*; do \
+	@for f in $(if $(FUZZERS),$(addprefix build-fuzz/,$(FUZZERS)),build-fuzz/fuzz_*); do \
 		case $$f in *.log) continue ;; esac; \
 		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
 		mkdir -p build-fuzz/corpus/$$(basename $$f); \
-		$$f -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$(basename $$f) \
+		seeds=tests/fuzz/corpus/$$(basename $$f); [ -d $$seeds ] || seeds=; \
+		$$f -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$(basename $$f) $$seeds \
 			>build-fuzz/$$(basename $$f).log 2>&1 || { tail -n 40 build-fuzz/$$(basename $$f).log; exit 1; }; \
 		tail -n 1 build-fuzz/$$(basename $$f).log; \
 	done

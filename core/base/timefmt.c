@@ -68,7 +68,12 @@ int timefmt_parse(const char *s, int64_t *out)
         return -1;
     if (se == 60)
         se = 59; /* a leap second is the last second of its minute here */
-    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+    /* years 0001 to 9999 in UTC: what formats back to four digits (an
+     * offset could move 0000-01-01 or 9999-12-31 past them) */
+    if (t < days_from_civil(1, 1, 1) * 86400 || t >= days_from_civil(10000, 1, 1) * 86400)
+        return -1;
+    *out = t;
     return 0;
 }
 
@@ -77,5 +82,12 @@ void timefmt_format(int64_t t, char *out)
     time_t tt = (time_t)t;
     struct tm tm;
     gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* %04d, not strftime's %Y: glibc writes the year 226 as "226", which
+     * does not parse back (found by tests/fuzz/fuzz_query.c) */
+    /* the remainders only bound the widths for the compiler: gmtime's
+     * fields are in range, and so is the year of any time timefmt_parse
+     * returns */
+    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
+             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u);
 }

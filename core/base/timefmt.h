@@ -7,7 +7,8 @@
 #include <stdint.h>
 
 /* Parses "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)" (a space may replace 'T',
- * 't'/'z' accepted). Returns 0 and Unix seconds, or -1. */
+ * 't'/'z' accepted), of the years 0001 to 9999 once in UTC. Returns 0 and
+ * Unix seconds, or -1. */
 int timefmt_parse(const char *s, int64_t *out);
 
 /* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 32 bytes). */

@@ -5,10 +5,10 @@
 #include "http/server.h"
 #include "base/addr.h"
 #include "base/log.h"
-#include "base/utf8.h"
 #include "crypto/codec.h"
 #include "crypto/hash.h"
 #include "http/conn_guard.h"
+#include "http/query.h"
 #include "obs/metrics.h"
 
 #include <arpa/inet.h>
@@ -112,40 +112,6 @@ const char *http_header(http_req_t *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* A raw query key or value decoded ('+' is a space, %XX a byte); *len is
- * its length, which may include NUL bytes. Caller frees. */
-static char *query_decode(const char *raw, size_t *len)
-{
-    size_t n = strlen(raw);
-    char *out = xmalloc(n + 1), *o = out;
-    for (size_t i = 0; i < n; i++) {
-        int h, l;
-        if (raw[i] == '+') {
-            *o++ = ' ';
-        } else if (raw[i] == '%' && i + 2 < n && (h = hexval(raw[i + 1])) >= 0 &&
-                   (l = hexval(raw[i + 2])) >= 0) {
-            *o++ = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            *o++ = raw[i];
-        }
-    }
-    *o = '\0';
-    *len = (size_t)(o - out);
-    return out;
-}
-
 const char *http_query(http_req_t *req, const char *name)
 {
     /* libmicrohttpd is told not to unescape (see on_unescape), so the value
@@ -177,17 +143,9 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
     (void)kind;
     query_problem_t *q = cls;
     const char *parts[] = {key, value};
-    for (int i = 0; i < 2 && q->why == NULL; i++) {
-        if (parts[i] == NULL)
-            continue;
-        size_t n;
-        char *d = query_decode(parts[i], &n);
-        if (memchr(d, '\0', n))
-            q->why = "contains a NUL byte (%00)";
-        else if (!utf8_valid(d, n))
-            q->why = "is not valid UTF-8";
-        free(d);
-    }
+    for (int i = 0; i < 2 && q->why == NULL; i++)
+        if (parts[i] != NULL)
+            q->why = query_problem(parts[i]);
     if (q->why) {
         /* named as sent when it is plain ASCII, never echoing raw bytes */
         bool plain = strlen(key) < sizeof(q->name);

@@ -146,7 +146,14 @@ static cJSON *table_to_json(lua_State *L, int idx, int depth, char *path, size_t
             cJSON_Delete(obj);
             return NULL;
         }
-        const char *k = lua_tostring(L, -2);
+        size_t klen;
+        const char *k = lua_tolstring(L, -2, &klen);
+        if (memchr(k, '\0', klen) != NULL) {
+            hd_err_set(err, "%s: a key with a NUL byte is not plain data", *path ? path : "value");
+            lua_pop(L, 2);
+            cJSON_Delete(obj);
+            return NULL;
+        }
         snprintf(path + plen, pathcap - plen, "%s%s", plen ? "." : "", k);
         cJSON *v = to_json(L, lua_gettop(L), depth + 1, path, pathcap, err);
         path[plen] = '\0';
@@ -182,8 +189,16 @@ static cJSON *to_json(lua_State *L, int idx, int depth, char *path, size_t pathc
         }
         return cJSON_CreateNumber(d);
     }
-    case LUA_TSTRING:
-        return cJSON_CreateString(lua_tostring(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *str = lua_tolstring(L, idx, &len);
+        if (memchr(str, '\0', len) != NULL) { /* a C string would silently end there */
+            hd_err_set(err, "%s: a string with a NUL byte is not plain data",
+                       *path ? path : "value");
+            return NULL;
+        }
+        return cJSON_CreateString(str);
+    }
     case LUA_TTABLE:
         return table_to_json(L, idx, depth, path, pathcap, err);
     case LUA_TLIGHTUSERDATA:

@@ -3,9 +3,10 @@
  * between Lua states (and between Lua and the rest of the engine).
  *
  * Lua → JSON: nil and herald.null → null; booleans; integers and finite
- * floats; strings (bytes kept as they are); a table whose keys are exactly
- * 1..n, or that carries
- * the herald.array metatable, → array; a table with string keys → object.
+ * floats; strings (bytes kept as they are; a NUL byte in a value or a key is
+ * an error, never a string cut short); a table whose keys are exactly 1..n,
+ * or that carries the herald.array metatable, → array; a table with string
+ * keys → object.
  * Mixed keys, functions, userdata, cycles, NaN/inf and nesting beyond 64
  * levels are errors naming the path ("context.items[3]: a function").
  * JSON → Lua: objects and arrays become tables (arrays with the herald.array

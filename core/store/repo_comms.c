@@ -4,6 +4,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "crypto/codec.h"
+#include "store/cursor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,28 +292,8 @@ int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_
 {
     memset(out, 0, sizeof(*out));
     char *cur_ts = NULL, *cur_id = NULL;
-    if (f->cursor) {
-        /* cursor: base64url("<created_at µs>,<id>") of the last item shown */
-        uint8_t *raw = NULL;
-        size_t n = 0;
-        if (b64url_decode(f->cursor, strlen(f->cursor), &raw, &n) != 0 || n > 80) {
-            free(raw);
-            return hd_err_set(err, "cursor: not a cursor from a previous page");
-        }
-        char *comma = memchr(raw, ',', n);
-        /* microseconds since 1970: at most 16 digits (until the year 2286),
-         * so the database is never handed a time it cannot represent */
-        size_t digits = comma ? (size_t)(comma - (char *)raw) : 0;
-        if (comma == NULL || !comms_valid_id(comma + 1) || digits == 0 || digits > 16 ||
-            strspn((char *)raw, "0123456789") != digits) {
-            free(raw);
-            return hd_err_set(err, "cursor: not a cursor from a previous page");
-        }
-        *comma = '\0';
-        cur_ts = xstrdup((char *)raw);
-        cur_id = xstrdup(comma + 1);
-        free(raw);
-    }
+    if (f->cursor && cursor_decode(f->cursor, &cur_ts, &cur_id, err) != 0)
+        return -1;
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", f->limit + 1);
     const char *p[] = {f->plan_id, f->client_id, f->status, f->channel, f->message_type,
@@ -337,10 +318,7 @@ int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_
             *cols[k] = text_or_null(r, i, k);
     }
     if (n > f->limit) {
-        char raw[120];
-        snprintf(raw, sizeof(raw), "%s,%s", PQgetvalue(r, shown - 1, 8),
-                 PQgetvalue(r, shown - 1, 0));
-        out->next_cursor = b64url_encode((const uint8_t *)raw, strlen(raw));
+        out->next_cursor = cursor_encode(PQgetvalue(r, shown - 1, 8), PQgetvalue(r, shown - 1, 0));
     }
     PQclear(r);
     return 0;

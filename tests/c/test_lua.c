@@ -244,6 +244,11 @@ static void test_plain_data_round_trip(void **state)
     /* Functions and mixed tables are not plain data: a clear error. */
     want_error(rt, "return {f = print}", "f: a function is not plain data");
     want_error(rt, "return {1, x = 2}", "not plain data");
+    /* A NUL byte would cut the string short in C: refused, never truncated
+     * (found by tests/fuzz/fuzz_lua.c). */
+    want_error(rt, "return {subject = 'a\\0b'}", "subject: a string with a NUL byte");
+    want_error(rt, "return {['k\\0x'] = 1}", "a key with a NUL byte");
+    want_value(rt, "return {s = 'a\\1b'}", "{\"s\":\"a\\u0001b\"}");
 }
 
 static void test_herald_module(void **state)

@@ -102,6 +102,21 @@ static void test_rfc3339(void **state)
     char out[32];
     timefmt_format(1795856400, out);
     assert_string_equal(out, "2026-11-28T09:00:00Z");
+    /* Every time that parses formats back to itself (tests/fuzz/fuzz_query.c
+     * found "0226-...": strftime wrote "226-...", which did not parse). */
+    assert_int_equal(timefmt_parse("0226-11-28T09:00:00Z", &t), 0);
+    timefmt_format(t, out);
+    assert_string_equal(out, "0226-11-28T09:00:00Z");
+    assert_int_equal(timefmt_parse("0001-01-01T00:00:00Z", &t), 0);
+    assert_int_equal(timefmt_parse("9999-12-31T23:59:59Z", &t), 0);
+    timefmt_format(t, out);
+    assert_string_equal(out, "9999-12-31T23:59:59Z");
+    /* and no year outside 0001..9999 once in UTC */
+    static const char *const out_of_range[] = {"0000-06-01T00:00:00Z", "0001-01-01T00:00:00+00:01",
+                                               "9999-12-31T23:59:59-00:01"};
+    for (size_t i = 0; i < 3; i++)
+        if (timefmt_parse(out_of_range[i], &t) == 0)
+            fail_msg("accepted %s", out_of_range[i]);
 }
 
 static void scrubbed(const char *in, const char *want)
