@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A version 2 token: 52 bytes (with the signing key's id) in base64url. */
+#define TOKEN_LEN 70
+
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static void check_token(const track_key_t *k, const track_key_t *other, const uint8_t *d,
@@ -33,7 +36,7 @@ static void check_token(const track_key_t *k, const track_key_t *other, const ui
     int64_t expires = (int64_t)((uint32_t)d[19] << 24 | (uint32_t)d[20] << 16 |
                                 (uint32_t)d[21] << 8 | (uint32_t)d[22]);
     char *tok = track_token(k, kind, id, index, expires, url);
-    if (tok == NULL || strlen(tok) != 64)
+    if (tok == NULL || strlen(tok) != TOKEN_LEN)
         abort();
     track_claim_t c;
     if (track_verify(k, tok, expires, &c) != TRACK_OK)
@@ -50,13 +53,13 @@ static void check_token(const track_key_t *k, const track_key_t *other, const ui
     if (track_verify(other, tok, 0, &c) != TRACK_INVALID)
         abort();
     /* one character changed, wherever */
-    size_t pos = d[23] % 64;
+    size_t pos = d[23] % TOKEN_LEN;
     char was = tok[pos];
     tok[pos] = b64url[(strchr(b64url, was) - b64url + 1 + d[24] % 63) % 64];
     if (tok[pos] == was || track_verify(k, tok, 0, &c) != TRACK_INVALID)
         abort();
     tok[pos] = was;
-    tok[63] = '\0'; /* one character short */
+    tok[TOKEN_LEN - 1] = '\0'; /* one character short */
     if (track_verify(k, tok, 0, &c) != TRACK_INVALID)
         abort();
     free(tok);
