@@ -206,28 +206,44 @@ end
 
 local check_value
 
-local function check_fields(fields, obj, path, opts, out)
-  local names = {}
-  for name in pairs(fields) do names[#names + 1] = name end
-  table.sort(names)
-  for _, name in ipairs(names) do
+-- A declaration's field names in order, computed once per fields table.
+local SORTED = setmetatable({}, {__mode = "k"})
+local function sorted_names(fields)
+  local names = SORTED[fields]
+  if names == nil then
+    names = {}
+    for name in pairs(fields) do names[#names + 1] = name end
+    table.sort(names)
+    SORTED[fields] = names
+  end
+  return names
+end
+
+-- Paths are built only where one is needed: a problem, or a container whose
+-- members may have one.
+local function check_fields(fields, obj, path, strict, render, out)
+  for _, name in ipairs(sorted_names(fields)) do
     local f, v = fields[name], obj[name]
     if v == nil then
-      if not M.is_optional(f) or (opts.render and f.from) then
+      if not M.is_optional(f) or (render and f.from) then
         out.problem(join(path, name), expected(f), "nothing (the field is missing)")
       end
     else
-      check_value(f, v, join(path, name), opts, out)
+      check_value(f, v, path, name, render, out)
     end
   end
-  local extra = {}
+  local extra
   for name in pairs(obj) do
     if type(name) ~= "string" then name = tostring(name) end
-    if fields[name] == nil then extra[#extra + 1] = name end
+    if fields[name] == nil then
+      extra = extra or {}
+      extra[#extra + 1] = name
+    end
   end
+  if extra == nil then return end
   table.sort(extra)
   for _, name in ipairs(extra) do
-    if opts.strict then
+    if strict then
       out.problem(join(path, name), "no such field (the type is strict)", describe(obj[name]))
     else
       out.warning(join(path, name), "not declared by the message type; kept, but no template uses it")
@@ -241,14 +257,15 @@ local function number_in(f, v, lo, hi)
   return (lo == nil or v >= lo) and (hi == nil or v <= hi)
 end
 
-check_value = function(f, v, path, opts, out)
+-- v, the value of parent's member key (a name, or a list index from 1).
+check_value = function(f, v, parent, key, render, out)
   local k, ok = f.kind, false
   if v == NULL then
     ok = false
   elseif k == "string" or k == "date" or k == "url" or k == "email" or k == "currency" then
     if type(v) == "string" then
-      local n = utf8.len(v) or -1
       if k == "string" then
+        local n = utf8.len(v) or -1
         ok = n >= (f.min or 1) and n <= (f.max or STRING_MAX) and v:find("[^%z\1- ]") ~= nil
         if ok and f.enum then
           ok = false
@@ -257,9 +274,9 @@ check_value = function(f, v, path, opts, out)
       elseif k == "date" then
         ok = is_date(v)
       elseif k == "url" then
-        ok = n <= (f.max or 2048) and is_url(v)
+        ok = #v <= (f.max or 2048) and is_url(v) -- ASCII only: bytes are characters
       elseif k == "email" then
-        ok = n <= 254 and is_email(v)
+        ok = #v <= 254 and is_email(v)
       else
         ok = v:find("^%u%u%u$") ~= nil
       end
@@ -273,20 +290,21 @@ check_value = function(f, v, path, opts, out)
   elseif k == "boolean" then
     ok = type(v) == "boolean"
   elseif k == "list" then
-    if is_array(v, opts.render) then
+    if is_array(v, render) then
       ok = #v >= (f.min or 0) and (f.max == nil or #v <= f.max)
       if ok then
-        for i, item in ipairs(v) do check_value(f.of, item, join(path, i), opts, out) end
+        local path = join(parent, key)
+        for i, item in ipairs(v) do check_value(f.of, item, path, i, render, out) end
         return
       end
     end
   elseif k == "object" then
     if is_object(v) then
-      check_fields(f.fields, v, path, {strict = f.strict, render = opts.render}, out)
+      check_fields(f.fields, v, join(parent, key), f.strict, render, out)
       return
     end
   end
-  if not ok then out.problem(path, expected(f), describe(v)) end
+  if not ok then out.problem(join(parent, key), expected(f), describe(v)) end
 end
 
 -- problems, warnings: lists of {path, expected, got} and {path, message}.
@@ -308,7 +326,7 @@ function M.check(fields, context, opts)
   if not is_object(context) then
     out.problem("context", "an object", describe(context))
   else
-    check_fields(fields, context, "", opts, out)
+    check_fields(fields, context, "", opts.strict, opts.render, out)
   end
   return problems, warnings
 end
