@@ -8,45 +8,12 @@
 #include "store/repo_comms.h"
 #include "store/repo_jobs.h"
 #include "base/buf.h"
+#include "store/pg_array.h"
 #include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A PostgreSQL array literal, built element by element: every element is
- * quoted ("" with \\ and \" escaped) so any text goes through as a value;
- * NULL stays NULL. Sent as a parameter, never spliced into SQL. */
-static void arr_add(buf_t *b, const char *s)
-{
-    buf_putc(b, b->len == 0 ? '{' : ',');
-    if (s == NULL) {
-        buf_puts(b, "NULL");
-        return;
-    }
-    buf_putc(b, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            buf_putc(b, '\\');
-        buf_putc(b, *s);
-    }
-    buf_putc(b, '"');
-}
-
-static void arr_addf(buf_t *b, const char *fmt, long long v)
-{
-    char t[32];
-    snprintf(t, sizeof(t), fmt, v);
-    arr_add(b, t);
-}
-
-static char *arr_end(buf_t *b)
-{
-    if (b->len == 0)
-        buf_putc(b, '{');
-    buf_putc(b, '}');
-    return buf_steal(b);
-}
 
 /* Only while this process still holds the job, and only for a message still
  * pending: a cancel that committed after the claim wins here. */
@@ -84,14 +51,15 @@ int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *c
         marked[i] = false;
         if (channels[i] == NULL)
             continue;
-        arr_add(&ids, jobs[i].comm_id);
-        arr_add(&chs, channels[i]);
-        arr_addf(&js, "%lld", (long long)jobs[i].job_id);
-        arr_add(&owners, jobs[i].owner);
-        arr_add(&links, jobs[i].tracked_links);
+        pg_arr_add(&ids, jobs[i].comm_id);
+        pg_arr_add(&chs, channels[i]);
+        pg_arr_addf(&js, "%lld", (long long)jobs[i].job_id);
+        pg_arr_add(&owners, jobs[i].owner);
+        pg_arr_add(&links, jobs[i].tracked_links);
         want++;
     }
-    char *p[] = {arr_end(&ids), arr_end(&chs), arr_end(&js), arr_end(&owners), arr_end(&links)};
+    char *p[] = {pg_arr_end(&ids), pg_arr_end(&chs), pg_arr_end(&js), pg_arr_end(&owners),
+                 pg_arr_end(&links)};
     int rc = 0;
     if (want > 0) {
         pg_conn_t *c = pg_pool_get(db, 5000, err);
@@ -399,22 +367,22 @@ static int record_plain(pg_conn_t *c, comm_record_t *recs, int n, hd_err_t *err)
             continue;
         const comm_job_t *j = recs[i].job;
         const comm_attempt_t *at = &recs[i].a;
-        arr_addf(&a[0], "%lld", (long long)j->job_id);
-        arr_add(&a[1], j->comm_id);
-        arr_add(&a[2], j->owner);
-        arr_add(&a[3], at->channel);
-        arr_addf(&a[4], "%lld", (long long)j->attempt + 1);
-        arr_add(&a[5], at->provider);
-        arr_add(&a[6], at->provider_id);
-        arr_add(&a[7], at->raw_code);
-        arr_add(&a[8], at->message);
-        arr_addf(&a[9], "%lld", (long long)(at->latency_ms < 0 ? 0 : at->latency_ms));
-        arr_add(&a[10], at->details_json);
+        pg_arr_addf(&a[0], "%lld", (long long)j->job_id);
+        pg_arr_add(&a[1], j->comm_id);
+        pg_arr_add(&a[2], j->owner);
+        pg_arr_add(&a[3], at->channel);
+        pg_arr_addf(&a[4], "%lld", (long long)j->attempt + 1);
+        pg_arr_add(&a[5], at->provider);
+        pg_arr_add(&a[6], at->provider_id);
+        pg_arr_add(&a[7], at->raw_code);
+        pg_arr_add(&a[8], at->message);
+        pg_arr_addf(&a[9], "%lld", (long long)(at->latency_ms < 0 ? 0 : at->latency_ms));
+        pg_arr_add(&a[10], at->details_json);
         recs[i].result = 1; /* until the job is seen deleted below */
     }
     char *p[11];
     for (int k = 0; k < 11; k++)
-        p[k] = arr_end(&a[k]);
+        p[k] = pg_arr_end(&a[k]);
     PGresult *r = pg_exec(c, &st_sent_many, (const char *const *)p, err);
     for (int k = 0; k < 11; k++)
         free(p[k]);

@@ -2,6 +2,7 @@
 #include "store/repo_receipts.h"
 #include "store/repo_jobs.h"
 #include "base/buf.h"
+#include "store/pg_array.h"
 #include "base/log.h"
 
 #include <stdio.h>
@@ -277,31 +278,6 @@ int receipts_apply(pg_pool_t *db, const receipt_t *r, const receipt_target_t *t,
 
 /* ---- many at once (a webhook's batch) ---- */
 
-/* An element of a PostgreSQL array literal (NULL when s is). */
-static void arr_add(buf_t *b, const char *s)
-{
-    buf_putc(b, b->len == 0 ? '{' : ',');
-    if (s == NULL) {
-        buf_puts(b, "NULL");
-        return;
-    }
-    buf_putc(b, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            buf_putc(b, '\\');
-        buf_putc(b, *s);
-    }
-    buf_putc(b, '"');
-}
-
-static char *arr_end(buf_t *b)
-{
-    if (b->len == 0)
-        buf_putc(b, '{');
-    buf_putc(b, '}');
-    return buf_steal(b);
-}
-
 /* st_find for every element of the arrays: each row a lateral look-up by
  * index (a join with unnest() would drift to a sequential scan once the
  * plan is generic). */
@@ -332,13 +308,13 @@ int receipts_find_many(pg_pool_t *db, const receipt_t *const *rs, int n, receipt
     for (int i = 0; i < n; i++) {
         const receipt_t *r = rs[i];
         memset(&ts[i], 0, sizeof(ts[i]));
-        arr_add(&a[0], r->provider_id);
-        arr_add(&a[1], r->comm_hint && comms_valid_id(r->comm_hint) ? r->comm_hint : NULL);
-        arr_add(&a[2], r->channel);
+        pg_arr_add(&a[0], r->provider_id);
+        pg_arr_add(&a[1], r->comm_hint && comms_valid_id(r->comm_hint) ? r->comm_hint : NULL);
+        pg_arr_add(&a[2], r->channel);
     }
     char *v[3];
     for (int k = 0; k < 3; k++)
-        v[k] = arr_end(&a[k]);
+        v[k] = pg_arr_end(&a[k]);
     const char *p[] = {v[0], v[1], v[2]};
     int rc = -1;
     pg_conn_t *c = pg_pool_get(db, 5000, err);
@@ -426,14 +402,14 @@ int receipts_apply_many(pg_pool_t *db, const receipt_t *const *rs,
                              when[0] ? when : NULL,
                              KIND_WORD[r->kind]};
         for (int k = 0; k < 12; k++)
-            arr_add(&a[k], v[k]);
+            pg_arr_add(&a[k], v[k]);
         results[i] = RECEIPT_DUPLICATE;
         moved[i][0] = '\0';
     }
     char *v[12];
     const char *p[12];
     for (int k = 0; k < 12; k++)
-        p[k] = v[k] = arr_end(&a[k]);
+        p[k] = v[k] = pg_arr_end(&a[k]);
     int rc = -1;
     pg_conn_t *c = pg_pool_get(db, 5000, err);
     PGresult *res = c ? pg_exec(c, &st_apply_many, p, err) : NULL;
