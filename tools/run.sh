@@ -28,12 +28,27 @@ eval "$(tools/services.sh env)"
 "$BIN" migrate
 TOKEN=$("$BIN" token --sub dev --scopes send,read,admin --ttl 86400)
 LISTEN=${HERALD_LISTEN:-127.0.0.1:8080}
+OUTBOX=${HERALD_OUTBOX_DIR:-var/outbox}
 cat >&2 <<TXT
 
   Herald is starting on http://$LISTEN  (development token below, valid 24 h)
 
     curl -s http://$LISTEN/api/crm/health
     curl -s -H "Authorization: Bearer $TOKEN" http://$LISTEN/api/crm/auth/me
+
+  Send a first message: a client's preferences, then a welcome (?wait=5 answers
+  once it is sent):
+
+    curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+         -d '{"client_id":"c-1","name":"Maria Alvarez","email":"maria@example.com","timezone":"Europe/Paris"}' \\
+         http://$LISTEN/api/crm/preferences
+    curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+         -d '{"plan_id":"plan-1","client_id":"c-1","message_type":"welcome","urgency":"critical","context":{"event_type":"wedding","event_date":"2027-06-14","plan_url":"https://plans.example.com/plan-1"}}' \\
+         'http://$LISTEN/api/crm/communications?wait=5'
+
+  With the default outbox driver it lands in $OUTBOX/email/ (an .eml per attempt).
+  What each message type needs in its context: curl -s -H "Authorization: Bearer $TOKEN"
+  http://$LISTEN/api/crm/message-types, or build/herald types.
 
 TXT
 # Not exec: the trap must run to stop the services after Ctrl-C.
