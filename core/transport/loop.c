@@ -121,6 +121,8 @@ cJSON *tr_result_to_json(const tr_result_t *r)
         cJSON_AddStringToObject(o, "provider_subcode", r->provider_subcode);
     if (r->network_error[0])
         cJSON_AddStringToObject(o, "network_error", r->network_error);
+    if (r->io_error[0])
+        cJSON_AddStringToObject(o, "io_error", r->io_error);
     cJSON_AddBoolToObject(o, "request_sent", r->request_sent);
     if (r->retry_after)
         cJSON_AddNumberToObject(o, "retry_after", r->retry_after);

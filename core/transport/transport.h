@@ -67,7 +67,7 @@ void tr_message_free(tr_message_t *m);
 typedef struct tr_result {
     bool ok;
     char provider_id[160];
-    char kind[8];           /* "smtp", "http", "network", "local" */
+    char kind[8];           /* "smtp", "http", "network", "local", "io" */
     int smtp_code;          /* final SMTP reply code */
     char enhanced_code[16]; /* "5.1.1" */
     char smtp_stage[8];     /* the command that failed: connect auth mail rcpt data eom */
@@ -75,6 +75,7 @@ typedef struct tr_result {
     char provider_code[32];
     char provider_subcode[32];
     char network_error[16]; /* connect_failed dns_failed tls_failed timeout */
+    char io_error[16];      /* kind "io" (the outbox): ENOSPC EROFS EACCES ENOTDIR ... */
     bool request_sent;      /* the whole request reached the provider's socket */
     int retry_after;        /* seconds the provider asked us to wait; 0 none */
     char text[512];         /* the provider's words */
