@@ -168,6 +168,27 @@ local NETWORK = {
   connection_lost = { "transient", "connection lost" },
 }
 
+---------------------------------------------------------- local I/O ----
+
+-- kind "io": the outbox driver could not write its file (result.io_error
+-- is the errno symbol). The directory is ours, not the recipient's: a full
+-- disk, a read-only mount or a misplaced directory is fixed by an operator,
+-- and the message waits on its channel's retry schedule meanwhile. Errors
+-- not listed are transient too.
+local IO = {
+  ENOSPC = { "transient", "no space left on the device" },
+  EDQUOT = { "transient", "disk quota exceeded" },
+  EROFS = { "transient", "read-only file system" },
+  EACCES = { "transient", "permission denied" },
+  EPERM = { "transient", "operation not permitted" },
+  EIO = { "transient", "input/output error" },
+  ENOTDIR = { "transient", "a path component is not a directory" },
+  ENOENT = { "transient", "the directory does not exist" },
+  EISDIR = { "transient", "a directory is in the way" },
+  EMFILE = { "transient", "too many open files in the process" },
+  ENFILE = { "transient", "too many open files in the system" },
+}
+
 --------------------------------------------------------------- logic ----
 
 local function given(v)
@@ -203,6 +224,14 @@ local function classify_network(result)
   end
   local when = sent and "after the request was sent" or "before the request was sent"
   return out(entry[1], sent, string.format("network: %s %s → %s", entry[2], when, entry[1]), result)
+end
+
+local function classify_io(result)
+  local err = given(result.io_error) and tostring(result.io_error) or "unknown"
+  local entry = IO[err] or { "transient", "local I/O error" }
+  -- Nothing left the machine: never sent.
+  return out(entry[1], false, string.format("local I/O %s: %s → %s (%s)", err, entry[2], entry[1],
+    tostring(result.text or "")), result)
 end
 
 local function classify_smtp(result)
@@ -283,9 +312,9 @@ end
 
 --- Classify a failed send.
 -- @param channel string  "email" | "sms" | "whatsapp"
--- @param result table  what the transport saw: {ok, kind = "smtp"|"http"|"network", smtp_code?,
---   enhanced_code?, smtp_stage?, http_status?, provider_code?, provider_subcode?, network_error?,
---   request_sent?, retry_after?}
+-- @param result table  what the transport saw: {ok, kind = "smtp"|"http"|"network"|"local"|"io",
+--   smtp_code?, enhanced_code?, smtp_stage?, http_status?, provider_code?, provider_subcode?,
+--   network_error?, io_error?, request_sent?, retry_after?}
 -- @return table  {category, may_have_been_sent = bool, retry_after?, opted_out?, reason}
 function classify.classify(channel, result)
   if type(result) ~= "table" then
@@ -302,6 +331,9 @@ function classify.classify(channel, result)
   if result.kind == "local" then
     return out("invalid", false, tostring(result.text or "refused before sending"),
       result)
+  end
+  if result.kind == "io" then
+    return classify_io(result)
   end
   if result.kind == "smtp" or (result.kind == nil and given(result.smtp_code)) then
     return classify_smtp(result)

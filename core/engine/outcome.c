@@ -37,7 +37,8 @@ int engine_split_channels(const char *csv, tr_channel_t out[TR_NCHANNELS])
 
 static const char *provider_of(tr_channel_t ch, const tr_result_t *r)
 {
-    if (strncmp(r->provider_id, "outbox:", 7) == 0 || strcmp(r->kind, "local") == 0)
+    if (strncmp(r->provider_id, "outbox:", 7) == 0 || strcmp(r->kind, "local") == 0 ||
+        strcmp(r->kind, "io") == 0)
         return strcmp(r->kind, "local") == 0 && !r->ok ? "engine" : "outbox";
     return ch == TR_EMAIL ? "smtp" : ch == TR_SMS ? "twilio" : "whatsapp";
 }
@@ -117,6 +118,8 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
         snprintf(rc->code, sizeof(rc->code), "%d", r->http_status);
     else if (r->network_error[0])
         snprintf(rc->code, sizeof(rc->code), "%s", r->network_error);
+    else if (r->io_error[0])
+        snprintf(rc->code, sizeof(rc->code), "%s", r->io_error);
     rc->r.outcome = OUTCOME_SENT;
     bool mhbs = r->ok;
     if (r->ok && !j->batch)

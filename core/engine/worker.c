@@ -222,10 +222,28 @@ static int record_outcomes(app_t *app, outcome_t *list, comm_job_t *jobs, bool *
         outcome_rec_t recs[BATCH];
         outcome_t *done[BATCH];
         int k = 0;
-        for (; list && k < BATCH; list = list->next) {
-            outcome_prepare(app, &jobs[list->slot], list->msg, &list->res, &recs[k]);
-            done[k++] = list;
+        while (list && k < BATCH) {
+            outcome_t *o = list;
+            list = list->next;
+            if (o->res.stopped) {
+                /* Never handed to the provider: no attempt to record. The
+                 * job stays leased to this worker until engine_stop
+                 * releases it for the next process. */
+                log_info("not sent: the process is stopping; the job goes back to the queue",
+                         "comm_id", jobs[o->slot].comm_id);
+                metrics_in_flight(app->metrics, -1);
+                tr_message_free(o->msg);
+                comm_job_free(&jobs[o->slot]);
+                used[o->slot] = false;
+                free(o);
+                freed++;
+                continue;
+            }
+            outcome_prepare(app, &jobs[o->slot], o->msg, &o->res, &recs[k]);
+            done[k++] = o;
         }
+        if (k == 0)
+            continue;
         outcome_write(app, recs, k);
         for (int i = 0; i < k; i++) {
             int slot = done[i]->slot;
@@ -526,6 +544,10 @@ void engine_stop(engine_t *e)
     if (e == NULL)
         return;
     atomic_store(&e->stopping, true);
+    /* Sends queued behind a slow provider are not started: each would cost
+     * the stop up to its timeout. Those in flight finish (one timeout at
+     * most) and are recorded. */
+    tr_drain(e->app->transport);
     rollup_stop(e->rollup);
     receipt_queue_stop(e->receipts); /* drains what the webhooks handed over */
     pthread_mutex_lock(&e->wake_mu);

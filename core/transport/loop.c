@@ -31,7 +31,8 @@ struct tr_engine {
     pthread_t thread;
     pthread_mutex_t mu;
     tr_xfer_t *submitted; /* under mu: new messages, newest first */
-    bool stopping;        /* under mu */
+    bool draining;        /* under mu: start nothing more (tr_drain) */
+    bool stopping;        /* under mu: draining, and the thread ends when idle */
     /* loop thread only: */
     tr_xfer_t *waiting[NLANES]; /* FIFO per lane, over the cap */
     tr_xfer_t *waiting_tail[NLANES];
@@ -121,6 +122,8 @@ cJSON *tr_result_to_json(const tr_result_t *r)
         cJSON_AddStringToObject(o, "provider_subcode", r->provider_subcode);
     if (r->network_error[0])
         cJSON_AddStringToObject(o, "network_error", r->network_error);
+    if (r->io_error[0])
+        cJSON_AddStringToObject(o, "io_error", r->io_error);
     cJSON_AddBoolToObject(o, "request_sent", r->request_sent);
     if (r->retry_after)
         cJSON_AddNumberToObject(o, "retry_after", r->retry_after);
@@ -279,6 +282,7 @@ static bool admit(tr_engine_t *t)
     tr_xfer_t *list = t->submitted;
     t->submitted = NULL;
     bool stopping = t->stopping;
+    bool draining = stopping || t->draining;
     pthread_mutex_unlock(&t->mu);
     /* The list is newest first: reverse it to keep submission order. */
     tr_xfer_t *rev = NULL;
@@ -300,16 +304,17 @@ static bool admit(tr_engine_t *t)
     }
     for (int ch = 0; ch < NLANES; ch++) {
         int cap = ch == POST_LANE ? TR_POST_IN_FLIGHT : t->s.c.in_flight[ch];
-        while (t->waiting[ch] && (stopping || t->active[ch] < cap)) {
+        while (t->waiting[ch] && (draining || t->active[ch] < cap)) {
             tr_xfer_t *x = t->waiting[ch];
             t->waiting[ch] = x->next;
             if (t->waiting[ch] == NULL)
                 t->waiting_tail[ch] = NULL;
             x->next = NULL;
-            if (stopping) {
+            if (draining) {
                 tr_result_t res;
                 memset(&res, 0, sizeof(res));
                 tr_refuse(&res, "not sent: the engine is shutting down");
+                res.stopped = true;
                 complete(t, x, &res);
             } else {
                 start(t, x);
@@ -472,6 +477,16 @@ void tr_send(tr_engine_t *t, tr_message_t *msg, tr_done_fn done, void *ctx)
 int tr_in_flight(tr_engine_t *t)
 {
     return atomic_load(&t->pending);
+}
+
+void tr_drain(tr_engine_t *t)
+{
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->draining = true;
+    pthread_mutex_unlock(&t->mu);
+    curl_multi_wakeup(t->multi);
 }
 
 void tr_free(tr_engine_t *t)

@@ -3,10 +3,13 @@
  * developer sees it exactly. Email is the same MIME the SMTP driver sends
  * (.eml); SMS and WhatsApp are the request the provider would get (.json).
  * Each file is written to a temporary name, flushed and renamed: a reader
- * (or a process killed mid-write) never sees half a message.
+ * (or a process killed mid-write) never sees half a message. A directory
+ * that cannot take the file (full, read-only, not a directory) is an "io"
+ * failure, not a refusal of the message: the policy retries it.
  */
 #include "transport/internal.h"
 #include "transport/mime.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +35,52 @@ static int mkdirs(const char *path)
     return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* The symbol of the errors a full, read-only or misplaced directory gives;
+ * others are "errno <n>". */
+static void errno_symbol(int e, char *out, size_t n)
+{
+    static const struct {
+        int e;
+        const char *name;
+    } known[] = {
+        {ENOSPC, "ENOSPC"},
+        {EDQUOT, "EDQUOT"},
+        {EROFS, "EROFS"},
+        {EACCES, "EACCES"},
+        {EPERM, "EPERM"},
+        {EIO, "EIO"},
+        {ENOTDIR, "ENOTDIR"},
+        {ENOENT, "ENOENT"},
+        {EISDIR, "EISDIR"},
+        {EMFILE, "EMFILE"},
+        {ENFILE, "ENFILE"},
+        {ELOOP, "ELOOP"},
+        {ENAMETOOLONG, "ENAMETOOLONG"},
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (known[i].e == e) {
+            snprintf(out, n, "%s", known[i].name);
+            return;
+        }
+    snprintf(out, n, "errno %d", e);
+}
+
+/* Fills res as a local I/O failure (kind "io", io_error the errno symbol)
+ * and logs it: the directory and the error, never the message. Returns 1. */
+static int io_failed(tr_result_t *res, const char *dir, const char *what, int e)
+{
+    memset(res, 0, sizeof(*res));
+    res->ok = false;
+    snprintf(res->kind, sizeof(res->kind), "io");
+    errno_symbol(e, res->io_error, sizeof(res->io_error));
+    snprintf(res->text, sizeof(res->text), "outbox: cannot %s in %.400s: %s", what, dir,
+             strerror(e));
+    res->request_sent = false;
+    log_warn("outbox: cannot write a message file; it will be retried", "dir", dir, "op", what,
+             "error", strerror(e), "errno", res->io_error);
+    return 1;
+}
+
 /* A file-name-safe copy of an id: anything but [A-Za-z0-9._-] becomes '_'. */
 static void safe_name(const char *in, char *out, size_t n)
 {
@@ -55,7 +104,7 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
     snprintf(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, name, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return tr_refuse(res, "outbox: cannot create %s: %s", tmp, strerror(errno));
+        return io_failed(res, dir, "create a file", errno);
     size_t off = 0;
     while (off < len) {
         ssize_t w = write(fd, data + off, len - off);
@@ -65,14 +114,14 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
             int e = errno;
             close(fd);
             unlink(tmp);
-            return tr_refuse(res, "outbox: cannot write %s: %s", tmp, strerror(e));
+            return io_failed(res, dir, "write a file", e);
         }
         off += (size_t)w;
     }
     if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return tr_refuse(res, "outbox: cannot store %s: %s", path, strerror(e));
+        return io_failed(res, dir, "store a file", e);
     }
     res->ok = true;
     snprintf(res->kind, sizeof(res->kind), "local");
@@ -87,7 +136,7 @@ int tr_outbox_write(const tr_settings_t *s, const tr_message_t *m, tr_result_t *
     char dir[1024], id[200], name[300];
     snprintf(dir, sizeof(dir), "%s/%s", s->c.outbox_dir, tr_channel_name(m->channel));
     if (mkdirs(dir) != 0)
-        return tr_refuse(res, "outbox: cannot create %s: %s", dir, strerror(errno));
+        return io_failed(res, dir, "create the directory", errno);
     safe_name(m->comm_id, id, sizeof(id));
     hd_err_t err;
     buf_t b;

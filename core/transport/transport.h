@@ -67,7 +67,7 @@ void tr_message_free(tr_message_t *m);
 typedef struct tr_result {
     bool ok;
     char provider_id[160];
-    char kind[8];           /* "smtp", "http", "network", "local" */
+    char kind[8];           /* "smtp", "http", "network", "local", "io" */
     int smtp_code;          /* final SMTP reply code */
     char enhanced_code[16]; /* "5.1.1" */
     char smtp_stage[8];     /* the command that failed: connect auth mail rcpt data eom */
@@ -75,7 +75,9 @@ typedef struct tr_result {
     char provider_code[32];
     char provider_subcode[32];
     char network_error[16]; /* connect_failed dns_failed tls_failed timeout */
+    char io_error[16];      /* kind "io" (the outbox): ENOSPC EROFS EACCES ENOTDIR ... */
     bool request_sent;      /* the whole request reached the provider's socket */
+    bool stopped;           /* never started: the engine was stopping (tr_drain, tr_free) */
     int retry_after;        /* seconds the provider asked us to wait; 0 none */
     char text[512];         /* the provider's words */
     double latency_ms;
@@ -126,6 +128,12 @@ void tr_send(tr_engine_t *t, tr_message_t *msg, tr_done_fn done, void *ctx);
 
 /* Transfers queued or in flight right now. */
 int tr_in_flight(tr_engine_t *t);
+
+/* Starts no more transfers: each message still waiting for a slot is done at
+ * once, not sent (kind "local", stopped = true); transfers in flight go on
+ * to their answer or their timeout. For a stop that must not wait for a slow
+ * provider to work through the queue. */
+void tr_drain(tr_engine_t *t);
 
 /* Lets transfers in flight finish (up to their timeouts), fails what is
  * still queued with a local "shutting down" result, stops the thread. */

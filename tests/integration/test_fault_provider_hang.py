@@ -5,7 +5,12 @@ The fake Twilio holds every request to a number ending 0006 open without a
 reply. With SMS capped at 4 transfers in flight and a 4 s timeout, 12 such
 messages are accepted, then an email: the email must go out at once (the
 outbox), never behind the hanging SMS; the fake must never see more than 4
-SMS requests at a time; and each SMS attempt must end by its timeout."""
+SMS requests at a time; and each SMS attempt must end by its timeout.
+
+Then the server is stopped (SIGTERM) while the fake still hangs and all 12
+retries are handed to the transport (4 in flight, 8 waiting for a slot): it
+must exit cleanly within one SMS timeout and a margin, not work through the
+queue 4 at a time (3 timeouts: 12 s before the stop drained the queue)."""
 
 import os
 import subprocess
@@ -51,15 +56,20 @@ class ProviderHangsTest(harness.HeraldCase):
 
     @classmethod
     def tearDownClass(cls):
-        # the fake goes first: its held connections close and the sends in
-        # flight end at once, so the server's stop is not about them
-        cls.fake_proc.terminate()
-        cls.fake_proc.wait(10)
         try:
             super().tearDownClass()
         finally:
+            cls.fake_proc.terminate()
+            cls.fake_proc.wait(10)
             cls.drop()
             subprocess.run(["rm", "-rf", cls.tmp])
+
+    def sends_in_flight(self):
+        m = self.server.get("/metrics").body.decode()
+        for ln in m.splitlines():
+            if ln.startswith("crm_sends_in_flight "):
+                return int(float(ln.split()[1]))
+        self.fail("no crm_sends_in_flight in /metrics")
 
     def stats(self):
         return harness.http_request(self.fake_port, "GET", "/_stats").json
@@ -112,8 +122,38 @@ class ProviderHangsTest(harness.HeraldCase):
                              ("sms", "failed", "transient"), d)
             self.assertIn("timeout", (a["message"] or "").lower() + (a["code"] or ""), a)
         self.assertEqual(most[0], SMS_CAP, "SMS requests held open at once (polled)")
+
+        # SIGTERM while the fake still hangs, every retry handed to the
+        # transport: the sends waiting for a slot are not started (their
+        # jobs go back to the queue), those in flight end by their timeout.
+        queued = harness.wait_until(lambda: self.sends_in_flight() >= HANGING, 10, 0.05)
+        self.assertTrue(queued, "the retries were not all handed to the transport: %d"
+                        % self.sends_in_flight())
+        self.assertGreaterEqual(self.stats()["held_open"], SMS_CAP, self.stats())
+        t0 = time.time()
+        code = self.server.stop(timeout=20)
+        stop_s = time.time() - t0
+        self.assertEqual(code, 0, "herald serve did not exit cleanly after SIGTERM")
+        # one timeout and a margin; working through the queue takes three
+        self.assertLess(stop_s, SMS_TIMEOUT_MS / 1000.0 + 3, "the stop took %.1f s" % stop_s)
+        released = [ln for ln in self.server.log_lines()
+                    if ln.get("msg", "").startswith("not sent: the process is stopping")]
+        self.assertGreaterEqual(len(released), HANGING - SMS_CAP, "queued sends not released")
+        # nothing is left leased, no attempt was recorded for them, and
+        # every SMS still has its job for the next process
+        def sql(q):
+            r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-d", self.db, "-c", q],
+                               capture_output=True, text=True, check=True)
+            return r.stdout.strip()
+        ids = ",".join("'%s'" % m["id"] for m in sms)
+        self.assertEqual(sql("SELECT count(*) FROM crm_jobs WHERE lease_owner IS NOT NULL"), "0")
+        self.assertEqual(sql("SELECT count(*) FROM crm_delivery_logs WHERE message LIKE "
+                             "'%shutting down%'"), "0")
+        self.assertEqual(sql("SELECT count(DISTINCT communication_id) FROM crm_jobs WHERE "
+                             "kind = 'send' AND communication_id IN (%s)" % ids), str(HANGING))
         print("\nemail out %.2f s after it was accepted, %d SMS hanging; SMS held open at most "
-              "%d (cap %d)" % (took, HANGING, most[0], SMS_CAP))
+              "%d (cap %d); stopped in %.1f s with %d sends queued behind the hanging ones"
+              % (took, HANGING, most[0], SMS_CAP, stop_s, len(released)))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ local function http(status, code, extra)
   return r
 end
 
+local function io(err)
+  return { ok = false, kind = "io", io_error = err, request_sent = false,
+    text = "outbox: cannot create a file in var/outbox/email: something" }
+end
+
 local function net(err, sent)
   return { ok = false, kind = "network", network_error = err, request_sent = sent }
 end
@@ -113,6 +118,17 @@ local ROWS = {
     "transient", true },
   { "unknown network error after sending", "sms", net("reset", true), "transient", true,
     reason = "unknown network error 'reset'" },
+
+  -- Local I/O (the outbox driver's directory): retried on the channel, never sent
+  { "outbox disk full", "email", io("ENOSPC"), "transient", false, reason = "no space left" },
+  { "outbox read-only", "email", io("EROFS"), "transient", false, reason = "read-only" },
+  { "outbox not writable", "sms", io("EACCES"), "transient", false, reason = "permission denied" },
+  { "outbox I/O error", "whatsapp", io("EIO"), "transient", false },
+  { "outbox path under a file", "email", io("ENOTDIR"), "transient", false, reason = "not a directory" },
+  { "outbox unknown errno", "email", io("errno 200"), "transient", false, reason = "local I/O errno 200" },
+  { "outbox without an errno", "email", { ok = false, kind = "io" }, "transient", false },
+  { "a refusal before any I/O stays invalid", "email",
+    { ok = false, kind = "local", text = "recipient: bad address" }, "invalid", false },
 }
 
 describe("classify.classify", function()
