@@ -40,6 +40,8 @@ int api_register(app_t *app)
         /* recipients' mail clients: the signed token is the authority */
         {"GET", "/t/o/{token}", api_track_open, 0, BODY_NONE},
         {"GET", "/t/c/{token}", api_track_click, 0, BODY_NONE},
+        {"GET", "/u/{token}", api_unsub_page, 0, BODY_NONE},
+        {"POST", "/u/{token}", api_unsub_post, 0, BODY_RAW},
     };
     if (app->router == NULL)
         app->router = xcalloc(1, sizeof(router_t));

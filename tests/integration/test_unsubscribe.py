@@ -1,0 +1,222 @@
+"""Unsubscribe links (issue 12 item 1): every email of a type settings.unsubscribe
+lists carries a signed /u/{token} link in its footer and the RFC 8058 headers;
+the one-click POST read from the List-Unsubscribe header of a message the SMTP
+server received opts the client out of email at once (preferences, ledger,
+audit, the message's event), a message already queued for email is then
+suppressed at send time while SMS still goes; GET never unsubscribes; a
+tampered token changes nothing; another body is 400; a replay is harmless."""
+import email
+import email.policy
+import glob
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import harness
+
+SID, TOKEN = "AC00000000000000000000000000000000", "test-token"
+
+
+def auth():
+    return {"Authorization": "Bearer " + harness.make_jwt(harness.claims(scope="send read"))}
+
+
+def utc(ts):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+class UnsubscribeTest(harness.HeraldCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tmp = tempfile.mkdtemp(prefix="herald-unsub-")
+        cls.sink, smtp_port, cls.maildir = harness.start_smtp_sink(cls.tmp)
+        cls.fake, port = harness.start_fake_providers(cls.tmp)
+        base = "http://127.0.0.1:%d" % port
+        cls.db_url, cls.drop_db = harness.fresh_database()
+        cls.server = cls.new_server(env={
+            "HERALD_DATABASE_URL": cls.db_url, "HERALD_PUBLIC_URL": "https://herald.test",
+            "HERALD_EMAIL_DRIVER": "smtp", "HERALD_SMTP_URL": "smtp://127.0.0.1:%d" % smtp_port,
+            "HERALD_SMTP_STARTTLS": "off", "HERALD_RETRY_SCALE": "0.001",
+            "HERALD_SMS_DRIVER": "twilio", "HERALD_TWILIO_BASE_URL": base,
+            "HERALD_TWILIO_ACCOUNT_SID": SID, "HERALD_TWILIO_AUTH_TOKEN": TOKEN,
+            "HERALD_TWILIO_FROM": "+15005550006"})
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            for p in (cls.sink, cls.fake):
+                p.send_signal(signal.SIGTERM)
+                p.wait(10)
+            cls.drop_db()
+            subprocess.run(["rm", "-rf", cls.tmp])
+
+    def psql(self, sql, *params):
+        args = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", self.db_url]
+        for i, p in enumerate(params):
+            args += ["-v", "p%d=%s" % (i + 1, p)]
+        r = subprocess.run(args, input=sql, capture_output=True, text=True, check=True)
+        return r.stdout.strip()
+
+    def client(self):
+        cid = "client-" + uuid.uuid4().hex[:12]
+        r = self.server.request("POST", "/api/crm/preferences", headers=auth(), json_body={
+            "client_id": cid, "name": "Zoë Martin", "email": cid + "@example.com",
+            "phone": "+14155551234", "timezone": "UTC",
+            "consent": {"given": True, "source": "test signup form"}})
+        self.assertIn(r.status, (200, 201), r)
+        return cid
+
+    def send(self, cid, message_type, **extra):
+        body = {"plan_id": "plan-1", "client_id": cid, "message_type": message_type,
+                "urgency": "critical", "context": {"event_type": "wedding"}}
+        body.update(extra)
+        r = self.server.request("POST", "/api/crm/communications", json_body=body,
+                                headers=auth())
+        self.assertEqual(r.status, 202, r)
+        return r.json["id"]
+
+    def settle(self, comm_id, timeout=20):
+        deadline = time.time() + timeout
+        while True:
+            r = self.server.request("GET", "/api/crm/communications/" + comm_id, headers=auth())
+            self.assertEqual(r.status, 200, r)
+            if r.json["status"] in ("sent", "failed", "cancelled", "suppressed") \
+                    or time.time() > deadline:
+                return r.json
+            time.sleep(0.05)
+
+    def received(self, comm_id, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for path in glob.glob(os.path.join(self.maildir, "*.eml")):
+                with open(path, "rb") as f:
+                    data = f.read()
+                if ("<%s@" % comm_id).encode() in data:
+                    return email.message_from_bytes(data, policy=email.policy.default)
+            time.sleep(0.05)
+        self.fail("the SMTP server never received " + comm_id)
+
+    def opted_out(self, cid):
+        r = self.server.request("GET", "/api/crm/preferences/" + cid, headers=auth())
+        self.assertEqual(r.status, 200, r)
+        return sorted(r.json.get("opted_out") or [])
+
+    def one_click_path(self, msg):
+        lu = str(msg["List-Unsubscribe"])
+        self.assertEqual(str(msg["List-Unsubscribe-Post"]), "List-Unsubscribe=One-Click")
+        m = re.search(r"<https://herald\.test(/u/[A-Za-z0-9_-]+)>", lu)
+        self.assertIsNotNone(m, lu)
+        return m.group(1)
+
+    def post(self, path, body):
+        return self.server.request("POST", path, body=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+
+    def test_one_click_from_the_header_opts_out_of_email_and_queued_email_is_suppressed(self):
+        cid = self.client()
+        first = self.send(cid, "welcome", channel="email")
+        self.assertEqual(self.settle(first)["status"], "sent")
+        msg = self.received(first)
+        path = self.one_click_path(msg)
+        # the footer carries the same signed link, not the old placeholder
+        text = msg.get_body(("plain",)).get_content()
+        self.assertIn("https://herald.test" + path, text)
+        self.assertNotIn("/u/preview", text)
+        # queued before the click, due after it
+        queued = self.send(cid, "reminder", urgency="high", channel="email",
+                           send_at=utc(time.time() + 4))
+        # a link scanner's GET changes nothing
+        page = self.server.request("GET", path)
+        self.assertEqual(page.status, 200, page)
+        self.assertIn(b"<form method=\"post\">", page.body)
+        self.assertNotIn(b"<script", page.body)
+        self.assertEqual(self.opted_out(cid), [])
+
+        r = self.post(path, "List-Unsubscribe=One-Click")
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.header("Location"))
+        self.assertEqual(self.opted_out(cid), ["email"])
+        # the ledger / audit row and the event on the message that carried the link
+        self.assertEqual(self.psql(
+            "SELECT details->>'source' || ' ' || (details->'channels')::text FROM crm_audit_log "
+            "WHERE action = 'preferences.unsubscribe' AND target = 'client:%s'" % cid),
+            'one_click ["email"]')
+        events = [e for e in self.settle(first).get("events", [])
+                  if e.get("type") == "unsubscribe"]
+        self.assertEqual(len(events), 1, events)
+        # a replay is harmless: 200, nothing written twice
+        self.assertEqual(self.post(path, "List-Unsubscribe=One-Click").status, 200)
+        self.assertEqual(self.psql(
+            "SELECT count(*) FROM crm_audit_log WHERE action = 'preferences.unsubscribe' "
+            "AND target = 'client:%s'" % cid), "1")
+
+        doc = self.settle(queued)
+        self.assertEqual(doc["status"], "suppressed", doc)
+        self.assertFalse(any(("<%s@" % queued).encode() in open(p, "rb").read()
+                             for p in glob.glob(os.path.join(self.maildir, "*.eml"))))
+        # the next welcome leaves email out and still goes by SMS
+        nxt = self.send(cid, "welcome", urgency="high")
+        doc = self.settle(nxt)
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "sms"), doc)
+
+    def test_page_buttons_unsubscribe_from_everything(self):
+        cid = self.client()
+        first = self.send(cid, "welcome", channel="email")
+        self.assertEqual(self.settle(first)["status"], "sent")
+        path = self.one_click_path(self.received(first))
+        r = self.post(path, "scope=all")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"unsubscribed", r.body)
+        self.assertEqual(self.opted_out(cid), ["email", "sms", "whatsapp"])
+        self.assertEqual(self.psql(
+            "SELECT details->>'source' FROM crm_audit_log WHERE action = "
+            "'preferences.unsubscribe' AND target = 'client:%s'" % cid), "unsubscribe_link")
+
+    def test_tampered_token_or_other_body_changes_nothing(self):
+        cid = self.client()
+        first = self.send(cid, "welcome", channel="email")
+        self.assertEqual(self.settle(first)["status"], "sent")
+        path = self.one_click_path(self.received(first))
+        tok = path[3:]
+        flipped = tok[:10] + ("A" if tok[10] != "A" else "B") + tok[11:]
+        for bad in ("/u/" + flipped, "/u/" + tok[:-1], "/u/preview"):
+            self.assertEqual(self.post(bad, "List-Unsubscribe=One-Click").status, 404, bad)
+            self.assertEqual(self.server.request("GET", bad).status, 404, bad)
+        r = self.post(path, "List-Unsubscribe=Yes")
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(self.post(path, "").status, 400)
+        self.assertEqual(self.opted_out(cid), [])
+        self.assertEqual(self.psql(
+            "SELECT count(*) FROM crm_audit_log WHERE action = 'preferences.unsubscribe' "
+            "AND target = 'client:%s'" % cid), "0")
+
+    def test_error_notification_carries_no_one_click_header(self):
+        cid = self.client()
+        c = self.send(cid, "error_notification", channel="email")
+        self.assertEqual(self.settle(c)["status"], "sent")
+        msg = self.received(c)
+        self.assertIsNone(msg["List-Unsubscribe"])
+        self.assertIsNone(msg["List-Unsubscribe-Post"])
+
+    def test_token_of_a_message_gone_says_unsubscribed_and_nothing_else(self):
+        cid = self.client()
+        first = self.send(cid, "welcome", channel="email")
+        self.assertEqual(self.settle(first)["status"], "sent")
+        path = self.one_click_path(self.received(first))
+        self.psql("DELETE FROM crm_communications WHERE client_id = '%s'" % cid)
+        page = self.server.request("GET", path)
+        self.assertEqual(page.status, 200, page)
+        self.assertIn(b"This address is unsubscribed", page.body)
+        self.assertNotIn(b"<form", page.body)
+        self.assertEqual(self.post(path, "List-Unsubscribe=One-Click").status, 200)
+
+
+if __name__ == "__main__":
+    harness.main()
