@@ -35,6 +35,7 @@ int api_register(app_t *app)
         {"GET", "/api/crm/analytics", api_analytics, ROUTE_AUTH | SCOPE_READ, BODY_NONE},
         /* providers authenticate by signature, not by token */
         {"POST", "/api/crm/webhooks/twilio", api_webhook_twilio, 0, BODY_FORM},
+        {"POST", "/api/crm/webhooks/twilio/inbound", api_webhook_twilio_inbound, 0, BODY_FORM},
         {"GET", "/api/crm/webhooks/whatsapp", api_webhook_whatsapp_verify, 0, BODY_NONE},
         {"POST", "/api/crm/webhooks/whatsapp", api_webhook_whatsapp, 0, BODY_RAW},
         /* recipients' mail clients: the signed token is the authority */

@@ -146,8 +146,8 @@ void api_unsub_post(http_req_t *req)
     }
     if (changed) {
         prefs_cache_forget(req->app, t.client_id);
-        log_info("a recipient unsubscribed", "comm_id", c.comm_id, "channels", channels,
-                 "source", source);
+        log_info("a recipient unsubscribed", "comm_id", c.comm_id, "channels", channels, "source",
+                 source);
     }
     if (strcmp(source, "one_click") == 0) {
         /* RFC 8058: 200, no redirect; the mail client shows nothing */

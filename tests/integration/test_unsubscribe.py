@@ -5,9 +5,14 @@ server received opts the client out of email at once (preferences, ledger,
 audit, the message's event), a message already queued for email is then
 suppressed at send time while SMS still goes; GET never unsubscribes; a
 tampered token changes nothing; another body is 400; a replay is harmless."""
+import base64
 import email
 import email.policy
 import glob
+import hashlib
+import hmac
+import random
+import urllib.parse
 import os
 import re
 import signal
@@ -19,6 +24,13 @@ import uuid
 import harness
 
 SID, TOKEN = "AC00000000000000000000000000000000", "test-token"
+INBOUND = "/api/crm/webhooks/twilio/inbound"
+
+
+def twilio_signature(url, params, token=TOKEN):
+    """Twilio's algorithm: base64(HMAC-SHA1(token, url + name1 value1 ...)), params sorted."""
+    data = url + "".join(k + v for k, v in sorted(params.items()))
+    return base64.b64encode(hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
 def auth():
@@ -64,12 +76,13 @@ class UnsubscribeTest(harness.HeraldCase):
         r = subprocess.run(args, input=sql, capture_output=True, text=True, check=True)
         return r.stdout.strip()
 
-    def client(self):
+    def client(self, phone="+14155551234", **extra):
         cid = "client-" + uuid.uuid4().hex[:12]
-        r = self.server.request("POST", "/api/crm/preferences", headers=auth(), json_body={
-            "client_id": cid, "name": "Zoë Martin", "email": cid + "@example.com",
-            "phone": "+14155551234", "timezone": "UTC",
-            "consent": {"given": True, "source": "test signup form"}})
+        doc = {"client_id": cid, "name": "Zoë Martin", "email": cid + "@example.com",
+               "phone": phone, "timezone": "UTC",
+               "consent": {"given": True, "source": "test signup form"}}
+        doc.update(extra)
+        r = self.server.request("POST", "/api/crm/preferences", headers=auth(), json_body=doc)
         self.assertIn(r.status, (200, 201), r)
         return cid
 
@@ -216,6 +229,65 @@ class UnsubscribeTest(harness.HeraldCase):
         self.assertIn(b"This address is unsubscribed", page.body)
         self.assertNotIn(b"<form", page.body)
         self.assertEqual(self.post(path, "List-Unsubscribe=One-Click").status, 200)
+
+
+    def inbound(self, phone, text, signature=True):
+        params = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": SID, "From": phone,
+                  "To": "+15005550006", "Body": text}
+        hdr = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signature:
+            hdr["X-Twilio-Signature"] = twilio_signature("https://herald.test" + INBOUND, params)
+        else:
+            hdr["X-Twilio-Signature"] = twilio_signature("https://herald.test" + INBOUND,
+                                                         params, token="wrong")
+        return self.server.request("POST", INBOUND, body=urllib.parse.urlencode(params),
+                                   headers=hdr)
+
+    def ledger(self, cid):
+        return self.psql("SELECT string_agg(details->>'keyword', ',' ORDER BY id) FROM "
+                         "crm_audit_log WHERE action = 'preferences.inbound' AND "
+                         "target = 'client:%s'" % cid)
+
+    def test_stop_through_the_signed_inbound_webhook_stops_sms_and_start_restores_it(self):
+        phone = "+1415%07d" % random.randrange(10 ** 7)
+        # two client ids with the same number: a STOP is the number's
+        a = self.client(phone, channels=["sms"])
+        b = self.client(phone)
+        other = self.client("+1415%07d" % random.randrange(10 ** 7))
+        # an unsigned (wrongly signed) STOP changes nothing
+        self.assertEqual(self.inbound(phone, "STOP", signature=False).status, 403)
+        self.assertEqual(self.opted_out(a), [])
+        queued = self.send(a, "welcome", urgency="high", send_at=utc(time.time() + 4))
+        r = self.inbound(phone, "  stop\n")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"<Response/>", r.body)
+        self.assertEqual((self.opted_out(a), self.opted_out(b), self.opted_out(other)),
+                         (["sms"], ["sms"], []))
+        self.assertEqual(self.ledger(a), "STOP")
+        # a repeated STOP is harmless: nothing written again
+        self.assertEqual(self.inbound(phone, "Quit").status, 200)
+        self.assertEqual(self.ledger(a), "STOP")
+        # the SMS queued before the STOP is suppressed at send time
+        doc = self.settle(queued)
+        self.assertEqual(doc["status"], "suppressed", doc)
+        # HELP is recorded and changes nothing; any other text records nothing
+        self.assertEqual(self.inbound(phone, "help").status, 200)
+        self.assertEqual(self.inbound(phone, "stop it please").status, 200)
+        self.assertEqual(self.ledger(a), "STOP,HELP")
+        self.assertEqual(self.opted_out(a), ["sms"])
+        # START restores it, and the next SMS goes
+        self.assertEqual(self.inbound(phone, "START").status, 200)
+        self.assertEqual((self.opted_out(a), self.opted_out(b)), ([], []))
+        self.assertEqual(self.ledger(a), "STOP,HELP,START")
+        doc = self.settle(self.send(a, "welcome", urgency="high"))
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "sms"), doc)
+
+    def test_inbound_bad_input(self):
+        r = self.inbound("not-a-number", "STOP")
+        self.assertEqual(r.status, 400, r)
+        r = self.server.request("POST", INBOUND, body="From=%2B14155550000&Body=STOP",
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(r.status, 403, r)
 
 
 if __name__ == "__main__":
