@@ -15,6 +15,7 @@
 #include "engine/policy.h"
 #include "engine/receipt.h"
 #include "engine/recipient.h"
+#include "engine/suppress.h"
 #include "engine/worker.h"
 #include "store/repo_jobs.h"
 
@@ -344,6 +345,14 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
     if (who == NULL) {
         log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
                   j->comm_id, "reason", err.msg);
+        return -1;
+    }
+    /* The address's suppressions (bounces, STOPs, unsubscribes) are facts
+     * for the rule below; no answer: never send without them. */
+    if (suppress_facts(app, who, &err) != 0) {
+        log_error("cannot read the suppression list; the job will be retried after its lease",
+                  "comm_id", j->comm_id, "reason", err.msg);
+        cJSON_Delete(who);
         return -1;
     }
     /* Consent is checked again at every attempt, and it is the policy's

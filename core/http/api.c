@@ -33,6 +33,12 @@ int api_register(app_t *app)
         {"GET", "/api/crm/preferences/{client_id}", api_prefs_get, ROUTE_AUTH | SCOPE_READ,
          BODY_NONE},
         {"GET", "/api/crm/analytics", api_analytics, ROUTE_AUTH | SCOPE_READ, BODY_NONE},
+        {"GET", "/api/crm/suppressions", api_suppressions_list, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_NONE},
+        {"POST", "/api/crm/suppressions", api_suppressions_add, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_JSON},
+        {"DELETE", "/api/crm/suppressions/{id}", api_suppressions_lift, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_NONE},
         /* providers authenticate by signature, not by token */
         {"POST", "/api/crm/webhooks/twilio", api_webhook_twilio, 0, BODY_FORM},
         {"POST", "/api/crm/webhooks/twilio/inbound", api_webhook_twilio_inbound, 0, BODY_FORM},

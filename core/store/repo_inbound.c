@@ -18,7 +18,9 @@ static const pg_stmt_t st_out = {
     "a AS (INSERT INTO crm_audit_log (actor, action, target, details) "
     "  SELECT 'recipient', 'preferences.inbound', 'client:' || client_id, "
     "  jsonb_build_object('keyword', $3::text, 'channel', $2::text, 'opted_out', true, "
-    "  'source', $4::text) FROM p) "
+    "  'source', $4::text) FROM p), "
+    "s AS (INSERT INTO crm_suppressions (channel, address_index, reason, source) "
+    "  VALUES ($2, $1, 'opt_out', $4) ON CONFLICT (channel, address_index) DO NOTHING) "
     "SELECT client_id FROM p",
     4};
 static const pg_stmt_t st_in = {
@@ -30,7 +32,13 @@ static const pg_stmt_t st_in = {
     "a AS (INSERT INTO crm_audit_log (actor, action, target, details) "
     "  SELECT 'recipient', 'preferences.inbound', 'client:' || client_id, "
     "  jsonb_build_object('keyword', $3::text, 'channel', $2::text, 'opted_out', false, "
-    "  'source', $4::text) FROM p) "
+    "  'source', $4::text) FROM p), "
+    "d AS (DELETE FROM crm_suppressions WHERE channel = $2 AND address_index = $1 "
+    "  AND reason IN ('opt_out', 'unsubscribe') RETURNING id, reason), "
+    "da AS (INSERT INTO crm_audit_log (actor, action, target, details) "
+    "  SELECT 'recipient', 'suppression.lift', 'suppression:' || id, jsonb_build_object("
+    "  'channel', $2::text, 'address_index', $1::text, 'reason', reason, 'keyword', $3::text) "
+    "  FROM d) "
     "SELECT client_id FROM p",
     4};
 static const pg_stmt_t st_note = {
@@ -42,8 +50,7 @@ static const pg_stmt_t st_note = {
     4};
 
 int inbound_apply(pg_pool_t *db, const char *phone_index, const char *channel, inbound_act_t act,
-                  const char *keyword, const char *source, char ***clients, int *n,
-                  hd_err_t *err)
+                  const char *keyword, const char *source, char ***clients, int *n, hd_err_t *err)
 {
     *clients = NULL;
     *n = 0;
@@ -51,8 +58,9 @@ int inbound_apply(pg_pool_t *db, const char *phone_index, const char *channel, i
     if (c == NULL)
         return -1;
     const char *p[] = {phone_index, channel, keyword, source};
-    const pg_stmt_t *st = act == INBOUND_OPT_OUT ? &st_out : act == INBOUND_OPT_IN ? &st_in
-                                                                                   : &st_note;
+    const pg_stmt_t *st = act == INBOUND_OPT_OUT  ? &st_out
+                          : act == INBOUND_OPT_IN ? &st_in
+                                                  : &st_note;
     PGresult *r = pg_exec(c, st, p, err);
     int rc = r == NULL ? -1 : 0;
     if (rc == 0 && act != INBOUND_NOTE && PQntuples(r) > 0) {

@@ -16,7 +16,9 @@ static const pg_stmt_t st_find = {
 
 /* One statement, so one transaction: the preferences (only when a channel is
  * new to the list, so a replay writes nothing), then the ledger row and the
- * message's event for that change alone. updated_at moves forward even when
+ * message's event for that change alone; the client's stored addresses on
+ * those channels go on the suppression list (reason unsubscribe; an entry
+ * already there keeps its reason). updated_at moves forward even when
  * the clock does not (the row's version, store/repo_prefs.h). */
 static const pg_stmt_t st_record = {
     "unsub_record",
@@ -38,7 +40,13 @@ static const pg_stmt_t st_record = {
     "  SELECT $4::uuid, 'event', 'email', 'unsubscribe', 'unsubscribed', 'unsubscribe', "
     "  'the recipient unsubscribed from ' || array_to_string(ch.a, ', ') || ' (' || $3 || ')', "
     "  jsonb_build_object('channels', to_jsonb(ch.a), 'source', $3::text) FROM p, ch "
-    "  WHERE EXISTS (SELECT 1 FROM crm_communications WHERE id = $4::uuid)) "
+    "  WHERE EXISTS (SELECT 1 FROM crm_communications WHERE id = $4::uuid)), "
+    "s AS (INSERT INTO crm_suppressions (channel, address_index, reason, source, "
+    "  communication_id) SELECT x, CASE WHEN x = 'email' THEN cp.email_index "
+    "  ELSE cp.phone_index END, 'unsubscribe', $3, $4::uuid "
+    "  FROM crm_client_preferences cp, ch, unnest(ch.a) x WHERE cp.client_id = $1 "
+    "  AND (CASE WHEN x = 'email' THEN cp.email_index ELSE cp.phone_index END) IS NOT NULL "
+    "  ON CONFLICT (channel, address_index) DO NOTHING) "
     "SELECT count(*) FROM p",
     4};
 

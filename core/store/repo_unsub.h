@@ -4,8 +4,9 @@
  * transaction: the channels added to crm_client_preferences.opted_out_channels
  * (a row is created for a client who had none), an audit row
  * ("preferences.unsubscribe", actor "recipient", details {channels, source,
- * communication_id}: the consent ledger) and an "unsubscribe" event on the
- * message that carried the link. Uses store/pg.
+ * communication_id}: the consent ledger), an "unsubscribe" event on the
+ * message that carried the link, and the client's stored addresses on those
+ * channels in crm_suppressions (reason "unsubscribe"). Uses store/pg.
  */
 #ifndef HERALD_STORE_REPO_UNSUB_H
 #define HERALD_STORE_REPO_UNSUB_H

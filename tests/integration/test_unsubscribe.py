@@ -37,6 +37,10 @@ def auth():
     return {"Authorization": "Bearer " + harness.make_jwt(harness.claims(scope="send read"))}
 
 
+def admin():
+    return {"Authorization": "Bearer " + harness.make_jwt(harness.claims(scope="admin"))}
+
+
 def utc(ts):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -76,10 +80,10 @@ class UnsubscribeTest(harness.HeraldCase):
         r = subprocess.run(args, input=sql, capture_output=True, text=True, check=True)
         return r.stdout.strip()
 
-    def client(self, phone="+14155551234", **extra):
+    def client(self, phone=None, email=None, **extra):
         cid = "client-" + uuid.uuid4().hex[:12]
-        doc = {"client_id": cid, "name": "Zoë Martin", "email": cid + "@example.com",
-               "phone": phone, "timezone": "UTC",
+        doc = {"client_id": cid, "name": "Zoë Martin", "email": email or cid + "@example.com",
+               "phone": phone or "+1415%07d" % random.randrange(10 ** 7), "timezone": "UTC",
                "consent": {"given": True, "source": "test signup form"}}
         doc.update(extra)
         r = self.server.request("POST", "/api/crm/preferences", headers=auth(), json_body=doc)
@@ -170,6 +174,11 @@ class UnsubscribeTest(harness.HeraldCase):
             "SELECT count(*) FROM crm_audit_log WHERE action = 'preferences.unsubscribe' "
             "AND target = 'client:%s'" % cid), "1")
 
+        # the address is on the suppression list too (blind index only)
+        self.assertEqual(self.psql(
+            "SELECT s.reason || ' ' || s.source FROM crm_suppressions s JOIN "
+            "crm_client_preferences p ON p.email_index = s.address_index "
+            "WHERE s.channel = 'email' AND p.client_id = '%s'" % cid), "unsubscribe one_click")
         doc = self.settle(queued)
         self.assertEqual(doc["status"], "suppressed", doc)
         self.assertFalse(any(("<%s@" % queued).encode() in open(p, "rb").read()
@@ -275,8 +284,15 @@ class UnsubscribeTest(harness.HeraldCase):
         self.assertEqual(self.inbound(phone, "stop it please").status, 200)
         self.assertEqual(self.ledger(a), "STOP,HELP")
         self.assertEqual(self.opted_out(a), ["sms"])
+        # the number is suppressed: a client id created after the STOP gets no SMS
+        late = self.client(phone, channels=["sms"])
+        doc = self.settle(self.send(late, "welcome", urgency="high"))
+        self.assertEqual(doc["status"], "suppressed", doc)
+        self.assertIn("address suppressed (opt_out)", str(doc.get("events")), doc)
         # START restores it, and the next SMS goes
         self.assertEqual(self.inbound(phone, "START").status, 200)
+        doc = self.settle(self.send(late, "welcome", urgency="high"))
+        self.assertEqual((doc["status"], doc["channel"]), ("sent", "sms"), doc)
         self.assertEqual((self.opted_out(a), self.opted_out(b)), ([], []))
         self.assertEqual(self.ledger(a), "STOP,HELP,START")
         doc = self.settle(self.send(a, "welcome", urgency="high"))
@@ -288,6 +304,55 @@ class UnsubscribeTest(harness.HeraldCase):
         r = self.server.request("POST", INBOUND, body="From=%2B14155550000&Body=STOP",
                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
         self.assertEqual(r.status, 403, r)
+
+
+    def test_api_suppression_holds_for_every_client_with_the_address_and_lifting_is_audited(self):
+        shared = "shared-%s@example.com" % uuid.uuid4().hex[:8]
+        a, b, other = self.client(email=shared), self.client(email=shared), self.client()
+        url = "/api/crm/suppressions"
+        # admin scope only; bad input is 400 and adds nothing
+        r = self.server.request("POST", url, headers=auth(),
+                                json_body={"channel": "email", "address": shared})
+        self.assertEqual(r.status, 403, r)
+        for bad in ({"channel": "fax", "address": shared},
+                    {"channel": "email", "address": "not an address"},
+                    {"channel": "sms", "address": "0612"},
+                    {"channel": "email", "address": shared, "reason": "because"}):
+            r = self.server.request("POST", url, headers=admin(), json_body=bad)
+            self.assertEqual(r.status, 400, (bad, r))
+        # the blind index normalises: case does not matter
+        r = self.server.request("POST", url, headers=admin(), json_body={
+            "channel": "email", "address": shared.upper(), "reason": "bounce"})
+        self.assertEqual(r.status, 201, r)
+        sid = r.json["id"]
+        again = self.server.request("POST", url, headers=admin(),
+                                    json_body={"channel": "email", "address": shared})
+        self.assertEqual((again.status, again.json["id"], again.json["created"]),
+                         (200, sid, False), again)
+        listed = self.server.request("GET", url + "?channel=email", headers=admin())
+        self.assertEqual(listed.status, 200, listed)
+        entry = [e for e in listed.json["items"] if e["id"] == sid]
+        self.assertEqual(entry[0]["reason"], "bounce", entry)
+        self.assertNotIn(shared.encode(), listed.body)
+        # read before every attempt, for both client ids; another address still goes
+        for cid in (a, b):
+            doc = self.settle(self.send(cid, "reminder", urgency="high", channel="email"))
+            self.assertEqual(doc["status"], "suppressed", doc)
+            self.assertIn("address suppressed (bounce)", str(doc.get("events")), doc)
+        doc = self.settle(self.send(other, "reminder", urgency="high", channel="email"))
+        self.assertEqual(doc["status"], "sent", doc)
+        # lifting is audited, and the address is mailed again
+        self.assertEqual(self.server.request("DELETE", "%s/%d" % (url, sid),
+                                             headers=auth()).status, 403)
+        self.assertEqual(self.server.request("DELETE", "%s/%d" % (url, sid),
+                                             headers=admin()).status, 204)
+        self.assertEqual(self.server.request("DELETE", "%s/%d" % (url, sid),
+                                             headers=admin()).status, 404)
+        self.assertEqual(self.psql(
+            "SELECT actor || ' ' || (details->>'reason') FROM crm_audit_log WHERE action = "
+            "'suppression.lift' AND target = 'suppression:%d'" % sid), "test:python bounce")
+        doc = self.settle(self.send(a, "reminder", urgency="high", channel="email"))
+        self.assertEqual(doc["status"], "sent", doc)
 
 
 if __name__ == "__main__":
