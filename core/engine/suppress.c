@@ -1,5 +1,6 @@
 /* suppress.c - see suppress.h. */
 #include "engine/suppress.h"
+#include "base/log.h"
 #include "store/repo_suppress.h"
 
 #include <string.h>
@@ -19,4 +20,23 @@ int suppress_facts(app_t *app, cJSON *who, hd_err_t *err)
     cJSON_DeleteItemFromObjectCaseSensitive(who, "suppressed");
     cJSON *s = cJSON_AddObjectToObject(who, "suppressed");
     return supp_facts(app->db, has_e ? ei : NULL, has_p ? pi : NULL, s, err);
+}
+
+void suppress_address(app_t *app, tr_channel_t ch, const char *address, const char *reason,
+                      const char *comm_id)
+{
+    char idx[65];
+    if (address == NULL ||
+        fe_blind_index(app->keyring, ch == TR_EMAIL ? "email" : "phone", address, idx) != 0)
+        return;
+    int64_t id = 0;
+    bool created = false;
+    hd_err_t err;
+    if (supp_add(app->db, tr_channel_name(ch), idx, reason, "classify", "system", &id, &created,
+                 &err) != 0)
+        log_warn("cannot add an address to the suppression list", "comm_id", comm_id, "reason",
+                 err.msg);
+    else if (created)
+        log_info("address suppressed", "comm_id", comm_id, "channel", tr_channel_name(ch), "why",
+                 reason);
 }

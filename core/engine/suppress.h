@@ -8,6 +8,7 @@
 
 #include "base/err.h"
 #include "engine/app.h"
+#include "transport/transport.h"
 
 #include <cjson/cJSON.h>
 
@@ -15,5 +16,12 @@
  * (email) and who.phone (sms, whatsapp); an empty object when none. 0, or
  * -1 with err when the database cannot answer (never send without it). */
 int suppress_facts(app_t *app, cJSON *who, hd_err_t *err);
+
+/* Puts address on the suppression list of channel with reason (classify's
+ * suppress: a hard bounce, a STOP the provider reports, a number that is
+ * not a mobile), source "classify", message comm_id. Best effort: a
+ * failure is logged (never the address) and the next bounce tries again. */
+void suppress_address(app_t *app, tr_channel_t ch, const char *address, const char *reason,
+                      const char *comm_id);
 
 #endif

@@ -97,8 +97,7 @@ void api_suppressions_add(http_req_t *req)
         reason = re->valuestring;
     }
     char index[65];
-    if (fe_blind_index(req->app->keyring, email ? "email" : "phone", ad->valuestring, index) !=
-        0) {
+    if (fe_blind_index(req->app->keyring, email ? "email" : "phone", ad->valuestring, index) != 0) {
         http_reply_error(req, 500, "internal", "cannot compute the address's blind index");
         return;
     }

@@ -355,5 +355,21 @@ class UnsubscribeTest(harness.HeraldCase):
         self.assertEqual(doc["status"], "sent", doc)
 
 
+    def test_a_5_1_1_bounce_suppresses_the_address_for_every_client_that_has_it(self):
+        # the sink answers 550 5.1.1 to any "nouser" local part (a +tag is ignored)
+        dead = "nouser+%s@example.com" % uuid.uuid4().hex[:8]
+        a, b = self.client(email=dead), self.client(email=dead)
+        doc = self.settle(self.send(a, "reminder", urgency="high", channel="email"))
+        self.assertEqual(doc["status"], "failed", doc)
+        self.assertEqual(self.psql(
+            "SELECT s.reason || ' ' || s.source FROM crm_suppressions s JOIN "
+            "crm_client_preferences p ON p.email_index = s.address_index "
+            "WHERE s.channel = 'email' AND p.client_id = '%s'" % b), "bounce classify")
+        doc = self.settle(self.send(b, "reminder", urgency="high", channel="email"))
+        self.assertEqual(doc["status"], "suppressed", doc)
+        self.assertEqual(doc.get("attempts"), [], doc)
+        self.assertIn("address suppressed (bounce)", str(doc.get("events")), doc)
+
+
 if __name__ == "__main__":
     harness.main()
