@@ -40,10 +40,10 @@ local SMTP_AT_STAGE = {
 -- Enhanced status codes (RFC 3463), exact first, then by subject ("5.1"),
 -- then by class ("4", "5"). They refine a reply code of the same class.
 local SMTP_ENHANCED = {
-  ["5.1.1"] = { "invalid", "bad destination mailbox" },
-  ["5.1.2"] = { "invalid", "bad destination domain" },
+  ["5.1.1"] = { "invalid", "bad destination mailbox", suppress = "bounce" },
+  ["5.1.2"] = { "invalid", "bad destination domain", suppress = "bounce" },
   ["5.1.3"] = { "invalid", "bad destination mailbox address syntax" },
-  ["5.1.10"] = { "invalid", "recipient domain has a null MX" },
+  ["5.1.10"] = { "invalid", "recipient domain has a null MX", suppress = "bounce" },
 }
 local SMTP_ENHANCED_SUBJECT = {
   ["5.1"] = { "invalid", "address problem" },
@@ -84,6 +84,8 @@ local SMTP_REPLY_CLASS = {
 -------------------------------------------------- providers (HTTP APIs) ----
 
 -- Provider error codes by channel. Fields beyond the pair:
+--   suppress = reason  the address goes on the suppression list (crm_suppressions)
+--                     with this reason: never sent to again on this channel
 --   opted_out = true  the recipient opted out of this channel (retry.lua
 --                     moves to the next channel).
 local PROVIDER = {
@@ -95,8 +97,9 @@ local PROVIDER = {
       [20429] = { "rate_limit", "too many requests" },
       [21211] = { "invalid", "invalid 'To' phone number" },
       [21408] = { "permanent", "sending to this region is not enabled" },
-      [21610] = { "invalid", "recipient replied STOP (unsubscribed)", opted_out = true },
-      [21614] = { "invalid", "'To' number is not a valid mobile number" },
+      [21610] = { "invalid", "recipient replied STOP (unsubscribed)", opted_out = true,
+        suppress = "opt_out" },
+      [21614] = { "invalid", "'To' number is not a valid mobile number", suppress = "invalid" },
       [21617] = { "permanent", "message body over 1600 characters" },
       [30001] = { "transient", "queue overflow" },
       [30002] = { "auth_failure", "account suspended" },
@@ -123,7 +126,8 @@ local PROVIDER = {
       [131047] = { "permanent", "re-engagement window closed: free text is not allowed more than "
         .. "24 h after the client's last message; the next channel or a template is needed" },
       [131048] = { "rate_limit", "spam rate limit" },
-      [131050] = { "invalid", "recipient stopped marketing messages", opted_out = true },
+      [131050] = { "invalid", "recipient stopped marketing messages", opted_out = true,
+        suppress = "opt_out" },
       [131051] = { "permanent", "unsupported message type" },
       [131056] = { "rate_limit", "too many messages to this recipient (pair rate limit)" },
       [132000] = { "permanent", "template parameter count mismatch" },
@@ -208,6 +212,9 @@ local function out(category, may_have_been_sent, reason, result, extra)
   if extra and extra.opted_out then
     c.opted_out = true
   end
+  if extra and extra.suppress then
+    c.suppress = extra.suppress
+  end
   return c
 end
 
@@ -242,7 +249,7 @@ local function classify_smtp(result)
       .. (stage and (" at " .. stage) or "")
   local function done(entry)
     -- A reply is the server refusing the message: it was not delivered.
-    return out(entry[1], false, label .. ": " .. entry[2] .. " → " .. entry[1], result)
+    return out(entry[1], false, label .. ": " .. entry[2] .. " → " .. entry[1], result, entry)
   end
 
   if code and SMTP_DECISIVE[code] then
@@ -315,7 +322,7 @@ end
 -- @param result table  what the transport saw: {ok, kind = "smtp"|"http"|"network"|"local"|"io",
 --   smtp_code?, enhanced_code?, smtp_stage?, http_status?, provider_code?, provider_subcode?,
 --   network_error?, io_error?, request_sent?, retry_after?}
--- @return table  {category, may_have_been_sent = bool, retry_after?, opted_out?, reason}
+-- @return table  {category, may_have_been_sent = bool, retry_after?, opted_out?, suppress?, reason}
 function classify.classify(channel, result)
   if type(result) ~= "table" then
     error("classify: result must be a table", 2)

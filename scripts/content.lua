@@ -1,8 +1,9 @@
 -- content.lua - what a message says on each channel.
 --
 --   content.render(message_type, channel, context)
---     email    -> {subject, html, text, track, track_days}  (track: settings.tracking says
---                 the engine rewrites the links and adds the open pixel)
+--     email    -> {subject, html, text, track, track_days, unsubscribe}  (track: settings.tracking says
+--                 the engine rewrites the links and adds the open pixel; unsubscribe:
+--                 settings.unsubscribe says it adds the List-Unsubscribe headers)
 --     sms      -> {text, encoding, segments}   (fitted to one segment where possible)
 --     whatsapp -> {text}
 --   content.compile_all() -> true, or nil and {"name:line: message", ...}
@@ -79,9 +80,9 @@ M.SMS_SHORTEN = {
 
 -- Values every template may use when the context does not carry them. The
 -- company identity (name, postal address for the CAN-SPAM footer) is data
--- in settings.lua (settings.company). Signed unsubscribe links
--- (public_url/u/<token>) are not built by the engine yet; until then every
--- message carries this placeholder.
+-- in settings.lua (settings.company). The engine gives every email its signed
+-- unsubscribe link (public_url/u/<token>) as unsubscribe_url; a render
+-- without one (previews, tests) carries this placeholder.
 M.DEFAULTS = {
   unsubscribe_path = "/u/preview",
 }
@@ -142,6 +143,15 @@ function M.context(message_type, channel, context)
   return ctx
 end
 
+-- Whether an email of this type carries the List-Unsubscribe headers
+-- (settings.unsubscribe: the type's own entry, else its default).
+function M.unsubscribe(message_type)
+  local u = settings.unsubscribe or {}
+  local v = u[message_type]
+  if v == nil then v = u.default end
+  return v == true
+end
+
 -- What the engine gives every template besides the declared context.
 M.PROVIDED = {company = true, public_url = true, unsubscribe_url = true, message_type = true,
   channel = true}
@@ -170,7 +180,7 @@ function M.render(message_type, channel, context)
     local t = settings.tracking or {}
     local track = t.enabled == true and not (t.off and t.off[message_type])
     return {subject = trim(subject), html = get(names.html)(ctx), text = trim(get(names.text)(ctx)) .. "\n",
-      track = track, track_days = t.link_days}
+      track = track, track_days = t.link_days, unsubscribe = M.unsubscribe(message_type)}
   elseif channel == "sms" then
     local render = get(names)
     local fitted = sms.fit(function(c) return trim(render(c)) end, ctx,

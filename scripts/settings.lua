@@ -95,6 +95,12 @@ return {
     link_days = 365,
   },
 
+  -- Unsubscribe: the message types whose email carries the signed link
+  -- /u/{token} and the List-Unsubscribe / List-Unsubscribe-Post headers
+  -- (RFC 8058 one-click). default covers every type not named; name a type
+  -- false to leave it out (only what is strictly transactional).
+  unsubscribe = { default = true, error_notification = false },
+
   -- Queue priority by urgency: higher goes first when workers are busy.
   priorities = { critical = 100, high = 75, normal = 50, low = 10 },
 }

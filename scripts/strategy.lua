@@ -16,7 +16,8 @@
 --      even if the matrix does not name it; the rest of the chain follows
 --      as fallbacks.
 --   4. Channels strategy.refusal refuses are dropped, forced or not: ones
---      the client opted out of (prefs.opted_out[ch]), has left out of a
+--      the client opted out of (prefs.opted_out[ch]), whose address is
+--      suppressed (prefs.suppressed[ch], set before every attempt), has left out of a
 --      stated list (prefs.channels), has no address for (email needs
 --      prefs.email; sms and whatsapp need prefs.phone), or has not
 --      consented to (settings.consent; prefs.consent = {given, at}).
@@ -107,6 +108,11 @@ function strategy.refusal(ch, prefs)
   end
   if opted_out(prefs, ch) then
     return "client opted out"
+  end
+  -- prefs.suppressed = {email = "bounce", ...}: the address is on the
+  -- suppression list (the engine reads it before every attempt)
+  if type(prefs.suppressed) == "table" and prefs.suppressed[ch] then
+    return "address suppressed (" .. tostring(prefs.suppressed[ch]) .. ")"
   end
   if not allowed(prefs, ch) then
     return "not among the client's allowed channels"

@@ -15,6 +15,7 @@
 #include "engine/policy.h"
 #include "engine/receipt.h"
 #include "engine/recipient.h"
+#include "engine/suppress.h"
 #include "engine/worker.h"
 #include "store/repo_jobs.h"
 
@@ -201,10 +202,29 @@ static void skip_channel(app_t *app, comm_job_t *j, tr_channel_t ch, bool refuse
     }
 }
 
+/* The message's own unsubscribe page, public_url/u/{token}: a token of kind
+ * 'u' (engine/tracking.h) for this message, signed with the current key and
+ * never expiring. Caller frees; NULL when it cannot be signed. */
+static char *unsubscribe_url(app_t *app, const comm_job_t *j)
+{
+    char *token = track_token(&app->track.keys[0], 'u', j->comm_id, 0, INT64_MAX, NULL);
+    if (token == NULL)
+        return NULL;
+    buf_t u;
+    buf_init(&u);
+    buf_puts(&u, app->cfg->public_url);
+    while (u.len && u.data[u.len - 1] == '/')
+        u.data[--u.len] = '\0';
+    buf_printf(&u, "/u/%s", token);
+    free(token);
+    return u.data;
+}
+
 /* The context a template sees: the request's, the client's name for
- * greetings and the plan id; for a digest, the items it carries. */
-static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const char **type,
-                             hd_err_t *err)
+ * greetings and the plan id; for a digest, the items it carries; for email,
+ * the message's unsubscribe link (unsub, replacing any the request gave). */
+static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const char *unsub,
+                             const char **type, hd_err_t *err)
 {
     if (j->context_unreadable) {
         /* its key left the keyring: never render without the context */
@@ -221,6 +241,10 @@ static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const 
         cJSON_AddStringToObject(ctx, "client_name", name);
     if (j->plan_id && !cJSON_GetObjectItemCaseSensitive(ctx, "plan_id"))
         cJSON_AddStringToObject(ctx, "plan_id", j->plan_id);
+    if (unsub) {
+        cJSON_DeleteItemFromObjectCaseSensitive(ctx, "unsubscribe_url");
+        cJSON_AddStringToObject(ctx, "unsubscribe_url", unsub);
+    }
     *type = j->message_type;
     if (j->batch) {
         /* The day's low-urgency messages of this client go as one digest. */
@@ -234,7 +258,7 @@ static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const 
 }
 
 static tr_message_t *message_of(app_t *app, comm_job_t *j, tr_channel_t ch, const char *addr,
-                                const char *name, policy_content_t *c)
+                                const char *name, char *unsub, policy_content_t *c)
 {
     tr_message_t *m = tr_message_new();
     m->channel = ch;
@@ -245,6 +269,12 @@ static tr_message_t *message_of(app_t *app, comm_job_t *j, tr_channel_t ch, cons
         m->to_name = xstrdup(name);
     if (ch == TR_EMAIL && j->payload_json)
         attach(m, j->payload_json);
+    /* List-Unsubscribe and its one-click POST: RFC 8058 wants https, so a
+     * plain-http public_url (development) keeps only the footer link */
+    if (ch == TR_EMAIL && c->unsubscribe && unsub && strncmp(unsub, "https://", 8) == 0)
+        m->unsubscribe_url = unsub;
+    else
+        free(unsub);
     m->subject = c->subject;
     m->text = c->text;
     if (c->html && ch == TR_EMAIL) {
@@ -317,6 +347,14 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
                   j->comm_id, "reason", err.msg);
         return -1;
     }
+    /* The address's suppressions (bounces, STOPs, unsubscribes) are facts
+     * for the rule below; no answer: never send without them. */
+    if (suppress_facts(app, who, &err) != 0) {
+        log_error("cannot read the suppression list; the job will be retried after its lease",
+                  "comm_id", j->comm_id, "reason", err.msg);
+        cJSON_Delete(who);
+        return -1;
+    }
     /* Consent is checked again at every attempt, and it is the policy's
      * rule alone: C obeys. No answer: never send without it; the lease
      * brings the job back and health shows the script error meanwhile. */
@@ -356,8 +394,10 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
         return lr > 0 ? 0 : -1;
     }
     const char *type;
-    cJSON *ctx = render_context(app, j, who, &type, &err);
+    char *unsub = ch == TR_EMAIL ? unsubscribe_url(app, j) : NULL;
+    cJSON *ctx = render_context(app, j, who, unsub, &type, &err);
     if (ctx == NULL) {
+        free(unsub);
         log_error("cannot build the render context; the lease brings it back", "comm_id",
                   j->comm_id, "reason", err.msg);
         cJSON_Delete(who);
@@ -371,6 +411,7 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
         log_warn("render ran out of its budget; the message is tried again after its lease",
                  "comm_id", j->comm_id, "channel", tr_channel_name(ch), "error", err.msg);
         cJSON_Delete(who);
+        free(unsub);
         return -1;
     }
     if (rc != 0) {
@@ -381,9 +422,10 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
                   err.msg);
         skip_channel(app, j, ch, false, last, why);
         cJSON_Delete(who);
+        free(unsub);
         return 0;
     }
-    *out = message_of(app, j, ch, addr, json_str(who, "name"), &c);
+    *out = message_of(app, j, ch, addr, json_str(who, "name"), unsub, &c);
     cJSON_Delete(who);
     return 1;
 }

@@ -5,6 +5,7 @@
  * chain is used up, and the no-receipt timer a sent message may get.
  */
 #include "engine/outcome.h"
+#include "engine/suppress.h"
 #include "base/log.h"
 #include "base/utf8.h"
 #include "engine/alert.h"
@@ -79,6 +80,9 @@ void outcome_after_failure(app_t *app, tr_channel_t channel, int attempt_no, int
     }
     snprintf(out->category, sizeof(out->category), "%s", cls.category);
     out->may_have_been_sent = cls.may_have_been_sent;
+    const cJSON *sup = cJSON_GetObjectItemCaseSensitive(cls.doc, "suppress");
+    if (cJSON_IsString(sup))
+        snprintf(out->suppress, sizeof(out->suppress), "%s", sup->valuestring);
     policy_class_free(&cls);
     out->outcome = step.action == POLICY_RETRY          ? OUTCOME_RETRY
                    : step.action == POLICY_NEXT_CHANNEL ? OUTCOME_NEXT
@@ -133,6 +137,8 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
         rc->r.delay_s = next.delay_s;
         mhbs = next.may_have_been_sent;
         snprintf(rc->category, sizeof(rc->category), "%s", next.category);
+        if (next.suppress[0])
+            suppress_address(app, msg->channel, msg->to, next.suppress, j->comm_id);
         if (next.outcome == OUTCOME_HELD) {
             snprintf(rc->held, sizeof(rc->held), "the policy cannot say what comes next: %.500s",
                      next.error);

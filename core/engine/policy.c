@@ -292,6 +292,7 @@ int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx
     out->html = dup_member(r, "html");
     const cJSON *days = member(r, "track_days");
     out->track = cJSON_IsTrue(member(r, "track"));
+    out->unsubscribe = cJSON_IsTrue(member(r, "unsubscribe"));
     out->doc = r;
     const char *why = NULL;
     if (ch == TR_EMAIL && (out->subject == NULL || out->text == NULL || out->html == NULL))

@@ -68,6 +68,7 @@ typedef struct policy_content {
     char *subject, *text, *html; /* owned; NULL when the channel has none */
     bool track;                  /* email: rewrite links, add the open pixel */
     double track_days;           /* the tracked links' life; 0 when not tracked */
+    bool unsubscribe;            /* email: List-Unsubscribe headers (settings.unsubscribe) */
     cJSON *doc;                  /* the script's whole answer (SMS segments...); owned */
 } policy_content_t;
 

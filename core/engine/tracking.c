@@ -131,7 +131,7 @@ static int decode(const char *token, raw_token_t *t)
     if (token == NULL || strlen(token) > TOKEN_CHARS ||
         b64url_decode(token, strlen(token), &t->p, &t->n) != 0)
         return -1;
-    if (t->n < 2 || (t->p[1] != 'o' && t->p[1] != 'c'))
+    if (t->n < 2 || (t->p[1] != 'o' && t->p[1] != 'c' && t->p[1] != 'u'))
         return -1;
     if (t->p[0] == 1 && t->n == HEAD1_LEN + MAC_LEN)
         t->head = HEAD1_LEN, t->off = 2;

@@ -2,8 +2,8 @@
  * tracking.h - open and click tracking for email (DESIGN.md §5: /t/o, /t/c).
  *
  * A token is base64url(payload || mac), 70 characters: payload = version 2,
- * kind ('o' open pixel, 'c' click), the id of the key that signed it (4
- * bytes: the encryption key's id, crypto/field.h fe_key_id), expiry (Unix
+ * kind ('o' open pixel, 'c' click, 'u' unsubscribe: index 0, never expiring), the id of the key
+ * that signed it (4 bytes: the encryption key's id, crypto/field.h fe_key_id), expiry (Unix
  * seconds, 4 bytes big-endian), the communication id (16 bytes), the link
  * index (2 bytes) and the first 8 bytes of SHA-256 of the target URL (zero
  * for the pixel); mac = the first 16 bytes of HMAC-SHA256 over the payload

@@ -33,13 +33,22 @@ int api_register(app_t *app)
         {"GET", "/api/crm/preferences/{client_id}", api_prefs_get, ROUTE_AUTH | SCOPE_READ,
          BODY_NONE},
         {"GET", "/api/crm/analytics", api_analytics, ROUTE_AUTH | SCOPE_READ, BODY_NONE},
+        {"GET", "/api/crm/suppressions", api_suppressions_list, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_NONE},
+        {"POST", "/api/crm/suppressions", api_suppressions_add, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_JSON},
+        {"DELETE", "/api/crm/suppressions/{id}", api_suppressions_lift, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_NONE},
         /* providers authenticate by signature, not by token */
         {"POST", "/api/crm/webhooks/twilio", api_webhook_twilio, 0, BODY_FORM},
+        {"POST", "/api/crm/webhooks/twilio/inbound", api_webhook_twilio_inbound, 0, BODY_FORM},
         {"GET", "/api/crm/webhooks/whatsapp", api_webhook_whatsapp_verify, 0, BODY_NONE},
         {"POST", "/api/crm/webhooks/whatsapp", api_webhook_whatsapp, 0, BODY_RAW},
         /* recipients' mail clients: the signed token is the authority */
         {"GET", "/t/o/{token}", api_track_open, 0, BODY_NONE},
         {"GET", "/t/c/{token}", api_track_click, 0, BODY_NONE},
+        {"GET", "/u/{token}", api_unsub_page, 0, BODY_NONE},
+        {"POST", "/u/{token}", api_unsub_post, 0, BODY_RAW},
     };
     if (app->router == NULL)
         app->router = xcalloc(1, sizeof(router_t));

@@ -58,4 +58,16 @@ void api_analytics(http_req_t *req);
 void api_track_open(http_req_t *req);
 void api_track_click(http_req_t *req);
 
+/* api_inbound.c */
+void api_webhook_twilio_inbound(http_req_t *req);
+
+/* api_suppress.c */
+void api_suppressions_list(http_req_t *req);
+void api_suppressions_add(http_req_t *req);
+void api_suppressions_lift(http_req_t *req);
+
+/* api_unsub.c */
+void api_unsub_page(http_req_t *req);
+void api_unsub_post(http_req_t *req);
+
 #endif

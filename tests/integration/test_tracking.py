@@ -247,9 +247,13 @@ class TrackingTest(TrackingCase):
             # settings.tracking.link_days = 365
             self.assertAlmostEqual(exp, time.time() + 365 * 86400, delta=120)
         self.assertNotIn("vendors.example.com", " ".join(hrefs), html)
-        # the unsubscribe link stays a direct link to /u/
+        # the unsubscribe link stays a direct link to /u/: this message's own
+        # signed token of kind 'u', which never expires (issue 12)
         unsub = [h for h in hrefs if "/u/" in h]
-        self.assertEqual(unsub, [self.public + "/u/preview"], hrefs)
+        self.assertEqual(len(unsub), 1, hrefs)
+        self.assertRegex(unsub[0], "^" + re.escape(self.public) + "/u/[A-Za-z0-9_-]{70}$")
+        kind, exp, cid, idx, h = unpack(unsub[0].rsplit("/", 1)[1])
+        self.assertEqual((kind, exp, cid, idx, h), ("u", 0xFFFFFFFF, comm, 0, bytes(8)), unsub)
         # the pixel, last thing in the body
         self.assertRegex(pixel, "^" + re.escape(self.public) + r"/t/o/[A-Za-z0-9_-]{70}\.gif$")
         kind, _, cid, idx, h = unpack(pixel.rsplit("/", 1)[1][:-4])

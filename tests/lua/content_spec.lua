@@ -2,6 +2,7 @@
 -- context (its example in scripts/types.lua), emails carry the CAN-SPAM footer and
 -- balanced HTML, SMS texts fit one GSM-7 segment.
 local content = require("content")
+local settings = require("settings")
 
 local TYPES = {"welcome", "budget_summary", "vendor_options", "selection_confirmation",
   "blueprint_delivery", "error_notification", "reminder"}
@@ -158,6 +159,20 @@ describe("content", function()
     assert.matches("22 Rue des Fleurs, 75004 Paris", r.html)
     assert.matches('href="https://herald%.example%.com/u/tok123"', r.html)
     assert.matches("Unsubscribe: https://herald%.example%.com/u/tok123", r.text)
+  end)
+
+  it("asks for List-Unsubscribe on the types settings.unsubscribe lists (all but errors)", function()
+    assert.is_true(content.render("reminder", "email", example("reminder")).unsubscribe)
+    assert.is_false(content.render("error_notification", "email",
+      example("error_notification")).unsubscribe)
+    local saved = settings.unsubscribe
+    settings.unsubscribe = { default = false, reminder = true }
+    local ok, err = pcall(function()
+      assert.is_true(content.unsubscribe("reminder"))
+      assert.is_false(content.unsubscribe("welcome"))
+    end)
+    settings.unsubscribe = saved
+    assert(ok, err)
   end)
 
   it("fills the company defaults and does not modify the caller's context", function()

@@ -199,6 +199,13 @@ describe("strategy.decide", function()
         strategy.refusal("email", prefs({ channels = {} })))
     end)
 
+    it("refusal holds the suppression list: the suppressed channel alone, with its reason", function()
+      local p = prefs({ suppressed = { email = "bounce" } })
+      assert.are.equal("address suppressed (bounce)", strategy.refusal("email", p))
+      assert.is_nil(strategy.refusal("sms", p))
+      assert.is_nil(strategy.refusal("email", prefs({ suppressed = {} })))
+    end)
+
     it("a forced channel the client opted out of is not used", function()
       local d = decide("welcome", prefs({ opted_out = { sms = true } }), { channel = "sms" })
       assert.are.equal("email", d.primary_channel)

@@ -1,0 +1,76 @@
+/* repo_inbound.c - inbound STOP / START / HELP (see repo_inbound.h). */
+#include "store/repo_inbound.h"
+#include "base/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One statement each: the rows that change, then their ledger rows.
+ * updated_at moves forward even when the clock does not (the row's version,
+ * store/repo_prefs.h), so the engine's next claim reads the new row. */
+static const pg_stmt_t st_out = {
+    "inbound_out",
+    "WITH p AS (UPDATE crm_client_preferences SET "
+    "  opted_out_channels = ARRAY(SELECT DISTINCT x FROM unnest(opted_out_channels || "
+    "    ARRAY[$2::text]) x ORDER BY x), "
+    "  updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond') "
+    "  WHERE phone_index = $1 AND NOT ($2 = ANY (opted_out_channels)) RETURNING client_id), "
+    "a AS (INSERT INTO crm_audit_log (actor, action, target, details) "
+    "  SELECT 'recipient', 'preferences.inbound', 'client:' || client_id, "
+    "  jsonb_build_object('keyword', $3::text, 'channel', $2::text, 'opted_out', true, "
+    "  'source', $4::text) FROM p), "
+    "s AS (INSERT INTO crm_suppressions (channel, address_index, reason, source) "
+    "  VALUES ($2, $1, 'opt_out', $4) ON CONFLICT (channel, address_index) DO NOTHING) "
+    "SELECT client_id FROM p",
+    4};
+static const pg_stmt_t st_in = {
+    "inbound_in",
+    "WITH p AS (UPDATE crm_client_preferences SET "
+    "  opted_out_channels = array_remove(opted_out_channels, $2::text), "
+    "  updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond') "
+    "  WHERE phone_index = $1 AND $2 = ANY (opted_out_channels) RETURNING client_id), "
+    "a AS (INSERT INTO crm_audit_log (actor, action, target, details) "
+    "  SELECT 'recipient', 'preferences.inbound', 'client:' || client_id, "
+    "  jsonb_build_object('keyword', $3::text, 'channel', $2::text, 'opted_out', false, "
+    "  'source', $4::text) FROM p), "
+    "d AS (DELETE FROM crm_suppressions WHERE channel = $2 AND address_index = $1 "
+    "  AND reason IN ('opt_out', 'unsubscribe') RETURNING id, reason), "
+    "da AS (INSERT INTO crm_audit_log (actor, action, target, details) "
+    "  SELECT 'recipient', 'suppression.lift', 'suppression:' || id, jsonb_build_object("
+    "  'channel', $2::text, 'address_index', $1::text, 'reason', reason, 'keyword', $3::text) "
+    "  FROM d) "
+    "SELECT client_id FROM p",
+    4};
+static const pg_stmt_t st_note = {
+    "inbound_note",
+    "INSERT INTO crm_audit_log (actor, action, target, details) "
+    "SELECT 'recipient', 'preferences.inbound', 'client:' || client_id, "
+    "jsonb_build_object('keyword', $3::text, 'channel', $2::text, 'source', $4::text) "
+    "FROM crm_client_preferences WHERE phone_index = $1 RETURNING NULL::text",
+    4};
+
+int inbound_apply(pg_pool_t *db, const char *phone_index, const char *channel, inbound_act_t act,
+                  const char *keyword, const char *source, char ***clients, int *n, hd_err_t *err)
+{
+    *clients = NULL;
+    *n = 0;
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    const char *p[] = {phone_index, channel, keyword, source};
+    const pg_stmt_t *st = act == INBOUND_OPT_OUT  ? &st_out
+                          : act == INBOUND_OPT_IN ? &st_in
+                                                  : &st_note;
+    PGresult *r = pg_exec(c, st, p, err);
+    int rc = r == NULL ? -1 : 0;
+    if (rc == 0 && act != INBOUND_NOTE && PQntuples(r) > 0) {
+        int rows = PQntuples(r);
+        *clients = xcalloc((size_t)rows, sizeof(char *));
+        for (int i = 0; i < rows; i++)
+            (*clients)[i] = xstrdup(PQgetvalue(r, i, 0));
+        *n = rows;
+    }
+    PQclear(r);
+    pg_pool_put(db, c);
+    return rc;
+}
