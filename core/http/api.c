@@ -32,6 +32,8 @@ int api_register(app_t *app)
         {"POST", "/api/crm/preferences", api_prefs_put, ROUTE_AUTH | SCOPE_SEND, BODY_JSON},
         {"GET", "/api/crm/preferences/{client_id}", api_prefs_get, ROUTE_AUTH | SCOPE_READ,
          BODY_NONE},
+        {"GET", "/api/crm/clients/{client_id}/export", api_client_export, ROUTE_AUTH | SCOPE_ADMIN,
+         BODY_NONE},
         {"DELETE", "/api/crm/clients/{client_id}", api_client_erase, ROUTE_AUTH | SCOPE_ADMIN,
          BODY_NONE},
         {"GET", "/api/crm/analytics", api_analytics, ROUTE_AUTH | SCOPE_READ, BODY_NONE},
