@@ -162,7 +162,11 @@ class ExportTest(harness.HeraldCase):
         grew = after - before
         print("export of %d messages: %d bytes, server peak RSS %d -> %d KiB (+%d)"
               % (MANY + 2, len(body), before, after, grew))
-        self.assertLess(grew * 1024, len(body) / 4, "the server held the document")
+        # ASan's quarantine keeps freed memory resident (it measured +400 MB
+        # there, with no leak reported): the bound holds for the plain build;
+        # the page count below holds for both
+        if not os.environ.get("ASAN_OPTIONS"):
+            self.assertLess(grew * 1024, len(body) / 4, "the server held the document")
         line = self.server.wait_log(lambda ln: ln.get("msg") == "client export"
                                     and int(ln.get("pages", "0")) > 100)
         self.assertIsNotNone(line, "no export read in pages")
