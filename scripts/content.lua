@@ -152,6 +152,41 @@ function M.unsubscribe(message_type)
   return v == true
 end
 
+-- The shipped placeholder identity (settings.company as distributed). A
+-- production deployment must not send from it: `herald check` with
+-- HERALD_ENV=production asks identity() and refuses what it reports.
+M.PLACEHOLDER = {
+  address = "1200 Market Street, Suite 400, San Francisco, CA 94102, USA",
+  support_email = "support@example.com",
+}
+
+local function blank(v) return type(v) ~= "string" or v:match("^%s*$") ~= nil end
+
+-- The company identity every footer uses, and what is wrong with it for a
+-- production deployment: a list of sentences, empty when nothing is.
+function M.identity()
+  local c = company()
+  local problems = {}
+  for _, k in ipairs({"name", "address", "support_email"}) do
+    if blank(c[k]) then
+      problems[#problems + 1] = "settings.company." .. k .. " is empty (CAN-SPAM footer)"
+    end
+  end
+  if not blank(c.address) and trim(c.address) == M.PLACEHOLDER.address then
+    problems[#problems + 1] = "settings.company.address is the shipped placeholder; " ..
+      "set your own valid postal address"
+  end
+  if not blank(c.support_email) then
+    local e = trim(c.support_email):lower()
+    if e == M.PLACEHOLDER.support_email or not e:match("^[^@%s]+@[^@%s]+%.[^@%s]+$")
+      or e:match("@example%.[a-z]+$") then
+      problems[#problems + 1] = "settings.company.support_email is a placeholder or " ..
+        "not an address; set the mailbox clients can write to"
+    end
+  end
+  return {company = c, problems = problems}
+end
+
 -- What the engine gives every template besides the declared context.
 M.PROVIDED = {company = true, public_url = true, unsubscribe_url = true, message_type = true,
   channel = true}

@@ -35,12 +35,15 @@ return {
   -- states, not a delay that is added.
   high_window = 3600,
 
-  -- Who the messages come from: every email's footer names the company and
-  -- its postal address (CAN-SPAM asks for one). A request's context.company
-  -- overrides it field by field for that message.
+  -- Who the messages come from: every email's footer names the company, its
+  -- valid postal address (CAN-SPAM asks for one) and where to write with
+  -- questions. A request's context.company overrides it field by field for
+  -- that message. The values below are placeholders: with HERALD_ENV=production
+  -- `herald check` refuses them (content.identity, docs/compliance.md).
   company = {
     name = "Herald Events",
     address = "1200 Market Street, Suite 400, San Francisco, CA 94102, USA",
+    support_email = "support@example.com",
   },
 
   retry = {

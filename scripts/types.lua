@@ -41,6 +41,7 @@ local COMMON = {
   company = S.object({
     name = S.string{max = 100, optional = true},
     address = S.string{max = 300, optional = true},
+    support_email = S.string{max = 254, optional = true},
   }, {optional = true, description = "overrides settings.company, field by field"}),
 }
 

@@ -100,6 +100,32 @@ cJSON *cli_examples(lrt_t *rt, hd_err_t *err)
     return all;
 }
 
+/* With HERALD_ENV=production, the company identity every footer names
+ * must be the operator's own, not the shipped placeholder (CAN-SPAM asks
+ * for a valid postal address). The rule is content.identity's. */
+static int check_identity(lrt_t *rt)
+{
+    const char *env = getenv("HERALD_ENV");
+    if (env == NULL || strcmp(env, "production") != 0)
+        return 0;
+    hd_err_t err;
+    cJSON *list = NULL;
+    if (policy_identity(rt, &list, &err) != 0) {
+        fprintf(stderr, "herald: HERALD_ENV=production: %s\n", err.msg);
+        return 1;
+    }
+    int n = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, list)
+    {
+        fprintf(stderr, "herald: HERALD_ENV=production: %s\n",
+                cJSON_IsString(p) ? p->valuestring : "content.identity: a problem that is no text");
+        n++;
+    }
+    cJSON_Delete(list);
+    return n;
+}
+
 /* The policy part of `herald check`: the scripts and templates load (the
  * runtime validates both, and content.compile_all checks every template
  * against its type's declaration) and every declared type's example
@@ -136,6 +162,7 @@ int cli_check_policy(const cfg_t *cfg)
         }
     }
     cJSON_Delete(examples);
+    problems += check_identity(rt);
     lrt_status_t st;
     lrt_status(rt, &st);
     if (problems == 0)

@@ -276,6 +276,26 @@ int policy_types(lrt_t *rt, cJSON **out, hd_err_t *err)
     return 0;
 }
 
+int policy_identity(lrt_t *rt, cJSON **problems, hd_err_t *err)
+{
+    *problems = NULL;
+    cJSON *r = NULL;
+    if (call(rt, LRT_RENDER, "content", "identity", NULL, 0, &r, err) != 0)
+        return -1;
+    cJSON *p = cJSON_DetachItemFromObjectCaseSensitive(r, "problems");
+    cJSON_Delete(r);
+    if (!list_like(p)) {
+        cJSON_Delete(p);
+        return bad_answer(rt, "content", "identity", err, "returned no problems list");
+    }
+    if (!cJSON_IsArray(p)) { /* {} : none */
+        cJSON_Delete(p);
+        p = cJSON_CreateArray();
+    }
+    *problems = p;
+    return 0;
+}
+
 int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx,
                   policy_content_t *out, hd_err_t *err)
 {

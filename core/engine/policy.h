@@ -98,6 +98,11 @@ void policy_context_check_free(policy_context_check_t *c);
  * (GET /api/crm/message-types, herald check, herald render). Caller frees. */
 int policy_types(lrt_t *rt, cJSON **out, hd_err_t *err);
 
+/* content.identity(): what is wrong with the company identity every email
+ * footer names (settings.company) for a production deployment. *problems is
+ * an array of sentences, empty when nothing is (herald check). Caller frees. */
+int policy_identity(lrt_t *rt, cJSON **problems, hd_err_t *err);
+
 /* ---- classify.classify / retry.policy / retry.no_receipt ---- */
 
 typedef struct policy_class {

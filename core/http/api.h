@@ -45,6 +45,8 @@ cJSON *api_policy_status(app_t *app);
 /* api_prefs.c */
 void api_prefs_put(http_req_t *req);
 void api_prefs_get(http_req_t *req);
+void api_client_erase(http_req_t *req);
+void api_client_export(http_req_t *req);
 
 /* api_webhooks.c */
 void api_webhook_twilio(http_req_t *req);

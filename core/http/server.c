@@ -196,7 +196,7 @@ static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
-static void set_response(http_req_t *req, int status, struct MHD_Response *resp)
+void http_set_response(http_req_t *req, int status, struct MHD_Response *resp)
 {
     if (req->resp) /* a second reply replaces the first; the first is a bug */
         MHD_destroy_response(req->resp);
@@ -212,7 +212,7 @@ void http_reply_bytes(http_req_t *req, int status, const char *content_type, con
         MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
     if (content_type)
         MHD_add_response_header(r, "Content-Type", content_type);
-    set_response(req, status, r);
+    http_set_response(req, status, r);
 }
 
 void http_reply_json(http_req_t *req, int status, cJSON *doc)
@@ -223,7 +223,7 @@ void http_reply_json(http_req_t *req, int status, cJSON *doc)
     struct MHD_Response *r = MHD_create_response_from_buffer(
         n, s ? s : (void *)"", s ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(r, "Content-Type", "application/json");
-    set_response(req, status, r);
+    http_set_response(req, status, r);
 }
 
 void http_reply_error(http_req_t *req, int status, const char *code, const char *fmt, ...)

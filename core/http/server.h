@@ -76,6 +76,9 @@ void http_reply_error(http_req_t *req, int status, const char *code, const char 
 /* Replies with bytes of the given content type (copied). */
 void http_reply_bytes(http_req_t *req, int status, const char *content_type, const void *data,
                       size_t len);
+/* Replies with a response the caller made (a streamed one:
+ * MHD_create_response_from_callback); takes ownership of resp. */
+void http_set_response(http_req_t *req, int status, struct MHD_Response *resp);
 /* Sets a header of the reply made by the last http_reply_* call, replacing
  * one of that name already set. */
 void http_reply_header(http_req_t *req, const char *name, const char *value);

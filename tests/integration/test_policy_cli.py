@@ -55,6 +55,36 @@ class PolicyCommandsTest(unittest.TestCase):
         self.assertEqual(code, 1, (out, err))
         self.assertIn("retry.lua:%d:" % n, err)
 
+    def test_check_refuses_the_placeholder_identity_in_production(self):
+        env, d = self.copy_policy()
+        code, out, err = run("check", env=dict(env, HERALD_ENV="production"))
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("HERALD_ENV=production: settings.company.address is the shipped "
+                      "placeholder", err)
+        self.assertIn("settings.company.support_email is a placeholder", err)
+        # the same files pass outside production: the switch is explicit
+        code, out, err = run("check", env=dict(env, HERALD_ENV="development"))
+        self.assertEqual(code, 0, (out, err))
+        path = os.path.join(d, "scripts", "settings.lua")
+        src = open(path).read()
+        src = src.replace("1200 Market Street, Suite 400, San Francisco, CA 94102, USA",
+                          "8 Quai des Fleurs, 69002 Lyon, France")
+        src = src.replace("support@example.com", "help@bloom-vine.fr")
+        open(path, "w").write(src)
+        code, out, err = run("check", env=dict(env, HERALD_ENV="production"))
+        self.assertEqual(code, 0, (out, err))
+        # every email footer names the identity, support address included
+        code, out, err = run("render", "welcome", "--channel", "email", env=env)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.count("8 Quai des Fleurs, 69002 Lyon, France"), 2, out)
+        self.assertIn("Questions? help@bloom-vine.fr", out)
+        self.assertIn('href="mailto:help@bloom-vine.fr"', out)
+        # an empty address is refused as well
+        open(path, "w").write(src.replace("8 Quai des Fleurs, 69002 Lyon, France", " "))
+        code, out, err = run("check", env=dict(env, HERALD_ENV="production"))
+        self.assertEqual(code, 1, (out, err))
+        self.assertIn("settings.company.address is empty", err)
+
     def test_render_email_and_sms(self):
         code, out, err = run("render", "budget_summary", "--channel", "email")
         self.assertEqual(code, 0, err)

@@ -186,6 +186,38 @@ describe("content", function()
     assert.equal("email", c.channel)
   end)
 
+  it("puts the support email in every email footer, from settings or the context", function()
+    for _, t in ipairs(TYPES) do
+      local r = content.render(t, "email", example(t))
+      assert.matches("Questions%? support@example%.com", r.text)
+      assert.matches('href="mailto:support@example%.com"', r.html)
+    end
+    local ctx = example("reminder")
+    ctx.company = {support_email = "help@bloom-vine.fr"}
+    local r = content.render("reminder", "email", ctx)
+    assert.matches("Questions%? help@bloom%-vine%.fr", r.text)
+    assert.not_matches("support@example%.com", r.html)
+  end)
+
+  it("identity() reports the shipped placeholder address and support email", function()
+    local id = content.identity()
+    assert.equal(2, #id.problems)
+    assert.matches("address is the shipped placeholder", id.problems[1])
+    assert.matches("support_email is a placeholder", id.problems[2])
+    local settings = require("settings")
+    local saved = settings.company
+    settings.company = {name = "Bloom & Vine", address = "8 Quai des Fleurs, 69002 Lyon",
+      support_email = "help@bloom-vine.fr"}
+    local ok = content.identity()
+    settings.company = {name = "Bloom & Vine", address = "  ", support_email = "nobody"}
+    local bad = content.identity()
+    settings.company = saved
+    assert.same({}, ok.problems)
+    assert.equal("help@bloom-vine.fr", ok.company.support_email)
+    assert.equal(2, #bad.problems)
+    assert.matches("address is empty", bad.problems[1])
+  end)
+
   it("raises an error naming an unknown message type or channel", function()
     local ok, err = pcall(content.render, "birthday_wishes", "email", {})
     assert.is_false(ok)
