@@ -49,8 +49,8 @@ static int refill(client_export_t *ex)
     ex->off = 0;
     cJSON *items = NULL;
     hd_err_t err;
-    int n = export_page(ex->app->db, ex->app->keyring, ex->client_id, &ex->cur, EXPORT_PAGE,
-                        &items, &err);
+    int n = export_page(ex->app->db, ex->app->keyring, ex->client_id, &ex->cur, EXPORT_PAGE, &items,
+                        &err);
     if (n < 0) {
         log_error("export failed", "error", err.msg);
         return -1;

@@ -26,16 +26,18 @@ static const pg_stmt_t st_suppressions = {
     "OR (s.channel IN ('sms', 'whatsapp') AND s.address_index = p.phone_index))",
     1};
 #define LOGS(kind)                                                                                 \
-    "(SELECT coalesce(jsonb_agg(to_jsonb(l) - 'communication_id' ORDER BY l.occurred_at, l.id), " \
-    "'[]'::jsonb) FROM crm_delivery_logs l WHERE l.communication_id = c.id AND l.kind = '" kind   \
+    "(SELECT coalesce(jsonb_agg(to_jsonb(l) - 'communication_id' ORDER BY l.occurred_at, l.id), "  \
+    "'[]'::jsonb) FROM crm_delivery_logs l WHERE l.communication_id = c.id AND l.kind = '" kind    \
     "')::text"
 static const pg_stmt_t st_page = {
     "export_page",
     "SELECT c.id, c.created_at::text, (to_jsonb(c) - 'context_enc' - 'recipient_enc')::text, "
-    "c.context_enc, c.recipient_enc, " LOGS("attempt") ", " LOGS("event") " "
-    "FROM crm_communications c WHERE c.client_id = $1 AND ($2::timestamptz IS NULL "
-    "OR (c.created_at, c.id) > ($2::timestamptz, $3::uuid)) ORDER BY c.created_at, c.id LIMIT "
-    "$4::int",
+    "c.context_enc, c.recipient_enc, " LOGS("attempt") ", " LOGS(
+        "event") " "
+                 "FROM crm_communications c WHERE c.client_id = $1 AND ($2::timestamptz IS NULL "
+                 "OR (c.created_at, c.id) > ($2::timestamptz, $3::uuid)) ORDER BY c.created_at, "
+                 "c.id LIMIT "
+                 "$4::int",
     4};
 
 static cJSON *json_of(PGresult *r, int row, int col)
@@ -145,8 +147,8 @@ static int open_json(const fe_keyring_t *kr, const char *field, PGresult *r, int
     return 0;
 }
 
-int export_page(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id,
-                export_cursor_t *cur, int limit, cJSON **items, hd_err_t *err)
+int export_page(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id, export_cursor_t *cur,
+                int limit, cJSON **items, hd_err_t *err)
 {
     *items = NULL;
     char lim[16];

@@ -33,7 +33,7 @@ typedef struct export_cursor {
  * as stored (context and recipient override decrypted) with its attempts
  * and events, appended to the array *items (created, caller frees); *cur
  * moves past them. Returns how many (0 at the end), or -1 with err. */
-int export_page(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id,
-                export_cursor_t *cur, int limit, cJSON **items, hd_err_t *err);
+int export_page(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id, export_cursor_t *cur,
+                int limit, cJSON **items, hd_err_t *err);
 
 #endif
