@@ -59,11 +59,11 @@ class LivePolicyTest(harness.HeraldCase):
         os.replace(tmp, self.matrix)
 
     def wait_for(self, pred, timeout=1.0):
+        """Polls pred until true; returns the seconds it took, or fails."""
         # "within a second" is the plain build's promise; instrumented code
         # (the sanitizer pass, ASAN_OPTIONS set) loads the scripts 5-10x slower
         if os.environ.get("ASAN_OPTIONS"):
             timeout *= 5
-        """Polls pred until true; returns the seconds it took, or fails."""
         t0 = time.time()
         while True:
             if pred():
