@@ -29,10 +29,13 @@ TW = "/api/crm/webhooks/twilio"
 WA = "/api/crm/webhooks/whatsapp"
 APP_SECRET = "wa-app-secret-" + uuid.uuid4().hex
 BOUND_S = 0.5
-# the sanitizer run (ASAN_OPTIONS set) measured 7 s for the 3,000: instrumented
-# parsing, not the database; the old code's answer was a 503 either way
-META_BOUND_S = 9.0 if os.environ.get("ASAN_OPTIONS") else 2.0
-STATUSES = 3000
+# The bound is about the plain build. The sanitizer run (ASAN_OPTIONS set)
+# takes 7-11 s for 3,000 (instrumented parsing, not the database), near the
+# engine's 10 s answer limit on a loaded machine: there it checks the batch
+# path's memory safety on 1,000 statuses within 9 s.
+SANITIZED = bool(os.environ.get("ASAN_OPTIONS"))
+META_BOUND_S = 9.0 if SANITIZED else 2.0
+STATUSES = 1000 if SANITIZED else 3000
 TWILIO_BURST = 600
 WEBHOOK_MAX = 2 * 1024 * 1024  # the default of http.webhook_max_bytes
 
