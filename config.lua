@@ -53,6 +53,16 @@ return {
     -- and/or emailed (through the email channel's driver) to this address
     alert_email = env("HERALD_ALERT_EMAIL"),
   },
+  -- How long what Herald stores is kept (docs/compliance.md). Ended messages
+  -- (with their attempts and events) and events are deleted in small batches
+  -- by one process at a time; the daily analytics rollups stay. 0: for ever.
+  retention = {
+    communications_days = env("HERALD_RETENTION_COMMUNICATIONS_DAYS", "730"),
+    events_days = env("HERALD_RETENTION_EVENTS_DAYS", "730"),
+    batch_size = env("HERALD_RETENTION_BATCH_SIZE", "1000"),
+    pause_ms = env("HERALD_RETENTION_PAUSE_MS", "50"),
+    interval_seconds = env("HERALD_RETENTION_INTERVAL_SECONDS", "3600"),
+  },
   paths = {
     var = env("HERALD_VAR_DIR", "var"),
     migrations = "migrations",

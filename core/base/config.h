@@ -60,6 +60,13 @@ typedef struct cfg {
     char *alert_url;         /* POSTed a JSON alert when every channel of a message failed */
     char *alert_email;       /* and/or sent an email about it */
 
+    /* retention (engine/retention.h); 0 days: kept for ever */
+    int retention_comms_days;  /* ended communications older than this are deleted */
+    int retention_events_days; /* events (receipts, opens, clicks) older than this */
+    int retention_batch;       /* rows per delete statement */
+    int retention_pause_ms;    /* between two batches */
+    int retention_interval_s;  /* how often a pass runs */
+
     /* paths */
     char *var_dir;
     char *migrations_dir;

@@ -71,6 +71,12 @@ static const field_t schema[] = {
     {"engine.analytics_refresh_seconds", K_INT, OFF(analytics_refresh_s), false, "60", 1, 86400,
      NULL},
     {"engine.alert_url", K_URL, OFF(alert_url), false, NULL, 0, 0, "http https"},
+    {"retention.communications_days", K_INT, OFF(retention_comms_days), false, "730", 0, 36500,
+     NULL},
+    {"retention.events_days", K_INT, OFF(retention_events_days), false, "730", 0, 36500, NULL},
+    {"retention.batch_size", K_INT, OFF(retention_batch), false, "1000", 10, 100000, NULL},
+    {"retention.pause_ms", K_INT, OFF(retention_pause_ms), false, "50", 0, 10000, NULL},
+    {"retention.interval_seconds", K_INT, OFF(retention_interval_s), false, "3600", 1, 86400, NULL},
     {"engine.alert_email", K_STRING, OFF(alert_email), false, NULL, 0, 0, NULL},
     {"paths.var", K_STRING, OFF(var_dir), false, "var", 0, 0, NULL},
     {"paths.migrations", K_STRING, OFF(migrations_dir), false, "migrations", 0, 0, NULL},
@@ -413,6 +419,12 @@ static int apply_defaults(cfg_t *cfg, hd_err_t *err)
 /* Rules across keys: what a chosen driver needs. */
 static int check_together(const cfg_t *c, const char *name, hd_err_t *err)
 {
+    if (c->retention_comms_days > 0 && c->retention_comms_days < 40)
+        return hd_err_set(err,
+                          "%s: retention.communications_days: %d would delete messages whose "
+                          "daily analytics are still recomputed (the last 35 days); at least 40, "
+                          "or 0 to keep them for ever",
+                          name, c->retention_comms_days);
     if (c->http_max_conns_per_addr > c->http_max_conns / 2)
         return hd_err_set(err,
                           "%s: http.max_connections_per_address: %d leaves no room for other "

@@ -2,6 +2,7 @@
  * rollup.c - keeps the analytics rollups fresh (see rollup.h): today's and
  * yesterday's rows every engine.analytics_refresh_seconds, the last 35 days
  * at start and then hourly (late opens and receipts change older days).
+ * The same thread runs the retention passes (engine/retention.h).
  * At start, older days that have messages but no rollup rows (a database
  * that predates the rollups, an import) are filled in: each 35-day block
  * with such a day is recomputed whole. One process at a time does it (an advisory lock); the others
@@ -9,6 +10,7 @@
  */
 #include "engine/rollup.h"
 #include "base/log.h"
+#include "engine/retention.h"
 #include "store/repo_analytics.h"
 
 #include <pthread.h>
@@ -65,11 +67,20 @@ static void backfill(app_t *app)
     }
 }
 
+static bool stopping(void *arg)
+{
+    rollup_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    bool s = r->stopping;
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}
+
 static void *run(void *arg)
 {
     rollup_t *r = arg;
     pthread_setname_np(pthread_self(), "herald-rollup");
-    time_t last_full = 0;
+    time_t last_full = 0, last_retention = 0;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         pthread_mutex_unlock(&r->mu);
@@ -81,10 +92,18 @@ static void *run(void *arg)
             last_full = now;
         }
         refresh(r->app, 1, 0);
+        /* after the rollups: a day is summed before its messages go */
+        if (now - last_retention >= r->app->cfg->retention_interval_s) {
+            retention_run(r->app, stopping, r);
+            last_retention = now;
+        }
         pthread_mutex_lock(&r->mu);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += r->app->cfg->analytics_refresh_s;
+        int wait_s = r->app->cfg->analytics_refresh_s;
+        if (r->app->cfg->retention_interval_s < wait_s)
+            wait_s = r->app->cfg->retention_interval_s;
+        until.tv_sec += wait_s;
         while (!r->stopping && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0)
             ;
     }
