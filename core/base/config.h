@@ -60,6 +60,11 @@ typedef struct cfg {
     char *alert_url;         /* POSTed a JSON alert when every channel of a message failed */
     char *alert_email;       /* and/or sent an email about it */
 
+    /* rate limits (limit/limit.h) */
+    double limit_api_rate; /* authenticated requests per second per token subject */
+    int limit_api_burst;   /* of them at once */
+    int limit_processes;   /* processes sharing a limit when Redis cannot count them */
+
     /* paths */
     char *var_dir;
     char *migrations_dir;

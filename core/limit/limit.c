@@ -104,8 +104,8 @@ lim_t *lim_new(rd_client_t *rd, const char *prefix, int processes, hd_err_t *err
     snprintf(lim->prefix, sizeof(lim->prefix), "%s", prefix);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(lim->member, sizeof(lim->member), "%ld.%lld.%ld", (long)getpid(),
-             (long long)ts.tv_sec, (long)ts.tv_nsec);
+    snprintf(lim->member, sizeof(lim->member), "%ld.%lld.%ld", (long)getpid(), (long long)ts.tv_sec,
+             (long)ts.tv_nsec);
     lim->processes_configured = processes;
     atomic_init(&lim->processes, processes);
     atomic_init(&lim->shared, false);
