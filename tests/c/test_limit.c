@@ -146,8 +146,8 @@ static pid_t start_redis(int port)
     if (pid == 0) {
         if (freopen("/dev/null", "w", stdout) == NULL)
             _exit(127);
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", (char *)NULL);
         _exit(127);
     }
     char u[64];
@@ -185,7 +185,7 @@ static void test_fallback_and_back(void **state)
     lim_rule_t rule = {.rate = 10, .per_s = 1, .burst = 4};
     assert_true(lim_check(a, "k", &rule).allowed);
     assert_true(lim_check(b, "k2", &rule).allowed); /* b beats too: 2 processes */
-    fake_now += 2000; /* a's next heartbeat counts both */
+    fake_now += 2000;                               /* a's next heartbeat counts both */
     assert_true(lim_check(a, "k3", &rule).allowed);
     assert_int_equal(lim_processes(a), 2);
     stop_redis(pid);
