@@ -43,6 +43,7 @@ return {
   limits = {
     api_rate = env("HERALD_LIMIT_API_RATE", "50"),   -- requests per second per token subject
     api_burst = env("HERALD_LIMIT_API_BURST", "100"), -- of them at once
+    auth_failures = env("HERALD_LIMIT_AUTH_FAILURES", "10"), -- refused keys a minute per address
     processes = 1, -- the share each process takes when Redis is down and cannot count them
   },
   engine = {

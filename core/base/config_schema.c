@@ -69,6 +69,7 @@ static const field_t schema[] = {
     {"engine.retry_scale", K_NUMBER, OFF(retry_scale), false, "1", 0, 1000, NULL},
     {"limits.api_rate", K_NUMBER, OFF(limit_api_rate), false, "50", 0.001, 1000000, NULL},
     {"limits.api_burst", K_INT, OFF(limit_api_burst), false, "100", 1, 1000000, NULL},
+    {"limits.auth_failures", K_INT, OFF(limit_auth_failures), false, "10", 1, 100000, NULL},
     {"limits.processes", K_INT, OFF(limit_processes), false, "1", 1, 1024, NULL},
     {"engine.lease_seconds", K_INT, OFF(lease_s), false, "120", 2, 3600, NULL},
     {"engine.analytics_refresh_seconds", K_INT, OFF(analytics_refresh_s), false, "60", 1, 86400,

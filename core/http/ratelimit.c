@@ -3,9 +3,21 @@
  */
 #include "http/ratelimit.h"
 
+#include "base/log.h"
 #include "limit/limit.h"
 
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdio.h>
+
+static void reply_429(http_req_t *req, long long wait_ms, const char *fmt, double n)
+{
+    char secs[24];
+    snprintf(secs, sizeof(secs), "%lld", (wait_ms + 999) / 1000);
+    http_reply_error(req, 429, "rate_limited", fmt, n, wait_ms);
+    http_reply_header(req, "Retry-After", secs);
+}
 
 bool http_refuse_over_limit(http_req_t *req)
 {
@@ -16,11 +28,60 @@ bool http_refuse_over_limit(http_req_t *req)
     lim_result_t r = lim_check(req->app->limiter, key, &rule);
     if (r.allowed)
         return false;
-    char secs[24];
-    snprintf(secs, sizeof(secs), "%lld", (r.retry_after_ms + 999) / 1000);
-    http_reply_error(req, 429, "rate_limited",
-                     "more than %g requests a second for this token; retry in %lld ms",
-                     cfg->limit_api_rate, r.retry_after_ms);
-    http_reply_header(req, "Retry-After", secs);
+    metrics_rate_limited(req->app->metrics, "api", lim_shared(req->app->limiter));
+    reply_429(req, r.retry_after_ms,
+              "more than %g requests a second for this token; retry in %lld ms",
+              cfg->limit_api_rate);
     return true;
+}
+
+/* "authfail:<limit>:<address>" of the peer (the connection's, not a
+ * header's); the limit is in the key, so a new setting starts new buckets. */
+static void failure_key(http_req_t *req, char *key, size_t size, char *addr, size_t asize)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(addr, asize, "unknown");
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, asize);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, asize);
+    }
+    snprintf(key, size, "authfail:%d:%s", req->app->cfg->limit_auth_failures, addr);
+}
+
+static lim_rule_t failure_rule(const cfg_t *cfg, bool peek)
+{
+    return (lim_rule_t){.rate = cfg->limit_auth_failures,
+                        .per_s = 60,
+                        .burst = cfg->limit_auth_failures,
+                        .peek = peek};
+}
+
+bool http_refuse_auth_failures(http_req_t *req)
+{
+    char key[96], addr[INET6_ADDRSTRLEN + 1];
+    failure_key(req, key, sizeof(key), addr, sizeof(addr));
+    lim_rule_t rule = failure_rule(req->app->cfg, true);
+    lim_result_t r = lim_check(req->app->limiter, key, &rule);
+    if (r.allowed)
+        return false;
+    metrics_rate_limited(req->app->metrics, "auth_failures", lim_shared(req->app->limiter));
+    log_warn("auth: address refused for too many failures", "route", req->path);
+    reply_429(req, r.retry_after_ms,
+              "more than %g refused credentials a minute from this address; retry in %lld ms",
+              req->app->cfg->limit_auth_failures);
+    return true;
+}
+
+void http_auth_failed(http_req_t *req, const char *why)
+{
+    char key[96], addr[INET6_ADDRSTRLEN + 1];
+    failure_key(req, key, sizeof(key), addr, sizeof(addr));
+    lim_rule_t rule = failure_rule(req->app->cfg, false);
+    (void)lim_check(req->app->limiter, key, &rule);
+    metrics_auth_failure(req->app->metrics);
+    log_info("auth: credential refused", "route", req->path, "reason", why);
 }

@@ -14,4 +14,13 @@
  * rounded up) and the JSON error body. */
 bool http_refuse_over_limit(http_req_t *req);
 
+/* Brute-force protection of POST /auth/token and /auth/refresh: at most
+ * limits.auth_failures refused credentials a minute per client address.
+ * http_refuse_auth_failures is asked before the credential is checked: true
+ * when this address used them up (reply set: 429, Retry-After). */
+bool http_refuse_auth_failures(http_req_t *req);
+/* A credential was refused: counted against the address, logged (the route
+ * and the reason; never the credential nor the address) and in crm_auth_failures_total. */
+void http_auth_failed(http_req_t *req, const char *why);
+
 #endif

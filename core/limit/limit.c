@@ -22,8 +22,9 @@
 /* KEYS[1]: the heartbeat set; KEYS[2..]: the buckets. ARGV[1]: now in ms
  * ("0": Redis's clock), ARGV[2]: this process's heartbeat member ("": none
  * this time), ARGV[3 + 2i], ARGV[4 + 2i]: interval (ms) and burst of
- * KEYS[2 + i]. Returns {live processes (0: not counted), wait ms of each key}.
- * The steps are gcra_take's. */
+ * KEYS[2 + i], then one peek flag per bucket ("1": only ask, nothing taken;
+ * a clamp after the clock went back is still kept). Returns {live processes (0: not counted), wait
+ * ms of each key}. The steps are gcra_take's. */
 static const char SCRIPT[] =
     "local now = tonumber(ARGV[1])\n"
     "if now == 0 then local t = redis.call('TIME')\n"
@@ -37,6 +38,7 @@ static const char SCRIPT[] =
     "for i = 2, #KEYS do\n"
     "  local interval = tonumber(ARGV[2 * i - 1])\n"
     "  local burst = tonumber(ARGV[2 * i])\n"
+    "  local peek = ARGV[#KEYS * 2 + i - 1] == '1'\n"
     "  local tolerance = interval * burst\n"
     "  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0\n"
     "  if tat < now then tat = now end\n"
@@ -45,8 +47,8 @@ static const char SCRIPT[] =
     "               math.max(1, math.ceil(tat - now))) end\n"
     "  local nxt = tat + interval\n"
     "  local allow_at = nxt - tolerance\n"
-    "  if now < allow_at then\n"
-    "    out[i] = math.max(1, math.ceil(allow_at - now))\n"
+    "  if now < allow_at or peek then\n"
+    "    out[i] = now < allow_at and math.max(1, math.ceil(allow_at - now)) or 0\n"
     "  else\n"
     "    redis.call('SET', KEYS[i], string.format('%.3f', nxt), 'PX',\n"
     "               math.max(1, math.ceil(nxt - now)))\n"
@@ -218,7 +220,10 @@ static void check_local(lim_t *lim, int n, const char *const *keys, const lim_ru
         double interval = gcra_interval(rules[i].rate, rules[i].per_s) * procs;
         int burst = rules[i].burst / procs;
         slot_t *s = local_slot(lim, keys[i], now);
-        double wait = s ? gcra_take(&s->tat, now, interval, burst < 1 ? 1 : burst) : interval;
+        double t = s ? s->tat : 0;
+        double wait = s ? gcra_take(&t, now, interval, burst < 1 ? 1 : burst) : interval;
+        if (s && !rules[i].peek)
+            s->tat = t;
         out[i].allowed = wait <= 0;
         out[i].retry_after_ms = wait <= 0 ? 0 : (long long)ceil(wait);
     }
@@ -274,7 +279,7 @@ static int check_redis(lim_t *lim, int n, const char *const *keys, const lim_rul
                        lim_result_t *out, double now, bool clocked)
 {
     enum { PER_KEY = 3 };
-    const char *argv[6 + (2 + PER_KEY) * LIM_MAX_BATCH];
+    const char *argv[6 + (1 + PER_KEY) * LIM_MAX_BATCH];
     char fullkeys[LIM_MAX_BATCH][64 + LIM_MAX_KEY + 1];
     char nums[LIM_MAX_BATCH][2][32];
     char nkeys[16], nowbuf[32], zset[96];
@@ -302,6 +307,8 @@ static int check_redis(lim_t *lim, int n, const char *const *keys, const lim_rul
         argv[argc++] = nums[i][0];
         argv[argc++] = nums[i][1];
     }
+    for (int i = 0; i < n; i++) /* then the peek flags, one per key */
+        argv[argc++] = rules[i].peek ? "1" : "0";
     redisReply *r = run_script(lim, argc, argv);
     if (r == NULL)
         return -1;

@@ -35,6 +35,7 @@ typedef struct lim_rule {
     double rate;
     double per_s;
     int burst;
+    bool peek; /* only ask: the wait a request would have, nothing counted */
 } lim_rule_t;
 
 typedef struct lim_result {

@@ -121,6 +121,16 @@ static void test_batch_one_call(void **state)
         assert_int_equal(out[i].retry_after_ms, 100);
     }
     assert_true(out[9].allowed);
+    /* a peek answers without taking */
+    lim_rule_t peek = {.rate = 10, .per_s = 1, .burst = 1, .peek = true};
+    for (int i = 0; i < 3; i++)
+        assert_true(lim_check(a, "peeked", &peek).allowed);
+    peek.peek = false;
+    assert_true(lim_check(a, "peeked", &peek).allowed);
+    peek.peek = true;
+    lim_result_t pr = lim_check(a, "peeked", &peek);
+    assert_false(pr.allowed);
+    assert_int_equal(pr.retry_after_ms, 100);
     /* bad input is refused whole, nothing counted */
     rules[2].rate = 0;
     assert_int_equal(lim_check_many(a, 10, keys, rules, out, &err), -1);
@@ -231,6 +241,10 @@ static void test_without_redis_configured(void **state)
     lim_result_t r = lim_check(a, "x", &rule);
     assert_false(r.allowed);
     assert_int_equal(r.retry_after_ms, 1000); /* 3/s shared by 3 processes */
+    lim_rule_t peek = rule;
+    peek.peek = true;
+    assert_true(lim_check(a, "y", &peek).allowed); /* in-process peeks take nothing */
+    assert_true(lim_check(a, "y", &peek).allowed);
     /* many more keys than the table holds: idle ones are forgotten */
     for (int i = 0; i < 3 * LIM_LOCAL_SLOTS; i++) {
         char k[32];

@@ -93,6 +93,7 @@ def base_env(**overrides):
         # tests share subjects and Redis: the API limit is tested where asked for
         "HERALD_LIMIT_API_RATE": "1000000",
         "HERALD_LIMIT_API_BURST": "1000000",
+        "HERALD_LIMIT_AUTH_FAILURES": "100000",
     })
     env.pop("HERALD_CONFIG", None)
     for k, v in overrides.items():

@@ -2,6 +2,7 @@
 (limits.api_rate, limits.api_burst); past it, 429 with Retry-After and the JSON
 error body, and another subject is unaffected."""
 
+import subprocess
 import time
 import unittest
 
@@ -9,6 +10,8 @@ import harness
 from harness import HeraldCase
 
 ME = "/api/crm/auth/me"
+TOKEN = "/api/crm/auth/token"
+REFRESH = "/api/crm/auth/refresh"
 
 
 class ApiLimitTest(HeraldCase):
@@ -43,6 +46,38 @@ class ApiLimitTest(HeraldCase):
     def test_unauthenticated_routes_are_not_counted_here(self):
         for _ in range(10):
             self.assertEqual(self.server.get("/api/crm/health").status, 200)
+
+
+class AuthFailureLimitTest(HeraldCase):
+
+    @classmethod
+    def setUpClass(cls):
+        harness.ensure_migrated()
+        super().setUpClass()
+        cls.server = cls.new_server(env={"HERALD_LIMIT_AUTH_FAILURES": "7"})
+
+    def test_refused_before_the_next_key_is_checked(self):
+        _, good = harness.create_api_key("read")
+        # a fresh bucket for this run (an earlier run's lasts up to a minute)
+        subprocess.run(["redis-cli", "-u", harness.redis_url(), "DEL",
+                        "herald:limit:authfail:7:127.0.0.1"], check=True,
+                       stdout=subprocess.DEVNULL)
+        statuses = [self.server.post_json(TOKEN, {"api_key": "hk_wrong%d" % i}).status
+                    for i in range(7)]
+        self.assertEqual(statuses, [401] * 7)
+        r = self.server.post_json(TOKEN, {"api_key": good})
+        # the 8th is refused before it is even checked, a good key too
+        self.assertEqual(r.status, 429, r)
+        self.assertEqual(r.json["error"]["code"], "rate_limited")
+        self.assertGreaterEqual(int(r.headers.get("Retry-After")), 1)
+        r = self.server.post_json(REFRESH, {"refresh_token": "nope"})
+        self.assertEqual(r.status, 429)
+        m = self.server.get("/metrics").body.decode()
+        self.assertIn('crm_rate_limited_total{bucket="auth_failures",kind="shared"} 2', m)
+        self.assertIn("crm_auth_failures_total 7", m)
+        self.assertNotIn("hk_wrong", self.server.stderr())
+        self.assertEqual(sum(1 for ln in self.server.log_lines()
+                             if ln.get("msg") == "auth: credential refused"), 7)
 
 
 if __name__ == "__main__":
