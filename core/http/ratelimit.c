@@ -10,6 +10,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 
 static void reply_429(http_req_t *req, long long wait_ms, const char *fmt, double n)
 {
@@ -35,9 +36,8 @@ bool http_refuse_over_limit(http_req_t *req)
     return true;
 }
 
-/* "authfail:<limit>:<address>" of the peer (the connection's, not a
- * header's); the limit is in the key, so a new setting starts new buckets. */
-static void failure_key(http_req_t *req, char *key, size_t size, char *addr, size_t asize)
+/* The peer's address (the connection's, not a header's). */
+static void client_addr(http_req_t *req, char *addr, size_t asize)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -49,7 +49,41 @@ static void failure_key(http_req_t *req, char *key, size_t size, char *addr, siz
         else if (sa->sa_family == AF_INET6)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, asize);
     }
+}
+
+/* "authfail:<limit>:<address>"; the limit is in the key, so a new setting
+ * starts new buckets. */
+static void failure_key(http_req_t *req, char *key, size_t size, char *addr, size_t asize)
+{
+    client_addr(req, addr, asize);
     snprintf(key, size, "authfail:%d:%s", req->app->cfg->limit_auth_failures, addr);
+}
+
+bool http_refuse_source_flood(http_req_t *req)
+{
+    const cfg_t *cfg = req->app->cfg;
+    const char *kind;
+    double rate;
+    if (strncmp(req->path, "/api/crm/webhooks/", 18) == 0) {
+        kind = "webhook";
+        rate = cfg->limit_webhook_rate;
+    } else if (strncmp(req->path, "/t/", 3) == 0) {
+        kind = "tracking";
+        rate = cfg->limit_tracking_rate;
+    } else {
+        return false;
+    }
+    char addr[INET6_ADDRSTRLEN + 1], key[128];
+    client_addr(req, addr, sizeof(addr));
+    snprintf(key, sizeof(key), "src:%s:%g:%s", kind, rate, addr);
+    lim_rule_t rule = {.rate = rate, .per_s = 1, .burst = rate * 2 < 1 ? 1 : (int)(rate * 2)};
+    lim_result_t r = lim_check(req->app->limiter, key, &rule);
+    if (r.allowed)
+        return false;
+    metrics_rate_limited(req->app->metrics, kind, lim_shared(req->app->limiter));
+    reply_429(req, r.retry_after_ms,
+              "more than %g requests a second from this address; retry in %lld ms", rate);
+    return true;
 }
 
 static lim_rule_t failure_rule(const cfg_t *cfg, bool peek)

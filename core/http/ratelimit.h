@@ -14,6 +14,12 @@
  * rounded up) and the JSON error body. */
 bool http_refuse_over_limit(http_req_t *req);
 
+/* Webhooks (/api/crm/webhooks/...) and tracking (/t/...) per source address
+ * (limits.webhook_rate, tracking_rate, burst twice that), so a flood cannot
+ * starve the API: true when refused (reply set: 429, Retry-After). Other
+ * paths are not counted. */
+bool http_refuse_source_flood(http_req_t *req);
+
 /* Brute-force protection of POST /auth/token and /auth/refresh: at most
  * limits.auth_failures refused credentials a minute per client address.
  * http_refuse_auth_failures is asked before the credential is checked: true

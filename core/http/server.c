@@ -399,6 +399,8 @@ static void dispatch(http_req_t *req)
         return;
     }
     const route_t *rt = req->match.route;
+    if (http_refuse_source_flood(req))
+        return;
     if (rt->scope != 0) {
         hd_err_t err;
         int arc =

@@ -46,11 +46,11 @@ struct metrics {
     atomic_uint_fast64_t dcount, dsum_ms;
     atomic_uint_fast64_t retries[NCAT], fallbacks[NCAT];
     atomic_int_fast64_t in_flight;
-    atomic_uint_fast64_t limited[2][2]; /* LIMIT_BUCKETS x {in_process, shared} */
+    atomic_uint_fast64_t limited[4][2]; /* LIMIT_BUCKETS x {in_process, shared} */
     atomic_uint_fast64_t auth_failures;
 };
 
-static const char *const LIMIT_BUCKETS[] = {"api", "auth_failures"};
+static const char *const LIMIT_BUCKETS[] = {"api", "auth_failures", "webhook", "tracking"};
 
 metrics_t *metrics_new(void)
 {
@@ -141,7 +141,7 @@ void metrics_fallback(metrics_t *m, const char *category)
 
 void metrics_rate_limited(metrics_t *m, const char *bucket, bool shared)
 {
-    int b = find(LIMIT_BUCKETS, 2, bucket);
+    int b = find(LIMIT_BUCKETS, 4, bucket);
     if (m && b >= 0)
         atomic_fetch_add_explicit(&m->limited[b][shared], 1, memory_order_relaxed);
 }
@@ -320,7 +320,7 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
     buf_puts(out, "# HELP crm_rate_limited_total Requests refused by a rate limit, by bucket and "
                   "by who decided (shared: Redis; in_process: the fallback).\n"
                   "# TYPE crm_rate_limited_total counter\n");
-    for (int b = 0; b < 2; b++)
+    for (int b = 0; b < 4; b++)
         for (int s = 1; s >= 0; s--)
             buf_printf(out, "crm_rate_limited_total{bucket=\"%s\",kind=\"%s\"} %llu\n",
                        LIMIT_BUCKETS[b], s ? "shared" : "in_process",

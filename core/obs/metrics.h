@@ -62,7 +62,7 @@ void metrics_delivery_time(metrics_t *m, double seconds);
 void metrics_retry(metrics_t *m, const char *category);
 void metrics_fallback(metrics_t *m, const char *category);
 /* A request refused by a rate limit: bucket is the limit's kind of key
- * ("api", "auth_failures"); shared: decided by the shared bucket in Redis,
+ * ("api", "auth_failures", "webhook", "tracking"); shared: decided by the shared bucket in Redis,
  * else by the in-process fallback. */
 void metrics_rate_limited(metrics_t *m, const char *bucket, bool shared);
 /* A refused API key or refresh token. */

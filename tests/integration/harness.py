@@ -94,6 +94,8 @@ def base_env(**overrides):
         "HERALD_LIMIT_API_RATE": "1000000",
         "HERALD_LIMIT_API_BURST": "1000000",
         "HERALD_LIMIT_AUTH_FAILURES": "100000",
+        "HERALD_LIMIT_WEBHOOK_RATE": "1000000",
+        "HERALD_LIMIT_TRACKING_RATE": "1000000",
     })
     env.pop("HERALD_CONFIG", None)
     for k, v in overrides.items():

@@ -80,5 +80,28 @@ class AuthFailureLimitTest(HeraldCase):
                              if ln.get("msg") == "auth: credential refused"), 7)
 
 
+class SourceFloodTest(HeraldCase):
+
+    @classmethod
+    def setUpClass(cls):
+        harness.ensure_migrated()
+        super().setUpClass()
+        cls.server = cls.new_server(env={"HERALD_LIMIT_TRACKING_RATE": "0.5"})
+
+    def test_tracking_flood_is_429_and_the_api_goes_on(self):
+        subprocess.run(["redis-cli", "-u", harness.redis_url(), "DEL",
+                        "herald:limit:src:tracking:0.5:127.0.0.1"], check=True,
+                       stdout=subprocess.DEVNULL)
+        # rate 0.5/s: a burst of 1, then one every 2 s
+        first = self.server.get("/t/o/not-a-token").status
+        self.assertNotEqual(first, 429)
+        r = self.server.get("/t/o/not-a-token")
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.headers.get("Retry-After"), "2")
+        self.assertEqual(self.server.get("/api/crm/health").status, 200)
+        m = self.server.get("/metrics").body.decode()
+        self.assertIn('crm_rate_limited_total{bucket="tracking",kind="shared"} 1', m)
+
+
 if __name__ == "__main__":
     unittest.main()
