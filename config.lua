@@ -39,6 +39,16 @@ return {
     -- set to false in production: a missing secret then stops the start
     allow_dev_keys = env("HERALD_ALLOW_DEV_KEYS", "true") == "true",
   },
+  -- rate limits, shared by every process through Redis (docs/configuration.md)
+  limits = {
+    api_rate = env("HERALD_LIMIT_API_RATE", "50"),   -- requests per second per token subject
+    api_burst = env("HERALD_LIMIT_API_BURST", "100"), -- of them at once
+    auth_failures = env("HERALD_LIMIT_AUTH_FAILURES", "10"), -- refused keys a minute per address
+    -- per source address, burst twice the rate: generous, so only a flood is refused
+    webhook_rate = env("HERALD_LIMIT_WEBHOOK_RATE", "1000"),  -- provider callbacks a second
+    tracking_rate = env("HERALD_LIMIT_TRACKING_RATE", "100"), -- open and click hits a second
+    processes = 1, -- the share each process takes when Redis is down and cannot count them
+  },
   engine = {
     workers = env("HERALD_WORKERS", "0"),     -- 0: one per core
     retry_scale = env("HERALD_RETRY_SCALE", "1"),

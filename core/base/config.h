@@ -67,6 +67,14 @@ typedef struct cfg {
     int retention_pause_ms;    /* between two batches */
     int retention_interval_s;  /* how often a pass runs */
 
+    /* rate limits (limit/limit.h) */
+    double limit_api_rate;      /* authenticated requests per second per token subject */
+    int limit_api_burst;        /* of them at once */
+    int limit_processes;        /* processes sharing a limit when Redis cannot count them */
+    int limit_auth_failures;    /* refused API keys / refresh tokens per minute per address */
+    double limit_webhook_rate;  /* provider callbacks per second per source address */
+    double limit_tracking_rate; /* open and click hits per second per source address */
+
     /* paths */
     char *var_dir;
     char *migrations_dir;

@@ -48,6 +48,11 @@ static int build_app(app_t *app, cfg_t *cfg)
     }
     if (rd_ping(app->redis, &err) != 0)
         log_error("redis unreachable at start; serving degraded", "reason", err.msg);
+    app->limiter = lim_new(app->redis, "herald:limit:", cfg->limit_processes, &err);
+    if (app->limiter == NULL) {
+        fprintf(stderr, "herald serve: %s\n", err.msg);
+        return -1;
+    }
     track_keys_init(&app->track, cfg->enc_key, (const uint8_t(*)[32])cfg->enc_old_keys,
                     cfg->enc_old_count);
     app->keyring = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
@@ -92,6 +97,8 @@ static void free_app(app_t *app)
     free(app->router);
     app->router = NULL;
     fe_keyring_free(app->keyring);
+    lim_free(app->limiter);
+    app->limiter = NULL;
     rd_free(app->redis);
     pg_pool_free(app->probe);
     pg_pool_free(app->db);

@@ -12,6 +12,7 @@
 #include "cache/redis.h"
 #include "crypto/field.h"
 #include "engine/tracking.h"
+#include "limit/limit.h"
 #include "obs/metrics.h"
 #include "lua/reload.h"
 #include "lua/runtime.h"
@@ -25,6 +26,7 @@ typedef struct app {
     pg_pool_t *db;
     pg_pool_t *probe; /* one connection for health checks (never waits for the pool) */
     rd_client_t *redis;
+    lim_t *limiter; /* shared rate limits (limit/limit.h) */
     fe_keyring_t *keyring;
     metrics_t *metrics;
     struct router *router;  /* the HTTP route table (http/router.h), owned by cli/serve */

@@ -5,6 +5,7 @@
  */
 #include "engine/revoke.h"
 #include "http/api.h"
+#include "http/ratelimit.h"
 #include "store/repo_auth.h"
 
 #include <math.h>
@@ -49,6 +50,8 @@ static const char *string_field(http_req_t *req, const char *name)
 
 void api_auth_token(http_req_t *req)
 {
+    if (http_refuse_auth_failures(req))
+        return;
     const char *key = string_field(req, "api_key");
     if (key == NULL)
         return;
@@ -60,6 +63,7 @@ void api_auth_token(http_req_t *req)
         return;
     }
     if (rc != 0) {
+        http_auth_failed(req, "invalid API key");
         http_reply_error(req, 401, "unauthorized", "invalid API key");
         return;
     }
@@ -74,6 +78,8 @@ void api_auth_token(http_req_t *req)
 
 void api_auth_refresh(http_req_t *req)
 {
+    if (http_refuse_auth_failures(req))
+        return;
     const char *tok = string_field(req, "refresh_token");
     if (tok == NULL)
         return;
@@ -85,9 +91,11 @@ void api_auth_refresh(http_req_t *req)
         reply_tokens(req, &info, next);
         break;
     case REFRESH_REUSED:
+        http_auth_failed(req, "refresh token reused");
         http_reply_error(req, 401, "refresh_token_reused", "%s", err.msg);
         break;
     case REFRESH_INVALID:
+        http_auth_failed(req, "invalid refresh token");
         http_reply_error(req, 401, "unauthorized", "%s", err.msg);
         break;
     case REFRESH_ERROR:

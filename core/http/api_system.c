@@ -87,6 +87,12 @@ void api_health(http_req_t *req)
     cJSON_AddItemToObject(doc, "database", probe("database", db_ok, db_ms, dberr.msg, detail));
     cJSON_AddItemToObject(doc, "redis", probe("redis", rd_ok, rd_ms, rderr.msg, detail));
     cJSON_AddItemToObject(doc, "scripts", scripts_state(app, detail));
+    if (detail) { /* the limiter: shared buckets, or in-process at rate / processes */
+        cJSON *l = cJSON_AddObjectToObject(doc, "limits");
+        cJSON_AddStringToObject(l, "mode", lim_shared(app->limiter) ? "shared" : "in_process");
+        cJSON_AddNumberToObject(l, "processes", lim_processes(app->limiter));
+        cJSON_AddNumberToObject(l, "in_process_checks", (double)lim_fallback_count(app->limiter));
+    }
     http_reply_json(req, db_ok && rd_ok ? 200 : 503, doc);
 }
 
@@ -100,6 +106,8 @@ void api_metrics(http_req_t *req)
      * gauge falls even when nothing else touches Redis. */
     g.redis_up = rd_ping(app->redis, NULL) == 0;
     g.uptime_s = (double)(time(NULL) - app->started);
+    g.limit_shared = lim_shared(app->limiter);
+    g.limit_processes = lim_processes(app->limiter);
     if (g.db_up) {
         g.queue_known = comms_queue_depth(app->db, &g.queue_due, &g.queue_scheduled,
                                           &g.queue_leased, NULL) == 0;

@@ -9,6 +9,7 @@
 #include "crypto/hash.h"
 #include "http/conn_guard.h"
 #include "http/query.h"
+#include "http/ratelimit.h"
 #include "obs/metrics.h"
 
 #include <arpa/inet.h>
@@ -398,6 +399,8 @@ static void dispatch(http_req_t *req)
         return;
     }
     const route_t *rt = req->match.route;
+    if (http_refuse_source_flood(req))
+        return;
     if (rt->scope != 0) {
         hd_err_t err;
         int arc =
@@ -414,6 +417,8 @@ static void dispatch(http_req_t *req)
             return;
         }
         req->authenticated = true;
+        if (http_refuse_over_limit(req))
+            return;
         unsigned need = rt->scope & SCOPE_ALL;
         if (need && (req->principal.scopes & need) != need) {
             http_reply_error(req, 403, "forbidden", "this token lacks the %s scope",

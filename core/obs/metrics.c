@@ -46,7 +46,11 @@ struct metrics {
     atomic_uint_fast64_t dcount, dsum_ms;
     atomic_uint_fast64_t retries[NCAT], fallbacks[NCAT];
     atomic_int_fast64_t in_flight;
+    atomic_uint_fast64_t limited[4][2]; /* LIMIT_BUCKETS x {in_process, shared} */
+    atomic_uint_fast64_t auth_failures;
 };
+
+static const char *const LIMIT_BUCKETS[] = {"api", "auth_failures", "webhook", "tracking"};
 
 metrics_t *metrics_new(void)
 {
@@ -133,6 +137,19 @@ void metrics_fallback(metrics_t *m, const char *category)
 {
     if (m)
         atomic_fetch_add_explicit(&m->fallbacks[cat_slot(category)], 1, memory_order_relaxed);
+}
+
+void metrics_rate_limited(metrics_t *m, const char *bucket, bool shared)
+{
+    int b = find(LIMIT_BUCKETS, 4, bucket);
+    if (m && b >= 0)
+        atomic_fetch_add_explicit(&m->limited[b][shared], 1, memory_order_relaxed);
+}
+
+void metrics_auth_failure(metrics_t *m)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->auth_failures, 1, memory_order_relaxed);
 }
 
 void metrics_in_flight(metrics_t *m, int delta)
@@ -300,6 +317,23 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
     for (int k = 0; k < NCAT; k++)
         buf_printf(out, "crm_fallbacks_total{category=\"%s\"} %llu\n", CATEGORIES[k],
                    (unsigned long long)load(&m->fallbacks[k]));
+    buf_puts(out, "# HELP crm_rate_limited_total Requests refused by a rate limit, by bucket and "
+                  "by who decided (shared: Redis; in_process: the fallback).\n"
+                  "# TYPE crm_rate_limited_total counter\n");
+    for (int b = 0; b < 4; b++)
+        for (int s = 1; s >= 0; s--)
+            buf_printf(out, "crm_rate_limited_total{bucket=\"%s\",kind=\"%s\"} %llu\n",
+                       LIMIT_BUCKETS[b], s ? "shared" : "in_process",
+                       (unsigned long long)load(&m->limited[b][s]));
+    buf_printf(out,
+               "# HELP crm_auth_failures_total API keys and refresh tokens refused.\n"
+               "# TYPE crm_auth_failures_total counter\ncrm_auth_failures_total %llu\n"
+               "# HELP crm_rate_limiter_shared Whether the last limit check used the shared "
+               "buckets in Redis (0: in-process, rate divided by crm_rate_limiter_processes).\n"
+               "# TYPE crm_rate_limiter_shared gauge\ncrm_rate_limiter_shared %d\n"
+               "# HELP crm_rate_limiter_processes Live processes sharing each limit.\n"
+               "# TYPE crm_rate_limiter_processes gauge\ncrm_rate_limiter_processes %d\n",
+               (unsigned long long)load(&m->auth_failures), g->limit_shared, g->limit_processes);
     long long inflight = (long long)atomic_load_explicit(&m->in_flight, memory_order_relaxed);
     buf_printf(out,
                "# HELP crm_sends_in_flight Sends handed to a provider and not yet answered.\n"

@@ -39,6 +39,9 @@ typedef struct metrics_gauges {
     /* the policy scripts */
     long script_generation, script_reload_errors;
     bool script_failing;
+    /* the rate limiter: shared buckets in Redis (1) or in-process (0) */
+    int limit_shared;
+    int limit_processes;
 } metrics_gauges_t;
 
 metrics_t *metrics_new(void);
@@ -58,6 +61,12 @@ void metrics_delivery_time(metrics_t *m, double seconds);
  * channel (a fallback), by failure category. */
 void metrics_retry(metrics_t *m, const char *category);
 void metrics_fallback(metrics_t *m, const char *category);
+/* A request refused by a rate limit: bucket is the limit's kind of key
+ * ("api", "auth_failures", "webhook", "tracking"); shared: decided by the shared bucket in Redis,
+ * else by the in-process fallback. */
+void metrics_rate_limited(metrics_t *m, const char *bucket, bool shared);
+/* A refused API key or refresh token. */
+void metrics_auth_failure(metrics_t *m);
 /* Sends handed to the transport and not yet answered. */
 void metrics_in_flight(metrics_t *m, int delta);
 

@@ -90,6 +90,12 @@ def base_env(**overrides):
         "HERALD_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "HERALD_DATABASE_URL": database_url(),
         "HERALD_REDIS_URL": redis_url(),
+        # tests share subjects and Redis: the API limit is tested where asked for
+        "HERALD_LIMIT_API_RATE": "1000000",
+        "HERALD_LIMIT_API_BURST": "1000000",
+        "HERALD_LIMIT_AUTH_FAILURES": "100000",
+        "HERALD_LIMIT_WEBHOOK_RATE": "1000000",
+        "HERALD_LIMIT_TRACKING_RATE": "1000000",
     })
     env.pop("HERALD_CONFIG", None)
     for k, v in overrides.items():

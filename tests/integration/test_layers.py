@@ -79,7 +79,7 @@ class PlantedTest(unittest.TestCase):
     def test_http_never_includes_transport(self):
         n = append(self.tmp, "core/http/router.c", '#include "transport/mime.h"')
         self.assertPlanted("core/http/router.c:%d: folder http may not include transport/mime.h "
-                           "(allowed: http, base, crypto, obs, lua, store, cache, engine)" % n)
+                           "(allowed: http, base, crypto, obs, lua, store, cache, engine, limit)" % n)
 
     def test_lrt_call_outside_policy(self):
         n = append(self.tmp, "core/http/router.c",
@@ -177,7 +177,7 @@ class CleanTreeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.splitlines()[0],
                          "core/http/api.c:%d: folder http may not include transport/t.h "
-                         "(allowed: http, base, crypto, obs, lua, store, cache, engine)" % n)
+                         "(allowed: http, base, crypto, obs, lua, store, cache, engine, limit)" % n)
         self.assertEqual(len(r.stderr.splitlines()), 2)  # the violation and the summary
 
 
