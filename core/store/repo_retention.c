@@ -6,7 +6,8 @@
 
 static const pg_stmt_t st_comms = {
     "retention_comms",
-    "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext('herald.retention')) AS ok), "
+    "WITH l AS MATERIALIZED (SELECT "
+    "pg_try_advisory_xact_lock(hashtext('herald.retention')) AS ok), "
     "d AS (DELETE FROM crm_communications WHERE (SELECT ok FROM l) AND id IN ("
     "SELECT id FROM crm_communications WHERE created_at < now() - make_interval(days => $1::int) "
     "AND status IN ('sent', 'delivered', 'opened', 'clicked', 'failed', 'cancelled', "
@@ -16,7 +17,8 @@ static const pg_stmt_t st_comms = {
 
 static const pg_stmt_t st_events = {
     "retention_events",
-    "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext('herald.retention')) AS ok), "
+    "WITH l AS MATERIALIZED (SELECT "
+    "pg_try_advisory_xact_lock(hashtext('herald.retention')) AS ok), "
     "d AS (DELETE FROM crm_delivery_logs WHERE (SELECT ok FROM l) AND id IN ("
     "SELECT id FROM crm_delivery_logs WHERE kind = 'event' "
     "AND occurred_at < now() - make_interval(days => $1::int) ORDER BY occurred_at, id "
