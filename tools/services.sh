@@ -47,9 +47,20 @@ start_pg() {
         "stop it, or pick another port with HERALD_PG_PORT=..." >&2
       exit 1
     fi
-    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -w -t 60 -l "$PG_DIR/server.log" \
-      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" start >/dev/null \
-      || { tail -n 20 "$PG_DIR/server.log" >&2; exit 1; }
+    # The default ports lie in Linux's ephemeral range (32768-60999): an
+    # outgoing connection of another program can hold the port for a while,
+    # and the bind fails. That passes: try again for up to 30 s.
+    local tries=0
+    until as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -w -t 60 -l "$PG_DIR/server.log" \
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" start >/dev/null; do
+      tries=$((tries + 1))
+      if [ $tries -ge 30 ] || ! tail -n 5 "$PG_DIR/server.log" | grep -q "Address already in use"; then
+        tail -n 20 "$PG_DIR/server.log" >&2
+        exit 1
+      fi
+      echo "services: port $PG_PORT is held by another connection; trying again" >&2
+      sleep 1
+    done
   fi
   for _ in $(seq 1 50); do
     "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
@@ -72,11 +83,17 @@ start_redis() {
       "stop it, or pick another port with HERALD_REDIS_PORT=..." >&2
     exit 1
   fi
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --daemonize yes \
-    --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --save "" --appendonly no >/dev/null
-  for _ in $(seq 1 50); do
-    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
-    sleep 0.1
+  # As for PostgreSQL: the port may be held for a while by an outgoing
+  # connection (the ephemeral range); try again for up to 30 s.
+  for _ in $(seq 1 30); do
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --daemonize yes \
+      --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --save "" --appendonly no >/dev/null
+    for _ in $(seq 1 50); do
+      redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+      sleep 0.1
+    done
+    tail -n 5 "$REDIS_DIR/redis.log" 2>/dev/null | grep -q "Address already in use" || break
+    echo "services: port $REDIS_PORT is held by another connection; trying again" >&2
   done
   echo "services: redis did not start; see $REDIS_DIR/redis.log" >&2
   exit 1
