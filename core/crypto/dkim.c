@@ -29,12 +29,24 @@ struct dkim_signer {
 /* Fields signed when present, in this order. RFC 6376 section 5.4.1 lists
  * these; RFC 8058 section 4 requires List-Unsubscribe(-Post) to be signed. */
 static const char *const signed_fields[] = {
-    "from",          "to",         "cc",          "reply-to",
-    "subject",       "date",       "message-id",  "in-reply-to",
-    "references",    "mime-version", "content-type", "content-transfer-encoding",
-    "list-unsubscribe", "list-unsubscribe-post", "list-id", "feedback-id",
+    "from",
+    "to",
+    "cc",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-id",
+    "feedback-id",
 };
-#define NSIGNED (sizeof(signed_fields) / sizeof(signed_fields[0]))
+#define NSIGNED    (sizeof(signed_fields) / sizeof(signed_fields[0]))
 #define MAX_FIELDS 256 /* header fields looked at; the builder writes about 15 */
 
 static bool is_wsp(char c)
@@ -70,14 +82,11 @@ dkim_signer_t *dkim_signer_new(const char *domain, const char *selector, const c
                                hd_err_t *err)
 {
     if (!valid_name(domain))
-        return hd_err_set(err, "dkim domain: not a domain name (letters, digits, '-', '.')"),
-               NULL;
+        return hd_err_set(err, "dkim domain: not a domain name (letters, digits, '-', '.')"), NULL;
     if (!valid_name(selector))
-        return hd_err_set(err, "dkim selector: not a selector (letters, digits, '-', '.')"),
-               NULL;
+        return hd_err_set(err, "dkim selector: not a selector (letters, digits, '-', '.')"), NULL;
     if (key_path == NULL || *key_path == '\0')
-        return hd_err_set(err, "HERALD_DKIM_KEY_FILE is not set; DKIM signing needs a key"),
-               NULL;
+        return hd_err_set(err, "HERALD_DKIM_KEY_FILE is not set; DKIM signing needs a key"), NULL;
     FILE *f = fopen(key_path, "rb");
     if (f == NULL)
         return hd_err_set(err, "HERALD_DKIM_KEY_FILE: cannot read %s: %s", key_path,

@@ -54,14 +54,14 @@ static void test_rfc6376_example(void **state)
 static void test_body_edge_cases(void **state)
 {
     (void)state;
-    check_body("", "");             /* empty stays empty (errata 3192) */
-    check_body("\r\n", "");         /* only an empty line: empty */
+    check_body("", "");                /* empty stays empty (errata 3192) */
+    check_body("\r\n", "");            /* only an empty line: empty */
     check_body("\r\n\r\n \t\r\n", ""); /* only blank lines */
-    check_body("abc", "abc\r\n");   /* a last line without CRLF gets one */
+    check_body("abc", "abc\r\n");      /* a last line without CRLF gets one */
     check_body("a  \t", "a\r\n");
     check_body("a\r\n \r\nb\r\n", "a\r\n\r\nb\r\n"); /* inner blank lines kept, emptied */
     check_body("a\r\n\r\n\r\nb\r\n\r\n", "a\r\n\r\n\r\nb\r\n");
-    check_body("\t lead\r\n", " lead\r\n"); /* leading WSP compressed, not removed */
+    check_body("\t lead\r\n", " lead\r\n");   /* leading WSP compressed, not removed */
     check_body("a\nb \n\r\n", "a\nb \n\r\n"); /* a bare LF is no line end */
     check_body("x\r\r\n", "x\r\r\n");
     check_body("=E2=82=AC \r\n--b--\r\n", "=E2=82=AC\r\n--b--\r\n");
@@ -247,10 +247,11 @@ static void sign_and_check(const char *type, size_t bits, const char *alg)
     buf_t rec;
     buf_init(&rec);
     dkim_signer_record(sg, &rec);
-    assert_true(strncmp(rec.data, strcmp(type, "RSA") == 0 ? "v=DKIM1; k=rsa; p=MII"
-                                                             : "v=DKIM1; k=ed25519; p=",
-                        strlen(strcmp(type, "RSA") == 0 ? "v=DKIM1; k=rsa; p=MII"
-                                                        : "v=DKIM1; k=ed25519; p=")) == 0);
+    assert_true(
+        strncmp(rec.data,
+                strcmp(type, "RSA") == 0 ? "v=DKIM1; k=rsa; p=MII" : "v=DKIM1; k=ed25519; p=",
+                strlen(strcmp(type, "RSA") == 0 ? "v=DKIM1; k=rsa; p=MII"
+                                                : "v=DKIM1; k=ed25519; p=")) == 0);
     if (strcmp(type, "RSA") != 0)
         assert_int_equal(strlen(rec.data), strlen("v=DKIM1; k=ed25519; p=") + 44);
 
