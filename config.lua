@@ -103,6 +103,9 @@ return {
       from = env("HERALD_EMAIL_FROM", "Herald <noreply@localhost>"),
       timeout_ms = 30000,
       connections = env("HERALD_SMTP_CONNECTIONS", "8"), -- kept open and reused
+      -- DKIM signing, off unless both are set; the key's path: HERALD_DKIM_KEY_FILE
+      dkim_domain = env("HERALD_DKIM_DOMAIN"),           -- d=, e.g. example.com
+      dkim_selector = env("HERALD_DKIM_SELECTOR"),       -- s=, e.g. herald2026
     },
     sms = {
       driver = env("HERALD_SMS_DRIVER", "outbox"),       -- outbox | twilio

@@ -160,6 +160,10 @@ void cfg_free(cfg_t *cfg)
         free(*strs[i]);
         *strs[i] = NULL;
     }
+    free(cfg->dkim_domain);
+    free(cfg->dkim_selector);
+    free(cfg->dkim_key_file);
+    cfg->dkim_domain = cfg->dkim_selector = cfg->dkim_key_file = NULL;
     /* Secrets do not outlive the config. */
     char **secrets[] = {&cfg->smtp_password, &cfg->twilio_token, &cfg->wa_token,
                         &cfg->wa_app_secret, &cfg->wa_verify_token};

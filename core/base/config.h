@@ -96,12 +96,14 @@ typedef struct cfg {
     char *outbox_dir;
     char *email_driver, *smtp_url, *smtp_username, *smtp_starttls, *email_from, *email_reply_to;
     int email_timeout_ms, email_connections;
+    char *dkim_domain, *dkim_selector; /* DKIM signing is on when both are set */
     char *sms_driver, *twilio_base_url, *twilio_sid, *twilio_from;
     int sms_timeout_ms, sms_in_flight;
     char *wa_driver, *wa_base_url, *wa_phone_number_id;
     int wa_timeout_ms, wa_in_flight;
     /* provider secrets, filled by cli_load_secrets() from the environment */
     char *smtp_password, *twilio_token, *wa_token;
+    char *dkim_key_file;                   /* HERALD_DKIM_KEY_FILE: the DKIM private key's path */
     char *wa_app_secret, *wa_verify_token; /* the WhatsApp webhook's */
 
     /* secrets, filled by cli_load_secrets() */

@@ -108,6 +108,8 @@ static const field_t schema[] = {
     {"channels.email.reply_to", K_STRING, OFF(email_reply_to), false, NULL, 0, 0, NULL},
     {"channels.email.timeout_ms", K_INT, OFF(email_timeout_ms), false, "30000", 100, 600000, NULL},
     {"channels.email.connections", K_INT, OFF(email_connections), false, "8", 1, 1000, NULL},
+    {"channels.email.dkim_domain", K_STRING, OFF(dkim_domain), false, NULL, 0, 0, NULL},
+    {"channels.email.dkim_selector", K_STRING, OFF(dkim_selector), false, NULL, 0, 0, NULL},
     {"channels.sms.driver", K_ENUM, OFF(sms_driver), false, "outbox", 0, 0, "outbox twilio"},
     {"channels.sms.base_url", K_URL, OFF(twilio_base_url), false, "https://api.twilio.com", 0, 0,
      "http https"},

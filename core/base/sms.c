@@ -74,6 +74,28 @@ static size_t next_cp(const unsigned char *s, size_t len, uint32_t *cp)
     return n;
 }
 
+/* Segments of a concatenated message: characters packed in order, `multi`
+ * units a segment, and a character that does not fit whole in what is left
+ * (a GSM-7 escape sequence, a UTF-16 surrogate pair) starts the next one:
+ * carriers never split them (3GPP TS 23.040 9.2.3.24.1; Twilio counts the
+ * same way), so 153 euros (306 septets) take 3 segments, not 2. */
+static int pack(const unsigned char *s, size_t len, bool gsm, size_t multi)
+{
+    int segments = 1;
+    size_t used = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += next_cp(s + i, len - i, &cp);
+        size_t cost = gsm ? (size_t)gsm_septets(cp) : (cp > 0xFFFF ? 2 : 1);
+        if (used + cost > multi) {
+            segments++;
+            used = 0;
+        }
+        used += cost;
+    }
+    return segments;
+}
+
 void sms_measure(const char *utf8, size_t len, sms_info_t *out)
 {
     const unsigned char *s = (const unsigned char *)utf8;
@@ -98,7 +120,7 @@ void sms_measure(const char *utf8, size_t len, sms_info_t *out)
         out->segments = 1;
         out->per_segment = (int)single;
     } else {
-        out->segments = (int)((out->units + multi - 1) / multi);
+        out->segments = pack(s, len, gsm, multi);
         out->per_segment = (int)multi;
     }
 }

@@ -145,6 +145,8 @@ static int provider_secrets(cfg_t *cfg, hd_err_t *err)
         /* webhooks: without them the WhatsApp webhook answers 403 to all */
         {"HERALD_WHATSAPP_APP_SECRET", NULL, 0, offsetof(cfg_t, wa_app_secret)},
         {"HERALD_WHATSAPP_VERIFY_TOKEN", NULL, 0, offsetof(cfg_t, wa_verify_token)},
+        /* a path, not a secret; read here with the provider settings */
+        {"HERALD_DKIM_KEY_FILE", NULL, 0, offsetof(cfg_t, dkim_key_file)},
     };
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
         const char *v = getenv(need[i].var);

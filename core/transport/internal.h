@@ -6,6 +6,7 @@
 #define HERALD_TRANSPORT_INTERNAL_H
 
 #include "base/buf.h"
+#include "crypto/dkim.h"
 #include "transport/transport.h"
 
 #include <curl/curl.h>
@@ -37,6 +38,7 @@ typedef struct tr_settings {
     int nstrings;
     char from_addr[256];
     char from_name[256];
+    dkim_signer_t *dkim; /* NULL: email goes out unsigned */
 } tr_settings_t;
 
 /* Driver hooks. prepare() sets up x->easy, or returns 1 after filling *res
@@ -51,7 +53,8 @@ int tr_post_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res);
 void tr_post_finish(const tr_settings_t *s, tr_xfer_t *x, CURLcode rc, tr_result_t *res);
 int tr_outbox_write(const tr_settings_t *s, const tr_message_t *m, tr_result_t *res);
 
-/* The email as both the SMTP and the outbox drivers send it (the same bytes). */
+/* The email as both the SMTP and the outbox drivers send it (the same bytes),
+ * DKIM-signed over those bytes when s->dkim is set. */
 int tr_build_email(const tr_settings_t *s, const tr_message_t *m, buf_t *out, hd_err_t *err);
 
 /* Common easy-handle set-up: timeouts, no signals, keep-alive. */

@@ -162,8 +162,16 @@ int tr_build_email(const tr_settings_t *s, const tr_message_t *m, buf_t *out, hd
         .extra_header_name = "X-Herald-Attempt",
         .extra_header_value = attempt,
     };
-    int rc = mime_build(&e, out, err);
+    buf_t msg;
+    buf_init(&msg);
+    int rc = mime_build(&e, &msg, err);
     free(atts);
+    /* The signature covers the bytes exactly as built; it goes first. */
+    if (rc == 0 && s->dkim)
+        rc = dkim_sign(s->dkim, msg.data, msg.len, e.date, out, err);
+    if (rc == 0)
+        buf_append(out, msg.data, msg.len);
+    buf_free(&msg);
     return rc;
 }
 
@@ -433,6 +441,16 @@ tr_engine_t *tr_new(const tr_config_t *c, hd_err_t *err)
     }
     if (parse_from(s, s->c.email_from, err) != 0)
         goto fail;
+    if (c->dkim_domain || c->dkim_selector) {
+        if (!c->dkim_domain || !c->dkim_selector) {
+            hd_err_set(err, "channels.email: dkim_domain and dkim_selector go together");
+            goto fail;
+        }
+        s->dkim = dkim_signer_new(c->dkim_domain, c->dkim_selector, c->dkim_key_file, err);
+        if (s->dkim == NULL)
+            goto fail;
+    }
+    s->c.dkim_domain = s->c.dkim_selector = s->c.dkim_key_file = NULL; /* the signer has them */
     t->multi = curl_multi_init();
     if (t->multi == NULL) {
         hd_err_set(err, "libcurl: cannot create a multi handle");
@@ -451,6 +469,7 @@ tr_engine_t *tr_new(const tr_config_t *c, hd_err_t *err)
     }
     return t;
 fail:
+    dkim_signer_free(s->dkim);
     for (int i = 0; i < s->nstrings; i++)
         free(s->strings[i]);
     free(t);
@@ -500,6 +519,7 @@ void tr_free(tr_engine_t *t)
     pthread_join(t->thread, NULL);
     curl_multi_cleanup(t->multi);
     pthread_mutex_destroy(&t->mu);
+    dkim_signer_free(t->s.dkim);
     for (int i = 0; i < t->s.nstrings; i++) {
         /* the password and tokens do not outlive the engine */
         memset(t->s.strings[i], 0, strlen(t->s.strings[i]));

@@ -39,6 +39,9 @@ void tr_config_from(const cfg_t *cfg, tr_config_t *c)
                                                                      : 1;
     c->email_from = cfg->email_from;
     c->email_reply_to = cfg->email_reply_to;
+    c->dkim_domain = cfg->dkim_domain;
+    c->dkim_selector = cfg->dkim_selector;
+    c->dkim_key_file = cfg->dkim_key_file;
     c->twilio_base_url = cfg->twilio_base_url;
     c->twilio_sid = cfg->twilio_sid;
     c->twilio_token = cfg->twilio_token;

@@ -107,6 +107,9 @@ typedef struct tr_config {
     const char *email_from; /* "Name <addr>" or "addr" */
     const char *email_reply_to;
     const char *email_domain; /* Message-ID domain; NULL: the From domain */
+    /* DKIM: on when dkim_domain is set (then selector and key file are required) */
+    const char *dkim_domain, *dkim_selector;
+    const char *dkim_key_file; /* PEM private key (HERALD_DKIM_KEY_FILE) */
     /* twilio */
     const char *twilio_base_url, *twilio_sid, *twilio_token, *twilio_from;
     /* whatsapp */

@@ -73,6 +73,85 @@ static void test_ucs2(void **state)
     assert_int_equal(i.units, 3);
 }
 
+/* n copies of unit (UTF-8) appended to b. */
+static void rep(char *b, const char *unit, int n)
+{
+    for (int k = 0; k < n; k++)
+        strcat(b, unit);
+}
+
+/* A two-unit character (a GSM-7 escape sequence, a surrogate pair) is never
+ * split across segments. Expected counts by a closed form: with one such
+ * character after p units of filler, in a text of total units over the
+ * single-segment capacity, it would straddle exactly when p % multi is
+ * multi - 1, and then costs one unit of padding. Every position, around
+ * every boundary. */
+static void check_one_wide(const char *filler, const char *wide, bool gsm, int total)
+{
+    int single = gsm ? 160 : 70, multi = gsm ? 153 : 67;
+    static char b[4096];
+    for (int p = 0; p <= total - 2; p++) {
+        b[0] = '\0';
+        rep(b, filler, p);
+        strcat(b, wide);
+        rep(b, filler, total - 2 - p);
+        sms_info_t i = measure(b);
+        assert_int_equal(i.gsm7, gsm);
+        assert_int_equal(i.units, (size_t)total);
+        int want = total <= single          ? 1
+                   : p % multi == multi - 1 ? (total + 1 + multi - 1) / multi
+                                            : (total + multi - 1) / multi;
+        if (i.segments != want)
+            fail_msg("%s at %d of %d units: %d segments, want %d", wide, p, total, i.segments,
+                     want);
+    }
+}
+
+static void test_wide_characters_never_split(void **state)
+{
+    /* 153 euros: 306 septets, 76 a segment -> 3 (not 306 / 153 = 2) */
+    static char b[4096];
+    b[0] = '\0';
+    rep(b, "€", 153);
+    sms_info_t i = measure(b);
+    assert_true(i.gsm7);
+    assert_int_equal(i.units, 306);
+    assert_int_equal(i.segments, 3);
+    assert_int_equal(i.per_segment, 153);
+    b[0] = '\0';
+    rep(b, "€", 80); /* 160 septets: one segment, nothing to split */
+    assert_int_equal(measure(b).segments, 1);
+    strcat(b, "€");
+    assert_int_equal(measure(b).segments, 2); /* 81: 76 + 5 */
+    b[0] = '\0';
+    rep(b, "a", 153); /* 161 septets: the first segment full, then ~ and 6 */
+    rep(b, "~", 1);
+    rep(b, "a", 6);
+    assert_int_equal(measure(b).segments, 2);
+    /* the same for surrogate pairs: 67 emoji = 134 units, 33 a segment -> 3 */
+    b[0] = '\0';
+    rep(b, "🎉", 67);
+    i = measure(b);
+    assert_false(i.gsm7);
+    assert_int_equal(i.units, 134);
+    assert_int_equal(i.segments, 3);
+    b[0] = '\0';
+    rep(b, "🎉", 35); /* 70 units: one segment */
+    assert_int_equal(measure(b).segments, 1);
+    for (int total = 159; total <= 162; total++)
+        check_one_wide("a", "€", true, total);
+    for (int total = 304; total <= 308; total++)
+        check_one_wide("a", "€", true, total);
+    check_one_wide("a", "\\", true, 459);
+    check_one_wide("a", "{", true, 460);
+    for (int total = 69; total <= 72; total++)
+        check_one_wide("ë", "🎉", false, total);
+    for (int total = 133; total <= 136; total++)
+        check_one_wide("ë", "😀", false, total);
+    check_one_wide("ë", "😀", false, 201);
+    check_one_wide("ë", "😀", false, 202);
+}
+
 static void test_rfc3339(void **state)
 {
     int64_t t;
@@ -148,6 +227,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gsm7),
         cmocka_unit_test(test_ucs2),
+        cmocka_unit_test(test_wide_characters_never_split),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_utf8),
     };

@@ -40,6 +40,68 @@ describe("lib.sms", function()
       -- an emoji outside the BMP takes two UTF-16 units
       assert.equal(3, herald.sms_info("🎉a").units)
     end)
+
+    it("never splits an escape sequence or a surrogate pair across segments", function()
+      -- 153 euros: 306 septets, but 76 whole euros a segment -> 3, as carriers count
+      assert.same({encoding = "GSM-7", units = 306, segments = 3, per_segment = 153},
+        herald.sms_info(string.rep("€", 153)))
+      assert.equal(1, herald.sms_info(string.rep("€", 80)).segments)
+      assert.equal(2, herald.sms_info(string.rep("€", 81)).segments)
+      -- 67 emoji: 134 UTF-16 units, 33 whole pairs a segment -> 3
+      assert.same({encoding = "UCS-2", units = 134, segments = 3, per_segment = 67},
+        herald.sms_info(string.rep("🎉", 67)))
+      assert.equal(1, herald.sms_info(string.rep("🎉", 35)).segments)
+    end)
+
+    it("agrees with a model packer at every boundary", function()
+      -- the model: cost 2 for the GSM-7 extension characters (or a character
+      -- outside the BMP in UCS-2), and a character that does not fit whole in
+      -- the current segment opens the next one
+      local ext = {}
+      for _, c in utf8.codes("\f^{}\\[~]|€") do ext[c] = true end
+      local function model(text, gsm)
+        local units, costs = 0, {}
+        for _, c in utf8.codes(text) do
+          local n = gsm and (ext[c] and 2 or 1) or (c > 0xFFFF and 2 or 1)
+          costs[#costs + 1] = n
+          units = units + n
+        end
+        local single, multi = gsm and 160 or 70, gsm and 153 or 67
+        if units <= single then return units == 0 and 0 or 1 end
+        local segs, used = 1, 0
+        for _, n in ipairs(costs) do
+          if used + n > multi then segs, used = segs + 1, 0 end
+          used = used + n
+        end
+        return segs
+      end
+      local cases = {{"a", "€", true, {159, 160, 161, 162, 305, 306, 307, 459, 460}},
+        {"a", "~", true, {306}}, {"ë", "🎉", false, {69, 70, 71, 72, 133, 134, 135, 201}}}
+      local checked = 0
+      for _, case in ipairs(cases) do
+        local filler, wide, gsm, totals = case[1], case[2], case[3], case[4]
+        for _, total in ipairs(totals) do
+          for p = 0, total - 2 do
+            -- one wide character at p, and a second one right after when it fits
+            for _, extra in ipairs({0, 1}) do
+              local rest = total - 2 - p - 2 * extra
+              if rest >= 0 then
+                local text = filler:rep(p) .. wide .. wide:rep(extra) .. filler:rep(rest)
+                local info = herald.sms_info(text)
+                assert.equal(total, info.units)
+                assert.equal(gsm and "GSM-7" or "UCS-2", info.encoding)
+                if info.segments ~= model(text, gsm) then
+                  error(("%s at %d of %d units: %d segments, model %d"):format(
+                    wide, p, total, info.segments, model(text, gsm)))
+                end
+                checked = checked + 1
+              end
+            end
+          end
+        end
+      end
+      assert.is_true(checked > 4000)
+    end)
   end)
 
   describe("shorten", function()

@@ -163,7 +163,7 @@ function Gen:val(e, scope)
     for _, pr in ipairs(e.pairs) do
       parts[#parts + 1] = "[" .. self:val(pr[1], scope) .. "]=" .. self:val(pr[2], scope)
     end
-    return "{" .. concat(parts, ",") .. "}"
+    return "DICT({" .. concat(parts, ",") .. "})"
   elseif k == "cond" then
     local c = self:cond(e.test, scope)
     if PURE[e.a.k] and (e.b == nil or PURE[e.b.k]) then
@@ -204,6 +204,11 @@ function Gen:val(e, scope)
   elseif k == "filter" then
     local params = FSPEC[e.name]
     if not params then self:fail(e.line, "unknown filter '" .. e.name .. "'") end
+    if e.name == "map" and #e.args > 0 then
+      -- Jinja2's map('upper') applies a filter; bound to attribute= it would
+      -- silently give a list of undefined
+      self:fail(e.line, "map: a filter name (map('upper')) is not supported; use map(attribute='name')")
+    end
     local args = self:bind("filter", e.name, params, e.args, e.kwargs, scope, e.line)
     local call = "F[" .. q(e.name) .. "](AE," .. self:val(e.e, scope)
     if #args > 0 then call = call .. "," .. concat(args, ",") end
@@ -249,7 +254,7 @@ function Gen:call(e, scope)
       end
       local t = "{" .. concat(parts, ",") .. "}"
       if n == "namespace" then return "NAMESPACE(" .. t .. ")" end
-      return t
+      return "DICT(" .. t .. ")"
     elseif n == "super" then
       if not self.block then self:fail(e.line, "super() is only available inside a block") end
       return "SUPER(ctx,blocks,chain,ci," .. q(self.block) .. ")"
@@ -495,7 +500,7 @@ end
 
 local HELPERS = {"S", "E", "T", "GA", "GAS", "CALL", "ITER", "UNPACK", "LOOP", "LOOPAT", "ADD", "SUB",
   "MUL", "DIV", "FDIV", "MOD", "POW", "NEG", "POSN", "CAT", "EQ", "LT", "GT", "LE", "GE", "IN",
-  "OR", "ORF", "AND", "ANDF", "SEL", "IFX", "NSSET", "CAPTURE", "LAYER", "RANGE", "NAMESPACE",
+  "OR", "ORF", "AND", "ANDF", "SEL", "IFX", "NSSET", "CAPTURE", "LAYER", "RANGE", "NAMESPACE", "DICT",
   "REG", "SUPER", "INCLUDE", "F", "TESTS", "POS", "NULL", "EMPTY"}
 
 local RT = {S = S, E = E, T = T, GA = R.GA, GAS = R.GAS, CALL = R.CALL, ITER = R.ITER,
@@ -503,7 +508,7 @@ local RT = {S = S, E = E, T = T, GA = R.GA, GAS = R.GAS, CALL = R.CALL, ITER = R
   DIV = R.DIV, FDIV = R.FDIV, MOD = R.MOD, POW = R.POW, NEG = R.NEG, POSN = R.POSN, CAT = R.CAT,
   EQ = R.EQ, LT = R.LT, GT = R.GT, LE = R.LE, GE = R.GE, IN = R.IN, OR = R.OR, ORF = R.ORF,
   AND = R.AND, ANDF = R.ANDF, SEL = R.SEL, IFX = R.IFX, NSSET = R.NSSET, CAPTURE = R.CAPTURE,
-  LAYER = R.LAYER, RANGE = R.RANGE, NAMESPACE = R.NAMESPACE, REG = R.REG, SUPER = R.SUPER,
+  LAYER = R.LAYER, RANGE = R.RANGE, NAMESPACE = R.NAMESPACE, DICT = R.DICT, REG = R.REG, SUPER = R.SUPER,
   F = F, TESTS = TESTS, POS = POS, NULL = NULL, EMPTY = {}}
 
 local function default_autoescape(name)

@@ -133,7 +133,11 @@ filter("join", {"d", "attribute"}, function(ae, v, d, attribute)
   local get = attr_getter(attribute)
   local src = ITER(v)
   local items = {}
-  for i = 1, #src do items[i] = get(src[i]) end
+  for i = 1, #src do
+    local x = get(src[i])
+    if x == nil then x = "" end -- Jinja2: an undefined attribute joins as ""
+    items[i] = x
+  end
   if not ae then
     for i = 1, #items do items[i] = S(items[i]) end
     return concat(items, S(d))
@@ -172,17 +176,55 @@ filter("replace", {"old", "new", "count"}, function(ae, v, old, new, count)
   if not ae then return plain_replace(S(v), S(old), S(new), count) end
   if (is_mk(old) or is_mk(new)) and not is_mk(v) then v = markup(escape_str(S(v))) end
   if is_mk(v) then
-    -- markupsafe 3: Markup.replace escapes the replacement, not the searched text
+    -- markupsafe 2.1 (Debian 12's, the differential test's reference):
+    -- Markup.replace escapes both the searched text and the replacement
+    local rold = is_mk(old) and old[1] or escape_str(S(old))
     local rnew = is_mk(new) and new[1] or escape_str(S(new))
-    return markup(plain_replace(v[1], S(old), rnew, count))
+    return markup(plain_replace(v[1], rold, rnew, count))
   end
   return plain_replace(S(v), S(old), S(new), count)
 end)
 
+-- Python's str.strip() whitespace beyond ASCII: U+0085, U+00A0, U+1680,
+-- U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (and \x1c..\x1f).
+local USPACE = "[\t\n\v\f\r\x1c-\x1f ]"
+local function uspace_at(s, i)
+  local b = s:byte(i)
+  if b == nil then return nil end
+  if s:find("^" .. USPACE, i) then return 1 end
+  local three = s:sub(i, i + 2)
+  if s:sub(i, i + 1) == "\xC2\x85" or s:sub(i, i + 1) == "\xC2\xA0" then return 2 end
+  if three == "\xE1\x9A\x80" or three == "\xE2\x80\xA8" or three == "\xE2\x80\xA9"
+    or three == "\xE2\x80\xAF" or three == "\xE2\x81\x9F" or three == "\xE3\x80\x80"
+    or three:match("^\xE2\x80[\x80-\x8A]$") then return 3 end
+  return nil
+end
+
+local function ustrip(s)
+  local i = 1
+  while true do
+    local n = uspace_at(s, i)
+    if not n then break end
+    i = i + n
+  end
+  local j = #s
+  while j >= i do -- step back over one whitespace character at a time
+    local found = false
+    for n = 1, 3 do
+      if j - n + 1 >= i and uspace_at(s, j - n + 1) == n then
+        j, found = j - n, true
+        break
+      end
+    end
+    if not found then break end
+  end
+  return s:sub(i, j)
+end
+
 filter("trim", {"chars"}, function(_, v, chars)
   local s = S(v)
   if chars == nil or chars == NULL then
-    s = s:gsub("^%s+", ""):gsub("%s+$", "")
+    s = ustrip(s)
   else
     local set = "[" .. S(chars):gsub("[%^%]%%%-]", "%%%0") .. "]"
     s = s:gsub("^" .. set .. "+", ""):gsub(set .. "+$", "")
@@ -208,7 +250,9 @@ local function to_int(v, default, base)
   if t == "number" then
     if mtype(v) == "integer" then return v end
     if v ~= v or v == math.huge or v == -math.huge then return default end
-    return math.tointeger(v >= 0 and floor(v) or -floor(-v)) or default
+    -- Python's int is unbounded: a value past 64 bits is refused, not defaulted
+    return math.tointeger(v >= 0 and floor(v) or -floor(-v))
+      or rterr("int: " .. S(v) .. " does not fit in 64 bits")
   end
   if t == "boolean" then return v and 1 or 0 end
   if t == "string" then
@@ -219,7 +263,7 @@ local function to_int(v, default, base)
       local n = tonumber(s, base)
       if n then return n end
     elseif s:match("^[+-]?%d+$") then
-      return math.tointeger(tonumber(s)) or default
+      return math.tointeger(tonumber(s)) or rterr("int: " .. s .. " does not fit in 64 bits")
     end
     if s:match("^[+-]?%d*%.?%d*[eE]?[+-]?%d*$") and tonumber(s) then
       return to_int(tonumber(s) + 0.0, default)
@@ -358,9 +402,35 @@ filter("map", {"attribute", "default"}, function(_, v, attribute, default)
   return out
 end)
 
+-- Python's \w (Jinja2 counts re.findall(r"\w+")): ASCII letters, digits and
+-- _, and non-ASCII characters except the punctuation and symbol blocks below
+-- (Latin-1 signs, general punctuation, currency, arrows to dingbats, CJK
+-- punctuation, emoji); letters and digits of every script count as word.
+local NONWORD = {{0x80, 0xA9}, {0xAB, 0xB1}, {0xB4, 0xB4}, {0xB6, 0xB8}, {0xBB, 0xBB},
+  {0xBF, 0xBF}, {0xD7, 0xD7}, {0xF7, 0xF7}, {0x2000, 0x206F}, {0x20A0, 0x20CF},
+  {0x2100, 0x214F}, {0x2190, 0x2BFF}, {0x3000, 0x3004}, {0x3008, 0x3020}, {0xFE00, 0xFE0F},
+  {0xFF00, 0xFF0F}, {0x1F000, 0x1FAFF}}
+local function word_cp(c)
+  if c < 0x80 then
+    return (c >= 48 and c <= 57) or (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 95
+  end
+  for _, r in ipairs(NONWORD) do
+    if c >= r[1] and c <= r[2] then return false end
+  end
+  return true
+end
+
 filter("wordcount", {}, function(_, v)
-  local n = 0
-  for _ in S(v):gmatch("[%w\x80-\xF4]+") do n = n + 1 end
+  local s, n, inword = S(v), 0, false
+  if not utf8.len(s) then -- invalid UTF-8: bytes as before
+    for _ in s:gmatch("[%w_\x80-\xF4]+") do n = n + 1 end
+    return n
+  end
+  for _, c in utf8.codes(s) do
+    local w = word_cp(c)
+    if w and not inword then n = n + 1 end
+    inword = w
+  end
   return n
 end)
 

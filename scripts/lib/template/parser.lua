@@ -128,6 +128,12 @@ local function parse_filter_expr(p, node)
         args, kwargs = parse_args(p)
       else
         local c = p:peek()
+        if c.t == "name" and (c.v == "if" or c.v == "is" or c.v == "in" or c.v == "not") then
+          -- Jinja2 3.1 reads such a word as the test's argument (or refuses
+          -- `is` twice): refused here rather than read another way
+          p:fail("test '" .. tok.v .. "' followed by '" .. c.v .. "': Jinja2 would take '" ..
+            c.v .. "' as its argument; put the test in parentheses: (x is " .. tok.v .. ")", c)
+        end
         if (c.t == "str" or c.t == "num" or (c.t == "op" and (c.v == "[" or c.v == "{"))
             or (c.t == "name" and c.v ~= "else" and c.v ~= "or" and c.v ~= "and"
               and c.v ~= "if" and c.v ~= "is" and c.v ~= "in" and c.v ~= "not"))

@@ -176,6 +176,44 @@ local function num_or_fail(op, a, b)
   rterr(("unsupported operand type(s) for %s: '%s' and '%s'"):format(op, tname(a), tname(b)))
 end
 
+-- Python's bool is an int: True + 1 is 2. Booleans become 0 / 1 when the
+-- other operand is a number (or a boolean).
+local function nb(a, b)
+  local ta, tb = type(a), type(b)
+  if ta == "boolean" and (tb == "number" or tb == "boolean") then a = a and 1 or 0 end
+  if tb == "boolean" and (ta == "number" or ta == "boolean") then b = b and 1 or 0 end
+  return a, b
+end
+
+-- Integers are 64-bit here and unbounded in Python: a result that does not
+-- fit is refused instead of wrapping around.
+local MININT = math.mininteger
+local function overflow(op)
+  rterr("integer overflow in " .. op .. " (integers are 64-bit in Herald's templates)")
+end
+
+local function iadd(a, b)
+  local r = a + b
+  if (a >= 0) == (b >= 0) and (r >= 0) ~= (a >= 0) then overflow("+") end
+  return r
+end
+
+local function isub(a, b)
+  local r = a - b
+  if (a >= 0) ~= (b >= 0) and (r >= 0) ~= (a >= 0) then overflow("-") end
+  return r
+end
+
+local function imul(a, b)
+  if a == 0 or b == 0 then return 0 end
+  if (a == -1 and b == MININT) or (b == -1 and a == MININT) then overflow("*") end
+  local r = a * b
+  if r // b ~= a or r % b ~= 0 then overflow("*") end
+  return r
+end
+
+local function both_int(a, b) return mtype(a) == "integer" and mtype(b) == "integer" end
+
 local function list_concat(a, b)
   local out = {}
   for i = 1, #a do out[i] = a[i] end
@@ -184,7 +222,9 @@ local function list_concat(a, b)
 end
 
 local function ADD(a, b)
+  a, b = nb(a, b)
   local ta, tb = type(a), type(b)
+  if both_int(a, b) then return iadd(a, b) end
   if ta == "number" and tb == "number" then return a + b end
   if (ta == "string" or is_mk(a)) and (tb == "string" or is_mk(b)) then
     if is_mk(a) or is_mk(b) then return markup(E(a) .. E(b)) end
@@ -196,12 +236,16 @@ local function ADD(a, b)
 end
 
 local function SUB(a, b)
+  a, b = nb(a, b)
+  if both_int(a, b) then return isub(a, b) end
   if type(a) == "number" and type(b) == "number" then return a - b end
   num_or_fail("-", a, b)
 end
 
 local function MUL(a, b)
+  a, b = nb(a, b)
   local ta, tb = type(a), type(b)
+  if both_int(a, b) then return imul(a, b) end
   if ta == "number" and tb == "number" then return a * b end
   if ta == "string" and mtype(b) == "integer" then return b > 0 and a:rep(b) or "" end
   if tb == "string" and mtype(a) == "integer" then return a > 0 and b:rep(a) or "" end
@@ -209,6 +253,7 @@ local function MUL(a, b)
 end
 
 local function DIV(a, b)
+  a, b = nb(a, b)
   if type(a) == "number" and type(b) == "number" then
     if b == 0 then rterr("division by zero") end
     return a / b
@@ -217,14 +262,28 @@ local function DIV(a, b)
 end
 
 local function FDIV(a, b)
+  a, b = nb(a, b)
   if type(a) == "number" and type(b) == "number" then
     if b == 0 then rterr("integer division or modulo by zero") end
+    if a == MININT and b == -1 then overflow("//") end
+    if mtype(a) == "float" or mtype(b) == "float" then
+      -- CPython's float floor division (fmod based), not floor(a / b)
+      a, b = a + 0.0, b + 0.0
+      local mod = math.fmod(a, b)
+      local div = (a - mod) / b
+      if mod ~= 0 and ((b < 0) ~= (mod < 0)) then div = div - 1.0 end
+      if div == 0 then return (a / b < 0) and -0.0 or 0.0 end
+      local fd = math.floor(div) + 0.0
+      if div - fd > 0.5 then fd = fd + 1.0 end
+      return fd
+    end
     return a // b
   end
   num_or_fail("//", a, b)
 end
 
 local function MOD(a, b)
+  a, b = nb(a, b)
   if type(a) == "number" and type(b) == "number" then
     if b == 0 then rterr("integer division or modulo by zero") end
     return a % b
@@ -233,10 +292,15 @@ local function MOD(a, b)
 end
 
 local function POW(a, b)
+  a, b = nb(a, b)
   if type(a) == "number" and type(b) == "number" then
     if mtype(a) == "integer" and mtype(b) == "integer" and b >= 0 then
       local r = 1
-      for _ = 1, b do r = r * a end
+      for _ = 1, b do
+        r = imul(r, a)
+        if r == 0 or r == 1 then break end -- 0 or 1 from here on (a is 0 or 1)
+      end
+      if r == 1 and a == -1 and b % 2 == 1 then r = -1 end
       return r
     end
     return a ^ b
@@ -245,6 +309,8 @@ local function POW(a, b)
 end
 
 local function NEG(a)
+  if a == MININT then overflow("unary -") end
+  if type(a) == "boolean" then return a and -1 or 0 end
   if type(a) == "number" then return -a end
   rterr("bad operand type for unary -: '" .. tname(a) .. "'")
 end
@@ -369,6 +435,7 @@ local function RANGE(a, b, step)
 end
 
 local function NAMESPACE(t) return setmetatable(t, NS) end
+local function DICT(t) return setmetatable(t, value.DICT_MT) end
 
 local function REG(blocks, own)
   for name, fn in pairs(own) do
@@ -393,5 +460,6 @@ M.EQ, M.LT, M.GT, M.LE, M.GE, M.IN, M.ordered = EQ, LT, GT, LE, GE, IN, ordered
 M.OR, M.ORF, M.AND, M.ANDF, M.SEL, M.IFX = OR, ORF, AND, ANDF, SEL, IFX
 M.NSSET, M.CAPTURE, M.LAYER = NSSET, CAPTURE, LAYER
 M.RANGE, M.NAMESPACE, M.REG, M.SUPER = RANGE, NAMESPACE, REG, SUPER
+M.DICT = DICT
 
 return M

@@ -52,15 +52,59 @@ do
   for c = 0x410, 0x42F do pair(c, c + 32) end
   for c = 0x400, 0x40F do pair(c, c + 80) end
   TO_UPPER["ß"] = "SS"
+  -- Greek with tonos / dialytika, and the Turkish dotless and dotted i
+  -- (Python: "ı".upper() is "I", "İ".lower() is "i" + U+0307)
+  for _, p in ipairs({{0x386, 0x3AC}, {0x388, 0x3AD}, {0x389, 0x3AE}, {0x38A, 0x3AF},
+    {0x38C, 0x3CC}, {0x38E, 0x3CD}, {0x38F, 0x3CE}, {0x3AA, 0x3CA}, {0x3AB, 0x3CB}}) do
+    pair(p[1], p[2])
+  end
+  TO_UPPER["ı"] = "I"
+  TO_LOWER["İ"] = "i\u{307}"
 end
 
-local function upper(s) return (s:upper():gsub("[\xC2-\xDF][\x80-\xBF]", TO_UPPER)) end
-local function lower(s) return (s:lower():gsub("[\xC2-\xDF][\x80-\xBF]", TO_LOWER)) end
+-- Latin ligatures (U+FB00..FB06): upper case expands them, as Python's does;
+-- the title case (capitalize's first letter) keeps the rest lower.
+local LIG_UPPER = {["\u{FB00}"] = "FF", ["\u{FB01}"] = "FI", ["\u{FB02}"] = "FL",
+  ["\u{FB03}"] = "FFI", ["\u{FB04}"] = "FFL", ["\u{FB05}"] = "ST", ["\u{FB06}"] = "ST"}
+local LIG_TITLE = {["\u{FB00}"] = "Ff", ["\u{FB01}"] = "Fi", ["\u{FB02}"] = "Fl",
+  ["\u{FB03}"] = "Ffi", ["\u{FB04}"] = "Ffl", ["\u{FB05}"] = "St", ["\u{FB06}"] = "St"}
+
+local function upper(s)
+  return (s:upper():gsub("[\xC2-\xDF][\x80-\xBF]", TO_UPPER):gsub("\xEF\xAC[\x80-\x86]", LIG_UPPER))
+end
+
+local SIGMA = "\xCE\xA3"
+local function cased(c)
+  if c == nil then return false end
+  if c < 0x80 then return (c >= 65 and c <= 90) or (c >= 97 and c <= 122) end
+  local ch = utf8.char(c)
+  return TO_UPPER[ch] ~= nil or TO_LOWER[ch] ~= nil
+end
+
+local function lower(s)
+  local r = s:lower():gsub("[\xC2-\xDF][\x80-\xBF]", TO_LOWER)
+  if not s:find(SIGMA, 1, true) or not utf8.len(s) then return r end
+  -- Final sigma (Unicode SpecialCasing, as Python applies it): a capital
+  -- sigma after a cased letter and before none becomes ς, not σ.
+  local cps = {}
+  for _, c in utf8.codes(s) do cps[#cps + 1] = c end
+  local out = {}
+  for i, c in ipairs(cps) do
+    if c == 0x3A3 then
+      out[i] = (cased(cps[i - 1]) and not cased(cps[i + 1])) and "\u{3C2}" or "\u{3C3}"
+    else
+      local ch = utf8.char(c)
+      out[i] = c < 0x80 and ch:lower() or (TO_LOWER[ch] or ch)
+    end
+  end
+  return concat(out)
+end
 
 local function capitalize(s)
   local first = s:match("^[%z\1-\x7F\xC2-\xF4][\x80-\xBF]*")
   if not first then return s end
-  return upper(first) .. lower(s:sub(#first + 1))
+  -- the rest lowered in the whole string's context (a final sigma needs it)
+  return (LIG_TITLE[first] or upper(first)) .. lower(s):sub(#lower(first) + 1)
 end
 
 local function plain_replace(s, old, new, count)

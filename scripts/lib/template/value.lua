@@ -25,8 +25,13 @@ local NS = {__name = "Namespace"}
 local ESC = {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&#34;", ["'"] = "&#39;"}
 local function escape_str(s) return (s:gsub("[&<>\"']", ESC)) end
 
+-- The metatable of a mapping a template makes ({...}, dict()): so an empty
+-- one is a dict ({} printed "{}"), not the empty list a bare {} would be.
+local DICT_MT = {__name = "herald.template.dict"}
+
 local function is_list(t)
   if ARRAY_MT and getmetatable(t) == ARRAY_MT then return true end
+  if getmetatable(t) == DICT_MT then return false end
   return t[1] ~= nil or next(t) == nil
 end
 
@@ -105,11 +110,30 @@ end
 
 local S -- forward: value -> string (Python str())
 
+-- Characters Python's repr escapes (not printable): C0 and C1 controls, DEL,
+-- and the non-ASCII spaces, separators and format characters below.
+local NONPRINT = {{0xA0, 0xA0}, {0xAD, 0xAD}, {0x1680, 0x1680}, {0x2000, 0x200F},
+  {0x2028, 0x202F}, {0x205F, 0x2064}, {0x2066, 0x206F}, {0x3000, 0x3000}, {0xFEFF, 0xFEFF},
+  {0xFFF9, 0xFFFB}}
+local function escape_nonprint(s)
+  if not utf8.len(s) then return s end
+  return (s:gsub(utf8.charpattern, function(ch)
+    local c = utf8.codepoint(ch)
+    local np = c < 0x20 or (c >= 0x7F and c <= 0x9F)
+    for _, r in ipairs(NONPRINT) do
+      if c >= r[1] and c <= r[2] then np = true end
+    end
+    if not np then return ch end
+    return c < 0x100 and ("\\x%02x"):format(c) or ("\\u%04x"):format(c)
+  end))
+end
+
 local function repr(v)
   if type(v) == "string" then
     local q = "'"
     if v:find("'", 1, true) and not v:find('"', 1, true) then q = '"' end
     local body = v:gsub("\\", "\\\\"):gsub("\n", "\\n"):gsub("\r", "\\r"):gsub("\t", "\\t")
+    body = escape_nonprint(body)
     if q == "'" then body = body:gsub("'", "\\'") end
     return q .. body .. q
   end
@@ -170,7 +194,7 @@ end
 
 local function unmk(v) if is_mk(v) then return v[1] end return v end
 
-M.NULL, M.ARRAY_MT, M.NS = NULL, ARRAY_MT, NS
+M.NULL, M.ARRAY_MT, M.NS, M.DICT_MT = NULL, ARRAY_MT, NS, DICT_MT
 M.markup, M.is_mk, M.unmk, M.escape_str = markup, is_mk, unmk, escape_str
 M.is_list, M.tname, M.sorted_keys, M.repr = is_list, tname, sorted_keys, repr
 M.S, M.E, M.T = S, E, T
