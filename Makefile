@@ -6,7 +6,7 @@ BUILD      ?= build
 BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-faults services stop fuzz bench bench-http bench-policy bench-transport bench-analytics format format-check clean
+.PHONY: all deps build run test test-faults services stop fuzz bench bench-http bench-policy bench-transport bench-analytics bench-e2e bench-e2e-smoke soak format format-check clean
 
 all: build
 
@@ -47,6 +47,19 @@ bench-policy: build
 
 bench-analytics: build
 	@tools/bench-analytics.sh
+
+# The workload users have, end to end (tools/bench/e2e.sh, docs/benchmarks.md):
+# RATE (1000), DURATION (15), CLIENTS, MODES ("fixed max prefs"), PEER=dir.
+bench-e2e: build
+	@BUILD=$(BUILD) tools/bench/e2e.sh
+
+# The same for 5 s a run: a smoke check with no thresholds (CI may run it).
+bench-e2e-smoke: build
+	@BUILD=$(BUILD) DURATION=$${DURATION:-5} CLIENTS=$${CLIENTS:-200} WARMUP=$${WARMUP:-1} tools/bench/e2e.sh
+
+# 30 minutes at 1,000 requests/s (RATE, DURATION, SAMPLE): memory and the job table.
+soak: build
+	@BUILD=$(BUILD) tools/bench/soak.sh
 
 # libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each; FUZZERS="fuzz_form ..."
 # picks some. Each starts from its working corpus (build-fuzz/corpus/NAME,

@@ -7,7 +7,7 @@ return {
     listen = env("HERALD_LISTEN", "127.0.0.1:8080"),
     -- what the outside world uses (links in messages, webhook signatures)
     public_url = env("HERALD_PUBLIC_URL", "http://" .. env("HERALD_LISTEN", "127.0.0.1:8080")),
-    threads = 4,
+    threads = 16,
     max_body_bytes = 1024 * 1024,
     -- slow and idle clients (docs/configuration.md): connections at once, from
     -- one address (0: no limit, e.g. behind a proxy), and seconds for a
@@ -86,7 +86,7 @@ return {
     -- runs every instruction several times slower)
     decision_ms = env("HERALD_LUA_DECISION_MS", "50"), -- strategy, classify, retry calls
     render_ms = env("HERALD_LUA_RENDER_MS", "200"),    -- content calls
-    load_ms = env("HERALD_LUA_LOAD_MS", "1000"),       -- loading a module, a reload's checks
+    load_ms = env("HERALD_LUA_LOAD_MS", "5000"),       -- loading a module, a reload's checks
     pattern_max_bytes = 16384,            -- longest subject a Lua pattern may scan
   },
   -- How each channel leaves: "outbox" writes files under outbox_dir (see what

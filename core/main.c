@@ -19,6 +19,7 @@ static const struct command {
     {"token", cmd_token, "mint an access token (operator tool)"},
     {"apikey", cmd_apikey, "create, list or revoke API keys"},
     {"rekey", cmd_rekey, "re-encrypt stored personal data under the current key"},
+    {"whatif", cmd_whatif, "replay stored requests through edited scripts, side by side"},
     {"version", NULL, "print the version"},
 };
 

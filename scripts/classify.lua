@@ -123,15 +123,28 @@ local PROVIDER = {
       [131000] = { "transient", "something went wrong" },
       [131026] = { "invalid", "message undeliverable (recipient cannot receive WhatsApp)" },
       [131030] = { "invalid", "recipient not in the allowed list" },
-      [131047] = { "permanent", "re-engagement window closed: free text is not allowed more than "
-        .. "24 h after the client's last message; the next channel or a template is needed" },
+      -- the attempt is retried at once: whatsapp.choose then sees the closed
+      -- window and sends the approved template, never the same text again
+      [131047] = { "transient", "re-engagement window closed: free text is not allowed more than "
+        .. "24 h after the client's last message; the approved template goes instead",
+        window_closed = true },
       [131048] = { "rate_limit", "spam rate limit" },
       [131050] = { "invalid", "recipient stopped marketing messages", opted_out = true,
         suppress = "opt_out" },
       [131051] = { "permanent", "unsupported message type" },
       [131056] = { "rate_limit", "too many messages to this recipient (pair rate limit)" },
-      [132000] = { "permanent", "template parameter count mismatch" },
-      [132001] = { "permanent", "template does not exist" },
+      -- Template problems (settings.whatsapp.templates names one Meta does not
+      -- have, or does not have like this): the same send fails again, so the
+      -- next channel; the reason says which.
+      [132000] = { "invalid", "template parameter count mismatch: the parameters "
+        .. "settings.whatsapp.templates builds do not match the approved template" },
+      [132001] = { "invalid", "template does not exist in that name and language "
+        .. "(settings.whatsapp.templates)" },
+      [132005] = { "invalid", "template hydrated text too long" },
+      [132007] = { "invalid", "template format character policy violated" },
+      [132012] = { "invalid", "template parameter format mismatch" },
+      [132015] = { "invalid", "template is paused for low quality" },
+      [132016] = { "invalid", "template is disabled for low quality" },
     },
   },
 }
@@ -214,6 +227,9 @@ local function out(category, may_have_been_sent, reason, result, extra)
   end
   if extra and extra.suppress then
     c.suppress = extra.suppress
+  end
+  if extra and extra.window_closed then
+    c.window_closed = true
   end
   return c
 end

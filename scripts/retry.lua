@@ -59,6 +59,14 @@ function retry.policy(category, attempt, result)
     return action("next_channel", "recipient opted out of this channel: trying the next channel")
   end
 
+  -- WhatsApp's window was closed (Meta 131047): the engine recorded it, and
+  -- the next attempt sends the approved template instead of the text
+  -- (whatsapp.choose). At once, and counted: a template refused the same way
+  -- runs the schedule out and moves on.
+  if result.window_closed == true and settings.retry.schedule[attempt] then
+    return action("retry", "the 24-hour window is closed: sending the approved template", 0)
+  end
+
   local how = HANDLING[category]
   if not how then
     herald.log("error", "retry.policy: unknown category, giving up", { category = tostring(category) })

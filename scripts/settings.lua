@@ -103,6 +103,123 @@ return {
   -- (RFC 8058 one-click). default covers every type not named; name a type
   -- false to leave it out (only what is strictly transactional).
   unsubscribe = { default = true, error_notification = false },
+  -- An address for the mailto in List-Unsubscribe, next to the one-click
+  -- URL (RFC 2369), e.g. "unsubscribe@yourcompany.example"; nil: none. Herald
+  -- does not read that mailbox: its subject is "unsubscribe-<token>", and
+  -- whoever reads it acts with POST /u/<token> (docs/compliance.md).
+  unsubscribe_mailto = nil,
+
+  -- WhatsApp (whatsapp.lua). Meta lets a business send free-form text only
+  -- within window_hours of the client's last message to it; outside that
+  -- window (or when Meta has said it is closed: error 131047) only an
+  -- approved template may start the conversation. Each message type maps to
+  -- the template approved for it in Meta's WhatsApp Manager: its name, its
+  -- language (the locale content.render writes the client's text in, or the
+  -- client's own variant of that language, through `languages`, else
+  -- `language`; dates and amounts in the parameters follow it: date('long')),
+  -- and its parameters, each a template expression over the type's context
+  -- (types.lua), in the order the approved template numbers them:
+  --   header = {...}   the header's {{1}}... (text headers)
+  --   body = {...}     the body's {{1}}, {{2}}...
+  --   buttons = { {index = 0, url = "..."} }   a URL button's dynamic suffix
+  -- A type without a template is not sent on WhatsApp outside the window
+  -- (the channel is skipped with the reason; the next one is tried).
+  whatsapp = {
+    window_hours = 24,
+    language = "en_US",
+    languages = { en = "en_US", ["en-GB"] = "en_GB", fr = "fr", es = "es" },
+    templates = {
+      welcome = { name = "herald_welcome_v1",
+        body = { "{{ client_name }}", "{{ company.name }}", "{{ event_type }}",
+          "{{ event_date|date('long') }}" },
+        buttons = { { index = 0, url = "{{ plan_id }}" } } },
+      budget_summary = { name = "herald_budget_ready_v1",
+        body = { "{{ client_name }}", "{{ event_type }}", "{{ total_budget|currency(currency) }}" },
+        buttons = { { index = 0, url = "{{ plan_id }}" } } },
+      vendor_options = { name = "herald_vendor_options_v2",
+        body = { "{{ client_name }}", "{{ event_type }}",
+          "{{ categories|length }}" },
+        buttons = { { index = 0, url = "{{ plan_id }}" } } },
+      selection_confirmation = { name = "herald_selection_confirm_v1",
+        body = { "{{ client_name }}", "{{ event_type }}", "{{ selected_vendors|length }}" },
+        buttons = { { index = 0, url = "{{ plan_id }}" } } },
+      blueprint_delivery = { name = "herald_blueprint_ready_v1",
+        body = { "{{ client_name }}", "{{ event_type }}", "{{ event_date|date('long') }}" },
+        buttons = { { index = 0, url = "{{ plan_id }}" } } },
+      error_notification = { name = "herald_action_needed_v1",
+        body = { "{{ client_name }}", "{{ event_type }}", "{{ error_summary }}" },
+        buttons = { { index = 0, url = "{{ plan_id }}" } } },
+      reminder = { name = "herald_reminder_v1",
+        body = { "{{ client_name }}", "{{ due_item }}", "{{ due_date|date('day_month') }}" },
+        buttons = { { index = 0, url = "{{ plan_id }}" } } },
+      digest = { name = "herald_daily_digest_v1",
+        body = { "{{ client_name }}", "{{ items|length }}" } },
+    },
+  },
+
+  -- A/B experiments (experiments.lua): per message type, variants with
+  -- weights; a client always gets the same variant (a hash of the
+  -- experiment and the client id). The first variant is the control; set
+  -- enabled = false to send everyone the control. Example:
+  --   welcome_subject = {
+  --     message_type = "welcome", enabled = true,
+  --     variants = {
+  --       { name = "control", weight = 50 },
+  --       { name = "short", weight = 50, subject = "Welcome, {{ client_name }}!" },
+  --     },
+  --   },
+  -- A variant may also set template (another template set), channel (tried
+  -- first) or delay_minutes. GET /api/crm/analytics?group_by=variant&
+  -- message_type=welcome compares them.
+  experiments = {},
+
+  -- Provider capacity (limits.lua): buckets a send draws from, by
+  -- "<channel>:<sender>" (the SMS From number, the WhatsApp phone number id,
+  -- "relay" for the SMTP server) or "<channel>", each {rate = n, per =
+  -- seconds, burst = n}. A send over a bucket waits exactly as long as the
+  -- bucket says (no attempt, no fallback). Examples:
+  --   ["sms:+15550001111"] = { rate = 1, per = 1 },     -- a Twilio long code
+  --   ["whatsapp:1055500"] = { rate = 80, per = 1 },    -- a WhatsApp number
+  --   ["email:relay"] = { rate = 14, per = 1, burst = 14 }, -- an SES quota
+  limits = { buckets = {} },
+
+  -- Per-recipient caps (limits.lua): at most per_day messages a client
+  -- receives on a channel (a rolling day); urgencies in exempt are not
+  -- counted. A message over the cap waits for its slot (over = "wait", the
+  -- default) or joins the client's digest (over = "digest"), with the reason.
+  --   caps = { sms = { per_day = 3, over = "digest" }, email = { per_day = 10 },
+  --            exempt = { critical = true } },
+  caps = { exempt = { critical = true } },
+
+  -- Messages clients send us (inbound.lua): the words that opt a number
+  -- out of a channel, back in, or ask for help. A text is a keyword only
+  -- when the whole of it (trimmed, any case) is one of these. The SMS lists
+  -- are the carriers' standard set (CTIA; Twilio Advanced Opt-Out answers
+  -- them too); WhatsApp has no carrier keywords, so these are Herald's.
+  inbound = {
+    sms = {
+      opt_out = { "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT" },
+      opt_in = { "START", "YES", "UNSTOP" },
+      help = { "HELP", "INFO" },
+    },
+    whatsapp = {
+      opt_out = { "STOP", "UNSUBSCRIBE" },
+      opt_in = { "START" },
+      help = { "HELP" },
+    },
+  },
+
+  -- The language of each message (content.lua, docs/scripting.md "Locales"):
+  -- the templates at the top of templates/ are in `default`; templates/<tag>/
+  -- holds a locale's own (templates/fr/welcome.subject). A client's locale
+  -- (preferences, or the request's recipient.locale) falls back through its
+  -- parents (fr-CA -> fr), then `fallbacks` of its language, then `default`.
+  -- fallbacks: e.g. { ca = { "es" } } sends Catalan clients the Spanish text
+  -- rather than the default.
+  locales = {
+    default = "en",
+    fallbacks = {},
+  },
 
   -- Queue priority by urgency: higher goes first when workers are busy.
   priorities = { critical = 100, high = 75, normal = 50, low = 10 },

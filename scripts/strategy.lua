@@ -25,6 +25,7 @@
 --      obeys it: it is the whole consent rule.
 --   5. Nothing left -> primary_channel = nil, and the reasons say why.
 
+local experiments = require("experiments")
 local matrix = require("matrix")
 local settings = require("settings")
 local timing = require("timing")
@@ -258,6 +259,34 @@ function strategy.decide(request, prefs, now)
       line = line .. ", then " .. table.concat(shown, ", ")
     end
     reasons[#reasons + 1] = line
+    -- WhatsApp: text or template is decided before each attempt (whatsapp.choose
+    -- knows when the client last wrote); say what it will hinge on.
+    for _, ch in ipairs(usable) do
+      if ch == "whatsapp" then
+        local t = ((settings.whatsapp or {}).templates or {})[mt]
+        reasons[#reasons + 1] = t and ("whatsapp: free-form text if the client wrote within "
+          .. tostring((settings.whatsapp or {}).window_hours or 24) .. " h, else the approved "
+          .. "template " .. t.name) or "whatsapp: free-form text only inside the client's "
+          .. "24-hour window (no approved template for " .. mt .. ")"
+      end
+    end
+  end
+
+  -- An experiment on this message type (experiments.lua): the client's arm.
+  local experiment, arm = experiments.assign(mt, request.client_id)
+  if experiment then
+    reasons[#reasons + 1] = ("experiment %s: variant %s"):format(experiment, arm.name)
+    if primary and arm.channel and arm.channel ~= primary then
+      for i, ch in ipairs(fallbacks) do
+        if ch == arm.channel then
+          table.remove(fallbacks, i)
+          table.insert(fallbacks, 1, primary)
+          primary = ch
+          reasons[#reasons + 1] = ("variant %s: %s first"):format(arm.name, ch)
+          break
+        end
+      end
+    end
   end
 
   -- Timing: when, and whether it waits for the daily digest.
@@ -265,11 +294,18 @@ function strategy.decide(request, prefs, now)
   for _, r in ipairs(when.reasons) do
     reasons[#reasons + 1] = r
   end
+  local send_at = when.send_at
+  if arm and arm.delay_minutes and arm.delay_minutes > 0 and urgency ~= "critical" then
+    send_at = send_at + arm.delay_minutes * 60
+    reasons[#reasons + 1] = ("variant %s: %d min later"):format(arm.name, arm.delay_minutes)
+  end
 
   return {
+    experiment = experiment,
+    variant = arm and arm.name or nil,
     primary_channel = primary,
     fallback_channels = fallbacks,
-    send_at = when.send_at,
+    send_at = send_at,
     priority = settings.priorities[urgency],
     batch = when.batch,
     urgency = urgency,

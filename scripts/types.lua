@@ -8,8 +8,8 @@
 --       invalid_context naming the field (vendors[2].url: lists count from 0);
 --       an undeclared field is kept and named in the 202's warnings, or
 --       refused when the type says strict = true.
---   types.prepare(message_type, context) -> the context with the declared
---       defaults, or raises naming what no longer matches (content.render
+--   types.prepare(message_type, context, locale?) -> the context with the declared
+--       defaults (in the locale's language where a field has `defaults`), or raises naming what no longer matches (content.render
 --       calls it before every render: digests, fallbacks, retries, `herald
 --       render` see the same declarations).
 --   types.list() -> {{name, description, channels, strict, schema, example}, ...}
@@ -35,6 +35,7 @@ local M = {}
 -- Fields every type has.
 local COMMON = {
   client_name = S.string{max = 100, default = "there",
+    defaults = {fr = "Madame, Monsieur", es = "estimado cliente"},
     description = "how to greet the client; without it, the name in their preferences"},
   plan_id = S.string{max = 200, from = "request",
     description = "the request's plan_id unless the context gives another"},
@@ -309,7 +310,11 @@ M.TYPES = {
       error_summary = S.string{max = 300},
       error_details = S.string{max = 2000, optional = true},
       action = S.string{max = 300, description = "what the client should do",
-        default = "Please get in touch with us so we can sort this out together."},
+        default = "Please get in touch with us so we can sort this out together.",
+        defaults = {
+          fr = "Contactez-nous : nous trouverons ensemble une solution.",
+          es = "Póngase en contacto con nosotros y lo resolveremos juntos.",
+        }},
       support_phone = S.string{max = 40, optional = true},
       support_email = S.email{optional = true},
     },
@@ -402,7 +407,7 @@ function M.check(message_type, context)
   return {known = true, problems = array(problems), warnings = array(warnings)}
 end
 
-function M.prepare(message_type, context)
+function M.prepare(message_type, context, locale)
   local t = M.TYPES[message_type]
   if t == nil then error("types: unknown message type '" .. tostring(message_type) .. "'", 2) end
   local problems = S.check(t.fields, context or {}, {render = true})
@@ -418,7 +423,7 @@ function M.prepare(message_type, context)
     error(("the context does not match message type '%s' (scripts/types.lua): %s")
       :format(message_type, table.concat(list, "; ")), 0)
   end
-  return S.prepare(t.fields, context)
+  return S.prepare(t.fields, context, locale)
 end
 
 function M.names()

@@ -35,6 +35,8 @@ export HERALD_DATABASE_URL=${HERALD_DATABASE_URL%/*}/$DB
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$TMP/smtp" ] && break; sleep 0.1; done
 export HERALD_VAR_DIR="$TMP/var" HERALD_LOG_LEVEL=warn HERALD_EMAIL_DRIVER=smtp HERALD_SMTP_STARTTLS=off
+# the send path is measured, not the per-subject API limit (50/s by default)
+export HERALD_LIMIT_API_RATE=${HERALD_LIMIT_API_RATE:-1000000} HERALD_LIMIT_API_BURST=${HERALD_LIMIT_API_BURST:-1000000}
 export HERALD_SMTP_URL="smtp://127.0.0.1:$(sed -n 1p "$TMP/smtp")"
 "$BIN" serve --listen "127.0.0.1:$PORT" 2>"$TMP/serve.log" &
 hpid=$!

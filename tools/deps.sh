@@ -7,7 +7,8 @@ PACKAGES=(
   build-essential cmake pkg-config clang-format
   liblua5.4-dev lua5.4 libcurl4-openssl-dev libpq-dev libhiredis-dev libmicrohttpd-dev
   libcjson-dev libssl-dev libcmocka-dev libedit-dev
-  postgresql redis-server lua-busted python3 python3-aiosmtpd python3-jsonschema python3-dkim python3-jinja2 prometheus curl
+  postgresql redis-server lua-busted python3 python3-aiosmtpd jq python3-jsonschema python3-yaml python3-dkim python3-jinja2 python3-babel prometheus curl
+  chromium chromium-driver python3-selenium
 )
 # sanitizer runtimes and clang for the libFuzzer harnesses (CI)
 [ "${HERALD_DEPS_SANITIZE:-}" = 1 ] && PACKAGES+=(clang libclang-rt-14-dev)

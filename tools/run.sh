@@ -46,7 +46,9 @@ cat >&2 <<TXT
          -d '{"plan_id":"plan-1","client_id":"c-1","message_type":"welcome","urgency":"critical","context":{"event_type":"wedding","event_date":"2027-06-14","plan_url":"https://plans.example.com/plan-1"}}' \\
          'http://$LISTEN/api/crm/communications?wait=5'
 
-  With the default outbox driver it lands in $OUTBOX/email/ (an .eml per attempt).
+  With the default outbox driver it lands in $OUTBOX/email/ (an .eml per attempt),
+  and shows on the dashboard, http://$LISTEN/dashboard (sign in with an API key:
+  $BIN apikey create --name me --scopes send,read,admin).
   What each message type needs in its context: curl -s -H "Authorization: Bearer $TOKEN"
   http://$LISTEN/api/crm/message-types, or build/herald types.
 

@@ -9,6 +9,10 @@
 #
 # When HERALD_DATABASE_URL / HERALD_REDIS_URL are already set, the matching
 # private service is neither started nor stopped.
+#
+# HERALD_PG_PRELOAD=pg_stat_statements starts PostgreSQL with that in
+# shared_preload_libraries (the benchmarks' statement counts, tools/bench/e2e.sh);
+# it takes effect when the server starts, so a running one is left as it is.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,9 +54,10 @@ start_pg() {
     # The default ports lie in Linux's ephemeral range (32768-60999): an
     # outgoing connection of another program can hold the port for a while,
     # and the bind fails. That passes: try again for up to 30 s.
-    local tries=0
+    local tries=0 preload=""
+    [ -n "${HERALD_PG_PRELOAD:-}" ] && preload="-c shared_preload_libraries=$HERALD_PG_PRELOAD"
     until as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -w -t 60 -l "$PG_DIR/server.log" \
-      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" start >/dev/null; do
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on $preload" start >/dev/null; do
       tries=$((tries + 1))
       if [ $tries -ge 30 ] || ! tail -n 5 "$PG_DIR/server.log" | grep -q "Address already in use"; then
         tail -n 20 "$PG_DIR/server.log" >&2

@@ -44,7 +44,7 @@ typedef struct field {
 static const field_t schema[] = {
     {"http.listen", K_HOSTPORT, OFF(listen), true, NULL, 0, 0, NULL},
     {"http.public_url", K_URL, OFF(public_url), false, "http://127.0.0.1:8080", 0, 0, "http https"},
-    {"http.threads", K_INT, OFF(http_threads), false, "4", 1, 256, NULL},
+    {"http.threads", K_INT, OFF(http_threads), false, "16", 1, 256, NULL},
     {"http.max_body_bytes", K_LONG, OFF(max_body_bytes), false, "1048576", 1024, 64 << 20, NULL},
     {"http.max_connections", K_INT, OFF(http_max_conns), false, "4096", 16, 1000000, NULL},
     {"http.max_connections_per_address", K_INT, OFF(http_max_conns_per_addr), false, "256", 0,
@@ -94,7 +94,7 @@ static const field_t schema[] = {
     {"lua.memory_limit_mb", K_INT, OFF(lua_memory_limit_mb), false, "64", 0, 4096, NULL},
     {"lua.decision_ms", K_INT, OFF(lua_decision_ms), false, "50", 0, 600000, NULL},
     {"lua.render_ms", K_INT, OFF(lua_render_ms), false, "200", 0, 600000, NULL},
-    {"lua.load_ms", K_INT, OFF(lua_load_ms), false, "1000", 0, 600000, NULL},
+    {"lua.load_ms", K_INT, OFF(lua_load_ms), false, "5000", 0, 600000, NULL},
     {"lua.pattern_max_bytes", K_LONG, OFF(lua_pattern_max_bytes), false, "16384", 0, 64 << 20,
      NULL},
     {"policy.default_timezone", K_STRING, OFF(default_timezone), false, "UTC", 0, 0, NULL},

@@ -25,14 +25,27 @@ int cmd_types(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 int cmd_deliver(int argc, char **argv);
 int cmd_rekey(int argc, char **argv);
+int cmd_whatif(int argc, char **argv);
 
 /* The stored encrypted values counted by key id (cmd_rekey.c), printed for
  * `herald check`; returns the number of problems: keys the keyring lacks. */
 int cli_check_keys(const cfg_t *cfg);
 
+/* The keyring serve builds (the current key and the old ones), and a
+ * one-connection pool to cfg's database (cli_db.c); NULL with a message
+ * printed, naming cmd. */
+struct fe_keyring;
+struct pg_pool;
+struct fe_keyring *cli_keyring(const cfg_t *cfg, const char *cmd);
+struct pg_pool *cli_pool(const cfg_t *cfg, const char *cmd);
+
 /* The policy runtime as the engine would build it from cfg (cmd_policy.c). */
 struct lrt;
 struct lrt *cli_policy(const cfg_t *cfg, hd_err_t *err);
+/* The same, with herald.limit answered by limit (lua/state.h). */
+struct lrt *cli_policy_hooked(const cfg_t *cfg,
+                              int (*limit)(void *, const char *, double, double, int, double *),
+                              void *limit_arg, hd_err_t *err);
 /* Loads scripts and templates and renders every example context on every
  * channel, printing each problem; returns the number of problems. */
 int cli_check_policy(const cfg_t *cfg);

@@ -2,6 +2,7 @@
  * cmd_admin.c - the operator commands that do one thing and exit:
  * `herald migrate`, `herald check`, `herald token`.
  */
+#include "base/buf.h"
 #include "base/log.h"
 #include "cache/redis.h"
 #include "cli/cli.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int cmd_migrate(int argc, char **argv)
@@ -111,22 +113,29 @@ static int check_all(cfg_t *cfg)
 int cmd_check(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"scripts", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *config = NULL;
+    const char *config = NULL, *scripts = NULL;
     int o;
     optind = 1;
-    while ((o = cli_getopt("check", argc, argv, "c:h", opts)) != -1) {
+    while ((o = cli_getopt("check", argc, argv, "c:s:h", opts)) != -1) {
         switch (o) {
         case 'c':
             config = optarg;
             break;
+        case 's':
+            scripts = optarg;
+            break;
         case 'h':
-            printf("usage: herald check [--config FILE]\n\n"
+            printf("usage: herald check [--config FILE] [--scripts DIR]\n\n"
                    "Loads the configuration (the first problem, with file and key), checks the\n"
                    "database and Redis URLs and the secrets, loads every script and template,\n"
                    "and renders every message type's example (scripts/types.lua) on every\n"
-                   "channel. When the database answers, counts the stored encrypted values by\n"
+                   "channel. --scripts DIR checks the policy scripts in DIR (a whole set, as\n"
+                   "paths.scripts or HERALD_SCRIPTS_DIR names it for `herald serve`) instead\n"
+                   "of the configured ones, with the configured templates.\n"
+                   "When the database answers, counts the stored encrypted values by\n"
                    "key id and fails if any is under a key that is in neither\n"
                    "HERALD_ENCRYPTION_KEY nor HERALD_ENCRYPTION_OLD_KEYS (so an old key can be\n"
                    "removed safely).\n"
@@ -141,6 +150,17 @@ int cmd_check(int argc, char **argv)
     cfg_t cfg;
     if (cli_load_config(config, &cfg, false) != 0)
         return CLI_FAIL;
+    if (scripts) {
+        struct stat st;
+        if (stat(scripts, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "herald: --scripts %s: not a directory\n", scripts);
+            cfg_free(&cfg);
+            return CLI_FAIL;
+        }
+        free(cfg.scripts_dir);
+        cfg.scripts_dir = xstrdup(scripts);
+        printf("scripts: %s\n", scripts);
+    }
     int rc = check_all(&cfg);
     cfg_free(&cfg);
     return rc;

@@ -6,6 +6,7 @@
  * Uses lua/runtime for the same sandboxed states the engine runs.
  */
 #include "base/buf.h"
+#include "base/locale.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "engine/policy.h"
@@ -22,7 +23,9 @@
 
 static const char *const channels[] = {"email", "sms", "whatsapp"};
 
-lrt_t *cli_policy(const cfg_t *cfg, hd_err_t *err)
+lrt_t *cli_policy_hooked(const cfg_t *cfg,
+                         int (*limit)(void *, const char *, double, double, int, double *),
+                         void *limit_arg, hd_err_t *err)
 {
     lrt_opts_t lo = {
         .scripts_dir = cfg->scripts_dir,
@@ -33,11 +36,18 @@ lrt_t *cli_policy(const cfg_t *cfg, hd_err_t *err)
                    .pattern_max = (size_t)cfg->lua_pattern_max_bytes,
                    .retry_scale = cfg->retry_scale,
                    .default_timezone = cfg->default_timezone,
-                   .public_url = cfg->public_url},
+                   .public_url = cfg->public_url,
+                   .limit = limit,
+                   .limit_arg = limit_arg},
         .decision_ms = cfg->lua_decision_ms,
         .render_ms = cfg->lua_render_ms,
     };
     return lrt_new(&lo, err);
+}
+
+lrt_t *cli_policy(const cfg_t *cfg, hd_err_t *err)
+{
+    return cli_policy_hooked(cfg, NULL, NULL, err);
 }
 
 static cJSON *read_json_file(const char *path, hd_err_t *err)
@@ -61,16 +71,17 @@ static cJSON *read_json_file(const char *path, hd_err_t *err)
     return j;
 }
 
-/* Renders one message; on success *out is the content object. */
-static int render(lrt_t *rt, const char *type, const char *channel, const cJSON *ctx, cJSON **out,
-                  hd_err_t *err)
+/* Renders one message for a client of locale (NULL: none given); on
+ * success *out is the content object. */
+static int render(lrt_t *rt, const char *type, const char *channel, const cJSON *ctx,
+                  const char *locale, cJSON **out, hd_err_t *err)
 {
     *out = NULL;
     tr_channel_t ch;
     if (tr_channel_parse(channel, &ch) != 0)
         return hd_err_set(err, "%s: not a channel (email, sms or whatsapp)", channel);
     policy_content_t c;
-    if (policy_render(rt, type, ch, ctx, &c, err) != 0)
+    if (policy_render(rt, type, ch, ctx, locale, &c, err) != 0)
         return -1;
     *out = c.doc;
     c.doc = NULL;
@@ -126,10 +137,46 @@ static int check_identity(lrt_t *rt)
     return n;
 }
 
+/* Renders every example on every channel in one locale; a render written
+ * in another locale than asked is a problem too (the locale's templates
+ * would never be used). Prints each problem; returns how many. */
+static int check_locale(lrt_t *rt, const cJSON *examples, const char *locale, int *rendered)
+{
+    int problems = 0;
+    const cJSON *ctx;
+    cJSON_ArrayForEach(ctx, examples)
+    {
+        for (size_t i = 0; i < sizeof(channels) / sizeof(channels[0]); i++) {
+            cJSON *out = NULL;
+            hd_err_t err;
+            if (render(rt, ctx->string, channels[i], ctx, locale, &out, &err) != 0) {
+                fprintf(stderr,
+                        "herald: %s on %s in locale %s with its example (scripts/types.lua): %s\n",
+                        ctx->string, channels[i], locale, err.msg);
+                problems++;
+            } else {
+                const cJSON *got = cJSON_GetObjectItemCaseSensitive(out, "locale");
+                if (cJSON_IsString(got) && strcmp(got->valuestring, locale) != 0) {
+                    const cJSON *why = cJSON_GetObjectItemCaseSensitive(out, "locale_fallback");
+                    fprintf(stderr, "herald: %s on %s in locale %s is written in %s: %s\n",
+                            ctx->string, channels[i], locale, got->valuestring,
+                            cJSON_IsString(why) ? why->valuestring : "content.render chose it");
+                    problems++;
+                } else {
+                    (*rendered)++;
+                }
+            }
+            cJSON_Delete(out);
+        }
+    }
+    return problems;
+}
+
 /* The policy part of `herald check`: the scripts and templates load (the
- * runtime validates both, and content.compile_all checks every template
- * against its type's declaration) and every declared type's example
- * renders on every channel. Prints each problem; returns how many. */
+ * runtime validates both, and content.compile_all checks every template of
+ * every locale against its type's declaration and refuses an incomplete
+ * locale) and every declared type's example renders on every channel in
+ * every locale. Prints each problem; returns how many. */
 int cli_check_policy(const cfg_t *cfg)
 {
     hd_err_t err;
@@ -140,34 +187,31 @@ int cli_check_policy(const cfg_t *cfg)
         fprintf(stderr, "herald: %s\n", err.msg);
         return 1;
     }
-    int problems = 0, rendered = 0;
+    int problems = 0, rendered = 0, nlocales = 0;
     cJSON *examples = cli_examples(rt, &err);
     if (examples == NULL) {
         fprintf(stderr, "herald: %s\n", err.msg);
         problems++;
     }
-    const cJSON *ctx;
-    cJSON_ArrayForEach(ctx, examples)
-    {
-        for (size_t i = 0; i < sizeof(channels) / sizeof(channels[0]); i++) {
-            cJSON *out = NULL;
-            if (render(rt, ctx->string, channels[i], ctx, &out, &err) != 0) {
-                fprintf(stderr, "herald: %s on %s with its example (scripts/types.lua): %s\n",
-                        ctx->string, channels[i], err.msg);
-                problems++;
-            } else {
-                rendered++;
-            }
-            cJSON_Delete(out);
-        }
+    cJSON *locales = NULL;
+    if (policy_locales(rt, &locales, &err) != 0) {
+        fprintf(stderr, "herald: %s\n", err.msg);
+        problems++;
     }
+    const cJSON *loc;
+    cJSON_ArrayForEach(loc, locales)
+    {
+        problems += check_locale(rt, examples, loc->valuestring, &rendered);
+        nlocales++;
+    }
+    cJSON_Delete(locales);
     cJSON_Delete(examples);
     problems += check_identity(rt);
     lrt_status_t st;
     lrt_status(rt, &st);
     if (problems == 0)
-        printf("policy: ok (%d scripts, %d templates, %d example renders)\n", st.nscripts,
-               st.ntemplates, rendered);
+        printf("policy: ok (%d scripts, %d templates, %d locales, %d example renders)\n",
+               st.nscripts, st.ntemplates, nlocales, rendered);
     lrt_free(rt);
     return problems;
 }
@@ -195,18 +239,29 @@ static void print_content(const char *channel, const cJSON *out)
 
 int cmd_render(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},  {"channel", required_argument, NULL, 'C'},
-        {"context", required_argument, NULL, 'x'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    const char *config = NULL, *channel = "email", *context = NULL;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"channel", required_argument, NULL, 'C'},
+                                         {"context", required_argument, NULL, 'x'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"locale", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL, *channel = "email", *context = NULL, *locale = NULL;
     bool json = false;
     int o;
     optind = 1;
-    while ((o = cli_getopt("render", argc, argv, "c:C:x:jh", opts)) != -1) {
+    while ((o = cli_getopt("render", argc, argv, "c:C:x:l:jh", opts)) != -1) {
         switch (o) {
         case 'c':
             config = optarg;
+            break;
+        case 'l':
+            if (!locale_tag_ok(optarg))
+                return cli_usage_error("render",
+                                       "--locale: expected a locale tag like fr, fr-CA or pt_BR, "
+                                       "got \"%.40s\"",
+                                       optarg);
+            locale = optarg;
             break;
         case 'C':
             if (strcmp(optarg, "email") && strcmp(optarg, "sms") && strcmp(optarg, "whatsapp"))
@@ -224,10 +279,13 @@ int cmd_render(int argc, char **argv)
             break;
         case 'h':
             printf("usage: herald render MESSAGE_TYPE [--channel email|sms|whatsapp]\n"
-                   "                     [--context FILE.json] [--json] [--config FILE]\n\n"
+                   "                     [--locale TAG] [--context FILE.json] [--json]\n"
+                   "                     [--config FILE]\n\n"
                    "Prints what would be sent: the subject, text and HTML of an email, or the\n"
                    "text of an SMS (with its encoding and segment count) or WhatsApp message.\n"
-                   "The context defaults to the type's example in scripts/types.lua.\n");
+                   "The context defaults to the type's example in scripts/types.lua.\n"
+                   "--locale renders it for a client of that locale (fr, fr-CA): the locale\n"
+                   "it is written in, and why when that is not the client's, go to stderr.\n");
             return CLI_OK;
         default:
             return CLI_USAGE;
@@ -260,9 +318,14 @@ int cmd_render(int argc, char **argv)
     }
     if (rt == NULL || ctx == NULL) {
         fprintf(stderr, "herald render: %s\n", err.msg);
-    } else if (render(rt, type, channel, ctx, &out, &err) != 0) {
+    } else if (render(rt, type, channel, ctx, locale, &out, &err) != 0) {
         fprintf(stderr, "herald render: %s\n", err.msg);
     } else {
+        const cJSON *got = cJSON_GetObjectItemCaseSensitive(out, "locale");
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(out, "locale_fallback");
+        if (locale && cJSON_IsString(got))
+            fprintf(stderr, "herald render: locale %s%s%s\n", got->valuestring,
+                    cJSON_IsString(why) ? ": " : "", cJSON_IsString(why) ? why->valuestring : "");
         if (json) {
             char *s = cJSON_Print(out);
             printf("%s\n", s);

@@ -23,37 +23,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* The keyring serve builds: the current key and the old ones. NULL with a
- * message printed. */
-static fe_keyring_t *keyring_of(const cfg_t *cfg, const char *cmd)
-{
-    fe_keyring_t *kr = fe_keyring_new(cfg->enc_key, cfg->blind_index_key);
-    for (int i = 0; kr && i < cfg->enc_old_count; i++) {
-        if (fe_keyring_add_old(kr, cfg->enc_old_keys[i]) != 0) {
-            fprintf(stderr,
-                    "herald %s: HERALD_ENCRYPTION_OLD_KEYS: key %d has the id of another "
-                    "key\n",
-                    cmd, i + 1);
-            fe_keyring_free(kr);
-            return NULL;
-        }
-    }
-    return kr;
-}
-
-static pg_pool_t *pool_of(const cfg_t *cfg, const char *cmd)
-{
-    hd_err_t err;
-    bool up = false;
-    pg_pool_t *db = pg_pool_new(cfg->database_url, 1, cfg->db_connect_timeout_s, 0, &up, &err);
-    if (db == NULL || !up) {
-        fprintf(stderr, "herald %s: database: %s\n", cmd, err.msg);
-        pg_pool_free(db);
-        return NULL;
-    }
-    return db;
-}
-
 /* One column, batch after batch, with a progress line per batch. Returns
  * the values left unreadable, or -1 when the database kept failing. */
 static long rekey_one(pg_pool_t *db, const fe_keyring_t *kr, const rekey_column_t *col, int batch,
@@ -142,8 +111,8 @@ int cmd_rekey(int argc, char **argv)
     if (cli_load_config(config, &cfg, true) != 0)
         return CLI_FAIL;
     int rc = CLI_FAIL;
-    fe_keyring_t *kr = keyring_of(&cfg, "rekey");
-    pg_pool_t *db = kr ? pool_of(&cfg, "rekey") : NULL;
+    fe_keyring_t *kr = cli_keyring(&cfg, "rekey");
+    pg_pool_t *db = kr ? cli_pool(&cfg, "rekey") : NULL;
     if (db != NULL) {
         printf("current key: %s\n", fe_keyring_current_id(kr));
         int n;
@@ -209,7 +178,7 @@ int cli_check_keys(const cfg_t *cfg)
     hd_err_t err;
     bool up = false;
     pg_pool_t *db = pg_pool_new(cfg->database_url, 1, cfg->db_connect_timeout_s, 0, &up, &err);
-    fe_keyring_t *kr = keyring_of(cfg, "check");
+    fe_keyring_t *kr = cli_keyring(cfg, "check");
     census_t c = {kr, 0};
     if (kr == NULL) {
         c.problems = 1;

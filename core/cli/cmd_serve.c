@@ -5,7 +5,10 @@
  */
 #include "base/log.h"
 #include "cli/cli.h"
+#include "engine/acceptq.h"
 #include "engine/app.h"
+#include "engine/ops.h"
+#include "engine/pace.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "engine/worker.h"
@@ -24,6 +27,18 @@ static void usage(void)
            "Logs are JSON lines on stderr. SIGINT or SIGTERM stop it cleanly.\n\n"
            "  --config FILE      configuration file (default: $HERALD_CONFIG or config.lua)\n"
            "  --listen HOST:PORT overrides http.listen\n");
+}
+
+/* herald.limit for the scripts: the shared limiter, under "script:". */
+static int script_limit(void *arg, const char *key, double rate, double per_s, int burst,
+                        double *retry_after_s)
+{
+    char k[128];
+    snprintf(k, sizeof(k), "script:%s", key);
+    lim_rule_t rule = {.rate = rate, .per_s = per_s, .burst = burst};
+    lim_result_t r = lim_check((lim_t *)arg, k, &rule);
+    *retry_after_s = r.allowed ? 0 : (double)r.retry_after_ms / 1000.0;
+    return 0;
 }
 
 static int build_app(app_t *app, cfg_t *cfg)
@@ -65,7 +80,7 @@ static int build_app(app_t *app, cfg_t *cfg)
             return -1;
         }
     }
-    app->policy = cli_policy(cfg, &err);
+    app->policy = cli_policy_hooked(cfg, script_limit, app->limiter, &err);
     if (app->policy == NULL) {
         fprintf(stderr, "herald serve: policy: %s\n", err.msg);
         return -1;
@@ -81,6 +96,9 @@ static int build_app(app_t *app, cfg_t *cfg)
         return -1;
     }
     app->metrics = metrics_new();
+    app->acceptq = acceptq_new(app->db, app->keyring);
+    app->pacing = pace_new();
+    app->ops = ops_state_new();
     if (app->keyring == NULL || app->metrics == NULL || api_register(app) != 0) {
         fprintf(stderr, "herald serve: cannot initialise (out of memory)\n");
         return -1;
@@ -91,6 +109,9 @@ static int build_app(app_t *app, cfg_t *cfg)
 static void free_app(app_t *app)
 {
     tr_free(app->transport);
+    acceptq_free(app->acceptq);
+    pace_free(app->pacing);
+    ops_state_free(app->ops);
     lrt_watch_stop(app->watch);
     lrt_free(app->policy);
     metrics_free(app->metrics);

@@ -5,8 +5,10 @@
  * statement, and engine/worker to wake the workers.
  */
 #include "engine/accept.h"
+#include "engine/acceptq.h"
 #include "base/buf.h"
 #include "base/addr.h"
+#include "base/locale.h"
 #include "base/log.h"
 #include "base/timefmt.h"
 #include "base/tz.h"
@@ -172,6 +174,8 @@ static bool recipient_of(const cJSON *body, request_t *r, accept_out_t *o)
             why = "expected an E.164 number like +14155550100";
         else if (strcmp(f->string, "timezone") == 0 && tz_get(f->valuestring, NULL) == NULL)
             why = "not an IANA time zone";
+        else if (strcmp(f->string, "locale") == 0 && !locale_tag_ok(f->valuestring))
+            why = "expected a locale like en, fr_FR or pt-BR";
         if (why)
             return refuse(o, 400, "invalid_request", "recipient.%s: %s", f->string, why);
         cJSON_AddStringToObject(r->recipient, f->string, f->valuestring);
@@ -387,7 +391,8 @@ static bool store(app_t *app, const accept_in_t *in, const request_t *r, const p
         .idem_response = o->body,
         .payload_json = r->payload,
     };
-    int rc = comms_create(app->db, app->keyring, &c, &err);
+    /* durable before the 202: committed with whatever else is being accepted */
+    int rc = acceptq_create(app->acceptq, app->db, app->keyring, &c, &err);
     free(strategy_json);
     free(recipient_enc);
     free(id);

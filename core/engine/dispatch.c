@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "crypto/codec.h"
 #include "engine/alert.h"
+#include "engine/ops.h"
 #include "engine/outcome.h"
 #include "engine/policy.h"
 #include "engine/receipt.h"
@@ -65,8 +66,9 @@ static int still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_
 }
 
 /* Fills ctx.items for a digest: the messages it carries, each with the
- * subject its own email would have had. */
-static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t *err)
+ * subject its own email would have had (in the client's locale). */
+static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, const char *locale,
+                          hd_err_t *err)
 {
     cJSON *members = comms_gather_digest(app->db, app->keyring, j, err);
     if (members == NULL)
@@ -87,7 +89,7 @@ static int digest_context(app_t *app, const comm_job_t *j, cJSON *ctx, hd_err_t 
         policy_content_t c;
         hd_err_t rerr;
         cJSON *item = cJSON_CreateObject();
-        bool rendered = policy_render(app->policy, type, TR_EMAIL, mctx, &c, &rerr) == 0;
+        bool rendered = policy_render(app->policy, type, TR_EMAIL, mctx, locale, &c, &rerr) == 0;
         cJSON_AddStringToObject(item, "subject", rendered && c.subject ? c.subject : type);
         cJSON_AddStringToObject(item, "message_type", type);
         cJSON_AddItemToArray(items, item);
@@ -241,6 +243,13 @@ static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const 
         cJSON_AddStringToObject(ctx, "client_name", name);
     if (j->plan_id && !cJSON_GetObjectItemCaseSensitive(ctx, "plan_id"))
         cJSON_AddStringToObject(ctx, "plan_id", j->plan_id);
+    /* the A/B arm recorded at acceptance: content.render reads its subject */
+    cJSON_DeleteItemFromObjectCaseSensitive(ctx, "experiment");
+    cJSON_DeleteItemFromObjectCaseSensitive(ctx, "variant");
+    if (j->experiment && j->variant) {
+        cJSON_AddStringToObject(ctx, "experiment", j->experiment);
+        cJSON_AddStringToObject(ctx, "variant", j->variant);
+    }
     if (unsub) {
         cJSON_DeleteItemFromObjectCaseSensitive(ctx, "unsubscribe_url");
         cJSON_AddStringToObject(ctx, "unsubscribe_url", unsub);
@@ -248,7 +257,7 @@ static cJSON *render_context(app_t *app, comm_job_t *j, const cJSON *who, const 
     *type = j->message_type;
     if (j->batch) {
         /* The day's low-urgency messages of this client go as one digest. */
-        if (digest_context(app, j, ctx, err) != 0) {
+        if (digest_context(app, j, ctx, json_str(who, "locale"), err) != 0) {
             cJSON_Delete(ctx);
             return NULL;
         }
@@ -271,12 +280,22 @@ static tr_message_t *message_of(app_t *app, comm_job_t *j, tr_channel_t ch, cons
         attach(m, j->payload_json);
     /* List-Unsubscribe and its one-click POST: RFC 8058 wants https, so a
      * plain-http public_url (development) keeps only the footer link */
+    /* the mailto (settings.unsubscribe_mailto) carries the link's token in
+     * its subject, so whoever reads that mailbox knows whose request it is */
+    const char *token = unsub ? strstr(unsub, "/u/") : NULL;
+    if (ch == TR_EMAIL && c->unsubscribe && c->unsubscribe_mailto && token) {
+        m->unsubscribe_mailto = xstrdup(c->unsubscribe_mailto);
+        size_t n = strlen("unsubscribe-") + strlen(token + 3) + 1;
+        m->unsubscribe_subject = xcalloc(n, 1);
+        snprintf(m->unsubscribe_subject, n, "unsubscribe-%s", token + 3);
+    }
     if (ch == TR_EMAIL && c->unsubscribe && unsub && strncmp(unsub, "https://", 8) == 0)
         m->unsubscribe_url = unsub;
     else
         free(unsub);
     m->subject = c->subject;
     m->text = c->text;
+    m->locale = c->locale;
     if (c->html && ch == TR_EMAIL) {
         /* a javascript:, data: or other scheme from a context never becomes
          * a link a client can click, tracked or not */
@@ -300,12 +319,65 @@ static tr_message_t *message_of(app_t *app, comm_job_t *j, tr_channel_t ch, cons
     } else {
         m->html = c->html;
     }
-    c->subject = c->text = c->html = NULL; /* the message owns them now */
+    c->subject = c->text = c->html = c->locale = NULL; /* the message owns them now */
     policy_content_free(c);
     return m;
 }
 
 /* A send job: 1 with *out ready, 0 settled here, -1 left to its lease. */
+/* The client as the claim saw them: a cached copy of their preferences
+ * counts only at the version the claim read (a cache write lost while Redis
+ * stalled must not bring back an opt-out's old row). NULL (logged unless
+ * quiet) when they cannot be read. */
+static cJSON *recipient_of(app_t *app, const comm_job_t *j, bool quiet)
+{
+    hd_err_t err;
+    prefs_version_t current = {.exists = j->has_prefs, .version = j->prefs_version};
+    cJSON *who = recipient_load(app, j->client_id, &current, j->recipient_enc, &err);
+    if (who == NULL && !quiet)
+        log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
+                  j->comm_id, "reason", err.msg);
+    return who;
+}
+
+/* recipient_of with the address's suppressions (bounces, STOPs,
+ * unsubscribes) and inbound facts, for strategy.refusal; no answer: never
+ * send without them (NULL, logged). */
+static cJSON *load_who(app_t *app, const comm_job_t *j, hd_err_t *err)
+{
+    cJSON *who = recipient_of(app, j, false);
+    if (who != NULL && suppress_facts(app, who, err) != 0) {
+        log_error("cannot read the suppression list; the job will be retried after its lease",
+                  "comm_id", j->comm_id, "reason", err->msg);
+        cJSON_Delete(who);
+        return NULL;
+    }
+    return who;
+}
+
+void dispatch_prefetch(app_t *app, comm_job_t *jobs, int n)
+{
+    cJSON *who[SUPPRESS_MANY_MAX] = {NULL};
+    int m = n < SUPPRESS_MANY_MAX ? n : SUPPRESS_MANY_MAX, loaded = 0;
+    for (int i = 0; i < m; i++)
+        if (strcmp(jobs[i].kind, "send") == 0 &&
+            (who[i] = recipient_of(app, &jobs[i], true)) != NULL)
+            loaded++;
+    hd_err_t err;
+    if (loaded > 0 && suppress_facts_many(app, who, m, &err) != 0) {
+        /* each job reads its own again, and says so if it still cannot */
+        log_warn("cannot read the suppression list for a batch; reading it message by message",
+                 "reason", err.msg);
+        loaded = 0;
+    }
+    for (int i = 0; i < m; i++) {
+        if (loaded > 0)
+            jobs[i].who = who[i];
+        else
+            cJSON_Delete(who[i]);
+    }
+}
+
 static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
 {
     hd_err_t err;
@@ -337,24 +409,29 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
     }
     tr_channel_t ch = chain[j->channel_index];
     bool last = j->channel_index == n - 1;
-    /* The client as the claim saw them: a cached copy of their preferences
-     * counts only at the version the claim read (a cache write lost while
-     * Redis stalled must not bring back an opt-out's old row). */
-    prefs_version_t current = {.exists = j->has_prefs, .version = j->prefs_version};
-    cJSON *who = recipient_load(app, j->client_id, &current, j->recipient_enc, &err);
-    if (who == NULL) {
-        log_error("cannot load the recipient; the job will be retried after its lease", "comm_id",
-                  j->comm_id, "reason", err.msg);
-        return -1;
+    /* An operator paused the channel (the console's pause()): the job
+     * waits, nothing is attempted, nothing is lost. */
+    char paused_by[96];
+    if (ops_channel_paused(app, ch, paused_by, sizeof(paused_by))) {
+        ops_hold_job(app, j, ch, paused_by);
+        return 0;
     }
-    /* The address's suppressions (bounces, STOPs, unsubscribes) are facts
-     * for the rule below; no answer: never send without them. */
-    if (suppress_facts(app, who, &err) != 0) {
-        log_error("cannot read the suppression list; the job will be retried after its lease",
-                  "comm_id", j->comm_id, "reason", err.msg);
-        cJSON_Delete(who);
-        return -1;
+    /* Claimed while the channel was paused, and it was resumed since: the
+     * held jobs are due again, and this one goes back among them, so the
+     * most urgent go first, not the ones a claim took during the pause. */
+    if (ops_resumed_since(app, ch, j->claimed_at)) {
+        if (jobs_wait(app->db, j, 0, &err) != 0)
+            log_warn("cannot put back a job claimed before its channel resumed; it is sent now",
+                     "comm_id", j->comm_id, "reason", err.msg);
+        else
+            return 0;
     }
+    /* The recipient and its suppression facts, read for the whole claim
+     * (dispatch_prefetch) or, when that could not, here. */
+    cJSON *who = j->who;
+    j->who = NULL;
+    if (who == NULL && (who = load_who(app, j, &err)) == NULL)
+        return -1;
     /* Consent is checked again at every attempt, and it is the policy's
      * rule alone: C obeys. No answer: never send without it; the lease
      * brings the job back and health shows the script error meanwhile. */
@@ -404,7 +481,16 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
         return -1;
     }
     policy_content_t c;
-    int rc = policy_render(app->policy, type, ch, ctx, &c, &err);
+    int rc = policy_render(app->policy, type, ch, ctx, json_str(who, "locale"), &c, &err);
+    /* WhatsApp: the rendered text, or the approved template outside the
+     * client's 24-hour window (whatsapp.choose, from the facts in who) */
+    policy_whatsapp_t wa;
+    memset(&wa, 0, sizeof(wa));
+    if (rc == 0 && ch == TR_WHATSAPP) {
+        rc = policy_whatsapp(app->policy, type, ctx, who, (int64_t)time(NULL), &wa, &err);
+        if (rc != 0)
+            policy_content_free(&c);
+    }
     cJSON_Delete(ctx);
     if (rc == LRT_TRIPPED) {
         /* out of time, not a broken template: the lease brings it back */
@@ -425,7 +511,24 @@ static int dispatch_send(app_t *app, comm_job_t *j, tr_message_t **out)
         free(unsub);
         return 0;
     }
+    if (c.locale_fallback) {
+        /* not in the client's language: the policy's reason, on the record */
+        char why[400];
+        snprintf(why, sizeof(why), "%s: %s", tr_channel_name(ch), c.locale_fallback);
+        comms_event(app->db, j, "locale_fallback", why, &err);
+    }
     *out = message_of(app, j, ch, addr, json_str(who, "name"), unsub, &c);
+    if (ch == TR_WHATSAPP) {
+        if (wa.template_) {
+            (*out)->wa_template = wa.name;
+            (*out)->wa_language = wa.language;
+            (*out)->wa_components = wa.components;
+            wa.name = wa.language = wa.components = NULL;
+        }
+        comms_event(app->db, j, wa.template_ ? "whatsapp_template" : "whatsapp_text", wa.reason,
+                    &err);
+        policy_whatsapp_free(&wa);
+    }
     cJSON_Delete(who);
     return 1;
 }

@@ -16,4 +16,10 @@
  * problem (the lease brings the job back). */
 int dispatch_job(app_t *app, comm_job_t *j, tr_message_t **out);
 
+/* Reads the recipients of the send jobs among jobs[0..n) and their
+ * suppression facts, the facts in one round trip for all, into j->who,
+ * which dispatch_job then uses. A job left without (an error) is read by
+ * dispatch_job alone, which reports what fails. */
+void dispatch_prefetch(app_t *app, comm_job_t *jobs, int n);
+
 #endif

@@ -5,6 +5,8 @@
  * chain is used up, and the no-receipt timer a sent message may get.
  */
 #include "engine/outcome.h"
+#include "engine/inbound.h"
+#include "engine/pace.h"
 #include "engine/suppress.h"
 #include "base/log.h"
 #include "base/utf8.h"
@@ -83,6 +85,7 @@ void outcome_after_failure(app_t *app, tr_channel_t channel, int attempt_no, int
     const cJSON *sup = cJSON_GetObjectItemCaseSensitive(cls.doc, "suppress");
     if (cJSON_IsString(sup))
         snprintf(out->suppress, sizeof(out->suppress), "%s", sup->valuestring);
+    out->window_closed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cls.doc, "window_closed"));
     policy_class_free(&cls);
     out->outcome = step.action == POLICY_RETRY          ? OUTCOME_RETRY
                    : step.action == POLICY_NEXT_CHANNEL ? OUTCOME_NEXT
@@ -139,6 +142,12 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
         snprintf(rc->category, sizeof(rc->category), "%s", next.category);
         if (next.suppress[0])
             suppress_address(app, msg->channel, msg->to, next.suppress, j->comm_id);
+        /* the provider asked us to slow down: its buckets' rates drop */
+        if (strcmp(next.category, "rate_limit") == 0)
+            pace_slow_down(app, msg->channel, j);
+        /* before the retry is recorded: its attempt must see the closed window */
+        if (next.window_closed)
+            inbound_window_closed_for(app, msg->channel, msg->to, j->comm_id);
         if (next.outcome == OUTCOME_HELD) {
             snprintf(rc->held, sizeof(rc->held), "the policy cannot say what comes next: %.500s",
                      next.error);
@@ -147,6 +156,8 @@ void outcome_prepare(app_t *app, comm_job_t *j, tr_message_t *msg, tr_result_t *
         }
     }
     cJSON *details = tr_result_to_json(r);
+    if (msg->locale) /* what the client read it in (content.render's choice) */
+        cJSON_AddStringToObject(details, "locale", msg->locale);
     rc->details = cJSON_PrintUnformatted(details);
     cJSON_Delete(details);
     rc->reason = r->text;

@@ -18,9 +18,11 @@ typedef struct outcome_next {
     comm_outcome_t outcome; /* RETRY, NEXT, FAILED; HELD: the policy could not answer */
     char category[16];      /* classify's; "" when held */
     bool may_have_been_sent;
-    double delay_s;    /* RETRY: the policy's; HELD: the lease (then it is asked again) */
-    char error[600];   /* HELD: the script error, with file and line */
-    char suppress[16]; /* classify's suppress: the address's suppression reason, or "" */
+    double delay_s;     /* RETRY: the policy's; HELD: the lease (then it is asked again) */
+    char error[600];    /* HELD: the script error, with file and line */
+    char suppress[16];  /* classify's suppress: the address's suppression reason, or "" */
+    bool window_closed; /* classify's window_closed: the provider refused free-form text
+                           as outside its customer-service window (Meta 131047) */
 } outcome_next_t;
 
 /* classify then retry.policy for a failed attempt (attempt_no: 1 for the

@@ -5,6 +5,7 @@
  * the file and line of the function that answered.
  */
 #include "engine/policy.h"
+#include "base/addr.h"
 #include "base/buf.h"
 #include "base/timefmt.h"
 
@@ -162,6 +163,17 @@ cJSON *policy_decision_json(const policy_decision_t *d)
     cJSON_AddStringToObject(o, "send_at", ts);
     cJSON_AddNumberToObject(o, "priority", d->priority);
     cJSON_AddBoolToObject(o, "batch", d->batch);
+    /* why, in the policy's words: kept with the message for the console's
+     * why() and message(), and the dashboard */
+    const cJSON *reasons = member(d->doc, "reasons");
+    if (cJSON_IsArray(reasons))
+        cJSON_AddItemToObject(o, "reasons", cJSON_Duplicate(reasons, true));
+    /* an A/B experiment's arm (experiments.lua): the render reads it back */
+    const char *exp = str_member(d->doc, "experiment"), *var = str_member(d->doc, "variant");
+    if (exp && var && strlen(exp) <= 64 && strlen(var) <= 64) {
+        cJSON_AddStringToObject(o, "experiment", exp);
+        cJSON_AddStringToObject(o, "variant", var);
+    }
     return o;
 }
 
@@ -276,6 +288,23 @@ int policy_types(lrt_t *rt, cJSON **out, hd_err_t *err)
     return 0;
 }
 
+int policy_locales(lrt_t *rt, cJSON **out, hd_err_t *err)
+{
+    *out = NULL;
+    cJSON *r = NULL;
+    if (call(rt, LRT_RENDER, "content", "locales", NULL, 0, &r, err) != 0)
+        return -1;
+    bool ok = cJSON_IsArray(r) && cJSON_GetArraySize(r) > 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, r) ok = ok && cJSON_IsString(t) && t->valuestring[0];
+    if (!ok) {
+        cJSON_Delete(r);
+        return bad_answer(rt, "content", "locales", err, "returned no list of locale tags");
+    }
+    *out = r;
+    return 0;
+}
+
 int policy_identity(lrt_t *rt, cJSON **problems, hd_err_t *err)
 {
     *problems = NULL;
@@ -297,23 +326,32 @@ int policy_identity(lrt_t *rt, cJSON **problems, hd_err_t *err)
 }
 
 int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx,
-                  policy_content_t *out, hd_err_t *err)
+                  const char *locale, policy_content_t *out, hd_err_t *err)
 {
     memset(out, 0, sizeof(*out));
+    cJSON *opts = cJSON_CreateObject();
+    if (locale && locale[0])
+        cJSON_AddStringToObject(opts, "locale", locale);
     cJSON *args[] = {cJSON_CreateString(type), cJSON_CreateString(tr_channel_name(ch)),
-                     ctx ? cJSON_Duplicate(ctx, true) : cJSON_CreateObject()};
+                     ctx ? cJSON_Duplicate(ctx, true) : cJSON_CreateObject(), opts};
     cJSON *r = NULL;
     /* the context (names, budgets, vendors) never appears in a render error */
-    int rc = call_private(rt, LRT_RENDER, "content", "render", args, 3, 1u << 2, &r, err);
+    int rc = call_private(rt, LRT_RENDER, "content", "render", args, 4, 1u << 2, &r, err);
     if (rc != 0)
         return rc; /* LRT_TRIPPED stays distinguishable */
     out->subject = dup_member(r, "subject");
     out->text = dup_member(r, "text");
     out->html = dup_member(r, "html");
+    out->locale = dup_member(r, "locale");
+    out->locale_fallback = dup_member(r, "locale_fallback");
     const cJSON *days = member(r, "track_days");
     out->track = cJSON_IsTrue(member(r, "track"));
     out->unsubscribe = cJSON_IsTrue(member(r, "unsubscribe"));
+    const cJSON *mailto = member(r, "unsubscribe_mailto");
+    out->unsubscribe_mailto =
+        out->unsubscribe && cJSON_IsString(mailto) ? mailto->valuestring : NULL;
     out->doc = r;
+    hd_err_t addr_err;
     const char *why = NULL;
     if (ch == TR_EMAIL && (out->subject == NULL || out->text == NULL || out->html == NULL))
         why = "returned an email without subject, text and html";
@@ -322,6 +360,10 @@ int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx
     else if (out->track &&
              !(cJSON_IsNumber(days) && days->valuedouble > 0 && isfinite(days->valuedouble)))
         why = "returned track = true without track_days (settings.tracking.link_days)";
+    else if ((mailto && !cJSON_IsNull(mailto) && !cJSON_IsString(mailto)) ||
+             (out->unsubscribe_mailto && addr_check_email(out->unsubscribe_mailto, &addr_err) != 0))
+        why = "returned an unsubscribe_mailto that is not an email address "
+              "(settings.unsubscribe_mailto)";
     if (why) {
         policy_content_free(out);
         return bad_answer(rt, "content", "render", err, "%s (message type %s, %s)", why, type,
@@ -336,6 +378,8 @@ void policy_content_free(policy_content_t *c)
     free(c->subject);
     free(c->text);
     free(c->html);
+    free(c->locale);
+    free(c->locale_fallback);
     cJSON_Delete(c->doc);
     memset(c, 0, sizeof(*c));
 }
@@ -439,4 +483,196 @@ int policy_alert_retry(lrt_t *rt, int attempt, const tr_result_t *res, policy_st
     if (call(rt, LRT_DECISION, "retry", "alert", args, 2, &a, err) != 0)
         return -1;
     return read_step(rt, "retry", "alert", a, false, out, err);
+}
+
+/* ---- inbound ---- */
+
+int policy_inbound(lrt_t *rt, const char *channel, const char *text, policy_inbound_t *out,
+                   hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *args[] = {cJSON_CreateString(channel), cJSON_CreateString(text ? text : "")};
+    cJSON *r = NULL;
+    if (call_private(rt, LRT_DECISION, "inbound", "keyword", args, 2, 1u << 1, &r, err) != 0)
+        return -1;
+    static const char *const names[] = {"none", "opt_out", "opt_in", "help"};
+    const char *action = str_member(r, "action");
+    const cJSON *kw = member(r, "keyword");
+    int found = -1;
+    for (int i = 0; action && i < 4; i++)
+        if (strcmp(action, names[i]) == 0)
+            found = i;
+    const char *why = NULL;
+    if (!cJSON_IsObject(r))
+        why = "returned no table";
+    else if (found < 0)
+        why = "returned no action (none, opt_out, opt_in or help)";
+    else if (found > 0 && (!cJSON_IsString(kw) || kw->valuestring[0] == '\0' ||
+                           strlen(kw->valuestring) >= sizeof(out->keyword)))
+        why = "returned an action without a keyword (1 to 32 characters)";
+    if (why) {
+        cJSON_Delete(r);
+        return bad_answer(rt, "inbound", "keyword", err, "%s", why);
+    }
+    out->action = (policy_inbound_act_t)found;
+    if (found > 0)
+        snprintf(out->keyword, sizeof(out->keyword), "%s", kw->valuestring);
+    cJSON_Delete(r);
+    return 0;
+}
+
+/* ---- whatsapp ---- */
+
+/* A Meta template component as whatsapp.choose builds it: header, body or a
+ * URL button, each parameter {type = "text", text = 1..1024 bytes}. */
+static const char *bad_component(const cJSON *c)
+{
+    const char *type = str_member(c, "type");
+    if (!cJSON_IsObject(c) || type == NULL ||
+        (strcmp(type, "header") != 0 && strcmp(type, "body") != 0 && strcmp(type, "button") != 0))
+        return "returned a component that is not {type = header, body or button, parameters}";
+    if (strcmp(type, "button") == 0) {
+        const char *sub = str_member(c, "sub_type"), *index = str_member(c, "index");
+        if (sub == NULL || strcmp(sub, "url") != 0 || index == NULL || strlen(index) != 1 ||
+            index[0] < '0' || index[0] > '9')
+            return "returned a button component without sub_type \"url\" and an index 0 to 9";
+    }
+    const cJSON *params = member(c, "parameters"), *p;
+    if (!cJSON_IsArray(params) || cJSON_GetArraySize(params) == 0)
+        return "returned a component without parameters";
+    cJSON_ArrayForEach(p, params)
+    {
+        const char *t = str_member(p, "type"), *text = str_member(p, "text");
+        if (t == NULL || strcmp(t, "text") != 0 || text == NULL || strlen(text) > 1024)
+            return "returned a parameter that is not {type = \"text\", text = 1 to 1024 bytes}";
+    }
+    return NULL;
+}
+
+int policy_whatsapp(lrt_t *rt, const char *type, const cJSON *ctx, const cJSON *who, int64_t now,
+                    policy_whatsapp_t *out, hd_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *args[] = {cJSON_CreateString(type),
+                     ctx ? cJSON_Duplicate(ctx, true) : cJSON_CreateObject(), prefs_arg(who),
+                     cJSON_CreateNumber((double)now)};
+    cJSON *r = NULL;
+    /* the context and the client are personal: never quoted */
+    if (call_private(rt, LRT_RENDER, "whatsapp", "choose", args, 4, (1u << 1) | (1u << 2), &r,
+                     err) != 0)
+        return -1;
+    const char *mode = str_member(r, "mode"), *reason = str_member(r, "reason");
+    const cJSON *t = member(r, "template");
+    const char *why = NULL;
+    if (!cJSON_IsObject(r) || mode == NULL || reason == NULL)
+        why = "returned no table with mode and reason";
+    else if (strcmp(mode, "text") == 0)
+        ;
+    else if (strcmp(mode, "template") != 0)
+        why = "returned a mode that is neither text nor template";
+    else if (!cJSON_IsObject(t) || str_member(t, "name") == NULL ||
+             str_member(t, "language") == NULL || strlen(str_member(t, "name")) > 512 ||
+             strlen(str_member(t, "language")) > 15)
+        why = "returned mode template without template = {name, language, components}";
+    else {
+        const cJSON *comps = member(t, "components"), *c;
+        if (comps && !cJSON_IsArray(comps) && !(cJSON_IsObject(comps) && comps->child == NULL))
+            why = "returned template components that are not a list";
+        const cJSON *list = cJSON_IsArray(comps) ? comps : NULL;
+        cJSON_ArrayForEach(c, list)
+        {
+            if (why == NULL)
+                why = bad_component(c);
+        }
+    }
+    if (why) {
+        cJSON_Delete(r);
+        return bad_answer(rt, "whatsapp", "choose", err, "%s (message type %s)", why, type);
+    }
+    snprintf(out->reason, sizeof(out->reason), "%s", reason);
+    if (strcmp(mode, "template") == 0) {
+        out->template_ = true;
+        out->name = xstrdup(str_member(t, "name"));
+        out->language = xstrdup(str_member(t, "language"));
+        const cJSON *comps = member(t, "components");
+        out->components = cJSON_IsArray(comps) ? cJSON_PrintUnformatted(comps) : xstrdup("[]");
+    }
+    cJSON_Delete(r);
+    return 0;
+}
+
+void policy_whatsapp_free(policy_whatsapp_t *w)
+{
+    free(w->name);
+    free(w->language);
+    free(w->components);
+    memset(w, 0, sizeof(*w));
+}
+
+/* ---- limits ---- */
+
+int policy_buckets(lrt_t *rt, tr_channel_t ch, const char *sender, const char *type,
+                   const char *urgency, policy_bucket_t *out, int *n, hd_err_t *err)
+{
+    *n = 0;
+    cJSON *args[] = {cJSON_CreateString(tr_channel_name(ch)), cJSON_CreateString(sender),
+                     cJSON_CreateString(type ? type : ""),
+                     cJSON_CreateString(urgency ? urgency : "")};
+    cJSON *r = NULL;
+    if (call(rt, LRT_DECISION, "limits", "buckets", args, 4, &r, err) != 0)
+        return -1;
+    const char *why = NULL;
+    if (!cJSON_IsArray(r) && !(cJSON_IsObject(r) && r->child == NULL))
+        why = "returned no list";
+    const cJSON *b;
+    const cJSON *list = cJSON_IsArray(r) ? r : NULL;
+    cJSON_ArrayForEach(b, list)
+    {
+        const char *key = str_member(b, "key");
+        const cJSON *rate = member(b, "rate"), *per = member(b, "per"), *burst = member(b, "burst");
+        if (why == NULL &&
+            (key == NULL || strlen(key) >= sizeof(out->key) || !cJSON_IsNumber(rate) ||
+             !(rate->valuedouble > 0) || !cJSON_IsNumber(per) || !(per->valuedouble > 0) ||
+             !cJSON_IsNumber(burst) || burst->valuedouble < 1 || burst->valuedouble > 1e6))
+            why = "returned a bucket without key, rate, per and burst";
+        else if (why == NULL && *n < POLICY_MAX_BUCKETS) {
+            policy_bucket_t *o = &out[(*n)++];
+            snprintf(o->key, sizeof(o->key), "%s", key);
+            o->rate = rate->valuedouble;
+            o->per = per->valuedouble;
+            o->burst = (int)burst->valuedouble;
+        }
+    }
+    cJSON_Delete(r);
+    if (why) {
+        *n = 0;
+        return bad_answer(rt, "limits", "buckets", err, "%s", why);
+    }
+    return 0;
+}
+
+int policy_cap(lrt_t *rt, tr_channel_t ch, const char *type, const char *urgency, policy_cap_t *out,
+               hd_err_t *err)
+{
+    *out = (policy_cap_t){0};
+    cJSON *args[] = {cJSON_CreateString(tr_channel_name(ch)), cJSON_CreateString(type ? type : ""),
+                     cJSON_CreateString(urgency ? urgency : "")};
+    cJSON *r = NULL;
+    if (call(rt, LRT_DECISION, "limits", "cap", args, 3, &r, err) != 0)
+        return -1;
+    int rc = 0;
+    if (!cJSON_IsNull(r) && r != NULL) {
+        const cJSON *c = member(r, "count"), *p = member(r, "per"), *o = member(r, "over");
+        const char *over = cJSON_IsString(o) ? o->valuestring : o ? "" : "wait";
+        if (!cJSON_IsNumber(c) || c->valuedouble < 1 || c->valuedouble > 1e6 ||
+            !cJSON_IsNumber(p) || !(p->valuedouble > 0) ||
+            (strcmp(over, "wait") != 0 && strcmp(over, "digest") != 0))
+            rc = bad_answer(rt, "limits", "cap", err,
+                            "returned neither nil nor {count = 1..1000000, per = seconds > 0, "
+                            "over = \"wait\" or \"digest\"}");
+        else
+            *out = (policy_cap_t){(int)c->valuedouble, p->valuedouble, over[0] == 'd'};
+    }
+    cJSON_Delete(r);
+    return rc;
 }

@@ -65,18 +65,29 @@ int policy_refusal(lrt_t *rt, tr_channel_t ch, const cJSON *prefs, char **reason
 /* ---- content.render ---- */
 
 typedef struct policy_content {
-    char *subject, *text, *html; /* owned; NULL when the channel has none */
-    bool track;                  /* email: rewrite links, add the open pixel */
-    double track_days;           /* the tracked links' life; 0 when not tracked */
-    bool unsubscribe;            /* email: List-Unsubscribe headers (settings.unsubscribe) */
-    cJSON *doc;                  /* the script's whole answer (SMS segments...); owned */
+    char *subject, *text, *html;    /* owned; NULL when the channel has none */
+    bool track;                     /* email: rewrite links, add the open pixel */
+    double track_days;              /* the tracked links' life; 0 when not tracked */
+    bool unsubscribe;               /* email: List-Unsubscribe headers (settings.unsubscribe) */
+    const char *unsubscribe_mailto; /* with unsubscribe: an address for List-Unsubscribe's
+                                       mailto (settings.unsubscribe_mailto), or NULL; in doc */
+    char *locale;                   /* the locale it is written in ("fr"); NULL if not said */
+    char *locale_fallback;          /* why not in the client's language; NULL when it is */
+    cJSON *doc;                     /* the script's whole answer (SMS segments...); owned */
 } policy_content_t;
 
-/* content.render(type, channel, ctx). Email needs subject, text and html;
- * sms and whatsapp need text. LRT_TRIPPED (not -1) when the render ran out
- * of its budget or deadline: not the template's fault, try again later. */
+/* content.render(type, channel, ctx, {locale}). locale: the client's
+ * ("fr-CA", from their preferences or the request's recipient), or NULL;
+ * the script chooses what it is written in (its fallback chain). Email
+ * needs subject, text and html; sms and whatsapp need text. LRT_TRIPPED
+ * (not -1) when the render ran out of its budget or deadline: not the
+ * template's fault, try again later. */
 int policy_render(lrt_t *rt, const char *type, tr_channel_t ch, const cJSON *ctx,
-                  policy_content_t *out, hd_err_t *err);
+                  const char *locale, policy_content_t *out, hd_err_t *err);
+
+/* content.locales(): the locales templates/ has, the default first
+ * (herald check renders every example in each). Caller frees *out. */
+int policy_locales(lrt_t *rt, cJSON **out, hd_err_t *err);
 void policy_content_free(policy_content_t *c);
 
 /* ---- types.check / types.list ---- */
@@ -138,5 +149,56 @@ int policy_no_receipt(lrt_t *rt, const char *type, const char *urgency, tr_chann
  * POLICY_GIVE_UP. */
 int policy_alert_retry(lrt_t *rt, int attempt, const tr_result_t *res, policy_step_t *out,
                        hd_err_t *err);
+
+/* inbound.keyword: what a text a client sent us on a channel means. */
+typedef enum {
+    POLICY_INBOUND_NONE = 0,
+    POLICY_INBOUND_OPT_OUT,
+    POLICY_INBOUND_OPT_IN,
+    POLICY_INBOUND_HELP
+} policy_inbound_act_t;
+typedef struct policy_inbound {
+    policy_inbound_act_t action;
+    char keyword[33]; /* upper case; "" for NONE */
+} policy_inbound_t;
+/* text is the client's own words: never quoted in an error. */
+int policy_inbound(lrt_t *rt, const char *channel, const char *text, policy_inbound_t *out,
+                   hd_err_t *err);
+
+/* whatsapp.choose: free-form text or an approved template, from the
+ * window facts in who (last_inbound, window_closed). */
+typedef struct policy_whatsapp {
+    bool template_;        /* false: send content.render's text */
+    char reason[400];      /* for the message's events */
+    char *name, *language; /* owned; the template's, when template_ */
+    char *components;      /* owned JSON array of Meta template components */
+} policy_whatsapp_t;
+/* ctx: the render context; who: the client with its facts (personal: never
+ * quoted in an error). */
+int policy_whatsapp(lrt_t *rt, const char *type, const cJSON *ctx, const cJSON *who, int64_t now,
+                    policy_whatsapp_t *out, hd_err_t *err);
+void policy_whatsapp_free(policy_whatsapp_t *w);
+
+/* limits.buckets: the provider buckets a send draws from (at most
+ * POLICY_MAX_BUCKETS; key owned by the caller's array). */
+#define POLICY_MAX_BUCKETS 4
+typedef struct policy_bucket {
+    char key[160];
+    double rate, per;
+    int burst;
+} policy_bucket_t;
+int policy_buckets(lrt_t *rt, tr_channel_t ch, const char *sender, const char *type,
+                   const char *urgency, policy_bucket_t *out, int *n, hd_err_t *err);
+
+/* limits.cap: at most count messages per per_s seconds to one client on
+ * ch (count 0: no cap); over it, the message waits for its slot, or, with
+ * fold, joins the client's digest (over = "digest"). */
+typedef struct policy_cap {
+    int count;
+    double per_s;
+    bool fold;
+} policy_cap_t;
+int policy_cap(lrt_t *rt, tr_channel_t ch, const char *type, const char *urgency, policy_cap_t *out,
+               hd_err_t *err);
 
 #endif

@@ -7,11 +7,20 @@
 #include "cache/prefs_cache.h"
 #include "store/repo_prefs.h"
 
+#include <string.h>
+
 /* The cached copy when current allows it (see prefs_load), else the
  * database's row, which refreshes the cache. */
 static int load_row(app_t *app, const char *client_id, const prefs_version_t *current,
                     prefs_row_t *row, hd_err_t *err)
 {
+    /* The claim read, in its own statement, that the client has no row:
+     * the message is sent as that snapshot saw the client (its own
+     * recipient), as a claimed version is trusted, without asking again. */
+    if (current != NULL && !current->exists) {
+        memset(row, 0, sizeof(*row));
+        return PREFS_NOT_FOUND;
+    }
     if ((current == NULL || current->exists) &&
         pcache_get(app->redis, app->keyring, client_id, row)) {
         if (current == NULL || row->version == current->version)
@@ -47,7 +56,7 @@ int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *
     return rc;
 }
 
-static cJSON *policy_shape(const prefs_row_t *row)
+cJSON *prefs_policy_shape(const prefs_row_t *row)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "timezone", row->timezone);
@@ -90,7 +99,7 @@ int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current
         return 0;
     if (rc != PREFS_OK)
         return -1;
-    *out = policy_shape(&row);
+    *out = prefs_policy_shape(&row);
     prefs_row_free(&row);
     return 0;
 }

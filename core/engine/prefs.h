@@ -49,14 +49,20 @@ int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *
  * where a member marked "?" is absent (not null) when the client has none
  * (channels: no stated order) and consent.at is null when never stated.
  * current NULL takes any cached copy; otherwise a cached copy is used only
- * when it carries exactly current->version (never when !current->exists),
- * and any other answer (older, newer, missing, Redis down or slow) reads
- * PostgreSQL and refreshes the cache, best effort.
+ * when it carries exactly current->version, and any other answer (older,
+ * newer, missing, Redis down or slow) reads PostgreSQL and refreshes the
+ * cache, best effort. !current->exists (the claim saw no row) answers "no
+ * stored preferences" without asking Redis or PostgreSQL: the claim's
+ * snapshot is trusted as its version would be (one read per email saved
+ * for clients known only by the request's own recipient).
  * Returns 0 with *out (caller frees), or 0 with *out = NULL when the client
  * has no stored preferences; -1 with err when the database cannot answer or a
  * stored value cannot be decrypted. */
 int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current, cJSON **out,
                hd_err_t *err);
+
+/* The policy's shape (above) of a stored row; caller frees. */
+cJSON *prefs_policy_shape(const prefs_row_t *row);
 
 /* Drops the cached row of client_id, for code that changes or deletes the
  * row without prefs_save (erasure, unsubscribe); call it after the commit.

@@ -6,7 +6,10 @@
 #include "engine/receipt.h"
 #include "base/log.h"
 #include "engine/alert.h"
+#include "engine/inbound.h"
 #include "engine/outcome.h"
+#include "engine/recipient.h"
+#include "engine/suppress.h"
 #include "engine/worker.h"
 #include "store/repo_jobs.h"
 
@@ -78,7 +81,8 @@ static int receipt_of_json(const cJSON *doc, receipt_t *r)
 /* What to do about a failure of the message's latest attempt: the policy's
  * answer, as for a failed send. false: the policy could not answer. */
 static bool failure_action(app_t *app, const receipt_t *r, const receipt_target_t *t,
-                           receipt_action_t *act, double *delay, char category[16])
+                           receipt_action_t *act, double *delay, char category[16],
+                           char suppress[32], bool *window_closed)
 {
     tr_channel_t ch;
     *act = ACT_NONE;
@@ -102,6 +106,8 @@ static bool failure_action(app_t *app, const receipt_t *r, const receipt_target_
         return false;
     }
     snprintf(category, 16, "%s", next.category);
+    snprintf(suppress, 32, "%s", next.suppress);
+    *window_closed = next.window_closed;
     *delay = next.delay_s;
     *act = next.outcome == OUTCOME_RETRY  ? ACT_RETRY
            : next.outcome == OUTCOME_NEXT ? ACT_NEXT
@@ -132,6 +138,33 @@ static void count(app_t *app, const receipt_t *r, const receipt_target_t *t, rec
         metrics_fallback(app->metrics, category);
 }
 
+/* What a failure receipt says about its address: reason set, the policy
+ * suppresses it (Meta 131050, Twilio 21610 reported after the send, a late
+ * bounce); NULL, the provider's window is closed (Meta 131047). The address
+ * is the one the message went to, from the client's preferences overlaid
+ * with the message's own recipient, as at the attempt. Best effort, like a
+ * bounce at send time (engine/suppress.h). */
+static void recipient_facts(app_t *app, const receipt_target_t *t, const char *channel,
+                            const char *reason)
+{
+    tr_channel_t ch;
+    if (tr_channel_parse(channel, &ch) != 0)
+        return;
+    hd_err_t err;
+    cJSON *who = recipient_load(app, t->job.client_id, NULL, t->job.recipient_enc, &err);
+    if (who == NULL) {
+        log_warn("cannot read the recipient a failure receipt suppresses", "comm_id", t->comm_id,
+                 "reason", err.msg);
+        return;
+    }
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(who, ch == TR_EMAIL ? "email" : "phone");
+    if (cJSON_IsString(a) && a->valuestring[0] && reason)
+        suppress_address(app, ch, a->valuestring, reason, t->comm_id);
+    else if (cJSON_IsString(a) && a->valuestring[0])
+        inbound_window_closed_for(app, ch, a->valuestring, t->comm_id);
+    cJSON_Delete(who);
+}
+
 /* One pass: applied, or *park when it must wait for its send's record (or
  * for a policy that can answer). force: apply as things stand. */
 static int apply(app_t *app, const receipt_t *r, bool force, receipt_result_t *res, bool *park,
@@ -149,14 +182,18 @@ static int apply(app_t *app, const receipt_t *r, bool force, receipt_result_t *r
     }
     receipt_action_t act;
     double delay = 0;
-    char category[16] = "";
-    if (!failure_action(app, r, t, &act, &delay, category)) {
+    char category[16] = "", suppress[32] = "";
+    bool window_closed = false;
+    if (!failure_action(app, r, t, &act, &delay, category, suppress, &window_closed)) {
         if (!force) {
             *park = true;
             return 0;
         }
         act = ACT_NONE;
     }
+    /* before the retry the receipt makes: its attempt must see the closed window */
+    if (window_closed)
+        recipient_facts(app, t, r->channel, NULL);
     bool ended = false;
     char moved[16];
     char targets[32];
@@ -171,6 +208,8 @@ static int apply(app_t *app, const receipt_t *r, bool force, receipt_result_t *r
     }
     if (*res == RECEIPT_APPLIED)
         count(app, r, t, act, category, moved);
+    if (*res == RECEIPT_APPLIED && suppress[0])
+        recipient_facts(app, t, r->channel, suppress);
     if (*res == RECEIPT_APPLIED && (act == ACT_RETRY || act == ACT_NEXT || ended))
         engine_wake(app);
     if (ended)

@@ -49,4 +49,8 @@ void retention_run(app_t *app, bool (*stop)(void *), void *arg)
         purge(app, "communications", retention_comms_batch, cfg->retention_comms_days, stop, arg);
     if (cfg->retention_events_days > 0 && !stop(arg))
         purge(app, "events", retention_events_batch, cfg->retention_events_days, stop, arg);
+    /* Expired Idempotency-Key records answer nothing: they go whatever the
+     * retention periods (0 days: as soon as they expire). */
+    if (!stop(arg))
+        purge(app, "idempotency keys", retention_idem_batch, 0, stop, arg);
 }

@@ -15,6 +15,7 @@
 #include "crypto/hash.h"
 #include "engine/dispatch.h"
 #include "engine/outcome.h"
+#include "engine/pace.h"
 #include "engine/receipt.h"
 #include "engine/rollup.h"
 #include "store/repo_comms.h"
@@ -289,8 +290,11 @@ static void *run_worker(void *arg)
         if (!atomic_load(&e->stopping) && moving <= CLAIM_AT && want > 0) {
             comm_job_t fresh[BATCH];
             unsigned long seen = wake_count(e);
+            double claimed_at = (double)mono_ms() / 1000.0;
             int n =
                 comms_claim(app->db, app->keyring, w->owner, want, app->cfg->lease_s, fresh, &err);
+            for (int k = 0; k < n; k++)
+                fresh[k].claimed_at = claimed_at;
             if (n < 0)
                 log_error("cannot claim jobs", "reason", err.msg);
             if (n <= 0 && inflight == 0) {
@@ -300,6 +304,7 @@ static void *run_worker(void *arg)
                 wait_for_work(e, seen, next < 0.005 ? 0.005 : next);
                 continue;
             }
+            dispatch_prefetch(app, fresh, n);
             tr_message_t *msgs[SLOTS] = {NULL};
             bool placed[SLOTS] = {false};
             for (int k = 0, s = 0; k < n; k++) {
@@ -310,6 +315,8 @@ static void *run_worker(void *arg)
                 since[s] = now_ms;
                 dispatch_job(app, &jobs[s], &msgs[s]);
             }
+            /* provider capacity: a send over its bucket waits, unsent */
+            pace_batch(app, jobs, msgs, SLOTS);
             bool went[SLOTS];
             int sent = send_all(w, jobs, msgs, SLOTS, went);
             inflight += sent;

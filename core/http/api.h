@@ -38,6 +38,15 @@ void api_comms_create(http_req_t *req);
 void api_comms_list(http_req_t *req);
 void api_comms_get(http_req_t *req);
 void api_comms_cancel(http_req_t *req);
+void api_comms_retry(http_req_t *req);
+void api_comms_preview(http_req_t *req);
+void api_dashboard_index(http_req_t *req);
+void api_dashboard_file(http_req_t *req);
+void api_ops_queue(http_req_t *req);
+void api_ops_providers(http_req_t *req);
+void api_ops_why(http_req_t *req);
+void api_ops_pause(http_req_t *req);
+void api_ops_resume(http_req_t *req);
 
 /* The policy runtime's state for health: generation, last error. */
 cJSON *api_policy_status(app_t *app);

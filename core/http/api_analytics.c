@@ -161,6 +161,52 @@ static void group_free(group_t *g)
     cJSON_Delete(g->failures);
 }
 
+/* ?group_by=variant&message_type=T: the arms of T's experiments, side by
+ * side, with the same rates as the other groupings. */
+static void by_variant(http_req_t *req, long from, long to)
+{
+    const char *mt = http_query(req, "message_type");
+    if (mt == NULL || *mt == '\0' || strlen(mt) > 64) {
+        http_reply_error(req, 400, "invalid_field",
+                         "message_type: required with group_by=variant (the arms of which "
+                         "message type's experiment)");
+        return;
+    }
+    char first[16], last[16];
+    day_text(from, first);
+    day_text(to, last);
+    hd_err_t err;
+    cJSON *rows = analytics_variants(req->app->db, mt, first, last, &err);
+    if (rows == NULL) {
+        http_reply_error(req, 503, "unavailable", "cannot read the analytics; retry");
+        return;
+    }
+    cJSON *row;
+    cJSON_ArrayForEach(row, rows)
+    {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(row, "experiment");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, "variant");
+        char key[140];
+        snprintf(key, sizeof(key), "%s%s%s", e->valuestring[0] ? e->valuestring : "none",
+                 v->valuestring[0] ? "/" : "", v->valuestring);
+        cJSON_AddStringToObject(row, "key", key);
+        double reached = cJSON_GetObjectItemCaseSensitive(row, "reached")->valuedouble;
+        double delivered = cJSON_GetObjectItemCaseSensitive(row, "delivered")->valuedouble;
+        double opened = cJSON_GetObjectItemCaseSensitive(row, "opened")->valuedouble;
+        double clicked = cJSON_GetObjectItemCaseSensitive(row, "clicked")->valuedouble;
+        cJSON_AddItemToObject(row, "delivery_rate", rate(delivered, reached));
+        cJSON_AddItemToObject(row, "open_rate", rate(opened, delivered));
+        cJSON_AddItemToObject(row, "click_rate", rate(clicked, delivered));
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "from", first);
+    cJSON_AddStringToObject(doc, "to", last);
+    cJSON_AddStringToObject(doc, "group_by", "variant");
+    cJSON_AddStringToObject(doc, "message_type", mt);
+    cJSON_AddItemToObject(doc, "groups", rows);
+    http_reply_json(req, 200, doc);
+}
+
 void api_analytics(http_req_t *req)
 {
     app_t *app = req->app;
@@ -188,6 +234,10 @@ void api_analytics(http_req_t *req)
                          MAX_DAYS);
         return;
     }
+    if (by && strcmp(by, "variant") == 0) {
+        by_variant(req, from, to);
+        return;
+    }
     const char *field = NULL;
     if (by && strcmp(by, "channel") == 0)
         field = "channel";
@@ -197,7 +247,7 @@ void api_analytics(http_req_t *req)
         field = "day";
     else if (by) {
         http_reply_error(req, 400, "invalid_field",
-                         "group_by: expected channel, message_type or day");
+                         "group_by: expected channel, message_type, day or variant");
         return;
     }
     char first[16], last[16];

@@ -5,66 +5,24 @@
  *                                           (form-encoded, X-Twilio-Signature)
  *
  * The signature is checked as for the status callback (api_webhooks.c): a
- * bad or missing one is 403 and changes nothing. The whole text, trimmed
- * and in any case, is matched against the keywords carriers and Twilio
- * define (CTIA; Twilio Advanced Opt-Out): STOP, STOPALL, UNSUBSCRIBE,
- * CANCEL, END, QUIT opt the sending number out of SMS; START, YES, UNSTOP
- * opt it back in; HELP is recorded. Every client whose stored phone is that
- * number (found by its blind index) changes (store/repo_inbound.h). Any
- * other text is answered and not stored: neither the number nor the text
- * is ever logged. The answer is an empty TwiML <Response/> (Twilio sends
- * its own STOP / HELP replies); 503 with Retry-After when the database
- * cannot take it (Twilio retries).
+ * bad or missing one is 403 and changes nothing. The engine records the
+ * number's time of contact and does what the policy says the text means
+ * (scripts/inbound.lua: STOP, START, HELP and the like; engine/inbound.h).
+ * Neither the number nor the text is ever logged. The answer is an empty
+ * TwiML <Response/> (Twilio sends its own STOP / HELP replies); 503 with
+ * Retry-After when the engine cannot take it (Twilio retries). WhatsApp's
+ * inbound messages come with Meta's status notifications (api_webhooks.c).
  */
 #include "base/addr.h"
 #include "base/buf.h"
 #include "base/log.h"
-#include "engine/prefs.h"
+#include "engine/inbound.h"
 #include "http/api.h"
 #include "http/form.h"
 #include "http/webhook_sig.h"
-#include "store/repo_inbound.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-
-#define KEYWORD_MAX 16 /* the longest keyword is 11 characters */
-
-static const char *const STOP_WORDS[] = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"};
-static const char *const START_WORDS[] = {"START", "YES", "UNSTOP"};
-
-static bool listed(const char *w, const char *const *list, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(w, list[i]) == 0)
-            return true;
-    return false;
-}
-
-/* The text as a keyword: trimmed, upper case; "" when it cannot be one. */
-static void keyword_of(const char *body, char out[KEYWORD_MAX])
-{
-    out[0] = '\0';
-    if (body == NULL)
-        return;
-    while (isspace((unsigned char)*body))
-        body++;
-    size_t n = strlen(body);
-    while (n && isspace((unsigned char)body[n - 1]))
-        n--;
-    if (n == 0 || n >= KEYWORD_MAX)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        if (!isalpha((unsigned char)body[i])) {
-            out[0] = '\0';
-            return;
-        }
-        out[i] = (char)toupper((unsigned char)body[i]);
-    }
-    out[n] = '\0';
-}
 
 static bool signed_by_twilio(http_req_t *req, const form_t *f)
 {
@@ -115,41 +73,15 @@ void api_webhook_twilio_inbound(http_req_t *req)
         http_reply_error(req, 400, "invalid_field", "From: missing or not an E.164 number");
         return;
     }
-    char kw[KEYWORD_MAX];
-    keyword_of(form_get(&f, "Body"), kw);
-    inbound_act_t act;
-    if (listed(kw, STOP_WORDS, sizeof(STOP_WORDS) / sizeof(STOP_WORDS[0])))
-        act = INBOUND_OPT_OUT;
-    else if (listed(kw, START_WORDS, sizeof(START_WORDS) / sizeof(START_WORDS[0])))
-        act = INBOUND_OPT_IN;
-    else if (strcmp(kw, "HELP") == 0)
-        act = INBOUND_NOTE;
-    else {
-        form_free(&f);
-        twiml(req); /* not a keyword: nothing to record */
-        return;
-    }
-    char index[65];
-    if (fe_blind_index(app->keyring, "phone", from, index) != 0) {
-        form_free(&f);
-        http_reply_error(req, 500, "internal", "cannot compute the number's blind index");
-        return;
-    }
+    const char *body = form_get(&f, "Body");
+    inbound_msg_t m = {.channel = "sms", .from = from, .text = body, .source = "webhook:twilio"};
+    policy_inbound_t what;
+    int rc = inbound_receive(app, &m, &what, &err);
     form_free(&f);
-    char **clients = NULL;
-    int n = 0;
-    if (inbound_apply(app->db, index, "sms", act, kw, "webhook:twilio", &clients, &n, &err) != 0) {
-        log_warn("cannot record an inbound keyword; Twilio retries", "keyword", kw, "reason",
-                 err.msg);
+    if (rc != 0) {
         http_reply_error(req, 503, "unavailable", "cannot record the message; retry");
         http_reply_header(req, "Retry-After", "5");
         return;
     }
-    for (int i = 0; i < n; i++) {
-        prefs_cache_forget(app, clients[i]);
-        free(clients[i]);
-    }
-    free(clients);
-    log_info("inbound keyword recorded", "keyword", kw, "channel", "sms");
     twiml(req);
 }

@@ -5,6 +5,7 @@
  * with the API's shape of the stored row.
  */
 #include "base/buf.h"
+#include "base/locale.h"
 #include "base/timefmt.h"
 #include "base/tz.h"
 #include "engine/prefs.h"
@@ -19,7 +20,6 @@
 
 #define MAX_TEXT_CHARS  200
 #define MAX_ZONE_LEN    64
-#define MAX_LOCALE_LEN  35
 #define CONSENT_SKEW_S  300 /* a consent time this far ahead is a clock, not the future */
 #define SHOW_UNKNOWN    5   /* unknown field names quoted in an error */
 #define SHOW_NAME_CHARS 64
@@ -134,29 +134,6 @@ static bool clock_ok(const cJSON *v)
         if (i != 2 && !isdigit((unsigned char)s[i]))
             return false;
     return (s[0] - '0') * 10 + (s[1] - '0') < 24 && s[3] < '6';
-}
-
-/* The shape the schema accepts: a 2-3 letter language, then subtags of 2-8
- * letters or digits after '_' or '-' ("en", "fr_FR", "pt-BR", "zh-Hant-TW"). */
-static bool locale_ok(const char *s)
-{
-    size_t n = strlen(s), i = 0;
-    if (n > MAX_LOCALE_LEN)
-        return false;
-    while (isalpha((unsigned char)s[i]))
-        i++;
-    if (i < 2 || i > 3)
-        return false;
-    while (s[i]) {
-        if (s[i] != '_' && s[i] != '-')
-            return false;
-        size_t j = ++i;
-        while (isalnum((unsigned char)s[i]))
-            i++;
-        if (i - j < 2 || i - j > 8)
-            return false;
-    }
-    return true;
 }
 
 /* A list of distinct channels into list[]; *n their count. */
@@ -309,7 +286,7 @@ static int parse_patch(http_req_t *req, prefs_patch_t *p)
         p->timezone = v->valuestring;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(body, "locale")) != NULL) {
-        if (!cJSON_IsString(v) || !locale_ok(v->valuestring))
+        if (!cJSON_IsString(v) || !locale_tag_ok(v->valuestring))
             return bad(req, "locale", "expected a locale like en, fr_FR or pt-BR");
         p->locale = v->valuestring;
     }

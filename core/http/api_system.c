@@ -1,10 +1,10 @@
-/* api_system.c - GET /api/crm/health and GET /metrics (obs/metrics renders it,
- * labelled with the router's routes). */
+/* api_system.c - GET /api/crm/health and GET /metrics (engine/status samples
+ * the gauges, obs/metrics renders them, labelled with the router's routes). */
 #include "base/log.h"
+#include "engine/status.h"
 #include "http/api.h"
 #include "obs/metrics.h"
-#include "store/repo_analytics.h"
-#include "store/repo_comms.h"
+#include "obs/process.h"
 
 #include <time.h>
 
@@ -61,6 +61,38 @@ static cJSON *scripts_state(app_t *app, bool detail)
     return o;
 }
 
+/* The queue for an admin: depth by state and how long the longest-waiting
+ * due job has waited (null when the database cannot say). */
+static void add_queue(cJSON *doc, app_t *app, int db_ok)
+{
+    status_queue_t q;
+    hd_err_t err;
+    if (!db_ok || status_queue(app, &q, &err) != 0) {
+        cJSON_AddNullToObject(doc, "queue");
+        return;
+    }
+    cJSON *o = cJSON_AddObjectToObject(doc, "queue");
+    cJSON_AddNumberToObject(o, "due", (double)q.due);
+    cJSON_AddNumberToObject(o, "scheduled", (double)q.scheduled);
+    cJSON_AddNumberToObject(o, "leased", (double)q.leased);
+    cJSON_AddNumberToObject(o, "oldest_due_age_s", (double)(long)(q.oldest_due_s * 1000) / 1000);
+}
+
+static void add_process(cJSON *doc)
+{
+    proc_sample_t p;
+    if (proc_sample(&p) != 0) {
+        cJSON_AddNullToObject(doc, "process");
+        return;
+    }
+    cJSON *o = cJSON_AddObjectToObject(doc, "process");
+    cJSON_AddNumberToObject(o, "cpu_seconds", (double)(long)(p.cpu_seconds * 100) / 100);
+    cJSON_AddNumberToObject(o, "resident_memory_bytes", p.resident_bytes);
+    cJSON_AddNumberToObject(o, "open_fds", (double)p.open_fds);
+    cJSON_AddNumberToObject(o, "max_fds", (double)p.max_fds);
+    cJSON_AddNumberToObject(o, "threads", (double)p.threads);
+}
+
 void api_health(http_req_t *req)
 {
     app_t *app = req->app;
@@ -92,6 +124,8 @@ void api_health(http_req_t *req)
         cJSON_AddStringToObject(l, "mode", lim_shared(app->limiter) ? "shared" : "in_process");
         cJSON_AddNumberToObject(l, "processes", lim_processes(app->limiter));
         cJSON_AddNumberToObject(l, "in_process_checks", (double)lim_fallback_count(app->limiter));
+        add_queue(doc, app, db_ok);
+        add_process(doc);
     }
     http_reply_json(req, db_ok && rd_ok ? 200 : 503, doc);
 }
@@ -99,27 +133,8 @@ void api_health(http_req_t *req)
 void api_metrics(http_req_t *req)
 {
     app_t *app = req->app;
-    metrics_gauges_t g = {0};
-    pg_pool_stats(app->db, &g.db_in_use, &g.db_idle, &g.db_size);
-    g.db_up = pg_pool_ping(app->db, NULL) == 0;
-    /* Probe on every scrape (cheap; throttled while Redis is down), so the
-     * gauge falls even when nothing else touches Redis. */
-    g.redis_up = rd_ping(app->redis, NULL) == 0;
-    g.uptime_s = (double)(time(NULL) - app->started);
-    g.limit_shared = lim_shared(app->limiter);
-    g.limit_processes = lim_processes(app->limiter);
-    if (g.db_up) {
-        g.queue_known = comms_queue_depth(app->db, &g.queue_due, &g.queue_scheduled,
-                                          &g.queue_leased, NULL) == 0;
-        analytics_open_rates(app->db, g.open_rate, NULL);
-    } else {
-        g.open_rate[0] = g.open_rate[1] = g.open_rate[2] = -1;
-    }
-    lrt_status_t ls;
-    lrt_status(app->policy, &ls);
-    g.script_generation = ls.generation;
-    g.script_reload_errors = ls.reload_errors;
-    g.script_failing = ls.failing;
+    metrics_gauges_t g;
+    status_gauges(app, &g);
     metrics_route_t routes[ROUTER_MAX_ROUTES];
     for (int i = 0; i < app->router->count; i++)
         routes[i] =

@@ -4,7 +4,8 @@
  *   POST /api/crm/webhooks/twilio     form-encoded status callbacks,
  *                                     X-Twilio-Signature
  *   GET  /api/crm/webhooks/whatsapp   Meta's verification challenge
- *   POST /api/crm/webhooks/whatsapp   status notifications, X-Hub-Signature-256
+ *   POST /api/crm/webhooks/whatsapp   status notifications and the messages clients
+ *                                     send (engine/inbound.h), X-Hub-Signature-256
  *
  * The signature is checked before anything is acted on (Twilio's covers
  * the posted parameters, so the form is decoded first; Meta's covers the
@@ -20,6 +21,7 @@
 #include "base/log.h"
 #include "crypto/hash.h"
 #include "engine/receipt.h"
+#include "engine/inbound.h"
 #include "http/api.h"
 #include "http/form.h"
 #include "http/webhook_parse.h"
@@ -177,6 +179,23 @@ void api_webhook_whatsapp(http_req_t *req)
         http_reply_error(req, 400, st == WH_INVALID_JSON ? "invalid_json" : "invalid_field", "%s",
                          err.msg);
         return;
+    }
+    /* Messages clients sent (a STOP among them) are recorded first: when
+     * one cannot be, the whole payload is refused with 503 and Meta sends
+     * it again (a time of contact recorded twice keeps the later one). */
+    for (int i = 0; i < w.nin; i++) {
+        inbound_msg_t m = {.channel = "whatsapp",
+                           .from = w.in[i].from,
+                           .text = w.in[i].text,
+                           .at = w.in[i].at,
+                           .source = "webhook:meta"};
+        policy_inbound_t what;
+        if (inbound_receive(app, &m, &what, &err) != 0) {
+            wh_receipts_free(&w);
+            http_reply_error(req, 503, "unavailable", "cannot record the messages; retry");
+            http_reply_header(req, "Retry-After", "5");
+            return;
+        }
     }
     /* Meta retries the whole payload on a 503; what was recorded is counted once. */
     answer_later(req, receipt_submit(app, w.rs, w.n), whatsapp_answer);

@@ -15,8 +15,9 @@
 
 typedef enum { ROUTE_FOUND = 0, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD } route_status_t;
 
-/* What a route expects as request body. */
-typedef enum { BODY_NONE = 0, BODY_JSON, BODY_FORM, BODY_RAW } body_kind_t;
+/* What a route expects as request body. BODY_JSON_OPT: a JSON object, or
+ * nothing at all (no body: req->json stays NULL). */
+typedef enum { BODY_NONE = 0, BODY_JSON, BODY_JSON_OPT, BODY_FORM, BODY_RAW } body_kind_t;
 
 typedef struct route {
     const char *method;

@@ -426,7 +426,8 @@ static void dispatch(http_req_t *req)
             return;
         }
     }
-    if (has_body_method(req->method) && rt->body == BODY_JSON) {
+    bool json_body = rt->body == BODY_JSON || (rt->body == BODY_JSON_OPT && req->body.len > 0);
+    if (has_body_method(req->method) && json_body) {
         if (!is_json_type(http_header(req, "Content-Type"))) {
             http_reply_error(req, 415, "unsupported_media_type",
                              "Content-Type must be application/json");

@@ -38,6 +38,7 @@ void wh_receipts_free(wh_receipts_t *w)
         free(w->owned[i]);
     free(w->owned);
     free(w->rs);
+    free(w->in);
     cJSON_Delete(w->doc);
     memset(w, 0, sizeof(*w));
 }
@@ -264,6 +265,76 @@ static receipt_t wa_receipt(wh_receipts_t *w, const cJSON *s)
     };
 }
 
+/* The text of a message a client sent, or NULL: what a keyword can be in. */
+static const char *wa_text(const cJSON *m)
+{
+    const cJSON *t = member(m, "text"), *b = member(m, "button"), *i = member(m, "interactive");
+    const cJSON *v = t ? member(t, "body") : b ? member(b, "text") : NULL;
+    if (v == NULL && cJSON_IsObject(i)) {
+        const cJSON *r = member(i, "button_reply");
+        if (r == NULL)
+            r = member(i, "list_reply");
+        v = r ? member(r, "title") : NULL;
+    }
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Collects value.messages[] of every change into out->in (after wa_check
+ * accepted the payload's shape). NULL, or the problem's path. */
+static const char *wa_inbound(const cJSON *doc, wh_receipts_t *out, char *where, size_t wn)
+{
+    int ei = 0, cap = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, member(doc, "entry"))
+    {
+        int ci = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, member(e, "changes"))
+        {
+            const cJSON *value = member(c, "value");
+            const cJSON *msgs = value ? member(value, "messages") : NULL;
+            if (msgs && !cJSON_IsArray(msgs)) {
+                snprintf(where, wn, "entry[%d].changes[%d].value.messages: expected an array", ei,
+                         ci);
+                return where;
+            }
+            int mi = 0;
+            const cJSON *m;
+            cJSON_ArrayForEach(m, msgs)
+            {
+                const cJSON *from = member(m, "from"), *ts = member(m, "timestamp");
+                size_t len = cJSON_IsString(from) ? strlen(from->valuestring) : 0;
+                bool digits = len >= 7 && len <= 15 && from->valuestring[0] != '0';
+                for (size_t k = 0; digits && k < len; k++)
+                    digits = from->valuestring[k] >= '0' && from->valuestring[k] <= '9';
+                if (!cJSON_IsObject(m) || !digits ||
+                    (ts && !cJSON_IsString(ts) && !cJSON_IsNumber(ts))) {
+                    snprintf(where, wn,
+                             "entry[%d].changes[%d].value.messages[%d]: needs from (the sender's "
+                             "number, 7 to 15 digits) and a timestamp string, if any",
+                             ei, ci, mi);
+                    return where;
+                }
+                if (out->nin == cap) {
+                    cap = cap ? 2 * cap : 4;
+                    wh_inbound_t *p = realloc(out->in, (size_t)cap * sizeof(*p));
+                    if (p == NULL)
+                        abort();
+                    out->in = p;
+                }
+                wh_inbound_t *in = &out->in[out->nin++];
+                snprintf(in->from, sizeof(in->from), "+%s", from->valuestring);
+                in->text = wa_text(m);
+                in->at = wa_time(ts);
+                mi++;
+            }
+            ci++;
+        }
+        ei++;
+    }
+    return NULL;
+}
+
 wh_status_t wh_whatsapp_parse(const char *body, size_t len, wh_receipts_t *out, hd_err_t *err)
 {
     memset(out, 0, sizeof(*out));
@@ -280,6 +351,15 @@ wh_status_t wh_whatsapp_parse(const char *body, size_t len, wh_receipts_t *out, 
     char where[200];
     const char *problem = wa_check(doc, &statuses, &n, where, sizeof(where));
     if (problem) {
+        cJSON_Delete(doc);
+        hd_err_set(err, "%s", problem);
+        return WH_INVALID_FIELD;
+    }
+    problem = wa_inbound(doc, out, where, sizeof(where));
+    if (problem) {
+        free(statuses);
+        free(out->in);
+        memset(out, 0, sizeof(*out));
         cJSON_Delete(doc);
         hd_err_set(err, "%s", problem);
         return WH_INVALID_FIELD;

@@ -25,7 +25,8 @@ static const char *const entry_points[][2] = {
     {"strategy", "decide"},     {"strategy", "explain"},  {"strategy", "refusal"},
     {"retry", "policy"},        {"classify", "classify"}, {"content", "render"},
     {"content", "compile_all"}, {"retry", "no_receipt"},  {"retry", "alert"},
-    {"types", "check"},         {"types", "list"},
+    {"types", "check"},         {"types", "list"},        {"inbound", "keyword"},
+    {"whatsapp", "choose"},     {"limits", "buckets"},    {"limits", "cap"},
 };
 
 typedef struct gen {
@@ -70,6 +71,7 @@ static void gen_release(gen_t *g)
         return;
     free_files(g->src.scripts, g->src.nscripts);
     free_files(g->src.templates, g->src.ntemplates);
+    free_files(g->src.compiled, g->src.ncompiled);
     free(g);
 }
 
@@ -104,12 +106,15 @@ static int read_file(const char *path, lstate_file_t *f, hd_err_t *err)
     return 0;
 }
 
-/* Collects files under dir (recursing when modules is set: "lib/x.lua" is
- * module "lib.x"). */
+/* Collects files under dir and its folders: with modules set, "lib/x.lua"
+ * is module "lib.x"; otherwise a file is named by its path ("fr/welcome.html",
+ * a locale's template). */
 static int collect(const char *dir, const char *rel, bool modules, lstate_file_t **files, int *n,
                    hd_err_t *err)
 {
     char path[1024];
+    if (strlen(rel) > 256) /* a symbolic link's loop, or worse: never policy */
+        return hd_err_set(err, "%s/%.64s...: folders nested too deep", dir, rel);
     snprintf(path, sizeof(path), "%s%s%s", dir, *rel ? "/" : "", rel);
     DIR *d = opendir(path);
     if (d == NULL)
@@ -126,8 +131,7 @@ static int collect(const char *dir, const char *rel, bool modules, lstate_file_t
         if (stat(full, &st) != 0)
             continue; /* vanished while we looked: the next event reloads */
         if (S_ISDIR(st.st_mode)) {
-            if (modules)
-                rc = collect(dir, relpath, modules, files, n, err);
+            rc = collect(dir, relpath, modules, files, n, err);
             continue;
         }
         if (!S_ISREG(st.st_mode))
@@ -194,6 +198,47 @@ static void join_errors(lua_State *L, int idx, hd_err_t *err)
     buf_free(&b);
 }
 
+/* Copies content.export_compiled()'s templates into g, for every state of
+ * the generation (herald.compiled): a thread's new state then loads them
+ * instead of compiling 100 templates again. Optional: without it a state
+ * compiles what it renders. */
+static void keep_compiled(lua_State *L, gen_t *g)
+{
+    hd_err_t err;
+    int top = lua_gettop(L);
+    if (lstate_require(L, "content", &err) != 0)
+        goto out;
+    lua_getfield(L, -1, "export_compiled");
+    if (!lua_isfunction(L, -1) || lstate_pcall(L, 0, 1, &err) != 0 || !lua_istable(L, -1))
+        goto out;
+    int n = 0, cap = 0;
+    lstate_file_t *f = NULL;
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0 && n < MAX_FILES * 4) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                f = realloc(f, (size_t)cap * sizeof(*f));
+                if (f == NULL)
+                    abort();
+            }
+            size_t len;
+            const char *text = lua_tolstring(L, -1, &len);
+            f[n].name = xstrdup(lua_tostring(L, -2));
+            f[n].path = NULL;
+            f[n].source = xmalloc(len + 1);
+            memcpy(f[n].source, text, len + 1);
+            f[n].len = len;
+            n++;
+        }
+        lua_pop(L, 1);
+    }
+    g->src.compiled = f;
+    g->src.ncompiled = n;
+out:
+    lua_settop(L, top);
+}
+
 /* Loads every script, checks entry points, compiles every template. */
 static int validate(const lrt_t *rt, gen_t *g, hd_err_t *err)
 {
@@ -243,6 +288,8 @@ static int validate(const lrt_t *rt, gen_t *g, hd_err_t *err)
             lua_pop(L, 2);
         }
     }
+    if (rc == 0)
+        keep_compiled(L, g);
     lstate_free(L);
     return rc;
 }
@@ -354,23 +401,6 @@ static void abandon_if_tripped(tctx_t *c)
              "rebuilt for the next call");
 }
 
-/* A new state compiles every template now, under the load budget
- * (lua.load_ms), so a thread's first render is not charged the compile
- * against its render deadline. Failing is no error here: the generation
- * compiled when it was validated, and a render compiles what is missing. */
-static void warm_up(lua_State *L)
-{
-    hd_err_t err;
-    int top = lua_gettop(L);
-    if (lstate_require(L, "content", &err) == 0) {
-        lua_getfield(L, -1, "compile_all"); /* stack: content, compile_all */
-        lua_remove(L, -2);
-        if (lua_isfunction(L, -1) && lstate_pcall(L, 0, 0, &err) != 0)
-            log_warn("could not compile the templates ahead of the first render", "error", err.msg);
-    }
-    lua_settop(L, top);
-}
-
 lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
 {
     tctx_t *c = pthread_getspecific(rt->key);
@@ -391,16 +421,6 @@ lua_State *lrt_state(lrt_t *rt, hd_err_t *err)
     if (L == NULL) {
         gen_release(g);
         return c->L; /* keep serving the generation this thread has */
-    }
-    warm_up(L);
-    if (lstate_tripped(L)) {
-        /* the compile outran the load budget: a state that compiles lazily */
-        lstate_free(L);
-        L = lstate_new(&g->src, &rt->limits, err);
-        if (L == NULL) {
-            gen_release(g);
-            return c->L;
-        }
     }
     lstate_free(c->L);
     gen_release(c->gen);

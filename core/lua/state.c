@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <time.h>
 
@@ -150,6 +151,33 @@ static const lstate_file_t *find_script(const lstate_source_t *src, const char *
 }
 
 /* require(name): modules of this generation only, loaded once per state. */
+/* herald.limit(key, rate, per?, burst?) -> allowed, retry_after_s: a rate
+ * of the script's own (issue 13 item 6), in the engine's shared limiter
+ * under "script:<key>", so no script reaches another's or the engine's
+ * keys. key: 1 to 100 of [A-Za-z0-9:_.-]; rate > 0 per `per` (1) seconds,
+ * burst (1) at once. */
+static int l_limit(lua_State *L)
+{
+    const lstate_limits_t *lim = lua_touserdata(L, lua_upvalueindex(1));
+    size_t n;
+    const char *key = luaL_checklstring(L, 1, &n);
+    double rate = luaL_checknumber(L, 2), per = luaL_optnumber(L, 3, 1);
+    lua_Integer burst = luaL_optinteger(L, 4, 1);
+    bool ok = n >= 1 && n <= 100;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)key[i]) || strchr(":_.-", key[i]) != NULL;
+    if (!ok)
+        return luaL_error(L, "herald.limit: key must be 1 to 100 of A-Z a-z 0-9 : _ . -");
+    if (!(rate > 0) || !(per > 0) || burst < 1 || burst > 1000000)
+        return luaL_error(L, "herald.limit: rate and per above 0, burst from 1 to 1000000");
+    double after = 0;
+    if (lim->limit && lim->limit(lim->limit_arg, key, rate, per, (int)burst, &after) != 0)
+        return luaL_error(L, "herald.limit: the limiter cannot answer");
+    lua_pushboolean(L, after <= 0);
+    lua_pushnumber(L, after);
+    return 2;
+}
+
 static int l_require(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -361,6 +389,9 @@ static void build_env(lua_State *L, const lstate_source_t *src, const lstate_lim
     lua_setfield(L, env, "load");
 
     luaL_requiref(L, "herald", luaopen_herald, 0); /* stack: env, herald */
+    lua_pushlightuserdata(L, (void *)lim);
+    lua_pushcclosure(L, l_limit, 1);
+    lua_setfield(L, -2, "limit");
     lua_getfield(L, -1, "config");
     lua_pushnumber(L, lim->retry_scale);
     lua_setfield(L, -2, "retry_scale");
@@ -375,6 +406,12 @@ static void build_env(lua_State *L, const lstate_source_t *src, const lstate_lim
         lua_setfield(L, -2, src->templates[i].name);
     }
     lua_pop(L, 1);
+    lua_createtable(L, 0, src->ncompiled); /* herald.compiled: see content.export_compiled */
+    for (int i = 0; i < src->ncompiled; i++) {
+        lua_pushlstring(L, src->compiled[i].source, src->compiled[i].len);
+        lua_setfield(L, -2, src->compiled[i].name);
+    }
+    lua_setfield(L, -2, "compiled");
     lua_setfield(L, env, "herald");
 
     lua_pushvalue(L, env);

@@ -31,6 +31,10 @@ typedef struct lstate_source {
     int nscripts;
     lstate_file_t *templates;
     int ntemplates;
+    /* herald.compiled: the templates as the generation's check compiled them
+     * ("tag\tname" -> text), so a new state does not compile them again */
+    lstate_file_t *compiled;
+    int ncompiled;
 } lstate_source_t;
 
 typedef struct lstate_limits {
@@ -41,6 +45,12 @@ typedef struct lstate_limits {
     double retry_scale;
     const char *default_timezone;
     const char *public_url;
+    /* herald.limit(key, rate, per, burst): the engine's shared limiter, or
+     * NULL (check, console, busted: every call is allowed, nothing is sent
+     * there). 0 and *retry_after_s (0 when allowed); -1: no answer. */
+    int (*limit)(void *arg, const char *key, double rate, double per_s, int burst,
+                 double *retry_after_s);
+    void *limit_arg;
 } lstate_limits_t;
 
 /* Creates a state over src (which must outlive it). NULL with err on OOM. */

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,11 +47,12 @@ struct metrics {
     atomic_uint_fast64_t dcount, dsum_ms;
     atomic_uint_fast64_t retries[NCAT], fallbacks[NCAT];
     atomic_int_fast64_t in_flight;
-    atomic_uint_fast64_t limited[4][2]; /* LIMIT_BUCKETS x {in_process, shared} */
+    atomic_uint_fast64_t limited[7][2]; /* LIMIT_BUCKETS x {in_process, shared} */
     atomic_uint_fast64_t auth_failures;
 };
 
-static const char *const LIMIT_BUCKETS[] = {"api", "auth_failures", "webhook", "tracking"};
+static const char *const LIMIT_BUCKETS[] = {
+    "api", "auth_failures", "webhook", "tracking", "provider", "provider_backoff", "recipient_cap"};
 
 metrics_t *metrics_new(void)
 {
@@ -139,9 +141,21 @@ void metrics_fallback(metrics_t *m, const char *category)
         atomic_fetch_add_explicit(&m->fallbacks[cat_slot(category)], 1, memory_order_relaxed);
 }
 
+/* A bucket name goes into a label as it is: only the characters limits.lua
+ * allows in one (no quote, backslash or newline to escape). */
+static bool label_safe(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && strchr(":+._-", *s) == NULL)
+            return false;
+    return true;
+}
+
 void metrics_rate_limited(metrics_t *m, const char *bucket, bool shared)
 {
-    int b = find(LIMIT_BUCKETS, 4, bucket);
+    int b = find(LIMIT_BUCKETS, 7, bucket);
     if (m && b >= 0)
         atomic_fetch_add_explicit(&m->limited[b][shared], 1, memory_order_relaxed);
 }
@@ -320,7 +334,7 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
     buf_puts(out, "# HELP crm_rate_limited_total Requests refused by a rate limit, by bucket and "
                   "by who decided (shared: Redis; in_process: the fallback).\n"
                   "# TYPE crm_rate_limited_total counter\n");
-    for (int b = 0; b < 4; b++)
+    for (int b = 0; b < 7; b++)
         for (int s = 1; s >= 0; s--)
             buf_printf(out, "crm_rate_limited_total{bucket=\"%s\",kind=\"%s\"} %llu\n",
                        LIMIT_BUCKETS[b], s ? "shared" : "in_process",
@@ -334,6 +348,28 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# HELP crm_rate_limiter_processes Live processes sharing each limit.\n"
                "# TYPE crm_rate_limiter_processes gauge\ncrm_rate_limiter_processes %d\n",
                (unsigned long long)load(&m->auth_failures), g->limit_shared, g->limit_processes);
+    buf_printf(out,
+               "# HELP crm_accept_commits_total Commits that stored accepted messages (several "
+               "concurrent requests share one: group commit).\n"
+               "# TYPE crm_accept_commits_total counter\ncrm_accept_commits_total %ld\n"
+               "# HELP crm_accept_committed_messages_total Messages those commits stored.\n"
+               "# TYPE crm_accept_committed_messages_total counter\n"
+               "crm_accept_committed_messages_total %ld\n",
+               g->accept_commits, g->accept_messages);
+    buf_puts(out, "# HELP crm_rate_limit_bucket_rate Sends per second a provider bucket allows "
+                  "now (limits.buckets, lowered after a provider's rate_limit).\n"
+                  "# TYPE crm_rate_limit_bucket_rate gauge\n");
+    for (int b = 0; b < g->nbuckets; b++)
+        if (label_safe(g->buckets[b].key))
+            buf_printf(out, "crm_rate_limit_bucket_rate{bucket=\"%s\"} %g\n", g->buckets[b].key,
+                       g->buckets[b].current);
+    buf_puts(out, "# HELP crm_rate_limit_bucket_configured_rate Sends per second the policy "
+                  "declares for a provider bucket (limits.buckets).\n"
+                  "# TYPE crm_rate_limit_bucket_configured_rate gauge\n");
+    for (int b = 0; b < g->nbuckets; b++)
+        if (label_safe(g->buckets[b].key))
+            buf_printf(out, "crm_rate_limit_bucket_configured_rate{bucket=\"%s\"} %g\n",
+                       g->buckets[b].key, g->buckets[b].configured);
     long long inflight = (long long)atomic_load_explicit(&m->in_flight, memory_order_relaxed);
     buf_printf(out,
                "# HELP crm_sends_in_flight Sends handed to a provider and not yet answered.\n"
@@ -345,8 +381,12 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                    "scheduled: waiting for their time; leased: held by a worker).\n"
                    "# TYPE crm_queue_jobs gauge\n"
                    "crm_queue_jobs{state=\"due\"} %ld\ncrm_queue_jobs{state=\"scheduled\"} "
-                   "%ld\ncrm_queue_jobs{state=\"leased\"} %ld\n",
-                   g->queue_due, g->queue_scheduled, g->queue_leased);
+                   "%ld\ncrm_queue_jobs{state=\"leased\"} %ld\n"
+                   "# HELP crm_queue_oldest_due_age_seconds How long the longest-waiting due "
+                   "job has waited for a worker (0: none waits).\n"
+                   "# TYPE crm_queue_oldest_due_age_seconds gauge\n"
+                   "crm_queue_oldest_due_age_seconds %.3f\n",
+                   g->queue_due, g->queue_scheduled, g->queue_leased, g->queue_oldest_due_s);
     buf_puts(out, "# HELP crm_api_errors_total API answers with an error status, by route.\n"
                   "# TYPE crm_api_errors_total counter\n");
     for (size_t r = 0; r < NSLOTS; r++)
@@ -367,4 +407,6 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# HELP crm_script_failing Whether the last reload attempt failed.\n"
                "# TYPE crm_script_failing gauge\ncrm_script_failing %d\n",
                g->script_generation, g->script_reload_errors, g->script_failing ? 1 : 0);
+    if (g->process_known)
+        proc_render(&g->process, out);
 }

@@ -11,6 +11,7 @@
 #define HERALD_OBS_METRICS_H
 
 #include "base/buf.h"
+#include "obs/process.h"
 
 #include <stdbool.h>
 
@@ -25,6 +26,14 @@ typedef struct metrics_route {
     const char *pattern; /* "/api/crm/communications/{id}" */
 } metrics_route_t;
 
+/* A provider bucket's rate (engine/pace.c), in sends per second: as the
+ * policy declares it and as used now (lowered after a provider's rate_limit). */
+#define METRICS_MAX_BUCKETS 64
+typedef struct metrics_bucket {
+    char key[160];
+    double configured, current;
+} metrics_bucket_t;
+
 /* Gauges sampled at scrape time by the caller. */
 typedef struct metrics_gauges {
     int db_in_use, db_idle, db_size;
@@ -33,6 +42,7 @@ typedef struct metrics_gauges {
     double uptime_s;
     /* the queue (crm_jobs): due now, waiting for their time, leased (in hand) */
     long queue_due, queue_scheduled, queue_leased;
+    double queue_oldest_due_s; /* how long the longest-waiting due job has waited */
     bool queue_known;
     /* opened / delivered per channel over the last 30 days (rollups); < 0: none */
     double open_rate[3]; /* email, sms, whatsapp */
@@ -42,6 +52,13 @@ typedef struct metrics_gauges {
     /* the rate limiter: shared buckets in Redis (1) or in-process (0) */
     int limit_shared;
     int limit_processes;
+    metrics_bucket_t buckets[METRICS_MAX_BUCKETS]; /* provider buckets seen by this process */
+    int nbuckets;
+    /* group commit of acceptance (engine/acceptq.h): commits, messages in them */
+    long accept_commits, accept_messages;
+    /* this process (obs/process.h): process_* series when known */
+    proc_sample_t process;
+    bool process_known;
 } metrics_gauges_t;
 
 metrics_t *metrics_new(void);

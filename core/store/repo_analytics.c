@@ -178,3 +178,35 @@ int analytics_open_rates(pg_pool_t *db, double out[3], hd_err_t *err)
     PQclear(r);
     return 0;
 }
+
+static const pg_stmt_t st_variants = {
+    "analytics_variants",
+    "SELECT coalesce(jsonb_agg(x ORDER BY x.experiment, x.variant), '[]')::text FROM ("
+    "SELECT coalesce(strategy->>'experiment', '') AS experiment, "
+    "coalesce(strategy->>'variant', '') AS variant, count(*) AS total, "
+    "count(*) FILTER (WHERE sent_at IS NOT NULL) AS reached, "
+    "count(*) FILTER (WHERE delivered_at IS NOT NULL OR opened_at IS NOT NULL "
+    "OR clicked_at IS NOT NULL) AS delivered, "
+    "count(*) FILTER (WHERE opened_at IS NOT NULL OR clicked_at IS NOT NULL) AS opened, "
+    "count(*) FILTER (WHERE clicked_at IS NOT NULL) AS clicked "
+    "FROM crm_communications WHERE message_type = $1 AND created_at >= $2::date "
+    "AND created_at < $3::date + 1 GROUP BY 1, 2) x",
+    3};
+
+cJSON *analytics_variants(pg_pool_t *db, const char *message_type, const char *first,
+                          const char *last, hd_err_t *err)
+{
+    const char *p[] = {message_type, first, last};
+    pg_conn_t *c = pg_pool_get(db, 5000, err);
+    if (c == NULL)
+        return NULL;
+    PGresult *r = pg_exec(c, &st_variants, p, err);
+    pg_pool_put(db, c);
+    if (r == NULL)
+        return NULL;
+    cJSON *doc = PQntuples(r) == 1 ? cJSON_Parse(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    if (doc == NULL)
+        hd_err_set(err, "analytics_variants: no answer");
+    return doc;
+}

@@ -33,4 +33,12 @@ cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err
  * whatsapp); -1 where nothing was delivered. */
 int analytics_open_rates(pg_pool_t *db, double out[3], hd_err_t *err);
 
+/* The arms of the A/B experiments on message_type, from the messages
+ * accepted on the UTC days [first, last] (read from crm_communications, not
+ * the rollups: the arm is the decision's, strategy->>'variant'):
+ * [{experiment, variant, total, reached, delivered, opened, clicked}] with
+ * "" for messages outside any experiment. NULL with err. */
+cJSON *analytics_variants(pg_pool_t *db, const char *message_type, const char *first,
+                          const char *last, hd_err_t *err);
+
 #endif

@@ -24,16 +24,21 @@ static const pg_stmt_t st_claim = {
     "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
     "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
     "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend, "
-    "crm_jobs.kind) "
+    "crm_jobs.kind, crm_jobs.priority, crm_jobs.due_at) "
     "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
     "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
     "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
     "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind, "
     /* the client's preferences version as of this claim (repo_prefs.c's
      * ROW_VERSION), read by the primary key: NULL when there is no row */
-    "(extract(epoch FROM p.updated_at) * 1000000)::bigint, m.context_enc "
+    "(extract(epoch FROM p.updated_at) * 1000000)::bigint, m.context_enc, "
+    "m.strategy->>'experiment', m.strategy->>'variant', j.priority "
     "FROM j JOIN crm_communications m ON m.id = j.communication_id "
-    "LEFT JOIN crm_client_preferences p ON p.client_id = m.client_id",
+    "LEFT JOIN crm_client_preferences p ON p.client_id = m.client_id "
+    /* the batch in claim order: the worker (and engine/pace.c, which gives
+     * a tight bucket's slots in array order) serves the most urgent first;
+     * a join does not keep the order of the rows it was given */
+    "ORDER BY j.priority DESC, j.due_at, j.id",
     3};
 
 void comm_job_free(comm_job_t *j)
@@ -47,6 +52,9 @@ void comm_job_free(comm_job_t *j)
     free(j->channels_csv);
     free(j->payload_json);
     free(j->tracked_links);
+    cJSON_Delete(j->who);
+    free(j->experiment);
+    free(j->variant);
     memset(j, 0, sizeof(*j));
 }
 
@@ -98,6 +106,9 @@ int comms_claim(pg_pool_t *db, const fe_keyring_t *kr, const char *owner, int ma
         snprintf(j->owner, sizeof(j->owner), "%s", owner);
         j->batch = PQgetvalue(r, i, 13)[0] == 't';
         j->payload_json = dup_or_null(r, i, 14);
+        j->experiment = dup_or_null(r, i, 19);
+        j->variant = dup_or_null(r, i, 20);
+        j->priority = atoi(PQgetvalue(r, i, 21));
         j->resend = PQgetvalue(r, i, 15)[0] == 't';
         snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(r, i, 16));
         j->has_prefs = !PQgetisnull(r, i, 17);
@@ -160,10 +171,13 @@ static const pg_stmt_t st_depth = {
     "comms_depth",
     "SELECT count(*) FILTER (WHERE lease_owner IS NULL AND due_at <= now()), "
     "count(*) FILTER (WHERE lease_owner IS NULL AND due_at > now()), "
-    "count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM crm_jobs",
+    "count(*) FILTER (WHERE lease_owner IS NOT NULL), "
+    "COALESCE(EXTRACT(EPOCH FROM now() - min(due_at) FILTER (WHERE lease_owner IS NULL AND "
+    "due_at <= now())), 0) FROM crm_jobs",
     0};
 
-int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err)
+int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, double *oldest_due_s,
+                      hd_err_t *err)
 {
     pg_conn_t *c = pg_pool_get(db, 1000, err);
     if (c == NULL)
@@ -175,6 +189,8 @@ int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, h
     *due = atol(PQgetvalue(r, 0, 0));
     *scheduled = atol(PQgetvalue(r, 0, 1));
     *leased = atol(PQgetvalue(r, 0, 2));
+    if (oldest_due_s)
+        *oldest_due_s = atof(PQgetvalue(r, 0, 3));
     PQclear(r);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "crypto/codec.h"
 #include "store/cursor.h"
+#include "store/pg_array.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,36 @@ static const pg_stmt_t st_insert = {
     "response_body = $19, communication_id = $15::uuid "
     "WHERE principal = $18 AND idempotency_key = $14 RETURNING 1) "
     "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM j), (SELECT count(*) FROM i)",
+    19};
+/* st_insert for many messages at once: one statement, one commit (group
+ * commit of acceptance, engine/acceptq.c). Every column comes as an array;
+ * one row per message comes back, with what was inserted for it. */
+static const pg_stmt_t st_insert_many = {
+    "comms_insert_many",
+    "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
+    "$5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::float8[], "
+    "$12::smallint[], $13::boolean[], $14::text[], $15::text[], $16::text[], $17::jsonb[], "
+    "$18::text[], $19::text[]) AS v(id, plan_id, client_id, message_type, urgency, "
+    "context_enc, strategy, recipient_enc, primary_channel, fallbacks, send_at, priority, "
+    "batch, requested_by, idempotency_key, dedup_key, payload, idem_principal, idem_response)), "
+    "c AS (INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, "
+    "context_enc, strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, "
+    "priority, batch, requested_by, idempotency_key, queued_at, payload) "
+    "SELECT id, plan_id, client_id, message_type, urgency, context_enc, strategy, "
+    "recipient_enc, primary_channel, string_to_array(fallbacks, ','), "
+    "CASE WHEN to_timestamp(send_at) <= now() THEN 'queued' ELSE 'scheduled' END, "
+    "to_timestamp(send_at), priority, batch, requested_by, idempotency_key, "
+    "CASE WHEN to_timestamp(send_at) <= now() THEN now() END, payload FROM v RETURNING id), "
+    "j AS (INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key) "
+    "SELECT v.id, 'send', v.priority, greatest(to_timestamp(v.send_at), now()), v.dedup_key "
+    "FROM v JOIN c ON c.id = v.id "
+    "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING communication_id), "
+    "i AS (UPDATE crm_idempotency_keys k SET state = 'done', response_status = 202, "
+    "response_body = v.idem_response, communication_id = v.id FROM v "
+    "WHERE v.idem_principal IS NOT NULL AND k.principal = v.idem_principal "
+    "AND k.idempotency_key = v.idempotency_key RETURNING v.id) "
+    "SELECT v.id, EXISTS (SELECT 1 FROM c WHERE c.id = v.id), "
+    "EXISTS (SELECT 1 FROM i WHERE i.id = v.id) FROM v",
     19};
 static const pg_stmt_t st_notify = {"comms_notify",
                                     "SELECT pg_notify('" COMMS_NOTIFY_CHANNEL "', '')", 0};
@@ -101,6 +132,86 @@ int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_
         log_warn("idempotency record missing when completing it", "comm_id", c->id);
     PQclear(r);
     return rc;
+}
+
+int comms_create_many(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *const *c, int n,
+                      hd_err_t *err)
+{
+    enum { NCOL = 19 };
+    buf_t col[NCOL];
+    for (int k = 0; k < NCOL; k++)
+        buf_init(&col[k]);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const comm_new_t *m = c[i];
+        const char *ctx = m->context_json ? m->context_json : "{}";
+        char *context_enc = NULL;
+        if (fe_encrypt(kr, "context", ctx, strlen(ctx), &context_enc, err) != 0) {
+            rc = hd_err_prefix(err, "context");
+            break;
+        }
+        char send_at[32], dedup[300];
+        snprintf(send_at, sizeof(send_at), "%lld", (long long)m->send_at);
+        snprintf(dedup, sizeof(dedup), "digest:%s:%s", m->client_id, send_at);
+        bool idem = m->idem_principal && m->idempotency_key;
+        const char *v[NCOL] = {m->id,
+                               m->plan_id,
+                               m->client_id,
+                               m->message_type,
+                               m->urgency,
+                               context_enc,
+                               m->strategy_json,
+                               m->recipient_enc,
+                               m->primary_channel,
+                               m->fallbacks_csv,
+                               send_at,
+                               NULL,
+                               m->batch ? "t" : "f",
+                               m->requested_by,
+                               m->idempotency_key,
+                               m->batch ? dedup : NULL,
+                               m->payload_json,
+                               idem ? m->idem_principal : NULL,
+                               m->idem_response};
+        for (int k = 0; k < NCOL; k++) {
+            if (k == 11)
+                pg_arr_addf(&col[k], "%lld", (long long)m->priority);
+            else
+                pg_arr_add(&col[k], v[k]);
+        }
+        free(context_enc);
+    }
+    char *arr[NCOL];
+    for (int k = 0; k < NCOL; k++)
+        arr[k] = pg_arr_end(&col[k]);
+    PGresult *r = NULL;
+    if (rc == 0) {
+        const char *p[NCOL];
+        for (int k = 0; k < NCOL; k++)
+            p[k] = arr[k];
+        pg_conn_t *conn = pg_pool_get(db, 5000, err);
+        r = conn ? pg_exec(conn, &st_insert_many, p, err) : NULL;
+        if (conn)
+            pg_pool_put(db, conn);
+        if (r == NULL)
+            rc = -1;
+    }
+    for (int k = 0; k < NCOL; k++)
+        free(arr[k]);
+    if (rc != 0)
+        return -1;
+    int inserted = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (strcmp(PQgetvalue(r, i, 1), "t") == 0)
+            inserted++;
+        if (PQgetvalue(r, i, 2)[0] != 't' && c[i]->idem_principal && c[i]->idempotency_key)
+            log_warn("idempotency record missing when completing it", "comm_id",
+                     PQgetvalue(r, i, 0));
+    }
+    PQclear(r);
+    if (inserted != n)
+        return hd_err_set(err, "database: %d of %d communications were inserted", inserted, n);
+    return 0;
 }
 
 int comms_notify(pg_pool_t *db, hd_err_t *err)

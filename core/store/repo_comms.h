@@ -52,6 +52,11 @@ bool comms_valid_id(const char *s);
  * is encrypted with kr's current key (one AES-GCM, no extra round trip). */
 int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_err_t *err);
 
+/* comms_create for c[0..n) in one statement and one commit: all are
+ * stored, or none (-1 with err: the caller may try them one by one). */
+int comms_create_many(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *const *c, int n,
+                      hd_err_t *err);
+
 /* The context of a stored message as JSON text (caller frees *out): the
  * decrypted context_enc when it is set, else the clear context of a row
  * written before migration 0008 (not yet rekeyed), else "{}". 0, or -1 with
@@ -136,6 +141,8 @@ typedef struct comm_job {
     bool recovered;      /* its previous lease expired: that process died holding it */
     char owner[96];      /* the lease holder that claimed it (this worker) */
     bool batch;          /* low urgency: this job carries the client's digest */
+    int priority;        /* the job's queue priority (settings.priorities) */
+    double claimed_at;   /* CLOCK_MONOTONIC seconds of the claim (0: unknown) */
     char *payload_json;  /* {"attachments": [...]} given at acceptance */
     bool resend;         /* made by a failed receipt: the message is 'sent' and goes again */
     char kind[16];       /* "send"; "no_receipt" (a delivery-receipt timer), "receipt" (a
@@ -152,6 +159,10 @@ typedef struct comm_job {
      * cached copy of it only at that version */
     bool has_prefs;
     int64_t prefs_version;
+    char *experiment, *variant; /* the A/B arm the decision recorded, or NULL */
+    /* set by the worker for a batch (dispatch_prefetch): the recipient as
+     * recipient_load gives it, with its suppression facts; NULL: not read */
+    cJSON *who;
 } comm_job_t;
 
 void comm_job_free(comm_job_t *j);
@@ -249,6 +260,15 @@ int comms_record_on(pg_conn_t *c, const comm_job_t *j, const comm_attempt_t *a,
                     comm_outcome_t outcome, double delay_s, const char *alert_targets,
                     hd_err_t *err);
 
+/* A send over its client's cap, folded into the client's digest (limits.cap
+ * answered over = "digest"): it joins the client's next digest not yet
+ * claimed, or, when there is none, its own job becomes a digest due at slot
+ * (Unix seconds, when the cap lets the next message through). The message
+ * reads 'scheduled' with a `deferred` event naming the digest's time.
+ * 0, 1 when this process no longer holds the job, 2 when no digest can
+ * take it (nothing written: defer it instead), -1 and err. */
+int comms_fold_digest(pg_pool_t *db, const comm_job_t *j, int64_t slot, hd_err_t *err);
+
 /* Puts the job back until `until` (Unix seconds) with an event saying why:
  * the policy says not now (quiet hours began since acceptance); the message
  * reads 'scheduled' meanwhile. */
@@ -272,7 +292,10 @@ int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err);
 /* Seconds until the next send job is due (capped at max_s), for sleeping. */
 double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err);
 
-/* The queue right now: jobs due and free, waiting for their time, leased. */
-int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, hd_err_t *err);
+/* The queue right now: jobs due and free, waiting for their time, leased;
+ * *oldest_due_s (may be NULL): how long the longest-waiting due and free job
+ * has been due, in seconds (0 when none is). */
+int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, double *oldest_due_s,
+                      hd_err_t *err);
 
 #endif

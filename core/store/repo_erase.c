@@ -16,7 +16,10 @@ static const pg_stmt_t st_suppress = {
     "WITH i AS (INSERT INTO crm_suppressions (channel, address_index, reason, source) "
     "SELECT v.ch, v.ix, 'opt_out', 'erasure' FROM (VALUES ('email', $1::text), ('sms', $2::text), "
     "('whatsapp', $2::text)) v(ch, ix) WHERE v.ix IS NOT NULL "
-    "ON CONFLICT (channel, address_index) DO NOTHING RETURNING 1) SELECT count(*) FROM i",
+    "ON CONFLICT (channel, address_index) DO NOTHING RETURNING 1), "
+    /* when the number last wrote to us: not needed once the client is gone */
+    "d AS (DELETE FROM crm_inbound_contacts WHERE address_index = $2::text) "
+    "SELECT count(*) FROM i",
     2};
 /* Waiting messages: nobody holds them (the same rule as comms_cancel). */
 static const pg_stmt_t st_cancel = {

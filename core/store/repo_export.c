@@ -25,6 +25,14 @@ static const pg_stmt_t st_suppressions = {
     "AND ((s.channel = 'email' AND s.address_index = p.email_index) "
     "OR (s.channel IN ('sms', 'whatsapp') AND s.address_index = p.phone_index))",
     1};
+/* when the client's number last wrote to us, per channel (no text is kept) */
+static const pg_stmt_t st_inbound = {
+    "export_inbound",
+    "SELECT coalesce(jsonb_agg(jsonb_build_object('channel', k.channel, 'last_inbound_at', "
+    "k.last_inbound_at, 'messages', k.messages) ORDER BY k.channel), '[]'::jsonb)::text "
+    "FROM crm_inbound_contacts k JOIN crm_client_preferences p ON p.client_id = $1 "
+    "AND k.address_index = p.phone_index",
+    1};
 #define LOGS(kind)                                                                                 \
     "(SELECT coalesce(jsonb_agg(to_jsonb(l) - 'communication_id' ORDER BY l.occurred_at, l.id), "  \
     "'[]'::jsonb) FROM crm_delivery_logs l WHERE l.communication_id = c.id AND l.kind = '" kind    \
@@ -114,14 +122,17 @@ int export_head(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id, cJ
                               prc == PREFS_OK ? prefs_json(&row) : cJSON_CreateNull());
         cJSON *consent = one_json(c, &st_consent, client_id, err);
         cJSON *supp = consent ? one_json(c, &st_suppressions, client_id, err) : NULL;
-        if (supp == NULL) {
+        cJSON *in = supp ? one_json(c, &st_inbound, client_id, err) : NULL;
+        if (in == NULL) {
             cJSON_Delete(consent);
+            cJSON_Delete(supp);
             cJSON_Delete(doc);
             doc = NULL;
             rc = -1;
         } else {
             cJSON_AddItemToObject(doc, "consent_history", consent);
             cJSON_AddItemToObject(doc, "suppressions", supp);
+            cJSON_AddItemToObject(doc, "inbound_contacts", in);
         }
     }
     pg_pool_put(db, c);

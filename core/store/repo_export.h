@@ -18,7 +18,8 @@ enum { EXPORT_OK = 0, EXPORT_NOT_FOUND = 1 };
 
 /* {client_id, preferences (decrypted; null when none), consent_history
  * [audit rows preferences.consent], suppressions [rows whose blind index
- * is the client's email or phone]}. EXPORT_NOT_FOUND when there is neither
+ * is the client's email or phone], inbound_contacts [{channel,
+ * last_inbound_at, messages} of the client's phone]}. EXPORT_NOT_FOUND when there is neither
  * a preferences row nor a message; -1 with err. Caller frees *out. */
 int export_head(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id, cJSON **out,
                 hd_err_t *err);

@@ -2,6 +2,7 @@
 #include "store/repo_inbound.h"
 #include "base/buf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,20 @@ static const pg_stmt_t st_note = {
     "FROM crm_client_preferences WHERE phone_index = $1 RETURNING NULL::text",
     4};
 
+static const pg_stmt_t st_touch = {
+    "inbound_touch",
+    "INSERT INTO crm_inbound_contacts AS k (channel, address_index, last_inbound_at, messages) "
+    "VALUES ($1, $2, to_timestamp($3::bigint), 1) ON CONFLICT (channel, address_index) DO UPDATE "
+    "SET last_inbound_at = greatest(k.last_inbound_at, excluded.last_inbound_at), "
+    "messages = k.messages + 1",
+    3};
+static const pg_stmt_t st_closed = {
+    "inbound_closed",
+    "INSERT INTO crm_inbound_contacts AS k (channel, address_index, window_closed_at) "
+    "VALUES ($1, $2, now()) ON CONFLICT (channel, address_index) DO UPDATE "
+    "SET window_closed_at = now()",
+    2};
+
 int inbound_apply(pg_pool_t *db, const char *phone_index, const char *channel, inbound_act_t act,
                   const char *keyword, const char *source, char ***clients, int *n, hd_err_t *err)
 {
@@ -71,6 +86,32 @@ int inbound_apply(pg_pool_t *db, const char *phone_index, const char *channel, i
         *n = rows;
     }
     PQclear(r);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+int inbound_touch(pg_pool_t *db, const char *channel, const char *phone_index, int64_t at,
+                  hd_err_t *err)
+{
+    char ts[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)at);
+    const char *p[] = {channel, phone_index, ts};
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_ok(c, &st_touch, p, err);
+    pg_pool_put(db, c);
+    return rc;
+}
+
+int inbound_window_closed(pg_pool_t *db, const char *channel, const char *phone_index,
+                          hd_err_t *err)
+{
+    const char *p[] = {channel, phone_index};
+    pg_conn_t *c = pg_pool_get(db, 1000, err);
+    if (c == NULL)
+        return -1;
+    int rc = pg_exec_ok(c, &st_closed, p, err);
     pg_pool_put(db, c);
     return rc;
 }

@@ -14,6 +14,8 @@
 #include "base/err.h"
 #include "store/pg.h"
 
+#include <stdint.h>
+
 typedef enum { INBOUND_OPT_OUT, INBOUND_OPT_IN, INBOUND_NOTE } inbound_act_t;
 
 /* Applies act on channel for every client with phone_index; keyword (upper
@@ -24,5 +26,17 @@ typedef enum { INBOUND_OPT_OUT, INBOUND_OPT_IN, INBOUND_NOTE } inbound_act_t;
  * row changed (*n of them); -1 with err, nothing written. */
 int inbound_apply(pg_pool_t *db, const char *phone_index, const char *channel, inbound_act_t act,
                   const char *keyword, const char *source, char ***clients, int *n, hd_err_t *err);
+
+/* Records that the number with phone_index wrote to us on channel at the
+ * time at (Unix seconds; the later of this and the time already kept
+ * stays), counting its messages. 0, or -1 with err. */
+int inbound_touch(pg_pool_t *db, const char *channel, const char *phone_index, int64_t at,
+                  hd_err_t *err);
+
+/* Records that the provider refused free-form text to the number with
+ * phone_index as outside its customer-service window, now (Meta 131047).
+ * 0, or -1 with err. */
+int inbound_window_closed(pg_pool_t *db, const char *channel, const char *phone_index,
+                          hd_err_t *err);
 
 #endif

@@ -62,6 +62,22 @@ int jobs_again(pg_pool_t *db, const comm_job_t *j, double delay_s, const char *e
     return change(db, &st_again, p, j, event_type, message, err);
 }
 
+/* No attempt, no event: the job only waits (a provider bucket is full). */
+static const pg_stmt_t st_wait = {
+    "jobs_wait",
+    "UPDATE crm_jobs SET due_at = now() + make_interval(secs => $2::float8), "
+    "lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint AND lease_owner = $3",
+    3};
+
+int jobs_wait(pg_pool_t *db, const comm_job_t *j, double wait_s, hd_err_t *err)
+{
+    char job[24], w[32];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    snprintf(w, sizeof(w), "%.3f", wait_s < 0 ? 0 : wait_s);
+    const char *p[] = {job, w, j->owner};
+    return pg_pool_exec_ok(db, &st_wait, p, err);
+}
+
 /* ---- parked receipts ---- */
 
 static const pg_stmt_t st_park = {

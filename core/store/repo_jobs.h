@@ -47,4 +47,8 @@ int jobs_finish(pg_pool_t *db, const comm_job_t *j, const char *event_type, cons
 int jobs_again(pg_pool_t *db, const comm_job_t *j, double delay_s, const char *event_type,
                const char *message, hd_err_t *err);
 
+/* The job waits wait_s more, as it is: no attempt counted, no event, its
+ * message's status unchanged (a provider bucket is full). 0, or -1. */
+int jobs_wait(pg_pool_t *db, const comm_job_t *j, double wait_s, hd_err_t *err);
+
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Only while this process still holds the job, and only for a message still
  * pending: a cancel that committed after the claim wins here. */
@@ -547,6 +548,85 @@ int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *r
     if (rc == 0)
         rc = between(c, j, OUTCOME_RETRY, err);
     /* 1: no longer ours, nothing written; ending it either way is harmless */
+    int end = pg_tx_end(db, c, rc < 0 ? -1 : 0, err);
+    return end != 0 ? -1 : rc;
+}
+
+/* Folding a capped send into the client's digest (comms_fold_digest), one
+ * client at a time (an advisory lock for the transaction). The digest found
+ * is locked: no worker claims it (SKIP LOCKED) before the message it gains
+ * is committed, so its gathering cannot miss it. */
+static const pg_stmt_t st_fold_lock = {
+    "comms_fold_lock", "SELECT pg_advisory_xact_lock(hashtextextended('fold:' || $1, 0))", 1};
+static const pg_stmt_t st_fold_find = {
+    "comms_fold_find",
+    "SELECT extract(epoch FROM j.due_at)::bigint FROM crm_jobs j "
+    "JOIN crm_communications c ON c.id = j.communication_id "
+    "WHERE c.client_id = $1 AND c.batch AND j.kind = 'send' AND j.lease_owner IS NULL "
+    "AND j.due_at > now() ORDER BY j.due_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+    1};
+static const pg_stmt_t st_fold_drop_job = {
+    "comms_fold_drop_job", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2};
+static const pg_stmt_t st_fold_own_digest = {
+    "comms_fold_own_digest",
+    "UPDATE crm_jobs SET due_at = to_timestamp($3::float8), lease_owner = NULL, "
+    "lease_expires_at = NULL, dedup_key = $4 WHERE id = $1::bigint AND lease_owner = $2 "
+    "AND NOT EXISTS (SELECT 1 FROM crm_jobs WHERE dedup_key = $4)",
+    4};
+static const pg_stmt_t st_fold_message = {
+    "comms_fold_message",
+    "UPDATE crm_communications SET batch = true, send_at = to_timestamp($2::float8), "
+    "status = 'scheduled', updated_at = now() WHERE id = $1::uuid",
+    2};
+
+int comms_fold_digest(pg_pool_t *db, const comm_job_t *j, int64_t slot, hd_err_t *err)
+{
+    if (j->client_id == NULL || j->batch)
+        return 2;
+    char job[24], at[32], dedup[300], why[200];
+    snprintf(job, sizeof(job), "%lld", (long long)j->job_id);
+    pg_conn_t *c = pg_tx_begin(db, err);
+    if (c == NULL)
+        return -1;
+    int64_t when = slot;
+    const char *fp[] = {j->client_id};
+    /* one fold per client at a time: two workers folding the same client's
+     * sends would each find no digest and both make one (a unique-key clash) */
+    PGresult *r =
+        pg_exec_ok(c, &st_fold_lock, fp, err) == 0 ? pg_exec(c, &st_fold_find, fp, err) : NULL;
+    int rc = r == NULL ? -1 : 0;
+    bool joined = r && PQntuples(r) == 1;
+    if (joined)
+        when = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    snprintf(at, sizeof(at), "%lld", (long long)when);
+    /* the key a digest job of this client and time has (comms_create) */
+    snprintf(dedup, sizeof(dedup), "digest:%s:%s", j->client_id, at);
+    if (rc == 0) {
+        const char *dp[] = {job, j->owner};
+        const char *op[] = {job, j->owner, at, dedup};
+        int n = joined ? exec_rows(c, &st_fold_drop_job, dp, err)
+                       : exec_rows(c, &st_fold_own_digest, op, err);
+        rc = n < 0 ? -1 : n == 1 ? 0 : joined ? 1 : 2;
+    }
+    if (rc == 0) {
+        const char *mp[] = {j->comm_id, at};
+        rc = pg_exec_ok(c, &st_fold_message, mp, err);
+    }
+    if (rc == 0) {
+        char when_s[32];
+        time_t t = (time_t)when;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when_s, sizeof(when_s), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(why, sizeof(why),
+                 "the client's cap (limits.cap) is reached; folded into the client's %s digest "
+                 "of %s",
+                 joined ? "next" : "own", when_s);
+        const char *ep[] = {j->comm_id, NULL, "deferred", "deferred", why};
+        rc = pg_exec_ok(c, &st_log_event, ep, err);
+    }
+    /* 1 or 2: nothing written; ending it either way is harmless */
     int end = pg_tx_end(db, c, rc < 0 ? -1 : 0, err);
     return end != 0 ? -1 : rc;
 }

@@ -22,16 +22,16 @@ static const pg_stmt_t st_find = {
     "(SELECT l.provider_message_id FROM crm_delivery_logs l WHERE l.communication_id = c.id "
     "AND l.kind = 'attempt' ORDER BY l.id DESC LIMIT 1) IS NOT DISTINCT FROM $1, "
     "extract(epoch FROM c.sent_at), a.communication_id IS NOT NULL, "
-    "EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = c.id AND kind = 'send'), c.batch "
-    "FROM crm_communications c LEFT JOIN a ON a.communication_id = c.id "
+    "EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = c.id AND kind = 'send'), c.batch, "
+    "c.recipient_enc FROM crm_communications c LEFT JOIN a ON a.communication_id = c.id "
     "WHERE c.id = coalesce((SELECT communication_id FROM a), $2::uuid)",
     3};
 
 /* The target in row's columns from col on (the columns of st_find). */
 static void read_target(const PGresult *res, int row, int col, receipt_target_t *t)
 {
-    const char *v[15];
-    for (int k = 0; k < 15; k++)
+    const char *v[16];
+    for (int k = 0; k < 16; k++)
         v[k] = PQgetisnull(res, row, col + k) ? NULL : PQgetvalue(res, row, col + k);
     t->found = true;
     snprintf(t->comm_id, sizeof(t->comm_id), "%s", v[0]);
@@ -49,6 +49,7 @@ static void read_target(const PGresult *res, int row, int col, receipt_target_t 
     t->by_provider_id = v[12][0] == 't';
     t->send_pending = v[13][0] == 't';
     t->batch = v[14][0] == 't';
+    t->job.recipient_enc = v[15] ? xstrdup(v[15]) : NULL;
 }
 
 int receipts_find(pg_pool_t *db, const receipt_t *r, receipt_target_t *t, hd_err_t *err)
@@ -294,8 +295,9 @@ static const pg_stmt_t st_find_many = {
     "(SELECT l.provider_message_id FROM crm_delivery_logs l WHERE l.communication_id = c.id "
     "AND l.kind = 'attempt' ORDER BY l.id DESC LIMIT 1) IS NOT DISTINCT FROM u.pid, "
     "extract(epoch FROM c.sent_at), a.communication_id IS NOT NULL, "
-    "EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = c.id AND kind = 'send'), c.batch "
-    "FROM crm_communications c WHERE c.id = coalesce(a.communication_id, u.hint::uuid)) f "
+    "EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = c.id AND kind = 'send'), c.batch, "
+    "c.recipient_enc FROM crm_communications c WHERE c.id = coalesce(a.communication_id, "
+    "u.hint::uuid)) f "
     "ON true",
     3};
 

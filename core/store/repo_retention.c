@@ -26,6 +26,21 @@ static const pg_stmt_t st_events = {
     "SELECT (SELECT ok FROM l), (SELECT count(*) FROM d)",
     2};
 
+/* Keys past their expires_at answer nothing any more (idem_expire deletes
+ * one when its key comes again): without this they would stay for ever.
+ * An in-progress one that old is a dead process's (idem_expire takes such a
+ * key over after 5 minutes). */
+static const pg_stmt_t st_idem = {
+    "retention_idem",
+    "WITH l AS MATERIALIZED (SELECT "
+    "pg_try_advisory_xact_lock(hashtext('herald.retention')) AS ok), "
+    "d AS (DELETE FROM crm_idempotency_keys k WHERE (SELECT ok FROM l) AND "
+    "(k.principal, k.idempotency_key) IN (SELECT principal, idempotency_key "
+    "FROM crm_idempotency_keys WHERE expires_at < now() - make_interval(days => $1::int) "
+    "ORDER BY expires_at LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING 1) "
+    "SELECT (SELECT ok FROM l), (SELECT count(*) FROM d)",
+    2};
+
 static int batch(pg_pool_t *db, const pg_stmt_t *st, int days, int limit, int *deleted,
                  bool *skipped, hd_err_t *err)
 {
@@ -58,4 +73,10 @@ int retention_events_batch(pg_pool_t *db, int days, int limit, int *deleted, boo
                            hd_err_t *err)
 {
     return batch(db, &st_events, days, limit, deleted, skipped, err);
+}
+
+int retention_idem_batch(pg_pool_t *db, int days, int limit, int *deleted, bool *skipped,
+                         hd_err_t *err)
+{
+    return batch(db, &st_idem, days, limit, deleted, skipped, err);
 }

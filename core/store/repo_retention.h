@@ -24,4 +24,9 @@ int retention_comms_batch(pg_pool_t *db, int days, int limit, int *deleted, bool
 int retention_events_batch(pg_pool_t *db, int days, int limit, int *deleted, bool *skipped,
                            hd_err_t *err);
 
+/* Up to limit Idempotency-Key records that expired more than days ago (0:
+ * any expired one). As above. */
+int retention_idem_batch(pg_pool_t *db, int days, int limit, int *deleted, bool *skipped,
+                         hd_err_t *err);
+
 #endif

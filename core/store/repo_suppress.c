@@ -1,5 +1,6 @@
 /* repo_suppress.c - the suppression list (see repo_suppress.h). */
 #include "store/repo_suppress.h"
+#include "store/pg_array.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,8 +9,26 @@
 
 static const pg_stmt_t st_facts = {
     "supp_facts",
-    "SELECT channel, reason FROM crm_suppressions WHERE (channel = 'email' AND "
-    "address_index = $1) OR (channel IN ('sms', 'whatsapp') AND address_index = $2)",
+    "SELECT 's', channel, reason FROM crm_suppressions WHERE (channel = 'email' AND "
+    "address_index = $1) OR (channel IN ('sms', 'whatsapp') AND address_index = $2) "
+    "UNION ALL SELECT 'i', channel, floor(extract(epoch FROM last_inbound_at))::bigint::text "
+    "FROM crm_inbound_contacts WHERE address_index = $2 AND last_inbound_at IS NOT NULL "
+    "UNION ALL SELECT 'w', channel, floor(extract(epoch FROM window_closed_at))::bigint::text "
+    "FROM crm_inbound_contacts WHERE address_index = $2 AND window_closed_at IS NOT NULL",
+    2};
+/* As st_facts over arrays (= ANY keeps the index lookups); each row names
+ * the index it matched, which the caller maps back to its recipients. */
+static const pg_stmt_t st_facts_many = {
+    "supp_facts_many",
+    "SELECT 's', channel, address_index, reason FROM crm_suppressions WHERE "
+    "(channel = 'email' AND address_index = ANY($1::text[])) OR "
+    "(channel IN ('sms', 'whatsapp') AND address_index = ANY($2::text[])) "
+    "UNION ALL SELECT 'i', channel, address_index, "
+    "floor(extract(epoch FROM last_inbound_at))::bigint::text FROM crm_inbound_contacts "
+    "WHERE address_index = ANY($2::text[]) AND last_inbound_at IS NOT NULL "
+    "UNION ALL SELECT 'w', channel, address_index, "
+    "floor(extract(epoch FROM window_closed_at))::bigint::text FROM crm_inbound_contacts "
+    "WHERE address_index = ANY($2::text[]) AND window_closed_at IS NOT NULL",
     2};
 static const pg_stmt_t st_add = {
     "supp_add",
@@ -49,7 +68,7 @@ static PGresult *run(pg_pool_t *db, const pg_stmt_t *st, const char *const *p, h
 }
 
 int supp_facts(pg_pool_t *db, const char *email_index, const char *phone_index, cJSON *out,
-               hd_err_t *err)
+               cJSON *inbound, cJSON *closed, hd_err_t *err)
 {
     if (email_index == NULL && phone_index == NULL)
         return 0;
@@ -57,8 +76,53 @@ int supp_facts(pg_pool_t *db, const char *email_index, const char *phone_index, 
     PGresult *r = run(db, &st_facts, p, err);
     if (r == NULL)
         return -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        cJSON_AddStringToObject(out, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+    for (int i = 0; i < PQntuples(r); i++) {
+        char kind = PQgetvalue(r, i, 0)[0];
+        if (kind == 's')
+            cJSON_AddStringToObject(out, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+        else
+            cJSON_AddNumberToObject(kind == 'i' ? inbound : closed, PQgetvalue(r, i, 1),
+                                    strtod(PQgetvalue(r, i, 2), NULL));
+    }
+    PQclear(r);
+    return 0;
+}
+
+int supp_facts_many(pg_pool_t *db, int n, const char *const *email_index,
+                    const char *const *phone_index, cJSON **out, cJSON **inbound, cJSON **closed,
+                    hd_err_t *err)
+{
+    buf_t e, p;
+    buf_init(&e);
+    buf_init(&p);
+    for (int i = 0; i < n; i++) {
+        pg_arr_add(&e, email_index[i]);
+        pg_arr_add(&p, phone_index[i]);
+    }
+    char *ea = pg_arr_end(&e), *pa = pg_arr_end(&p);
+    const char *params[] = {ea, pa};
+    PGresult *r = run(db, &st_facts_many, params, err);
+    free(ea);
+    free(pa);
+    if (r == NULL)
+        return -1;
+    for (int k = 0; k < PQntuples(r); k++) {
+        char kind = PQgetvalue(r, k, 0)[0];
+        const char *ch = PQgetvalue(r, k, 1), *idx = PQgetvalue(r, k, 2), *v = PQgetvalue(r, k, 3);
+        /* suppressions on email are by the email index; the rest by the phone's */
+        bool email = kind == 's' && strcmp(ch, "email") == 0;
+        for (int i = 0; i < n; i++) {
+            const char *mine = email ? email_index[i] : phone_index[i];
+            if (mine == NULL || strcmp(mine, idx) != 0)
+                continue;
+            cJSON *o = kind == 's' ? out[i] : kind == 'i' ? inbound[i] : closed[i];
+            cJSON_DeleteItemFromObjectCaseSensitive(o, ch);
+            if (kind == 's')
+                cJSON_AddStringToObject(o, ch, v);
+            else
+                cJSON_AddNumberToObject(o, ch, strtod(v, NULL));
+        }
+    }
     PQclear(r);
     return 0;
 }

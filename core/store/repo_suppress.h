@@ -17,10 +17,20 @@
 #define SUPP_LIST_MAX 500 /* entries one GET lists at most */
 
 /* Adds out[channel] = reason to the object out for every entry on the
- * email index (channel email) or the phone index (sms, whatsapp); either
- * may be NULL. 0, or -1 with err. */
+ * email index (channel email) or the phone index (sms, whatsapp), and
+ * inbound[channel] = Unix seconds of the last message the phone sent us on
+ * that channel and closed[channel] = Unix seconds the provider last said
+ * its customer-service window was closed (crm_inbound_contacts), in one
+ * statement; either index may be NULL. 0, or -1 with err. */
+/* The facts of supp_facts for n recipients at once, in one statement:
+ * email_index[i] and phone_index[i] (either NULL) fill out[i], inbound[i]
+ * and closed[i] (objects the caller made). 0, or -1 with err. */
+int supp_facts_many(pg_pool_t *db, int n, const char *const *email_index,
+                    const char *const *phone_index, cJSON **out, cJSON **inbound, cJSON **closed,
+                    hd_err_t *err);
+
 int supp_facts(pg_pool_t *db, const char *email_index, const char *phone_index, cJSON *out,
-               hd_err_t *err);
+               cJSON *inbound, cJSON *closed, hd_err_t *err);
 
 /* Adds an entry (the first reason stays: an existing entry is kept, and
  * *created is false) with an audit row ("suppression.add") when new.

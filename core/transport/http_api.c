@@ -147,7 +147,14 @@ int tr_whatsapp_prepare(const tr_settings_t *s, tr_xfer_t *x, tr_result_t *res)
         cJSON_AddStringToObject(t, "name", m->wa_template);
         cJSON *lang = cJSON_AddObjectToObject(t, "language");
         cJSON_AddStringToObject(lang, "code", m->wa_language ? m->wa_language : "en_US");
-        if (m->nwa_params) {
+        cJSON *comps = m->wa_components ? cJSON_Parse(m->wa_components) : NULL;
+        if (cJSON_IsArray(comps)) {
+            cJSON_AddItemToObject(t, "components", comps);
+        } else if (m->wa_components) {
+            cJSON_Delete(comps);
+            cJSON_Delete(doc);
+            return tr_refuse(res, "whatsapp: template components are not a JSON array");
+        } else if (m->nwa_params) {
             cJSON *comp = cJSON_CreateObject();
             cJSON_AddStringToObject(comp, "type", "body");
             cJSON *params = cJSON_AddArrayToObject(comp, "parameters");

@@ -79,8 +79,12 @@ void tr_message_free(tr_message_t *m)
     }
     free(m->attachments);
     free(m->unsubscribe_url);
+    free(m->unsubscribe_mailto);
+    free(m->unsubscribe_subject);
     free(m->wa_template);
+    free(m->wa_components);
     free(m->wa_language);
+    free(m->locale);
     for (int i = 0; i < m->nwa_params; i++)
         free(m->wa_params[i]);
     free(m->wa_params);
@@ -159,6 +163,8 @@ int tr_build_email(const tr_settings_t *s, const tr_message_t *m, buf_t *out, hd
         .domain = s->c.email_domain,
         .date = (int64_t)time(NULL),
         .unsubscribe_url = m->unsubscribe_url,
+        .unsubscribe_mailto = m->unsubscribe_mailto,
+        .unsubscribe_subject = m->unsubscribe_subject,
         .extra_header_name = "X-Herald-Attempt",
         .extra_header_value = attempt,
     };

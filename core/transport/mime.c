@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -213,6 +214,16 @@ static int check_email(const mime_email_t *m, hd_err_t *err)
     if (given(m->unsubscribe_mailto) &&
         check_addr_field("unsubscribe_mailto", m->unsubscribe_mailto, err) != 0)
         return -1;
+    if (given(m->unsubscribe_subject)) {
+        size_t sn = strlen(m->unsubscribe_subject);
+        bool plain = sn <= 200;
+        for (size_t i = 0; plain && i < sn; i++) {
+            unsigned char c = (unsigned char)m->unsubscribe_subject[i];
+            plain = isalnum(c) || strchr("._~-", c) != NULL;
+        }
+        if (!plain)
+            return hd_err_set(err, "unsubscribe_subject: 1 to 200 of A-Z a-z 0-9 . _ ~ -");
+    }
     if (check_extra_header(m, err) != 0)
         return -1;
     return check_attachments(m, err);
@@ -374,7 +385,9 @@ static void put_headers(const mime_email_t *m, buf_t *b)
         }
         if (given(m->unsubscribe_mailto)) {
             buf_reset(&t);
-            buf_printf(&t, "<mailto:%s>", m->unsubscribe_mailto);
+            buf_printf(&t, "<mailto:%s%s%s>", m->unsubscribe_mailto,
+                       given(m->unsubscribe_subject) ? "?subject=" : "",
+                       given(m->unsubscribe_subject) ? m->unsubscribe_subject : "");
             mime_hdr_item(&h, t.data, t.len);
         }
         mime_hdr_end(&h);

@@ -43,8 +43,11 @@ typedef struct mime_email {
                             retries); required, dot-atom text (a UUID, for instance) */
     const char *domain;  /* sending domain for Message-ID; when NULL, the domain of from_addr */
     int64_t date;        /* Unix seconds for the Date header (RFC 5322 format, +0000) */
-    const char *unsubscribe_url;    /* https URL, may be NULL; also adds List-Unsubscribe-Post */
-    const char *unsubscribe_mailto; /* address, may be NULL */
+    const char *unsubscribe_url;     /* https URL, may be NULL; also adds List-Unsubscribe-Post */
+    const char *unsubscribe_mailto;  /* address, may be NULL */
+    const char *unsubscribe_subject; /* with unsubscribe_mailto: the mailto's subject, so the
+                                        mailbox can tell whose request it is; 1 to 200 of
+                                        [A-Za-z0-9._~-]; may be NULL */
     const char *extra_header_name, *extra_header_value; /* optional, e.g. "X-Herald-Attempt" */
 } mime_email_t;
 

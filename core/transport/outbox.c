@@ -157,6 +157,11 @@ int tr_outbox_write(const tr_settings_t *s, const tr_message_t *m, tr_result_t *
         cJSON_AddStringToObject(doc, "to", m->to ? m->to : "");
         if (m->wa_template) {
             cJSON_AddStringToObject(doc, "template", m->wa_template);
+            if (m->wa_language)
+                cJSON_AddStringToObject(doc, "language", m->wa_language);
+            cJSON *comps = m->wa_components ? cJSON_Parse(m->wa_components) : NULL;
+            if (comps)
+                cJSON_AddItemToObject(doc, "components", comps);
             cJSON *p = cJSON_AddArrayToObject(doc, "parameters");
             for (int i = 0; i < m->nwa_params; i++)
                 cJSON_AddItemToArray(p, cJSON_CreateString(m->wa_params[i]));

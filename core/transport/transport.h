@@ -45,8 +45,12 @@ typedef struct tr_message {
     tr_attachment_t *attachments;
     int nattachments;
     char *unsubscribe_url; /* email: List-Unsubscribe (RFC 8058 one-click) */
-    char *wa_template;     /* WhatsApp: an approved template instead of text */
+    char *unsubscribe_mailto, *unsubscribe_subject; /* email: List-Unsubscribe's mailto */
+    char *wa_template; /* WhatsApp: an approved template instead of text */
     char *wa_language;
+    char *wa_components; /* with wa_template: a JSON array of Meta template components
+                            (whatsapp.choose's); NULL: wa_params as the body's parameters */
+    char *locale; /* the locale the content is written in ("fr"), recorded with the attempt */
     char **wa_params;
     int nwa_params;
     char *traceparent; /* passed on to HTTP providers */

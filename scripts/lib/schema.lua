@@ -12,7 +12,8 @@
 --   }
 --   S.check(fields, context, {strict = false, render = false})
 --     -> problems, warnings   (lists; empty when the context is fine)
---   S.prepare(fields, context) -> a copy of context with the defaults filled in
+--   S.prepare(fields, context, locale?) -> a copy of context with the defaults filled
+--       in (a field's defaults = {fr = "..."} in the locale's language)
 --   S.json_schema(fields, {strict = ...}) -> a JSON Schema table
 --
 -- Kinds: string, integer, number, boolean, date (YYYY-MM-DD, a real day),
@@ -335,29 +336,41 @@ end
 -- every level (objects inside lists too).
 local prepare_fields
 
-local function prepare_value(f, v)
-  if f.kind == "object" and is_object(v) then return prepare_fields(f.fields, v) end
+local function prepare_value(f, v, locale)
+  if f.kind == "object" and is_object(v) then return prepare_fields(f.fields, v, locale) end
   if f.kind == "list" and is_array(v, true) and f.of.kind == "object" then
     local copy = setmetatable({}, getmetatable(v))
-    for i, item in ipairs(v) do copy[i] = prepare_value(f.of, item) end
+    for i, item in ipairs(v) do copy[i] = prepare_value(f.of, item, locale) end
     return copy
   end
   return v
 end
 
-prepare_fields = function(fields, obj)
+-- A field's default in a locale: defaults[tag], defaults[its language], else default.
+local function default_of(f, locale)
+  if locale and f.defaults then
+    local d = f.defaults[locale]
+    if d == nil then d = f.defaults[locale:match("^[^%-]+")] end
+    if d ~= nil then return d end
+  end
+  return f.default
+end
+
+prepare_fields = function(fields, obj, locale)
   local copy = {}
   for k, v in pairs(obj) do
     local f = fields[k]
-    copy[k] = f and prepare_value(f, v) or v
+    copy[k] = f and prepare_value(f, v, locale) or v
   end
   for name, f in pairs(fields) do
-    if copy[name] == nil and f.default ~= nil then copy[name] = f.default end
+    if copy[name] == nil and f.default ~= nil then copy[name] = default_of(f, locale) end
   end
   return copy
 end
 
-function M.prepare(fields, context) return prepare_fields(fields, context or {}) end
+-- locale: the message's ("fr"); a field's `defaults = {fr = ...}` then gives
+-- its default in that language (the JSON Schema shows `default`).
+function M.prepare(fields, context, locale) return prepare_fields(fields, context or {}, locale) end
 
 ---------------------------------------------------------------------------
 -- JSON Schema, draft 2020-12. Lists are made with herald.array so that an

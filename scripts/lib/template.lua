@@ -4,15 +4,20 @@
 --   local template = require("lib.template")
 --   local render = template.compile(source, "welcome.html", {loader = fn})
 --   local html = render({client_name = "Ana"})
+--   local fr = render({client_name = "Ana"}, {locale = "fr"})  -- dates, amounts in French
 --
 -- compile(source, name, opts) returns render(context) -> string, or raises
 -- "name:line: message". opts:
 --   autoescape  true / false for every template of this compile, or function(name)
 --               -> boolean; nil: on for names ending .html .htm .xml (Jinja2's
 --               select_autoescape)
---   loader      function(name) -> source or nil, for include and extends
+--   loader      function(name) -> source or nil (and the file it read, named in
+--               errors), for include and extends
 --   cache       table name -> compiled template, shared between compiles (the
 --               templates an include or extends pulls in are compiled once)
+--   precompiled table name -> compiler.freeze(template): the templates another
+--               state compiled from the same sources, loaded without compiling
+--               them again (the engine's states share a generation's this way)
 --   trace       function(text, name, line, guarded) -> text, called with what
 --               each {{ }} prints (guarded: it goes through `default` or is an
 --               `a if x else b`); tests use it to find slots that print nothing
@@ -28,9 +33,12 @@
 -- subscript access, arithmetic, ~, comparisons (chained), in, and/or/not,
 -- `a if b else c`, tests (is defined, is none, ...), filters with positional and
 -- keyword arguments; the globals range(), namespace(), dict().
+-- render(context, opts): opts.locale ("fr-CA") is the locale of the date, number
+-- and currency filters (lib/template/locales.lua), opts.plain_spaces writes their
+-- no-break spaces as plain spaces (SMS).
 -- Deliberate differences from Jinja2: a mapping is iterated in sorted key order
--- (Lua tables keep no insertion order); the date and currency filters are Herald's
--- own; calling an unknown function is a compile error instead of a render error.
+-- (Lua tables keep no insertion order); the date, number and currency filters are
+-- Herald's own; calling an unknown function is a compile error instead of a render error.
 --
 -- This file is the public entry (compile, source, escape, markup, is_markup,
 -- filters, str; _load for the engine's own include and extends). The engine is
@@ -63,7 +71,9 @@ function M.compile(source, name, opts)
   opts = opts or {}
   name = name or "<template>"
   local env = {loader = opts.loader, autoescape = opts.autoescape, cache = opts.cache or {},
-    compiling = {}, trace = opts.trace}
+    compiling = {}, trace = opts.trace, precompiled = opts.precompiled}
+  local frozen = env.precompiled and compiler.from_frozen(env, name)
+  if frozen then return frozen.render end
   local ok, tpl = pcall(compile_template, env, source, name)
   if not ok then
     if type(tpl) == "table" and tpl.tplerr then error(tpl.tplerr, 0) end

@@ -121,6 +121,12 @@ static void write_policy(void)
     write_file(scripts, "content.lua",
                "return {render = function() return {text = 'hi'} end,\n"
                "        compile_all = function() return true end}");
+    write_file(scripts, "inbound.lua",
+               "return {keyword = function() return {action = \"none\"} end}");
+    write_file(scripts, "whatsapp.lua",
+               "return {choose = function() return {mode = \"text\", reason = \"t\"} end}");
+    write_file(scripts, "limits.lua",
+               "return {buckets = function() return {} end, cap = function() return nil end}");
     write_file(scripts, "types.lua",
                "return {check = function() return {known = true, problems = {}, warnings = {}} "
                "end,\n        list = function() return {} end}");

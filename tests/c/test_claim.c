@@ -4,7 +4,8 @@
  * job carries the version of its client's preferences as they are at the
  * claim, the very number the preferences repository gives the row
  * (prefs_row_t.version, which the preferences cache is compared with), and
- * says so when the client has no row. The tests run in a database of their
+ * says so when the client has no row; and comms_queue_depth, the queue's
+ * depth and the age of its longest-waiting due job. The tests run in a database of their
  * own, created, migrated (from $HERALD_SOURCE_DIR/migrations) and dropped by
  * the group setup / teardown with test_db.h.
  */
@@ -165,6 +166,57 @@ static void test_claim_carries_the_current_preferences_version(void **state)
     release(fx->db.pool);
 }
 
+/* Runs one statement on the test's database (its own connection). */
+static void exec_sql(fixture_t *fx, const char *sql)
+{
+    if (testdb_admin_exec("test_claim", fx->db.url, sql) != 0)
+        fail_msg("%s failed", sql);
+}
+
+static void test_queue_depth_and_oldest_due_age(void **state)
+{
+    fixture_t *fx = *state;
+    exec_sql(fx, "DELETE FROM crm_jobs");
+    long due = -1, scheduled = -1, leased = -1;
+    double age = -1;
+    hd_err_t err;
+    if (comms_queue_depth(fx->db.pool, &due, &scheduled, &leased, &age, &err) != 0)
+        fail_msg("comms_queue_depth: %s", err.msg);
+    assert_true(due == 0 && scheduled == 0 && leased == 0);
+    assert_true(age == 0); /* nothing waits */
+
+    char waiting[37], later[37], sql[256];
+    create_msg(fx->db.pool, "client-q1", waiting);
+    create_msg(fx->db.pool, "client-q2", later);
+    snprintf(sql, sizeof(sql),
+             "UPDATE crm_jobs SET due_at = now() - interval '120 seconds' "
+             "WHERE communication_id = '%s'",
+             waiting);
+    exec_sql(fx, sql);
+    snprintf(sql, sizeof(sql),
+             "UPDATE crm_jobs SET due_at = now() + interval '1 hour' WHERE communication_id = '%s'",
+             later);
+    exec_sql(fx, sql);
+    if (comms_queue_depth(fx->db.pool, &due, &scheduled, &leased, &age, &err) != 0)
+        fail_msg("comms_queue_depth: %s", err.msg);
+    assert_true(due == 1 && scheduled == 1 && leased == 0);
+    /* due two minutes ago; a loaded machine may take a while to get here */
+    if (age < 119.5 || age > 180)
+        fail_msg("oldest due age %.3f s, expected about 120", age);
+
+    /* claimed: in a worker's hands, no longer waiting */
+    comm_job_t j;
+    claim_one(fx->db.pool, 1, waiting, &j);
+    comm_job_free(&j);
+    if (comms_queue_depth(fx->db.pool, &due, &scheduled, &leased, NULL, &err) != 0)
+        fail_msg("comms_queue_depth: %s", err.msg);
+    assert_true(due == 0 && scheduled == 1 && leased == 1);
+    if (comms_queue_depth(fx->db.pool, &due, &scheduled, &leased, &age, &err) != 0)
+        fail_msg("comms_queue_depth: %s", err.msg);
+    assert_true(age == 0);
+    release(fx->db.pool);
+}
+
 /* ---- our own database ---- */
 
 static int teardown(void **state)
@@ -206,6 +258,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_carries_the_current_preferences_version),
+        cmocka_unit_test(test_queue_depth_and_oldest_due_age),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

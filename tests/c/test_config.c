@@ -34,7 +34,7 @@ static void test_minimal_and_defaults(void **state)
     assert_int_equal(cfg_load_string(WITH("listen = '127.0.0.1:9000'"), "t.lua", &cfg, &err), 0);
     assert_string_equal(cfg.listen_host, "127.0.0.1");
     assert_int_equal(cfg.listen_port, 9000);
-    assert_int_equal(cfg.http_threads, 4);
+    assert_int_equal(cfg.http_threads, 16);
     assert_int_equal(cfg.max_body_bytes, 1048576);
     assert_int_equal(cfg.access_ttl_s, 3600);
     assert_string_equal(cfg.jwt_issuer, "herald");

@@ -53,14 +53,24 @@ static void write_policy(const char *decide_channel)
                "        no_receipt = function() return nil end,\n"
                "        alert = function() return {action='give_up'} end}");
     write_file(scripts, "classify.lua", "return {classify = function() return {} end}");
-    write_file(scripts, "content.lua",
-               "local M = {}\n"
-               "function M.render(t, c, ctx) return {text = herald.templates['hello.txt']} end\n"
-               "function M.compile_all()\n"
-               "  if herald.templates['bad.txt'] then return nil, {'bad.txt:1: broken'} end\n"
-               "  return true\n"
-               "end\n"
-               "return M\n");
+    write_file(
+        scripts, "content.lua",
+        "local M = {}\n"
+        "function M.render(t, c, ctx) return {text = herald.templates['hello.txt']} end\n"
+        "function M.compile_all()\n"
+        "  if herald.templates['bad.txt'] then return nil, {'bad.txt:1: broken'} end\n"
+        "  return true\n"
+        "end\n"
+        "function M.export_compiled()\n"
+        "  return {['en\\thello.txt'] = 'frozen:' .. herald.templates['hello.txt'], 'skipped'}\n"
+        "end\n"
+        "return M\n");
+    write_file(scripts, "inbound.lua",
+               "return {keyword = function() return {action = \"none\"} end}");
+    write_file(scripts, "whatsapp.lua",
+               "return {choose = function() return {mode = \"text\", reason = \"t\"} end}");
+    write_file(scripts, "limits.lua",
+               "return {buckets = function() return {} end, cap = function() return nil end}");
     write_file(scripts, "types.lua",
                "return {check = function() return {known = true, problems = {}, warnings = {}} "
                "end,\n        list = function() return {} end}");
@@ -337,6 +347,19 @@ static void test_reload(void **state)
     cJSON_Delete(now);
 }
 
+/* What the generation's check compiled (content.export_compiled) reaches
+ * every state as herald.compiled, and follows a reload. */
+static void test_compiled_templates_are_shared(void **state)
+{
+    lrt_t *rt = *state;
+    hd_err_t err;
+    want_value(rt, "return herald.compiled['en\\thello.txt']", "\"frozen:Hello {{ name }}\"");
+    want_value(rt, "local n = 0 for _ in pairs(herald.compiled) do n = n + 1 end return n", "1");
+    write_file(templates, "hello.txt", "Bonjour {{ name }}");
+    assert_int_equal(lrt_reload(rt, &err), 0);
+    want_value(rt, "return herald.compiled['en\\thello.txt']", "\"frozen:Bonjour {{ name }}\"");
+}
+
 static void *thread_decide(void *arg)
 {
     lrt_t *rt = arg;
@@ -381,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_plain_data_round_trip),
         cmocka_unit_test(test_herald_module),
         cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_compiled_templates_are_shared),
         cmocka_unit_test(test_threads_and_reloads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -489,16 +489,20 @@ static void test_list_unsubscribe(void **state)
     static const struct {
         const char *url, *mailto, *expect;
         int post;
+        const char *subject;
     } cases[] = {
-        {NULL, NULL, NULL, 0},
-        {"", "", NULL, 0},
-        {"https://x.example/u/tok_123", NULL, "<https://x.example/u/tok_123>", 1},
-        {NULL, "unsub@example.com", "<mailto:unsub@example.com>", 0},
+        {NULL, NULL, NULL, 0, NULL},
+        {"", "", NULL, 0, NULL},
+        {"https://x.example/u/tok_123", NULL, "<https://x.example/u/tok_123>", 1, NULL},
+        {NULL, "unsub@example.com", "<mailto:unsub@example.com>", 0, NULL},
         {"https://herald.example.com/unsubscribe/aVeryLongOpaqueToken0123456789",
          "unsubscribe+" COMM_ID "@example.com",
          "<https://herald.example.com/unsubscribe/aVeryLongOpaqueToken0123456789>, "
          "<mailto:unsubscribe+" COMM_ID "@example.com>",
-         1},
+         1, NULL},
+        {"https://x.example/u/tok_123", "unsub@example.com",
+         "<https://x.example/u/tok_123>, <mailto:unsub@example.com?subject=unsubscribe-tok_123>", 1,
+         "unsubscribe-tok_123"},
     };
     buf_t out, v;
     buf_init(&out);
@@ -507,6 +511,7 @@ static void test_list_unsubscribe(void **state)
         mime_email_t m = base_email();
         m.unsubscribe_url = cases[i].url;
         m.unsubscribe_mailto = cases[i].mailto;
+        m.unsubscribe_subject = cases[i].subject;
         m.extra_header_name = "X-Herald-Attempt";
         m.extra_header_value = "3";
         buf_reset(&out);

@@ -115,6 +115,10 @@ static void test_addresses(void **state)
     m.unsubscribe_mailto = "mailto:unsub@example.com";
     refused(&m, "unsubscribe_mailto: not an email address");
     m = base_email();
+    m.unsubscribe_mailto = "unsub@example.com";
+    m.unsubscribe_subject = "unsubscribe tok\r\nBcc: x@example.com";
+    refused(&m, "unsubscribe_subject: 1 to 200 of A-Z a-z 0-9 . _ ~ -");
+    m = base_email();
     m.to_addr = NULL;
     refused(&m, "to_addr: required");
     m = base_email();

@@ -12,6 +12,9 @@ One process serves both providers on one port, told apart by the path:
     GET  /_held                                            the answers held now, JSON
     POST /_release                                         send every held answer; stop holding
     POST /_fail?percent=P                                  change --fail-percent while running
+    POST /_meta/inbound  {"from": digits, "timestamp"?}    the number wrote to the business
+                                                           (opens its 24-hour window; see
+                                                           --meta-window)
 
 Debian's /usr/bin/python3, standard library only.  HTTP/1.1 with keep-alive
 (one thread per TCP connection, many requests per connection), every response
@@ -32,6 +35,13 @@ Start it
                         requests with a 500, chosen at random, before any other
                         check; the body is the provider's 500 of the table below
     --record FILE       append one JSON line per provider request (see "Record")
+    --twilio-max-rate N accept at most N messages a second per sender (a sliding
+                        second); more are refused with 429, code 20429 and
+                        Retry-After: 1, as Twilio answers a burst
+    --meta-window       enforce WhatsApp's customer-service window: free-form text
+                        to a number that has not written within 24 h (POST
+                        /_meta/inbound) is refused with 131047, as Meta does;
+                        templates always go
     --twilio-sid SID    accepted Account SID   (default AC00000000000000000000000000000000)
     --twilio-token TOK  accepted auth token    (default test-token)
     --meta-token TOK    accepted bearer token  (default test-meta-token)
@@ -81,6 +91,12 @@ Validation errors (checked before the table):
             400 100/33 unknown phone_number_id (only with --meta-phone-number-id;
                        type GraphMethodException, error_subcode 33)
             405 100    method other than POST
+
+Templates (Meta): a name starting with "missing_" is refused with 404 code 132001
+(template does not exist); components are checked for their shape: header, body,
+button (sub_type url or quick_reply, index 0-9) or footer, and each parameter is
+typed: text {text}, currency {fallback_value, code, amount_1000}, date_time
+{fallback_value}, image / document / video {link or id}, payload {payload}.
 
 Every Meta error is {"error": {"message", "type", "code", "error_subcode"?,
 "error_data"?: {"messaging_product": "whatsapp", "details"}, "fbtrace_id"}};
@@ -581,6 +597,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(self.hold_control(path, url.query))
         if path == "/_fail":
             return self.send(self.fail_control(url.query))
+        if path == "/_meta/inbound":
+            return self.send(self.inbound_control(body))
 
         if TWILIO_PATH.match(path) or path.startswith("/2010-04-01/"):
             provider = "twilio"
@@ -642,6 +660,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return Reply(400, {"error": "percent: expected a number from 0 to 100"})
         old, self.server.fail_percent = self.server.fail_percent, p
         return Reply(200, {"fail_percent": p, "was": old})
+
+    def inbound_control(self, body):
+        """POST /_meta/inbound {"from": digits, "timestamp"?}: the number wrote to us."""
+        if self.command != "POST":
+            return Reply(405, {"error": "POST /_meta/inbound"})
+        try:
+            doc = json.loads(body or b"{}")
+            number = digits_of(doc["from"])
+            at = float(doc.get("timestamp", time.time()))
+        except (ValueError, KeyError, TypeError):
+            return Reply(400, {"error": "expected {\"from\": digits, \"timestamp\"?: seconds}"})
+        if not number:
+            return Reply(400, {"error": "from: no digits"})
+        self.server.inbound[number] = max(at, self.server.inbound.get(number, 0))
+        return Reply(200, {"from": number, "window_until": self.server.inbound[number] + 86400})
 
     def hold_control(self, path, query):
         """POST /_hold[?provider=...], GET /_held, POST /_release."""
@@ -766,6 +799,18 @@ def twilio_request(server, method, path, headers, parsed):
             return twilio_error(400, 21609, "The StatusCallback URL %s is not a valid URL."
                                 % callback)
 
+    if server.twilio_max_rate > 0:
+        # a provider's own limit: over N accepted messages in the last second
+        # (per sender), 429 / 20429 with Retry-After: 1, as Twilio answers a burst
+        now = time.time()
+        with server.id_lock:
+            sent = [t for t in server.twilio_sent.get(sender, []) if now - t < 1.0]
+            over = len(sent) >= server.twilio_max_rate
+            if not over:
+                sent.append(now)
+            server.twilio_sent[sender] = sent
+        if over:
+            return twilio_error(429, 20429, "Too Many Requests", {"Retry-After": "1"})
     behaviour = TWILIO_BEHAVIOURS.get(digits_of(to)[-4:])
     if behaviour:
         return behaviour_reply("twilio", behaviour, to)
@@ -874,14 +919,39 @@ def validate_meta_message(msg):
                                                                       "button", "footer"):
                 return invalid_param("Each template component needs a type of header, "
                                      "body, button or footer.")
+            if comp["type"] == "button":
+                if comp.get("sub_type") not in ("url", "quick_reply"):
+                    return invalid_param("A button component needs sub_type url or quick_reply.")
+                if str(comp.get("index", "")) not in [str(i) for i in range(10)]:
+                    return invalid_param("A button component needs an index from 0 to 9.")
             params = comp.get("parameters", [])
             if not isinstance(params, list):
                 return invalid_param("component['parameters'] must be an array.")
             for p in params:
                 if not isinstance(p, dict) or not isinstance(p.get("type"), str):
                     return invalid_param("Each parameter needs a type.")
-                if p["type"] == "text" and not isinstance(p.get("text"), str):
-                    return invalid_param("A parameter of type text needs a text string.")
+                ptype = p["type"]
+                if ptype in ("currency", "date_time"):
+                    val = p.get(ptype)
+                    keys = ("fallback_value", "code", "amount_1000") if ptype == "currency" \
+                        else ("fallback_value",)
+                    if not isinstance(val, dict) or any(k not in val for k in keys):
+                        return invalid_param("A parameter of type %s needs %s {%s}."
+                                             % (ptype, ptype, ", ".join(keys)))
+                elif ptype in ("image", "document", "video"):
+                    val = p.get(ptype)
+                    if not isinstance(val, dict) or not ("link" in val or "id" in val):
+                        return invalid_param("A parameter of type %s needs %s {link or id}."
+                                             % (ptype, ptype))
+                elif ptype == "payload":
+                    if not isinstance(p.get("payload"), str):
+                        return invalid_param("A parameter of type payload needs a payload string.")
+                elif ptype != "text":
+                    return invalid_param("Parameter type %s is not one of text, currency, "
+                                         "date_time, image, document, video, payload." % ptype)
+                if p["type"] == "text" and (not isinstance(p.get("text"), str) or not p["text"]):
+                    return invalid_param("A parameter of type text needs a non-empty text "
+                                         "string.")
     return None
 
 
@@ -915,6 +985,14 @@ def meta_request(server, method, path, headers, parsed):
     behaviour = META_BEHAVIOURS.get(digits_of(to)[-4:])
     if behaviour:
         return behaviour_reply("meta", behaviour, to)
+    if msg.get("type") == "template" and msg["template"]["name"].startswith("missing_"):
+        return meta_error(404, 132001, "(#132001) Template name does not exist in the "
+                          "translation", details="template name (%s) does not exist in %s"
+                          % (msg["template"]["name"], msg["template"]["language"]["code"]))
+    if server.meta_window and msg.get("type", "text") != "template":
+        wrote = server.inbound.get(digits_of(to))
+        if wrote is None or time.time() - wrote >= 24 * 3600:
+            return behaviour_reply("meta", META_BEHAVIOURS["0003"], to)
 
     wa_id = digits_of(to)
     sent = {"id": wamid(wa_id)}
@@ -959,6 +1037,10 @@ def parse_args(argv):
     p.add_argument("--meta-token", default=DEFAULT_META_TOKEN)
     p.add_argument("--meta-phone-number-id", default=None)
     p.add_argument("--hang-seconds", type=float, default=60.0)
+    p.add_argument("--twilio-max-rate", type=int, default=0,
+                   help="accept at most N messages a second per sender; more: 429 code 20429")
+    p.add_argument("--meta-window", action="store_true",
+                   help="refuse free-form WhatsApp text outside the 24-hour window (131047)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if not 0 <= args.fail_percent <= 100:
@@ -978,6 +1060,10 @@ def main(argv=None):
     server.meta_token = args.meta_token
     server.meta_phone_number_id = args.meta_phone_number_id
     server.hang_seconds = args.hang_seconds
+    server.meta_window = args.meta_window
+    server.twilio_max_rate = args.twilio_max_rate
+    server.twilio_sent = {}
+    server.inbound = {}
     server.verbose = args.verbose
     server.stopping = threading.Event()
     server.id_lock = threading.Lock()

@@ -76,6 +76,14 @@ def unique(prefix="it"):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
 
 
+def phone(prefix="+1415"):
+    """A random number the fake providers treat as ordinary: their scripted
+    behaviours (errors, hangs) answer to the suffixes 0001-0006, which a plain
+    random number hits now and then (about one in 1,700)."""
+    import random
+    return "%s%03d%04d" % (prefix, random.randrange(1000), random.randrange(1000, 10000))
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -504,6 +512,8 @@ class HeraldCase(unittest.TestCase):
         try:
             s.start()
         except Exception:
+            # it never served: its exit is in the exception, not a shutdown to check
+            cls.servers.remove(s)
             s.cleanup()
             raise
         return s
@@ -630,14 +640,14 @@ class PrivateRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_fake_providers(tmp, hang_seconds=3):
-    """tests/fakes/fake_providers.py on a free port (Twilio and Meta over HTTP).
-    Returns (process, port)."""
+def start_fake_providers(tmp, hang_seconds=3, extra=()):
+    """tests/fakes/fake_providers.py on a free port (Twilio and Meta over HTTP);
+    extra: more of its options (--meta-window, --record FILE). Returns (process, port)."""
     ready = os.path.join(tmp, "fake.ready")
     p = subprocess.Popen(["/usr/bin/python3",
                           os.path.join(SOURCE_DIR, "tests", "fakes", "fake_providers.py"),
                           "--port", "0", "--ready-file", ready,
-                          "--hang-seconds", str(hang_seconds)],
+                          "--hang-seconds", str(hang_seconds)] + list(extra),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 15
     while not os.path.exists(ready):

@@ -300,7 +300,11 @@ class ScopeTest(AuthCase):
         text = r.body.decode()
         for k, secret in [(name, key), (sname, skey)]:
             self.assertNotIn(secret, text)
-            self.assertNotIn(secret.rsplit("_", 1)[1], text)
+            # the secret part is what follows "hk_<prefix>_" (it may itself hold
+            # "_", base64url, so not whatever follows the last one)
+            tail = secret[len("hk_" + by_name[k]["prefix"] + "_"):]
+            self.assertGreater(len(tail), 16, secret)
+            self.assertNotIn(tail, text)
             self.assertNotIn(hashlib.sha256(secret.encode()).hexdigest(), text)
         for entry in keys:
             for field in entry:

@@ -68,9 +68,9 @@ class RunawayScriptTest(harness.HeraldCase):
             self.assertLess(time.time(), deadline, "the edit was not loaded")
             time.sleep(0.05)
 
-        # More requests than HTTP threads: each thread trips, drops its state
-        # and builds a fresh one for the next request.
-        for _ in range(8):
+        # More requests than HTTP threads (http.threads, 16): each thread
+        # trips, drops its state and builds a fresh one for the next request.
+        for _ in range(20):
             r, took = self.send()
             self.assertError(r, 422, "policy_error")
             message = r.json["error"]["message"]

@@ -75,7 +75,7 @@ class ExportTest(harness.HeraldCase):
     def client(self, mark):
         cid = "exp-" + uuid.uuid4().hex[:12]
         who = {"name": "Cordelia Ashgrove " + mark, "email": "ash.%s@example.com" % mark,
-               "phone": "+1415555%04d" % (int(mark[:4], 16) % 10000)}
+               "phone": harness.phone()}
         r = self.server.request("POST", PREFS, headers=auth(), json_body=dict(
             who, client_id=cid, timezone="UTC", consent={"given": True, "source": "signup"}))
         self.assertIn(r.status, (200, 201), r)
@@ -111,6 +111,10 @@ class ExportTest(harness.HeraldCase):
         self.psql("INSERT INTO crm_suppressions (channel, address_index, reason, source) "
                   "SELECT 'email', email_index, 'bounce', 'test' FROM crm_client_preferences "
                   "WHERE client_id IN ('%s', '%s')" % (cid, other))
+        self.psql("INSERT INTO crm_inbound_contacts (channel, address_index, last_inbound_at, "
+                  "messages) SELECT ch, phone_index, now(), 1 FROM crm_client_preferences, "
+                  "unnest(ARRAY['whatsapp', CASE WHEN client_id = '%s' THEN 'sms' END]) ch "
+                  "WHERE client_id IN ('%s', '%s') AND ch IS NOT NULL" % (other, cid, other))
 
         r, body = self.export(cid)
         self.assertEqual(r.status, 200, body[:300])
@@ -125,6 +129,8 @@ class ExportTest(harness.HeraldCase):
         self.assertEqual([h["details"]["source"] for h in doc["consent_history"]], ["signup"])
         self.assertEqual([(s["channel"], s["reason"]) for s in doc["suppressions"]],
                          [("email", "bounce")])
+        self.assertEqual([(k["channel"], k["messages"]) for k in doc["inbound_contacts"]],
+                         [("whatsapp", 1)])
         self.assertEqual(doc["communications_count"], 2)
         first, second = doc["communications"]
         self.assertEqual((first["id"], second["id"]), (sent["id"], later))

@@ -87,8 +87,11 @@ class LivePolicyTest(harness.HeraldCase):
             '    fallbacks = { "email" },', 1)
         self.assertNotEqual(edited, self.original, "matrix.lua layout changed; update the test")
         self.write_matrix(edited)
-        took = self.wait_for(lambda: self.primary() == "sms", timeout=1.0)
-        self.assertLess(took, 1.0)
+        # a second on a plain build; the sanitizer run loads scripts several
+        # times slower and says how long it allows (HERALD_TEST_RELOAD_S)
+        within = float(os.environ.get("HERALD_TEST_RELOAD_S", "1.0"))
+        took = self.wait_for(lambda: self.primary() == "sms", timeout=within)
+        self.assertLess(took, within)
         self.assertEqual(self.health_scripts()["generation"], gen + 1)
 
     def test_syntax_error_keeps_the_old_policy_and_shows_in_health(self):
@@ -123,7 +126,8 @@ class LivePolicyTest(harness.HeraldCase):
         with open(strategy + ".tmp~", "w") as f:
             f.write(text)
         os.replace(strategy + ".tmp~", strategy)
-        self.wait_for(lambda: self.preview().status == 422, timeout=1.0)
+        # what this checks is the 422, not the reload's speed (the test above)
+        self.wait_for(lambda: self.preview().status == 422, timeout=10.0)
         r = self.preview()
         self.assertEqual(r.json["error"]["code"], "policy_error")
         self.assertIn("deliberate failure", r.json["error"]["message"])

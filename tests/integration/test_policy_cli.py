@@ -34,7 +34,7 @@ class PolicyCommandsTest(unittest.TestCase):
     def test_check_renders_every_example(self):
         code, out, err = run("check")
         self.assertEqual(code, 0, err)
-        self.assertRegex(out, r"policy: ok \(\d+ scripts, \d+ templates, \d+ example renders\)")
+        self.assertRegex(out, r"policy: ok \(\d+ scripts, \d+ templates, \d+ locales, \d+ example renders\)")
 
     def test_check_names_a_broken_template_and_line(self):
         env, d = self.copy_policy()

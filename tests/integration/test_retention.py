@@ -48,6 +48,15 @@ class RetentionTest(harness.HeraldCase):
 
     def test_old_rows_go_in_batches_while_the_api_answers(self):
         self.insert(OLD, 800, "delivered")
+        # Idempotency-Key records: expired ones go (they answer nothing any
+        # more), the ones still in their 24 hours stay
+        self.sql("INSERT INTO crm_idempotency_keys (principal, idempotency_key, request_hash, "
+                 "state, response_status, response_body, created_at, expires_at) "
+                 "SELECT 'ret', 'old-' || i, repeat('a', 64), 'done', 202, '{}', "
+                 "now() - interval '3 days', now() - interval '2 days' "
+                 "FROM generate_series(1, %d) i" % (BATCH * 2 + 3))
+        self.sql("INSERT INTO crm_idempotency_keys (principal, idempotency_key, request_hash) "
+                 "VALUES ('ret', 'fresh', repeat('b', 64))")
         self.insert(5, 800, "queued", client="ret-waiting")  # still waiting: kept
         self.insert(7, 10, "delivered", client="ret-recent")
         # attempts and events of the old messages; old events of recent ones
@@ -113,6 +122,10 @@ class RetentionTest(harness.HeraldCase):
         # the cascade took the old messages' logs
         self.assertEqual(self.sql("SELECT count(*) FROM crm_delivery_logs WHERE "
                                   "communication_id IS NULL"), "0")
+        harness.wait_until(lambda: self.sql(
+            "SELECT count(*) FROM crm_idempotency_keys WHERE principal = 'ret'") == "1", 20)
+        self.assertEqual(self.sql("SELECT string_agg(idempotency_key, ',') FROM "
+                                  "crm_idempotency_keys WHERE principal = 'ret'"), "fresh")
         # the rollup of the deleted day stays (summed at start, before retention)
         total = self.sql("SELECT coalesce(sum(total), 0) FROM crm_analytics_daily WHERE "
                          "day = (now() - interval '800 days')::date")

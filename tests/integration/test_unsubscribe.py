@@ -11,10 +11,10 @@ import email.policy
 import glob
 import hashlib
 import hmac
-import random
 import urllib.parse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -50,12 +50,15 @@ class UnsubscribeTest(harness.HeraldCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.tmp = tempfile.mkdtemp(prefix="herald-unsub-")
+        cls.scripts = os.path.join(cls.tmp, "scripts")
+        shutil.copytree(os.path.join(harness.SOURCE_DIR, "scripts"), cls.scripts)
         cls.sink, smtp_port, cls.maildir = harness.start_smtp_sink(cls.tmp)
         cls.fake, port = harness.start_fake_providers(cls.tmp)
         base = "http://127.0.0.1:%d" % port
         cls.db_url, cls.drop_db = harness.fresh_database()
         cls.server = cls.new_server(env={
             "HERALD_DATABASE_URL": cls.db_url, "HERALD_PUBLIC_URL": "https://herald.test",
+            "HERALD_SCRIPTS_DIR": cls.scripts,
             "HERALD_EMAIL_DRIVER": "smtp", "HERALD_SMTP_URL": "smtp://127.0.0.1:%d" % smtp_port,
             "HERALD_SMTP_STARTTLS": "off", "HERALD_RETRY_SCALE": "0.001",
             "HERALD_SMS_DRIVER": "twilio", "HERALD_TWILIO_BASE_URL": base,
@@ -83,7 +86,7 @@ class UnsubscribeTest(harness.HeraldCase):
     def client(self, phone=None, email=None, **extra):
         cid = "client-" + uuid.uuid4().hex[:12]
         doc = {"client_id": cid, "name": "Zoë Martin", "email": email or cid + "@example.com",
-               "phone": phone or "+1415%07d" % random.randrange(10 ** 7), "timezone": "UTC",
+               "phone": phone or harness.phone(), "timezone": "UTC",
                "consent": {"given": True, "source": "test signup form"}}
         doc.update(extra)
         r = self.server.request("POST", "/api/crm/preferences", headers=auth(), json_body=doc)
@@ -219,6 +222,44 @@ class UnsubscribeTest(harness.HeraldCase):
             "SELECT count(*) FROM crm_audit_log WHERE action = 'preferences.unsubscribe' "
             "AND target = 'client:%s'" % cid), "0")
 
+    def edit_settings(self, old, new):
+        gen = self.server.get("/api/crm/health").json["scripts"]["generation"]
+        path = os.path.join(self.scripts, "settings.lua")
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(old, text, "settings.lua layout changed; update the test")
+        with open(path + ".tmp~", "w") as f:
+            f.write(text.replace(old, new, 1))
+        os.replace(path + ".tmp~", path)
+        deadline = time.time() + 5
+        while self.server.get("/api/crm/health").json["scripts"]["generation"] == gen:
+            self.assertLess(time.time(), deadline, "the edit was not loaded")
+            time.sleep(0.05)
+
+    def test_a_mailto_from_settings_carries_the_token_in_its_subject(self):
+        self.edit_settings("unsubscribe_mailto = nil,",
+                           'unsubscribe_mailto = "unsubscribe@herald.test",')
+        try:
+            cid = self.client()
+            c = self.send(cid, "welcome", channel="email")
+            self.assertEqual(self.settle(c)["status"], "sent")
+            msg = self.received(c)
+            path = self.one_click_path(msg)
+            lu = str(msg["List-Unsubscribe"])
+            self.assertIn("<mailto:unsubscribe@herald.test?subject=unsubscribe-%s>"
+                          % path[len("/u/"):], lu)
+            # what the mailbox's reader does with it: the one-click POST of that token
+            token = re.search(r"subject=unsubscribe-([A-Za-z0-9_-]+)>", lu).group(1)
+            self.assertEqual(self.post("/u/" + token, "List-Unsubscribe=One-Click").status, 200)
+            self.assertEqual(self.opted_out(cid), ["email"])
+            # a transactional type carries neither
+            c = self.send(self.client(), "error_notification", channel="email")
+            self.assertEqual(self.settle(c)["status"], "sent")
+            self.assertIsNone(self.received(c)["List-Unsubscribe"])
+        finally:
+            self.edit_settings('unsubscribe_mailto = "unsubscribe@herald.test",',
+                               "unsubscribe_mailto = nil,")
+
     def test_error_notification_carries_no_one_click_header(self):
         cid = self.client()
         c = self.send(cid, "error_notification", channel="email")
@@ -258,11 +299,11 @@ class UnsubscribeTest(harness.HeraldCase):
                          "target = 'client:%s'" % cid)
 
     def test_stop_through_the_signed_inbound_webhook_stops_sms_and_start_restores_it(self):
-        phone = "+1415%07d" % random.randrange(10 ** 7)
+        phone = harness.phone()
         # two client ids with the same number: a STOP is the number's
         a = self.client(phone, channels=["sms"])
         b = self.client(phone)
-        other = self.client("+1415%07d" % random.randrange(10 ** 7))
+        other = self.client(harness.phone())
         # an unsigned (wrongly signed) STOP changes nothing
         self.assertEqual(self.inbound(phone, "STOP", signature=False).status, 403)
         self.assertEqual(self.opted_out(a), [])
@@ -354,6 +395,54 @@ class UnsubscribeTest(harness.HeraldCase):
         doc = self.settle(self.send(a, "reminder", urgency="high", channel="email"))
         self.assertEqual(doc["status"], "sent", doc)
 
+
+    def test_one_claim_reads_every_message_s_own_suppressions(self):
+        # a worker reads the suppression facts of a claimed batch in one
+        # statement (dispatch_prefetch): each message must meet its own
+        # recipient's, whatever else is in the batch. The channels are paused
+        # while the messages are posted, so one claim takes them together.
+        blocked_mail = "blocked-%s@example.com" % uuid.uuid4().hex[:8]
+        blocked_phone = harness.phone()
+        for ch, addr in (("email", blocked_mail), ("sms", blocked_phone)):
+            r = self.server.request("POST", "/api/crm/suppressions", headers=admin(),
+                                    json_body={"channel": ch, "address": addr,
+                                               "reason": "complaint"})
+            self.assertEqual(r.status, 201, r)
+        mail_blocked = [self.client(email=blocked_mail) for _ in range(2)]
+        mail_free = [self.client() for _ in range(3)]
+        sms_blocked = [self.client(phone=blocked_phone)]
+        sms_free = [self.client() for _ in range(2)]
+        sent = {}
+        for ch in ("email", "sms"):
+            r = self.server.request("POST", "/api/crm/admin/channels/%s/pause" % ch,
+                                    headers=admin())
+            self.assertEqual(r.status, 200, r)
+        try:
+            for cid in mail_blocked + mail_free:
+                sent[cid] = self.send(cid, "reminder", urgency="high", channel="email")
+            for cid in sms_blocked + sms_free:
+                sent[cid] = self.send(cid, "reminder", urgency="high", channel="sms")
+        finally:
+            for ch in ("email", "sms"):
+                r = self.server.request("POST", "/api/crm/admin/channels/%s/resume" % ch,
+                                        headers=admin())
+                self.assertEqual(r.status, 200, r)
+        # a blocked address is refused on its channel and never attempted
+        # there (the policy may then fall back to another channel); a free
+        # one goes on the channel asked for
+        for ch, cids in (("email", mail_blocked), ("sms", sms_blocked)):
+            for cid in cids:
+                doc = self.settle(sent[cid])
+                self.assertIn(doc["status"], ("suppressed", "sent"), doc)
+                self.assertIn("%s: address suppressed (complaint)" % ch,
+                              [e["message"] for e in doc["events"]], doc)
+                self.assertEqual([a for a in doc["attempts"] if a["channel"] == ch], [], doc)
+        for ch, cids in (("email", mail_free), ("sms", sms_free)):
+            for cid in cids:
+                doc = self.settle(sent[cid])
+                self.assertEqual((doc["status"], [a["channel"] for a in doc["attempts"]]),
+                                 ("sent", [ch]), doc)
+                self.assertNotIn("suppressed", str(doc["events"]), doc)
 
     def test_a_5_1_1_bounce_suppresses_the_address_for_every_client_that_has_it(self):
         # the sink answers 550 5.1.1 to any "nouser" local part (a +tag is ignored)

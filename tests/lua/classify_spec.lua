@@ -86,8 +86,14 @@ local ROWS = {
   { "Meta 131056 pair rate limit", "whatsapp", http(400, 131056), "rate_limit", false },
   { "Meta 131026 undeliverable", "whatsapp", http(400, 131026), "invalid", false },
   { "Meta 131030 not in allowed list", "whatsapp", http(400, 131030), "invalid", false },
-  { "Meta 131047 re-engagement window closed", "whatsapp", http(400, 131047), "permanent", false,
+  { "Meta 131047 re-engagement window closed", "whatsapp", http(400, 131047), "transient", false,
     reason = "re-engagement window" },
+  { "Meta 132001 template missing", "whatsapp", http(404, 132001), "invalid", false,
+    reason = "template does not exist" },
+  { "Meta 132000 parameter count", "whatsapp", http(400, 132000), "invalid", false,
+    reason = "parameter count mismatch" },
+  { "Meta 132015 template paused", "whatsapp", http(400, 132015), "invalid", false,
+    reason = "paused" },
   { "Meta unknown code falls back to the HTTP status", "whatsapp", http(500, 999999), "transient", true,
     reason = "unknown Meta code 999999" },
 
@@ -166,6 +172,8 @@ describe("classify.classify", function()
     local c = classify("whatsapp", http(400, 131047))
     assert.is_true(has(c.reason, "Meta 131047"))
     assert.is_true(has(c.reason, "24 h"))
+    assert.is_true(c.window_closed)
+    assert.is_nil(classify("whatsapp", http(400, 131026)).window_closed)
   end)
 
   describe("engine-side outcomes", function()

@@ -8,7 +8,8 @@ package.cpath = moddir .. "/?.so;" .. package.cpath
 
 herald = require("herald")
 
-local list = io.popen("ls templates 2>/dev/null")
+-- every file, a locale's folder too ("fr/welcome.subject"), as the engine names them
+local list = io.popen("cd templates 2>/dev/null && find . -type f ! -name '.*' | sed 's|^\\./||'")
 if list then
   for name in list:lines() do
     local f = io.open("templates/" .. name, "rb")

@@ -120,6 +120,16 @@ describe("retry.policy", function()
     assert.are.equal("next_channel", retry.policy("transient", 1, { opted_out = true }).action)
   end)
 
+  it("a closed WhatsApp window → retry at once (the template goes next), while the schedule lasts",
+    function()
+      local a = retry.policy("transient", 1, { window_closed = true })
+      assert.are.equal("retry", a.action)
+      assert.are.equal(0, a.delay)
+      assert.is_true(has(a.reason, "template"))
+      local n = #require("settings").retry.schedule
+      assert.are.equal("next_channel", retry.policy("transient", n + 1, { window_closed = true }).action)
+    end)
+
   it("an unknown category → give_up, says so and logs it", function()
     local saved_log, lines = herald.log, {}
     herald.log = function(level, msg, fields) lines[#lines + 1] = { level = level, msg = msg, fields = fields } end

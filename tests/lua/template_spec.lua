@@ -321,6 +321,35 @@ describe("lib.template", function()
         {loader = loader({base = "{% block a %}A{% block b %}B{% endblock %}{% endblock %}"})}))
     end)
 
+    it("a frozen template (compiler.freeze) loads in a fresh cache and renders the same, errors included", function()
+      local compiler = require("lib.template.compiler")
+      local files = {["base.html"] = "<{% block a %}B{% endblock %}|{% include 'frag.html' %}>",
+        ["frag.html"] = "{{ v }}\n{{ v.missing.deeper }}",
+        ["page.html"] = "{% extends 'base.html' %}{% block a %}P{{ super() }}{% endblock %}"}
+      local cache = {}
+      local first = template.compile(files["page.html"], "page.html", {loader = loader(files), cache = cache})
+      local frozen = {}
+      for name, tpl in pairs(cache) do frozen[name] = compiler.freeze(tpl) end
+      assert.is_not_nil(frozen["base.html"])
+      assert.is_not_nil(frozen["frag.html"])
+      -- the fresh cache compiles nothing: the loader is never asked
+      local asked = 0
+      local again = template.compile("not even a template {%", "page.html", {cache = {},
+        precompiled = frozen, loader = function(n) asked = asked + 1 return files[n] end})
+      assert.equal(0, asked)
+      local ok1, e1 = pcall(first, {v = "<"})
+      local ok2, e2 = pcall(again, {v = "<"})
+      assert.is_false(ok1)
+      assert.is_false(ok2)
+      assert.equal(e1, e2)
+      assert.matches("^frag.html:2: ", e2)
+      assert.equal(first({v = {missing = {deeper = "d"}}}), again({v = {missing = {deeper = "d"}}}))
+      -- what a frozen template includes and is not frozen compiles from source
+      local lone = template.compile(files["page.html"], "page.html", {cache = {},
+        precompiled = {["page.html"] = frozen["page.html"]}, loader = loader(files)})
+      assert.equal(first({v = {missing = {deeper = 1}}}), lone({v = {missing = {deeper = 1}}}))
+    end)
+
     it("escapes by the included template's own name", function()
       local opts = {loader = loader({["frag.html"] = "{{ v }}", ["frag.txt"] = "{{ v }}"})}
       assert.equal("&lt;|<", render("{% include 'frag.html' %}|{% include 'frag.txt' %}", {v = "<"}, opts))

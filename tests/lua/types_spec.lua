@@ -2,7 +2,8 @@
 -- refuses a context that lacks a required field or holds a wrong value,
 -- naming the field's path; every type renders on every channel, with its
 -- example and with only its required fields, without a slot that prints
--- nothing ("", None, nil, [], {}) unless the template guards it; a template
+-- nothing ("", None, nil, [], {}) unless the template guards it, in every
+-- locale of templates/ (written in that locale); a template
 -- that reads an undeclared or unguarded optional field fails
 -- content.compile_all (so `herald check` and a live reload) with file and line.
 local types = require("types")
@@ -155,26 +156,31 @@ for _, name in ipairs(types.names()) do
 
     for _, which in ipairs({"its example", "only its required fields"}) do
       for _, channel in ipairs(CHANNELS) do
-        it(("renders on %s with %s, no slot printing nothing"):format(channel, which), function()
-          local ctx = which == "its example" and copy(t.example)
-            or required_only(t.fields, t.example)
-          local empty = {}
-          content.trace = function(text, tname, line, guarded)
-            local s = tostring(type(text) == "table" and text[1] or text)
-            local bare = s:gsub("^%s+", ""):gsub("%s+$", "")
-            if not guarded and (bare == "" or bare == "None" or bare == "nil" or bare == "[]"
-              or bare == "{}" or bare == "none") then
-              empty[#empty + 1] = ("%s:%d printed %q"):format(tname, line, s)
+        for _, locale in ipairs(content.locales()) do
+          it(("renders on %s in %s with %s, no slot printing nothing"):format(channel, locale, which),
+            function()
+            local ctx = which == "its example" and copy(t.example)
+              or required_only(t.fields, t.example)
+            local empty = {}
+            content.trace = function(text, tname, line, guarded)
+              local s = tostring(type(text) == "table" and text[1] or text)
+              local bare = s:gsub("^%s+", ""):gsub("%s+$", "")
+              if not guarded and (bare == "" or bare == "None" or bare == "nil" or bare == "[]"
+                or bare == "{}" or bare == "none") then
+                empty[#empty + 1] = ("%s:%d printed %q"):format(tname, line, s)
+              end
+              return text
             end
-            return text
-          end
-          content.reset()
-          local ok, out = pcall(content.render, name, channel, ctx)
-          content.trace = nil
-          content.reset()
-          assert.is_true(ok, tostring(out))
-          assert.are.equal("", table.concat(empty, "; "))
-        end)
+            content.reset()
+            local ok, out = pcall(content.render, name, channel, ctx, {locale = locale})
+            content.trace = nil
+            content.reset()
+            assert.is_true(ok, tostring(out))
+            assert.are.equal("", table.concat(empty, "; "))
+            assert.are.equal(locale, out.locale) -- written in the locale asked for
+            assert.is_nil(out.locale_fallback)
+          end)
+        end
       end
     end
   end)

@@ -5,9 +5,15 @@
 --   compile_template(env, source, name) -> {name, tid, lua, root, render}; raises
 --     {tplerr = "name:line: msg"}. env = {loader, autoescape, cache, compiling}
 --     (see lib/template.lua). root(ctx, out, blocks) appends to out;
---     render(context) -> string, raising "name:line: message".
---   load(env, name) -> the compiled template through env.cache or env.loader, or
---     nil and "missing"; raises a compile error.
+--     render(context, opts?) -> string, raising "name:line: message"; opts.locale
+--     (a tag: "fr-CA") is the date, number and currency filters' locale,
+--     opts.plain_spaces writes their no-break spaces as plain ones.
+--   load(env, name) -> the compiled template through env.cache, env.precompiled
+--     (name -> freeze's text: a template compiled by another state) or env.loader,
+--     or nil and "missing"; raises a compile error.
+--   freeze(tpl) -> text that load, given it in env.precompiled, turns back into
+--     the template without lexing, parsing or generating it again. The loader returns the source
+--     and, optionally, the file it came from (errors name it: "fr/layout.html").
 -- The generated chunk is `load`ed as text with an empty environment and reaches
 -- only RT (the helpers of runtime.lua, the filters and tests, POS), env and the
 -- templates it includes or extends, passed to it as arguments.
@@ -271,7 +277,7 @@ function Gen:call(e, scope)
 end
 
 function Gen:pos(buf, line)
-  buf[#buf + 1] = "POS[1]=" .. string.format("%d", self.tid * LINES + line)
+  buf[#buf + 1] = "POS[1]=B+" .. string.format("%d", line)
 end
 
 function Gen:assign(buf, scope, target, value)
@@ -291,6 +297,7 @@ function Gen:load_sub(name, line, ignore_missing)
     error(err, 0)
   end
   self.subs[#self.subs + 1] = tpl
+  self.subnames[#self.subs] = name
   return #self.subs
 end
 
@@ -522,19 +529,41 @@ local function autoescape_for(env, name)
   return ae and true or false
 end
 
+-- Loads generated Lua source as a template: root and render. The source gets
+-- the helpers, env, the templates it includes or extends (subs, in the order
+-- it names them) and B, the base of its positions (errors.lua).
+local function instantiate(env, name, lua, subs)
+  local chunk, err = load(lua, "=" .. name, "t", {})
+  if not chunk then fail(name, 1, "cannot compile the template: " .. tostring(err)) end
+  next_tid = next_tid + 1
+  NAMES[next_tid] = name
+  local tpl = {name = name, tid = next_tid, lua = lua}
+  tpl.root = chunk(RT, env, subs, next_tid * LINES)
+  local root, base = tpl.root, next_tid * LINES
+  tpl.render = function(context, opts)
+    local ctx = setmetatable({}, {__index = context})
+    local out = {}
+    POS[1] = base
+    local prev = filters.use_locale(opts and opts.locale, opts and opts.plain_spaces)
+    local ok, e = pcall(root, ctx, out, {})
+    filters.restore_locale(prev)
+    if not ok then error(format_error(e), 0) end
+    return concat(out)
+  end
+  return tpl
+end
+
 local function compile_template(env, source, name)
   if type(source) ~= "string" then fail(name, 0, "template source is not a string") end
   local toks = lex(source, name)
   local ast = parse_template(toks, name)
-  next_tid = next_tid + 1
-  NAMES[next_tid] = name
-  local g = setmetatable({name = name, ae = autoescape_for(env, name), env = env, tid = next_tid,
-    ntmp = 0, subs = {}, blocks = {}, blockcode = {}, suppress = false, fn_depth = 0}, Gen)
+  local g = setmetatable({name = name, ae = autoescape_for(env, name), env = env, ntmp = 0,
+    subs = {}, subnames = {}, blocks = {}, blockcode = {}, suppress = false, fn_depth = 0}, Gen)
   env.compiling[name] = true
   local body = {}
   g:stmts(ast, {vars = {}, parent = nil}, body)
   env.compiling[name] = nil
-  local code = {"local RT,ENV,TPL=... local " .. concat(HELPERS, ",") .. "="}
+  local code = {"local RT,ENV,TPL,B=... local " .. concat(HELPERS, ",") .. "="}
   local refs = {}
   for j, h in ipairs(HELPERS) do refs[j] = "RT." .. h end
   code[1] = code[1] .. concat(refs, ",")
@@ -546,31 +575,67 @@ local function compile_template(env, source, name)
   for _, l in ipairs(body) do code[#code + 1] = l end
   if g.extends then code[#code + 1] = "return TPL[" .. g.extends .. "].root(ctx,out,blocks)" end
   code[#code + 1] = "end"
-  local lua = concat(code, "\n")
-  local chunk, err = load(lua, "=" .. name, "t", {})
-  if not chunk then fail(name, 1, "cannot compile the template: " .. tostring(err)) end
-  local tpl = {name = name, tid = next_tid, lua = lua, ast = ast} -- ast: lib/template/names
-  tpl.root = chunk(RT, env, g.subs)
-  local root = tpl.root
-  tpl.render = function(context)
-    local ctx = setmetatable({}, {__index = context})
-    local out = {}
-    POS[1] = tpl.tid * LINES
-    local ok, e = pcall(root, ctx, out, {})
-    if not ok then error(format_error(e), 0) end
-    return concat(out)
-  end
+  local tpl = instantiate(env, name, concat(code, "\n"), g.subs)
+  tpl.ast, tpl.subnames = ast, g.subnames -- ast: lib/template/names
   return tpl
+end
+
+-- A compiled template as text another state loads without lexing, parsing or
+-- generating it again (M.thaw): the file it came from, the names it includes
+-- or extends and its Lua source.
+local function freeze(tpl)
+  local subs = {}
+  for i, n in ipairs(tpl.subnames or {}) do subs[i] = ("%q"):format(n) end
+  return ("return %q,{%s},%q"):format(tpl.name, concat(subs, ","), tpl.lua)
+end
+
+-- The frozen text -> file, subnames, lua; nil when it is not one.
+local function thaw(text)
+  local chunk = load(text, "=frozen template", "t", {})
+  if not chunk then return nil end
+  local ok, file, subs, lua = pcall(chunk)
+  if not ok or type(file) ~= "string" or type(subs) ~= "table" or type(lua) ~= "string" then
+    return nil
+  end
+  return file, subs, lua
 end
 
 -- The compiled template `name` of env, through its cache or loader.
 -- Returns the template, or nil and "missing", or raises a compile error.
+-- The template `name` from env.precompiled, or nil when it has none or it
+-- does not fit any more (a template it includes is missing).
+local function from_frozen(env, name)
+  if not env.precompiled or env.compiling[name] then return nil end
+  local file, subnames, lua = thaw(env.precompiled[name] or "")
+  if not file then return nil end
+  env.compiling[name] = true
+  local subs = {}
+  for i, n in ipairs(subnames) do
+    local ok, sub = pcall(load_template, env, n)
+    if not ok or not sub then
+      env.compiling[name] = nil
+      return nil
+    end
+    subs[i] = sub
+  end
+  env.compiling[name] = nil
+  local tpl = instantiate(env, file, lua, subs)
+  tpl.subnames = subnames
+  env.cache[name] = tpl
+  return tpl
+end
+
 load_template = function(env, name)
-  local tpl = env.cache[name]
+  local tpl = env.cache[name] or from_frozen(env, name)
   if tpl then return tpl end
-  local source = env.loader and env.loader(name)
+  local source, file
+  if env.loader then source, file = env.loader(name) end
   if source == nil then return nil, "missing" end
-  tpl = compile_template(env, source, name)
+  env.compiling[name] = true -- by the name asked for too: it may differ from file
+  local ok, t = pcall(compile_template, env, source, file or name)
+  env.compiling[name] = nil
+  if not ok then error(t, 0) end
+  tpl = t
   env.cache[name] = tpl
   return tpl
 end
@@ -593,6 +658,7 @@ RT.INCLUDE = function(env, names, layer, out, ignore_missing)
   end
 end
 
-M.compile_template, M.load = compile_template, load_template
+M.compile_template, M.load, M.freeze, M.from_frozen =
+  compile_template, load_template, freeze, from_frozen
 
 return M

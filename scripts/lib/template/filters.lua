@@ -6,12 +6,13 @@
 -- TESTS (name -> fn(value, args...)) and TSPEC likewise. defined, undefined and
 -- none are compiled inline by compiler.lua and are not in TESTS.
 -- Uses: value.lua, text.lua, runtime.lua (GA, ITER, ADD and the comparisons),
--- errors.lua (rterr).
+-- errors.lua (rterr), locales.lua (the date, number and currency filters' data).
 
 local value = require("lib.template.value")
 local text = require("lib.template.text")
 local R = require("lib.template.runtime")
 local errors = require("lib.template.errors")
+local locales = require("lib.template.locales")
 
 local M = {}
 
@@ -454,14 +455,40 @@ filter("urlencode", {}, function(_, v)
   return (S(v):gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end))
 end)
 
--- date(format="%B %e, %Y"): an ISO date "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM[:SS]"
--- (a time-zone suffix is ignored: the digits are shown as written), a table
--- with year/month/day (herald.to_local), or Unix seconds (UTC). %e and %-d
--- give the day without padding ("June 5"); %-m and %-I likewise.
-local MONTHS = {"January", "February", "March", "April", "May", "June", "July",
-  "August", "September", "October", "November", "December"}
-local DAYS = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
+-- The locale of the render in progress: its data (lib/template/locales.lua)
+-- and whether no-break spaces are written as plain ones (an SMS: they are
+-- not GSM-7 and would make the text UCS-2). compiler.lua's render sets it
+-- around each call (use_locale / restore_locale); outside a render, en.
+local current = {data = locales.get(nil), plain = false}
 
+function M.use_locale(tag, plain)
+  local prev = current
+  current = {data = locales.get(tag), plain = plain == true}
+  return prev
+end
+
+function M.restore_locale(prev) current = prev end
+
+-- The data a filter formats with: its own locale= argument, else the render's.
+local function locale_of(name, tag)
+  if tag == nil or tag == NULL then return current.data end
+  tag = S(tag)
+  if not locales.has(tag) then rterr(name .. ": no formatting data for locale '" .. usub(tag, 1, 40) .. "'") end
+  return locales.get(tag)
+end
+
+local function spaced(s)
+  if not current.plain then return s end
+  return (s:gsub(locales.NBSP, " "):gsub(locales.NNBSP, " "))
+end
+
+-- date(format=locale's long, locale=the render's): an ISO date "YYYY-MM-DD" or
+-- "YYYY-MM-DDTHH:MM[:SS]" (a time-zone suffix is ignored: the digits are shown
+-- as written), a table with year/month/day (herald.to_local), or Unix seconds
+-- (UTC). format is a pattern or one of the locale's named formats short,
+-- medium, long, full, day_month (en long: "March 12, 2027"; fr "12 mars 2027";
+-- es "12 de marzo de 2027"; day_month: "March 12", "12 mars", "12 de marzo"). %B %b %A %a %p are the locale's words; %e and %-d give the
+-- day without padding ("June 5"); %-m and %-I likewise.
 local DAYS_IN = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
 local function days_in(y, m)
   if m == 2 and ((y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0) then return 29 end
@@ -492,6 +519,9 @@ local function parse_date(v)
   end
   if type(v) ~= "string" then
     rterr("date: expected an ISO date 'YYYY-MM-DD', got " .. tname(v))
+  end
+  if #v > 64 then -- an ISO date is short; never scan a long string with a pattern
+    rterr("date: expected an ISO date 'YYYY-MM-DD', got a string of " .. #v .. " bytes")
   end
   local y, m, d, rest = v:match("^%s*(%d%d%d%d)%-(%d%d)%-(%d%d)(.-)%s*$")
   local hh, mm, ss = 0, 0, 0
@@ -527,15 +557,15 @@ local DIRECTIVES = {
   m = function(t) return pad2(t.month) end,
   d = function(t) return pad2(t.day) end,
   e = function(t) return tostring(t.day) end,
-  B = function(t) return MONTHS[t.month] end,
-  b = function(t) return MONTHS[t.month]:sub(1, 3) end,
-  A = function(t) return DAYS[weekday(t.year, t.month, t.day) + 1] end,
-  a = function(t) return DAYS[weekday(t.year, t.month, t.day) + 1]:sub(1, 3) end,
+  B = function(t, L) return L.months[t.month] end,
+  b = function(t, L) return L.months_short[t.month] end,
+  A = function(t, L) return L.days[weekday(t.year, t.month, t.day) + 1] end,
+  a = function(t, L) return L.days_short[weekday(t.year, t.month, t.day) + 1] end,
   H = function(t) return pad2(t.hour) end,
   I = function(t) return pad2(h12(t)) end,
   M = function(t) return pad2(t.min) end,
   S = function(t) return pad2(t.sec) end,
-  p = function(t) return t.hour < 12 and "AM" or "PM" end,
+  p = function(t, L) return t.hour < 12 and L.am or L.pm end,
   j = function(t) return string.format("%03d", yday(t.year, t.month, t.day)) end,
   ["%"] = function() return "%" end,
 }
@@ -545,43 +575,73 @@ local NOPAD = {
   I = function(t) return tostring(h12(t)) end,
 }
 
-filter("date", {"format"}, function(_, v, fmt)
+filter("date", {"format", "locale"}, function(_, v, fmt, locale)
   if v == nil or v == NULL or v == "" then return "" end
+  local L = locale_of("date", locale)
   local t = parse_date(v)
-  fmt = fmt == nil and "%B %e, %Y" or S(fmt)
-  return (fmt:gsub("%%(%-?)(.)", function(dash, c)
+  fmt = fmt == nil and L.dates.long or S(fmt)
+  fmt = L.dates[fmt] or fmt
+  return spaced((fmt:gsub("%%(%-?)(.)", function(dash, c)
     local f = (dash == "-" and NOPAD or DIRECTIVES)[c]
     if not f then rterr("date: unknown format directive '%" .. dash .. c .. "'") end
-    return f(t)
-  end))
+    return f(t, L)
+  end)))
 end)
 
--- currency(code="USD"): "$12,500.00", "-$1,234.50"; EUR €, GBP £, JPY ¥ (no
--- cents); other codes as "CHF 1,234.50".
-local CURRENCIES = {
-  USD = {"$", 2}, EUR = {"€", 2}, GBP = {"£", 2}, JPY = {"¥", 0},
-  CAD = {"CA$", 2}, AUD = {"A$", 2},
-}
+-- The digits of a non-negative integer string with the locale's grouping.
+local function grouped(int, L)
+  if #int < L.group_min then return int end
+  local head = (#int - 1) % 3 + 1
+  return int:sub(1, head) .. (int:sub(head + 1):gsub("%d%d%d", function(d) return L.group .. d end))
+end
 
-filter("currency", {"code"}, function(_, v, code)
-  if v == nil or v == NULL then return "" end
+local function number_of(name, v)
   local x = unmk(v)
-  if type(x) == "string" then x = tonumber((x:gsub("[,%s]", ""))) end
-  if type(x) ~= "number" or x ~= x then
-    rterr("currency: expected a number, got " .. (type(v) == "string" and ("'" .. v .. "'") or tname(v)))
+  if type(x) == "string" and #x <= 64 then x = tonumber((x:gsub("[,%s]", ""))) end
+  if type(x) ~= "number" or x ~= x or x == math.huge or x == -math.huge then
+    rterr(name .. ": expected a number, got " ..
+      (type(v) == "string" and #v <= 64 and ("'" .. v .. "'") or tname(v)))
   end
+  return x
+end
+
+-- currency(code="USD", locale=the render's): en "$12,500.00", "-$1,234.50";
+-- fr "12 500,00 €", "1 234,50 $US"; es "12.500,00 €". A code without a
+-- symbol in the locale's data is written as the code (en "CHF 1,234.50").
+filter("currency", {"code", "locale"}, function(_, v, code, locale)
+  if v == nil or v == NULL then return "" end
+  local x = number_of("currency", v)
+  local L = locale_of("currency", locale)
   code = code == nil and "USD" or upper(S(code))
-  local cur = CURRENCIES[code]
-  local decimals = cur and cur[2] or 2
+  local decimals = locales.DECIMALS[code] or 2
   local s = string.format("%." .. decimals .. "f", math.abs(x))
-  local int, frac = s:match("^(%d+)(.*)$")
-  if #int > 3 then
-    local head = (#int - 1) % 3 + 1
-    int = int:sub(1, head) .. (int:sub(head + 1):gsub("%d%d%d", ",%0"))
+  local int, frac = s:match("^(%d+)%.?(%d*)$")
+  local num = grouped(int, L) .. (frac ~= "" and L.decimal .. frac or "")
+  local sym = L.symbols[code]
+  local out
+  if L.currency == "before" then
+    out = sym and sym .. num or code .. (L.code_space or "") .. num
+  else
+    out = num .. L.currency_space .. (sym or code)
   end
   local neg = x < 0 and tonumber(s) ~= 0
-  if cur then return (neg and "-" or "") .. cur[1] .. int .. frac end
-  return (neg and "-" or "") .. code .. " " .. int .. frac
+  return spaced((neg and "-" or "") .. out)
+end)
+
+-- number(decimals=up to 3, locale=the render's): en "1,234.5", fr "1 234,5",
+-- es "1.234,5"; decimals fixes how many digits follow the separator.
+filter("number", {"decimals", "locale"}, function(_, v, decimals, locale)
+  if v == nil or v == NULL then return "" end
+  local x = number_of("number", v)
+  local L = locale_of("number", locale)
+  if decimals ~= nil and (mtype(decimals) ~= "integer" or decimals < 0 or decimals > 10) then
+    rterr("number: decimals must be an integer from 0 to 10")
+  end
+  local s = string.format("%." .. (decimals or 3) .. "f", math.abs(x))
+  local int, frac = s:match("^(%d+)%.?(%d*)$")
+  if decimals == nil then frac = frac:gsub("0+$", "") end
+  local neg = x < 0 and tonumber(s) ~= 0
+  return spaced((neg and "-" or "") .. grouped(int, L) .. (frac ~= "" and L.decimal .. frac or ""))
 end)
 
 ---------------------------------------------------------------------------

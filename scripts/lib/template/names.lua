@@ -3,7 +3,9 @@
 --
 --   names.check(name, loader, fields, provided, message_type, trees)
 --       -> list of "file:line: message"   (trees: a table the caller may share
---       between calls so each template is parsed once)
+--       between calls so each template is parsed once; a tree's `file` names
+--       the file reported, when the loader's second result says the name
+--       was read from another file, e.g. a locale's "fr/layout.html")
 --
 -- Walks the template's tree (with what it includes and extends, and the blocks
 -- a child gives its layout) and reports:
@@ -29,12 +31,14 @@ local GLOBAL_CALLS = {range = true, namespace = true, dict = true, super = true,
 
 local function parse(name, loader, cache)
   if cache[name] ~= nil then return cache[name] end
-  local source = loader(name)
+  local source, file = loader(name)
   if source == nil then
     cache[name] = false
     return false
   end
-  local tree = parser.parse_template(lexer.lex(source, name), name)
+  file = file or name
+  local tree = parser.parse_template(lexer.lex(source, file), file)
+  tree.file = file -- the file errors name ("fr/layout.html" for "layout.html")
   cache[name] = tree
   return tree
 end
@@ -274,6 +278,7 @@ function Walker:template(name, scope, blocks, from_file, from_line)
     self:report(from_file or name, from_line or 0, "template '%s' not found", name)
     return
   end
+  local file = tree.file or name
   self.depth = self.depth + 1
   if self.depth > 16 then
     self.depth = self.depth - 1
@@ -288,12 +293,12 @@ function Walker:template(name, scope, blocks, from_file, from_line)
     local child_blocks = setmetatable({}, {__index = blocks})
     for _, node in ipairs(tree) do
       if node.k == "block" and blocks[node.name] == nil then
-        child_blocks[node.name] = {body = node.body, file = name}
+        child_blocks[node.name] = {body = node.body, file = file}
       end
     end
-    self:template(parent.name, scope, child_blocks, name, parent.line)
+    self:template(parent.name, scope, child_blocks, file, parent.line)
   else
-    self:stmts(tree, scope, name, blocks)
+    self:stmts(tree, scope, file, blocks)
   end
   self.depth = self.depth - 1
 end

@@ -1,0 +1,89 @@
+-- limits.lua - provider capacity (issue 13 item 3), decided in Lua.
+--
+--   limits.buckets(channel, sender, message_type, urgency)
+--     -> { {key, rate, per, burst}, ... }   the buckets a send draws from
+--
+-- Providers enforce rates: a Twilio long code about 1 message a second, a
+-- WhatsApp number 80, an SMTP relay its quota. settings.limits.buckets names
+-- buckets "<channel>:<sender>" (the sender: the SMS From number, the
+-- WhatsApp phone number id, "relay" for the SMTP server) or "<channel>" (every
+-- sender of the channel); a send draws from each that exists. The engine
+-- checks a batch's buckets in one round trip to Redis (core/limit: GCRA,
+-- shared by every process; in-process at rate / processes while Redis is
+-- down). A send a bucket refuses is not an error: its job waits exactly the
+-- bucket's retry-after, with no attempt recorded and no fallback, and the
+-- claim's priority order (critical first) decides who goes next.
+
+local settings = require("settings")
+
+local M = {}
+
+local function conf() return (settings.limits or {}).buckets or {} end
+
+-- Checked at load: a mistyped bucket fails the reload with its name.
+for key, b in pairs(conf()) do
+  local where = "settings.limits.buckets[\"" .. tostring(key) .. "\"]"
+  if type(key) ~= "string" or not key:match("^[a-z]+[:%w%+%._%-]*$") or #key > 150 then
+    error(where .. ": a name like \"sms:+15550001111\", \"whatsapp:1055500\" or \"email\"", 0)
+  end
+  if type(b) ~= "table" or type(b.rate) ~= "number" or b.rate <= 0 then
+    error(where .. ".rate: sends per `per` seconds, above 0", 0)
+  end
+  if b.per ~= nil and (type(b.per) ~= "number" or b.per <= 0) then
+    error(where .. ".per: seconds, above 0", 0)
+  end
+  if b.burst ~= nil and (math.type(b.burst) ~= "integer" or b.burst < 1) then
+    error(where .. ".burst: a whole number, at least 1", 0)
+  end
+end
+
+-- The caps a client may receive on a channel (settings.caps), e.g.
+-- caps = { sms = { per_day = 3 }, email = { per_day = 10 }, exempt = { critical = true } }
+local function check_caps()
+  for ch, c in pairs((settings.caps or {})) do
+    if ch ~= "exempt" then
+      local where = "settings.caps." .. tostring(ch)
+      if ch ~= "email" and ch ~= "sms" and ch ~= "whatsapp" then
+        error(where .. ": a channel (email, sms, whatsapp) or exempt", 0)
+      end
+      if type(c) ~= "table" or math.type(c.per_day) ~= "integer" or c.per_day < 1
+          or c.per_day > 1000000 then
+        error(where .. ".per_day: a whole number from 1 to 1000000", 0)
+      end
+      if c.over ~= nil and c.over ~= "wait" and c.over ~= "digest" then
+        error(where .. ".over: \"wait\" (the message waits for its slot) or \"digest\" "
+          .. "(it joins the client's digest)", 0)
+      end
+    end
+  end
+end
+check_caps()
+
+-- limits.cap(channel, message_type, urgency) -> {count, per, over} | nil: how
+-- many messages a client may receive on the channel per `per` seconds; nil:
+-- no cap (none set, or the urgency is exempt). The engine counts in Redis,
+-- per client and channel (a rolling day: `count` at once, then one every
+-- per / count seconds). A message over it, as `over` says: "wait" for its
+-- slot, or "digest": join the client's next digest (or become one at the
+-- slot), so what is over the cap goes out together; either way with the
+-- reason recorded as a `deferred` event.
+function M.cap(channel, message_type, urgency)
+  local caps = settings.caps or {}
+  if (caps.exempt or {})[urgency] then return nil end
+  local c = caps[channel]
+  if type(c) ~= "table" then return nil end
+  return { count = c.per_day, per = 86400, over = c.over or "wait" }
+end
+
+function M.buckets(channel, sender, message_type, urgency)
+  local out = {}
+  for _, key in ipairs({ channel .. ":" .. tostring(sender or ""), channel }) do
+    local b = conf()[key]
+    if b then
+      out[#out + 1] = { key = key, rate = b.rate, per = b.per or 1, burst = b.burst or 1 }
+    end
+  end
+  return out
+end
+
+return M
