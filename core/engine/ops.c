@@ -2,6 +2,7 @@
 #include "engine/ops.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "engine/pace.h"
 #include "engine/worker.h"
 #include "store/repo_ops.h"
 
@@ -148,4 +149,22 @@ int ops_retry_message(app_t *app, const char *id, const char *actor, char status
         engine_wake(app);
     }
     return rc;
+}
+
+cJSON *ops_queue_report(app_t *app, hd_err_t *err)
+{
+    cJSON *doc = ops_queue(app->db, err);
+    if (doc == NULL)
+        return NULL;
+    metrics_bucket_t b[METRICS_MAX_BUCKETS];
+    int n = pace_rates(app, b, METRICS_MAX_BUCKETS);
+    cJSON *list = cJSON_AddArrayToObject(doc, "buckets");
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "bucket", b[i].key);
+        cJSON_AddNumberToObject(o, "rate_per_s", b[i].configured);
+        cJSON_AddNumberToObject(o, "current_per_s", b[i].current);
+        cJSON_AddItemToArray(list, o);
+    }
+    return doc;
 }

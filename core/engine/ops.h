@@ -14,6 +14,7 @@
 #include "store/repo_comms.h"
 #include "transport/transport.h"
 
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -30,6 +31,12 @@ bool ops_channel_paused(app_t *app, tr_channel_t ch, char *by, size_t n);
 bool ops_resumed_since(app_t *app, tr_channel_t ch, double claimed_at);
 
 /* The copy of the pauses of one process (app->ops). */
+/* The queue as the operator sees it (ops_queue: counts by state, channel
+ * and urgency, the oldest due job, in flight per channel) with "buckets":
+ * the provider buckets this process paces and their rates now. NULL with
+ * err when the database cannot answer. */
+cJSON *ops_queue_report(app_t *app, hd_err_t *err);
+
 ops_state_t *ops_state_new(void);
 void ops_state_free(ops_state_t *s);
 

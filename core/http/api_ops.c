@@ -14,7 +14,6 @@
  * audited with the token's subject.
  */
 #include "engine/ops.h"
-#include "engine/pace.h"
 #include "http/api.h"
 #include "store/repo_ops.h"
 
@@ -45,21 +44,7 @@ static void reply_doc(http_req_t *req, cJSON *doc, const hd_err_t *err)
 void api_ops_queue(http_req_t *req)
 {
     hd_err_t err;
-    cJSON *doc = ops_queue(req->app->db, &err);
-    if (doc) {
-        /* the provider buckets this process paces, with their rates now */
-        metrics_bucket_t b[METRICS_MAX_BUCKETS];
-        int n = pace_rates(req->app, b, METRICS_MAX_BUCKETS);
-        cJSON *list = cJSON_AddArrayToObject(doc, "buckets");
-        for (int i = 0; i < n; i++) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "bucket", b[i].key);
-            cJSON_AddNumberToObject(o, "rate_per_s", b[i].configured);
-            cJSON_AddNumberToObject(o, "current_per_s", b[i].current);
-            cJSON_AddItemToArray(list, o);
-        }
-    }
-    reply_doc(req, doc, &err);
+    reply_doc(req, ops_queue_report(req->app, &err), &err);
 }
 
 void api_ops_providers(http_req_t *req)
