@@ -34,15 +34,16 @@ typedef struct app {
     lim_t *limiter; /* shared rate limits (limit/limit.h) */
     fe_keyring_t *keyring;
     metrics_t *metrics;
-    struct router *router;   /* the HTTP route table (http/router.h), owned by cli/serve */
-    lrt_t *policy;           /* scripts and templates, one Lua state per thread */
-    lrt_watch_t *watch;      /* live reload */
-    tr_engine_t *transport;  /* the libcurl multi loop and its drivers */
-    track_keys_t track;      /* open and click tokens: keys[0] signs (engine/tracking.h) */
-    struct engine *engine;   /* the workers (engine/worker.h) */
-    struct acceptq *acceptq; /* group commit of acceptance (engine/acceptq.h); NULL: none */
-    pace_state_t *pacing;    /* adaptive pacing factors and priority holds (engine/pace.h) */
-    ops_state_t *ops;        /* the channel pauses as this process last read them (engine/ops.h) */
+    struct router *router;     /* the HTTP route table (http/router.h), owned by cli/serve */
+    lrt_t *policy;             /* scripts and templates, one Lua state per thread */
+    lrt_watch_t *watch;        /* live reload */
+    tr_engine_t *transport;    /* the libcurl multi loop and its drivers */
+    track_keys_t track;        /* open and click tokens: keys[0] signs (engine/tracking.h) */
+    struct engine *engine;     /* the workers (engine/worker.h) */
+    struct acceptq *acceptq;   /* group commit of acceptance (engine/acceptq.h); NULL: none */
+    struct group *prefs_reads; /* group reads of preferences (engine/prefs.h); NULL: none */
+    pace_state_t *pacing;      /* adaptive pacing factors and priority holds (engine/pace.h) */
+    ops_state_t *ops; /* the channel pauses as this process last read them (engine/ops.h) */
     time_t started;
 } app_t;
 

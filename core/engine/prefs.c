@@ -3,11 +3,72 @@
  * the shape the policy scripts read (see prefs.h).
  */
 #include "engine/prefs.h"
+#include "base/group.h"
 #include "base/log.h"
 #include "cache/prefs_cache.h"
 #include "store/repo_prefs.h"
 
 #include <string.h>
+
+/* One client's read in a group (read_group). */
+typedef struct pread {
+    const char *client_id;
+    prefs_row_t row;
+    int rc;
+    hd_err_t err;
+} pread_t;
+
+/* Reads items[0..n) in one statement (group_run_fn). */
+static void read_group(void *ctx, void **items, int n)
+{
+    app_t *app = ctx;
+    pread_t **it = (pread_t **)items;
+    if (n == 1) {
+        it[0]->rc =
+            prefs_repo_get(app->db, app->keyring, it[0]->client_id, &it[0]->row, &it[0]->err);
+        return;
+    }
+    const char *ids[GROUP_MAX_ITEMS];
+    int rcs[GROUP_MAX_ITEMS];
+    prefs_row_t *rows = xcalloc((size_t)n, sizeof(*rows));
+    for (int i = 0; i < n; i++)
+        ids[i] = it[i]->client_id;
+    hd_err_t err;
+    int ok = prefs_repo_get_many(app->db, app->keyring, ids, n, rows, rcs, &err) == 0;
+    for (int i = 0; i < n; i++) {
+        if (!ok) {
+            memset(&it[i]->row, 0, sizeof(it[i]->row));
+            it[i]->rc = PREFS_ERR_DB;
+            it[i]->err = err;
+        } else if (rcs[i] == PREFS_ERR_CRYPTO) {
+            /* rare: read alone for the error that names the field */
+            it[i]->rc = prefs_repo_get(app->db, app->keyring, ids[i], &it[i]->row, &it[i]->err);
+        } else {
+            it[i]->row = rows[i];
+            it[i]->rc = rcs[i];
+        }
+    }
+    free(rows);
+}
+
+group_t *prefs_reads_new(app_t *app)
+{
+    return group_new(read_group, app, PREFS_READS_MAX, 1);
+}
+
+/* The database's row of client_id: in a group read with the other threads
+ * asking at the same moment when the process has one. */
+static int repo_row(app_t *app, const char *client_id, prefs_row_t *row, hd_err_t *err)
+{
+    if (app->prefs_reads == NULL)
+        return prefs_repo_get(app->db, app->keyring, client_id, row, err);
+    pread_t me = {.client_id = client_id};
+    group_submit(app->prefs_reads, &me);
+    *row = me.row;
+    if (me.rc != PREFS_OK && me.rc != PREFS_NOT_FOUND && err)
+        *err = me.err;
+    return me.rc;
+}
 
 /* The cached copy when current allows it (see prefs_load), else the
  * database's row, which refreshes the cache. */
@@ -32,7 +93,7 @@ static int load_row(app_t *app, const char *client_id, const prefs_version_t *cu
                      client_id);
         prefs_row_free(row);
     }
-    int rc = prefs_repo_get(app->db, app->keyring, client_id, row, err);
+    int rc = repo_row(app, client_id, row, err);
     if (rc == PREFS_OK)
         pcache_put(app->redis, app->keyring, row);
     return rc;

@@ -29,6 +29,17 @@ typedef struct prefs_version {
     int64_t version; /* exists: the row's version (prefs_row_t.version) */
 } prefs_version_t;
 
+/* Clients read in one statement at most. */
+#define PREFS_READS_MAX 64
+
+/* The group read of preferences for app->prefs_reads (base/group.h): the
+ * threads that miss the cache at the same moment read their rows in one
+ * statement, one group at a time; a lone reader reads at once. Each row is
+ * read by a statement that starts after its reader asked, so a reader sees
+ * every change committed before it asked, as with a read of its own.
+ * group_free() it. */
+struct group *prefs_reads_new(app_t *app);
+
 /* A client's stored preferences into *out (caller prefs_row_free()s).
  * Returns PREFS_OK, PREFS_NOT_FOUND, PREFS_ERR_DB or PREFS_ERR_CRYPTO (a
  * stored value failed to decrypt: logged, never returned as garbage). */

@@ -2,6 +2,7 @@
  * Uses store/ (queue depth, open rates), cache/ (Redis probe), lua/ (the
  * scripts' state), limit/ and obs/process. */
 #include "engine/status.h"
+#include "base/group.h"
 #include "engine/acceptq.h"
 #include "engine/pace.h"
 #include "obs/process.h"
@@ -31,6 +32,8 @@ void status_gauges(app_t *app, metrics_gauges_t *g)
     g->nbuckets = pace_rates(app, g->buckets, METRICS_MAX_BUCKETS);
     if (app->acceptq)
         acceptq_counts(app->acceptq, &g->accept_commits, &g->accept_messages);
+    if (app->prefs_reads)
+        group_counts(app->prefs_reads, &g->prefs_group_reads, &g->prefs_group_clients);
     if (g->db_up) {
         g->queue_known = comms_queue_depth(app->db, &g->queue_due, &g->queue_scheduled,
                                            &g->queue_leased, &g->queue_oldest_due_s, NULL) == 0;

@@ -356,6 +356,14 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# TYPE crm_accept_committed_messages_total counter\n"
                "crm_accept_committed_messages_total %ld\n",
                g->accept_commits, g->accept_messages);
+    buf_printf(out,
+               "# HELP crm_prefs_group_reads_total Statements that read clients' preferences "
+               "(threads that miss the cache at once share one: group read).\n"
+               "# TYPE crm_prefs_group_reads_total counter\ncrm_prefs_group_reads_total %ld\n"
+               "# HELP crm_prefs_group_clients_total Clients those statements read.\n"
+               "# TYPE crm_prefs_group_clients_total counter\n"
+               "crm_prefs_group_clients_total %ld\n",
+               g->prefs_group_reads, g->prefs_group_clients);
     buf_puts(out, "# HELP crm_rate_limit_bucket_rate Sends per second a provider bucket allows "
                   "now (limits.buckets, lowered after a provider's rate_limit).\n"
                   "# TYPE crm_rate_limit_bucket_rate gauge\n");

@@ -56,6 +56,8 @@ typedef struct metrics_gauges {
     int nbuckets;
     /* group commit of acceptance (engine/acceptq.h): commits, messages in them */
     long accept_commits, accept_messages;
+    /* group reads of preferences (engine/prefs.h): statements, clients in them */
+    long prefs_group_reads, prefs_group_clients;
     /* this process (obs/process.h): process_* series when known */
     proc_sample_t process;
     bool process_known;

@@ -3,6 +3,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/timefmt.h"
+#include "store/pg_array.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -53,6 +54,9 @@ enum {
 
 static const pg_stmt_t st_select = {
     "prefs_select", "SELECT " ROW_COLUMNS " FROM crm_client_preferences WHERE client_id = $1", 1};
+static const pg_stmt_t st_select_many = {
+    "prefs_select_many",
+    "SELECT " ROW_COLUMNS " FROM crm_client_preferences WHERE client_id = ANY($1::text[])", 1};
 /* A new client starts from the table's defaults; the patch is applied by
  * st_update like any other change. ON CONFLICT waits for a concurrent
  * creator, so the st_lock that follows sees its committed row. */
@@ -113,14 +117,19 @@ static const pg_stmt_t st_audit = {"prefs_audit",
 
 /* ---- reading ------------------------------------------------------------ */
 
-static const char *col(const PGresult *r, int c)
+static const char *col_at(const PGresult *r, int row, int c)
 {
-    return PQgetisnull(r, 0, c) ? NULL : PQgetvalue(r, 0, c);
+    return PQgetisnull(r, row, c) ? NULL : PQgetvalue(r, row, c);
 }
 
-static char *dup_or_null(const PGresult *r, int c)
+static const char *col(const PGresult *r, int c)
 {
-    return PQgetisnull(r, 0, c) ? NULL : xstrdup(PQgetvalue(r, 0, c));
+    return col_at(r, 0, c);
+}
+
+static char *dup_at(const PGresult *r, int row, int c)
+{
+    return PQgetisnull(r, row, c) ? NULL : xstrdup(PQgetvalue(r, row, c));
 }
 
 static void copy_text(char *dst, size_t size, const char *src)
@@ -138,52 +147,52 @@ static void channels_of(const char *csv, const char **list, int *n)
     free(copy);
 }
 
-/* Decrypts column c of row 0 for field into *out (NULL when the column is). */
-static int open_field(const fe_keyring_t *kr, const PGresult *r, int c, const char *field,
+/* Decrypts column c of row for field into *out (NULL when the column is). */
+static int open_field(const fe_keyring_t *kr, const PGresult *r, int row, int c, const char *field,
                       char **out, hd_err_t *err)
 {
     *out = NULL;
     size_t n;
-    if (!PQgetisnull(r, 0, c) && fe_decrypt(kr, field, PQgetvalue(r, 0, c), out, &n, err) != 0)
+    if (!PQgetisnull(r, row, c) && fe_decrypt(kr, field, PQgetvalue(r, row, c), out, &n, err) != 0)
         return hd_err_prefix(err, "%s", field);
     return 0;
 }
 
-/* Row 0 of r (ROW_COLUMNS) into *out: PREFS_OK, or PREFS_ERR_CRYPTO (logged)
+/* Row i of r (ROW_COLUMNS) into *out: PREFS_OK, or PREFS_ERR_CRYPTO (logged)
  * with *out zeroed. */
-static int row_from_result(const fe_keyring_t *kr, const PGresult *r, prefs_row_t *out,
+static int row_from_result(const fe_keyring_t *kr, const PGresult *r, int i, prefs_row_t *out,
                            hd_err_t *err)
 {
     memset(out, 0, sizeof(*out));
-    if (open_field(kr, r, ROW_EMAIL_ENC, "email", &out->email, err) != 0 ||
-        open_field(kr, r, ROW_PHONE_ENC, "phone", &out->phone, err) != 0 ||
-        open_field(kr, r, ROW_NAME_ENC, "name", &out->name, err) != 0) {
-        log_error("cannot decrypt stored preferences", "client_id", PQgetvalue(r, 0, ROW_ID),
+    if (open_field(kr, r, i, ROW_EMAIL_ENC, "email", &out->email, err) != 0 ||
+        open_field(kr, r, i, ROW_PHONE_ENC, "phone", &out->phone, err) != 0 ||
+        open_field(kr, r, i, ROW_NAME_ENC, "name", &out->name, err) != 0) {
+        log_error("cannot decrypt stored preferences", "client_id", PQgetvalue(r, i, ROW_ID),
                   "reason", err->msg);
         hd_err_prefix(err, "cannot decrypt the stored preferences");
         prefs_row_free(out);
         return PREFS_ERR_CRYPTO;
     }
-    out->client_id = xstrdup(PQgetvalue(r, 0, ROW_ID));
+    out->client_id = xstrdup(PQgetvalue(r, i, ROW_ID));
     if (out->name == NULL) /* a row from before migration 0008, not yet rekeyed */
-        out->name = dup_or_null(r, ROW_NAME);
-    out->timezone = xstrdup(PQgetvalue(r, 0, ROW_TIMEZONE));
-    out->locale = xstrdup(PQgetvalue(r, 0, ROW_LOCALE));
-    out->channels_stated = !PQgetisnull(r, 0, ROW_CHANNELS);
+        out->name = dup_at(r, i, ROW_NAME);
+    out->timezone = xstrdup(PQgetvalue(r, i, ROW_TIMEZONE));
+    out->locale = xstrdup(PQgetvalue(r, i, ROW_LOCALE));
+    out->channels_stated = !PQgetisnull(r, i, ROW_CHANNELS);
     if (out->channels_stated)
-        channels_of(PQgetvalue(r, 0, ROW_CHANNELS), out->channels, &out->nchannels);
-    channels_of(PQgetvalue(r, 0, ROW_OPTED_OUT), out->opted_out, &out->nopted_out);
-    if (col(r, ROW_QUIET_START) && col(r, ROW_QUIET_END)) {
-        copy_text(out->quiet_start, sizeof(out->quiet_start), col(r, ROW_QUIET_START));
-        copy_text(out->quiet_end, sizeof(out->quiet_end), col(r, ROW_QUIET_END));
+        channels_of(PQgetvalue(r, i, ROW_CHANNELS), out->channels, &out->nchannels);
+    channels_of(PQgetvalue(r, i, ROW_OPTED_OUT), out->opted_out, &out->nopted_out);
+    if (col_at(r, i, ROW_QUIET_START) && col_at(r, i, ROW_QUIET_END)) {
+        copy_text(out->quiet_start, sizeof(out->quiet_start), col_at(r, i, ROW_QUIET_START));
+        copy_text(out->quiet_end, sizeof(out->quiet_end), col_at(r, i, ROW_QUIET_END));
     }
-    copy_text(out->digest_time, sizeof(out->digest_time), col(r, ROW_DIGEST));
-    out->consent_given = PQgetvalue(r, 0, ROW_CONSENT)[0] == 't';
-    copy_text(out->consent_at, sizeof(out->consent_at), col(r, ROW_CONSENT_AT));
-    out->consent_source = dup_or_null(r, ROW_CONSENT_SOURCE);
-    copy_text(out->created_at, sizeof(out->created_at), col(r, ROW_CREATED));
-    copy_text(out->updated_at, sizeof(out->updated_at), col(r, ROW_UPDATED));
-    out->version = strtoll(PQgetvalue(r, 0, ROW_VERSION), NULL, 10);
+    copy_text(out->digest_time, sizeof(out->digest_time), col_at(r, i, ROW_DIGEST));
+    out->consent_given = PQgetvalue(r, i, ROW_CONSENT)[0] == 't';
+    copy_text(out->consent_at, sizeof(out->consent_at), col_at(r, i, ROW_CONSENT_AT));
+    out->consent_source = dup_at(r, i, ROW_CONSENT_SOURCE);
+    copy_text(out->created_at, sizeof(out->created_at), col_at(r, i, ROW_CREATED));
+    copy_text(out->updated_at, sizeof(out->updated_at), col_at(r, i, ROW_UPDATED));
+    out->version = strtoll(PQgetvalue(r, i, ROW_VERSION), NULL, 10);
     return PREFS_OK;
 }
 
@@ -199,9 +208,45 @@ int prefs_repo_get(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id,
     pg_pool_put(db, c);
     if (r == NULL)
         return PREFS_ERR_DB;
-    int rc = PQntuples(r) == 1 ? row_from_result(kr, r, out, err) : PREFS_NOT_FOUND;
+    int rc = PQntuples(r) == 1 ? row_from_result(kr, r, 0, out, err) : PREFS_NOT_FOUND;
     PQclear(r);
     return rc;
+}
+
+int prefs_repo_get_many(pg_pool_t *db, const fe_keyring_t *kr, const char *const *client_ids, int n,
+                        prefs_row_t *out, int *rcs, hd_err_t *err)
+{
+    memset(out, 0, (size_t)n * sizeof(*out));
+    for (int i = 0; i < n; i++)
+        rcs[i] = PREFS_NOT_FOUND;
+    buf_t arr;
+    buf_init(&arr);
+    for (int i = 0; i < n; i++)
+        pg_arr_add(&arr, client_ids[i]);
+    char *ids = pg_arr_end(&arr);
+    pg_conn_t *c = pg_pool_get(db, DB_WAIT_MS, err);
+    if (c == NULL) {
+        free(ids);
+        return -1;
+    }
+    const char *p[] = {ids};
+    PGresult *r = pg_exec(c, &st_select_many, p, err);
+    pg_pool_put(db, c);
+    free(ids);
+    if (r == NULL)
+        return -1;
+    for (int row = 0; row < PQntuples(r); row++) {
+        const char *id = PQgetvalue(r, row, ROW_ID);
+        for (int i = 0; i < n; i++) {
+            if (rcs[i] != PREFS_NOT_FOUND || strcmp(client_ids[i], id) != 0)
+                continue;
+            /* the same id asked twice gets the row twice */
+            hd_err_t rerr;
+            rcs[i] = row_from_result(kr, r, row, &out[i], &rerr);
+        }
+    }
+    PQclear(r);
+    return 0;
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -420,7 +465,7 @@ int prefs_repo_save(pg_pool_t *db, const fe_keyring_t *kr, const prefs_patch_t *
     /* decrypted only once committed: a kept address that no longer
      * decrypts must not block a change (one that replaces it, say) */
     if (rc == PREFS_OK)
-        rc = row_from_result(kr, upd, out, err);
+        rc = row_from_result(kr, upd, 0, out, err);
 done:
     PQclear(upd);
     free(name_enc);

@@ -29,6 +29,14 @@
 int prefs_repo_get(pg_pool_t *db, const fe_keyring_t *kr, const char *client_id, prefs_row_t *out,
                    hd_err_t *err);
 
+/* prefs_repo_get for n clients in one statement (a group read): rcs[i] and
+ * out[i] are what prefs_repo_get would give for client_ids[i] (PREFS_OK,
+ * PREFS_NOT_FOUND or PREFS_ERR_CRYPTO; caller prefs_row_free()s each).
+ * Returns 0, or -1 with err when the statement failed (every rcs[i] is then
+ * PREFS_NOT_FOUND and must not be trusted). */
+int prefs_repo_get_many(pg_pool_t *db, const fe_keyring_t *kr, const char *const *client_ids, int n,
+                        prefs_row_t *out, int *rcs, hd_err_t *err);
+
 /* Creates or updates a client's row in one transaction; fields the patch
  * keeps keep their stored value. A change of consent (given, time or source)
  * also writes an audit row ("preferences.consent", actor, "client:<id>",

@@ -164,6 +164,43 @@ static void test_save_then_load(void **state)
     assert_null(loaded.client_id);
 }
 
+/* The group read gives each client what a read of its own gives: the row,
+ * NOT_FOUND, the same row twice for an id asked twice, and ids that need
+ * quoting in an array literal go through as values. */
+static void test_many_reads_each_as_alone(void **state)
+{
+    fixture_t *fx = *state;
+    char a[64], b[64], odd[96];
+    new_client(a, sizeof(a), "many-a");
+    new_client(b, sizeof(b), "many-b");
+    snprintf(odd, sizeof(odd), "%s\"quoted\\,{}", b);
+    prefs_patch_t pa = full_patch(a), po = full_patch(odd);
+    prefs_row_t saved;
+    save(fx, &pa, true, &saved);
+    prefs_row_free(&saved);
+    save(fx, &po, true, &saved);
+    int64_t odd_version = saved.version;
+    prefs_row_free(&saved);
+
+    const char *ids[] = {b, a, odd, "nobody-has-this-id", a};
+    enum { N = sizeof(ids) / sizeof(ids[0]) };
+    prefs_row_t rows[N];
+    int rcs[N];
+    hd_err_t err;
+    assert_int_equal(prefs_repo_get_many(fx->db.pool, fx->kr, ids, N, rows, rcs, &err), 0);
+    int want[N] = {PREFS_NOT_FOUND, PREFS_OK, PREFS_OK, PREFS_NOT_FOUND, PREFS_OK};
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rcs[i], want[i]);
+        if (rcs[i] == PREFS_OK)
+            assert_full(&rows[i], ids[i]);
+        else
+            assert_null(rows[i].client_id);
+    }
+    assert_true(rows[2].version == odd_version);
+    for (int i = 0; i < N; i++)
+        prefs_row_free(&rows[i]);
+}
+
 static void test_table_holds_ciphertext(void **state)
 {
     fixture_t *fx = *state;
@@ -369,6 +406,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_save_then_load),
+        cmocka_unit_test(test_many_reads_each_as_alone),
         cmocka_unit_test(test_table_holds_ciphertext),
         cmocka_unit_test(test_consent_change_is_audited_in_its_transaction),
         cmocka_unit_test(test_update_keeps_what_it_leaves_out),
