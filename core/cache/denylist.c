@@ -15,23 +15,33 @@ static const char LOAD_SCRIPT[] =
     "redis.call('SET', '" KEY_PREFIX "' .. ARGV[i], '1', 'EX', ARGV[i + 1]) end "
     "redis.call('SET', KEYS[1], '1', 'EX', ARGV[1]) return 1";
 
+void deny_keys(const char *jti, char marker[DENY_KEY_MAX], char entry[DENY_KEY_MAX])
+{
+    snprintf(marker, DENY_KEY_MAX, "%s", KEY_LOADED);
+    snprintf(entry, DENY_KEY_MAX, KEY_PREFIX "%s", jti);
+}
+
+deny_status_t deny_status_of(bool marker_present, bool entry_present)
+{
+    if (!marker_present)
+        return DENY_NOT_LOADED;
+    return entry_present ? DENY_REVOKED : DENY_ALLOWED;
+}
+
 deny_status_t deny_check(rd_client_t *rd, const char *jti, hd_err_t *err)
 {
-    buf_t key;
-    buf_init(&key);
-    buf_printf(&key, KEY_PREFIX "%s", jti);
-    const char *argv[] = {"MGET", KEY_LOADED, key.data};
+    char marker[DENY_KEY_MAX], entry[DENY_KEY_MAX];
+    deny_keys(jti, marker, entry);
+    const char *argv[] = {"MGET", marker, entry};
     redisReply *r = rd_command_argv(rd, 3, argv, err);
-    buf_free(&key);
     if (r == NULL)
         return DENY_DOWN;
     deny_status_t st = DENY_DOWN;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
         hd_err_set(err, "unexpected answer to MGET");
-    else if (r->element[0]->type == REDIS_REPLY_NIL)
-        st = DENY_NOT_LOADED;
     else
-        st = r->element[1]->type == REDIS_REPLY_NIL ? DENY_ALLOWED : DENY_REVOKED;
+        st = deny_status_of(r->element[0]->type != REDIS_REPLY_NIL,
+                            r->element[1]->type != REDIS_REPLY_NIL);
     freeReplyObject(r);
     return st;
 }

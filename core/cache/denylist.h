@@ -16,6 +16,7 @@
 
 #include "cache/redis.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* How long a load of the deny list from PostgreSQL is trusted. */
@@ -30,6 +31,15 @@ typedef enum {
 
 /* One round trip (MGET of the marker and the jti's key). */
 deny_status_t deny_check(rd_client_t *rd, const char *jti, hd_err_t *err);
+
+/* The two keys deny_check reads, for a caller that reads them in a round
+ * trip of its own (limit/limit.h's lim_check_reading): the marker and jti's
+ * entry (jti at most 63 bytes). */
+#define DENY_KEY_MAX 96
+void deny_keys(const char *jti, char marker[DENY_KEY_MAX], char entry[DENY_KEY_MAX]);
+/* What deny_check answers when the marker and the entry are (or are not)
+ * there. */
+deny_status_t deny_status_of(bool marker_present, bool entry_present);
 
 /* Marks jti revoked for ttl_s seconds (at least 1). 0, or -1 with err. */
 int deny_add(rd_client_t *rd, const char *jti, int64_t ttl_s, hd_err_t *err);

@@ -62,10 +62,10 @@ static revoke_status_t load(pg_pool_t *db, rd_client_t *rd, const char *jti, int
     return st;
 }
 
-revoke_status_t revoke_check(pg_pool_t *db, rd_client_t *rd, const char *jti, int64_t now,
-                             int64_t leeway_s, hd_err_t *err)
+revoke_status_t revoke_resolve(pg_pool_t *db, rd_client_t *rd, const char *jti, int64_t now,
+                               int64_t leeway_s, deny_status_t deny, hd_err_t *err)
 {
-    switch (deny_check(rd, jti, err)) {
+    switch (deny) {
     case DENY_ALLOWED:
         return REVOKE_VALID;
     case DENY_REVOKED:
@@ -77,4 +77,10 @@ revoke_status_t revoke_check(pg_pool_t *db, rd_client_t *rd, const char *jti, in
     }
     int r = revoke_is_revoked(db, jti, err);
     return r < 0 ? REVOKE_UNKNOWN : r ? REVOKE_REVOKED : REVOKE_VALID;
+}
+
+revoke_status_t revoke_check(pg_pool_t *db, rd_client_t *rd, const char *jti, int64_t now,
+                             int64_t leeway_s, hd_err_t *err)
+{
+    return revoke_resolve(db, rd, jti, now, leeway_s, deny_check(rd, jti, err), err);
 }

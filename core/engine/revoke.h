@@ -15,6 +15,7 @@
 #define HERALD_ENGINE_REVOKE_H
 
 #include "base/err.h"
+#include "cache/denylist.h"
 #include "cache/redis.h"
 #include "store/pg.h"
 
@@ -46,5 +47,12 @@ typedef enum {
 /* Whether jti is revoked (see the header comment for the order of asking). */
 revoke_status_t revoke_check(pg_pool_t *db, rd_client_t *rd, const char *jti, int64_t now,
                              int64_t leeway_s, hd_err_t *err);
+
+/* revoke_check when the deny list's answer is already known (read in a
+ * round trip of the caller's: deny_keys, deny_status_of; DENY_DOWN when
+ * Redis did not answer): PostgreSQL is asked only when that answer is
+ * DENY_NOT_LOADED or DENY_DOWN. */
+revoke_status_t revoke_resolve(pg_pool_t *db, rd_client_t *rd, const char *jti, int64_t now,
+                               int64_t leeway_s, deny_status_t deny, hd_err_t *err);
 
 #endif

@@ -1,6 +1,7 @@
 /* auth.c - access tokens (see auth.h). Uses crypto/jwt and base/scope. */
 #include "http/auth.h"
 #include "base/log.h"
+#include "cache/denylist.h"
 #include "crypto/hash.h"
 #include "crypto/jwt.h"
 #include "engine/revoke.h"
@@ -102,15 +103,13 @@ int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_p
     return rc;
 }
 
-int auth_authenticate(const cfg_t *cfg, pg_pool_t *db, rd_client_t *rd, const char *header,
-                      int64_t now, auth_principal_t *out, hd_err_t *err)
+int auth_check_revocation(pg_pool_t *db, rd_client_t *rd, const auth_principal_t *p, int64_t now,
+                          deny_status_t deny, hd_err_t *err)
 {
-    if (auth_verify_bearer(cfg, header, now, out, err) != 0)
-        return -1;
-    if (out->jti[0] == '\0')
+    if (p->jti[0] == '\0')
         return 0;
     hd_err_t why;
-    switch (revoke_check(db, rd, out->jti, now, AUTH_LEEWAY_S, &why)) {
+    switch (revoke_resolve(db, rd, p->jti, now, AUTH_LEEWAY_S, deny, &why)) {
     case REVOKE_VALID:
         return 0;
     case REVOKE_REVOKED:
@@ -122,4 +121,16 @@ int auth_authenticate(const cfg_t *cfg, pg_pool_t *db, rd_client_t *rd, const ch
     log_warn("cannot tell whether a token is revoked; refusing it", "reason", why.msg);
     hd_err_set(err, "cannot check the token now; retry later");
     return -2;
+}
+
+int auth_authenticate(const cfg_t *cfg, pg_pool_t *db, rd_client_t *rd, const char *header,
+                      int64_t now, auth_principal_t *out, hd_err_t *err)
+{
+    if (auth_verify_bearer(cfg, header, now, out, err) != 0)
+        return -1;
+    if (out->jti[0] == '\0')
+        return 0;
+    hd_err_t why;
+    deny_status_t deny = deny_check(rd, out->jti, &why);
+    return auth_check_revocation(db, rd, out, now, deny, err);
 }

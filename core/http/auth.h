@@ -12,6 +12,7 @@
 #include "base/config.h"
 #include "base/err.h"
 #include "base/scope.h"
+#include "cache/denylist.h"
 #include "cache/redis.h"
 #include "store/pg.h"
 
@@ -35,6 +36,12 @@ int auth_mint(const cfg_t *cfg, const char *sub, unsigned scopes, int ttl, int64
  * success fills *out. err gets the reason for the 401 answer. */
 int auth_verify_bearer(const cfg_t *cfg, const char *header, int64_t now, auth_principal_t *out,
                        hd_err_t *err);
+
+/* Whether p's token is revoked, the deny list having answered deny
+ * (cache/denylist.h; DENY_DOWN when Redis did not): as auth_authenticate
+ * after its bearer check. */
+int auth_check_revocation(pg_pool_t *db, rd_client_t *rd, const auth_principal_t *p, int64_t now,
+                          deny_status_t deny, hd_err_t *err);
 
 /* auth_verify_bearer, then the deny list (engine/revoke.h) for the
  * token's jti. 0 when the token is good; -1 (401) when it is invalid or

@@ -4,13 +4,17 @@
 #include "http/ratelimit.h"
 
 #include "base/log.h"
+#include "cache/denylist.h"
+#include "http/auth.h"
 #include "limit/limit.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void reply_429(http_req_t *req, long long wait_ms, const char *fmt, double n)
 {
@@ -20,20 +24,38 @@ static void reply_429(http_req_t *req, long long wait_ms, const char *fmt, doubl
     http_reply_header(req, "Retry-After", secs);
 }
 
-bool http_refuse_over_limit(http_req_t *req)
+int http_authenticate_limited(http_req_t *req, hd_err_t *err)
 {
-    const cfg_t *cfg = req->app->cfg;
+    app_t *app = req->app;
+    const cfg_t *cfg = app->cfg;
+    int64_t now = (int64_t)time(NULL);
+    auth_principal_t *p = &req->principal;
+    if (auth_verify_bearer(cfg, http_header(req, "Authorization"), now, p, err) != 0)
+        return -1;
     lim_rule_t rule = {.rate = cfg->limit_api_rate, .per_s = 1, .burst = cfg->limit_api_burst};
-    char key[160];
-    snprintf(key, sizeof(key), "api:%s", req->principal.sub);
-    lim_result_t r = lim_check(req->app->limiter, key, &rule);
+    char key[160], marker[DENY_KEY_MAX], entry[DENY_KEY_MAX];
+    snprintf(key, sizeof(key), "api:%s", p->sub);
+    const char *reads[] = {marker, entry};
+    char *values[2] = {NULL, NULL};
+    bool read_ok = false;
+    int nreads = p->jti[0] ? 2 : 0;
+    if (nreads)
+        deny_keys(p->jti, marker, entry);
+    lim_result_t r = lim_check_reading(app->limiter, key, &rule, nreads, reads, values, &read_ok);
+    deny_status_t deny = read_ok ? deny_status_of(values[0] != NULL, values[1] != NULL) : DENY_DOWN;
+    free(values[0]);
+    free(values[1]);
+    int arc = auth_check_revocation(app->db, app->redis, p, now, deny, err);
+    if (arc != 0)
+        return arc;
+    req->authenticated = true; /* the access log names the subject, 429 or not */
     if (r.allowed)
-        return false;
-    metrics_rate_limited(req->app->metrics, "api", lim_shared(req->app->limiter));
+        return 0;
+    metrics_rate_limited(app->metrics, "api", lim_shared(app->limiter));
     reply_429(req, r.retry_after_ms,
               "more than %g requests a second for this token; retry in %lld ms",
               cfg->limit_api_rate);
-    return true;
+    return 1;
 }
 
 /* The peer's address (the connection's, not a header's). */

@@ -9,10 +9,16 @@
 
 #include <stdbool.h>
 
-/* The authenticated subject's share of the API (limits.api_rate, api_burst):
- * true when refused, the reply set to 429 with Retry-After (whole seconds,
- * rounded up) and the JSON error body. */
-bool http_refuse_over_limit(http_req_t *req);
+/* Authenticates the request (http/auth.h) and counts it against its
+ * subject's share of the API (limits.api_rate, api_burst), with one Redis
+ * round trip for both: the API bucket's GCRA and the token's deny list
+ * entry are one script call (lim_check_reading). Fills req->principal and,
+ * for a token that is good, sets req->authenticated.
+ * Returns 0 (authenticated, within its share), -1 (401: err says why), -2
+ * (503: whether the token is revoked cannot be told) or 1: over its share,
+ * the reply set to 429 with Retry-After (whole seconds, rounded up) and the
+ * JSON error body. A token that is refused is still counted. */
+int http_authenticate_limited(http_req_t *req, hd_err_t *err);
 
 /* Webhooks (/api/crm/webhooks/...) and tracking (/t/...) per source address
  * (limits.webhook_rate, tracking_rate, burst twice that), so a flood cannot

@@ -403,9 +403,9 @@ static void dispatch(http_req_t *req)
         return;
     if (rt->scope != 0) {
         hd_err_t err;
-        int arc =
-            auth_authenticate(app->cfg, app->db, app->redis, http_header(req, "Authorization"),
-                              (int64_t)time(NULL), &req->principal, &err);
+        int arc = http_authenticate_limited(req, &err);
+        if (arc == 1)
+            return; /* 429, replied */
         if (arc == -2) {
             http_reply_error(req, 503, "unavailable", "%s", err.msg);
             http_reply_header(req, "Retry-After", "1");
@@ -416,9 +416,6 @@ static void dispatch(http_req_t *req)
             http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"herald\"");
             return;
         }
-        req->authenticated = true;
-        if (http_refuse_over_limit(req))
-            return;
         unsigned need = rt->scope & SCOPE_ALL;
         if (need && (req->principal.scopes & need) != need) {
             http_reply_error(req, 403, "forbidden", "this token lacks the %s scope",

@@ -19,26 +19,29 @@
  * window) are live; each writes one every 2 s while it checks. */
 #define HEARTBEAT_EVERY_MS 2000
 
-/* KEYS[1]: the heartbeat set; KEYS[2..]: the buckets. ARGV[1]: now in ms
- * ("0": Redis's clock), ARGV[2]: this process's heartbeat member ("": none
- * this time), ARGV[3 + 2i], ARGV[4 + 2i]: interval (ms) and burst of
- * KEYS[2 + i], then one peek flag per bucket ("1": only ask, nothing taken;
- * a clamp after the clock went back is still kept). Returns {live processes (0: not counted), wait
- * ms of each key}. The steps are gcra_take's. */
+/* KEYS[1]: the heartbeat set; KEYS[2..B]: the buckets; KEYS[B+1..]: keys
+ * only read (GET), ARGV[3] of them. ARGV[1]: now in ms ("0": Redis's
+ * clock), ARGV[2]: this process's heartbeat member ("": none this time),
+ * ARGV[2i], ARGV[2i + 1]: interval (ms) and burst of KEYS[i], then one peek
+ * flag per bucket ("1": only ask, nothing taken; a clamp after the clock went
+ * back is still kept). Returns {live processes (0: not counted), wait ms of
+ * each bucket, the value of each read key (nil when absent)}. The steps are
+ * gcra_take's. */
 static const char SCRIPT[] =
     "local now = tonumber(ARGV[1])\n"
     "if now == 0 then local t = redis.call('TIME')\n"
     "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end\n"
+    "local last = #KEYS - tonumber(ARGV[3])\n"
     "local out = {0}\n"
     "if ARGV[2] ~= '' then\n"
     "  redis.call('ZADD', KEYS[1], now, ARGV[2])\n"
     "  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 10000)\n"
     "  redis.call('PEXPIRE', KEYS[1], 60000)\n"
     "  out[1] = redis.call('ZCARD', KEYS[1]) end\n"
-    "for i = 2, #KEYS do\n"
-    "  local interval = tonumber(ARGV[2 * i - 1])\n"
-    "  local burst = tonumber(ARGV[2 * i])\n"
-    "  local peek = ARGV[#KEYS * 2 + i - 1] == '1'\n"
+    "for i = 2, last do\n"
+    "  local interval = tonumber(ARGV[2 * i])\n"
+    "  local burst = tonumber(ARGV[2 * i + 1])\n"
+    "  local peek = ARGV[2 * last + i] == '1'\n"
     "  local tolerance = interval * burst\n"
     "  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0\n"
     "  if tat < now then tat = now end\n"
@@ -55,6 +58,7 @@ static const char SCRIPT[] =
     "    out[i] = 0\n"
     "  end\n"
     "end\n"
+    "for i = last + 1, #KEYS do out[i] = redis.call('GET', KEYS[i]) end\n"
     "return out\n";
 
 typedef struct slot {
@@ -274,17 +278,19 @@ static redisReply *run_script(lim_t *lim, int argc, const char **argv)
     return NULL;
 }
 
-/* 0 when Redis answered every key, -1 to fall back. */
+/* 0 when Redis answered every key, -1 to fall back. reads[0..nreads): keys
+ * only read; values[i] their values (malloc'd, NULL when absent). */
 static int check_redis(lim_t *lim, int n, const char *const *keys, const lim_rule_t *rules,
-                       lim_result_t *out, double now, bool clocked)
+                       lim_result_t *out, double now, bool clocked, int nreads,
+                       const char *const *reads, char **values)
 {
     enum { PER_KEY = 3 };
-    const char *argv[6 + (1 + PER_KEY) * LIM_MAX_BATCH];
+    const char *argv[7 + (1 + PER_KEY) * LIM_MAX_BATCH + LIM_MAX_READS];
     char fullkeys[LIM_MAX_BATCH][64 + LIM_MAX_KEY + 1];
     char nums[LIM_MAX_BATCH][2][32];
-    char nkeys[16], nowbuf[32], zset[96];
+    char nkeys[16], nowbuf[32], zset[96], nreadbuf[16];
     int argc = 2;
-    snprintf(nkeys, sizeof(nkeys), "%d", n + 1);
+    snprintf(nkeys, sizeof(nkeys), "%d", n + 1 + nreads);
     argv[argc++] = nkeys;
     snprintf(zset, sizeof(zset), "%sprocs", lim->prefix);
     argv[argc++] = zset;
@@ -292,6 +298,8 @@ static int check_redis(lim_t *lim, int n, const char *const *keys, const lim_rul
         snprintf(fullkeys[i], sizeof(fullkeys[i]), "%s%s", lim->prefix, keys[i]);
         argv[argc++] = fullkeys[i];
     }
+    for (int i = 0; i < nreads; i++)
+        argv[argc++] = reads[i];
     snprintf(nowbuf, sizeof(nowbuf), "%.3f", clocked ? now : 0.0);
     argv[argc++] = nowbuf;
     pthread_mutex_lock(&lim->mu);
@@ -300,6 +308,8 @@ static int check_redis(lim_t *lim, int n, const char *const *keys, const lim_rul
         lim->last_heartbeat = now;
     pthread_mutex_unlock(&lim->mu);
     argv[argc++] = beat ? lim->member : "";
+    snprintf(nreadbuf, sizeof(nreadbuf), "%d", nreads);
+    argv[argc++] = nreadbuf;
     for (int i = 0; i < n; i++) {
         snprintf(nums[i][0], sizeof(nums[i][0]), "%.6f",
                  gcra_interval(rules[i].rate, rules[i].per_s));
@@ -312,14 +322,20 @@ static int check_redis(lim_t *lim, int n, const char *const *keys, const lim_rul
     redisReply *r = run_script(lim, argc, argv);
     if (r == NULL)
         return -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n + 1) {
+    size_t want = (size_t)n + 1 + (size_t)nreads;
+    /* Lua drops trailing nils from a table: absent read keys at the end
+     * come back as a shorter array */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < (size_t)n + 1 || r->elements > want) {
         log_error("limit: unexpected script reply; limiting in-process", "reply",
                   r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
         freeReplyObject(r);
         return -1;
     }
-    for (size_t i = 0; i <= (size_t)n; i++) {
-        if (r->element[i]->type != REDIS_REPLY_INTEGER) {
+    for (size_t i = 0; i < r->elements; i++) {
+        int t = r->element[i]->type;
+        bool ok = i <= (size_t)n ? t == REDIS_REPLY_INTEGER
+                                 : t == REDIS_REPLY_STRING || t == REDIS_REPLY_NIL;
+        if (!ok) {
             freeReplyObject(r);
             return -1;
         }
@@ -331,15 +347,28 @@ static int check_redis(lim_t *lim, int n, const char *const *keys, const lim_rul
         out[i].allowed = wait <= 0;
         out[i].retry_after_ms = wait <= 0 ? 0 : wait;
     }
+    for (int i = 0; i < nreads; i++) {
+        size_t e = (size_t)n + 1 + (size_t)i;
+        values[i] = e < r->elements && r->element[e]->type == REDIS_REPLY_STRING
+                        ? strdup(r->element[e]->str)
+                        : NULL;
+    }
     freeReplyObject(r);
     return 0;
 }
 
-int lim_check_many(lim_t *lim, int n, const char *const *keys, const lim_rule_t *rules,
-                   lim_result_t *out, hd_err_t *err)
+/* lim_check_many, and the reads when Redis answers: *read_ok says so. */
+static int check_many(lim_t *lim, int n, const char *const *keys, const lim_rule_t *rules,
+                      lim_result_t *out, int nreads, const char *const *reads, char **values,
+                      bool *read_ok, hd_err_t *err)
 {
+    *read_ok = false;
+    for (int i = 0; i < nreads; i++)
+        values[i] = NULL;
     if (n < 0 || n > LIM_MAX_BATCH)
         return hd_err_set(err, "limit: %d checks in one batch (at most %d)", n, LIM_MAX_BATCH);
+    if (nreads < 0 || nreads > LIM_MAX_READS)
+        return hd_err_set(err, "limit: %d reads in one check (at most %d)", nreads, LIM_MAX_READS);
     for (int i = 0; i < n; i++) {
         if (keys[i] == NULL || keys[i][0] == '\0' || strlen(keys[i]) > LIM_MAX_KEY)
             return hd_err_set(err, "limit: key %d is empty or longer than %d bytes", i,
@@ -351,7 +380,9 @@ int lim_check_many(lim_t *lim, int n, const char *const *keys, const lim_rule_t 
         return 0;
     bool clocked = lim->clock != wall_ms;
     double now = lim->clock(lim->clock_arg);
-    if (lim->rd && check_redis(lim, n, keys, rules, out, now, clocked) == 0) {
+    if (lim->rd &&
+        check_redis(lim, n, keys, rules, out, now, clocked, nreads, reads, values) == 0) {
+        *read_ok = true;
         if (!atomic_exchange(&lim->shared, true))
             log_info("limit: shared buckets in redis");
         return 0;
@@ -365,11 +396,28 @@ int lim_check_many(lim_t *lim, int n, const char *const *keys, const lim_rule_t 
     return 0;
 }
 
+int lim_check_many(lim_t *lim, int n, const char *const *keys, const lim_rule_t *rules,
+                   lim_result_t *out, hd_err_t *err)
+{
+    bool read_ok;
+    return check_many(lim, n, keys, rules, out, 0, NULL, NULL, &read_ok, err);
+}
+
 lim_result_t lim_check(lim_t *lim, const char *key, const lim_rule_t *rule)
 {
     lim_result_t res = {.allowed = false, .retry_after_ms = 1000};
     hd_err_t err;
     if (lim_check_many(lim, 1, &key, rule, &res, &err) != 0)
+        log_error("limit: bad check; refused", "error", err.msg);
+    return res;
+}
+
+lim_result_t lim_check_reading(lim_t *lim, const char *key, const lim_rule_t *rule, int nreads,
+                               const char *const *reads, char **values, bool *read_ok)
+{
+    lim_result_t res = {.allowed = false, .retry_after_ms = 1000};
+    hd_err_t err;
+    if (check_many(lim, 1, &key, rule, &res, nreads, reads, values, read_ok, &err) != 0)
         log_error("limit: bad check; refused", "error", err.msg);
     return res;
 }

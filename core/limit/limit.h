@@ -25,6 +25,8 @@
 #define LIM_MAX_BATCH 64
 /* A key is at most this long (longer keys are refused by lim_check_many). */
 #define LIM_MAX_KEY 200
+/* At most this many keys read along with a check (lim_check_reading). */
+#define LIM_MAX_READS 4
 /* In-process buckets kept while Redis is down; see lim_check_many. */
 #define LIM_LOCAL_SLOTS 4096
 
@@ -62,6 +64,15 @@ int lim_check_many(lim_t *lim, int n, const char *const *keys, const lim_rule_t 
 
 /* One key; a bad rule or key is refused with a 1 s wait (never unlimited). */
 lim_result_t lim_check(lim_t *lim, const char *key, const lim_rule_t *rule);
+
+/* lim_check, and in the same round trip the values of nreads other Redis
+ * keys (full names, <= LIM_MAX_READS): values[i] is malloc'd (caller
+ * frees) or NULL when the key is absent. *read_ok is false when Redis did
+ * not answer (the check was in-process): every value is then NULL and
+ * means nothing. The request path uses it to check a token's revocation and
+ * its rate in one call. */
+lim_result_t lim_check_reading(lim_t *lim, const char *key, const lim_rule_t *rule, int nreads,
+                               const char *const *reads, char **values, bool *read_ok);
 
 /* True when the last check used the shared buckets in Redis. */
 bool lim_shared(const lim_t *lim);

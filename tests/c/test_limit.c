@@ -229,6 +229,65 @@ static void test_fallback_and_back(void **state)
     rd_free(rd);
 }
 
+/* A check that reads other keys in the same call: their values (NULL when
+ * absent, also in the last place), the check itself unchanged, and nothing
+ * read when Redis does not answer. */
+static void test_check_reading(void **state)
+{
+    (void)state;
+    hd_err_t err;
+    rd_client_t *rd = rd_new(url(), 500, 2, &err);
+    assert_non_null(rd);
+    lim_t *a = new_lim(rd, 1);
+    fake_now = 1.95e12;
+    char present[128], absent[128];
+    snprintf(present, sizeof(present), "%sread:present", prefix);
+    snprintf(absent, sizeof(absent), "%sread:absent", prefix);
+    const char *set[] = {"SET", present, "hello"};
+    freeReplyObject(cmd(rd, 3, set));
+    lim_rule_t rule = {.rate = 1, .per_s = 1, .burst = 1};
+    const char *reads[] = {present, absent, present, absent};
+    char *values[4];
+    bool ok = false;
+    lim_result_t r = lim_check_reading(a, "reading", &rule, 4, reads, values, &ok);
+    assert_true(ok);
+    assert_true(r.allowed);
+    assert_string_equal(values[0], "hello");
+    assert_null(values[1]);
+    assert_string_equal(values[2], "hello");
+    assert_null(values[3]); /* absent in the last place */
+    for (int i = 0; i < 4; i++)
+        free(values[i]);
+    /* the bucket is the same as lim_check's: its one token is gone */
+    r = lim_check_reading(a, "reading", &rule, 1, reads, values, &ok);
+    assert_true(ok);
+    assert_false(r.allowed);
+    assert_int_equal(r.retry_after_ms, 1000);
+    free(values[0]);
+    assert_false(lim_check(a, "reading", &rule).allowed);
+    /* more reads than allowed: refused, nothing read */
+    const char *many[LIM_MAX_READS + 1];
+    char *vals[LIM_MAX_READS + 1];
+    for (int i = 0; i <= LIM_MAX_READS; i++)
+        many[i] = present;
+    r = lim_check_reading(a, "other", &rule, LIM_MAX_READS + 1, many, vals, &ok);
+    assert_false(ok);
+    assert_false(r.allowed);
+    lim_free(a);
+    rd_free(rd);
+
+    /* no Redis: checked in-process, the reads unknown */
+    rd = rd_new("redis://127.0.0.1:1/0", 200, 1, &err);
+    a = new_lim(rd, 1);
+    values[0] = (char *)"untouched";
+    r = lim_check_reading(a, "reading", &rule, 1, reads, values, &ok);
+    assert_false(ok);
+    assert_true(r.allowed);
+    assert_null(values[0]);
+    lim_free(a);
+    rd_free(rd);
+}
+
 static void test_without_redis_configured(void **state)
 {
     (void)state;
@@ -259,9 +318,8 @@ int main(void)
 {
     snprintf(prefix, sizeof(prefix), "herald:test:limit:%d:", (int)getpid());
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shared_between_processes),
-        cmocka_unit_test(test_batch_one_call),
-        cmocka_unit_test(test_fallback_and_back),
+        cmocka_unit_test(test_shared_between_processes), cmocka_unit_test(test_batch_one_call),
+        cmocka_unit_test(test_fallback_and_back),        cmocka_unit_test(test_check_reading),
         cmocka_unit_test(test_without_redis_configured),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
