@@ -25,6 +25,9 @@
 #
 #   RATE=1000 DURATION=15 CLIENTS=2000 MODES="fixed max prefs" PEER= tools/bench/e2e.sh
 #   CONNS_FIXED=64 CONNS_MAX=32  load generator connections
+#   PROCS=1                      `herald serve` processes on the one database
+#                                (the load spread over them; CPU and peak RSS
+#                                are their sums)
 #   WARMUP=2                     seconds of unmeasured load first (0: none)
 #   BENCH_KEEP=1                 keep the logs (herald, loadgen) under /tmp
 set -euo pipefail
@@ -51,13 +54,17 @@ ROWS=()
 
 start_services
 machine_facts
-echo "runs: ${MODES// /, } for ${DURATION} s each; open loop at ${RATE} requests/s; ${CONNS_FIXED} / ${CONNS_MAX} connections (fixed / max)"
+echo "runs: ${MODES// /, } for ${DURATION} s each; open loop at ${RATE} requests/s; ${CONNS_FIXED} / ${CONNS_MAX} connections (fixed / max); ${PROCS:-1} herald process(es)"
 [ "$PSS" = 1 ] || echo "note: pg_stat_statements is not loaded here; statements per email are not reported (commits are)"
 start_sink
 start_fakes
 DB=herald_e2e_$$
 new_db "$DB"
 start_herald "$DB"
+PROCS=${PROCS:-1}
+[ "$PROCS" -gt 1 ] && start_more_heralds "$PROCS"
+PORTS_ARG=()
+[ "$PROCS" -gt 1 ] && PORTS_ARG=(--ports "$(IFS=,; echo "${HPORTS[*]}")")
 AUTH="Authorization: Bearer $TOKEN"
 
 fetch_types
@@ -66,6 +73,9 @@ f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 f3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
 per() { awk -v a="$1" -v n="$2" -v d="${3:-3}" 'BEGIN { if (n > 0) printf "%.*f", d, a / n; else printf "-" }'; }
+# Herald's CPU ticks and peak RSS (KiB): the sums over its processes.
+herald_ticks() { local t=0 p; for p in "${HPIDS[@]}"; do t=$((t + $(ticks "$p"))); done; echo "$t"; }
+herald_hwm() { local t=0 p; for p in "${HPIDS[@]}"; do t=$((t + $(hwm_kb "$p"))); done; echo "$t"; }
 ms_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1000 / n; else printf "-" }'; }
 
 # One measured run against TARGET (herald | peer).
@@ -77,10 +87,10 @@ measure() {
   if [ "$target" = herald ]; then db=$DB pid=$HPID token=$TOKEN; else db=$PEER_DB pid=$PEER_PID token=$PEER_TOKEN; fi
   sink_reset
   pss_reset
-  hwm_reset "$pid"
+  if [ "$target" = herald ]; then for p in "${HPIDS[@]}"; do hwm_reset "$p"; done; else hwm_reset "$pid"; fi
   local c0 p0 h0 r0 s0 f0
   c0=$(pg_counters "$db")
-  p0=$(pg_ticks) h0=$(ticks "$pid") r0=$(ticks "$REDIS_PID") s0=$(ticks "$SINK_PID") f0=$(ticks "$FAKES_PID")
+  p0=$(pg_ticks) h0=$([ "$target" = herald ] && herald_ticks || ticks "$pid") r0=$(ticks "$REDIS_PID") s0=$(ticks "$SINK_PID") f0=$(ticks "$FAKES_PID")
   local m0 mt0
   m0=$(machine_ticks) mt0=$(date +%s%N)
   local polls0
@@ -117,10 +127,10 @@ measure() {
         FROM crm_communications WHERE plan_id = '$run' AND NOT batch AND send_at <= now()")
   fi
   local p1 h1 r1 s1 f1_ hwm
-  p1=$(pg_ticks) h1=$(ticks "$pid") r1=$(ticks "$REDIS_PID") s1=$(ticks "$SINK_PID") f1_=$(ticks "$FAKES_PID")
+  p1=$(pg_ticks) h1=$([ "$target" = herald ] && herald_ticks || ticks "$pid") r1=$(ticks "$REDIS_PID") s1=$(ticks "$SINK_PID") f1_=$(ticks "$FAKES_PID")
   local m1 mt1
   m1=$(machine_ticks) mt1=$(date +%s%N)
-  hwm=$(hwm_kb "$pid")
+  hwm=$([ "$target" = herald ] && herald_hwm || hwm_kb "$pid")
   sleep 2 # backends report their counters to pg_stat_database within a second or so of going idle
   local c1 stm exms polls1
   c1=$(pg_counters "$db")
@@ -219,8 +229,8 @@ URL=http://127.0.0.1:$HPORT/api/crm/communications
 warmup "$URL" "$TOKEN"
 for mode in $MODES; do
   case $mode in
-    fixed) bodies welcome fixed >"$TMP/fixed.body"; measure herald fixed "$URL" "$TMP/fixed.body" "$RATE" "$CONNS_FIXED" ;;
-    max) bodies welcome max >"$TMP/max.body"; measure herald max "$URL" "$TMP/max.body" 0 "$CONNS_MAX" ;;
+    fixed) bodies welcome fixed >"$TMP/fixed.body"; measure herald fixed "$URL" "$TMP/fixed.body" "$RATE" "$CONNS_FIXED" "${PORTS_ARG[@]}" ;;
+    max) bodies welcome max >"$TMP/max.body"; measure herald max "$URL" "$TMP/max.body" 0 "$CONNS_MAX" "${PORTS_ARG[@]}" ;;
     prefs)
       echo '{"client_id":"$ID","name":"Client $ID","email":"$ID@bench.example","phone":"+14155550100","timezone":"UTC","locale":"en"}' >"$TMP/clients.body"
       "$LOADGEN" --url "http://127.0.0.1:$HPORT/api/crm/preferences" --header "$AUTH" --body-file "$TMP/clients.body" \
@@ -234,7 +244,7 @@ for mode in $MODES; do
 done
 
 if [ -n "$PEER" ]; then
-  stop_pid "$HPID"
+  for p in "${HPIDS[@]}"; do stop_pid "$p"; done
   PEER_DIR=$ROOT/$BUILD_DIR/peer-$(basename "$PEER")
   mkdir -p "$PEER_DIR"
   if ! cmp -s "$PEER/package-lock.json" "$PEER_DIR/package-lock.json" || [ ! -d "$PEER_DIR/node_modules" ]; then

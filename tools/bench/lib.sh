@@ -150,6 +150,27 @@ start_herald() { # db
     sleep 0.1
   done
   TOKEN=$(env "${HERALD_ENV[@]}" "$BIN" token --sub bench --scopes send,read --ttl 86400 2>/dev/null)
+  HPIDS=("$HPID") HPORTS=("$HPORT")
+}
+
+# N - 1 more `herald serve` processes on the database of start_herald, each
+# with its own port and var directory (HPIDS, HPORTS list them all).
+start_more_heralds() { # n
+  local k i port
+  for ((k = 2; k <= $1; k++)); do
+    port=$(free_port)
+    mkdir -p "$TMP/var$k"
+    cp -a "$TMP/var/dev-keys" "$TMP/var$k/" # the same secrets: tokens and sealed fields
+    env "${HERALD_ENV[@]}" HERALD_LISTEN="127.0.0.1:$port" HERALD_VAR_DIR="$TMP/var$k" \
+      "$BIN" serve 2>>"$TMP/herald$k.log" &
+    HPIDS+=("$!") HPORTS+=("$port")
+    pids+=("$!")
+    for ((i = 0; i < 200; i++)); do
+      curl -s -o /dev/null "http://127.0.0.1:$port/api/crm/health" && break
+      kill -0 "$!" 2>/dev/null || { tail -n 20 "$TMP/herald$k.log" >&2; exit 1; }
+      sleep 0.1
+    done
+  done
 }
 
 stop_pid() { # pid: TERM, wait

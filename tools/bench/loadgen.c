@@ -12,7 +12,10 @@
  *                 --body-file FILE [--header "Authorization: Bearer ..."]...
  *                 [--rate R] [--duration S | --requests N] [--connections C]
  *                 [--id-prefix P] [--clients N --client-prefix P] [--drain S]
- *                 [--threads T]
+ *                 [--threads T] [--ports P1,P2,...]
+ *
+ * --ports spreads the connections over several servers on the URL's host
+ * (connection i goes to port i mod N), for runs with several processes.
  *
  * The body file holds one request body per line; request k uses line
  * k mod lines (repeat a line to weight it), with every "$ID" replaced by
@@ -49,6 +52,7 @@ enum conn_state { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
 typedef struct {
     int fd;
+    int port_ix; /* which of cfg.ports (--ports) it connects to */
     enum conn_state state;
     int64_t sched_ns; /* when the request in flight was due */
     int64_t retry_ns; /* C_DOWN: reconnect from then on */
@@ -81,6 +85,7 @@ static struct {
     double rate, duration, drain;
     long long max_requests;
     int nconn, nthreads;
+    int ports[16], nports; /* --ports; none: the URL's */
 } cfg;
 
 typedef struct {
@@ -116,7 +121,8 @@ static void usage(void)
 {
     die("usage: loadgen --url http://HOST:PORT/PATH --body-file FILE [--header 'K: V']... "
         "[--rate R (0 = max)] [--duration S | --requests N] [--connections C] "
-        "[--id-prefix P] [--clients N --client-prefix P] [--drain S] [--threads T]");
+        "[--id-prefix P] [--clients N --client-prefix P] [--drain S] [--threads T] "
+        "[--ports P1,P2,...]");
 }
 
 static void parse_url(const char *url)
@@ -241,7 +247,10 @@ static void conn_open(conn_t *c)
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->in_len = c->hdr_len = 0;
     c->want_out = false;
-    if (connect(c->fd, (struct sockaddr *)&cfg.addr, sizeof(cfg.addr)) == 0) {
+    struct sockaddr_in to = cfg.addr;
+    if (cfg.nports > 0)
+        to.sin_port = htons((uint16_t)cfg.ports[c->port_ix % cfg.nports]);
+    if (connect(c->fd, (struct sockaddr *)&to, sizeof(to)) == 0) {
         c->state = C_IDLE;
         watch(c, EPOLL_CTL_ADD, EPOLLIN | EPOLLRDHUP);
     } else if (errno == EINPROGRESS) {
@@ -418,6 +427,7 @@ static void *worker(void *arg)
         die("out of memory");
     for (int i = 0; i < w->nconn; i++) {
         conns[i].fd = -1;
+        conns[i].port_ix = (int)J + i * (int)T; /* spread across threads too */
         conn_open(&conns[i]);
     }
     /* Connections first, then the clock starts. */
@@ -617,6 +627,16 @@ int main(int argc, char **argv)
             cfg.nthreads = atoi(v);
         else if (strcmp(k, "--drain") == 0)
             cfg.drain = atof(v);
+        else if (strcmp(k, "--ports") == 0) {
+            char *copy = strdup(v), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                int port = atoi(t);
+                if (port < 1 || port > 65535 || cfg.nports == 16)
+                    die("--ports: up to 16 ports from 1 to 65535, comma-separated");
+                cfg.ports[cfg.nports++] = port;
+            }
+            free(copy);
+        }
         else
             usage();
     }
