@@ -636,8 +636,7 @@ int main(int argc, char **argv)
                 cfg.ports[cfg.nports++] = port;
             }
             free(copy);
-        }
-        else
+        } else
             usage();
     }
     if (url == NULL || body_file == NULL || cfg.nthreads < 1 || cfg.nconn < cfg.nthreads ||
