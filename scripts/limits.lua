@@ -1,7 +1,7 @@
 -- limits.lua - provider capacity (issue 13 item 3), decided in Lua.
 --
 --   limits.buckets(channel, sender, message_type, urgency)
---     -> { {key, rate, per, burst}, ... }   the buckets a send draws from
+--     -> { {key, rate, per, burst, slow}, ... }   the buckets a send draws from
 --
 -- Providers enforce rates: a Twilio long code about 1 message a second, a
 -- WhatsApp number 80, an SMTP relay its quota. settings.limits.buckets names
@@ -13,12 +13,52 @@
 -- down). A send a bucket refuses is not an error: its job waits exactly the
 -- bucket's retry-after, with no attempt recorded and no fallback, and the
 -- claim's priority order (critical first) decides who goes next.
+--
+-- When a provider answers rate_limit anyway (its quota is lower than
+-- declared, or shared with another sender), the engine slows the send's
+-- buckets down in that process: the rate is multiplied by slow.factor (at
+-- most once a second), never below slow.floor of the declared rate, and
+-- doubles back every slow.recover_seconds without another rate_limit.
+-- settings.limits.slow_down sets them for every bucket, a bucket's own
+-- slow_down for it; the defaults below halve, down to 1/64, back in 20 s.
 
 local settings = require("settings")
 
 local M = {}
 
 local function conf() return (settings.limits or {}).buckets or {} end
+
+local SLOW_DEFAULT = { factor = 0.5, floor = 1 / 64, recover_seconds = 20 }
+
+local function check_slow(where, t)
+  if t == nil then return end
+  if type(t) ~= "table" then error(where .. ": a table {factor, floor, recover_seconds}", 0) end
+  for k, v in pairs(t) do
+    if k ~= "factor" and k ~= "floor" and k ~= "recover_seconds" then
+      error(where .. "." .. tostring(k) .. ": not a setting (factor, floor, recover_seconds)", 0)
+    end
+    local ok = type(v) == "number" and v == v
+    if k == "factor" then ok = ok and v > 0 and v < 1
+    elseif k == "floor" then ok = ok and v > 0 and v <= 1
+    else ok = ok and v > 0 and v < 1e7 end
+    if not ok then
+      error(where .. "." .. k .. ": " .. (k == "factor" and "a share above 0 and below 1"
+        or k == "floor" and "a share above 0, at most 1" or "seconds, above 0"), 0)
+    end
+  end
+end
+
+check_slow("settings.limits.slow_down", (settings.limits or {}).slow_down)
+
+-- The slow-down of bucket b: its own, then settings.limits.slow_down, then the default.
+local function slow_of(b)
+  local all, own = (settings.limits or {}).slow_down or {}, b.slow_down or {}
+  local out = {}
+  for k, v in pairs(SLOW_DEFAULT) do
+    if own[k] ~= nil then out[k] = own[k] elseif all[k] ~= nil then out[k] = all[k] else out[k] = v end
+  end
+  return out
+end
 
 -- Checked at load: a mistyped bucket fails the reload with its name.
 for key, b in pairs(conf()) do
@@ -35,6 +75,7 @@ for key, b in pairs(conf()) do
   if b.burst ~= nil and (math.type(b.burst) ~= "integer" or b.burst < 1) then
     error(where .. ".burst: a whole number, at least 1", 0)
   end
+  check_slow(where .. ".slow_down", b.slow_down)
 end
 
 -- The caps a client may receive on a channel (settings.caps), e.g.
@@ -80,7 +121,8 @@ function M.buckets(channel, sender, message_type, urgency)
   for _, key in ipairs({ channel .. ":" .. tostring(sender or ""), channel }) do
     local b = conf()[key]
     if b then
-      out[#out + 1] = { key = key, rate = b.rate, per = b.per or 1, burst = b.burst or 1 }
+      out[#out + 1] = { key = key, rate = b.rate, per = b.per or 1, burst = b.burst or 1,
+        slow = slow_of(b) }
     end
   end
   return out

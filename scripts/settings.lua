@@ -181,6 +181,9 @@ return {
   --   ["sms:+15550001111"] = { rate = 1, per = 1 },     -- a Twilio long code
   --   ["whatsapp:1055500"] = { rate = 80, per = 1 },    -- a WhatsApp number
   --   ["email:relay"] = { rate = 14, per = 1, burst = 14 }, -- an SES quota
+  -- When a provider still answers rate_limit, the engine slows that bucket
+  -- down: slow_down = { factor = 0.5, floor = 1/64, recover_seconds = 20 }
+  -- (the defaults; next to buckets for all, or inside one bucket for it).
   limits = { buckets = {} },
 
   -- Per-recipient caps (limits.lua): at most per_day messages a client

@@ -19,12 +19,12 @@
  * from: never sent on a guess (the script error is in the log and health). */
 #define PACE_POLICY_WAIT_S 5.0
 
-/* Adaptive pacing, per process: a provider's rate_limit answer halves the
- * rate of the send's buckets (down to 1/64 of the policy's), and the rate
- * recovers by doubling every PACE_RECOVER_S without another. */
-#define PACE_SLOTS     64
-#define PACE_MIN       (1.0 / 64)
-#define PACE_RECOVER_S 20.0
+/* Adaptive pacing, per process: a provider's rate_limit answer multiplies
+ * the rate of the send's buckets by the bucket's slow_factor (down to
+ * slow_floor of the policy's), and the rate recovers by doubling every
+ * recover_s without another: all three are the policy's (limits.buckets,
+ * settings.limits.slow_down). */
+#define PACE_SLOTS 64
 
 struct pace_state {
     pthread_mutex_t mu;
@@ -32,6 +32,7 @@ struct pace_state {
     struct {
         char key[160];
         double factor, at; /* the factor set at `at` (monotonic seconds) */
+        double recover_s;  /* the factor doubles back every recover_s */
         double rate;       /* sends per second the policy last declared */
         int held_prio;     /* a send of this priority waits for the bucket: */
         double held_until; /* until then, lower priorities do not ask (monotonic s) */
@@ -66,7 +67,7 @@ static double factor_locked(pace_state_t *A, const char *key, double now, int *s
     for (int i = 0; i < A->n; i++)
         if (strcmp(A->s[i].key, key) == 0) {
             *slot = i;
-            double f = A->s[i].factor * pow(2.0, (now - A->s[i].at) / PACE_RECOVER_S);
+            double f = A->s[i].factor * pow(2.0, (now - A->s[i].at) / A->s[i].recover_s);
             return f < 1.0 ? f : 1.0;
         }
     *slot = -1;
@@ -74,21 +75,23 @@ static double factor_locked(pace_state_t *A, const char *key, double now, int *s
 }
 
 /* The share of the bucket's rate to use now; notes the rate the policy
- * declares (sends per second) for the gauges. */
-static double factor_noting(pace_state_t *A, const char *key, double rate_per_s)
+ * declares (sends per second, for the gauges) and how it recovers. */
+static double factor_noting(pace_state_t *A, const policy_bucket_t *b)
 {
     int slot;
     pthread_mutex_lock(&A->mu);
     double now = mono();
-    double f = factor_locked(A, key, now, &slot);
+    double f = factor_locked(A, b->key, now, &slot);
     if (slot < 0 && A->n < PACE_SLOTS) {
         slot = A->n++;
-        snprintf(A->s[slot].key, sizeof(A->s[slot].key), "%.159s", key);
+        snprintf(A->s[slot].key, sizeof(A->s[slot].key), "%.159s", b->key);
         A->s[slot].factor = 1.0;
         A->s[slot].at = now;
     }
-    if (slot >= 0)
-        A->s[slot].rate = rate_per_s;
+    if (slot >= 0) {
+        A->s[slot].rate = b->rate / b->per;
+        A->s[slot].recover_s = b->recover_s;
+    }
     pthread_mutex_unlock(&A->mu);
     return f;
 }
@@ -260,10 +263,9 @@ void pace_batch(app_t *app, comm_job_t *jobs, tr_message_t **msgs, int n)
         for (int k = 0; k < nb; k++) {
             snprintf(keys[nk], sizeof(keys[nk]), "bucket:%.159s", b[k].key);
             kp[nk] = keys[nk];
-            rules[nk] = (lim_rule_t){
-                .rate = b[k].rate * factor_noting(app->pacing, b[k].key, b[k].rate / b[k].per),
-                .per_s = b[k].per,
-                .burst = b[k].burst};
+            rules[nk] = (lim_rule_t){.rate = b[k].rate * factor_noting(app->pacing, &b[k]),
+                                     .per_s = b[k].per,
+                                     .burst = b[k].burst};
             owner[nk++] = i;
         }
     }
@@ -338,7 +340,7 @@ void pace_slow_down(app_t *app, tr_channel_t ch, const comm_job_t *j)
     pthread_mutex_lock(&A->mu);
     for (int k = 0; k < nb; k++) {
         int slot;
-        double f = factor_locked(A, b[k].key, now, &slot) / 2;
+        double f = factor_locked(A, b[k].key, now, &slot) * b[k].slow_factor;
         /* a burst's refusals are one signal: halve at most once a second */
         if (slot >= 0 && now - A->s[slot].at < 1.0)
             continue;
@@ -348,10 +350,13 @@ void pace_slow_down(app_t *app, tr_channel_t ch, const comm_job_t *j)
         }
         if (slot < 0)
             continue; /* more buckets than slots: the provider's retry-after still holds */
-        A->s[slot].factor = f > PACE_MIN ? f : PACE_MIN;
+        A->s[slot].factor = f > b[k].slow_floor ? f : b[k].slow_floor;
         A->s[slot].at = now;
+        A->s[slot].recover_s = b[k].recover_s;
+        char share[32];
+        snprintf(share, sizeof(share), "%.4g", A->s[slot].factor);
         log_warn("the provider asked us to slow down; the bucket's rate is lowered", "bucket",
-                 b[k].key, "share", A->s[slot].factor < 0.01 ? "1/64" : "lower");
+                 b[k].key, "share", share);
         metrics_rate_limited(app->metrics, "provider_backoff", false);
     }
     pthread_mutex_unlock(&A->mu);

@@ -43,6 +43,14 @@ static const char *str_member(const cJSON *o, const char *k)
     return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
+/* A number member of o; NaN when o or the member is not one (every
+ * comparison with it fails). */
+static double num_member(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_IsObject(o) ? member(o, k) : NULL;
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
 /* Calls module.fn with args (each deleted after the call) within the
  * decision or the render deadline (lua.decision_ms, lua.render_ms); the
  * values of the args named by private_args never appear in an error. */
@@ -630,17 +638,26 @@ int policy_buckets(lrt_t *rt, tr_channel_t ch, const char *sender, const char *t
     {
         const char *key = str_member(b, "key");
         const cJSON *rate = member(b, "rate"), *per = member(b, "per"), *burst = member(b, "burst");
+        const cJSON *sl = member(b, "slow");
+        double sf = num_member(sl, "factor"), fl = num_member(sl, "floor"),
+               rs = num_member(sl, "recover_seconds");
         if (why == NULL &&
             (key == NULL || strlen(key) >= sizeof(out->key) || !cJSON_IsNumber(rate) ||
              !(rate->valuedouble > 0) || !cJSON_IsNumber(per) || !(per->valuedouble > 0) ||
              !cJSON_IsNumber(burst) || burst->valuedouble < 1 || burst->valuedouble > 1e6))
             why = "returned a bucket without key, rate, per and burst";
+        else if (why == NULL && !(sf > 0 && sf < 1 && fl > 0 && fl <= 1 && rs > 0 && rs < 1e7))
+            why = "returned a bucket without slow = {factor = 0..1, floor = 0..1, "
+                  "recover_seconds > 0}";
         else if (why == NULL && *n < POLICY_MAX_BUCKETS) {
             policy_bucket_t *o = &out[(*n)++];
             snprintf(o->key, sizeof(o->key), "%s", key);
             o->rate = rate->valuedouble;
             o->per = per->valuedouble;
             o->burst = (int)burst->valuedouble;
+            o->slow_factor = sf;
+            o->slow_floor = fl;
+            o->recover_s = rs;
         }
     }
     cJSON_Delete(r);

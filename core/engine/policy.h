@@ -180,12 +180,16 @@ int policy_whatsapp(lrt_t *rt, const char *type, const cJSON *ctx, const cJSON *
 void policy_whatsapp_free(policy_whatsapp_t *w);
 
 /* limits.buckets: the provider buckets a send draws from (at most
- * POLICY_MAX_BUCKETS; key owned by the caller's array). */
+ * POLICY_MAX_BUCKETS; key owned by the caller's array), with how a
+ * provider's rate_limit answer slows each down (engine/pace.c). */
 #define POLICY_MAX_BUCKETS 4
 typedef struct policy_bucket {
     char key[160];
     double rate, per;
     int burst;
+    double slow_factor; /* the rate is multiplied by it at a rate_limit answer (0..1) */
+    double slow_floor;  /* never below this share of rate (0..1] */
+    double recover_s;   /* the share doubles back every recover_s seconds (> 0) */
 } policy_bucket_t;
 int policy_buckets(lrt_t *rt, tr_channel_t ch, const char *sender, const char *type,
                    const char *urgency, policy_bucket_t *out, int *n, hd_err_t *err);

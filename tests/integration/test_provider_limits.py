@@ -296,8 +296,9 @@ return strategy
 class ProviderBackoffTest(harness.HeraldCase):
     """The provider refuses a burst (the fake Twilio accepts 4 a second and
     answers 429 / 20429 with Retry-After: 1 beyond): Herald's bucket, set too
-    high at 20/s, is halved on the provider's answer and every message is
-    delivered, none failed."""
+    high at 20/s, slows down on the provider's answer as the operator's
+    slow_down says (to 0.3 of its rate, never below 0.15, back slowly) and
+    every message is delivered, none failed."""
 
     @classmethod
     def setUpClass(cls):
@@ -310,8 +311,9 @@ class ProviderBackoffTest(harness.HeraldCase):
             text = f.read()
         cls.sender = "+1500556%04d" % random.randrange(10000)
         text = text.replace("  limits = { buckets = {} },",
-                            '  limits = { buckets = { ["sms:%s"] = { rate = 20, per = 1 } } },'
-                            % cls.sender, 1)
+                            '  limits = { slow_down = { factor = 0.3, floor = 0.15, '
+                            'recover_seconds = 600 }, buckets = { ["sms:%s"] = { rate = 20, '
+                            'per = 1 } } },' % cls.sender, 1)
         # an operator's longer schedule: a message may meet the provider's limit a few times
         assert "schedule = { 60, 300, 900 }," in text
         text = text.replace("schedule = { 60, 300, 900 },",
@@ -360,8 +362,14 @@ class ProviderBackoffTest(harness.HeraldCase):
         backoff = [l for l in m.splitlines() if l.startswith("crm_rate_limited_total")
                    and 'bucket="provider_backoff"' in l]
         self.assertTrue(backoff and sum(float(l.split()[-1]) for l in backoff) >= 1, backoff)
-        # the bucket's rate, 20/s as declared, was lowered on the way, and shows so
-        self.assertLessEqual(min(rates), 10.0, rates)
+        # the bucket's rate, 20/s as declared, was lowered on the way as the
+        # operator's slow_down says, and shows so: 20 * 0.3 = 6/s, then the
+        # floor 20 * 0.15 = 3/s, each recovering at most 2^(90/600) = 1.11x
+        # during the test (the engine's old halving would show 10/s, 5/s, 2.5/s)
+        lowered = [r for r in rates if r < 19.9]
+        self.assertTrue(lowered, rates)
+        for r in lowered:
+            self.assertTrue(2.95 <= r <= 3.4 or 5.95 <= r <= 6.7, rates)
         self.assertIn('crm_rate_limit_bucket_configured_rate{bucket="sms:%s"} 20\n'
                       % self.sender, m)
         print("40 delivered; the provider refused %d attempts on the way; the bucket's rate "

@@ -28,18 +28,47 @@ describe("limits.buckets", function()
       ["email:relay"] = { rate = 14 },
     } }, {}, function(limits)
     local b = limits.buckets("sms", "+15550001111", "welcome", "high")
+    local slow = { factor = 0.5, floor = 1 / 64, recover_seconds = 20 }
     assert.are.same({
-      { key = "sms:+15550001111", rate = 1, per = 1, burst = 1 },
-      { key = "sms", rate = 30, per = 1, burst = 5 },
+      { key = "sms:+15550001111", rate = 1, per = 1, burst = 1, slow = slow },
+      { key = "sms", rate = 30, per = 1, burst = 5, slow = slow },
     }, b)
     -- another sender: only the channel's bucket
-    assert.are.same({ { key = "sms", rate = 30, per = 1, burst = 5 } },
+    assert.are.same({ { key = "sms", rate = 30, per = 1, burst = 5, slow = slow } },
       limits.buckets("sms", "+15559999999", "welcome", "high"))
-    assert.are.same({ { key = "email:relay", rate = 14, per = 1, burst = 1 } },
+    assert.are.same({ { key = "email:relay", rate = 14, per = 1, burst = 1, slow = slow } },
       limits.buckets("email", "relay", "welcome", "low"))
     assert.are.same({}, limits.buckets("whatsapp", "1055500", "welcome", "low"))
     end)
     assert.is_true(ok)
+  end)
+
+  it("slows down as settings.limits.slow_down and a bucket's own slow_down say", function()
+    local ok = load_with({ slow_down = { factor = 0.25, recover_seconds = 60 }, buckets = {
+      ["sms:+15550001111"] = { rate = 1, slow_down = { floor = 0.5 } },
+      sms = { rate = 30 },
+    } }, {}, function(limits)
+    local b = limits.buckets("sms", "+15550001111", "welcome", "high")
+    assert.are.same({ factor = 0.25, floor = 0.5, recover_seconds = 60 }, b[1].slow)
+    assert.are.same({ factor = 0.25, floor = 1 / 64, recover_seconds = 60 }, b[2].slow)
+    end)
+    assert.is_true(ok)
+  end)
+
+  it("refuses a slow_down out of range at load, naming it", function()
+    for _, c in ipairs({
+      { { slow_down = { factor = 1 } }, "settings.limits.slow_down.factor: a share above 0 and below 1" },
+      { { slow_down = { floor = 0 } }, "settings.limits.slow_down.floor" },
+      { { slow_down = { recover_seconds = -5 } }, "settings.limits.slow_down.recover_seconds: seconds" },
+      { { slow_down = { halve = true } }, "settings.limits.slow_down.halve: not a setting" },
+      { { buckets = { sms = { rate = 1, slow_down = { factor = 2 } } } },
+        'settings.limits.buckets["sms"].slow_down.factor' },
+    }) do
+      c[1].buckets = c[1].buckets or {}
+      local ok, err = load_with(c[1], {})
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(c[2], 1, true), err)
+    end
   end)
 
   it("refuses a mistyped bucket at load, naming it", function()
