@@ -115,7 +115,9 @@ local function sent(zone, t, from, now)
 end
 
 --- The client's time zone: prefs.timezone when the system knows it, else
---- settings.default_timezone (else "UTC"), logged at warn.
+--- settings.default_timezone (else "UTC"). A zone Herald does not know is
+--- logged at warn (stored data to fix); a missing one is not: a client known
+--- only by a request's inline recipient has none, and the reason says so.
 -- @param prefs table|nil  client preferences ({timezone?})
 -- @return string zone, string|nil reason (set when the default was used)
 function timing.zone(prefs)
@@ -127,7 +129,6 @@ function timing.zone(prefs)
   end
   local want = prefs and prefs.timezone
   if not given(want) then
-    herald.log("warn", "client has no time zone, using " .. default, { zone = default })
     return default, "no time zone given, using " .. default
   end
   if type(want) == "string" and herald.valid_zone(want) then

@@ -373,6 +373,25 @@ class CacheTest(PrefsCase):
         self.assertEqual(self.get(cid).json["timezone"], "Asia/Tokyo")
         self.assertEqual(redis("EXISTS", cache_key(cid)), "1")
 
+    def group_clients(self):
+        m = self.server.get("/metrics").body.decode()
+        line = [l for l in m.splitlines() if l.startswith("crm_prefs_group_clients_total ")]
+        self.assertEqual(len(line), 1, "crm_prefs_group_clients_total is not exported")
+        return float(line[0].split()[1])
+
+    def test_a_miss_reads_the_database_through_the_group_read(self):
+        cid, _ = self.create(timezone="Europe/Paris")
+        self.get(cid)  # cached now
+        before = self.group_clients()
+        self.assertEqual(self.get(cid).status, 200)
+        self.assertEqual(self.group_clients(), before, "a cached row was read again")
+        redis("DEL", cache_key(cid))
+        self.assertEqual(self.get(cid).json["timezone"], "Europe/Paris")
+        self.assertEqual(self.group_clients(), before + 1)
+        # a client without a row: read (and found absent) the same way
+        self.assertEqual(self.get(new_id()).status, 404)
+        self.assertEqual(self.group_clients(), before + 2)
+
     def test_a_write_replaces_the_cached_row(self):
         cid, _ = self.create(email="first@example.com", opted_out=[])
         self.assertEqual(self.get(cid).json["email"], "first@example.com")
