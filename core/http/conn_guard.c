@@ -24,14 +24,16 @@
 
 typedef struct conn_entry {
     int fd;
-    /* monotonic ms by which the headers must be in; 0: a request is in hand */
+    /* monotonic ms by which the headers must be in (or, between requests, by
+     * which the next must start); 0: a request is in hand */
     atomic_llong deadline_ms;
+    atomic_bool between;            /* kept alive after a request, the next not begun */
     bool cut;                       /* under the guard's mu */
     struct conn_entry *prev, *next; /* under the guard's mu */
 } conn_entry_t;
 
 struct http_guard {
-    long long header_ms;
+    long long header_ms, idle_ms;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     conn_entry_t *conns; /* under mu */
@@ -75,6 +77,31 @@ unsigned http_guard_fd_budget(const cfg_t *cfg)
     return can;
 }
 
+/* Whether a connection past its deadline d is spared, with a new deadline
+ * (mu held). What waits in its socket, unread, says (MSG_PEEK takes
+ * nothing): a kept-alive connection on which a request has begun gets
+ * header_ms for its headers from now; whole headers that its HTTP thread has
+ * not read yet (the thread is busy with another request) are not a slow
+ * client. Anything else is cut: headers still incomplete at their deadline
+ * (a slow or stalled client), or a connection idle since its last request
+ * for idle_ms. The deadline moves only if no request was taken in hand
+ * meanwhile (deadline still d). */
+static bool spare(http_guard_t *g, conn_entry_t *e, long long d, long long now)
+{
+    char peek[8192];
+    ssize_t got = recv(e->fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+    bool begun = got > 0;
+    bool whole = begun && memmem(peek, (size_t)got, "\r\n\r\n", 4) != NULL;
+    bool between = atomic_load(&e->between);
+    if (!whole && !(between && begun))
+        return false;
+    if (between)
+        atomic_store(&e->between, false);
+    long long expected = d;
+    atomic_compare_exchange_strong(&e->deadline_ms, &expected, now + g->header_ms);
+    return true;
+}
+
 static void *run_sweeper(void *arg)
 {
     http_guard_t *g = arg;
@@ -95,6 +122,8 @@ static void *run_sweeper(void *arg)
             /* The socket is still open: libmicrohttpd closes it only after
              * telling http_guard_notify, which waits for mu. */
             if (d != 0 && now >= d && !e->cut) {
+                if (spare(g, e, d, now))
+                    continue;
                 shutdown(e->fd, SHUT_RDWR);
                 e->cut = true;
                 cut++;
@@ -116,6 +145,7 @@ http_guard_t *http_guard_start(const cfg_t *cfg)
 {
     http_guard_t *g = xcalloc(1, sizeof(*g));
     g->header_ms = (long long)cfg->http_header_timeout_s * 1000;
+    g->idle_ms = (long long)cfg->http_idle_timeout_s * 1000;
     pthread_mutex_init(&g->mu, NULL);
     pthread_mutex_init(&g->log_mu, NULL);
     pthread_cond_init(&g->cv, NULL);
@@ -160,6 +190,7 @@ void http_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_con
         conn_entry_t *e = xcalloc(1, sizeof(*e));
         e->fd = ci ? ci->connect_fd : -1;
         atomic_init(&e->deadline_ms, e->fd >= 0 ? now_ms() + g->header_ms : 0);
+        atomic_init(&e->between, false);
         pthread_mutex_lock(&g->mu);
         e->next = g->conns;
         if (g->conns)
@@ -194,15 +225,22 @@ static conn_entry_t *entry_of(struct MHD_Connection *conn)
 void http_guard_headers_in(struct MHD_Connection *conn)
 {
     conn_entry_t *e = entry_of(conn);
-    if (e)
+    if (e) {
         atomic_store(&e->deadline_ms, 0);
+        atomic_store(&e->between, false);
+    }
 }
 
 void http_guard_request_done(http_guard_t *g, struct MHD_Connection *conn)
 {
     conn_entry_t *e = entry_of(conn);
-    if (e && e->fd >= 0)
-        atomic_store(&e->deadline_ms, now_ms() + g->header_ms);
+    if (e && e->fd >= 0) {
+        /* kept alive: the next request may come up to idle_ms from now (a
+         * client that reuses its connection after a pause is not slow);
+         * once it begins, its headers get header_ms (spare) */
+        atomic_store(&e->between, true);
+        atomic_store(&e->deadline_ms, now_ms() + g->idle_ms);
+    }
 }
 
 void http_guard_mhd_log(void *cls, const char *fmt, va_list ap)

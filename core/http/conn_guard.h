@@ -5,10 +5,15 @@
  *
  * libmicrohttpd closes a connection only when it has been silent for the
  * idle timeout; a client that dribbles a header byte a second is never
- * silent. The guard notes when each connection began waiting for headers
- * (its opening, or the end of its previous request) and a sweeper thread
- * shuts down the socket of one whose headers are not in by the deadline;
- * libmicrohttpd then reads end-of-file and closes it as usual.
+ * silent. The guard gives a new connection http.header_timeout for its
+ * headers, and a kept-alive one http.idle_timeout for its next request to
+ * begin, then http.header_timeout from when it began; a sweeper thread shuts
+ * down the socket of one past its deadline (libmicrohttpd then reads
+ * end-of-file and closes it as usual), unless whole headers wait unread in
+ * its socket: then its HTTP thread is busy, and the client is not slow.
+ * (Cutting a kept-alive connection at the header timeout raced with clients
+ * reusing it: a request read just as its socket was shut down was accepted
+ * and its answer lost; the 30-minute soak of docs/benchmarks.md saw it.)
  */
 #ifndef HERALD_HTTP_CONN_GUARD_H
 #define HERALD_HTTP_CONN_GUARD_H
