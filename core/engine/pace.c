@@ -98,8 +98,14 @@ static double factor_noting(pace_state_t *A, const policy_bucket_t *b)
 
 /* Priority across workers: a send a bucket refused holds the bucket for
  * its priority until a little after its retry-after, so a less urgent send
- * of another worker's batch does not take the slot it waits for. */
-#define PACE_HOLD_MARGIN_S 0.5
+ * of another worker's batch does not take the slot it waits for. The hold
+ * ends as soon as the held send goes (hold_note); the margin only bounds
+ * how long a holder that never comes back (cancelled, stopped) can keep
+ * the bucket from lower priorities. It must outlast the holder's way back
+ * (its job due again, claimed, paced): at 0.5 s a slow build (the
+ * sanitizer run) lost the slot to a high-urgency send between two critical
+ * ones. */
+#define PACE_HOLD_MARGIN_S 2.0
 
 static int slot_of(const pace_state_t *A, const char *key)
 {
