@@ -70,6 +70,11 @@ static void reserve(buf_t *b, size_t extra)
     b->cap = cap;
 }
 
+void buf_reserve(buf_t *b, size_t extra)
+{
+    reserve(b, extra);
+}
+
 void buf_append(buf_t *b, const void *data, size_t len)
 {
     reserve(b, len);

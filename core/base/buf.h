@@ -20,6 +20,9 @@ void buf_init(buf_t *b);
 void buf_free(buf_t *b);
 void buf_reset(buf_t *b);
 void buf_append(buf_t *b, const void *data, size_t len);
+/* Makes room for extra more bytes (and the NUL): b->data + b->len may then
+ * be written directly up to that many bytes, then b->len advanced. */
+void buf_reserve(buf_t *b, size_t extra);
 void buf_puts(buf_t *b, const char *s);
 void buf_putc(buf_t *b, char c);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
