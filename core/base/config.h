@@ -54,6 +54,7 @@ typedef struct cfg {
 
     /* engine */
     int workers;
+    int claim_linger_ms; /* a worker that found the queue drained waits this long for more */
     double retry_scale;
     int analytics_refresh_s; /* today's and yesterday's rollups are at most this old */
     int lease_s;             /* how long a claimed job is ours before another process may take it */

@@ -81,6 +81,9 @@ struct engine {
     pthread_mutex_t wake_mu;
     pthread_cond_t wake_cv;
     unsigned long wakeups; /* under wake_mu */
+    atomic_bool claiming;  /* a worker is claiming: one at a time (claim_turn) */
+    atomic_bool drained;   /* the last claim took fewer jobs than it asked for */
+    atomic_long claims, claimed_jobs;
 };
 
 /* What tr_send carries back to on_sent: the worker and the job's slot. */
@@ -143,6 +146,8 @@ static int send_all(worker_t *w, comm_job_t *jobs, tr_message_t **msgs, int n, b
     }
     return sent;
 }
+
+static void wake_workers(struct engine *e);
 
 /* The wake-up count now: taken before a claim, so a NOTIFY that arrives
  * between the claim and the wait is not slept through. */
@@ -259,6 +264,64 @@ static int record_outcomes(app_t *app, outcome_t *list, comm_job_t *jobs, bool *
     return freed;
 }
 
+/* Returned by claim_turn when another worker is claiming. */
+#define NOT_OUR_TURN (-2)
+
+/* Waits until want more messages were queued (kicks), ms passed or the
+ * engine stops. */
+static void linger(struct engine *e, int want, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)ms * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&e->wake_mu);
+    unsigned long from = e->wakeups;
+    while (e->wakeups - from < (unsigned long)want && !atomic_load(&e->stopping))
+        if (pthread_cond_timedwait(&e->wake_cv, &e->wake_mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&e->wake_mu);
+}
+
+/* Claims up to want jobs into fresh, one worker at a time: claims racing
+ * for the same few jobs cost a statement each and mostly come back empty
+ * (SKIP LOCKED). When the last claim emptied the queue, the claim first
+ * waits up to engine.claim_linger_ms for more messages, so at a steady
+ * rate one claim (and its mark and outcome statements) carries several
+ * instead of one each. A full claim may have left work behind: the other
+ * workers are woken for it. *seen is the wake-up count the claim saw (a
+ * later kick is work it may have missed). Returns the number claimed, -1
+ * on a database error, or NOT_OUR_TURN. */
+static int claim_turn(worker_t *w, int want, comm_job_t *fresh, unsigned long *seen)
+{
+    struct engine *e = w->eng;
+    app_t *app = e->app;
+    if (atomic_exchange(&e->claiming, true)) {
+        *seen = wake_count(e);
+        return NOT_OUR_TURN;
+    }
+    if (atomic_load(&e->drained) && app->cfg->claim_linger_ms > 0)
+        linger(e, want, app->cfg->claim_linger_ms);
+    *seen = wake_count(e);
+    hd_err_t err;
+    double claimed_at = (double)mono_ms() / 1000.0;
+    int n = comms_claim(app->db, app->keyring, w->owner, want, app->cfg->lease_s, fresh, &err);
+    if (n < 0)
+        log_error("cannot claim jobs", "reason", err.msg);
+    for (int k = 0; k < n; k++)
+        fresh[k].claimed_at = claimed_at;
+    if (n >= 0) {
+        atomic_fetch_add(&e->claims, 1);
+        atomic_fetch_add(&e->claimed_jobs, n);
+    }
+    atomic_store(&e->drained, n < want);
+    atomic_store(&e->claiming, false);
+    if (n == want)
+        wake_workers(e);
+    return n;
+}
+
 /* A worker keeps up to BATCH messages moving: it claims as slots free up
  * rather than waiting for a whole batch, so one slow provider answer never
  * holds the others back; sends that stall (STALLED_MS) keep their slots
@@ -277,7 +340,6 @@ static void *run_worker(void *arg)
     struct timespec renewed;
     clock_gettime(CLOCK_MONOTONIC, &renewed);
     while (!atomic_load(&e->stopping) || inflight > 0) {
-        hd_err_t err;
         int64_t now_ms = mono_ms(), next_stall = 0;
         int moving = 0; /* in flight and not stalled */
         for (int s = 0; s < SLOTS; s++)
@@ -289,15 +351,17 @@ static void *run_worker(void *arg)
         int want = BATCH - moving < SLOTS - inflight ? BATCH - moving : SLOTS - inflight;
         if (!atomic_load(&e->stopping) && moving <= CLAIM_AT && want > 0) {
             comm_job_t fresh[BATCH];
-            unsigned long seen = wake_count(e);
-            double claimed_at = (double)mono_ms() / 1000.0;
-            int n =
-                comms_claim(app->db, app->keyring, w->owner, want, app->cfg->lease_s, fresh, &err);
-            for (int k = 0; k < n; k++)
-                fresh[k].claimed_at = claimed_at;
-            if (n < 0)
-                log_error("cannot claim jobs", "reason", err.msg);
-            if (n <= 0 && inflight == 0) {
+            unsigned long seen;
+            int n = claim_turn(w, want, fresh, &seen);
+            if (n == NOT_OUR_TURN && inflight == 0) {
+                /* the claiming worker wakes us if it leaves work behind,
+                 * and so does new work; due jobs are found within 1 s */
+                wait_for_work(e, seen, 1.0);
+                continue;
+            }
+            if (n == NOT_OUR_TURN)
+                n = 0;
+            else if (n <= 0 && inflight == 0) {
                 /* at least 5 ms: a job due now that this claim did not get is
                  * another worker's (SKIP LOCKED); a kick still wakes at once */
                 double next = n < 0 ? 1.0 : comms_next_due(app->db, 1.0, NULL);
@@ -369,6 +433,12 @@ static void wake_workers(struct engine *e)
         pthread_cond_signal(&w->cv);
         pthread_mutex_unlock(&w->mu);
     }
+}
+
+void engine_claim_counts(engine_t *e, long *claims, long *jobs)
+{
+    *claims = e ? atomic_load(&e->claims) : 0;
+    *jobs = e ? atomic_load(&e->claimed_jobs) : 0;
 }
 
 bool engine_stopping(const engine_t *e)
@@ -489,6 +559,10 @@ engine_t *engine_start(app_t *app, int nworkers, hd_err_t *err)
         e->nworkers = 1;
     atomic_init(&e->stopping, false);
     atomic_init(&e->notify_pending, false);
+    atomic_init(&e->claiming, false);
+    atomic_init(&e->drained, true);
+    atomic_init(&e->claims, 0);
+    atomic_init(&e->claimed_jobs, 0);
     e->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (e->kick_fd < 0) {
         hd_err_set(err, "cannot create the engine's eventfd: %s", strerror(errno));

@@ -27,6 +27,10 @@ bool engine_kick(engine_t *e);
  * engine, a NOTIFY for the others. Never waits for more than one round trip. */
 void engine_wake(app_t *app);
 
+/* Claims the workers made and the jobs they took, since engine_start (0
+ * and 0 for NULL). */
+void engine_claim_counts(engine_t *e, long *claims, long *jobs);
+
 /* True once engine_stop has begun (false for NULL). */
 bool engine_stopping(const engine_t *e);
 

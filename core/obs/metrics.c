@@ -364,6 +364,13 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# TYPE crm_prefs_group_clients_total counter\n"
                "crm_prefs_group_clients_total %ld\n",
                g->prefs_group_reads, g->prefs_group_clients);
+    buf_printf(out,
+               "# HELP crm_claims_total Claims of due jobs by this process's workers (one "
+               "statement each; engine.claim_linger_ms lets one carry several).\n"
+               "# TYPE crm_claims_total counter\ncrm_claims_total %ld\n"
+               "# HELP crm_claimed_jobs_total Jobs those claims took.\n"
+               "# TYPE crm_claimed_jobs_total counter\ncrm_claimed_jobs_total %ld\n",
+               g->claims, g->claimed_jobs);
     buf_puts(out, "# HELP crm_rate_limit_bucket_rate Sends per second a provider bucket allows "
                   "now (limits.buckets, lowered after a provider's rate_limit).\n"
                   "# TYPE crm_rate_limit_bucket_rate gauge\n");

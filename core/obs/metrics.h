@@ -58,6 +58,8 @@ typedef struct metrics_gauges {
     long accept_commits, accept_messages;
     /* group reads of preferences (engine/prefs.h): statements, clients in them */
     long prefs_group_reads, prefs_group_clients;
+    /* the workers' claims (engine/worker.h): statements, jobs they took */
+    long claims, claimed_jobs;
     /* this process (obs/process.h): process_* series when known */
     proc_sample_t process;
     bool process_known;
