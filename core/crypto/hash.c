@@ -8,6 +8,8 @@
 #include "crypto/codec.h"
 
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +72,35 @@ void hash_hmac_sha256(const void *key, size_t keylen, const void *data, size_t l
     (void)hash_hmac_sha256_checked(key, keylen, data, len, out);
 }
 
-int hash_random(uint8_t *out, size_t len)
+/* Random bytes come from a small per-thread pool filled by RAND_bytes:
+ * OpenSSL's generator takes its locks and asks the kernel for the process
+ * id (fork detection) on every call, and the engine draws several times per
+ * message (request ids, each field's nonce, MIME boundaries). Bytes are
+ * taken from the end of the pool and wiped as they go. A fork child must
+ * never reuse its parent's pool: the atfork handler bumps a generation that
+ * every draw compares. Requests larger than half the pool go straight to
+ * OpenSSL. */
+#define POOL_BYTES 512
+
+static _Thread_local struct {
+    uint8_t buf[POOL_BYTES];
+    size_t left;
+    unsigned gen;
+} pool;
+static atomic_uint fork_gen;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_after_fork(void)
+{
+    atomic_fetch_add(&fork_gen, 1);
+}
+
+static void pool_setup(void)
+{
+    pthread_atfork(NULL, NULL, pool_after_fork);
+}
+
+static int rand_direct(uint8_t *out, size_t len)
 {
     /* RAND_bytes takes an int length. */
     while (len > 0) {
@@ -80,6 +110,30 @@ int hash_random(uint8_t *out, size_t len)
         out += chunk;
         len -= (size_t)chunk;
     }
+    return 0;
+}
+
+int hash_random(uint8_t *out, size_t len)
+{
+    if (len > POOL_BYTES / 2)
+        return rand_direct(out, len);
+    pthread_once(&pool_once, pool_setup);
+    unsigned gen = atomic_load(&fork_gen);
+    if (pool.gen != gen) {
+        OPENSSL_cleanse(pool.buf, sizeof(pool.buf));
+        pool.left = 0;
+        pool.gen = gen;
+    }
+    if (pool.left < len) {
+        if (RAND_bytes(pool.buf, POOL_BYTES) != 1) {
+            pool.left = 0;
+            return -1;
+        }
+        pool.left = POOL_BYTES;
+    }
+    pool.left -= len;
+    memcpy(out, pool.buf + pool.left, len);
+    OPENSSL_cleanse(pool.buf + pool.left, len);
     return 0;
 }
 

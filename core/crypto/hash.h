@@ -30,9 +30,9 @@ int hash_hmac_sha256_checked(const void *key, size_t keylen, const void *data, s
  * (X-Twilio-Signature); 0, or -1 with out zeroed. */
 int hash_hmac_sha1(const void *key, size_t keylen, const void *data, size_t len, uint8_t out[20]);
 
-/* Fills out with len bytes from the OpenSSL CSPRNG. 0, or -1 when the
- * generator is not seeded / fails (out must then not be used). */
-
+/* Fills out with len bytes from the OpenSSL CSPRNG (through a per-thread
+ * pool that a fork discards, see hash.c). 0, or -1 when the generator is
+ * not seeded / fails (out must then not be used). Thread-safe. */
 int hash_random(uint8_t *out, size_t len);
 
 /* nbytes random bytes as base64url without padding (suitable for URLs and

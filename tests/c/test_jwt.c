@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "crypto/codec.h"
 #include "crypto/hash.h"
@@ -303,6 +305,58 @@ static void test_hash_random(void **state)
     free(d);
     free(t1);
     free(t2);
+}
+
+static int cmp16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* Draws through the per-thread pool (hash.c) cross its refills and never
+ * repeat; sizes above half the pool take the direct path. */
+static void test_hash_random_pool(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    static uint8_t draws[N][16];
+    for (int i = 0; i < N; i++) {
+        uint8_t odd[37];
+        assert_int_equal(hash_random(odd, (size_t)(i % 37) + 1), 0); /* misalign the pool */
+        assert_int_equal(hash_random(draws[i], 16), 0);
+    }
+    qsort(draws, N, 16, cmp16);
+    for (int i = 1; i < N; i++)
+        assert_memory_not_equal(draws[i - 1], draws[i], 16);
+    uint8_t big[4096], zero[4096] = {0};
+    assert_int_equal(hash_random(big, sizeof(big)), 0);
+    assert_memory_not_equal(big, zero, sizeof(big));
+    assert_int_equal(hash_random(big, 0), 0);
+}
+
+/* A fork child must not draw the bytes its parent holds in its pool: both
+ * would then make the same nonce or token. */
+static void test_hash_random_fork(void **state)
+{
+    (void)state;
+    uint8_t warm[1], mine[16], theirs[16];
+    assert_int_equal(hash_random(warm, sizeof(warm)), 0); /* the pool is full now */
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        uint8_t c[16];
+        int ok = hash_random(c, sizeof(c)) == 0 && write(fd[1], c, sizeof(c)) == (ssize_t)sizeof(c);
+        _exit(ok ? 0 : 1);
+    }
+    close(fd[1]);
+    assert_int_equal(hash_random(mine, sizeof(mine)), 0);
+    assert_int_equal(read(fd[0], theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+    close(fd[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_memory_not_equal(mine, theirs, sizeof(mine));
 }
 
 static void test_hash_uuid4(void **state)
@@ -948,6 +1002,8 @@ int main(void)
         cmocka_unit_test(test_hash_sha256_vectors),
         cmocka_unit_test(test_hash_hmac_rfc4231),
         cmocka_unit_test(test_hash_random),
+        cmocka_unit_test(test_hash_random_pool),
+        cmocka_unit_test(test_hash_random_fork),
         cmocka_unit_test(test_hash_uuid4),
         cmocka_unit_test(test_hash_ct_equal),
         cmocka_unit_test(test_jwt_rfc7515_a1_valid_before_exp),
