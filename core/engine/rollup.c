@@ -25,8 +25,30 @@ struct rollup {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stopping; /* under mu */
+    bool stopping;        /* under mu */
+    atomic_llong last_us; /* the last refresh of today and yesterday took this long */
 };
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int rollup_wait_s(int interval_s, double last_s)
+{
+    double w = last_s * ROLLUP_DUTY;
+    if (!(w <= 86400)) /* NaN or absurd: a day at most */
+        w = 86400;
+    int wait = (int)w + (w > (int)w);
+    return wait > interval_s ? wait : interval_s;
+}
+
+double rollup_last_seconds(rollup_t *r)
+{
+    return r ? (double)atomic_load(&r->last_us) / 1e6 : 0;
+}
 
 static void day_of(time_t t, int back, char out[16])
 {
@@ -80,7 +102,8 @@ static void *run(void *arg)
 {
     rollup_t *r = arg;
     pthread_setname_np(pthread_self(), "herald-rollup");
-    time_t last_full = 0, last_retention = 0;
+    time_t last_full = 0, last_today = 0, last_retention = 0;
+    int today_wait = 0;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         pthread_mutex_unlock(&r->mu);
@@ -91,19 +114,34 @@ static void *run(void *arg)
             refresh(r->app, 35, 2);
             last_full = now;
         }
-        refresh(r->app, 1, 0);
+        if (now - last_today >= today_wait) {
+            double t0 = mono_s();
+            refresh(r->app, 1, 0);
+            double took = mono_s() - t0;
+            atomic_store(&r->last_us, (long long)(took * 1e6));
+            today_wait = rollup_wait_s(r->app->cfg->analytics_refresh_s, took);
+            if (today_wait > r->app->cfg->analytics_refresh_s) {
+                char t[32], w[16];
+                snprintf(t, sizeof(t), "%.3f", took);
+                snprintf(w, sizeof(w), "%d", today_wait);
+                log_info("the analytics refresh is slow; the next waits longer", "seconds", t,
+                         "next_in_seconds", w);
+            }
+            last_today = now;
+        }
         /* after the rollups: a day is summed before its messages go */
         if (now - last_retention >= r->app->cfg->retention_interval_s) {
             retention_run(r->app, stopping, r);
             last_retention = now;
         }
         pthread_mutex_lock(&r->mu);
+        time_t next = last_today + today_wait;
+        if (last_retention + r->app->cfg->retention_interval_s < next)
+            next = last_retention + r->app->cfg->retention_interval_s;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        int wait_s = r->app->cfg->analytics_refresh_s;
-        if (r->app->cfg->retention_interval_s < wait_s)
-            wait_s = r->app->cfg->retention_interval_s;
-        until.tv_sec += wait_s;
+        long wait_s = (long)(next - time(NULL));
+        until.tv_sec += wait_s > 1 ? wait_s : 1;
         while (!r->stopping && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0)
             ;
     }
@@ -117,6 +155,7 @@ rollup_t *rollup_start(app_t *app)
     if (r == NULL)
         return NULL;
     r->app = app;
+    atomic_init(&r->last_us, 0);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (pthread_create(&r->thread, NULL, run, r) != 0) {

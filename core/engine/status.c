@@ -5,6 +5,7 @@
 #include "base/group.h"
 #include "engine/acceptq.h"
 #include "engine/pace.h"
+#include "engine/rollup.h"
 #include "engine/worker.h"
 #include "obs/process.h"
 #include "store/repo_analytics.h"
@@ -34,6 +35,7 @@ void status_gauges(app_t *app, metrics_gauges_t *g)
     if (app->acceptq)
         acceptq_counts(app->acceptq, &g->accept_commits, &g->accept_messages);
     engine_claim_counts(app->engine, &g->claims, &g->claimed_jobs);
+    g->analytics_refresh_s = rollup_last_seconds(engine_rollup(app->engine));
     if (app->prefs_reads)
         group_counts(app->prefs_reads, &g->prefs_group_reads, &g->prefs_group_clients);
     if (g->db_up) {

@@ -441,6 +441,11 @@ void engine_claim_counts(engine_t *e, long *claims, long *jobs)
     *jobs = e ? atomic_load(&e->claimed_jobs) : 0;
 }
 
+struct rollup *engine_rollup(engine_t *e)
+{
+    return e ? e->rollup : NULL;
+}
+
 bool engine_stopping(const engine_t *e)
 {
     return e && atomic_load(&e->stopping);

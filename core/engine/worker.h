@@ -31,6 +31,10 @@ void engine_wake(app_t *app);
  * and 0 for NULL). */
 void engine_claim_counts(engine_t *e, long *claims, long *jobs);
 
+/* The analytics refresher the engine runs (NULL for NULL, or when it did
+ * not start). */
+struct rollup *engine_rollup(engine_t *e);
+
 /* True once engine_stop has begun (false for NULL). */
 bool engine_stopping(const engine_t *e);
 

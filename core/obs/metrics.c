@@ -371,6 +371,12 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# HELP crm_claimed_jobs_total Jobs those claims took.\n"
                "# TYPE crm_claimed_jobs_total counter\ncrm_claimed_jobs_total %ld\n",
                g->claims, g->claimed_jobs);
+    buf_printf(out,
+               "# HELP crm_analytics_refresh_seconds How long the last refresh of today's and "
+               "yesterday's analytics rollups took (the next waits at least ten times as "
+               "long).\n"
+               "# TYPE crm_analytics_refresh_seconds gauge\ncrm_analytics_refresh_seconds %.6f\n",
+               g->analytics_refresh_s);
     buf_puts(out, "# HELP crm_rate_limit_bucket_rate Sends per second a provider bucket allows "
                   "now (limits.buckets, lowered after a provider's rate_limit).\n"
                   "# TYPE crm_rate_limit_bucket_rate gauge\n");
