@@ -1,7 +1,8 @@
 /*
  * bench_policy.c - cost of the C -> Lua policy calls the engine makes per
  * message: strategy.decide (with its JSON in/out conversion) and
- * content.render for each channel, through lrt_call on one thread.
+ * content.render for each channel (and the welcome email of make bench-e2e),
+ * through lrt_call on one thread.
  *   build/bench_policy [iterations]   (run from the repository root)
  */
 #include "lua/runtime.h"
@@ -104,6 +105,16 @@ int main(int argc, char **argv)
         bench(rt, label, "types", "check", cargs, 2, iters);
         cJSON_Delete(t);
         cJSON_Delete(c);
+    }
+    {
+        /* the e2e bench's message (tools/bench/e2e.sh): a welcome email */
+        cJSON *t = cJSON_CreateString("welcome"), *c = cJSON_CreateString("email"),
+              *wctx = example(rt, "welcome");
+        cJSON *rargs[] = {t, c, wctx};
+        bench(rt, "content.render welcome/email", "content", "render", rargs, 3, iters / 4);
+        cJSON_Delete(t);
+        cJSON_Delete(c);
+        cJSON_Delete(wctx);
     }
     const char *channels[] = {"email", "sms", "whatsapp"};
     for (int i = 0; i < 3; i++) {
