@@ -180,7 +180,21 @@ static void wait_for_work(struct engine *e, unsigned long seen, double max_s)
 /* Waits for outcomes: when there is room to claim more work, up to max_ms
  * or until new work is queued; when full, until one comes, renewing the
  * leases meanwhile. Returns the list. */
-static outcome_t *wait_outcomes(worker_t *w, int max_ms)
+/* Renews the leases of the jobs in the worker's slots (its sends in
+ * flight), and of no other job it may still lease. */
+static void renew_leases(worker_t *w, const comm_job_t *jobs, const bool *used)
+{
+    long long ids[SLOTS];
+    int n = 0;
+    for (int s = 0; s < SLOTS; s++)
+        if (used[s])
+            ids[n++] = jobs[s].job_id;
+    hd_err_t err;
+    if (comms_extend(w->eng->app->db, w->owner, ids, n, w->eng->app->cfg->lease_s, &err) != 0)
+        log_warn("cannot renew the leases of sends in flight", "reason", err.msg);
+}
+
+static outcome_t *wait_outcomes(worker_t *w, int max_ms, const comm_job_t *jobs, const bool *used)
 {
     app_t *app = w->eng->app;
     pthread_mutex_lock(&w->mu);
@@ -202,7 +216,7 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms)
             if (max_ms > 0)
                 break;
             pthread_mutex_unlock(&w->mu);
-            comms_extend(app->db, w->owner, app->cfg->lease_s, NULL);
+            renew_leases(w, jobs, used);
             pthread_mutex_lock(&w->mu);
         }
     }
@@ -402,7 +416,7 @@ static void *run_worker(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - renewed.tv_sec >=
             (app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1)) {
-            comms_extend(app->db, w->owner, app->cfg->lease_s, NULL);
+            renew_leases(w, jobs, used);
             renewed = now;
         }
         /* Room left and work may be waiting: look again soon (on a kick or
@@ -414,7 +428,7 @@ static void *run_worker(void *arg)
             int64_t to_stall = next_stall > 0 ? next_stall - mono_ms() : 0;
             max_ms = room ? 100 : (int)(to_stall > 1 ? to_stall : 1);
         }
-        inflight -= record_outcomes(app, wait_outcomes(w, max_ms), jobs, used);
+        inflight -= record_outcomes(app, wait_outcomes(w, max_ms, jobs, used), jobs, used);
     }
     return NULL;
 }

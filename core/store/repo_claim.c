@@ -7,6 +7,7 @@
 #include "store/repo_comms.h"
 #include "base/buf.h"
 #include "base/log.h"
+#include "store/pg_array.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,15 +122,25 @@ int comms_claim(pg_pool_t *db, const fe_keyring_t *kr, const char *owner, int ma
 static const pg_stmt_t st_extend = {
     "comms_extend",
     "UPDATE crm_jobs SET lease_expires_at = now() + make_interval(secs => $2::int) "
-    "WHERE lease_owner = $1",
-    2};
+    "WHERE lease_owner = $1 AND id = ANY($3::bigint[])",
+    3};
 
-int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err)
+int comms_extend(pg_pool_t *db, const char *owner, const long long *job_ids, int n, int lease_s,
+                 hd_err_t *err)
 {
+    if (n <= 0)
+        return 0;
     char l[16];
     snprintf(l, sizeof(l), "%d", lease_s);
-    const char *p[] = {owner, l};
-    return pg_pool_exec_ok(db, &st_extend, p, err);
+    buf_t ids;
+    buf_init(&ids);
+    for (int i = 0; i < n; i++)
+        pg_arr_addf(&ids, "%lld", job_ids[i]);
+    char *list = pg_arr_end(&ids);
+    const char *p[] = {owner, l, list};
+    int rc = pg_pool_exec_ok(db, &st_extend, p, err);
+    free(list);
+    return rc;
 }
 
 static const pg_stmt_t st_release = {

@@ -283,8 +283,12 @@ int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *r
 cJSON *comms_gather_digest(pg_pool_t *db, const fe_keyring_t *kr, const comm_job_t *j,
                            hd_err_t *err);
 
-/* Renews every lease of owner for lease_s more seconds (sends in flight). */
-int comms_extend(pg_pool_t *db, const char *owner, int lease_s, hd_err_t *err);
+/* Renews the leases of owner's jobs job_ids[0..n) for lease_s more seconds
+ * (the sends in flight). Only those: a job the owner still leases but no
+ * longer holds (its `sending` mark failed, say) must come back when its
+ * lease ends, not be renewed for as long as the worker is busy. */
+int comms_extend(pg_pool_t *db, const char *owner, const long long *job_ids, int n, int lease_s,
+                 hd_err_t *err);
 
 /* Releases this owner's leases (graceful stop): unstarted work returns. */
 int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err);

@@ -4,7 +4,8 @@
  * job carries the version of its client's preferences as they are at the
  * claim, the very number the preferences repository gives the row
  * (prefs_row_t.version, which the preferences cache is compared with), and
- * says so when the client has no row; and comms_queue_depth, the queue's
+ * says so when the client has no row; comms_extend renews only the jobs it
+ * is given; and comms_queue_depth, the queue's
  * depth and the age of its longest-waiting due job. The tests run in a database of their
  * own, created, migrated (from $HERALD_SOURCE_DIR/migrations) and dropped by
  * the group setup / teardown with test_db.h.
@@ -173,6 +174,46 @@ static void exec_sql(fixture_t *fx, const char *sql)
         fail_msg("%s failed", sql);
 }
 
+/* comms_extend renews only the jobs it is given: a job the worker still
+ * leases but no longer holds (its `sending` mark failed) must come back
+ * when its lease ends. */
+static void test_extend_renews_only_the_jobs_in_flight(void **state)
+{
+    fixture_t *fx = *state;
+    exec_sql(fx, "DELETE FROM crm_jobs");
+    char a[37], b[37];
+    create_msg(fx->db.pool, "client-extend-a", a);
+    create_msg(fx->db.pool, "client-extend-b", b);
+    comm_job_t got[MAX_JOB];
+    hd_err_t err;
+    int k = comms_claim(fx->db.pool, test_keyring(), OWNER, MAX_JOB, LEASE_S, got, &err);
+    if (k < 0)
+        fail_msg("comms_claim: %s", err.msg);
+    assert_int_equal(k, 2);
+    long long in_flight = strcmp(got[0].comm_id, a) == 0 ? got[0].job_id : got[1].job_id;
+    exec_sql(fx, "UPDATE crm_jobs SET lease_expires_at = now() + interval '5 seconds'");
+
+    assert_int_equal(comms_extend(fx->db.pool, OWNER, &in_flight, 0, 3600, &err), 0);
+    assert_int_equal(comms_extend(fx->db.pool, OWNER, &in_flight, 1, 3600, &err), 0);
+    /* another owner's id list renews nothing of ours */
+    assert_int_equal(comms_extend(fx->db.pool, "someone-else", &in_flight, 1, 7200, &err), 0);
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "DO $$ BEGIN "
+             "IF (SELECT lease_expires_at FROM crm_jobs j JOIN crm_communications m "
+             "ON m.id = j.communication_id WHERE m.id = '%s') < now() + interval '3000 s' "
+             "OR (SELECT lease_expires_at FROM crm_jobs j JOIN crm_communications m "
+             "ON m.id = j.communication_id WHERE m.id = '%s') > now() + interval '60 s' "
+             "OR (SELECT max(lease_expires_at) FROM crm_jobs) > now() + interval '3601 s' "
+             "THEN RAISE EXCEPTION 'leases: the job in flight renewed, the other not'; "
+             "END IF; END $$",
+             a, b);
+    exec_sql(fx, sql);
+    for (int g = 0; g < k; g++)
+        comm_job_free(&got[g]);
+    release(fx->db.pool);
+}
+
 static void test_queue_depth_and_oldest_due_age(void **state)
 {
     fixture_t *fx = *state;
@@ -258,6 +299,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_carries_the_current_preferences_version),
+        cmocka_unit_test(test_extend_renews_only_the_jobs_in_flight),
         cmocka_unit_test(test_queue_depth_and_oldest_due_age),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
