@@ -4,8 +4,10 @@
 # a new client per request, inline recipient, welcome, urgency high), to see
 # whether memory and the job table stay flat. Every SAMPLE seconds it prints
 # Herald's resident memory, the job table's live and dead tuples
-# (pg_stat_user_tables) and size, the communications table's size and the
-# emails delivered; then start / middle / end, the RSS slope over the run
+# (pg_stat_user_tables) and size, the communications table's size, the
+# emails delivered, Herald's answers since the last sample and how many took
+# over 25 ms (its /metrics), the last analytics refresh's time and
+# PostgreSQL's checkpoints since the start; then start / middle / end, the RSS slope over the run
 # after its first tenth, and the load generator's summary.
 #
 #   RATE=1000 DURATION=1800 SAMPLE=60 tools/bench/soak.sh
@@ -29,19 +31,37 @@ start_herald "$DB"
 fetch_types
 bodies welcome soak >"$TMP/soak.body"
 
+# Herald's own view, from its /metrics: answers to POST /api/crm/communications
+# so far, those over 25 ms, and how long the last analytics refresh took.
+http_stats() {
+  curl -s --max-time 5 "http://127.0.0.1:$HPORT/metrics" | awk '
+    /^herald_http_request_duration_seconds_bucket/ && /POST/ && /communications/ {
+      if ($0 ~ /le="\+Inf"/) all += $NF; else if ($0 ~ /le="0.025"/) fast += $NF }
+    /^crm_analytics_refresh_seconds / { r = $2 }
+    END { printf "%d %d %.3f\n", all, fast, r }'
+}
+PREV_ALL=0 PREV_FAST=0 CKPT0=
+
 sample() { # label elapsed
-  local row
+  local row all fast refresh ckpt
   row=$(dbq "$DB" -c "/* bench-e2e */ SELECT n_live_tup, n_dead_tup, pg_total_relation_size('crm_jobs') / 1024,
       pg_total_relation_size('crm_communications') / 1048576, pg_database_size(current_database()) / 1048576,
       coalesce(to_char(greatest(last_autovacuum, last_vacuum), 'HH24:MI:SS'), '-')
       FROM pg_stat_user_tables WHERE relname = 'crm_jobs'")
+  ckpt=$(dbq "$DB" -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+  CKPT0=${CKPT0:-$ckpt}
+  read -r all fast refresh < <(http_stats)
   kill -USR1 "$SINK_PID"
   sleep 0.1
-  printf '%-7s %6s s  %8s KiB  %9s %9s %8s KiB %8s MiB %8s MiB %9s  %9s\n' "$1" "$2" "$(rss_kb "$HPID")" $row "$(sink_stat messages)"
+  printf '%-7s %6s s  %8s KiB  %9s %9s %8s KiB %8s MiB %8s MiB %9s  %9s  %9s %9s %8s %6s\n' "$1" "$2" "$(rss_kb "$HPID")" $row \
+    "$(sink_stat messages)" "$((all - PREV_ALL))" "$(((all - PREV_ALL) - (fast - PREV_FAST)))" "$refresh" "$((ckpt - CKPT0))"
+  PREV_ALL=$all PREV_FAST=$fast
   echo "$2 $(rss_kb "$HPID")" >>"$TMP/rss.samples"
 }
 
-printf '%-7s %8s  %12s  %9s %9s %12s %12s %12s %9s  %9s\n' sample elapsed "herald RSS" "jobs live" "jobs dead" "jobs size" "comms size" "db size" "vacuumed" delivered
+printf '%-7s %8s  %12s  %9s %9s %12s %12s %12s %9s  %9s  %9s %9s %8s %6s\n' sample elapsed "herald RSS" "jobs live" "jobs dead" "jobs size" "comms size" "db size" "vacuumed" delivered \
+  answers "over 25ms" "refresh" ckpts
+echo "(answers, over 25ms: Herald's own POST /api/crm/communications answers since the last sample, and those that took over 25 ms; refresh: the last analytics refresh in s; ckpts: PostgreSQL checkpoints since the start)"
 "$LOADGEN" --url "http://127.0.0.1:$HPORT/api/crm/communications" --header "Authorization: Bearer $TOKEN" \
   --body-file "$TMP/soak.body" --rate "$RATE" --duration "$DURATION" --connections "$CONNS" \
   --id-prefix soak >"$TMP/soak.lg" 2>"$TMP/soak.lgerr" &
