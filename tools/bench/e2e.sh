@@ -136,10 +136,12 @@ measure() {
   c1=$(pg_counters "$db")
   read -r stm exms < <(pss_totals "$db")
   polls1=$(polls "$db")
-  local commits wsync wrec
+  local commits wsync wrec wbytes wfpi
   commits=$(( $(cut -d ' ' -f 1 <<<"$c1") - $(cut -d ' ' -f 1 <<<"$c0") - (polls1 - polls0) * POLL_COMMITS ))
   wsync=$(( $(cut -d ' ' -f 2 <<<"$c1") - $(cut -d ' ' -f 2 <<<"$c0") ))
   wrec=$(( $(cut -d ' ' -f 3 <<<"$c1") - $(cut -d ' ' -f 3 <<<"$c0") ))
+  wbytes=$(( $(cut -d ' ' -f 4 <<<"$c1") - $(cut -d ' ' -f 4 <<<"$c0") ))
+  wfpi=$(( $(cut -d ' ' -f 5 <<<"$c1") - $(cut -d ' ' -f 5 <<<"$c0") ))
   local table=crm_communications
   [ "$target" = peer ] && table=communications
   local a2s
@@ -191,10 +193,12 @@ measure() {
     "= $machine for the service; apart: sink $sink_ms, load generator $lg_ms$( [ "$run" != "${run%prefs}" ] && echo ", fake providers $fakes_ms" )"
   if [ "$PSS" = 1 ]; then
     echo "   SQL per message: $(per "$stm" "$delivered" 2) statements, $(per "$exms" "$delivered" 3) ms executing," \
-      "$(per "$commits" "$delivered" 2) commits, $(per "$wsync" "$delivered" 2) WAL flushes, $(per "$wrec" "$delivered" 1) WAL records"
+      "$(per "$commits" "$delivered" 2) commits, $(per "$wsync" "$delivered" 2) WAL flushes, $(per "$wrec" "$delivered" 1) WAL records," \
+      "$(per "$((wbytes / 1024))" "$delivered" 1) KiB of WAL ($(per "$wfpi" "$delivered" 2) full-page images)"
     pss_top "$db" "$delivered"
   else
-    echo "   SQL per message: $(per "$commits" "$delivered" 2) commits, $(per "$wsync" "$delivered" 2) WAL flushes (pg_stat_statements not loaded)"
+    echo "   SQL per message: $(per "$commits" "$delivered" 2) commits, $(per "$wsync" "$delivered" 2) WAL flushes," \
+      "$(per "$((wbytes / 1024))" "$delivered" 1) KiB of WAL ($(per "$wfpi" "$delivered" 2) full-page images) (pg_stat_statements not loaded)"
   fi
   echo "   peak RSS: $((hwm / 1024)) MiB; everything else on the machine: $(ms_per "$others" "$delivered") ms per message (about ${others_pct} % of its $(nproc) cores)"
   R[$run.accepted]=$(lg "$run" accepted_per_s) R[$run.e2e]=$e2e R[$run.machine]=$machine

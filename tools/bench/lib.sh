@@ -214,11 +214,12 @@ dbq() { # db sql...
 }
 polls() { [ -f "$TMP/polls.$1" ] && wc -l <"$TMP/polls.$1" || echo 0; }
 
-# Cluster-wide and per-database counters: "commits wal_sync wal_records".
+# Cluster-wide and per-database counters:
+# "commits wal_sync wal_records wal_bytes wal_fpi".
 pg_counters() { # db
   psql -X -qtA -F ' ' -d "$ADMIN" -v db="$1" <<'SQL'
 SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = :'db'),
-       wal_sync, wal_records FROM pg_stat_wal;
+       wal_sync, wal_records, wal_bytes, wal_fpi FROM pg_stat_wal;
 SQL
 }
 
