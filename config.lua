@@ -58,8 +58,9 @@ return {
     -- a claimed job returns to the queue after this if its process died;
     -- keep it above the longest channel timeout
     lease_seconds = env("HERALD_LEASE_SECONDS", "120"),
-    -- GET /api/crm/analytics reads daily rollups: today's and yesterday's
-    -- are recomputed this often, the last 35 days every hour
+    -- GET /api/crm/analytics reads counters the database keeps with every
+    -- message change (exact at each read); the deltas are folded into them
+    -- this often, which only keeps the delta table small
     analytics_refresh_seconds = env("HERALD_ANALYTICS_REFRESH_SECONDS", "60"),
     -- POSTed {"alert":"communication_failed", ...} when every channel failed
     alert_url = env("HERALD_ALERT_URL"),
@@ -68,7 +69,7 @@ return {
   },
   -- How long what Herald stores is kept (docs/compliance.md). Ended messages
   -- (with their attempts and events) and events are deleted in small batches
-  -- by one process at a time; the daily analytics rollups stay. 0: for ever.
+  -- by one process at a time; the analytics counters stay. 0: for ever.
   retention = {
     communications_days = env("HERALD_RETENTION_COMMUNICATIONS_DAYS", "730"),
     events_days = env("HERALD_RETENTION_EVENTS_DAYS", "730"),

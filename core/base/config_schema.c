@@ -429,12 +429,6 @@ static int apply_defaults(cfg_t *cfg, hd_err_t *err)
 /* Rules across keys: what a chosen driver needs. */
 static int check_together(const cfg_t *c, const char *name, hd_err_t *err)
 {
-    if (c->retention_comms_days > 0 && c->retention_comms_days < 40)
-        return hd_err_set(err,
-                          "%s: retention.communications_days: %d would delete messages whose "
-                          "daily analytics are still recomputed (the last 35 days); at least 40, "
-                          "or 0 to keep them for ever",
-                          name, c->retention_comms_days);
     if (c->http_max_conns_per_addr > c->http_max_conns / 2)
         return hd_err_set(err,
                           "%s: http.max_connections_per_address: %d leaves no room for other "

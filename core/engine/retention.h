@@ -4,8 +4,8 @@
  * attempts, events and jobs) and events older than retention.events_days
  * are deleted in batches of retention.batch_size, one short transaction
  * each with retention.pause_ms between them, so the API keeps answering.
- * The daily analytics rollups are kept (they are never recomputed for days
- * past the last 35, and communications_days is at least 40). One process at
+ * The analytics counters are kept (a deleted message is not subtracted:
+ * migrations/0018_analytics_counts.sql). One process at
  * a time deletes (an advisory lock per batch). Run by the maintenance thread
  * (engine/rollup.c) every retention.interval_seconds.
  */

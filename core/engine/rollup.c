@@ -1,12 +1,11 @@
 /*
- * rollup.c - keeps the analytics rollups fresh (see rollup.h): today's and
- * yesterday's rows every engine.analytics_refresh_seconds, the last 35 days
- * at start and then hourly (late opens and receipts change older days).
+ * rollup.c - folds the analytics deltas into the counters (see rollup.h)
+ * every engine.analytics_refresh_seconds, one process at a time (an
+ * advisory lock; the others skip). The triggers of
+ * migrations/0018_analytics_counts.sql write the deltas with each message
+ * change, and reads add the deltas not folded yet, so the figures are exact
+ * whenever the fold runs: it only keeps the delta table small.
  * The same thread runs the retention passes (engine/retention.h).
- * At start, older days that have messages but no rollup rows (a database
- * that predates the rollups, an import) are filled in: each 35-day block
- * with such a day is recomputed whole. One process at a time does it (an advisory lock); the others
- * skip.
  */
 #include "engine/rollup.h"
 #include "base/log.h"
@@ -26,7 +25,7 @@ struct rollup {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;        /* under mu */
-    atomic_llong last_us; /* the last refresh of today and yesterday took this long */
+    atomic_llong last_us; /* the last fold took this long */
 };
 
 static double mono_s(void)
@@ -50,43 +49,13 @@ double rollup_last_seconds(rollup_t *r)
     return r ? (double)atomic_load(&r->last_us) / 1e6 : 0;
 }
 
-static void day_of(time_t t, int back, char out[16])
+static void fold(app_t *app)
 {
-    t -= (time_t)back * 86400;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 16, "%Y-%m-%d", &tm);
-}
-
-static void refresh(app_t *app, int from_back, int to_back)
-{
-    char first[16], last[16];
-    time_t now = time(NULL);
-    day_of(now, from_back, first);
-    day_of(now, to_back, last);
     hd_err_t err;
     bool skipped;
-    if (analytics_refresh(app->db, first, last, &skipped, &err) != 0)
-        log_warn("cannot refresh the analytics rollups; the API shows their last state", "days",
-                 first, "reason", err.msg);
-}
-
-/* Older days with messages and no rollups, 35 at a time, oldest first. */
-static void backfill(app_t *app)
-{
-    hd_err_t err;
-    long oldest = analytics_oldest_day(app->db, &err);
-    long today = (long)(time(NULL) / 86400);
-    for (long first = oldest; oldest >= 0 && first <= today - 36; first += 35) {
-        long last = first + 34 < today - 36 ? first + 34 : today - 36;
-        char a[16], b[16];
-        day_of((time_t)today * 86400, (int)(today - first), a);
-        day_of((time_t)today * 86400, (int)(today - last), b);
-        bool has = true, skipped;
-        if (analytics_has_rows(app->db, a, b, &has, &err) == 0 && !has &&
-            analytics_refresh(app->db, a, b, &skipped, &err) != 0)
-            log_warn("cannot fill in old analytics rollups", "days", a, "reason", err.msg);
-    }
+    long deltas;
+    if (analytics_fold(app->db, &deltas, &skipped, &err) != 0)
+        log_warn("cannot fold the analytics deltas; the API still counts them", "reason", err.msg);
 }
 
 static bool stopping(void *arg)
@@ -102,40 +71,33 @@ static void *run(void *arg)
 {
     rollup_t *r = arg;
     pthread_setname_np(pthread_self(), "herald-rollup");
-    time_t last_full = 0, last_today = 0, last_retention = 0;
-    int today_wait = 0;
+    time_t last_fold = 0, last_retention = 0;
+    int fold_wait = 0;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         pthread_mutex_unlock(&r->mu);
         time_t now = time(NULL);
-        if (now - last_full >= 3600) {
-            if (last_full == 0)
-                backfill(r->app);
-            refresh(r->app, 35, 2);
-            last_full = now;
-        }
-        if (now - last_today >= today_wait) {
+        if (now - last_fold >= fold_wait) {
             double t0 = mono_s();
-            refresh(r->app, 1, 0);
+            fold(r->app);
             double took = mono_s() - t0;
             atomic_store(&r->last_us, (long long)(took * 1e6));
-            today_wait = rollup_wait_s(r->app->cfg->analytics_refresh_s, took);
-            if (today_wait > r->app->cfg->analytics_refresh_s) {
+            fold_wait = rollup_wait_s(r->app->cfg->analytics_refresh_s, took);
+            if (fold_wait > r->app->cfg->analytics_refresh_s) {
                 char t[32], w[16];
                 snprintf(t, sizeof(t), "%.3f", took);
-                snprintf(w, sizeof(w), "%d", today_wait);
-                log_info("the analytics refresh is slow; the next waits longer", "seconds", t,
+                snprintf(w, sizeof(w), "%d", fold_wait);
+                log_info("the analytics fold is slow; the next waits longer", "seconds", t,
                          "next_in_seconds", w);
             }
-            last_today = now;
+            last_fold = now;
         }
-        /* after the rollups: a day is summed before its messages go */
         if (now - last_retention >= r->app->cfg->retention_interval_s) {
             retention_run(r->app, stopping, r);
             last_retention = now;
         }
         pthread_mutex_lock(&r->mu);
-        time_t next = last_today + today_wait;
+        time_t next = last_fold + fold_wait;
         if (last_retention + r->app->cfg->retention_interval_s < next)
             next = last_retention + r->app->cfg->retention_interval_s;
         struct timespec until;

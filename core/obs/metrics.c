@@ -372,8 +372,8 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# TYPE crm_claimed_jobs_total counter\ncrm_claimed_jobs_total %ld\n",
                g->claims, g->claimed_jobs);
     buf_printf(out,
-               "# HELP crm_analytics_refresh_seconds How long the last refresh of today's and "
-               "yesterday's analytics rollups took (the next waits at least ten times as "
+               "# HELP crm_analytics_refresh_seconds How long the last fold of the analytics "
+               "deltas into their counters took (the next waits at least ten times as "
                "long).\n"
                "# TYPE crm_analytics_refresh_seconds gauge\ncrm_analytics_refresh_seconds %.6f\n",
                g->analytics_refresh_s);

@@ -4,49 +4,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One process at a time recomputes (the lock is per transaction). */
+/* One process at a time folds (the lock is per transaction). */
 static const pg_stmt_t st_lock = {
     "analytics_lock", "SELECT pg_try_advisory_xact_lock(hashtext('herald.analytics'))", 0};
 
-static const pg_stmt_t st_clear = {
-    "analytics_clear", "DELETE FROM crm_analytics_daily WHERE day BETWEEN $1::date AND $2::date",
-    2};
+/* The deltas the triggers wrote (migrations/0018_analytics_counts.sql) go
+ * into the counters. DELETE sees only committed deltas; one still being
+ * written stays for the next fold. */
+static const pg_stmt_t st_fold = {
+    "analytics_fold",
+    "WITH d AS (DELETE FROM crm_analytics_delta "
+    "RETURNING day, channel, message_type, metric, key, n), "
+    "s AS (SELECT day, channel, message_type, metric, key, sum(n)::bigint AS n FROM d "
+    "GROUP BY 1, 2, 3, 4, 5), "
+    "i AS (INSERT INTO crm_analytics_counts AS c (day, channel, message_type, metric, key, n) "
+    "SELECT * FROM s WHERE n <> 0 ON CONFLICT (day, channel, message_type, metric, key) "
+    "DO UPDATE SET n = c.n + excluded.n RETURNING 1) "
+    "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
+    0};
 
-static const pg_stmt_t st_fill = {
-    "analytics_fill",
-    "WITH base AS MATERIALIZED (SELECT (created_at AT TIME ZONE 'UTC')::date AS day, "
-    "coalesce(channel, '') AS ch, message_type AS mt, status, sent_at IS NOT NULL AS reached, "
-    "delivered_at IS NOT NULL AS dl, opened_at IS NOT NULL AS op, clicked_at IS NOT NULL AS cl, "
-    "channel IS NOT NULL AND channel <> primary_channel AS fb, "
-    "CASE WHEN status = 'failed' THEN coalesce(last_error_category, 'unknown') END AS cat, "
-    "CASE WHEN delivered_at IS NOT NULL AND sent_at IS NOT NULL THEN "
-    "floor(4 * ln(greatest(extract(epoch FROM delivered_at - sent_at)::float8, 0) + 1) / "
-    "ln(2))::int END AS bucket "
-    "FROM crm_communications WHERE created_at >= ($1::date)::timestamp AT TIME ZONE 'UTC' "
-    "AND created_at < ($2::date + 1)::timestamp AT TIME ZONE 'UTC'), "
-    "t AS (SELECT day, ch, mt, count(*) AS total, count(*) FILTER (WHERE reached) AS reached, "
-    "count(*) FILTER (WHERE dl) AS delivered, count(*) FILTER (WHERE op) AS opened, "
-    "count(*) FILTER (WHERE cl) AS clicked, count(*) FILTER (WHERE fb) AS fallbacks "
-    "FROM base GROUP BY 1, 2, 3), "
-    "s AS (SELECT day, ch, mt, jsonb_object_agg(status, n) AS j FROM (SELECT day, ch, mt, "
-    "status, count(*) AS n FROM base GROUP BY 1, 2, 3, 4) x GROUP BY 1, 2, 3), "
-    "f AS (SELECT day, ch, mt, jsonb_object_agg(cat, n) AS j FROM (SELECT day, ch, mt, cat, "
-    "count(*) AS n FROM base WHERE cat IS NOT NULL GROUP BY 1, 2, 3, 4) x GROUP BY 1, 2, 3), "
-    "h AS (SELECT day, ch, mt, jsonb_object_agg(bucket, n) AS j FROM (SELECT day, ch, mt, "
-    "bucket, count(*) AS n FROM base WHERE bucket IS NOT NULL GROUP BY 1, 2, 3, 4) x "
-    "GROUP BY 1, 2, 3) "
-    "INSERT INTO crm_analytics_daily (day, channel, message_type, total, by_status, reached, "
-    "delivered, opened, clicked, fallbacks, failures, delivery_hist) "
-    "SELECT t.day, t.ch, t.mt, t.total, s.j, t.reached, t.delivered, t.opened, t.clicked, "
-    "t.fallbacks, coalesce(f.j, '{}'), coalesce(h.j, '{}') FROM t JOIN s USING (day, ch, mt) "
-    "LEFT JOIN f USING (day, ch, mt) LEFT JOIN h USING (day, ch, mt)",
-    2};
-
-int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *skipped,
-                      hd_err_t *err)
+int analytics_fold(pg_pool_t *db, long *deltas, bool *skipped, hd_err_t *err)
 {
     *skipped = false;
-    const char *p[] = {first, last};
+    *deltas = 0;
     pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
@@ -58,11 +38,12 @@ int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *
         *skipped = true;
     PQclear(r);
     if (rc == 0 && !*skipped) {
-        PGresult *a = pg_exec(c, &st_clear, p, err);
-        PGresult *b = a ? pg_exec(c, &st_fill, p, err) : NULL;
-        rc = a && b ? 0 : -1;
-        PQclear(a);
-        PQclear(b);
+        PGresult *f = pg_exec(c, &st_fold, NULL, err);
+        if (f == NULL)
+            rc = -1;
+        else
+            *deltas = atol(PQgetvalue(f, 0, 0));
+        PQclear(f);
     }
     if (rc == 0 && *skipped)
         rc = 1; /* another process holds the lock: nothing to commit */
@@ -70,12 +51,27 @@ int analytics_refresh(pg_pool_t *db, const char *first, const char *last, bool *
     return rc == 1 ? 0 : rc;
 }
 
+/* The counters of first..last plus the deltas not folded yet, one row per
+ * (day, channel, message_type): exact as of the read. */
 static const pg_stmt_t st_rows = {
     "analytics_rows",
-    "SELECT to_char(day, 'YYYY-MM-DD'), channel, message_type, total, reached, delivered, "
-    "opened, clicked, fallbacks, by_status::text, failures::text, delivery_hist::text, "
-    "to_char(computed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-    "FROM crm_analytics_daily WHERE day BETWEEN $1::date AND $2::date ORDER BY day",
+    "WITH u AS (SELECT day, channel, message_type, metric, key, sum(n) AS n FROM ("
+    "SELECT day, channel, message_type, metric, key, n FROM crm_analytics_counts "
+    "WHERE day BETWEEN $1::date AND $2::date UNION ALL "
+    "SELECT day, channel, message_type, metric, key, n FROM crm_analytics_delta "
+    "WHERE day BETWEEN $1::date AND $2::date) x GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0) "
+    "SELECT to_char(day, 'YYYY-MM-DD'), channel, message_type, "
+    "coalesce(sum(n) FILTER (WHERE metric = 'total'), 0), "
+    "coalesce(sum(n) FILTER (WHERE metric = 'reached'), 0), "
+    "coalesce(sum(n) FILTER (WHERE metric = 'delivered'), 0), "
+    "coalesce(sum(n) FILTER (WHERE metric = 'opened'), 0), "
+    "coalesce(sum(n) FILTER (WHERE metric = 'clicked'), 0), "
+    "coalesce(sum(n) FILTER (WHERE metric = 'fallback'), 0), "
+    "coalesce(jsonb_object_agg(key, n) FILTER (WHERE metric = 'status'), '{}')::text, "
+    "coalesce(jsonb_object_agg(key, n) FILTER (WHERE metric = 'failure'), '{}')::text, "
+    "coalesce(jsonb_object_agg(key, n) FILTER (WHERE metric = 'hist'), '{}')::text, "
+    "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+    "FROM u GROUP BY day, channel, message_type ORDER BY day, channel, message_type",
     2};
 
 cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err_t *err)
@@ -110,53 +106,15 @@ cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err
     return rows;
 }
 
-static const pg_stmt_t st_oldest = {
-    "analytics_oldest",
-    "SELECT floor(extract(epoch FROM min(created_at)) / 86400)::bigint FROM crm_communications", 0};
-
-long analytics_oldest_day(pg_pool_t *db, hd_err_t *err)
-{
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    PGresult *r = pg_exec(c, &st_oldest, NULL, err);
-    pg_pool_put(db, c);
-    long d = r && !PQgetisnull(r, 0, 0) ? atol(PQgetvalue(r, 0, 0)) : -1;
-    PQclear(r);
-    return d;
-}
-
-/* How many days of first..last have messages and no rollup row: one index
- * probe per day on each side. */
-static const pg_stmt_t st_has = {
-    "analytics_missing",
-    "SELECT count(*) FROM generate_series($1::date::timestamp, $2::date::timestamp, "
-    "interval '1 day') AS g(d) "
-    "WHERE NOT EXISTS (SELECT 1 FROM crm_analytics_daily WHERE day = g.d::date) "
-    "AND EXISTS (SELECT 1 FROM crm_communications WHERE created_at >= g.d AT TIME ZONE 'UTC' "
-    "AND created_at < (g.d + interval '1 day') AT TIME ZONE 'UTC')",
-    2};
-
-int analytics_has_rows(pg_pool_t *db, const char *first, const char *last, bool *has, hd_err_t *err)
-{
-    const char *p[] = {first, last};
-    pg_conn_t *c = pg_pool_get(db, 5000, err);
-    if (c == NULL)
-        return -1;
-    PGresult *r = pg_exec(c, &st_has, p, err);
-    pg_pool_put(db, c);
-    if (r == NULL)
-        return -1;
-    *has = atol(PQgetvalue(r, 0, 0)) == 0; /* every day with messages has its rows */
-    PQclear(r);
-    return 0;
-}
-
 static const pg_stmt_t st_open_rates = {
     "analytics_open_rates",
-    "SELECT channel, sum(opened)::float8 / nullif(sum(delivered), 0) FROM crm_analytics_daily "
-    "WHERE day > (now() AT TIME ZONE 'UTC')::date - 30 AND channel IN ('email', 'sms', 'whatsapp') "
-    "GROUP BY channel",
+    "SELECT channel, (sum(n) FILTER (WHERE metric = 'opened'))::float8 / "
+    "nullif(sum(n) FILTER (WHERE metric = 'delivered'), 0) FROM ("
+    "SELECT channel, metric, n FROM crm_analytics_counts WHERE day > (now() AT TIME ZONE "
+    "'UTC')::date - 30 AND metric IN ('opened', 'delivered') UNION ALL "
+    "SELECT channel, metric, n FROM crm_analytics_delta WHERE day > (now() AT TIME ZONE "
+    "'UTC')::date - 30 AND metric IN ('opened', 'delivered')) x "
+    "WHERE channel IN ('email', 'sms', 'whatsapp') GROUP BY channel",
     0};
 
 int analytics_open_rates(pg_pool_t *db, double out[3], hd_err_t *err)

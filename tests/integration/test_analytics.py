@@ -5,23 +5,29 @@ hand-made messages on four UTC days (32 and 29 days ago, yesterday, today),
 on the three channels and three message types, in every state the rollups
 count (queued before a first attempt, sent only, delivered after 10 s, 100 s
 or 1000 s, opened, clicked, failed by category and with no category, one
-fallback from email to sms). The server runs its rollup refresher every
-second (HERALD_ANALYTICS_REFRESH_SECONDS=1); once the figures appear, every
-total, rate and failure count is compared exactly with the figures of the
-seed (a few written out by hand below, the groups computed from the seed
-table by `expected()`), and the delivery-time percentiles within the
-histogram's error (buckets of a quarter power of two: about 19 %).
+fallback from email to sms). The database counts each message as it is
+written (migrations/0018_analytics_counts.sql) and the server folds the
+deltas every second (HERALD_ANALYTICS_REFRESH_SECONDS=1); every total, rate
+and failure count is compared exactly with the figures of the seed (a few
+written out by hand below, the groups computed from the seed table by
+`expected()`), and the delivery-time percentiles within the histogram's error
+(buckets of a quarter power of two: about 19 %).
 
-Also: a message written after start is counted within seconds; from/to and
-their defaults (the last 30 days, today included); the 400s of bad dates,
-ranges and group_by, with the field named; 401 without a token, 403 without
-the read scope. Two more servers, each on a database of its own, check that
-days older than the 35-day refresh window are filled in at start.
+Also: a message written or changed after start, on any day, is counted at
+the next read, before and after a fold; from/to and their defaults (the last
+30 days, today included); the 400s of bad dates, ranges and group_by, with
+the field named; 401 without a token, 403 without the read scope. Two more
+servers, each on a database of its own, check that messages of any age are
+counted, and that the migration to counters starts from the right figures
+(old rollups where the old engine had frozen them, the messages elsewhere).
 """
 import datetime
 import math
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -171,6 +177,9 @@ class AnalyticsCase(harness.HeraldCase):
     def day(self, back):
         return (self.today - datetime.timedelta(days=back)).isoformat()
 
+    def range_of(self, first, last):
+        return "from=%s&to=%s" % (self.day(first), self.day(last))
+
     def analytics(self, query="", scope="read"):
         r = self.server.get("/api/crm/analytics" + ("?" + query if query else ""),
                             headers=auth(scope))
@@ -257,9 +266,6 @@ class AnalyticsTest(AnalyticsCase):
             super().tearDownClass()
         finally:
             cls.drop_db()
-
-    def range_of(self, first, last):
-        return "from=%s&to=%s" % (self.day(first), self.day(last))
 
     # -- the figures ----------------------------------------------------------
 
@@ -376,37 +382,47 @@ class AnalyticsTest(AnalyticsCase):
 
     # -- freshness ------------------------------------------------------------
 
-    def test_new_and_changed_messages_of_today_and_yesterday_show_within_seconds(self):
+    def test_new_and_changed_messages_of_any_day_count_at_the_next_read(self):
         before = self.analytics("group_by=message_type")
-        # a message delivered today, written after the server started
-        t0 = time.time()
-        probe = Msg("p1", 0, 40, "fresh_probe", "sms", "sms", "delivered", sent=5, dl=100)
+        long_ago = "from=%s&to=%s" % (self.day(400), self.day(400))
+        # a message delivered 400 days ago (outside every other test's range),
+        # written after the server started, as an import would
+        probe = Msg("p1", 400, 40, "fresh_probe", "sms", "sms", "delivered", sent=5, dl=100)
         psql(self.db_url, insert_sql([probe], self.today, client="analytics-probe"))
-        # a late open of yesterday's c2
-        psql(self.db_url, "UPDATE crm_communications SET opened_at = delivered_at + interval "
-             "'1 hour' WHERE message_type = 'vendor_options' AND channel = 'whatsapp' "
-             "AND created_at < '%sT00:00:00Z'" % self.today.isoformat())
-        # a late open 32 days ago: that day is recomputed hourly, not every second
-        psql(self.db_url, "UPDATE crm_communications SET opened_at = delivered_at + interval "
-             "'1 hour' WHERE created_at = '%sT08:00:00Z'" % self.day(32))
+        # late opens: yesterday's c2, and a1 of 32 days ago
+        late_open = ("UPDATE crm_communications SET opened_at = delivered_at + interval '1 hour' "
+                     "WHERE (message_type = 'vendor_options' AND channel = 'whatsapp' "
+                     "AND created_at < '%sT00:00:00Z') OR created_at = '%sT08:00:00Z'"
+                     % (self.today.isoformat(), self.day(32)))
+        psql(self.db_url, late_open)
         try:
-            doc = self.wait_for("group_by=message_type", lambda d: any(
-                g["key"] == "fresh_probe" for g in d["groups"]) and d["total"]["opened"] == 4,
-                timeout=10)
-            elapsed = time.time() - t0
-            self.assertLess(elapsed, 5, "counted only after %.1f s with a 1 s refresh" % elapsed)
-            probe_group = [g for g in doc["groups"] if g["key"] == "fresh_probe"][0]
-            self.assertEqual((probe_group["total"], probe_group["delivered"]), (1, 1))
-            self.assertEqual(doc["total"]["total"], before["total"]["total"] + 1)
-            self.assertEqual(doc["total"]["delivered"], before["total"]["delivered"] + 1)
-            time.sleep(2.5)  # two more refreshes of today and yesterday
+            # no wait: the read adds the deltas not folded yet
+            doc = self.analytics("group_by=message_type")
+            self.assertEqual(doc["total"]["opened"], before["total"]["opened"] + 1, doc)
             old = self.analytics(self.range_of(32, 32))
-            self.assertEqual(old["total"]["opened"], 0, "32 days ago is refreshed hourly")
+            self.assertEqual(old["total"]["opened"], 1, old)
+            probe_doc = self.analytics(long_ago + "&group_by=message_type")
+            self.assertEqual([(g["key"], g["total"], g["delivered"], g["by_status"])
+                              for g in probe_doc["groups"]],
+                             [("fresh_probe", 1, 1, {"delivered": 1})])
+            # the same figures once the deltas are folded into the counters
+            harness.wait_until(lambda: psql(self.db_url, "SELECT 'left:' || count(*) FROM "
+                                            "crm_analytics_delta").find("left:0") >= 0, 10)
+            self.assertEqual(self.analytics("group_by=message_type")["total"], doc["total"])
+            self.assertEqual(self.analytics(self.range_of(32, 32))["total"], old["total"])
+            self.assertEqual(self.analytics(long_ago + "&group_by=message_type")["groups"],
+                             probe_doc["groups"])
+            # a status change moves the message between counters
+            psql(self.db_url, "UPDATE crm_communications SET status = 'failed', "
+                 "last_error_category = 'permanent' WHERE client_id = 'analytics-probe'")
+            moved = self.analytics(long_ago)["total"]
+            self.assertEqual((moved["total"], moved["by_status"], moved["failures"]),
+                             (1, {"failed": 1}, {"permanent": 1}), moved)
         finally:
-            psql(self.db_url, "DELETE FROM crm_communications WHERE client_id = 'analytics-probe'")
             psql(self.db_url, "UPDATE crm_communications SET opened_at = NULL WHERE "
                  "status = 'delivered' AND opened_at IS NOT NULL")
-            # back to the seed's figures for the other tests
+            # back to the seed's figures for the other tests (the probe is
+            # 400 days old: outside their ranges)
             self.wait_for("group_by=message_type", lambda d: d["total"] == before["total"]
                           and len(d["groups"]) == len(before["groups"]), timeout=10)
 
@@ -445,24 +461,25 @@ class AnalyticsTest(AnalyticsCase):
 
 
 class OlderDaysCase(AnalyticsCase):
-    """A server started on a database whose messages are older than the 35-day
-    refresh window: the start-up pass must fill those days in."""
+    """A server started on a database whose messages were written before it
+    started, some long ago."""
     seed_sql = None
+    migrations = None  # the repo's
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         avoid_midnight()
         cls.today = utc_today()
-        cls.db_url, cls.drop_db = harness.fresh_database()
+        cls.db_url, cls.drop_db = harness.fresh_database(cls.migrations)
         try:
             psql(cls.db_url, cls.seed_sql(cls.today))
+            if cls.migrations:  # the rest of the repo's migrations
+                r = harness.cli("migrate", env=harness.base_env(HERALD_DATABASE_URL=cls.db_url))
+                if r.code != 0:
+                    raise AssertionError("migrate failed: %s" % r.stderr)
             cls.server = cls.new_server(env={"HERALD_DATABASE_URL": cls.db_url,
                                              "HERALD_ANALYTICS_REFRESH_SECONDS": "1"})
-            # the control message 2 days ago is refreshed after the fill-in
-            cls.wait_for("from=%s&to=%s" % (cls.today - datetime.timedelta(days=2),
-                                            cls.today - datetime.timedelta(days=2)),
-                         lambda d: d["total"]["total"] == 1)
         except Exception:
             cls.drop_db()
             raise
@@ -491,40 +508,87 @@ class OldestDayTest(OlderDaysCase):
     def seed_sql(today):
         return insert_sql(OldestDayTest.seed, today)
 
-    def test_a_day_older_than_35_days_is_filled_in_at_start(self):
+    def test_a_day_older_than_35_days_is_counted(self):
         self.assertEqual(self.days(45, 36), {self.day(40): 1})
 
-    # The oldest day counts from midnight UTC (a rounding once skipped it when
-    # its first message came after 12:00).
-    def test_the_oldest_day_is_filled_in_whatever_the_hour_of_its_first_message(self):
-        self.assertEqual(self.days(60, 36), {self.day(50): 1, self.day(40): 1})
+    # The day is the UTC day of created_at, whatever its hour (a rounding of
+    # the old start-up fill-in once skipped a first message after 12:00).
+    def test_the_oldest_day_is_counted_whatever_the_hour_of_its_first_message(self):
+        self.assertEqual(self.days(60, 0), {self.day(50): 1, self.day(40): 1, self.day(2): 1})
 
 
-class ImportedDaysTest(OlderDaysCase):
-    """Old messages imported into a database that already has rollups for
-    some older days (a server ran on it 40 days ago)."""
+class MigrationTest(OlderDaysCase):
+    """A database that ran the engine before migration 0018: messages, and
+    the old daily rollup rows (crm_analytics_daily), some of them stale.
+    The migration keeps the rollups of days older than the old 35-day
+    window (frozen then; retention may have deleted their messages) and
+    counts every other day from its messages."""
     seed = [
-        Msg("i1", 60, 6 * 3600, "welcome", "email", "email", "sent", sent=5),
-        Msg("i2", 40, 6 * 3600, "welcome", "email", "email", "sent", sent=5),
-        Msg("i3", 2, 6 * 3600, "welcome", "email", "email", "sent", sent=5),
+        Msg("m1", 60, 6 * 3600, "welcome", "email", "email", "sent", sent=5),  # no rollup
+        Msg("m2", 40, 6 * 3600, "welcome", "email", "email", "sent", sent=5),  # frozen rollup
+        Msg("m3", 2, 6 * 3600, "welcome", "email", "email", "delivered", sent=5, dl=10),
+        Msg("m4", 2, 7 * 3600, "welcome", "sms", "sms", "failed", category="transient"),
     ]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="herald-mig-")
+        src = os.path.join(harness.SOURCE_DIR, "migrations")
+        for f in sorted(os.listdir(src)):
+            if f.endswith(".sql") and int(f[:4]) < 18:
+                shutil.copy(os.path.join(src, f), cls.tmp)
+        cls.migrations = cls.tmp
+        try:
+            super().setUpClass()
+        finally:
+            shutil.rmtree(cls.tmp)
 
     @staticmethod
     def seed_sql(today):
-        day40 = (today - datetime.timedelta(days=40)).isoformat()
-        return (insert_sql(ImportedDaysTest.seed, today) + ";\n"
-                "INSERT INTO crm_analytics_daily (day, channel, message_type, total, by_status, "
-                "reached, delivered, opened, clicked, fallbacks, failures, delivery_hist) VALUES "
-                "('%s', 'email', 'welcome', 1, '{\"sent\": 1}', 1, 0, 0, 0, 0, '{}', '{}')"
-                % day40)
+        def day(back):
+            return (today - datetime.timedelta(days=back)).isoformat()
 
-    def test_the_day_with_rollups_is_kept(self):
-        self.assertEqual(self.days(40, 40), {self.day(40): 1})
+        rollup = ("INSERT INTO crm_analytics_daily (day, channel, message_type, total, "
+                  "by_status, reached, delivered, opened, clicked, fallbacks, failures, "
+                  "delivery_hist) VALUES ")
+        return (insert_sql(MigrationTest.seed, today) + ";\n" + rollup +
+                # 40 days ago: frozen, and matches its message
+                "('%s', 'email', 'welcome', 1, '{\"sent\": 1}', 1, 0, 0, 0, 0, '{}', '{}'), "
+                # 70 days ago: retention deleted the messages; the rollup is all there is
+                "('%s', 'email', 'welcome', 3, '{\"delivered\": 2, \"failed\": 1}', 3, 2, 1, 0, 1, "
+                "'{\"permanent\": 1}', '{\"14\": 2}'), "
+                # 2 days ago: stale (the old engine would have recomputed it)
+                "('%s', 'email', 'welcome', 5, '{\"sent\": 5}', 5, 0, 0, 0, 0, '{}', '{}')"
+                % (day(40), day(70), day(2)))
 
-    # A block with one day that has messages and no rollup rows is recomputed,
-    # even when another of its days has rows.
-    def test_an_imported_day_without_rollups_is_filled_in(self):
-        self.assertEqual(self.days(65, 36), {self.day(60): 1, self.day(40): 1})
+    def test_each_day_starts_from_the_right_source(self):
+        self.assertEqual(self.days(80, 0), {self.day(70): 3, self.day(60): 1, self.day(40): 1,
+                                            self.day(2): 2})
+
+    def test_a_kept_rollup_keeps_every_figure(self):
+        got = self.analytics(self.range_of(70, 70))["total"]
+        self.assertEqual((got["total"], got["reached"], got["delivered"], got["opened"],
+                          got["clicked"], got["fallbacks"], got["by_status"], got["failures"]),
+                         (3, 3, 2, 1, 0, 1, {"delivered": 2, "failed": 1}, {"permanent": 1}))
+        # bucket 14: 2^(14/4) - 1 .. 2^(15/4) - 1 seconds, 10.3 .. 12.5
+        self.assertGreaterEqual(got["delivery_seconds"]["p50"], 10.3)
+        self.assertLessEqual(got["delivery_seconds"]["p50"], 12.5)
+
+    def test_a_recent_day_is_counted_from_its_messages(self):
+        got = self.analytics(self.range_of(2, 2) + "&group_by=channel")
+        self.assertEqual({g["key"]: (g["total"], g["by_status"], g["failures"])
+                          for g in got["groups"]},
+                         {"email": (1, {"delivered": 1}, {}),
+                          "sms": (1, {"failed": 1}, {"transient": 1})})
+
+    def test_the_old_table_is_gone_and_new_messages_are_counted(self):
+        self.assertIn("does not exist", subprocess.run(
+            ["psql", "-X", "-q", "-d", self.db_url, "-c", "SELECT 1 FROM crm_analytics_daily"],
+            capture_output=True).stderr.decode())
+        before = self.analytics(self.range_of(0, 0))["total"]["total"]
+        psql(self.db_url, insert_sql([Msg("n1", 0, 50, "welcome", "email", None, "queued")],
+                                     self.today, client="after-migration"))
+        self.assertEqual(self.analytics(self.range_of(0, 0))["total"]["total"], before + 1)
 
 
 if __name__ == "__main__":

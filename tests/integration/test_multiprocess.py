@@ -121,6 +121,8 @@ class ExactlyOnceTest(MultiProcessCase):
         self.assertEqual(len(got), n, "messages at the SMTP server")
         self.assertEqual(len(set(got)), n, "a Message-ID arrived twice")
         self.assertEqual(set(got), set(ids))
+        # three processes wrote the same counters concurrently
+        self.assertEqual(harness.analytics_mismatches(self.db), [])
         print("\n%d messages through 3 processes in %.1f s" % (n, took))
 
 
@@ -151,6 +153,8 @@ class KillTest(MultiProcessCase):
             recovered = set(psql(self.db, "SELECT communication_id FROM crm_delivery_logs "
                                           "WHERE event_type = 'recovered'").split())
             self.assertTrue(dupes <= recovered, dupes - recovered)
+        # the transactions the kill cut off left no count behind
+        self.assertEqual(harness.analytics_mismatches(self.db), [])
 
 
 class DigestTest(MultiProcessCase):
