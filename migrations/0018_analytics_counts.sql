@@ -16,104 +16,109 @@
 --
 -- Deleting a message (retention) does not subtract: the figures are history.
 --
--- One counter per (UTC day of created_at, channel in use or '', message type,
--- metric, key):
---   total     ''         every message
---   status    <status>   messages in that status now
---   reached   ''         sent_at set: a provider took it
---   delivered ''         delivered_at set
---   opened    ''         opened_at set
---   clicked   ''         clicked_at set
---   fallback  ''         ended on a channel other than its primary
---   failure   <category> failed messages by last_error_category ('unknown': none)
---   hist      <k>        sent -> delivered time t (seconds) with
---                        floor(4 * log2(t + 1)) = k (a quarter power of two)
+-- A counter per profile: messages of a UTC day (of created_at), channel in
+-- use ('' before a first attempt) and message type that share
+--   status      their status now
+--   reached     sent_at set: a provider took it
+--   delivered   delivered_at set
+--   opened      opened_at set
+--   clicked     clicked_at set
+--   fallback    ended on a channel other than their primary
+--   failure     last_error_category of a failed message ('unknown': none;
+--               '' when not failed)
+--   bucket      the sent -> delivered time t (seconds) as
+--               floor(4 * log2(t + 1)), a quarter power of two (-1: none)
+-- A message is one row of the delta on each change (-1 for its old profile,
+-- +1 for its new one), so a trigger costs one short row per message.
+-- Profiles per (day, channel, type) are a few dozen: the table stays small.
 CREATE TABLE crm_analytics_counts (
-    day          date   NOT NULL,
-    channel      text   NOT NULL,
-    message_type text   NOT NULL,
-    metric       text   NOT NULL CHECK (metric IN ('total', 'status', 'reached', 'delivered',
-                                                    'opened', 'clicked', 'fallback', 'failure',
-                                                    'hist')),
-    key          text   NOT NULL,
-    n            bigint NOT NULL,
-    PRIMARY KEY (day, channel, message_type, metric, key)
+    day          date     NOT NULL,
+    channel      text     NOT NULL,
+    message_type text     NOT NULL,
+    status       text     NOT NULL,
+    reached      boolean  NOT NULL,
+    delivered    boolean  NOT NULL,
+    opened       boolean  NOT NULL,
+    clicked      boolean  NOT NULL,
+    fallback     boolean  NOT NULL,
+    failure      text     NOT NULL,
+    bucket       smallint NOT NULL,
+    n            bigint   NOT NULL,
+    PRIMARY KEY (day, channel, message_type, status, reached, delivered, opened, clicked,
+                 fallback, failure, bucket)
 );
 
 -- Append-only between folds: no index, no key, so concurrent writers never
 -- wait on each other here. The fold deletes what it read.
 CREATE TABLE crm_analytics_delta (
-    day          date   NOT NULL,
-    channel      text   NOT NULL,
-    message_type text   NOT NULL,
-    metric       text   NOT NULL,
-    key          text   NOT NULL,
-    n            bigint NOT NULL
+    day          date     NOT NULL,
+    channel      text     NOT NULL,
+    message_type text     NOT NULL,
+    status       text     NOT NULL,
+    reached      boolean  NOT NULL,
+    delivered    boolean  NOT NULL,
+    opened       boolean  NOT NULL,
+    clicked      boolean  NOT NULL,
+    fallback     boolean  NOT NULL,
+    failure      text     NOT NULL,
+    bucket       smallint NOT NULL,
+    n            bigint   NOT NULL
 );
 
--- What one message counts for.
-CREATE FUNCTION crm_analytics_facts(p_created timestamptz, p_channel text, p_primary text,
-                                    p_type text, p_status text, p_sent timestamptz,
-                                    p_delivered timestamptz, p_opened timestamptz,
-                                    p_clicked timestamptz, p_category text)
-RETURNS TABLE (day date, channel text, message_type text, metric text, key text)
+-- A message's profile (inlined by the planner where it is used).
+CREATE FUNCTION crm_analytics_profile(p_created timestamptz, p_channel text, p_primary text,
+                                      p_type text, p_status text, p_sent timestamptz,
+                                      p_delivered timestamptz, p_opened timestamptz,
+                                      p_clicked timestamptz, p_category text)
+RETURNS TABLE (day date, channel text, message_type text, status text, reached boolean,
+               delivered boolean, opened boolean, clicked boolean, fallback boolean,
+               failure text, bucket smallint)
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT (p_created AT TIME ZONE 'UTC')::date, coalesce(p_channel, ''), p_type, v.metric, v.key
-    FROM (VALUES
-        ('total', '', true),
-        ('status', p_status, true),
-        ('reached', '', p_sent IS NOT NULL),
-        ('delivered', '', p_delivered IS NOT NULL),
-        ('opened', '', p_opened IS NOT NULL),
-        ('clicked', '', p_clicked IS NOT NULL),
-        ('fallback', '', p_channel IS NOT NULL AND p_channel <> p_primary),
-        ('failure', coalesce(p_category, 'unknown'), p_status = 'failed'),
-        ('hist', floor(4 * ln(greatest(extract(epoch FROM p_delivered - p_sent)::float8, 0) + 1)
-                       / ln(2))::int::text,
-         p_delivered IS NOT NULL AND p_sent IS NOT NULL)) AS v(metric, key, counts)
-    WHERE v.counts
+    SELECT (p_created AT TIME ZONE 'UTC')::date, coalesce(p_channel, ''), p_type, p_status,
+           p_sent IS NOT NULL, p_delivered IS NOT NULL, p_opened IS NOT NULL,
+           p_clicked IS NOT NULL, coalesce(p_channel <> p_primary, false),
+           CASE WHEN p_status = 'failed' THEN coalesce(p_category, 'unknown') ELSE '' END,
+           CASE WHEN p_delivered IS NOT NULL AND p_sent IS NOT NULL THEN
+               floor(4 * ln(greatest(extract(epoch FROM p_delivered - p_sent)::float8, 0) + 1)
+                     / ln(2))::smallint
+           ELSE -1 END
 $$;
 
 CREATE FUNCTION crm_analytics_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO crm_analytics_delta (day, channel, message_type, metric, key, n)
-    SELECT f.day, f.channel, f.message_type, f.metric, f.key, count(*)
+    INSERT INTO crm_analytics_delta
+    SELECT p.*, count(*)
     FROM new_rows c,
-         LATERAL crm_analytics_facts(c.created_at, c.channel, c.primary_channel, c.message_type,
-                                     c.status, c.sent_at, c.delivered_at, c.opened_at,
-                                     c.clicked_at, c.last_error_category) f
-    GROUP BY 1, 2, 3, 4, 5;
+         LATERAL crm_analytics_profile(c.created_at, c.channel, c.primary_channel,
+                                       c.message_type, c.status, c.sent_at, c.delivered_at,
+                                       c.opened_at, c.clicked_at, c.last_error_category) p
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11;
     RETURN NULL;
 END
 $$;
 
--- Only rows whose counted columns changed are looked at; each adds its new
--- facts and takes back its old ones.
+-- Each updated row takes back its old profile and adds its new one; rows
+-- whose profile did not change cancel out and write nothing.
 CREATE FUNCTION crm_analytics_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO crm_analytics_delta (day, channel, message_type, metric, key, n)
-    SELECT f.day, f.channel, f.message_type, f.metric, f.key, sum(f.n)
-    FROM (SELECT o.*, c.created_at AS n_created, c.channel AS n_channel,
-                 c.primary_channel AS n_primary, c.message_type AS n_type, c.status AS n_status,
-                 c.sent_at AS n_sent, c.delivered_at AS n_delivered, c.opened_at AS n_opened,
-                 c.clicked_at AS n_clicked, c.last_error_category AS n_category
-          FROM old_rows o JOIN new_rows c ON c.id = o.id
-          WHERE (o.created_at, o.channel, o.primary_channel, o.message_type, o.status, o.sent_at,
-                 o.delivered_at, o.opened_at, o.clicked_at, o.last_error_category)
-                IS DISTINCT FROM
-                (c.created_at, c.channel, c.primary_channel, c.message_type, c.status, c.sent_at,
-                 c.delivered_at, c.opened_at, c.clicked_at, c.last_error_category)) m,
-         LATERAL (SELECT x.*, -1 AS n
-                  FROM crm_analytics_facts(m.created_at, m.channel, m.primary_channel,
-                                           m.message_type, m.status, m.sent_at, m.delivered_at,
-                                           m.opened_at, m.clicked_at, m.last_error_category) x
-                  UNION ALL
-                  SELECT y.*, 1
-                  FROM crm_analytics_facts(m.n_created, m.n_channel, m.n_primary, m.n_type,
-                                           m.n_status, m.n_sent, m.n_delivered, m.n_opened,
-                                           m.n_clicked, m.n_category) y) f
-    GROUP BY 1, 2, 3, 4, 5
-    HAVING sum(f.n) <> 0;
+    INSERT INTO crm_analytics_delta
+    SELECT p.day, p.channel, p.message_type, p.status, p.reached, p.delivered, p.opened,
+           p.clicked, p.fallback, p.failure, p.bucket, sum(p.n)
+    FROM (SELECT x.*, -1 AS n
+          FROM old_rows o,
+               LATERAL crm_analytics_profile(o.created_at, o.channel, o.primary_channel,
+                                             o.message_type, o.status, o.sent_at,
+                                             o.delivered_at, o.opened_at, o.clicked_at,
+                                             o.last_error_category) x
+          UNION ALL
+          SELECT y.*, 1
+          FROM new_rows c,
+               LATERAL crm_analytics_profile(c.created_at, c.channel, c.primary_channel,
+                                             c.message_type, c.status, c.sent_at,
+                                             c.delivered_at, c.opened_at, c.clicked_at,
+                                             c.last_error_category) y) p
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    HAVING sum(p.n) <> 0;
     RETURN NULL;
 END
 $$;
@@ -131,26 +136,56 @@ CREATE TRIGGER crm_analytics_count_update AFTER UPDATE ON crm_communications
 -- exist keep those rows (the old engine no longer recomputed them, and
 -- retention may have deleted their messages); every other day is counted
 -- from its messages.
-INSERT INTO crm_analytics_counts (day, channel, message_type, metric, key, n)
-SELECT d.day, d.channel, d.message_type, m.metric, m.key, m.n
-FROM crm_analytics_daily d,
-     LATERAL (VALUES ('total', '', d.total), ('reached', '', d.reached),
-                     ('delivered', '', d.delivered), ('opened', '', d.opened),
-                     ('clicked', '', d.clicked), ('fallback', '', d.fallbacks)
-              UNION ALL SELECT 'status', s.key, s.value::bigint FROM jsonb_each_text(d.by_status) s
-              UNION ALL SELECT 'failure', f.key, f.value::bigint FROM jsonb_each_text(d.failures) f
-              UNION ALL SELECT 'hist', h.key, h.value::bigint
-                        FROM jsonb_each_text(d.delivery_hist) h) AS m(metric, key, n)
-WHERE d.day < (now() AT TIME ZONE 'UTC')::date - 35 AND m.n <> 0;
+--
+-- A rollup row has totals per figure, not which messages shared them. It
+-- becomes its statuses as profiles with no flags, and each other figure k
+-- as a pair on one of its statuses: +k on the profile with that flag (or
+-- failure, or bucket) and -k on the profile without. Every sum the reads
+-- take (total, by status, by flag, by failure, by bucket) then gives the
+-- row's figures back; a profile's own count may be negative.
+INSERT INTO crm_analytics_counts
+SELECT day, channel, message_type, status, reached, delivered, opened, clicked, fallback,
+       failure, bucket, sum(n)
+FROM (SELECT d.day, d.channel, d.message_type, s.key AS status, false AS reached,
+             false AS delivered, false AS opened, false AS clicked, false AS fallback,
+             '' AS failure, -1::smallint AS bucket, s.value::bigint AS n
+      FROM crm_analytics_daily d, jsonb_each_text(d.by_status) s
+      WHERE d.day < (now() AT TIME ZONE 'UTC')::date - 35
+      UNION ALL
+      SELECT d.day, d.channel, d.message_type, b.s0,
+             g.sgn = 1 AND a.reached, g.sgn = 1 AND a.delivered, g.sgn = 1 AND a.opened,
+             g.sgn = 1 AND a.clicked, g.sgn = 1 AND a.fallback,
+             CASE WHEN g.sgn = 1 THEN a.failure ELSE '' END,
+             CASE WHEN g.sgn = 1 THEN a.bucket ELSE -1 END, g.sgn * a.n
+      FROM crm_analytics_daily d,
+           LATERAL (SELECT min(k) AS s0 FROM jsonb_object_keys(d.by_status) k) b,
+           LATERAL (VALUES (true, false, false, false, false, '', -1::smallint, d.reached),
+                           (false, true, false, false, false, '', -1::smallint, d.delivered),
+                           (false, false, true, false, false, '', -1::smallint, d.opened),
+                           (false, false, false, true, false, '', -1::smallint, d.clicked),
+                           (false, false, false, false, true, '', -1::smallint, d.fallbacks)
+                    UNION ALL
+                    SELECT false, false, false, false, false, f.key, -1::smallint,
+                           f.value::bigint
+                    FROM jsonb_each_text(d.failures) f
+                    UNION ALL
+                    SELECT false, false, false, false, false, '', h.key::smallint,
+                           h.value::bigint
+                    FROM jsonb_each_text(d.delivery_hist) h)
+               AS a(reached, delivered, opened, clicked, fallback, failure, bucket, n),
+           (VALUES (1), (-1)) AS g(sgn)
+      WHERE d.day < (now() AT TIME ZONE 'UTC')::date - 35 AND b.s0 IS NOT NULL AND a.n <> 0) x
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+HAVING sum(n) <> 0;
 
-INSERT INTO crm_analytics_counts (day, channel, message_type, metric, key, n)
-SELECT f.day, f.channel, f.message_type, f.metric, f.key, count(*)
+INSERT INTO crm_analytics_counts
+SELECT p.*, count(*)
 FROM crm_communications c,
-     LATERAL crm_analytics_facts(c.created_at, c.channel, c.primary_channel, c.message_type,
-                                 c.status, c.sent_at, c.delivered_at, c.opened_at, c.clicked_at,
-                                 c.last_error_category) f
+     LATERAL crm_analytics_profile(c.created_at, c.channel, c.primary_channel, c.message_type,
+                                   c.status, c.sent_at, c.delivered_at, c.opened_at,
+                                   c.clicked_at, c.last_error_category) p
 WHERE NOT EXISTS (SELECT 1 FROM crm_analytics_daily d
-                  WHERE d.day = f.day AND d.day < (now() AT TIME ZONE 'UTC')::date - 35)
-GROUP BY 1, 2, 3, 4, 5;
+                  WHERE d.day = p.day AND d.day < (now() AT TIME ZONE 'UTC')::date - 35)
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11;
 
 DROP TABLE crm_analytics_daily;

@@ -49,12 +49,12 @@ double rollup_last_seconds(rollup_t *r)
     return r ? (double)atomic_load(&r->last_us) / 1e6 : 0;
 }
 
-static void fold(app_t *app)
+static void fold(app_t *app, bool prune)
 {
     hd_err_t err;
     bool skipped;
     long deltas;
-    if (analytics_fold(app->db, &deltas, &skipped, &err) != 0)
+    if (analytics_fold(app->db, prune, &deltas, &skipped, &err) != 0)
         log_warn("cannot fold the analytics deltas; the API still counts them", "reason", err.msg);
 }
 
@@ -71,7 +71,7 @@ static void *run(void *arg)
 {
     rollup_t *r = arg;
     pthread_setname_np(pthread_self(), "herald-rollup");
-    time_t last_fold = 0, last_retention = 0;
+    time_t last_fold = 0, last_prune = 0, last_retention = 0;
     int fold_wait = 0;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
@@ -79,7 +79,10 @@ static void *run(void *arg)
         time_t now = time(NULL);
         if (now - last_fold >= fold_wait) {
             double t0 = mono_s();
-            fold(r->app);
+            bool prune = now - last_prune >= 3600;
+            fold(r->app, prune);
+            if (prune)
+                last_prune = now;
             double took = mono_s() - t0;
             atomic_store(&r->last_us, (long long)(took * 1e6));
             fold_wait = rollup_wait_s(r->app->cfg->analytics_refresh_s, took);

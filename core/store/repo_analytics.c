@@ -11,19 +11,23 @@ static const pg_stmt_t st_lock = {
 /* The deltas the triggers wrote (migrations/0018_analytics_counts.sql) go
  * into the counters. DELETE sees only committed deltas; one still being
  * written stays for the next fold. */
+#define PROFILE                                                                                    \
+    "day, channel, message_type, status, reached, delivered, opened, clicked, fallback, failure, " \
+    "bucket"
 static const pg_stmt_t st_fold = {
     "analytics_fold",
-    "WITH d AS (DELETE FROM crm_analytics_delta "
-    "RETURNING day, channel, message_type, metric, key, n), "
-    "s AS (SELECT day, channel, message_type, metric, key, sum(n)::bigint AS n FROM d "
-    "GROUP BY 1, 2, 3, 4, 5), "
-    "i AS (INSERT INTO crm_analytics_counts AS c (day, channel, message_type, metric, key, n) "
-    "SELECT * FROM s WHERE n <> 0 ON CONFLICT (day, channel, message_type, metric, key) "
-    "DO UPDATE SET n = c.n + excluded.n RETURNING 1) "
+    "WITH d AS (DELETE FROM crm_analytics_delta RETURNING *), "
+    "s AS (SELECT " PROFILE ", sum(n)::bigint AS n FROM d GROUP BY " PROFILE "), "
+    "i AS (INSERT INTO crm_analytics_counts AS c SELECT * FROM s WHERE n <> 0 "
+    "ON CONFLICT (" PROFILE ") DO UPDATE SET n = c.n + excluded.n RETURNING 1) "
     "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
     0};
 
-int analytics_fold(pg_pool_t *db, long *deltas, bool *skipped, hd_err_t *err)
+/* Profiles whose messages all moved on (a status left behind). */
+static const pg_stmt_t st_prune = {"analytics_prune",
+                                   "DELETE FROM crm_analytics_counts WHERE n = 0", 0};
+
+int analytics_fold(pg_pool_t *db, bool prune, long *deltas, bool *skipped, hd_err_t *err)
 {
     *skipped = false;
     *deltas = 0;
@@ -45,6 +49,8 @@ int analytics_fold(pg_pool_t *db, long *deltas, bool *skipped, hd_err_t *err)
             *deltas = atol(PQgetvalue(f, 0, 0));
         PQclear(f);
     }
+    if (rc == 0 && !*skipped && prune)
+        rc = pg_exec_ok(c, &st_prune, NULL, err);
     if (rc == 0 && *skipped)
         rc = 1; /* another process holds the lock: nothing to commit */
     rc = pg_tx_end(db, c, rc, err);
@@ -55,23 +61,32 @@ int analytics_fold(pg_pool_t *db, long *deltas, bool *skipped, hd_err_t *err)
  * (day, channel, message_type): exact as of the read. */
 static const pg_stmt_t st_rows = {
     "analytics_rows",
-    "WITH u AS (SELECT day, channel, message_type, metric, key, sum(n) AS n FROM ("
-    "SELECT day, channel, message_type, metric, key, n FROM crm_analytics_counts "
-    "WHERE day BETWEEN $1::date AND $2::date UNION ALL "
-    "SELECT day, channel, message_type, metric, key, n FROM crm_analytics_delta "
-    "WHERE day BETWEEN $1::date AND $2::date) x GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0) "
-    "SELECT to_char(day, 'YYYY-MM-DD'), channel, message_type, "
-    "coalesce(sum(n) FILTER (WHERE metric = 'total'), 0), "
-    "coalesce(sum(n) FILTER (WHERE metric = 'reached'), 0), "
-    "coalesce(sum(n) FILTER (WHERE metric = 'delivered'), 0), "
-    "coalesce(sum(n) FILTER (WHERE metric = 'opened'), 0), "
-    "coalesce(sum(n) FILTER (WHERE metric = 'clicked'), 0), "
-    "coalesce(sum(n) FILTER (WHERE metric = 'fallback'), 0), "
-    "coalesce(jsonb_object_agg(key, n) FILTER (WHERE metric = 'status'), '{}')::text, "
-    "coalesce(jsonb_object_agg(key, n) FILTER (WHERE metric = 'failure'), '{}')::text, "
-    "coalesce(jsonb_object_agg(key, n) FILTER (WHERE metric = 'hist'), '{}')::text, "
+    "WITH u AS MATERIALIZED (SELECT " PROFILE ", n FROM crm_analytics_counts "
+    "WHERE day BETWEEN $1::date AND $2::date UNION ALL SELECT " PROFILE ", n "
+    "FROM crm_analytics_delta WHERE day BETWEEN $1::date AND $2::date), "
+    "t AS (SELECT day, channel, message_type, sum(n) AS total, "
+    "coalesce(sum(n) FILTER (WHERE reached), 0) AS reached, "
+    "coalesce(sum(n) FILTER (WHERE delivered), 0) AS delivered, "
+    "coalesce(sum(n) FILTER (WHERE opened), 0) AS opened, "
+    "coalesce(sum(n) FILTER (WHERE clicked), 0) AS clicked, "
+    "coalesce(sum(n) FILTER (WHERE fallback), 0) AS fallbacks FROM u GROUP BY 1, 2, 3 "
+    "HAVING sum(n) <> 0), "
+    "s AS (SELECT day, channel, message_type, jsonb_object_agg(status, n) AS j FROM ("
+    "SELECT day, channel, message_type, status, sum(n) AS n FROM u GROUP BY 1, 2, 3, 4 "
+    "HAVING sum(n) <> 0) x GROUP BY 1, 2, 3), "
+    "f AS (SELECT day, channel, message_type, jsonb_object_agg(failure, n) AS j FROM ("
+    "SELECT day, channel, message_type, failure, sum(n) AS n FROM u WHERE failure <> '' "
+    "GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0) x GROUP BY 1, 2, 3), "
+    "h AS (SELECT day, channel, message_type, jsonb_object_agg(bucket, n) AS j FROM ("
+    "SELECT day, channel, message_type, bucket, sum(n) AS n FROM u WHERE bucket >= 0 "
+    "GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0) x GROUP BY 1, 2, 3) "
+    "SELECT to_char(t.day, 'YYYY-MM-DD'), t.channel, t.message_type, t.total, t.reached, "
+    "t.delivered, t.opened, t.clicked, t.fallbacks, coalesce(s.j, '{}')::text, "
+    "coalesce(f.j, '{}')::text, coalesce(h.j, '{}')::text, "
     "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-    "FROM u GROUP BY day, channel, message_type ORDER BY day, channel, message_type",
+    "FROM t LEFT JOIN s USING (day, channel, message_type) "
+    "LEFT JOIN f USING (day, channel, message_type) "
+    "LEFT JOIN h USING (day, channel, message_type) ORDER BY 1, 2, 3",
     2};
 
 cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err_t *err)
@@ -108,12 +123,12 @@ cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err
 
 static const pg_stmt_t st_open_rates = {
     "analytics_open_rates",
-    "SELECT channel, (sum(n) FILTER (WHERE metric = 'opened'))::float8 / "
-    "nullif(sum(n) FILTER (WHERE metric = 'delivered'), 0) FROM ("
-    "SELECT channel, metric, n FROM crm_analytics_counts WHERE day > (now() AT TIME ZONE "
-    "'UTC')::date - 30 AND metric IN ('opened', 'delivered') UNION ALL "
-    "SELECT channel, metric, n FROM crm_analytics_delta WHERE day > (now() AT TIME ZONE "
-    "'UTC')::date - 30 AND metric IN ('opened', 'delivered')) x "
+    "SELECT channel, (sum(n) FILTER (WHERE opened))::float8 / "
+    "nullif(sum(n) FILTER (WHERE delivered), 0) FROM ("
+    "SELECT channel, opened, delivered, n FROM crm_analytics_counts "
+    "WHERE day > (now() AT TIME ZONE 'UTC')::date - 30 UNION ALL "
+    "SELECT channel, opened, delivered, n FROM crm_analytics_delta "
+    "WHERE day > (now() AT TIME ZONE 'UTC')::date - 30) x "
     "WHERE channel IN ('email', 'sms', 'whatsapp') GROUP BY channel",
     0};
 

@@ -14,8 +14,9 @@
 
 /* Folds the deltas the triggers wrote into the counters, in one
  * transaction, unless another process is doing it (*skipped); *deltas: how
- * many delta rows it folded. 0, or -1 on error. */
-int analytics_fold(pg_pool_t *db, long *deltas, bool *skipped, hd_err_t *err);
+ * many delta rows it folded. prune: also delete the counters that reached
+ * zero (a scan of the counters: hourly). 0, or -1 on error. */
+int analytics_fold(pg_pool_t *db, bool prune, long *deltas, bool *skipped, hd_err_t *err);
 
 /* The figures of the days first..last (counters plus deltas not yet
  * folded: exact as of the read; computed_at is the read's time), as

@@ -75,23 +75,24 @@ def fresh_database(migrations=None):
 
 
 # The analytics counters (and deltas not folded yet) against a recount of
-# the messages (migrations/0018_analytics_counts.sql): the rows that differ,
-# as "day channel type metric key counted/recounted", at most 20.
+# the messages (migrations/0018_analytics_counts.sql): the profiles that
+# differ, as "profile counted/recounted", at most 20.
 ANALYTICS_RECOUNT_SQL = """
-WITH a AS (SELECT day, channel, message_type, metric, key, sum(n)::bigint AS n FROM (
-             SELECT day, channel, message_type, metric, key, n FROM crm_analytics_counts
-             UNION ALL
-             SELECT day, channel, message_type, metric, key, n FROM crm_analytics_delta) x
-           GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0),
-     b AS (SELECT f.day, f.channel, f.message_type, f.metric, f.key, count(*)::bigint AS n
+WITH a AS (SELECT day, channel, message_type, status, reached, delivered, opened, clicked,
+                  fallback, failure, bucket, sum(n)::bigint AS n FROM (
+             SELECT * FROM crm_analytics_counts UNION ALL SELECT * FROM crm_analytics_delta) x
+           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 HAVING sum(n) <> 0),
+     b AS (SELECT p.*, count(*)::bigint AS n
            FROM crm_communications c,
-                LATERAL crm_analytics_facts(c.created_at, c.channel, c.primary_channel,
-                                            c.message_type, c.status, c.sent_at, c.delivered_at,
-                                            c.opened_at, c.clicked_at, c.last_error_category) f
-           GROUP BY 1, 2, 3, 4, 5)
-SELECT concat_ws(' ', day, channel, message_type, metric, key, coalesce(a.n, 0) || '/' ||
-                 coalesce(b.n, 0))
-FROM a FULL JOIN b USING (day, channel, message_type, metric, key)
+                LATERAL crm_analytics_profile(c.created_at, c.channel, c.primary_channel,
+                                              c.message_type, c.status, c.sent_at,
+                                              c.delivered_at, c.opened_at, c.clicked_at,
+                                              c.last_error_category) p
+           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+SELECT concat_ws(' ', day, channel, message_type, status, reached, delivered, opened, clicked,
+                 fallback, failure, bucket, coalesce(a.n, 0) || '/' || coalesce(b.n, 0))
+FROM a FULL JOIN b USING (day, channel, message_type, status, reached, delivered, opened,
+                          clicked, fallback, failure, bucket)
 WHERE a.n IS DISTINCT FROM b.n LIMIT 20
 """
 

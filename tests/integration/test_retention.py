@@ -128,18 +128,19 @@ class RetentionTest(harness.HeraldCase):
                                   "crm_idempotency_keys WHERE principal = 'ret'"), "fresh")
         # the deleted day's counters stay (deleting does not subtract)
         total = self.sql("SELECT coalesce(sum(n), 0) FROM (SELECT n FROM crm_analytics_counts "
-                         "WHERE metric = 'total' AND day = (now() - interval '800 days')::date "
-                         "UNION ALL SELECT n FROM crm_analytics_delta WHERE metric = 'total' "
-                         "AND day = (now() - interval '800 days')::date) x")
+                         "WHERE day = (now() - interval '800 days')::date "
+                         "UNION ALL SELECT n FROM crm_analytics_delta "
+                         "WHERE day = (now() - interval '800 days')::date) x")
         self.assertEqual(int(total), OLD + 5)
 
     # The analytics are counters that deleting a message does not touch, so
     # a short period no longer reaches them (it was at least 40 days while
     # the last 35 days were recomputed from the messages).
     def test_a_short_period_is_accepted_and_a_negative_one_refused(self):
-        r = harness.cli("check", env=harness.base_env(HERALD_RETENTION_COMMUNICATIONS_DAYS="1"))
+        env = harness.base_env(HERALD_DATABASE_URL=self.db_url)
+        r = harness.cli("check", env=dict(env, HERALD_RETENTION_COMMUNICATIONS_DAYS="1"))
         self.assertEqual(r.code, 0, r.stderr)
-        r = harness.cli("check", env=harness.base_env(HERALD_RETENTION_COMMUNICATIONS_DAYS="-1"))
+        r = harness.cli("check", env=dict(env, HERALD_RETENTION_COMMUNICATIONS_DAYS="-1"))
         self.assertNotEqual(r.code, 0)
         self.assertIn("retention.communications_days", r.stderr)
 
