@@ -69,7 +69,15 @@ start_services() {
   REDIS_PID=
   [ -z "$EXTERNAL_REDIS" ] && [ -r "$SVC_VAR/redis/redis.pid" ] &&
     REDIS_PID=$(cat "$SVC_VAR/redis/redis.pid")
+  # PG_MAX_WAL_SIZE (e.g. 4GB): on the private server only, for runs whose
+  # WAL volume would otherwise start a checkpoint every minute (ALTER SYSTEM:
+  # it stays until changed back; machine_facts prints it)
+  if [ -n "${PG_MAX_WAL_SIZE:-}" ] && [ -z "$EXTERNAL_PG" ]; then
+    psql -X -q -d "$ADMIN" -c "ALTER SYSTEM SET max_wal_size = '$PG_MAX_WAL_SIZE'" \
+      -c "SELECT pg_reload_conf()" >/dev/null
+  fi
   PG_VERSION=$(psql -X -qtA -d "$ADMIN" -c "SHOW server_version")
+  PG_WAL=$(psql -X -qtA -d "$ADMIN" -c "SHOW max_wal_size")
 }
 
 new_db() { # name -> creates it; dropped on exit
@@ -250,7 +258,7 @@ SQL
 
 machine_facts() {
   echo "machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -m | awk '/^Mem:/ {print $2}') MiB;" \
-    "PostgreSQL ${PG_VERSION:-?}; $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+    "PostgreSQL ${PG_VERSION:-?} (max_wal_size ${PG_WAL:-?}); $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $(cut -d ' ' -f 1-3 /proc/loadavg)"
 }
 
 # The declared examples of the message types (scripts/types.lua), through the
