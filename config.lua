@@ -58,10 +58,10 @@ return {
     -- a claimed job returns to the queue after this if its process died;
     -- keep it above the longest channel timeout
     lease_seconds = env("HERALD_LEASE_SECONDS", "120"),
-    -- GET /api/crm/analytics reads counters the database keeps with every
-    -- message change (exact at each read); the deltas are folded into them
-    -- this often, which only keeps the delta table small
-    analytics_refresh_seconds = env("HERALD_ANALYTICS_REFRESH_SECONDS", "60"),
+    -- GET /api/crm/analytics reads daily rows the database keeps with every
+    -- message change, plus the changes not folded in yet (exact at each
+    -- read); the changes are folded in this often
+    analytics_refresh_seconds = env("HERALD_ANALYTICS_REFRESH_SECONDS", "10"),
     -- POSTed {"alert":"communication_failed", ...} when every channel failed
     alert_url = env("HERALD_ALERT_URL"),
     -- and/or emailed (through the email channel's driver) to this address

@@ -1,67 +1,40 @@
 -- Analytics as counters kept by the database itself (issue 16).
 --
--- Until now the engine recomputed a day's rollup rows from its messages
--- (today and yesterday every minute, the last 35 days hourly). That read
--- every message of the day each time, so its cost grew with the day's
+-- Until now the engine recomputed a day's rows of crm_analytics_daily from its
+-- messages (today and yesterday every minute, the last 35 days hourly). That
+-- read every message of the day each time, so its cost grew with the day's
 -- volume: 7 s per pass at 15 minutes of 1,000 messages/s, past the statement
 -- timeout from 19 minutes on (docs/benchmarks.md, the 30-minute soak).
 --
--- Now every statement that inserts or updates messages adds what it changed
--- to crm_analytics_delta, in the same transaction (statement-level triggers
--- with transition tables: one insert of a few grouped rows per statement,
--- whatever its number of messages). The engine folds the deltas into
--- crm_analytics_counts every engine.analytics_refresh_seconds; a read sums
--- both, so the analytics are exact as of the read, and a pass costs what
--- changed since the last one, not what the day holds.
+-- Now every statement that inserts or updates messages writes what it changed
+-- to crm_analytics_delta, in the same transaction: statement-level triggers
+-- with transition tables, one grouped insert per statement whatever its
+-- number of messages. A delta row is a *profile* (the messages of a UTC day,
+-- channel in use and type that share a status, flags, failure category and
+-- delivery-time bucket) and a signed count: an updated message takes back
+-- its old profile and adds its new one. The engine folds the deltas into
+-- crm_analytics_daily (kept: one row per day, channel and type, as before)
+-- every engine.analytics_refresh_seconds; the API reads the rows plus the
+-- deltas not folded yet (crm_analytics_pending()), so its figures are exact as
+-- of the read, and a fold costs what changed since the last one.
 --
 -- Deleting a message (retention) does not subtract: the figures are history.
---
--- A counter per profile: messages of a UTC day (of created_at), channel in
--- use ('' before a first attempt) and message type that share
---   status      their status now
---   reached     sent_at set: a provider took it
---   delivered   delivered_at set
---   opened      opened_at set
---   clicked     clicked_at set
---   fallback    ended on a channel other than their primary
---   failure     last_error_category of a failed message ('unknown': none;
---               '' when not failed)
---   bucket      the sent -> delivered time t (seconds) as
---               floor(4 * log2(t + 1)), a quarter power of two (-1: none)
--- A message is one row of the delta on each change (-1 for its old profile,
--- +1 for its new one), so a trigger costs one short row per message.
--- Profiles per (day, channel, type) are a few dozen: the table stays small.
-CREATE TABLE crm_analytics_counts (
-    day          date     NOT NULL,
-    channel      text     NOT NULL,
-    message_type text     NOT NULL,
-    status       text     NOT NULL,
-    reached      boolean  NOT NULL,
-    delivered    boolean  NOT NULL,
-    opened       boolean  NOT NULL,
-    clicked      boolean  NOT NULL,
-    fallback     boolean  NOT NULL,
-    failure      text     NOT NULL,
-    bucket       smallint NOT NULL,
-    n            bigint   NOT NULL,
-    PRIMARY KEY (day, channel, message_type, status, reached, delivered, opened, clicked,
-                 fallback, failure, bucket)
-);
+-- computed_at is now when the row last took a fold.
 
 -- Append-only between folds: no index, no key, so concurrent writers never
 -- wait on each other here. The fold deletes what it read.
 CREATE TABLE crm_analytics_delta (
-    day          date     NOT NULL,
-    channel      text     NOT NULL,
+    day          date     NOT NULL,   -- UTC day of created_at
+    channel      text     NOT NULL,   -- in use; '' before a first attempt
     message_type text     NOT NULL,
     status       text     NOT NULL,
-    reached      boolean  NOT NULL,
+    reached      boolean  NOT NULL,   -- sent_at set: a provider took it
     delivered    boolean  NOT NULL,
     opened       boolean  NOT NULL,
     clicked      boolean  NOT NULL,
-    fallback     boolean  NOT NULL,
-    failure      text     NOT NULL,
-    bucket       smallint NOT NULL,
+    fallback     boolean  NOT NULL,   -- on a channel other than its primary
+    failure      text     NOT NULL,   -- category of a failed message ('unknown'); '' if not failed
+    bucket       smallint NOT NULL,   -- floor(4 * log2(t + 1)), t = sent -> delivered s; -1: none
     n            bigint   NOT NULL
 );
 
@@ -97,8 +70,7 @@ BEGIN
 END
 $$;
 
--- Each updated row takes back its old profile and adds its new one; rows
--- whose profile did not change cancel out and write nothing.
+-- Rows whose profile did not change cancel out and write nothing.
 CREATE FUNCTION crm_analytics_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO crm_analytics_delta
@@ -130,62 +102,70 @@ CREATE TRIGGER crm_analytics_count_update AFTER UPDATE ON crm_communications
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION crm_analytics_count_update();
 
--- The counters start from what exists. The triggers above already hold the
--- table against writers until this migration commits, so nothing is counted
--- twice or missed. Days older than the old 35-day window whose rollup rows
--- exist keep those rows (the old engine no longer recomputed them, and
--- retention may have deleted their messages); every other day is counted
--- from its messages.
---
--- A rollup row has totals per figure, not which messages shared them. It
--- becomes its statuses as profiles with no flags, and each other figure k
--- as a pair on one of its statuses: +k on the profile with that flag (or
--- failure, or bucket) and -k on the profile without. Every sum the reads
--- take (total, by status, by flag, by failure, by bucket) then gives the
--- row's figures back; a profile's own count may be negative.
-INSERT INTO crm_analytics_counts
-SELECT day, channel, message_type, status, reached, delivered, opened, clicked, fallback,
-       failure, bucket, sum(n)
-FROM (SELECT d.day, d.channel, d.message_type, s.key AS status, false AS reached,
-             false AS delivered, false AS opened, false AS clicked, false AS fallback,
-             '' AS failure, -1::smallint AS bucket, s.value::bigint AS n
-      FROM crm_analytics_daily d, jsonb_each_text(d.by_status) s
-      WHERE d.day < (now() AT TIME ZONE 'UTC')::date - 35
-      UNION ALL
-      SELECT d.day, d.channel, d.message_type, b.s0,
-             g.sgn = 1 AND a.reached, g.sgn = 1 AND a.delivered, g.sgn = 1 AND a.opened,
-             g.sgn = 1 AND a.clicked, g.sgn = 1 AND a.fallback,
-             CASE WHEN g.sgn = 1 THEN a.failure ELSE '' END,
-             CASE WHEN g.sgn = 1 THEN a.bucket ELSE -1 END, g.sgn * a.n
-      FROM crm_analytics_daily d,
-           LATERAL (SELECT min(k) AS s0 FROM jsonb_object_keys(d.by_status) k) b,
-           LATERAL (VALUES (true, false, false, false, false, '', -1::smallint, d.reached),
-                           (false, true, false, false, false, '', -1::smallint, d.delivered),
-                           (false, false, true, false, false, '', -1::smallint, d.opened),
-                           (false, false, false, true, false, '', -1::smallint, d.clicked),
-                           (false, false, false, false, true, '', -1::smallint, d.fallbacks)
-                    UNION ALL
-                    SELECT false, false, false, false, false, f.key, -1::smallint,
-                           f.value::bigint
-                    FROM jsonb_each_text(d.failures) f
-                    UNION ALL
-                    SELECT false, false, false, false, false, '', h.key::smallint,
-                           h.value::bigint
-                    FROM jsonb_each_text(d.delivery_hist) h)
-               AS a(reached, delivered, opened, clicked, fallback, failure, bucket, n),
-           (VALUES (1), (-1)) AS g(sgn)
-      WHERE d.day < (now() AT TIME ZONE 'UTC')::date - 35 AND b.s0 IS NOT NULL AND a.n <> 0) x
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-HAVING sum(n) <> 0;
+-- {"k": n} + {"k": m}, without the keys that sum to zero.
+CREATE FUNCTION crm_jsonb_add(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(jsonb_object_agg(k, v), '{}')
+    FROM (SELECT k, sum(v) AS v
+          FROM (SELECT key AS k, value::numeric AS v FROM jsonb_each_text(a)
+                UNION ALL
+                SELECT key, value::numeric FROM jsonb_each_text(b)) x
+          GROUP BY k HAVING sum(v) <> 0) y
+$$;
 
-INSERT INTO crm_analytics_counts
+-- The deltas of the days first..last not folded yet, in the shape of
+-- crm_analytics_daily (counts may be negative: a move between statuses, a
+-- channel left behind).
+CREATE FUNCTION crm_analytics_pending(first date, last date)
+RETURNS TABLE (day date, channel text, message_type text, total numeric, by_status jsonb,
+               reached numeric, delivered numeric, opened numeric, clicked numeric,
+               fallbacks numeric, failures jsonb, delivery_hist jsonb)
+LANGUAGE sql STABLE AS $$
+WITH p AS (SELECT d.day, d.channel, d.message_type, d.status, d.reached, d.delivered, d.opened,
+                  d.clicked, d.fallback, d.failure, d.bucket, sum(d.n) AS n
+           FROM crm_analytics_delta d WHERE d.day BETWEEN first AND last
+           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 HAVING sum(d.n) <> 0),
+t AS (SELECT p.day, p.channel, p.message_type, sum(p.n) AS total,
+             coalesce(sum(p.n) FILTER (WHERE p.reached), 0) AS reached,
+             coalesce(sum(p.n) FILTER (WHERE p.delivered), 0) AS delivered,
+             coalesce(sum(p.n) FILTER (WHERE p.opened), 0) AS opened,
+             coalesce(sum(p.n) FILTER (WHERE p.clicked), 0) AS clicked,
+             coalesce(sum(p.n) FILTER (WHERE p.fallback), 0) AS fallbacks
+      FROM p GROUP BY 1, 2, 3),
+s AS (SELECT x.day, x.channel, x.message_type, jsonb_object_agg(x.status, x.n) AS j
+      FROM (SELECT p.day, p.channel, p.message_type, p.status, sum(p.n) AS n FROM p
+            GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0) x GROUP BY 1, 2, 3),
+f AS (SELECT x.day, x.channel, x.message_type, jsonb_object_agg(x.failure, x.n) AS j
+      FROM (SELECT p.day, p.channel, p.message_type, p.failure, sum(p.n) AS n FROM p
+            WHERE p.failure <> '' GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0) x
+      GROUP BY 1, 2, 3),
+h AS (SELECT x.day, x.channel, x.message_type, jsonb_object_agg(x.bucket, x.n) AS j
+      FROM (SELECT p.day, p.channel, p.message_type, p.bucket, sum(p.n) AS n FROM p
+            WHERE p.bucket >= 0 GROUP BY 1, 2, 3, 4 HAVING sum(p.n) <> 0) x
+      GROUP BY 1, 2, 3)
+SELECT t.day, t.channel, t.message_type, t.total, coalesce(s.j, '{}'), t.reached, t.delivered,
+       t.opened, t.clicked, t.fallbacks, coalesce(f.j, '{}'), coalesce(h.j, '{}')
+FROM t LEFT JOIN s USING (day, channel, message_type)
+       LEFT JOIN f USING (day, channel, message_type)
+       LEFT JOIN h USING (day, channel, message_type)
+$$;
+
+-- The rows start from what exists. The triggers above already hold the
+-- table against writers until this migration commits, so nothing is counted
+-- twice or missed. Days older than the old 35-day window that have rows keep
+-- them (the old engine no longer recomputed them, and retention may have
+-- deleted their messages); every other day is counted from its messages.
+DELETE FROM crm_analytics_daily WHERE day >= (now() AT TIME ZONE 'UTC')::date - 35;
+INSERT INTO crm_analytics_delta
 SELECT p.*, count(*)
 FROM crm_communications c,
      LATERAL crm_analytics_profile(c.created_at, c.channel, c.primary_channel, c.message_type,
                                    c.status, c.sent_at, c.delivered_at, c.opened_at,
                                    c.clicked_at, c.last_error_category) p
-WHERE NOT EXISTS (SELECT 1 FROM crm_analytics_daily d
-                  WHERE d.day = p.day AND d.day < (now() AT TIME ZONE 'UTC')::date - 35)
+WHERE NOT EXISTS (SELECT 1 FROM crm_analytics_daily d WHERE d.day = p.day)
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11;
-
-DROP TABLE crm_analytics_daily;
+INSERT INTO crm_analytics_daily (day, channel, message_type, total, by_status, reached,
+                                 delivered, opened, clicked, fallbacks, failures, delivery_hist)
+SELECT day, channel, message_type, total, by_status, reached, delivered, opened, clicked,
+       fallbacks, failures, delivery_hist
+FROM crm_analytics_pending('-infinity', 'infinity');
+DELETE FROM crm_analytics_delta;

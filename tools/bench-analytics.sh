@@ -125,10 +125,10 @@ done
 [ -n "$done_" ] || { echo "bench: the deltas were not folded within 60 s" >&2; cat "$TMP/serve.log" >&2; exit 1; }
 echo "== first fold: done $(awk -v a="$t0" -v b="$done_" 'BEGIN{printf "%.0f", (b - a) * 1000}') ms after \`herald serve\` started" \
   "(herald reports $(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^crm_analytics_refresh_seconds / {printf "%.1f ms", $2 * 1000}'));" \
-  "$(q -c 'SELECT count(*) FROM crm_analytics_counts') counter rows"
+  "$(q -c 'SELECT count(*) FROM crm_analytics_daily') daily rows"
 off=$(q -f tools/sql/analytics_recount.sql)
-[ -z "$off" ] && echo "   the counters equal a recount of the messages" ||
-  { echo "   the counters differ from a recount (counted/recounted):"; echo "$off"; }
+[ -z "$off" ] && echo "   the daily rows equal a recount of the messages" ||
+  { echo "   the daily rows differ from a recount (counted | recounted):"; echo "$off"; }
 
 # -- 3. what the API covers -------------------------------------------------------
 get "from=$FROM90&to=$TODAY&group_by=day" | python3 -c '

@@ -76,7 +76,7 @@ static const field_t schema[] = {
      NULL},
     {"limits.processes", K_INT, OFF(limit_processes), false, "1", 1, 1024, NULL},
     {"engine.lease_seconds", K_INT, OFF(lease_s), false, "120", 2, 3600, NULL},
-    {"engine.analytics_refresh_seconds", K_INT, OFF(analytics_refresh_s), false, "60", 1, 86400,
+    {"engine.analytics_refresh_seconds", K_INT, OFF(analytics_refresh_s), false, "10", 1, 86400,
      NULL},
     {"engine.alert_url", K_URL, OFF(alert_url), false, NULL, 0, 0, "http https"},
     {"retention.communications_days", K_INT, OFF(retention_comms_days), false, "730", 0, 36500,

@@ -9,23 +9,41 @@ static const pg_stmt_t st_lock = {
     "analytics_lock", "SELECT pg_try_advisory_xact_lock(hashtext('herald.analytics'))", 0};
 
 /* The deltas the triggers wrote (migrations/0018_analytics_counts.sql) go
- * into the counters. DELETE sees only committed deltas; one still being
- * written stays for the next fold. */
-#define PROFILE                                                                                    \
-    "day, channel, message_type, status, reached, delivered, opened, clicked, fallback, failure, " \
-    "bucket"
+ * into the rows, then the deltas are deleted: both statements see the same
+ * snapshot (REPEATABLE READ), so a delta committed meanwhile stays for the
+ * next fold. A group whose deltas cancel out writes nothing. */
+static const pg_stmt_t st_repeatable = {"analytics_repeatable",
+                                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", 0};
+
 static const pg_stmt_t st_fold = {
     "analytics_fold",
-    "WITH d AS (DELETE FROM crm_analytics_delta RETURNING *), "
-    "s AS (SELECT " PROFILE ", sum(n)::bigint AS n FROM d GROUP BY " PROFILE "), "
-    "i AS (INSERT INTO crm_analytics_counts AS c SELECT * FROM s WHERE n <> 0 "
-    "ON CONFLICT (" PROFILE ") DO UPDATE SET n = c.n + excluded.n RETURNING 1) "
-    "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM i)",
+    "INSERT INTO crm_analytics_daily AS c (day, channel, message_type, total, by_status, "
+    "reached, delivered, opened, clicked, fallbacks, failures, delivery_hist) "
+    "SELECT day, channel, message_type, total, by_status, reached, delivered, opened, clicked, "
+    "fallbacks, failures, delivery_hist FROM crm_analytics_pending('-infinity', 'infinity') "
+    "WHERE total <> 0 OR reached <> 0 OR delivered <> 0 OR opened <> 0 OR clicked <> 0 "
+    "OR fallbacks <> 0 OR by_status <> '{}' OR failures <> '{}' OR delivery_hist <> '{}' "
+    "ON CONFLICT (day, channel, message_type) DO UPDATE SET total = c.total + excluded.total, "
+    "reached = c.reached + excluded.reached, delivered = c.delivered + excluded.delivered, "
+    "opened = c.opened + excluded.opened, clicked = c.clicked + excluded.clicked, "
+    "fallbacks = c.fallbacks + excluded.fallbacks, "
+    "by_status = crm_jsonb_add(c.by_status, excluded.by_status), "
+    "failures = crm_jsonb_add(c.failures, excluded.failures), "
+    "delivery_hist = crm_jsonb_add(c.delivery_hist, excluded.delivery_hist), "
+    "computed_at = now()",
     0};
 
-/* Profiles whose messages all moved on (a status left behind). */
-static const pg_stmt_t st_prune = {"analytics_prune",
-                                   "DELETE FROM crm_analytics_counts WHERE n = 0", 0};
+static const pg_stmt_t st_fold_clear = {"analytics_fold_clear", "DELETE FROM crm_analytics_delta",
+                                        0};
+
+/* Rows whose messages all moved on (the '' channel of messages that then
+ * got one). */
+static const pg_stmt_t st_prune = {
+    "analytics_prune",
+    "DELETE FROM crm_analytics_daily WHERE total = 0 AND reached = 0 AND delivered = 0 "
+    "AND opened = 0 AND clicked = 0 AND fallbacks = 0 AND by_status = '{}' "
+    "AND failures = '{}' AND delivery_hist = '{}'",
+    0};
 
 int analytics_fold(pg_pool_t *db, bool prune, long *deltas, bool *skipped, hd_err_t *err)
 {
@@ -34,20 +52,21 @@ int analytics_fold(pg_pool_t *db, bool prune, long *deltas, bool *skipped, hd_er
     pg_conn_t *c = pg_tx_begin(db, err);
     if (c == NULL)
         return -1;
-    int rc = 0;
-    PGresult *r = pg_exec(c, &st_lock, NULL, err);
+    int rc = pg_exec_ok(c, &st_repeatable, NULL, err);
+    PGresult *r = rc == 0 ? pg_exec(c, &st_lock, NULL, err) : NULL;
     if (r == NULL)
         rc = -1;
     else if (PQgetvalue(r, 0, 0)[0] != 't')
         *skipped = true;
     PQclear(r);
     if (rc == 0 && !*skipped) {
-        PGresult *f = pg_exec(c, &st_fold, NULL, err);
-        if (f == NULL)
+        rc = pg_exec_ok(c, &st_fold, NULL, err);
+        PGresult *d = rc == 0 ? pg_exec(c, &st_fold_clear, NULL, err) : NULL;
+        if (d == NULL)
             rc = -1;
         else
-            *deltas = atol(PQgetvalue(f, 0, 0));
-        PQclear(f);
+            *deltas = atol(PQcmdTuples(d));
+        PQclear(d);
     }
     if (rc == 0 && !*skipped && prune)
         rc = pg_exec_ok(c, &st_prune, NULL, err);
@@ -57,36 +76,27 @@ int analytics_fold(pg_pool_t *db, bool prune, long *deltas, bool *skipped, hd_er
     return rc == 1 ? 0 : rc;
 }
 
-/* The counters of first..last plus the deltas not folded yet, one row per
- * (day, channel, message_type): exact as of the read. */
+/* The rows of first..last plus the deltas not folded yet: exact as of the
+ * read (computed_at is the read's time). */
 static const pg_stmt_t st_rows = {
     "analytics_rows",
-    "WITH u AS MATERIALIZED (SELECT " PROFILE ", n FROM crm_analytics_counts "
-    "WHERE day BETWEEN $1::date AND $2::date UNION ALL SELECT " PROFILE ", n "
-    "FROM crm_analytics_delta WHERE day BETWEEN $1::date AND $2::date), "
-    "t AS (SELECT day, channel, message_type, sum(n) AS total, "
-    "coalesce(sum(n) FILTER (WHERE reached), 0) AS reached, "
-    "coalesce(sum(n) FILTER (WHERE delivered), 0) AS delivered, "
-    "coalesce(sum(n) FILTER (WHERE opened), 0) AS opened, "
-    "coalesce(sum(n) FILTER (WHERE clicked), 0) AS clicked, "
-    "coalesce(sum(n) FILTER (WHERE fallback), 0) AS fallbacks FROM u GROUP BY 1, 2, 3 "
-    "HAVING sum(n) <> 0), "
-    "s AS (SELECT day, channel, message_type, jsonb_object_agg(status, n) AS j FROM ("
-    "SELECT day, channel, message_type, status, sum(n) AS n FROM u GROUP BY 1, 2, 3, 4 "
-    "HAVING sum(n) <> 0) x GROUP BY 1, 2, 3), "
-    "f AS (SELECT day, channel, message_type, jsonb_object_agg(failure, n) AS j FROM ("
-    "SELECT day, channel, message_type, failure, sum(n) AS n FROM u WHERE failure <> '' "
-    "GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0) x GROUP BY 1, 2, 3), "
-    "h AS (SELECT day, channel, message_type, jsonb_object_agg(bucket, n) AS j FROM ("
-    "SELECT day, channel, message_type, bucket, sum(n) AS n FROM u WHERE bucket >= 0 "
-    "GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0) x GROUP BY 1, 2, 3) "
-    "SELECT to_char(t.day, 'YYYY-MM-DD'), t.channel, t.message_type, t.total, t.reached, "
-    "t.delivered, t.opened, t.clicked, t.fallbacks, coalesce(s.j, '{}')::text, "
-    "coalesce(f.j, '{}')::text, coalesce(h.j, '{}')::text, "
+    "SELECT to_char(day, 'YYYY-MM-DD'), channel, message_type, "
+    "coalesce(c.total, 0) + coalesce(p.total, 0) AS total, "
+    "coalesce(c.reached, 0) + coalesce(p.reached, 0), "
+    "coalesce(c.delivered, 0) + coalesce(p.delivered, 0), "
+    "coalesce(c.opened, 0) + coalesce(p.opened, 0), "
+    "coalesce(c.clicked, 0) + coalesce(p.clicked, 0), "
+    "coalesce(c.fallbacks, 0) + coalesce(p.fallbacks, 0), "
+    "(CASE WHEN p.total IS NULL THEN c.by_status WHEN c.total IS NULL THEN p.by_status "
+    "ELSE crm_jsonb_add(c.by_status, p.by_status) END)::text AS by_status, "
+    "(CASE WHEN p.total IS NULL THEN c.failures WHEN c.total IS NULL THEN p.failures "
+    "ELSE crm_jsonb_add(c.failures, p.failures) END)::text, "
+    "(CASE WHEN p.total IS NULL THEN c.delivery_hist WHEN c.total IS NULL THEN p.delivery_hist "
+    "ELSE crm_jsonb_add(c.delivery_hist, p.delivery_hist) END)::text, "
     "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-    "FROM t LEFT JOIN s USING (day, channel, message_type) "
-    "LEFT JOIN f USING (day, channel, message_type) "
-    "LEFT JOIN h USING (day, channel, message_type) ORDER BY 1, 2, 3",
+    "FROM (SELECT * FROM crm_analytics_daily WHERE day BETWEEN $1::date AND $2::date) c "
+    "FULL JOIN crm_analytics_pending($1::date, $2::date) p USING (day, channel, message_type) "
+    "WHERE coalesce(c.total, 0) + coalesce(p.total, 0) <> 0 ORDER BY 1, 2, 3",
     2};
 
 cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err_t *err)
@@ -123,12 +133,11 @@ cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err
 
 static const pg_stmt_t st_open_rates = {
     "analytics_open_rates",
-    "SELECT channel, (sum(n) FILTER (WHERE opened))::float8 / "
-    "nullif(sum(n) FILTER (WHERE delivered), 0) FROM ("
-    "SELECT channel, opened, delivered, n FROM crm_analytics_counts "
+    "SELECT channel, sum(opened)::float8 / nullif(sum(delivered), 0) FROM ("
+    "SELECT channel, opened, delivered FROM crm_analytics_daily "
     "WHERE day > (now() AT TIME ZONE 'UTC')::date - 30 UNION ALL "
-    "SELECT channel, opened, delivered, n FROM crm_analytics_delta "
-    "WHERE day > (now() AT TIME ZONE 'UTC')::date - 30) x "
+    "SELECT channel, opened, delivered FROM crm_analytics_pending("
+    "(now() AT TIME ZONE 'UTC')::date - 29, 'infinity')) x "
     "WHERE channel IN ('email', 'sms', 'whatsapp') GROUP BY channel",
     0};
 

@@ -127,10 +127,11 @@ class RetentionTest(harness.HeraldCase):
         self.assertEqual(self.sql("SELECT string_agg(idempotency_key, ',') FROM "
                                   "crm_idempotency_keys WHERE principal = 'ret'"), "fresh")
         # the deleted day's counters stay (deleting does not subtract)
-        total = self.sql("SELECT coalesce(sum(n), 0) FROM (SELECT n FROM crm_analytics_counts "
-                         "WHERE day = (now() - interval '800 days')::date "
-                         "UNION ALL SELECT n FROM crm_analytics_delta "
-                         "WHERE day = (now() - interval '800 days')::date) x")
+        total = self.sql("SELECT coalesce(sum(total), 0) FROM (SELECT total FROM "
+                         "crm_analytics_daily WHERE day = (now() - interval '800 days')::date "
+                         "UNION ALL SELECT total FROM crm_analytics_pending("
+                         "(now() - interval '800 days')::date, (now() - interval '800 days')::date)"
+                         ") x")
         self.assertEqual(int(total), OLD + 5)
 
     # The analytics are counters that deleting a message does not touch, so
