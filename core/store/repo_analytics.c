@@ -67,13 +67,18 @@ int analytics_fold(pg_pool_t *db, bool prune, long *deltas, bool *skipped, hd_er
         else
             *deltas = atol(PQcmdTuples(d));
         PQclear(d);
+        /* another process folded between this snapshot and the lock: what
+         * it folded is still in this snapshot, so give way (nothing is
+         * counted twice either way: REPEATABLE READ refuses) */
+        if (rc != 0 && strcmp(pg_last_sqlstate(c), "40001") == 0)
+            *skipped = true;
     }
     if (rc == 0 && !*skipped && prune)
         rc = pg_exec_ok(c, &st_prune, NULL, err);
-    if (rc == 0 && *skipped)
-        rc = 1; /* another process holds the lock: nothing to commit */
+    if (*skipped)
+        rc = 1; /* another process folds: nothing to commit */
     rc = pg_tx_end(db, c, rc, err);
-    return rc == 1 ? 0 : rc;
+    return rc == 1 || *skipped ? 0 : rc;
 }
 
 /* The rows of first..last plus the deltas not folded yet: exact as of the
