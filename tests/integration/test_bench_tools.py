@@ -212,14 +212,37 @@ class LoadgenTest(unittest.TestCase):
         # server can only do 20/s, so the later requests wait for the connection
         # and their latency counts that wait (from the schedule, not the send).
         Recorder.delay = 0.05
+        timeline = os.path.join(self.tmp, "timeline")
         out = self.run_loadgen("--rate", 40, "--duration", 1, "--connections", 1,
-                               "--threads", 1)
+                               "--threads", 1, "--timeline", timeline)
         self.assertEqual(out["ok"], 40)
         self.assertGreater(out["late_sends"], 20)
         # the last request was due at 0.975 s and answered at >= 40 * 50 ms = 2 s
         self.assertGreater(out["latency_ms_max"], 800)
         self.assertGreater(out["latency_ms_p99"], 600)
         self.assertGreaterEqual(out["latency_ms_p50"], 50)
+        # from the send, each answer took its 50 ms: the rest was the queue
+        self.assertGreaterEqual(out["answer_ms_p50"], 50)
+        self.assertLess(out["answer_ms_p99"], 400)
+        # one line for the one second the requests were due in
+        with open(timeline) as f:
+            lines = [ln.split() for ln in f if not ln.startswith("#")]
+        self.assertEqual(len(lines), 1, lines)
+        sec, answered, p50, p99, mx, late, ans99, ansmax = lines[0]
+        self.assertEqual((sec, answered), ("0", "40"))
+        self.assertAlmostEqual(float(p99), out["latency_ms_p99"], delta=0.01)
+        self.assertGreater(float(late), 800)  # the last was sent over 0.8 s late
+        self.assertLess(float(ans99), 400)
+        self.assertLessEqual(float(ans99), float(ansmax))
+
+    def test_timeline_has_a_line_per_second(self):
+        out = self.run_loadgen("--rate", 20, "--duration", 3, "--connections", 2,
+                               "--threads", 1, "--timeline", os.path.join(self.tmp, "tl"))
+        self.assertEqual(out["ok"], 60)
+        with open(os.path.join(self.tmp, "tl")) as f:
+            lines = [ln.split() for ln in f if not ln.startswith("#")]
+        self.assertEqual([(ln[0], ln[1]) for ln in lines], [("0", "20"), ("1", "20"),
+                                                             ("2", "20")])
 
     def test_max_mode_and_request_count(self):
         out = self.run_loadgen("--rate", 0, "--requests", 57, "--connections", 5,

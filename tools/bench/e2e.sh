@@ -96,8 +96,8 @@ measure() {
   local polls0
   polls0=$(polls "$db")
   "$LOADGEN" --url "$url" --header "Authorization: Bearer $token" --body-file "$body" \
-    --rate "$rate" --duration "$DURATION" --connections "$conns" --id-prefix "$run" "$@" \
-    >"$TMP/$run.lg" 2>"$TMP/$run.lgerr" || { cat "$TMP/$run.lgerr" >&2; exit 1; }
+    --rate "$rate" --duration "$DURATION" --connections "$conns" --id-prefix "$run" \
+    --timeline "$TMP/$run.tl" "$@" >"$TMP/$run.lg" 2>"$TMP/$run.lgerr" || { cat "$TMP/$run.lgerr" >&2; exit 1; }
   [ -s "$TMP/$run.lgerr" ] && sed 's/^/   /' "$TMP/$run.lgerr"
   local ok delivered expect later=0 lastns
   ok=$(lg "$run" ok)
@@ -178,6 +178,8 @@ measure() {
     "accepted/s $(lg "$run" accepted_per_s); sent over 1 ms after their scheduled time: $(lg "$run" late_sends) (at most $(lg "$run" max_late_ms) ms)"
   echo "   API latency (from the scheduled send): p50 $(lg "$run" latency_ms_p50) ms, p90 $(lg "$run" latency_ms_p90)," \
     "p99 $(lg "$run" latency_ms_p99), p99.9 $(lg "$run" latency_ms_p999), max $(lg "$run" latency_ms_max) ms"
+  echo "   the server's part (from the actual send): p50 $(lg "$run" answer_ms_p50) ms, p99 $(lg "$run" answer_ms_p99)," \
+    "max $(lg "$run" answer_ms_max) ms; $(worst_seconds "$TMP/$run.tl" 3)"
   if [ "$run" = "${run%prefs}" ]; then
     echo "   delivered: $delivered emails at the sink ($(sink_stat sessions) new SMTP sessions); $nsent recorded sent;" \
       "end to end $e2e emails/s (load start -> last email, $wall s)"

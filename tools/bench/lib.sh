@@ -80,6 +80,15 @@ start_services() {
   PG_WAL=$(psql -X -qtA -d "$ADMIN" -c "SHOW max_wal_size")
 }
 
+# The N seconds of a loadgen --timeline with the slowest answers from the
+# send (the server's part), as "second: p99 / max ms (sent up to L ms late)".
+worst_seconds() { # file n
+  [ -s "$1" ] || { echo "no timeline"; return; }
+  grep -v '^#' "$1" | sort -k7,7gr | head -n "$2" |
+    awk 'BEGIN { printf "slowest seconds:" } { printf "%s %s s: %s / %s ms (sent up to %s ms late)", (NR > 1 ? ";" : ""), $1, $7, $8, $6 }
+         END { print "" }'
+}
+
 new_db() { # name -> creates it; dropped on exit
   psql -X -q -d "$ADMIN" -c "CREATE DATABASE \"$1\"" >/dev/null
   dbs+=("$1")

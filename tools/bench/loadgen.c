@@ -12,10 +12,13 @@
  *                 --body-file FILE [--header "Authorization: Bearer ..."]...
  *                 [--rate R] [--duration S | --requests N] [--connections C]
  *                 [--id-prefix P] [--clients N --client-prefix P] [--drain S]
- *                 [--threads T] [--ports P1,P2,...]
+ *                 [--threads T] [--ports P1,P2,...] [--timeline FILE]
  *
  * --ports spreads the connections over several servers on the URL's host
  * (connection i goes to port i mod N), for runs with several processes.
+ * --timeline FILE writes one line per second of the run (lg_stats.h): the
+ * latencies of the requests due in it, and how late they were sent, so a
+ * stall of the server is told apart from the load generator's own backlog.
  *
  * The body file holds one request body per line; request k uses line
  * k mod lines (repeat a line to weight it), with every "$ID" replaced by
@@ -25,9 +28,11 @@
  * stdout as "key value" lines (tools/bench/e2e.sh reads them); the body of
  * the first answer that is not 2xx goes to stderr.
  */
+#include "lg_body.h"
+#include "lg_stats.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <netinet/in.h>
@@ -55,6 +60,7 @@ typedef struct {
     int port_ix; /* which of cfg.ports (--ports) it connects to */
     enum conn_state state;
     int64_t sched_ns; /* when the request in flight was due */
+    int64_t sent_ns;  /* when it was handed to the connection */
     int64_t retry_ns; /* C_DOWN: reconnect from then on */
     size_t out_len, out_off;
     size_t in_len;  /* bytes of the answer kept in in[] */
@@ -67,18 +73,11 @@ typedef struct {
     char in[IN_MAX + 1]; /* NUL-terminated for the header scan */
 } conn_t;
 
-typedef struct { /* a body line split at each "$ID" and "$CLIENT" */
-    char **seg;
-    size_t *seg_len;
-    char *token; /* after seg[i]: 'I' ($ID), 'C' ($CLIENT) or 0 (the last) */
-    size_t nseg;
-} body_t;
-
 static struct {
     struct sockaddr_in addr;
     char host[256], path[1024];
     char headers[8192];
-    body_t *bodies;
+    lg_body_t *bodies;
     size_t nbodies;
     const char *id_prefix, *client_prefix;
     long long clients;
@@ -86,14 +85,15 @@ static struct {
     long long max_requests;
     int nconn, nthreads;
     int ports[16], nports; /* --ports; none: the URL's */
+    const char *timeline;  /* --timeline FILE, or NULL */
 } cfg;
 
 typedef struct {
     long long scheduled, sent, ok, non2xx, errors, late;
     long long status[600];
     int64_t max_late_ns, last_ok_ns;
-    uint32_t *lat_us; /* one per answer */
-    size_t nlat, caplat;
+    lg_sample_t *smp; /* one per answer */
+    size_t nsmp, capsmp;
 } results_t;
 
 /* Each thread has its own connections, schedule and results (merged at the
@@ -122,7 +122,7 @@ static void usage(void)
     die("usage: loadgen --url http://HOST:PORT/PATH --body-file FILE [--header 'K: V']... "
         "[--rate R (0 = max)] [--duration S | --requests N] [--connections C] "
         "[--id-prefix P] [--clients N --client-prefix P] [--drain S] [--threads T] "
-        "[--ports P1,P2,...]");
+        "[--ports P1,P2,...] [--timeline FILE]");
 }
 
 static void parse_url(const char *url)
@@ -148,79 +148,22 @@ static void parse_url(const char *url)
         die("--url: the host must be an IPv4 address");
 }
 
-static void load_bodies(const char *file)
-{
-    FILE *f = fopen(file, "r");
-    if (f == NULL) {
-        perror(file);
-        exit(2);
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        if (n == 0)
-            continue;
-        cfg.bodies = realloc(cfg.bodies, (cfg.nbodies + 1) * sizeof(body_t));
-        body_t *b = &cfg.bodies[cfg.nbodies++];
-        memset(b, 0, sizeof(*b));
-        const char *p = line;
-        for (;;) {
-            const char *id = strstr(p, "$ID"), *cl = strstr(p, "$CLIENT");
-            const char *hit = id && (cl == NULL || id < cl) ? id : cl;
-            size_t len = hit ? (size_t)(hit - p) : strlen(p);
-            b->seg = realloc(b->seg, (b->nseg + 1) * sizeof(char *));
-            b->seg_len = realloc(b->seg_len, (b->nseg + 1) * sizeof(size_t));
-            b->token = realloc(b->token, b->nseg + 1);
-            if (b->seg == NULL || b->seg_len == NULL || b->token == NULL)
-                die("out of memory");
-            b->seg[b->nseg] = strndup(p, len);
-            b->seg_len[b->nseg] = len;
-            b->token[b->nseg++] = hit == NULL ? 0 : hit == id ? 'I' : 'C';
-            if (hit == NULL)
-                break;
-            if (hit == cl && cfg.clients <= 0)
-                die("a body uses $CLIENT: give --clients N");
-            p = hit + (hit == id ? 3 : 7);
-        }
-    }
-    free(line);
-    fclose(f);
-    if (cfg.nbodies == 0)
-        die("--body-file has no lines");
-}
-
 /* Request number k into c->out. */
 static void build_request(conn_t *c, long long k)
 {
-    const body_t *b = &cfg.bodies[k % (long long)cfg.nbodies];
+    const lg_body_t *b = &cfg.bodies[k % (long long)cfg.nbodies];
     char id[128], client[128];
     int idlen = snprintf(id, sizeof(id), "%s-%lld", cfg.id_prefix, k);
     int clen = snprintf(client, sizeof(client), "%s-%lld", cfg.client_prefix,
                         cfg.clients > 0 ? k % cfg.clients : 0);
-    size_t blen = 0;
-    for (size_t i = 0; i < b->nseg; i++)
-        blen += b->seg_len[i] + (size_t)(b->token[i] == 'I' ? idlen : b->token[i] ? clen : 0);
+    size_t blen = lg_body_len(b, (size_t)idlen, (size_t)clen);
     int h = snprintf(c->out, sizeof(c->out),
                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                      "%sContent-Length: %zu\r\n\r\n",
                      cfg.path, cfg.host, cfg.headers, blen);
     if (h < 0 || (size_t)h + blen > sizeof(c->out))
         die("a request is larger than 64 KiB");
-    char *o = c->out + h;
-    for (size_t i = 0; i < b->nseg; i++) {
-        memcpy(o, b->seg[i], b->seg_len[i]);
-        o += b->seg_len[i];
-        if (b->token[i] == 'I') {
-            memcpy(o, id, (size_t)idlen);
-            o += idlen;
-        } else if (b->token[i] == 'C') {
-            memcpy(o, client, (size_t)clen);
-            o += clen;
-        }
-    }
+    char *o = lg_body_write(b, c->out + h, id, (size_t)idlen, client, (size_t)clen);
     c->out_len = (size_t)(o - c->out);
     c->out_off = 0;
 }
@@ -264,14 +207,20 @@ static void conn_open(conn_t *c)
 
 static void record(conn_t *c, int64_t now)
 {
-    int64_t lat = now - c->sched_ns;
-    if (res.nlat == res.caplat) {
-        res.caplat = res.caplat ? res.caplat * 2 : 65536;
-        res.lat_us = realloc(res.lat_us, res.caplat * sizeof(uint32_t));
-        if (res.lat_us == NULL)
+    if (res.nsmp == res.capsmp) {
+        res.capsmp = res.capsmp ? res.capsmp * 2 : 65536;
+        res.smp = realloc(res.smp, res.capsmp * sizeof(lg_sample_t));
+        if (res.smp == NULL)
             die("out of memory");
     }
-    res.lat_us[res.nlat++] = (uint32_t)(lat / 1000 > UINT32_MAX ? UINT32_MAX : lat / 1000);
+    int64_t lat = (now - c->sched_ns) / 1000, ans = (now - c->sent_ns) / 1000;
+    res.smp[res.nsmp++] = (lg_sample_t){
+        .sec = (uint32_t)((c->sched_ns - t0) / 1000000000),
+        .lat_us = (uint32_t)(lat > UINT32_MAX ? UINT32_MAX : lat),
+        .ans_us = (uint32_t)(ans > lat ? lat
+                             : ans < 0 ? 0
+                                       : ans),
+    };
     if (c->status >= 200 && c->status < 300) {
         res.ok++;
         res.last_ok_ns = now;
@@ -391,24 +340,6 @@ static void try_send(conn_t *c, int64_t now)
     c->want_out = false;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct_ms(const results_t *r, double p)
-{
-    if (r->nlat == 0)
-        return 0;
-    size_t i = (size_t)ceil(p / 100.0 * (double)r->nlat);
-    if (i > 0)
-        i--;
-    if (i >= r->nlat)
-        i = r->nlat - 1;
-    return r->lat_us[i] / 1000.0;
-}
-
 typedef struct {
     int index, nconn;
     results_t res;
@@ -513,6 +444,7 @@ static void *worker(void *arg)
                 }
                 build_request(c, res.sent++ * T + J);
                 c->sched_ns = sched;
+                c->sent_ns = now;
                 c->state = C_BUSY;
                 try_send(c, now);
             }
@@ -625,6 +557,8 @@ int main(int argc, char **argv)
             cfg.client_prefix = v;
         else if (strcmp(k, "--threads") == 0)
             cfg.nthreads = atoi(v);
+        else if (strcmp(k, "--timeline") == 0)
+            cfg.timeline = v;
         else if (strcmp(k, "--drain") == 0)
             cfg.drain = atof(v);
         else if (strcmp(k, "--ports") == 0) {
@@ -643,7 +577,7 @@ int main(int argc, char **argv)
         cfg.rate < 0 || (cfg.duration <= 0 && cfg.max_requests < 0))
         usage();
     parse_url(url);
-    load_bodies(body_file);
+    cfg.bodies = lg_bodies_load(body_file, cfg.clients, &cfg.nbodies);
 
     worker_t *ws = calloc((size_t)cfg.nthreads, sizeof(worker_t));
     pthread_t *tids = calloc((size_t)cfg.nthreads, sizeof(pthread_t));
@@ -676,17 +610,26 @@ int main(int argc, char **argv)
             all.max_late_ns = r->max_late_ns;
         if (r->last_ok_ns > all.last_ok_ns)
             all.last_ok_ns = r->last_ok_ns;
-        all.lat_us = realloc(all.lat_us, (all.nlat + r->nlat + 1) * sizeof(uint32_t));
-        if (all.lat_us == NULL)
+        all.smp = realloc(all.smp, (all.nsmp + r->nsmp + 1) * sizeof(lg_sample_t));
+        if (all.smp == NULL)
             die("out of memory");
-        if (r->nlat)
-            memcpy(all.lat_us + all.nlat, r->lat_us, r->nlat * sizeof(uint32_t));
-        all.nlat += r->nlat;
-        free(r->lat_us);
+        if (r->nsmp)
+            memcpy(all.smp + all.nsmp, r->smp, r->nsmp * sizeof(lg_sample_t));
+        all.nsmp += r->nsmp;
+        free(r->smp);
     }
     int64_t t_end = now_ns(CLOCK_MONOTONIC);
 
-    qsort(all.lat_us, all.nlat, sizeof(uint32_t), cmp_u32);
+    size_t n = all.nsmp;
+    uint32_t *lat = malloc((n + 1) * sizeof(uint32_t)), *ans = malloc((n + 1) * sizeof(uint32_t));
+    if (lat == NULL || ans == NULL)
+        die("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        lat[i] = all.smp[i].lat_us;
+        ans[i] = all.smp[i].ans_us;
+    }
+    lg_sort_u32(lat, n);
+    lg_sort_u32(ans, n);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu_ms = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3 +
@@ -706,13 +649,21 @@ int main(int argc, char **argv)
             printf("status_%d %lld\n", s, all.status[s]);
     printf("elapsed_s %.3f\n", (double)(t_end - t0) / 1e9);
     printf("accepted_per_s %.1f\n", ok_window > 0 ? (double)all.ok / ok_window : 0);
-    printf("latency_ms_p50 %.2f\nlatency_ms_p90 %.2f\nlatency_ms_p99 %.2f\n", pct_ms(&all, 50),
-           pct_ms(&all, 90), pct_ms(&all, 99));
-    printf("latency_ms_p999 %.2f\nlatency_ms_max %.2f\n", pct_ms(&all, 99.9), pct_ms(&all, 100));
+    printf("latency_ms_p50 %.2f\nlatency_ms_p90 %.2f\nlatency_ms_p99 %.2f\n", lg_pct_ms(lat, n, 50),
+           lg_pct_ms(lat, n, 90), lg_pct_ms(lat, n, 99));
+    printf("latency_ms_p999 %.2f\nlatency_ms_max %.2f\n", lg_pct_ms(lat, n, 99.9),
+           lg_pct_ms(lat, n, 100));
+    /* from the send: the server's part, without the load generator's lag */
+    printf("answer_ms_p50 %.2f\nanswer_ms_p99 %.2f\nanswer_ms_max %.2f\n", lg_pct_ms(ans, n, 50),
+           lg_pct_ms(ans, n, 99), lg_pct_ms(ans, n, 100));
     printf("late_sends %lld\nmax_late_ms %.2f\n", all.late, (double)all.max_late_ns / 1e6);
     printf("cpu_ms %.1f\n", cpu_ms);
+    if (cfg.timeline && lg_timeline_write(cfg.timeline, all.smp, n) != 0)
+        fprintf(stderr, "loadgen: --timeline %s: %s\n", cfg.timeline, strerror(errno));
     pthread_barrier_destroy(&ready);
-    free(all.lat_us);
+    free(lat);
+    free(ans);
+    free(all.smp);
     free(tids);
     free(ws);
     return 0;

@@ -68,7 +68,7 @@ printf '%-7s %8s  %12s  %9s %9s %12s %12s %12s %9s  %9s  %9s %9s %8s %6s\n' samp
 echo "(answers, over 25ms: Herald's own POST /api/crm/communications answers since the last sample, and those that took over 25 ms; fold: the last fold of the analytics deltas in s; ckpts: PostgreSQL checkpoints since the start)"
 "$LOADGEN" --url "http://127.0.0.1:$HPORT/api/crm/communications" --header "Authorization: Bearer $TOKEN" \
   --body-file "$TMP/soak.body" --rate "$RATE" --duration "$DURATION" --connections "$CONNS" \
-  --id-prefix soak >"$TMP/soak.lg" 2>"$TMP/soak.lgerr" &
+  --id-prefix soak --timeline "$TMP/soak.tl" >"$TMP/soak.lg" 2>"$TMP/soak.lgerr" &
 LG_PID=$!
 pids+=("$LG_PID")
 t0=$(date +%s)
@@ -100,6 +100,10 @@ echo "delivered: $(sink_stat messages) emails at the sink; herald peak RSS $(($(
 awk -v skip=$((DURATION / 10)) '$1 >= skip { n++; sx += $1; sy += $2; sxx += $1 * $1; sxy += $1 * $2 }
   END { if (n >= 3 && n * sxx - sx * sx > 0) printf "herald RSS slope after the first tenth: %.1f KiB per minute over %d samples\n", 60 * (n * sxy - sx * sy) / (n * sxx - sx * sx), n;
         else print "herald RSS slope: too few samples (lower SAMPLE)" }' "$TMP/rss.samples"
+echo "the server's part of the API latency (from the actual send): p50 $(lg soak answer_ms_p50) ms, p99 $(lg soak answer_ms_p99), max $(lg soak answer_ms_max) ms"
+echo "$(worst_seconds "$TMP/soak.tl" 10)"
+awk '!/^#/ { n++; if ($7 > 10) slow++; if ($6 > 1000) late++ }
+  END { printf "seconds of the run: %d; with an answer p99 over 10 ms: %d; with a send over 1 s late: %d\n", n, slow, late }' "$TMP/soak.tl"
 # the analytics counters against a recount of every message of the run
 sleep 2 # the last outcomes' commits
 off=$(psql -X -qtA -d "$(db_url "$DB")" -f tools/sql/analytics_recount.sql)
