@@ -69,7 +69,7 @@ return {
   },
   -- How long what Herald stores is kept (docs/compliance.md). Ended messages
   -- (with their attempts and events) and events are deleted in small batches
-  -- by one process at a time; the analytics counters stay. 0: for ever.
+  -- by one process at a time; the analytics daily rows stay. 0: for ever.
   retention = {
     communications_days = env("HERALD_RETENTION_COMMUNICATIONS_DAYS", "730"),
     events_days = env("HERALD_RETENTION_EVENTS_DAYS", "730"),

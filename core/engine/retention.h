@@ -4,7 +4,7 @@
  * attempts, events and jobs) and events older than retention.events_days
  * are deleted in batches of retention.batch_size, one short transaction
  * each with retention.pause_ms between them, so the API keeps answering.
- * The analytics counters are kept (a deleted message is not subtracted:
+ * The analytics daily rows are kept (a deleted message is not subtracted:
  * migrations/0018_analytics_counts.sql). One process at
  * a time deletes (an advisory lock per batch). Run by the maintenance thread
  * (engine/rollup.c) every retention.interval_seconds.

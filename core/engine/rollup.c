@@ -1,5 +1,5 @@
 /*
- * rollup.c - folds the analytics deltas into the counters (see rollup.h)
+ * rollup.c - folds the analytics deltas into the daily rows (see rollup.h)
  * every engine.analytics_refresh_seconds, one process at a time (an
  * advisory lock; the others skip). The triggers of
  * migrations/0018_analytics_counts.sql write the deltas with each message

@@ -1,5 +1,5 @@
 /*
- * rollup.h - the thread that folds the analytics deltas into the counters
+ * rollup.h - the thread that folds the analytics deltas into the daily rows
  * (store/repo_analytics.h) behind GET /api/crm/analytics, and runs retention.
  */
 #ifndef HERALD_ENGINE_ROLLUP_H

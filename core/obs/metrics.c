@@ -373,7 +373,7 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                g->claims, g->claimed_jobs);
     buf_printf(out,
                "# HELP crm_analytics_refresh_seconds How long the last fold of the analytics "
-               "deltas into their counters took (the next waits at least ten times as "
+               "deltas into the daily rows took (the next waits at least ten times as "
                "long).\n"
                "# TYPE crm_analytics_refresh_seconds gauge\ncrm_analytics_refresh_seconds %.6f\n",
                g->analytics_refresh_s);

@@ -506,7 +506,18 @@ class OldestDayTest(OlderDaysCase):
 
     @staticmethod
     def seed_sql(today):
-        return insert_sql(OldestDayTest.seed, today)
+        # and a row whose messages all moved on (all zero): the first fold prunes it
+        zero = ("INSERT INTO crm_analytics_daily (day, channel, message_type, total, by_status, "
+                "reached, delivered, opened, clicked, fallbacks, failures, delivery_hist) VALUES "
+                "('%s', '', 'welcome', 0, '{}', 0, 0, 0, 0, 0, '{}', '{}')"
+                % (today - datetime.timedelta(days=45)).isoformat())
+        return insert_sql(OldestDayTest.seed, today) + ";\n" + zero
+
+    def test_an_all_zero_row_is_pruned(self):
+        harness.wait_until(lambda: "zero:0" in psql(
+            self.db_url, "SELECT 'zero:' || count(*) FROM crm_analytics_daily WHERE total = 0"), 10)
+        self.assertIn("rows:3", psql(self.db_url, "SELECT 'rows:' || count(*) FROM "
+                                                  "crm_analytics_daily"))
 
     def test_a_day_older_than_35_days_is_counted(self):
         self.assertEqual(self.days(45, 36), {self.day(40): 1})
