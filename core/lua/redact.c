@@ -63,12 +63,18 @@ static void walk(secrets_t *s, numtext_t *nums, int *nnum, const cJSON *v, const
         cJSON_ArrayForEach(c, v)
         {
             char sub[96];
+            int n;
             i++;
             if (cJSON_IsArray(v))
-                snprintf(sub, sizeof(sub), "%s[%d]", path, i);
+                n = snprintf(sub, sizeof(sub), "%s[%d]", path, i);
             else
-                snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "",
-                         c->string ? c->string : "?");
+                n = snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "",
+                             c->string ? c->string : "?");
+            /* the path only labels a value: a long one is cut, and marked */
+            if (n < 0)
+                memcpy(sub, "?", 2);
+            else if ((size_t)n >= sizeof(sub))
+                memcpy(sub + sizeof(sub) - 4, "...", 4);
             walk(s, nums, nnum, c, sub, depth + 1);
         }
     }
