@@ -16,6 +16,7 @@
 #include "crypto/field.h"
 #include "crypto/hash.h"
 #include "engine/policy.h"
+#include "engine/prefs.h"
 #include "engine/recipient.h"
 #include "engine/worker.h"
 #include "store/repo_comms.h"
@@ -303,15 +304,28 @@ static bool conforms(app_t *app, request_t *r, accept_out_t *o)
     return ok;
 }
 
-/* The client as the policy sees it, then strategy.decide. */
-static bool decide(app_t *app, const request_t *r, policy_decision_t *d, accept_out_t *o)
+/* The client as the policy sees it, then strategy.decide. With guess (the
+ * request carries its own recipient), a client whose preferences are not
+ * cached is taken to have no stored row, without a database read, and
+ * *guessed says so: the insert then checks it (comm_new_t.unless_prefs).
+ * A guess that the policy refuses is not trusted with the refusal: the
+ * client is read and decided again. */
+static bool decide(app_t *app, const request_t *r, bool guess, bool *guessed, policy_decision_t *d,
+                   accept_out_t *o)
 {
     hd_err_t err;
     /* Any cached copy will do here: it chooses the chain, and every channel
      * of it is checked again before its attempt against the row's current
      * version (dispatch.c). A stale copy may pick a channel that is then
      * refused, never send on one. */
-    cJSON *prefs = recipient_load(app, r->client, NULL, NULL, &err);
+    cJSON *prefs = NULL;
+    *guessed = false;
+    if (guess && !prefs_load_cached(app, r->client, &prefs)) {
+        prefs = cJSON_CreateObject();
+        *guessed = true;
+    } else if (!guess) {
+        prefs = recipient_load(app, r->client, NULL, NULL, &err);
+    }
     if (prefs == NULL) {
         log_warn("cannot load a client's preferences", "client_id", r->client, "reason", err.msg);
         refuse(o, 503, "unavailable", "cannot load the client's preferences; retry");
@@ -330,6 +344,11 @@ static bool decide(app_t *app, const request_t *r, policy_decision_t *d, accept_
     };
     int rc = policy_decide(app->policy, &rq, prefs, (int64_t)time(NULL), d, &err);
     cJSON_Delete(prefs);
+    if (*guessed && (rc != 0 || d->nchain == 0)) {
+        policy_decision_free(d);
+        memset(d, 0, sizeof(*d));
+        return decide(app, r, false, guessed, d, o);
+    }
     if (rc != 0)
         /* strategy.decide names what it could not decide (an unknown
          * message type, for one): the request cannot be processed. */
@@ -343,9 +362,12 @@ static bool decide(app_t *app, const request_t *r, policy_decision_t *d, accept_
     return true;
 }
 
-/* Stores the message, its job and the key's answer in one statement. */
-static bool store(app_t *app, const accept_in_t *in, const request_t *r, const policy_decision_t *d,
-                  accept_out_t *o)
+/* Stores the message, its job and the key's answer in one statement: 0
+ * when stored (202) or refused (o says why), or COMMS_PREFS_EXIST with o
+ * untouched when guessed and the client has a preferences row after all
+ * (decide again from it). */
+static int store(app_t *app, const accept_in_t *in, const request_t *r, const policy_decision_t *d,
+                 bool guessed, accept_out_t *o)
 {
     hd_err_t err;
     char *recipient_enc = NULL;
@@ -353,8 +375,10 @@ static bool store(app_t *app, const accept_in_t *in, const request_t *r, const p
         char *plain = cJSON_PrintUnformatted(r->recipient);
         int erc = fe_encrypt(app->keyring, "recipient", plain, strlen(plain), &recipient_enc, &err);
         free(plain);
-        if (erc != 0)
-            return refuse(o, 500, "internal", "cannot encrypt the recipient");
+        if (erc != 0) {
+            refuse(o, 500, "internal", "cannot encrypt the recipient");
+            return 0;
+        }
     }
     cJSON *strategy = policy_decision_json(d);
     char *strategy_json = cJSON_PrintUnformatted(strategy);
@@ -390,12 +414,19 @@ static bool store(app_t *app, const accept_in_t *in, const request_t *r, const p
         .idem_principal = in->idem_key ? in->principal : NULL,
         .idem_response = o->body,
         .payload_json = r->payload,
+        .unless_prefs = guessed,
     };
     /* durable before the 202: committed with whatever else is being accepted */
     int rc = acceptq_create(app->acceptq, app->db, app->keyring, &c, &err);
     free(strategy_json);
     free(recipient_enc);
     free(id);
+    if (rc == COMMS_PREFS_EXIST) {
+        free(o->body);
+        o->body = NULL;
+        o->id[0] = '\0';
+        return COMMS_PREFS_EXIST;
+    }
     if (rc != 0) {
         log_warn("cannot store a message", "reason", err.msg);
         free(o->body);
@@ -403,7 +434,7 @@ static bool store(app_t *app, const accept_in_t *in, const request_t *r, const p
         o->id[0] = '\0';
         refuse(o, 503, "unavailable", "cannot store the message; retry");
         o->retry_after = 1;
-        return false;
+        return 0;
     }
     metrics_comm(app->metrics, c.primary_channel, status, c.message_type);
     o->status = 202;
@@ -413,7 +444,7 @@ static bool store(app_t *app, const accept_in_t *in, const request_t *r, const p
     if (!engine_kick(app->engine) && comms_notify(app->db, &err) != 0)
         log_warn("cannot notify the workers; they find the message at their next poll", "reason",
                  err.msg);
-    return true;
+    return 0;
 }
 
 static void accept_new(app_t *app, const accept_in_t *in, accept_out_t *o)
@@ -422,8 +453,18 @@ static void accept_new(app_t *app, const accept_in_t *in, accept_out_t *o)
     memset(&r, 0, sizeof(r));
     policy_decision_t d;
     memset(&d, 0, sizeof(d));
-    if (check(in, &r, o) && conforms(app, &r, o) && decide(app, &r, &d, o))
-        store(app, in, &r, &d, o);
+    /* a request with its own recipient is decided without reading the
+     * client's row when none is cached; the insert checks there is none */
+    if (check(in, &r, o) && conforms(app, &r, o)) {
+        bool guess = r.recipient && cJSON_GetArraySize(r.recipient) > 0, guessed = false;
+        if (decide(app, &r, guess, &guessed, &d, o) &&
+            store(app, in, &r, &d, guessed, o) == COMMS_PREFS_EXIST) {
+            policy_decision_free(&d);
+            memset(&d, 0, sizeof(d));
+            if (decide(app, &r, false, &guessed, &d, o))
+                store(app, in, &r, &d, false, o);
+        }
+    }
     policy_decision_free(&d);
     request_free(&r);
 }

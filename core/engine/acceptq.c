@@ -7,6 +7,7 @@
 #include "base/buf.h"
 #include "base/group.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct acceptq {
     pg_pool_t *db;
     const fe_keyring_t *kr;
     group_t *group;
+    atomic_long unread, refused; /* comm_new_t.unless_prefs: stored, refused */
 };
 
 /* Commits items[0..n) and records each one's result (group_run_fn). */
@@ -38,9 +40,10 @@ static void commit(void *ctx, void **items, int n)
     for (int i = 0; i < n; i++)
         c[i] = batch[i]->c;
     hd_err_t err;
-    if (comms_create_many(q->db, q->kr, c, n, &err) == 0) {
+    int results[ACCEPTQ_MAX];
+    if (comms_create_many(q->db, q->kr, c, n, results, &err) == 0) {
         for (int i = 0; i < n; i++)
-            batch[i]->rc = 0;
+            batch[i]->rc = results[i];
         return;
     }
     /* refused as a whole (nothing was stored): each on its own, so a row the
@@ -73,12 +76,18 @@ int acceptq_create(acceptq_t *q, pg_pool_t *db, const fe_keyring_t *kr, const co
         return comms_create(db, kr, c, err);
     item_t me = {.c = c};
     group_submit(q->group, &me);
-    if (me.rc != 0 && err)
+    if (c->unless_prefs && me.rc == 0)
+        atomic_fetch_add(&q->unread, 1);
+    else if (me.rc == COMMS_PREFS_EXIST)
+        atomic_fetch_add(&q->refused, 1);
+    if (me.rc < 0 && err)
         *err = me.err;
     return me.rc;
 }
 
-void acceptq_counts(acceptq_t *q, long *batches, long *messages)
+void acceptq_counts(acceptq_t *q, long *batches, long *messages, long *unread, long *refused)
 {
     group_counts(q->group, batches, messages);
+    *unread = atomic_load(&q->unread);
+    *refused = atomic_load(&q->refused);
 }

@@ -31,12 +31,14 @@ acceptq_t *acceptq_new(pg_pool_t *db, const fe_keyring_t *kr);
 void acceptq_free(acceptq_t *q);
 
 /* Stores c (as comms_create does) in the next batch, and returns when it is
- * committed: 0, or -1 with err. With q NULL: comms_create alone. */
+ * committed: 0, COMMS_PREFS_EXIST (nothing stored: see comm_new_t), or -1
+ * with err. With q NULL: comms_create alone. */
 int acceptq_create(acceptq_t *q, pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c,
                    hd_err_t *err);
 
-/* Batches committed and messages in them since the start (for metrics and
- * the benchmark). */
-void acceptq_counts(acceptq_t *q, long *batches, long *messages);
+/* Batches committed and messages in them since the start, and of those
+ * messages the ones stored unless_prefs, and the ones refused so (for
+ * metrics and the benchmark). */
+void acceptq_counts(acceptq_t *q, long *batches, long *messages, long *unread, long *refused);
 
 #endif

@@ -165,6 +165,17 @@ int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current
     return 0;
 }
 
+bool prefs_load_cached(app_t *app, const char *client_id, cJSON **out)
+{
+    *out = NULL;
+    prefs_row_t row;
+    if (!pcache_get(app->redis, app->keyring, client_id, &row))
+        return false;
+    *out = prefs_policy_shape(&row);
+    prefs_row_free(&row);
+    return true;
+}
+
 void prefs_cache_forget(app_t *app, const char *client_id)
 {
     pcache_forget(app->redis, client_id);

@@ -72,6 +72,14 @@ int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *
 int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current, cJSON **out,
                hd_err_t *err);
 
+/* The cached copy of client_id's preferences in the policy's shape, without
+ * reading PostgreSQL: true with *out (caller frees), or false with *out
+ * NULL when none is cached (or Redis cannot answer). Acceptance uses it to
+ * decide a request that carries its own recipient without a database read:
+ * when nothing is cached it assumes no row and lets the insert check that
+ * (comm_new_t.unless_prefs). */
+bool prefs_load_cached(app_t *app, const char *client_id, cJSON **out);
+
 /* The policy's shape (above) of a stored row; caller frees. */
 cJSON *prefs_policy_shape(const prefs_row_t *row);
 

@@ -33,7 +33,8 @@ void status_gauges(app_t *app, metrics_gauges_t *g)
     g->limit_processes = lim_processes(app->limiter);
     g->nbuckets = pace_rates(app, g->buckets, METRICS_MAX_BUCKETS);
     if (app->acceptq)
-        acceptq_counts(app->acceptq, &g->accept_commits, &g->accept_messages);
+        acceptq_counts(app->acceptq, &g->accept_commits, &g->accept_messages, &g->accept_unread,
+                       &g->accept_unread_refused);
     engine_claim_counts(app->engine, &g->claims, &g->claimed_jobs);
     g->analytics_refresh_s = rollup_last_seconds(engine_rollup(app->engine));
     if (app->prefs_reads)

@@ -354,8 +354,17 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# TYPE crm_accept_commits_total counter\ncrm_accept_commits_total %ld\n"
                "# HELP crm_accept_committed_messages_total Messages those commits stored.\n"
                "# TYPE crm_accept_committed_messages_total counter\n"
-               "crm_accept_committed_messages_total %ld\n",
-               g->accept_commits, g->accept_messages);
+               "crm_accept_committed_messages_total %ld\n"
+               "# HELP crm_accept_unread_prefs_total Messages stored without reading the "
+               "client's preferences (none cached and none stored, checked by the insert "
+               "itself).\n"
+               "# TYPE crm_accept_unread_prefs_total counter\n"
+               "crm_accept_unread_prefs_total %ld\n"
+               "# HELP crm_accept_unread_prefs_refused_total Messages whose insert found a "
+               "preferences row after all: decided again from it, then stored.\n"
+               "# TYPE crm_accept_unread_prefs_refused_total counter\n"
+               "crm_accept_unread_prefs_refused_total %ld\n",
+               g->accept_commits, g->accept_messages, g->accept_unread, g->accept_unread_refused);
     buf_printf(out,
                "# HELP crm_prefs_group_reads_total Statements that read clients' preferences "
                "(threads that miss the cache at once share one: group read).\n"

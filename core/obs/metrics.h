@@ -56,6 +56,9 @@ typedef struct metrics_gauges {
     int nbuckets;
     /* group commit of acceptance (engine/acceptq.h): commits, messages in them */
     long accept_commits, accept_messages;
+    /* of those, stored without reading the client's preferences (not cached,
+     * no row: checked by the insert), and refused there (a row existed) */
+    long accept_unread, accept_unread_refused;
     /* group reads of preferences (engine/prefs.h): statements, clients in them */
     long prefs_group_reads, prefs_group_clients;
     /* the workers' claims (engine/worker.h): statements, jobs they took */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -24,18 +25,22 @@ static const pg_stmt_t st_insert = {
     "WITH c AS (INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, "
     "context_enc, strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, "
     "priority, batch, requested_by, idempotency_key, queued_at, payload) "
-    "VALUES ($15::uuid, $1, $2, $3, $4, $5, $6::jsonb, $7, $8, string_to_array($9, ','), "
+    "SELECT $15::uuid, $1, $2, $3, $4, $5, $6::jsonb, $7, $8, string_to_array($9, ','), "
     "CASE WHEN to_timestamp($10::float8) <= now() THEN 'queued' ELSE 'scheduled' END, "
     "to_timestamp($10::float8), $11::smallint, $12::boolean, $13, $14, "
-    "CASE WHEN to_timestamp($10::float8) <= now() THEN now() END, $17::jsonb) RETURNING id), "
+    "CASE WHEN to_timestamp($10::float8) <= now() THEN now() END, $17::jsonb "
+    /* unless_prefs: only while the client has no preferences row */
+    "WHERE NOT $20::boolean "
+    "OR NOT EXISTS (SELECT 1 FROM crm_client_preferences p WHERE p.client_id = $2) "
+    "RETURNING id), "
     "j AS (INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key) "
     "SELECT c.id, 'send', $11::smallint, greatest(to_timestamp($10::float8), now()), $16 FROM c "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING 1), "
     "i AS (UPDATE crm_idempotency_keys SET state = 'done', response_status = 202, "
     "response_body = $19, communication_id = $15::uuid "
-    "WHERE principal = $18 AND idempotency_key = $14 RETURNING 1) "
+    "WHERE principal = $18 AND idempotency_key = $14 AND EXISTS (SELECT 1 FROM c) RETURNING 1) "
     "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM j), (SELECT count(*) FROM i)",
-    19};
+    20};
 /* st_insert for many messages at once: one statement, one commit (group
  * commit of acceptance, engine/acceptq.c). Every column comes as an array;
  * one row per message comes back, with what was inserted for it. */
@@ -44,9 +49,10 @@ static const pg_stmt_t st_insert_many = {
     "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
     "$5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::float8[], "
     "$12::smallint[], $13::boolean[], $14::text[], $15::text[], $16::text[], $17::jsonb[], "
-    "$18::text[], $19::text[]) AS v(id, plan_id, client_id, message_type, urgency, "
-    "context_enc, strategy, recipient_enc, primary_channel, fallbacks, send_at, priority, "
-    "batch, requested_by, idempotency_key, dedup_key, payload, idem_principal, idem_response)), "
+    "$18::text[], $19::text[], $20::boolean[]) AS v(id, plan_id, client_id, message_type, "
+    "urgency, context_enc, strategy, recipient_enc, primary_channel, fallbacks, send_at, "
+    "priority, batch, requested_by, idempotency_key, dedup_key, payload, idem_principal, "
+    "idem_response, unless_prefs)), "
     "c AS (INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, "
     "context_enc, strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, "
     "priority, batch, requested_by, idempotency_key, queued_at, payload) "
@@ -54,18 +60,21 @@ static const pg_stmt_t st_insert_many = {
     "recipient_enc, primary_channel, string_to_array(fallbacks, ','), "
     "CASE WHEN to_timestamp(send_at) <= now() THEN 'queued' ELSE 'scheduled' END, "
     "to_timestamp(send_at), priority, batch, requested_by, idempotency_key, "
-    "CASE WHEN to_timestamp(send_at) <= now() THEN now() END, payload FROM v RETURNING id), "
+    "CASE WHEN to_timestamp(send_at) <= now() THEN now() END, payload FROM v "
+    "WHERE NOT v.unless_prefs "
+    "OR NOT EXISTS (SELECT 1 FROM crm_client_preferences p WHERE p.client_id = v.client_id) "
+    "RETURNING id), "
     "j AS (INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key) "
     "SELECT v.id, 'send', v.priority, greatest(to_timestamp(v.send_at), now()), v.dedup_key "
     "FROM v JOIN c ON c.id = v.id "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING communication_id), "
     "i AS (UPDATE crm_idempotency_keys k SET state = 'done', response_status = 202, "
-    "response_body = v.idem_response, communication_id = v.id FROM v "
+    "response_body = v.idem_response, communication_id = v.id FROM v JOIN c ON c.id = v.id "
     "WHERE v.idem_principal IS NOT NULL AND k.principal = v.idem_principal "
     "AND k.idempotency_key = v.idempotency_key RETURNING v.id) "
     "SELECT v.id, EXISTS (SELECT 1 FROM c WHERE c.id = v.id), "
     "EXISTS (SELECT 1 FROM i WHERE i.id = v.id) FROM v",
-    19};
+    20};
 static const pg_stmt_t st_notify = {"comms_notify",
                                     "SELECT pg_notify('" COMMS_NOTIFY_CHANNEL "', '')", 0};
 
@@ -115,7 +124,8 @@ int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_
                        c->batch ? dedup : NULL,
                        c->payload_json,
                        idem ? c->idem_principal : NULL,
-                       c->idem_response};
+                       c->idem_response,
+                       c->unless_prefs ? "t" : "f"};
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     PGresult *r = conn ? pg_exec(conn, &st_insert, p, err) : NULL;
     if (conn)
@@ -124,7 +134,9 @@ int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_
     if (r == NULL)
         return -1;
     int rc = 0;
-    if (atoi(PQgetvalue(r, 0, 0)) != 1)
+    if (atoi(PQgetvalue(r, 0, 0)) != 1 && c->unless_prefs)
+        rc = COMMS_PREFS_EXIST;
+    else if (atoi(PQgetvalue(r, 0, 0)) != 1)
         rc = hd_err_set(err, "database: the communication was not inserted");
     else if (idem && atoi(PQgetvalue(r, 0, 2)) != 1)
         /* the idempotency record was stored before this call; if it is gone,
@@ -135,9 +147,9 @@ int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_
 }
 
 int comms_create_many(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *const *c, int n,
-                      hd_err_t *err)
+                      int *results, hd_err_t *err)
 {
-    enum { NCOL = 19 };
+    enum { NCOL = 20 };
     buf_t col[NCOL];
     for (int k = 0; k < NCOL; k++)
         buf_init(&col[k]);
@@ -172,7 +184,8 @@ int comms_create_many(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c
                                m->batch ? dedup : NULL,
                                m->payload_json,
                                idem ? m->idem_principal : NULL,
-                               m->idem_response};
+                               m->idem_response,
+                               m->unless_prefs ? "t" : "f"};
         for (int k = 0; k < NCOL; k++) {
             if (k == 11)
                 pg_arr_addf(&col[k], "%lld", (long long)m->priority);
@@ -200,17 +213,24 @@ int comms_create_many(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c
         free(arr[k]);
     if (rc != 0)
         return -1;
-    int inserted = 0;
-    for (int i = 0; i < PQntuples(r); i++) {
-        if (strcmp(PQgetvalue(r, i, 1), "t") == 0)
-            inserted++;
-        if (PQgetvalue(r, i, 2)[0] != 't' && c[i]->idem_principal && c[i]->idempotency_key)
+    int answered = 0;
+    for (int k = 0; k < PQntuples(r); k++) {
+        int i = 0; /* the row's message, by its id */
+        while (i < n && strcasecmp(c[i]->id, PQgetvalue(r, k, 0)) != 0)
+            i++;
+        bool stored = strcmp(PQgetvalue(r, k, 1), "t") == 0;
+        if (i == n || (!stored && !c[i]->unless_prefs))
+            continue;
+        results[i] = stored ? 0 : COMMS_PREFS_EXIST;
+        answered++;
+        if (stored && PQgetvalue(r, k, 2)[0] != 't' && c[i]->idem_principal &&
+            c[i]->idempotency_key)
             log_warn("idempotency record missing when completing it", "comm_id",
-                     PQgetvalue(r, i, 0));
+                     PQgetvalue(r, k, 0));
     }
     PQclear(r);
-    if (inserted != n)
-        return hd_err_set(err, "database: %d of %d communications were inserted", inserted, n);
+    if (answered != n)
+        return hd_err_set(err, "database: %d of %d communications were inserted", answered, n);
     return 0;
 }
 

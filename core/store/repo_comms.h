@@ -42,7 +42,16 @@ typedef struct comm_new {
     const char *idem_principal;  /* gets the answer below in the same transaction */
     const char *idem_response;   /* the 202 body */
     const char *payload_json;    /* what the message carries (attachments), or NULL */
+    /* The decision assumed the client has no stored preferences (nothing
+     * was read): store the message only while the database agrees, in the
+     * same statement; else nothing is stored and COMMS_PREFS_EXIST says to
+     * decide again from the row (engine/accept.c). */
+    bool unless_prefs;
 } comm_new_t;
+
+/* comms_create's answer for a message with unless_prefs whose client has a
+ * preferences row: nothing was stored. */
+#define COMMS_PREFS_EXIST 1
 
 /* Whether s has the shape of a communication id (a UUID). */
 bool comms_valid_id(const char *s);
@@ -52,10 +61,11 @@ bool comms_valid_id(const char *s);
  * is encrypted with kr's current key (one AES-GCM, no extra round trip). */
 int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_err_t *err);
 
-/* comms_create for c[0..n) in one statement and one commit: all are
- * stored, or none (-1 with err: the caller may try them one by one). */
+/* comms_create for c[0..n) in one statement and one commit: 0 with each
+ * one's answer in results[i] (0 stored, or COMMS_PREFS_EXIST), or -1 with
+ * err and none stored (the caller may try them one by one). */
 int comms_create_many(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *const *c, int n,
-                      hd_err_t *err);
+                      int *results, hd_err_t *err);
 
 /* The context of a stored message as JSON text (caller frees *out): the
  * decrypted context_enc when it is set, else the clear context of a row

@@ -127,8 +127,11 @@ static void test_many_in_one_statement(void **state)
     for (int i = 0; i < 6; i++)
         c[i] = &m[i].c;
     hd_err_t err;
-    if (comms_create_many(pool, keyring(), c, 6, &err) != 0)
+    int results[6] = {-1, -1, -1, -1, -1, -1};
+    if (comms_create_many(pool, keyring(), c, 6, results, &err) != 0)
         fail_msg("comms_create_many: %s", err.msg);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(results[i], 0);
 
     want(pool, "SELECT client_id FROM crm_communications WHERE id = $1::uuid", m[0].id,
          m[0].client);
@@ -179,9 +182,67 @@ static void test_one_bad_row_stores_nothing(void **state)
     bad.c.plan_id = long_plan; /* CHECK (length(plan_id) <= 200) */
     const comm_new_t *c[] = {&ok.c, &bad.c};
     hd_err_t err;
-    assert_int_equal(comms_create_many(fx->pool, keyring(), c, 2, &err), -1);
+    int results[2];
+    assert_int_equal(comms_create_many(fx->pool, keyring(), c, 2, results, &err), -1);
     want(fx->pool, "SELECT count(*)::text FROM crm_communications WHERE client_id LIKE $1",
          "c-%bad", "0");
+}
+
+/* unless_prefs: a message decided without reading the client's preferences
+ * is stored only while the client has no row; with one, nothing of it is
+ * (no message, no job, its idempotency record left in progress), and the
+ * others of the statement are stored. Alone or in a batch. */
+static void test_unless_prefs_stores_only_for_a_client_without_a_row(void **state)
+{
+    fixture_t *fx = *state;
+    pg_pool_t *pool = fx->pool;
+    assert_int_equal(testdb_admin_exec("test_acceptq", fx->url,
+                                       "INSERT INTO crm_client_preferences (client_id) VALUES "
+                                       "('c-has-row'), ('c-has-row-alone')"),
+                     0);
+    assert_int_equal(
+        testdb_admin_exec("test_acceptq", fx->url,
+                          "INSERT INTO crm_idempotency_keys (principal, idempotency_key, "
+                          "request_hash) VALUES ('apikey:test', 'key-guard', repeat('d', 64))"),
+        0);
+    msg_t m[3];
+    make(&m[0], "c-no-row", "{}");
+    make(&m[1], "c-has-row", "{}");
+    make(&m[2], "c-has-row", "{}");
+    m[0].c.unless_prefs = m[1].c.unless_prefs = true;
+    m[1].c.idempotency_key = "key-guard";
+    m[1].c.idem_principal = "apikey:test";
+    m[1].c.idem_response = "{\"id\": \"guarded\"}";
+    const comm_new_t *c[] = {&m[0].c, &m[1].c, &m[2].c};
+    int results[3] = {-1, -1, -1};
+    hd_err_t err;
+    if (comms_create_many(pool, keyring(), c, 3, results, &err) != 0)
+        fail_msg("comms_create_many: %s", err.msg);
+    assert_int_equal(results[0], 0);
+    assert_int_equal(results[1], COMMS_PREFS_EXIST);
+    assert_int_equal(results[2], 0); /* not guarded: stored whatever the row */
+    want(pool, "SELECT count(*)::text FROM crm_communications WHERE id = $1::uuid", m[0].id, "1");
+    want(pool, "SELECT count(*)::text FROM crm_communications WHERE id = $1::uuid", m[1].id, "0");
+    want(pool, "SELECT count(*)::text FROM crm_communications WHERE id = $1::uuid", m[2].id, "1");
+    want(pool, "SELECT count(*)::text FROM crm_jobs WHERE communication_id = $1::uuid", m[1].id,
+         "0");
+    want(pool, "SELECT count(*)::text FROM crm_jobs WHERE communication_id = $1::uuid", m[0].id,
+         "1");
+    want(pool,
+         "SELECT state || ' ' || (communication_id IS NULL) FROM crm_idempotency_keys "
+         "WHERE idempotency_key = $1",
+         "key-guard", "in_progress true");
+
+    /* alone (comms_create, the statement of a lone request) */
+    msg_t one, free_one;
+    make(&one, "c-has-row-alone", "{}");
+    make(&free_one, "c-no-row-alone", "{}");
+    one.c.unless_prefs = free_one.c.unless_prefs = true;
+    assert_int_equal(comms_create(pool, keyring(), &one.c, &err), COMMS_PREFS_EXIST);
+    want(pool, "SELECT count(*)::text FROM crm_communications WHERE id = $1::uuid", one.id, "0");
+    assert_int_equal(comms_create(pool, keyring(), &free_one.c, &err), 0);
+    want(pool, "SELECT count(*)::text FROM crm_jobs WHERE communication_id = $1::uuid", free_one.id,
+         "1");
 }
 
 typedef struct worker_arg {
@@ -246,8 +307,10 @@ static void test_concurrent_requests_share_commits(void **state)
          "SELECT count(*)::text FROM crm_jobs j JOIN crm_communications c ON c.id = "
          "j.communication_id WHERE c.client_id = $1",
          "c-group", "319");
-    long batches = 0, messages = 0;
-    acceptq_counts(q, &batches, &messages);
+    long batches = 0, messages = 0, unread = -1, refused = -1;
+    acceptq_counts(q, &batches, &messages, &unread, &refused);
+    assert_int_equal(unread, 0);
+    assert_int_equal(refused, 0);
     assert_int_equal(messages, THREADS * EACH);
     /* the seven that waited behind the first commit went in one */
     if (batches > messages - 6)
@@ -290,6 +353,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_in_one_statement),
         cmocka_unit_test(test_one_bad_row_stores_nothing),
+        cmocka_unit_test(test_unless_prefs_stores_only_for_a_client_without_a_row),
         cmocka_unit_test(test_concurrent_requests_share_commits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

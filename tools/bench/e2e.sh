@@ -30,6 +30,8 @@
 #                                are their sums)
 #   WARMUP=2                     seconds of unmeasured load first (0: none)
 #   BENCH_KEEP=1                 keep the logs (herald, loadgen) under /tmp
+#   BENCH_KEEP_DB=1              keep each run's database (to read its tables, or
+#                                its WAL with pg_walinspect); drop it yourself
 set -euo pipefail
 ORIG_PWD=$PWD
 source "$(dirname "$0")/lib.sh"

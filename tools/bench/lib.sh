@@ -27,6 +27,7 @@ bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   for p in "${dbs[@]}"; do
+    if [ "${BENCH_KEEP_DB:-0}" = 1 ]; then echo "bench: database $p kept"; continue; fi
     psql -X -q -d "$ADMIN" -c "DROP DATABASE IF EXISTS \"$p\" WITH (FORCE)" >/dev/null 2>&1 || true
   done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: logs kept in $TMP"; else rm -rf "$TMP"; fi
