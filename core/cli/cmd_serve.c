@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "cli/cli.h"
 #include "base/group.h"
+#include "base/hint.h"
 #include "engine/acceptq.h"
 #include "engine/prefs.h"
 #include "engine/app.h"
@@ -100,6 +101,7 @@ static int build_app(app_t *app, cfg_t *cfg)
     app->metrics = metrics_new();
     app->acceptq = acceptq_new(app->db, app->keyring);
     app->prefs_reads = prefs_reads_new(app);
+    app->prefs_stored = hint_new(PREFS_STORED_HINTS);
     app->pacing = pace_new();
     app->ops = ops_state_new();
     if (app->keyring == NULL || app->metrics == NULL || api_register(app) != 0) {
@@ -114,6 +116,7 @@ static void free_app(app_t *app)
     tr_free(app->transport);
     acceptq_free(app->acceptq);
     group_free(app->prefs_reads);
+    hint_free(app->prefs_stored);
     pace_free(app->pacing);
     ops_state_free(app->ops);
     lrt_watch_stop(app->watch);

@@ -305,11 +305,12 @@ static bool conforms(app_t *app, request_t *r, accept_out_t *o)
 }
 
 /* The client as the policy sees it, then strategy.decide. With guess (the
- * request carries its own recipient), a client whose preferences are not
- * cached is taken to have no stored row, without a database read, and
- * *guessed says so: the insert then checks it (comm_new_t.unless_prefs).
- * A guess that the policy refuses is not trusted with the refusal: the
- * client is read and decided again. */
+ * request carries its own recipient), a client this process has not seen
+ * with a preferences row (prefs_maybe_stored) is taken to have none,
+ * without reading Redis or PostgreSQL, and *guessed says so: the insert
+ * then checks it (comm_new_t.unless_prefs). A guess that the policy
+ * refuses is not trusted with the refusal: the client is read and decided
+ * again. */
 static bool decide(app_t *app, const request_t *r, bool guess, bool *guessed, policy_decision_t *d,
                    accept_out_t *o)
 {
@@ -320,10 +321,10 @@ static bool decide(app_t *app, const request_t *r, bool guess, bool *guessed, po
      * refused, never send on one. */
     cJSON *prefs = NULL;
     *guessed = false;
-    if (guess && !prefs_load_cached(app, r->client, &prefs)) {
+    if (guess && !prefs_maybe_stored(app, r->client)) {
         prefs = cJSON_CreateObject();
         *guessed = true;
-    } else if (!guess) {
+    } else {
         prefs = recipient_load(app, r->client, NULL, NULL, &err);
     }
     if (prefs == NULL) {

@@ -42,6 +42,7 @@ typedef struct app {
     struct engine *engine;     /* the workers (engine/worker.h) */
     struct acceptq *acceptq;   /* group commit of acceptance (engine/acceptq.h); NULL: none */
     struct group *prefs_reads; /* group reads of preferences (engine/prefs.h); NULL: none */
+    struct hint *prefs_stored; /* clients seen with a preferences row (prefs.h); NULL: none */
     pace_state_t *pacing;      /* adaptive pacing factors and priority holds (engine/pace.h) */
     ops_state_t *ops; /* the channel pauses as this process last read them (engine/ops.h) */
     time_t started;

@@ -4,6 +4,7 @@
  */
 #include "engine/prefs.h"
 #include "base/group.h"
+#include "base/hint.h"
 #include "base/log.h"
 #include "cache/prefs_cache.h"
 #include "store/repo_prefs.h"
@@ -70,6 +71,22 @@ static int repo_row(app_t *app, const char *client_id, prefs_row_t *row, hd_err_
     return me.rc;
 }
 
+/* Remembers (or forgets) that client_id has a row (prefs_maybe_stored). */
+static void note_stored(app_t *app, const char *client_id, bool stored)
+{
+    if (app->prefs_stored == NULL)
+        return;
+    if (stored)
+        hint_add(app->prefs_stored, client_id);
+    else
+        hint_drop(app->prefs_stored, client_id);
+}
+
+bool prefs_maybe_stored(app_t *app, const char *client_id)
+{
+    return app->prefs_stored == NULL || hint_has(app->prefs_stored, client_id);
+}
+
 /* The cached copy when current allows it (see prefs_load), else the
  * database's row, which refreshes the cache. */
 static int load_row(app_t *app, const char *client_id, const prefs_version_t *current,
@@ -84,8 +101,10 @@ static int load_row(app_t *app, const char *client_id, const prefs_version_t *cu
     }
     if ((current == NULL || current->exists) &&
         pcache_get(app->redis, app->keyring, client_id, row)) {
-        if (current == NULL || row->version == current->version)
+        if (current == NULL || row->version == current->version) {
+            note_stored(app, client_id, true);
             return PREFS_OK;
+        }
         /* Older: a save whose cache write failed. Newer: a change since the
          * claim. Not the row the claim saw either way: the database says. */
         if (row->version < current->version)
@@ -96,6 +115,8 @@ static int load_row(app_t *app, const char *client_id, const prefs_version_t *cu
     int rc = repo_row(app, client_id, row, err);
     if (rc == PREFS_OK)
         pcache_put(app->redis, app->keyring, row);
+    if (rc == PREFS_OK || rc == PREFS_NOT_FOUND)
+        note_stored(app, client_id, rc == PREFS_OK);
     return rc;
 }
 
@@ -108,9 +129,10 @@ int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *
                prefs_row_t *out, hd_err_t *err)
 {
     int rc = prefs_repo_save(app->db, app->keyring, patch, actor, created, out, err);
-    if (rc == PREFS_OK)
+    if (rc == PREFS_OK) {
         pcache_put(app->redis, app->keyring, out);
-    else if (rc == PREFS_ERR_CRYPTO || rc == PREFS_ERR_DB)
+        note_stored(app, patch->client_id, true);
+    } else if (rc == PREFS_ERR_CRYPTO || rc == PREFS_ERR_DB)
         /* the row may have changed (a committed change whose row does not
          * decrypt, a commit whose answer was lost): the copy may be stale */
         pcache_forget(app->redis, patch->client_id);
@@ -163,17 +185,6 @@ int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current
     *out = prefs_policy_shape(&row);
     prefs_row_free(&row);
     return 0;
-}
-
-bool prefs_load_cached(app_t *app, const char *client_id, cJSON **out)
-{
-    *out = NULL;
-    prefs_row_t row;
-    if (!pcache_get(app->redis, app->keyring, client_id, &row))
-        return false;
-    *out = prefs_policy_shape(&row);
-    prefs_row_free(&row);
-    return true;
 }
 
 void prefs_cache_forget(app_t *app, const char *client_id)

@@ -72,13 +72,16 @@ int prefs_save(app_t *app, const prefs_patch_t *patch, const char *actor, bool *
 int prefs_load(app_t *app, const char *client_id, const prefs_version_t *current, cJSON **out,
                hd_err_t *err);
 
-/* The cached copy of client_id's preferences in the policy's shape, without
- * reading PostgreSQL: true with *out (caller frees), or false with *out
- * NULL when none is cached (or Redis cannot answer). Acceptance uses it to
- * decide a request that carries its own recipient without a database read:
- * when nothing is cached it assumes no row and lets the insert check that
- * (comm_new_t.unless_prefs). */
-bool prefs_load_cached(app_t *app, const char *client_id, cJSON **out);
+/* Clients this process has seen with a preferences row (read from the cache
+ * or the database, or saved) are remembered in app->prefs_stored, a lossy
+ * set of PREFS_STORED_HINTS slots (base/hint.h, 2 MiB); a client read and
+ * found without a row is forgotten. prefs_maybe_stored answers from it:
+ * false for a client this process never saw with a row (or forgot). It is
+ * a hint, never a fact: acceptance skips the read for a client it answers
+ * false for, and the insert checks that the client has no row
+ * (comm_new_t.unless_prefs). True without a set. */
+#define PREFS_STORED_HINTS (1u << 18)
+bool prefs_maybe_stored(app_t *app, const char *client_id);
 
 /* The policy's shape (above) of a stored row; caller frees. */
 cJSON *prefs_policy_shape(const prefs_row_t *row);

@@ -1,17 +1,19 @@
 """Acceptance without a preferences read (issue 16): a request that carries
-its own recipient, for a client whose preferences are not cached, is
-decided as for a client with no stored row, without reading PostgreSQL,
-and the insert itself stores it only while the client has no row. When the
-client has one after all, nothing of the first decision is stored: the row
-is read and the message decided again from it, so a stored opt-out or
-channel list always wins over the guess.
+its own recipient, for a client this process has not seen with a stored
+preferences row, is decided as for a client with none, without reading
+Redis or PostgreSQL, and the insert itself stores it only while the client
+has no row. When the client has one after all (saved through another
+process), nothing of the first decision is stored: the row is read and the
+message decided again from it, so a stored opt-out or channel list always
+wins over the guess. A client the process has seen with a row is read as
+before; one it read and found without a row is guessed again.
 
 Counted by crm_accept_unread_prefs_total (stored unread),
 crm_accept_unread_prefs_refused_total (the insert found a row) and
 crm_prefs_group_clients_total (clients read from PostgreSQL).
 
-Runs on a database of its own (the counters are the server's; the
-database's clients are the test's)."""
+Runs on a database of its own, with a second server on it (the other
+process); the counters are the first server's."""
 
 import subprocess
 import uuid
@@ -38,6 +40,9 @@ class AcceptWithoutReadTest(harness.HeraldCase):
         cls.db_url, cls.drop_db = harness.fresh_database()
         cls.server = cls.new_server(env={"HERALD_DATABASE_URL": cls.db_url,
                                          "HERALD_WORKERS": "1"})
+        cls.other = cls.new_server(name="herald (another process)",
+                                   env={"HERALD_DATABASE_URL": cls.db_url,
+                                        "HERALD_WORKERS": "1"})
 
     @classmethod
     def tearDownClass(cls):
@@ -56,6 +61,11 @@ class AcceptWithoutReadTest(harness.HeraldCase):
     def uncache(self, cid):
         subprocess.run(["redis-cli", "-u", harness.redis_url(), "DEL", "herald:prefs:v1:" + cid],
                        stdout=subprocess.DEVNULL, timeout=10, check=True)
+
+    def save_prefs(self, doc, server=None):
+        r = (server or self.other).request("POST", PREFS, headers=auth(), json_body=doc)
+        self.assertIn(r.status, (200, 201), r)
+        self.uncache(doc["client_id"])
 
     def counters(self):
         text = self.server.get("/metrics").body.decode()
@@ -96,15 +106,12 @@ class AcceptWithoutReadTest(harness.HeraldCase):
                           "prefs_group_clients": 0})
         self.assertEqual(self.stored(cid), 1)
 
-    def test_a_stored_row_not_cached_wins_over_the_guess(self):
+    def test_a_row_saved_through_another_process_wins_over_the_guess(self):
         # The client has told us: SMS only, and no email. The request's own
         # recipient offers an email address; the guess would use it.
         cid = new_id()
-        r = self.server.request("POST", PREFS, headers=auth(), json_body={
-            "client_id": cid, "phone": "+447700900123", "channels": ["sms"],
-            "opted_out": ["email"]})
-        self.assertIn(r.status, (200, 201), r)
-        self.uncache(cid)
+        self.save_prefs({"client_id": cid, "phone": "+447700900123", "channels": ["sms"],
+                         "opted_out": ["email"]})
         before = self.counters()
         r = self.send(cid, {"name": "Ben Okafor", "email": "ben@example.com"})
         self.assertEqual(r.json["strategy"]["primary_channel"], "sms", r)
@@ -113,7 +120,8 @@ class AcceptWithoutReadTest(harness.HeraldCase):
                          {"accept_unread_prefs": 0, "accept_unread_prefs_refused": 1,
                           "prefs_group_clients": 1})
         self.assertEqual(self.stored(cid), 1)
-        # the read refilled the cache: the next request is decided from it
+        # the read refilled the cache, and this process now knows the client
+        # has a row: the next request is decided from the cache
         before = self.counters()
         r = self.send(cid, {"email": "ben@example.com"})
         self.assertEqual(r.json["strategy"]["primary_channel"], "sms", r)
@@ -121,12 +129,35 @@ class AcceptWithoutReadTest(harness.HeraldCase):
                          {"accept_unread_prefs": 0, "accept_unread_prefs_refused": 0,
                           "prefs_group_clients": 0})
 
+    def test_a_client_this_process_saved_is_read_not_guessed(self):
+        cid = new_id()
+        self.save_prefs({"client_id": cid, "phone": "+447700900125", "channels": ["sms"]},
+                        server=self.server)
+        before = self.counters()
+        r = self.send(cid, {"email": "gil@example.com"})
+        self.assertEqual(r.json["strategy"]["primary_channel"], "sms", r)
+        self.assertEqual(self.delta(before),
+                         {"accept_unread_prefs": 0, "accept_unread_prefs_refused": 0,
+                          "prefs_group_clients": 1})
+
+    def test_a_client_read_without_a_row_is_guessed_again(self):
+        cid = new_id()
+        self.save_prefs({"client_id": cid, "email": "hal@example.com"}, server=self.server)
+        self.psql("DELETE FROM crm_client_preferences WHERE client_id = '%s'" % cid)
+        before = self.counters()
+        self.send(cid, {"email": "hal@example.com"})  # read: no row any more
+        self.assertEqual(self.delta(before),
+                         {"accept_unread_prefs": 0, "accept_unread_prefs_refused": 0,
+                          "prefs_group_clients": 1})
+        before = self.counters()
+        self.send(cid, {"email": "hal@example.com"})
+        self.assertEqual(self.delta(before),
+                         {"accept_unread_prefs": 1, "accept_unread_prefs_refused": 0,
+                          "prefs_group_clients": 0})
+
     def test_the_idempotency_key_is_completed_by_the_message_stored(self):
         cid = new_id()
-        r = self.server.request("POST", PREFS, headers=auth(), json_body={
-            "client_id": cid, "phone": "+447700900124", "channels": ["sms"]})
-        self.assertIn(r.status, (200, 201), r)
-        self.uncache(cid)
+        self.save_prefs({"client_id": cid, "phone": "+447700900124", "channels": ["sms"]})
         key = {"Idempotency-Key": "k-" + uuid.uuid4().hex}
         first = self.send(cid, {"email": "cy@example.com"}, headers=key)
         again = self.send(cid, {"email": "cy@example.com"}, headers=key)
@@ -141,10 +172,7 @@ class AcceptWithoutReadTest(harness.HeraldCase):
         # The request names the client but gives no address: the guess has
         # no channel. The stored row has one, so the message is accepted.
         cid = new_id()
-        r = self.server.request("POST", PREFS, headers=auth(), json_body={
-            "client_id": cid, "email": "dee@example.com"})
-        self.assertIn(r.status, (200, 201), r)
-        self.uncache(cid)
+        self.save_prefs({"client_id": cid, "email": "dee@example.com"})
         before = self.counters()
         r = self.send(cid, {"name": "Dee Ito"})
         self.assertEqual(r.json["strategy"]["primary_channel"], "email", r)
@@ -159,10 +187,7 @@ class AcceptWithoutReadTest(harness.HeraldCase):
 
     def test_without_a_recipient_the_row_is_read_first(self):
         cid = new_id()
-        r = self.server.request("POST", PREFS, headers=auth(), json_body={
-            "client_id": cid, "email": "fay@example.com"})
-        self.assertIn(r.status, (200, 201), r)
-        self.uncache(cid)
+        self.save_prefs({"client_id": cid, "email": "fay@example.com"})
         before = self.counters()
         self.send(cid, None)
         self.assertEqual(self.delta(before),
