@@ -116,13 +116,25 @@ function M.cap(channel, message_type, urgency)
   return { count = c.per_day, per = 86400, over = c.over or "wait" }
 end
 
+-- A bucket's burst when it declares none: the sends of SLACK_SECONDS at its
+-- rate, at least 2. A send the bucket refused comes back some milliseconds
+-- after its slot opens (its job is due again, claimed, rendered, checked);
+-- with a burst of 1 every such delay is lost for good, and a 5/s bucket
+-- delivered 4.1-4.8/s. One slot of slack lets the next send make the delay
+-- up, so the rate over time is the declared one. burst = 1 turns it off
+-- (sends never closer than 1/rate, the rate a little lower).
+local SLACK_SECONDS = 0.2
+local function default_burst(b)
+  return math.max(2, math.ceil(b.rate / (b.per or 1) * SLACK_SECONDS))
+end
+
 function M.buckets(channel, sender, message_type, urgency)
   local out = {}
   for _, key in ipairs({ channel .. ":" .. tostring(sender or ""), channel }) do
     local b = conf()[key]
     if b then
-      out[#out + 1] = { key = key, rate = b.rate, per = b.per or 1, burst = b.burst or 1,
-        slow = slow_of(b) }
+      out[#out + 1] = { key = key, rate = b.rate, per = b.per or 1,
+        burst = b.burst or default_burst(b), slow = slow_of(b) }
     end
   end
   return out

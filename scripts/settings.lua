@@ -177,7 +177,8 @@ return {
   -- "<channel>:<sender>" (the SMS From number, the WhatsApp phone number id,
   -- "relay" for the SMTP server) or "<channel>", each {rate = n, per =
   -- seconds, burst = n}. A send over a bucket waits exactly as long as the
-  -- bucket says (no attempt, no fallback). Examples:
+  -- bucket says (no attempt, no fallback). burst defaults to the sends of
+  -- 0.2 s at the rate, at least 2 (limits.lua says why). Examples:
   --   ["sms:+15550001111"] = { rate = 1, per = 1 },     -- a Twilio long code
   --   ["whatsapp:1055500"] = { rate = 80, per = 1 },    -- a WhatsApp number
   --   ["email:relay"] = { rate = 14, per = 1, burst = 14 }, -- an SES quota

@@ -21,7 +21,7 @@ local function load_with(limits, caps, fn)
 end
 
 describe("limits.buckets", function()
-  it("draws from the sender's bucket and the channel's, defaults per = 1, burst = 1", function()
+  it("draws from the sender's bucket and the channel's, defaults per = 1, burst = 0.2 s of sends, at least 2", function()
     local ok = load_with({ buckets = {
       ["sms:+15550001111"] = { rate = 1 },
       sms = { rate = 30, per = 1, burst = 5 },
@@ -30,15 +30,28 @@ describe("limits.buckets", function()
     local b = limits.buckets("sms", "+15550001111", "welcome", "high")
     local slow = { factor = 0.5, floor = 1 / 64, recover_seconds = 20 }
     assert.are.same({
-      { key = "sms:+15550001111", rate = 1, per = 1, burst = 1, slow = slow },
+      { key = "sms:+15550001111", rate = 1, per = 1, burst = 2, slow = slow },
       { key = "sms", rate = 30, per = 1, burst = 5, slow = slow },
     }, b)
     -- another sender: only the channel's bucket
     assert.are.same({ { key = "sms", rate = 30, per = 1, burst = 5, slow = slow } },
       limits.buckets("sms", "+15559999999", "welcome", "high"))
-    assert.are.same({ { key = "email:relay", rate = 14, per = 1, burst = 1, slow = slow } },
+    assert.are.same({ { key = "email:relay", rate = 14, per = 1, burst = 3, slow = slow } },
       limits.buckets("email", "relay", "welcome", "low"))
     assert.are.same({}, limits.buckets("whatsapp", "1055500", "welcome", "low"))
+    end)
+    assert.is_true(ok)
+  end)
+
+  it("gives an undeclared burst 0.2 s of slack at the bucket's rate, and keeps a declared one", function()
+    local ok = load_with({ buckets = {
+      ["whatsapp:1055500"] = { rate = 80 },        -- 16 sends in 0.2 s
+      ["sms:+15550002222"] = { rate = 30, per = 60 }, -- 0.1 in 0.2 s: at least 2
+      ["sms:+15550003333"] = { rate = 5, burst = 1 }, -- declared: no slack
+    } }, {}, function(limits)
+      assert.are.equal(16, limits.buckets("whatsapp", "1055500", "welcome", "low")[1].burst)
+      assert.are.equal(2, limits.buckets("sms", "+15550002222", "welcome", "low")[1].burst)
+      assert.are.equal(1, limits.buckets("sms", "+15550003333", "welcome", "low")[1].burst)
     end)
     assert.is_true(ok)
   end)
