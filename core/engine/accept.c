@@ -454,8 +454,9 @@ static void accept_new(app_t *app, const accept_in_t *in, accept_out_t *o)
     memset(&r, 0, sizeof(r));
     policy_decision_t d;
     memset(&d, 0, sizeof(d));
-    /* a request with its own recipient is decided without reading the
-     * client's row when none is cached; the insert checks there is none */
+    /* a request with its own recipient, for a client this process has not
+     * seen with a preferences row, is decided without reading it; the
+     * insert checks there is none, else it is decided again from the row */
     if (check(in, &r, o) && conforms(app, &r, o)) {
         bool guess = r.recipient && cJSON_GetArraySize(r.recipient) > 0, guessed = false;
         if (decide(app, &r, guess, &guessed, &d, o) &&

@@ -1,8 +1,9 @@
 /*
- * mime_check.h - the decoders test_mime.c reads its own output with: RFC 2047
- * words, quoted-printable, header and multipart splitting, and the wire
- * checks every built message must pass (CRLF only, 7-bit, line lengths).
- * Static helpers for one test file; included after cmocka.h (they assert).
+ * mime_check.h - the decoders test_mime.c, test_mime_headers.c and
+ * test_mime_refusals.c read their own output with: RFC 2047 words,
+ * quoted-printable, header and multipart splitting, and the wire checks every
+ * built message must pass (CRLF only, 7-bit, line lengths). Static helpers
+ * for those test files; included after cmocka.h (they assert).
  */
 #ifndef HERALD_TESTS_MIME_CHECK_H
 #define HERALD_TESTS_MIME_CHECK_H
