@@ -25,20 +25,20 @@ static const pg_stmt_t st_insert = {
     "WITH c AS (INSERT INTO crm_communications (id, plan_id, client_id, message_type, urgency, "
     "context_enc, strategy, recipient_enc, primary_channel, fallback_channels, status, send_at, "
     "priority, batch, requested_by, idempotency_key, queued_at, payload) "
-    "SELECT $15::uuid, $1, $2, $3, $4, $5, $6::jsonb, $7, $8, string_to_array($9, ','), "
-    "CASE WHEN to_timestamp($10::float8) <= now() THEN 'queued' ELSE 'scheduled' END, "
-    "to_timestamp($10::float8), $11::smallint, $12::boolean, $13, $14, "
-    "CASE WHEN to_timestamp($10::float8) <= now() THEN now() END, $17::jsonb "
+    "SELECT $1::uuid, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, string_to_array($10, ','), "
+    "CASE WHEN to_timestamp($11::float8) <= now() THEN 'queued' ELSE 'scheduled' END, "
+    "to_timestamp($11::float8), $12::smallint, $13::boolean, $14, $15, "
+    "CASE WHEN to_timestamp($11::float8) <= now() THEN now() END, $17::jsonb "
     /* unless_prefs: only while the client has no preferences row */
     "WHERE NOT $20::boolean "
-    "OR NOT EXISTS (SELECT 1 FROM crm_client_preferences p WHERE p.client_id = $2) "
+    "OR NOT EXISTS (SELECT 1 FROM crm_client_preferences p WHERE p.client_id = $3) "
     "RETURNING id), "
     "j AS (INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key) "
-    "SELECT c.id, 'send', $11::smallint, greatest(to_timestamp($10::float8), now()), $16 FROM c "
+    "SELECT c.id, 'send', $12::smallint, greatest(to_timestamp($11::float8), now()), $16 FROM c "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING 1), "
     "i AS (UPDATE crm_idempotency_keys SET state = 'done', response_status = 202, "
-    "response_body = $19, communication_id = $15::uuid "
-    "WHERE principal = $18 AND idempotency_key = $14 AND EXISTS (SELECT 1 FROM c) RETURNING 1) "
+    "response_body = $19, communication_id = $1::uuid "
+    "WHERE principal = $18 AND idempotency_key = $15 AND EXISTS (SELECT 1 FROM c) RETURNING 1) "
     "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM j), (SELECT count(*) FROM i)",
     20};
 /* st_insert for many messages at once: one statement, one commit (group
@@ -90,42 +90,58 @@ int comms_context_open(const fe_keyring_t *kr, const char *clear, const char *en
     return fe_decrypt(kr, "context", enc, out, &n, err) == 0 ? 0 : hd_err_prefix(err, "context");
 }
 
-int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_err_t *err)
+/* One message's values in the order of st_insert's parameters and of
+ * st_insert_many's columns (COMM_NCOL of them; priority as text). The
+ * context is sealed into *context_enc (caller frees); send_at, prio and
+ * dedup are the caller's buffers the values point into. */
+enum { COMM_NCOL = 20 };
+static int comm_values(const fe_keyring_t *kr, const comm_new_t *m, char **context_enc,
+                       char send_at[32], char prio[8], char dedup[300], const char *v[COMM_NCOL],
+                       hd_err_t *err)
 {
     /* The context holds names, budgets, vendors, dates: personal data, so
      * it is stored sealed like the addresses (docs/security.md). */
-    const char *ctx = c->context_json ? c->context_json : "{}";
-    char *context_enc = NULL;
-    if (fe_encrypt(kr, "context", ctx, strlen(ctx), &context_enc, err) != 0)
+    const char *ctx = m->context_json ? m->context_json : "{}";
+    *context_enc = NULL;
+    if (fe_encrypt(kr, "context", ctx, strlen(ctx), context_enc, err) != 0)
         return hd_err_prefix(err, "context");
-    char send_at[32], prio[8];
-    snprintf(send_at, sizeof(send_at), "%lld", (long long)c->send_at);
-    snprintf(prio, sizeof(prio), "%d", c->priority);
+    snprintf(send_at, 32, "%lld", (long long)m->send_at);
+    snprintf(prio, 8, "%d", m->priority);
     /* Low-urgency messages share one job per client and digest time: that
      * job's worker sends them all as one digest, whichever process has it. */
-    char dedup[300];
-    snprintf(dedup, sizeof(dedup), "digest:%s:%s", c->client_id, send_at);
+    snprintf(dedup, 300, "digest:%s:%s", m->client_id, send_at);
+    bool idem = m->idem_principal && m->idempotency_key;
+    const char *vals[COMM_NCOL] = {m->id,
+                                   m->plan_id,
+                                   m->client_id,
+                                   m->message_type,
+                                   m->urgency,
+                                   *context_enc,
+                                   m->strategy_json,
+                                   m->recipient_enc,
+                                   m->primary_channel,
+                                   m->fallbacks_csv,
+                                   send_at,
+                                   prio,
+                                   m->batch ? "t" : "f",
+                                   m->requested_by,
+                                   m->idempotency_key,
+                                   m->batch ? dedup : NULL,
+                                   m->payload_json,
+                                   idem ? m->idem_principal : NULL,
+                                   m->idem_response,
+                                   m->unless_prefs ? "t" : "f"};
+    memcpy(v, vals, sizeof(vals));
+    return 0;
+}
+
+int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_err_t *err)
+{
+    char *context_enc, send_at[32], prio[8], dedup[300];
+    const char *p[COMM_NCOL];
+    if (comm_values(kr, c, &context_enc, send_at, prio, dedup, p, err) != 0)
+        return -1;
     bool idem = c->idem_principal && c->idempotency_key;
-    const char *p[] = {c->plan_id,
-                       c->client_id,
-                       c->message_type,
-                       c->urgency,
-                       context_enc,
-                       c->strategy_json,
-                       c->recipient_enc,
-                       c->primary_channel,
-                       c->fallbacks_csv,
-                       send_at,
-                       prio,
-                       c->batch ? "t" : "f",
-                       c->requested_by,
-                       c->idempotency_key,
-                       c->id,
-                       c->batch ? dedup : NULL,
-                       c->payload_json,
-                       idem ? c->idem_principal : NULL,
-                       c->idem_response,
-                       c->unless_prefs ? "t" : "f"};
     pg_conn_t *conn = pg_pool_get(db, 5000, err);
     PGresult *r = conn ? pg_exec(conn, &st_insert, p, err) : NULL;
     if (conn)
@@ -149,46 +165,21 @@ int comms_create(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *c, hd_
 int comms_create_many(pg_pool_t *db, const fe_keyring_t *kr, const comm_new_t *const *c, int n,
                       int *results, hd_err_t *err)
 {
-    enum { NCOL = 20 };
+    enum { NCOL = COMM_NCOL, PRIO = 11 };
     buf_t col[NCOL];
     for (int k = 0; k < NCOL; k++)
         buf_init(&col[k]);
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        const comm_new_t *m = c[i];
-        const char *ctx = m->context_json ? m->context_json : "{}";
-        char *context_enc = NULL;
-        if (fe_encrypt(kr, "context", ctx, strlen(ctx), &context_enc, err) != 0) {
-            rc = hd_err_prefix(err, "context");
+        char *context_enc, send_at[32], prio[8], dedup[300];
+        const char *v[NCOL];
+        if (comm_values(kr, c[i], &context_enc, send_at, prio, dedup, v, err) != 0) {
+            rc = -1;
             break;
         }
-        char send_at[32], dedup[300];
-        snprintf(send_at, sizeof(send_at), "%lld", (long long)m->send_at);
-        snprintf(dedup, sizeof(dedup), "digest:%s:%s", m->client_id, send_at);
-        bool idem = m->idem_principal && m->idempotency_key;
-        const char *v[NCOL] = {m->id,
-                               m->plan_id,
-                               m->client_id,
-                               m->message_type,
-                               m->urgency,
-                               context_enc,
-                               m->strategy_json,
-                               m->recipient_enc,
-                               m->primary_channel,
-                               m->fallbacks_csv,
-                               send_at,
-                               NULL,
-                               m->batch ? "t" : "f",
-                               m->requested_by,
-                               m->idempotency_key,
-                               m->batch ? dedup : NULL,
-                               m->payload_json,
-                               idem ? m->idem_principal : NULL,
-                               m->idem_response,
-                               m->unless_prefs ? "t" : "f"};
         for (int k = 0; k < NCOL; k++) {
-            if (k == 11)
-                pg_arr_addf(&col[k], "%lld", (long long)m->priority);
+            if (k == PRIO) /* a number in the array, not a quoted text */
+                pg_arr_addf(&col[k], "%lld", (long long)c[i]->priority);
             else
                 pg_arr_add(&col[k], v[k]);
         }
