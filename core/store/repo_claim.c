@@ -13,34 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The claim, the lease and what the worker needs of each message, in claim
+ * order: crm_claim_jobs() (migration 0019), which finds the jobs by the
+ * ordered index scan whatever the queue table's statistics say. */
 static const pg_stmt_t st_claim = {
-    "comms_claim",
-    "WITH c AS (SELECT id, lease_owner FROM crm_jobs "
-    "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
-    "AND due_at <= now() "
-    "AND (lease_expires_at IS NULL OR lease_expires_at < now()) "
-    "ORDER BY priority DESC, due_at LIMIT $1::int FOR UPDATE SKIP LOCKED), "
-    "j AS (UPDATE crm_jobs SET lease_owner = $2, lease_expires_at = now() + "
-    "make_interval(secs => $3::int) FROM c WHERE crm_jobs.id = c.id "
-    "RETURNING crm_jobs.id, crm_jobs.communication_id, crm_jobs.attempt, "
-    "crm_jobs.channel_index, c.lease_owner IS NOT NULL AS recovered, "
-    "crm_jobs.payload::text AS payload, crm_jobs.payload ? 'resend' AS resend, "
-    "crm_jobs.kind, crm_jobs.priority, crm_jobs.due_at) "
-    "SELECT j.id, j.communication_id, j.attempt, j.channel_index, m.status, m.client_id, "
-    "m.plan_id, m.message_type, m.urgency, m.context::text, m.recipient_enc, "
-    "array_to_string(array_prepend(m.primary_channel, m.fallback_channels), ','), j.recovered, "
-    "m.batch, (coalesce(m.payload, '{}') || j.payload::jsonb)::text, j.resend, j.kind, "
-    /* the client's preferences version as of this claim (repo_prefs.c's
-     * ROW_VERSION), read by the primary key: NULL when there is no row */
-    "(extract(epoch FROM p.updated_at) * 1000000)::bigint, m.context_enc, "
-    "m.strategy->>'experiment', m.strategy->>'variant', j.priority "
-    "FROM j JOIN crm_communications m ON m.id = j.communication_id "
-    "LEFT JOIN crm_client_preferences p ON p.client_id = m.client_id "
-    /* the batch in claim order: the worker (and engine/pace.c, which gives
-     * a tight bucket's slots in array order) serves the most urgent first;
-     * a join does not keep the order of the rows it was given */
-    "ORDER BY j.priority DESC, j.due_at, j.id",
-    3};
+    "comms_claim", "SELECT * FROM crm_claim_jobs($1::int, $2::text, $3::int)", 3};
 
 void comm_job_free(comm_job_t *j)
 {
