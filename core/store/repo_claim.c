@@ -16,8 +16,8 @@
 /* The claim, the lease and what the worker needs of each message, in claim
  * order: crm_claim_jobs() (migration 0019), which finds the jobs by the
  * ordered index scan whatever the queue table's statistics say. */
-static const pg_stmt_t st_claim = {
-    "comms_claim", "SELECT * FROM crm_claim_jobs($1::int, $2::text, $3::int)", 3};
+static const pg_stmt_t st_claim = {"comms_claim",
+                                   "SELECT * FROM crm_claim_jobs($1::int, $2::text, $3::int)", 3};
 
 void comm_job_free(comm_job_t *j)
 {
