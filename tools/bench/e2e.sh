@@ -165,6 +165,9 @@ measure() {
   fakes_ms=$(ms_per $((f1_ - f0)) "$delivered")
   lg_ms=$(per "$(lg "$run" cpu_ms)" "$delivered")
   machine=$(ms_per $((h1 - h0 + p1 - p0 + r1 - r0)) "$delivered")
+  # an external server's CPU is not on this machine's /proc: say so, not 0
+  [ -n "$PM_PID" ] || { pg_ms="not measured (external server)"; machine="$machine without PostgreSQL"; }
+  [ -n "$REDIS_PID" ] || { redis_ms="not measured (external server)"; machine="$machine without Redis"; }
   # what the rest of the machine used meanwhile: other sessions' work shows here
   local ours others others_pct
   ours=$(awk -v t=$((h1 - h0 + p1 - p0 + r1 - r0 + s1 - s0 + f1_ - f0)) -v l="$(lg "$run" cpu_ms)" -v hz="$HZ" 'BEGIN { printf "%d", t + l * hz / 1000 }')

@@ -11,8 +11,18 @@ BIN=${HERALD_BIN:-$ROOT/$BUILD_DIR/herald}
 SINK_BIN=$ROOT/$BUILD_DIR/smtp_sink
 LOADGEN=$ROOT/$BUILD_DIR/loadgen
 SVC_VAR=${HERALD_VAR_DIR:-$ROOT/var} # where tools/services.sh keeps its servers
-EXTERNAL_PG=${HERALD_DATABASE_URL:+1}
-EXTERNAL_REDIS=${HERALD_REDIS_URL:+1}
+# A server named in the environment is external (its CPU is not measured),
+# unless the URL is the private server's own, as `tools/services.sh env`
+# prints it (a shell that ran `eval "$(tools/services.sh env)"`).
+PRIVATE_URLS=$(env -u HERALD_DATABASE_URL -u HERALD_REDIS_URL tools/services.sh env 2>/dev/null || true)
+EXTERNAL_PG=
+[ -n "${HERALD_DATABASE_URL:-}" ] &&
+  [ "export HERALD_DATABASE_URL=$HERALD_DATABASE_URL" != "$(grep '^export HERALD_DATABASE_URL=' <<<"$PRIVATE_URLS")" ] &&
+  EXTERNAL_PG=1
+EXTERNAL_REDIS=
+[ -n "${HERALD_REDIS_URL:-}" ] &&
+  [ "export HERALD_REDIS_URL=$HERALD_REDIS_URL" != "$(grep '^export HERALD_REDIS_URL=' <<<"$PRIVATE_URLS")" ] &&
+  EXTERNAL_REDIS=1
 TMP=$(mktemp -d /tmp/herald-bench.XXXXXX)
 HZ=$(getconf CLK_TCK)
 pids=()
