@@ -16,7 +16,8 @@
 # at the sink, with every accepted message delivered), API p50/p99/p99.9,
 # accept-to-sent p50/p95 (sent_at - created_at in the database), CPU ms per
 # email per process (/proc), SQL statements, execution time, commits and WAL
-# flushes per email (pg_stat_statements, pg_stat_database, pg_stat_wal) and
+# flushes per email (pg_stat_statements, pg_stat_database, pg_stat_wal), the
+# context switches of the service's threads per email (/proc/<pid>/task) and
 # Herald's peak RSS; a Markdown table at the end.
 #
 # PEER=DIR (e.g. ../shared/peers/node-twin) also runs that Node.js service on
@@ -77,6 +78,11 @@ f3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
 per() { awk -v a="$1" -v n="$2" -v d="${3:-3}" 'BEGIN { if (n > 0) printf "%.*f", d, a / n; else printf "-" }'; }
 # Herald's CPU ticks and peak RSS (KiB): the sums over its processes.
 herald_ticks() { local t=0 p; for p in "${HPIDS[@]}"; do t=$((t + $(ticks "$p"))); done; echo "$t"; }
+herald_switches() {
+  local v=0 n=0 p a b
+  for p in "${HPIDS[@]}"; do read -r a b < <(switches "$p"); v=$((v + a)) n=$((n + b)); done
+  echo "$v $n"
+}
 herald_hwm() { local t=0 p; for p in "${HPIDS[@]}"; do t=$((t + $(hwm_kb "$p"))); done; echo "$t"; }
 ms_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1000 / n; else printf "-" }'; }
 
@@ -92,6 +98,8 @@ measure() {
   if [ "$target" = herald ]; then for p in "${HPIDS[@]}"; do hwm_reset "$p"; done; else hwm_reset "$pid"; fi
   local c0 p0 h0 r0 s0 f0
   c0=$(pg_counters "$db")
+  local sw0 sw1
+  sw0=$([ "$target" = herald ] && herald_switches || switches "$pid")
   p0=$(pg_ticks) h0=$([ "$target" = herald ] && herald_ticks || ticks "$pid") r0=$(ticks "$REDIS_PID") s0=$(ticks "$SINK_PID") f0=$(ticks "$FAKES_PID")
   local m0 mt0
   m0=$(machine_ticks) mt0=$(date +%s%N)
@@ -129,6 +137,7 @@ measure() {
         FROM crm_communications WHERE plan_id = '$run' AND NOT batch AND send_at <= now()")
   fi
   local p1 h1 r1 s1 f1_ hwm
+  sw1=$([ "$target" = herald ] && herald_switches || switches "$pid")
   p1=$(pg_ticks) h1=$([ "$target" = herald ] && herald_ticks || ticks "$pid") r1=$(ticks "$REDIS_PID") s1=$(ticks "$SINK_PID") f1_=$(ticks "$FAKES_PID")
   local m1 mt1
   m1=$(machine_ticks) mt1=$(date +%s%N)
@@ -207,6 +216,9 @@ measure() {
     echo "   SQL per message: $(per "$commits" "$delivered" 2) commits, $(per "$wsync" "$delivered" 2) WAL flushes," \
       "$(per "$((wbytes / 1024))" "$delivered" 1) KiB of WAL ($(per "$wfpi" "$delivered" 2) full-page images) (pg_stat_statements not loaded)"
   fi
+  local swv swn
+  read -r swv swn <<<"$(awk -v a="$sw0" -v b="$sw1" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }')"
+  echo "   context switches per message ($name's threads): $(per "$swv" "$delivered" 1) voluntary, $(per "$swn" "$delivered" 2) involuntary"
   echo "   peak RSS: $((hwm / 1024)) MiB; everything else on the machine: $(ms_per "$others" "$delivered") ms per message (about ${others_pct} % of its $(nproc) cores)"
   R[$run.accepted]=$(lg "$run" accepted_per_s) R[$run.e2e]=$e2e R[$run.machine]=$machine
   ROWS+=("| $run | $name | $(lg "$run" accepted_per_s | cut -d . -f 1) | $e2e | $(lg "$run" latency_ms_p50) / $(lg "$run" latency_ms_p99) / $(lg "$run" latency_ms_p999) ms | $a50 / $a95 ms | $herald_ms / $pg_ms / $( [ "$target" = herald ] && echo "$redis_ms" || echo "-" ) = **$machine** | $sink_ms / $lg_ms | $(per "$stm" "$delivered" 2) / $(per "$commits" "$delivered" 2) / $(per "$wsync" "$delivered" 2) | $((hwm / 1024)) MiB |")

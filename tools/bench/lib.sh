@@ -227,6 +227,14 @@ pg_ticks() {
 # system + irq + softirq + steal.
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 
+# Context switches of every thread of a process: "voluntary involuntary"
+# (/proc/<pid>/task/*/status; threads that ended meanwhile are not counted).
+switches() { # pid
+  [ -n "$1" ] && [ -d "/proc/$1/task" ] || { echo "0 0"; return; }
+  cat /proc/"$1"/task/*/status 2>/dev/null |
+    awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 } END { print v + 0, n + 0 }'
+}
+
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Resets a process's peak RSS (VmHWM) so the next reading is this run's.
