@@ -216,9 +216,10 @@ measure() {
     echo "   SQL per message: $(per "$commits" "$delivered" 2) commits, $(per "$wsync" "$delivered" 2) WAL flushes," \
       "$(per "$((wbytes / 1024))" "$delivered" 1) KiB of WAL ($(per "$wfpi" "$delivered" 2) full-page images) (pg_stat_statements not loaded)"
   fi
-  local swv swn
-  read -r swv swn <<<"$(awk -v a="$sw0" -v b="$sw1" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }')"
-  echo "   context switches per message ($name's threads): $(per "$swv" "$delivered" 1) voluntary, $(per "$swn" "$delivered" 2) involuntary"
+  local v0 n0 v1 n1
+  read -r v0 n0 <<<"$sw0"
+  read -r v1 n1 <<<"$sw1"
+  echo "   context switches per message ($name's threads): $(per $((v1 - v0)) "$delivered" 1) voluntary, $(per $((n1 - n0)) "$delivered" 2) involuntary"
   echo "   peak RSS: $((hwm / 1024)) MiB; everything else on the machine: $(ms_per "$others" "$delivered") ms per message (about ${others_pct} % of its $(nproc) cores)"
   R[$run.accepted]=$(lg "$run" accepted_per_s) R[$run.e2e]=$e2e R[$run.machine]=$machine
   ROWS+=("| $run | $name | $(lg "$run" accepted_per_s | cut -d . -f 1) | $e2e | $(lg "$run" latency_ms_p50) / $(lg "$run" latency_ms_p99) / $(lg "$run" latency_ms_p999) ms | $a50 / $a95 ms | $herald_ms / $pg_ms / $( [ "$target" = herald ] && echo "$redis_ms" || echo "-" ) = **$machine** | $sink_ms / $lg_ms | $(per "$stm" "$delivered" 2) / $(per "$commits" "$delivered" 2) / $(per "$wsync" "$delivered" 2) | $((hwm / 1024)) MiB |")
