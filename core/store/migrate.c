@@ -23,13 +23,15 @@ typedef struct mig {
     char sum[65];
 } mig_t;
 
-static const pg_stmt_t st_lock = {"mig_lock", "SELECT pg_advisory_lock($1::bigint)", 1};
-static const pg_stmt_t st_unlock = {"mig_unlock", "SELECT pg_advisory_unlock($1::bigint)", 1};
+static const pg_stmt_t st_lock = {"mig_lock", "SELECT pg_advisory_lock($1::bigint)", 1, false};
+static const pg_stmt_t st_unlock = {"mig_unlock", "SELECT pg_advisory_unlock($1::bigint)", 1,
+                                    false};
 static const pg_stmt_t st_applied = {
-    "mig_applied", "SELECT version, name, checksum FROM herald_schema_migrations", 0};
+    "mig_applied", "SELECT version, name, checksum FROM herald_schema_migrations", 0, false};
 static const pg_stmt_t st_record = {
     "mig_record",
-    "INSERT INTO herald_schema_migrations (version, name, checksum) VALUES ($1::int, $2, $3)", 3};
+    "INSERT INTO herald_schema_migrations (version, name, checksum) VALUES ($1::int, $2, $3)", 3,
+    false};
 
 static bool valid_name(const char *n, int *version)
 {

@@ -24,6 +24,7 @@ struct pg_conn {
     int nprepared;
     bool borrowed;
     bool server_closed; /* a FATAL notice arrived while idle */
+    bool generic;       /* in the mode of generic statements (pg_stmt_t) */
     pg_pool_t *pool;
     char sqlstate[6];
 };
@@ -33,6 +34,7 @@ struct pg_pool {
     int connect_timeout_s;
     int query_timeout_ms;        /* 0: wait as long as it takes (migrations) */
     atomic_llong retry_after_ms; /* monotonic ms before which no connect is tried */
+    atomic_long plan_switches;   /* SETs of plan_cache_mode sent */
     int size;
     pg_conn_t *conns;
     pthread_mutex_t mu;
@@ -58,6 +60,7 @@ static void on_notice(void *arg, const PGresult *res)
 static void forget_prepared(pg_conn_t *c)
 {
     c->nprepared = 0;
+    c->generic = false; /* a new session plans as the server says */
 }
 
 static long long now_ms(void)
@@ -119,6 +122,7 @@ pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, int que
     pool->url = xstrdup(url);
     pool->query_timeout_ms = query_timeout_ms > 0 ? query_timeout_ms : 0;
     atomic_init(&pool->retry_after_ms, 0);
+    atomic_init(&pool->plan_switches, 0);
     pool->size = size > 0 ? size : 1;
     pool->connect_timeout_s = connect_timeout_s > 0 ? connect_timeout_s : 5;
     pool->conns = xcalloc((size_t)pool->size, sizeof(pg_conn_t));
@@ -331,11 +335,39 @@ static PGresult *await(pg_pool_t *pool, pg_conn_t *c, const char *what, hd_err_t
 
 static pg_pool_t *owner(pg_conn_t *c);
 
+/* Puts the connection in the planning mode st asks for (pg_stmt_t). Outside
+ * a transaction only: a SET inside one would be undone by its rollback, and
+ * the mode only changes how a statement is planned, never what it does. */
+static int plan_mode(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st, hd_err_t *err)
+{
+    if (st->generic == c->generic || PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+        return 0;
+    if (!PQsendQuery(c->conn, st->generic ? "SET plan_cache_mode = force_generic_plan; "
+                                            "SET enable_seqscan = off; SET jit = off"
+                                          : "RESET plan_cache_mode; RESET enable_seqscan; "
+                                            "RESET jit"))
+        return fail(c, NULL, st->name, err);
+    PGresult *r = await(pool, c, st->name, err);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    c->generic = st->generic;
+    atomic_fetch_add(&pool->plan_switches, 1);
+    return 0;
+}
+
+long pg_pool_plan_switches(pg_pool_t *pool)
+{
+    return atomic_load(&pool->plan_switches);
+}
+
 PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err)
 {
     pg_pool_t *pool = owner(c);
     if (c->conn == NULL)
         return fail(c, NULL, st->name, err), NULL;
+    if (plan_mode(pool, c, st, err) != 0)
+        return NULL;
     int idx = -1;
     for (int i = 0; i < c->nprepared; i++)
         if (c->prepared[i] == st)

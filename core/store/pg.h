@@ -18,11 +18,30 @@ typedef struct pg_pool pg_pool_t;
 typedef struct pg_conn pg_conn_t;
 
 /* A named statement. Define them as static const objects; the pool tracks
- * preparation by address. */
+ * preparation by address.
+ *
+ * generic: plan it once per connection, as index lookups. For the hot
+ * statements of the send path, whose parameters are arrays of a batch:
+ * PostgreSQL's default plans such a statement again on most calls (a custom
+ * plan knows the arrays' lengths, so it always looks cheaper than the generic
+ * one), and the acceptance's batch insert spent 0.41 ms planning each call,
+ * as much as executing it. A plan made once is made on the tables as they are
+ * then, and kept while they grow: made on a new database's few pages, the
+ * statements' own scans and those of the checks PostgreSQL runs inside them
+ * (foreign keys) stayed sequential scans of a table that grew to 25,000 rows
+ * (docs/benchmarks.md). So a generic statement runs with plan_cache_mode =
+ * force_generic_plan, enable_seqscan = off (an index wherever there is one,
+ * whatever the statistics said when it was planned) and jit = off (a disabled
+ * scan's cost would otherwise ask for a compile), like crm_claim_jobs()
+ * (migration 0019). Only statements whose every access is by an index may be
+ * generic. A connection switches its mode only outside a transaction, with one
+ * round trip, and only when the next statement wants the other; statements
+ * without the flag run with the server's settings. */
 typedef struct pg_stmt {
     const char *name;
     const char *sql;
     int nparams;
+    bool generic;
 } pg_stmt_t;
 
 /* Creates a pool of up to size connections to url. Connects one connection
@@ -45,6 +64,10 @@ void pg_pool_put(pg_pool_t *pool, pg_conn_t *c);
 
 /* Connections borrowed and idle (open, not borrowed) right now. */
 void pg_pool_stats(pg_pool_t *pool, int *in_use, int *idle, int *size);
+
+/* SET commands this pool has sent to switch connections between generic and
+ * default planning (pg_stmt_t.generic): for tests and the debug log. */
+long pg_pool_plan_switches(pg_pool_t *pool);
 
 /* One round trip (SELECT 1) on a pooled connection: 0 when the database answers. */
 int pg_pool_ping(pg_pool_t *pool, hd_err_t *err);

@@ -6,14 +6,14 @@
 
 /* One process at a time folds (the lock is per transaction). */
 static const pg_stmt_t st_lock = {
-    "analytics_lock", "SELECT pg_try_advisory_xact_lock(hashtext('herald.analytics'))", 0};
+    "analytics_lock", "SELECT pg_try_advisory_xact_lock(hashtext('herald.analytics'))", 0, false};
 
 /* The deltas the triggers wrote (migrations/0018_analytics_counts.sql) go
  * into the rows, then the deltas are deleted: both statements see the same
  * snapshot (REPEATABLE READ), so a delta committed meanwhile stays for the
  * next fold. A group whose deltas cancel out writes nothing. */
-static const pg_stmt_t st_repeatable = {"analytics_repeatable",
-                                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", 0};
+static const pg_stmt_t st_repeatable = {
+    "analytics_repeatable", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", 0, false};
 
 static const pg_stmt_t st_fold = {
     "analytics_fold",
@@ -31,10 +31,10 @@ static const pg_stmt_t st_fold = {
     "failures = crm_jsonb_add(c.failures, excluded.failures), "
     "delivery_hist = crm_jsonb_add(c.delivery_hist, excluded.delivery_hist), "
     "computed_at = now()",
-    0};
+    0, false};
 
 static const pg_stmt_t st_fold_clear = {"analytics_fold_clear", "DELETE FROM crm_analytics_delta",
-                                        0};
+                                        0, false};
 
 /* Rows whose messages all moved on (the '' channel of messages that then
  * got one). */
@@ -43,7 +43,7 @@ static const pg_stmt_t st_prune = {
     "DELETE FROM crm_analytics_daily WHERE total = 0 AND reached = 0 AND delivered = 0 "
     "AND opened = 0 AND clicked = 0 AND fallbacks = 0 AND by_status = '{}' "
     "AND failures = '{}' AND delivery_hist = '{}'",
-    0};
+    0, false};
 
 int analytics_fold(pg_pool_t *db, bool prune, long *deltas, bool *skipped, hd_err_t *err)
 {
@@ -102,7 +102,7 @@ static const pg_stmt_t st_rows = {
     "FROM (SELECT * FROM crm_analytics_daily WHERE day BETWEEN $1::date AND $2::date) c "
     "FULL JOIN crm_analytics_pending($1::date, $2::date) p USING (day, channel, message_type) "
     "WHERE coalesce(c.total, 0) + coalesce(p.total, 0) <> 0 ORDER BY 1, 2, 3",
-    2};
+    2, false};
 
 cJSON *analytics_rows(pg_pool_t *db, const char *first, const char *last, hd_err_t *err)
 {
@@ -144,7 +144,7 @@ static const pg_stmt_t st_open_rates = {
     "SELECT channel, opened, delivered FROM crm_analytics_pending("
     "(now() AT TIME ZONE 'UTC')::date - 29, 'infinity')) x "
     "WHERE channel IN ('email', 'sms', 'whatsapp') GROUP BY channel",
-    0};
+    0, false};
 
 int analytics_open_rates(pg_pool_t *db, double out[3], hd_err_t *err)
 {
@@ -178,7 +178,7 @@ static const pg_stmt_t st_variants = {
     "count(*) FILTER (WHERE clicked_at IS NOT NULL) AS clicked "
     "FROM crm_communications WHERE message_type = $1 AND created_at >= $2::date "
     "AND created_at < $3::date + 1 GROUP BY 1, 2) x",
-    3};
+    3, false};
 
 cJSON *analytics_variants(pg_pool_t *db, const char *message_type, const char *first,
                           const char *last, hd_err_t *err)

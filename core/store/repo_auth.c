@@ -17,7 +17,7 @@ static const pg_stmt_t st_key_insert = {
     "apikey_insert",
     "INSERT INTO crm_api_keys (name, prefix, secret_hash, scopes) "
     "VALUES ($1, $2, $3, string_to_array($4, ','))",
-    4};
+    4, false};
 static const pg_stmt_t st_key_list = {
     "apikey_list",
     "SELECT id, name, prefix, array_to_string(scopes, ','), "
@@ -25,7 +25,7 @@ static const pg_stmt_t st_key_list = {
     "to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
     "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
     "FROM crm_api_keys ORDER BY created_at DESC, name",
-    0};
+    0, false};
 static const pg_stmt_t st_key_revoke = {
     /* One key at most: an exact name wins over a prefix that happens to be
      * spelled the same. */
@@ -34,28 +34,28 @@ static const pg_stmt_t st_key_revoke = {
     " SELECT id FROM crm_api_keys WHERE revoked_at IS NULL"
     " AND (name = $1 OR prefix = $1) ORDER BY (name = $1) DESC LIMIT 1)"
     " RETURNING id, name",
-    1};
+    1, false};
 static const pg_stmt_t st_key_revoke_tokens = {"apikey_revoke_tokens",
                                                "UPDATE crm_refresh_tokens SET revoked_at = now() "
                                                "WHERE api_key_id = $1 AND revoked_at IS NULL",
-                                               1};
+                                               1, false};
 static const pg_stmt_t st_key_by_prefix = {
     "apikey_by_prefix",
     "SELECT id, name, array_to_string(scopes, ','), secret_hash "
     "FROM crm_api_keys WHERE prefix = $1 AND revoked_at IS NULL",
-    1};
+    1, false};
 static const pg_stmt_t st_key_touch = {
-    "apikey_touch", "UPDATE crm_api_keys SET last_used_at = now() WHERE id = $1", 1};
+    "apikey_touch", "UPDATE crm_api_keys SET last_used_at = now() WHERE id = $1", 1, false};
 static const pg_stmt_t st_audit = {"audit_insert",
                                    "INSERT INTO crm_audit_log (actor, action, target, details) "
                                    "VALUES ($1, $2, $3, COALESCE($4::jsonb, '{}'))",
-                                   4};
+                                   4, false};
 static const pg_stmt_t st_refresh_insert = {
     "refresh_insert",
     "INSERT INTO crm_refresh_tokens (family_id, api_key_id, token_hash, "
     "expires_at) VALUES (COALESCE($1::uuid, gen_random_uuid()), $2, $3, "
     "now() + make_interval(secs => $4::int)) RETURNING id",
-    4};
+    4, false};
 static const pg_stmt_t st_refresh_find = {
     "refresh_find",
     "SELECT r.id, r.family_id, r.used_at IS NOT NULL, "
@@ -63,17 +63,17 @@ static const pg_stmt_t st_refresh_find = {
     "k.id, k.name, array_to_string(k.scopes, ',') "
     "FROM crm_refresh_tokens r JOIN crm_api_keys k ON k.id = r.api_key_id "
     "WHERE r.token_hash = $1 FOR UPDATE OF r",
-    1};
+    1, false};
 static const pg_stmt_t st_refresh_spend = {
     "refresh_spend",
     "UPDATE crm_refresh_tokens SET used_at = now(), replaced_by = $2 "
     "WHERE id = $1",
-    2};
+    2, false};
 static const pg_stmt_t st_refresh_revoke_family = {
     "refresh_revoke_family",
     "UPDATE crm_refresh_tokens SET revoked_at = now() "
     "WHERE family_id = $1 AND revoked_at IS NULL",
-    1};
+    1, false};
 
 /* Writes an audit row inside the caller's transaction. A failure fails the
  * transaction: an action that cannot be audited does not happen. */

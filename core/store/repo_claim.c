@@ -16,8 +16,8 @@
 /* The claim, the lease and what the worker needs of each message, in claim
  * order: crm_claim_jobs() (migration 0019), which finds the jobs by the
  * ordered index scan whatever the queue table's statistics say. */
-static const pg_stmt_t st_claim = {"comms_claim",
-                                   "SELECT * FROM crm_claim_jobs($1::int, $2::text, $3::int)", 3};
+static const pg_stmt_t st_claim = {
+    "comms_claim", "SELECT * FROM crm_claim_jobs($1::int, $2::text, $3::int)", 3, true};
 
 void comm_job_free(comm_job_t *j)
 {
@@ -100,7 +100,7 @@ static const pg_stmt_t st_extend = {
     "comms_extend",
     "UPDATE crm_jobs SET lease_expires_at = now() + make_interval(secs => $2::int) "
     "WHERE lease_owner = $1 AND id = ANY($3::bigint[])",
-    3};
+    3, true};
 
 int comms_extend(pg_pool_t *db, const char *owner, const long long *job_ids, int n, int lease_s,
                  hd_err_t *err)
@@ -122,7 +122,8 @@ int comms_extend(pg_pool_t *db, const char *owner, const long long *job_ids, int
 
 static const pg_stmt_t st_release = {
     "comms_release",
-    "UPDATE crm_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", 1};
+    "UPDATE crm_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1", 1,
+    false};
 
 int comms_release(pg_pool_t *db, const char *owner, hd_err_t *err)
 {
@@ -137,7 +138,7 @@ static const pg_stmt_t st_next_due = {
     "SELECT extract(epoch from (min(due_at) - now())) FROM crm_jobs "
     "WHERE kind IN ('send', 'no_receipt', 'receipt', 'alert') "
     "AND (lease_expires_at IS NULL OR lease_expires_at < now())",
-    0};
+    0, false};
 
 double comms_next_due(pg_pool_t *db, double max_s, hd_err_t *err)
 {
@@ -162,7 +163,7 @@ static const pg_stmt_t st_depth = {
     "count(*) FILTER (WHERE lease_owner IS NOT NULL), "
     "COALESCE(EXTRACT(EPOCH FROM now() - min(due_at) FILTER (WHERE lease_owner IS NULL AND "
     "due_at <= now())), 0) FROM crm_jobs",
-    0};
+    0, false};
 
 int comms_queue_depth(pg_pool_t *db, long *due, long *scheduled, long *leased, double *oldest_due_s,
                       hd_err_t *err)

@@ -41,7 +41,7 @@ static const pg_stmt_t st_insert = {
     "response_body = $19, communication_id = $1::uuid "
     "WHERE principal = $18 AND idempotency_key = $15 AND EXISTS (SELECT 1 FROM c) RETURNING 1) "
     "SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM j), (SELECT count(*) FROM i)",
-    20};
+    20, true};
 /* st_insert for many messages at once: one statement, one commit (group
  * commit of acceptance, engine/acceptq.c). Every column comes as an array;
  * one row per message comes back, with what was inserted for it. */
@@ -75,9 +75,9 @@ static const pg_stmt_t st_insert_many = {
     "AND k.idempotency_key = v.idempotency_key RETURNING v.id) "
     "SELECT v.id, EXISTS (SELECT 1 FROM c WHERE c.id = v.id), "
     "EXISTS (SELECT 1 FROM i WHERE i.id = v.id) FROM v",
-    20};
+    20, true};
 static const pg_stmt_t st_notify = {"comms_notify",
-                                    "SELECT pg_notify('" COMMS_NOTIFY_CHANNEL "', '')", 0};
+                                    "SELECT pg_notify('" COMMS_NOTIFY_CHANNEL "', '')", 0, false};
 
 int comms_context_open(const fe_keyring_t *kr, const char *clear, const char *enc, char **out,
                        hd_err_t *err)
@@ -246,7 +246,7 @@ static const pg_stmt_t st_get = {
     "FROM crm_jobs j WHERE j.communication_id = crm_communications.id AND j.kind = 'send' "
     "AND crm_communications.status = 'scheduled'), context_enc "
     "FROM crm_communications WHERE id = $1::uuid",
-    1};
+    1, false};
 /* clang-format on */
 static const pg_stmt_t st_logs = {
     "comms_logs",
@@ -254,7 +254,7 @@ static const pg_stmt_t st_logs = {
     "message, category, may_have_been_sent, latency_ms, " TS(
         "occurred_at") " FROM crm_delivery_logs WHERE communication_id = $1::uuid ORDER BY "
                        "occurred_at, id",
-    1};
+    1, false};
 
 static char *text_or_null(PGresult *r, int row, int col)
 {
@@ -409,7 +409,7 @@ static const pg_stmt_t st_list = {
                       "1000000.0), "
                       "$9::uuid)) "
                       "ORDER BY created_at DESC, id DESC LIMIT $10::int",
-    10};
+    10, false};
 
 int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_t *err)
 {
@@ -447,8 +447,8 @@ int comms_list(pg_pool_t *db, const comms_filter_t *f, comm_page_t *out, hd_err_
     return 0;
 }
 
-static const pg_stmt_t st_status = {"comms_status",
-                                    "SELECT status FROM crm_communications WHERE id = $1::uuid", 1};
+static const pg_stmt_t st_status = {
+    "comms_status", "SELECT status FROM crm_communications WHERE id = $1::uuid", 1, false};
 
 int comms_status(pg_pool_t *db, const char *id, char status[16], hd_err_t *err)
 {
@@ -475,7 +475,7 @@ static const pg_stmt_t st_cancel = {
     "$1::uuid AND j.kind = 'send' AND j.payload ? 'resend' AND j.lease_owner IS NULL))) "
     "RETURNING id), d AS (DELETE FROM crm_jobs WHERE communication_id IN (SELECT id FROM c)) "
     "SELECT (SELECT count(*) FROM c), (SELECT status FROM crm_communications WHERE id = $1::uuid)",
-    1};
+    1, false};
 
 int comms_cancel(pg_pool_t *db, const char *id, char status_out[16], hd_err_t *err)
 {

@@ -8,7 +8,7 @@
 static const pg_stmt_t st_prefs = {"erase_prefs",
                                    "DELETE FROM crm_client_preferences WHERE client_id = $1 "
                                    "RETURNING email_index, phone_index",
-                                   1};
+                                   1, false};
 /* The blind indexes only: the address itself cannot be read back from
  * them, and the same address under another client id is still caught. */
 static const pg_stmt_t st_suppress = {
@@ -20,7 +20,7 @@ static const pg_stmt_t st_suppress = {
     /* when the number last wrote to us: not needed once the client is gone */
     "d AS (DELETE FROM crm_inbound_contacts WHERE address_index = $2::text) "
     "SELECT count(*) FROM i",
-    2};
+    2, false};
 /* Waiting messages: nobody holds them (the same rule as comms_cancel). */
 static const pg_stmt_t st_cancel = {
     "erase_cancel",
@@ -28,7 +28,7 @@ static const pg_stmt_t st_cancel = {
     "updated_at = now() WHERE client_id = $1 AND status IN ('scheduled', 'queued') "
     "RETURNING id), d AS (DELETE FROM crm_jobs WHERE communication_id IN (SELECT id FROM c)) "
     "SELECT count(*) FROM c",
-    1};
+    1, false};
 static const pg_stmt_t st_scrub = {
     "erase_scrub",
     "WITH c AS (UPDATE crm_communications SET context = '{}'::jsonb, context_enc = NULL, "
@@ -40,13 +40,13 @@ static const pg_stmt_t st_scrub = {
     "j AS (UPDATE crm_jobs SET payload = payload - 'attachments' "
     "WHERE communication_id IN (SELECT id FROM c) AND payload ? 'attachments') "
     "SELECT count(*) FROM c",
-    1};
+    1, false};
 static const pg_stmt_t st_audit = {
     "erase_audit",
     "INSERT INTO crm_audit_log (actor, action, target, details) VALUES ($1, 'client.erase', "
     "'client:' || $2, jsonb_build_object('communications', $3::bigint, 'cancelled', $4::bigint, "
     "'suppressed', $5::bigint))",
-    5};
+    5, false};
 
 /* Runs st with params; *count is the first column of its one row. */
 static int count_of(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, long *count,

@@ -11,20 +11,20 @@ static const pg_stmt_t st_exists = {
     "export_exists",
     "SELECT EXISTS (SELECT 1 FROM crm_client_preferences WHERE client_id = $1) "
     "OR EXISTS (SELECT 1 FROM crm_communications WHERE client_id = $1)",
-    1};
+    1, false};
 static const pg_stmt_t st_consent = {
     "export_consent",
     "SELECT coalesce(jsonb_agg(jsonb_build_object('at', at, 'actor', actor, 'action', action, "
     "'details', details) ORDER BY at, id), '[]'::jsonb)::text FROM crm_audit_log "
     "WHERE target = 'client:' || $1 AND action LIKE 'preferences.%'",
-    1};
+    1, false};
 static const pg_stmt_t st_suppressions = {
     "export_suppressions",
     "SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.id), '[]'::jsonb)::text "
     "FROM crm_suppressions s JOIN crm_client_preferences p ON p.client_id = $1 "
     "AND ((s.channel = 'email' AND s.address_index = p.email_index) "
     "OR (s.channel IN ('sms', 'whatsapp') AND s.address_index = p.phone_index))",
-    1};
+    1, false};
 /* when the client's number last wrote to us, per channel (no text is kept) */
 static const pg_stmt_t st_inbound = {
     "export_inbound",
@@ -32,7 +32,7 @@ static const pg_stmt_t st_inbound = {
     "k.last_inbound_at, 'messages', k.messages) ORDER BY k.channel), '[]'::jsonb)::text "
     "FROM crm_inbound_contacts k JOIN crm_client_preferences p ON p.client_id = $1 "
     "AND k.address_index = p.phone_index",
-    1};
+    1, false};
 #define LOGS(kind)                                                                                 \
     "(SELECT coalesce(jsonb_agg(to_jsonb(l) - 'communication_id' ORDER BY l.occurred_at, l.id), "  \
     "'[]'::jsonb) FROM crm_delivery_logs l WHERE l.communication_id = c.id AND l.kind = '" kind    \
@@ -46,7 +46,7 @@ static const pg_stmt_t st_page = {
                  "OR (c.created_at, c.id) > ($2::timestamptz, $3::uuid)) ORDER BY c.created_at, "
                  "c.id LIMIT "
                  "$4::int",
-    4};
+    4, false};
 
 static cJSON *json_of(PGresult *r, int row, int col)
 {

@@ -12,22 +12,22 @@ static const pg_stmt_t st_expire = {
     "DELETE FROM crm_idempotency_keys WHERE principal = $1 AND idempotency_key = $2 "
     "AND (expires_at < now() OR (state = 'in_progress' AND "
     "created_at < now() - interval '5 minutes'))",
-    2};
+    2, false};
 static const pg_stmt_t st_claim = {
     "idem_claim",
     "INSERT INTO crm_idempotency_keys (principal, idempotency_key, request_hash) "
     "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
-    3};
+    3, false};
 static const pg_stmt_t st_read = {
     "idem_read",
     "SELECT state, request_hash, response_status, response_body FROM crm_idempotency_keys "
     "WHERE principal = $1 AND idempotency_key = $2",
-    2};
+    2, false};
 static const pg_stmt_t st_abandon = {
     "idem_abandon",
     "DELETE FROM crm_idempotency_keys WHERE principal = $1 AND idempotency_key = $2 "
     "AND state = 'in_progress'",
-    2};
+    2, false};
 
 idem_status_t idem_begin(pg_pool_t *db, const char *principal, const char *key, const char *hash,
                          int *status, char **body, hd_err_t *err)

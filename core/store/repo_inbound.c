@@ -23,7 +23,7 @@ static const pg_stmt_t st_out = {
     "s AS (INSERT INTO crm_suppressions (channel, address_index, reason, source) "
     "  VALUES ($2, $1, 'opt_out', $4) ON CONFLICT (channel, address_index) DO NOTHING) "
     "SELECT client_id FROM p",
-    4};
+    4, false};
 static const pg_stmt_t st_in = {
     "inbound_in",
     "WITH p AS (UPDATE crm_client_preferences SET "
@@ -41,14 +41,14 @@ static const pg_stmt_t st_in = {
     "  'channel', $2::text, 'address_index', $1::text, 'reason', reason, 'keyword', $3::text) "
     "  FROM d) "
     "SELECT client_id FROM p",
-    4};
+    4, false};
 static const pg_stmt_t st_note = {
     "inbound_note",
     "INSERT INTO crm_audit_log (actor, action, target, details) "
     "SELECT 'recipient', 'preferences.inbound', 'client:' || client_id, "
     "jsonb_build_object('keyword', $3::text, 'channel', $2::text, 'source', $4::text) "
     "FROM crm_client_preferences WHERE phone_index = $1 RETURNING NULL::text",
-    4};
+    4, false};
 
 static const pg_stmt_t st_touch = {
     "inbound_touch",
@@ -56,13 +56,13 @@ static const pg_stmt_t st_touch = {
     "VALUES ($1, $2, to_timestamp($3::bigint), 1) ON CONFLICT (channel, address_index) DO UPDATE "
     "SET last_inbound_at = greatest(k.last_inbound_at, excluded.last_inbound_at), "
     "messages = k.messages + 1",
-    3};
+    3, false};
 static const pg_stmt_t st_closed = {
     "inbound_closed",
     "INSERT INTO crm_inbound_contacts AS k (channel, address_index, window_closed_at) "
     "VALUES ($1, $2, now()) ON CONFLICT (channel, address_index) DO UPDATE "
     "SET window_closed_at = now()",
-    2};
+    2, false};
 
 int inbound_apply(pg_pool_t *db, const char *phone_index, const char *channel, inbound_act_t act,
                   const char *keyword, const char *source, char ***clients, int *n, hd_err_t *err)

@@ -12,18 +12,18 @@
 #include <string.h>
 
 static const pg_stmt_t st_finish = {
-    "jobs_finish", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2};
+    "jobs_finish", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2, false};
 static const pg_stmt_t st_again = {
     "jobs_again",
     "UPDATE crm_jobs SET attempt = attempt + 1, due_at = now() + make_interval(secs => "
     "$2::float8), lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint "
     "AND lease_owner = $3",
-    3};
+    3, false};
 static const pg_stmt_t st_event = {
     "jobs_event",
     "INSERT INTO crm_delivery_logs (communication_id, kind, event_type, status, message) "
     "VALUES ($1::uuid, 'event', $2, $2, $3)",
-    3};
+    3, false};
 
 /* st (a job change) and, when it changed the job, the event; one transaction. */
 static int change(pg_pool_t *db, const pg_stmt_t *st, const char *const *p, const comm_job_t *j,
@@ -67,7 +67,7 @@ static const pg_stmt_t st_wait = {
     "jobs_wait",
     "UPDATE crm_jobs SET due_at = now() + make_interval(secs => $2::float8), "
     "lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint AND lease_owner = $3",
-    3};
+    3, false};
 
 int jobs_wait(pg_pool_t *db, const comm_job_t *j, double wait_s, hd_err_t *err)
 {
@@ -85,7 +85,7 @@ static const pg_stmt_t st_park = {
     "INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key, payload) "
     "VALUES ($1::uuid, 'receipt', 90, now(), 'receipt:' || $2, $3::jsonb) "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
-    3};
+    3, false};
 
 int jobs_park_receipt(pg_pool_t *db, const char *comm_id, const char *dedup_key,
                       const char *payload_json, hd_err_t *err)
@@ -103,7 +103,7 @@ static const pg_stmt_t st_alert = {
     "jsonb_build_object('target', t, 'category', $3::text, 'reason', $4::text) "
     "FROM unnest(string_to_array($2, ',')) AS t "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
-    4};
+    4, false};
 
 int jobs_alert_on(pg_conn_t *c, const char *comm_id, const char *targets, const char *category,
                   const char *reason, hd_err_t *err)
@@ -123,7 +123,7 @@ static const pg_stmt_t st_arm = {
     "$2::smallint, 'no_receipt:' || id || ':' || $2, jsonb_build_object('after', $3::float8) "
     "FROM crm_communications WHERE id = $1::uuid "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
-    3};
+    3, false};
 
 int comms_arm_no_receipt(pg_pool_t *db, const comm_job_t *j, double seconds, hd_err_t *err)
 {
@@ -151,7 +151,7 @@ static const pg_stmt_t st_fire = {
     "e AS (INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, "
     "message) SELECT $1::uuid, 'event', $2, 'no_receipt', 'no_receipt', $5 FROM u) "
     "SELECT (SELECT count(*) FROM u)",
-    5};
+    5, false};
 
 int comms_fire_no_receipt(pg_pool_t *db, const comm_job_t *j, const char *channel,
                           const char *message, bool *fired, hd_err_t *err)

@@ -35,7 +35,7 @@ static const pg_stmt_t st_queue = {
                   "  paused_by, 'reason', reason, 'at', " TS(
                       "paused_at") ") ORDER BY channel), '[]') "
                                    "  FROM crm_channel_pauses))::text",
-    0};
+    0, false};
 static const pg_stmt_t st_providers = {
     "ops_providers",
     "SELECT coalesce(jsonb_agg(x ORDER BY x.provider), '[]')::text FROM ("
@@ -53,7 +53,7 @@ static const pg_stmt_t st_providers = {
                          "NULL "
                          "AND l.occurred_at > now() - make_interval(mins => $1::int) GROUP BY "
                          "l.provider) x",
-    1};
+    1, false};
 static const pg_stmt_t st_why = {
     "ops_why",
     "SELECT coalesce(jsonb_agg(to_jsonb(x) - 'ord' ORDER BY x.ord DESC), '[]')::text FROM ("
@@ -70,13 +70,13 @@ static const pg_stmt_t st_why = {
                                              "FROM crm_communications c WHERE c.client_id = $1 "
                                              "ORDER BY c.created_at DESC "
                                              "LIMIT $2::int) x",
-    2};
+    2, false};
 static const pg_stmt_t st_pauses = {
     "ops_pauses",
     "SELECT coalesce(jsonb_agg(jsonb_build_object('channel', channel, 'by', paused_by, "
     "'reason', reason, 'at', " TS("paused_at") ") ORDER BY channel), '[]')::text "
                                                "FROM crm_channel_pauses",
-    0};
+    0, false};
 static const pg_stmt_t st_pause = {
     "ops_pause",
     "WITH p AS (INSERT INTO crm_channel_pauses (channel, paused_by, reason) VALUES ($1, $2, $3) "
@@ -84,14 +84,14 @@ static const pg_stmt_t st_pause = {
     "a AS (INSERT INTO crm_audit_log (actor, action, target, details) SELECT $2, "
     "'channel.pause', 'channel:' || channel, jsonb_build_object('reason', $3::text) FROM p) "
     "SELECT count(*) FROM p",
-    3};
+    3, false};
 static const pg_stmt_t st_resume = {
     "ops_resume",
     "WITH p AS (DELETE FROM crm_channel_pauses WHERE channel = $1 RETURNING channel, paused_by, "
     "paused_at), a AS (INSERT INTO crm_audit_log (actor, action, target, details) SELECT $2, "
     "'channel.resume', 'channel:' || channel, jsonb_build_object('paused_by', paused_by, "
     "'paused_at', paused_at, 'reason', $3::text) FROM p) SELECT count(*) FROM p",
-    3};
+    3, false};
 /* From the start of its chain, at the priority it was given. */
 static const pg_stmt_t st_retry = {
     "ops_retry",
@@ -106,7 +106,7 @@ static const pg_stmt_t st_retry = {
     "a AS (INSERT INTO crm_audit_log (actor, action, target, details) SELECT $2, "
     "'communication.retry', 'communication:' || id, '{}'::jsonb FROM c) "
     "SELECT (SELECT count(*) FROM c), (SELECT status FROM crm_communications WHERE id = $1::uuid)",
-    2};
+    2, false};
 
 /* A job of a paused channel waits: no attempt, its message's status kept;
  * the first time, an event says why (the payload marks it, and resume
@@ -122,12 +122,12 @@ static const pg_stmt_t st_hold = {
     "message) SELECT communication_id, 'event', $4, 'paused', 'waiting', $5 FROM u "
     "WHERE NOT coalesce((SELECT was FROM o), false)) "
     "SELECT count(*) FROM u",
-    5};
+    5, false};
 static const pg_stmt_t st_unhold = {
     "ops_unhold",
     "UPDATE crm_jobs SET due_at = now(), payload = payload - 'paused' "
     "WHERE kind = 'send' AND payload ? 'paused' AND lease_owner IS NULL",
-    0};
+    0, false};
 
 int ops_hold(pg_pool_t *db, int64_t job_id, const char *owner, double wait_s, const char *channel,
              const char *why, hd_err_t *err)

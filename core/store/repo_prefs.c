@@ -53,17 +53,19 @@ enum {
 };
 
 static const pg_stmt_t st_select = {
-    "prefs_select", "SELECT " ROW_COLUMNS " FROM crm_client_preferences WHERE client_id = $1", 1};
+    "prefs_select", "SELECT " ROW_COLUMNS " FROM crm_client_preferences WHERE client_id = $1", 1,
+    false};
 static const pg_stmt_t st_select_many = {
     "prefs_select_many",
-    "SELECT " ROW_COLUMNS " FROM crm_client_preferences WHERE client_id = ANY($1::text[])", 1};
+    "SELECT " ROW_COLUMNS " FROM crm_client_preferences WHERE client_id = ANY($1::text[])", 1,
+    false};
 /* A new client starts from the table's defaults; the patch is applied by
  * st_update like any other change. ON CONFLICT waits for a concurrent
  * creator, so the st_lock that follows sees its committed row. */
 static const pg_stmt_t st_create = {"prefs_create",
                                     "INSERT INTO crm_client_preferences (client_id) VALUES ($1) "
                                     "ON CONFLICT (client_id) DO NOTHING RETURNING 1",
-                                    1};
+                                    1, false};
 /* The stored values in their exact text form, so that a field the patch
  * leaves out is written back unchanged. */
 static const pg_stmt_t st_lock = {
@@ -73,7 +75,7 @@ static const pg_stmt_t st_lock = {
     "array_to_string(opted_out_channels, ','), digest_local_time::text, consent_given, "
     "consent_at::text, extract(epoch FROM consent_at)::bigint, consent_source, name_enc "
     "FROM crm_client_preferences WHERE client_id = $1 FOR UPDATE",
-    1};
+    1, false};
 enum {
     LK_NAME,
     LK_EMAIL_ENC,
@@ -109,11 +111,11 @@ static const pg_stmt_t st_update = {
     "updated_at = CASE WHEN $17::boolean THEN updated_at "
     "ELSE greatest(clock_timestamp(), updated_at + interval '1 microsecond') END "
     "WHERE client_id = $1 RETURNING " ROW_COLUMNS,
-    17};
+    17, false};
 static const pg_stmt_t st_audit = {"prefs_audit",
                                    "INSERT INTO crm_audit_log (actor, action, target, details) "
                                    "VALUES ($1, 'preferences.consent', $2, $3::jsonb)",
-                                   3};
+                                   3, false};
 
 /* ---- reading ------------------------------------------------------------ */
 

@@ -36,7 +36,7 @@ static const pg_stmt_t st_sending_many = {
     /* a sent message goes out again only for a job a failed receipt made */
     "AND (c.status <> 'sent' OR j.payload ? 'resend')) "
     "RETURNING ($3::bigint[])[array_position($1::uuid[], c.id)]",
-    5};
+    5, true};
 
 int comms_mark_sending_many(pg_pool_t *db, const comm_job_t *jobs, const char *const *channels,
                             int n, bool *marked, hd_err_t *err)
@@ -88,43 +88,43 @@ static const pg_stmt_t st_log_attempt = {
     "provider_message_id, raw_code, message, category, may_have_been_sent, latency_ms, details) "
     "VALUES ($1::uuid, 'attempt', $2, $3::smallint, $4, $5, $6, $7, $8, $9, $10::boolean, "
     "$11::int, coalesce($12::jsonb, '{}'))",
-    12};
+    12, false};
 static const pg_stmt_t st_sent = {
     "comms_sent",
     "UPDATE crm_communications SET status = 'sent', sent_at = now(), channel = $2, "
     "provider_message_id = $3, may_have_been_sent = true, updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending', 'sent')",
-    3};
+    3, false};
 static const pg_stmt_t st_job_done = {
-    "comms_job_done", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2};
+    "comms_job_done", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2, false};
 static const pg_stmt_t st_job_retry = {
     "comms_job_retry",
     "UPDATE crm_jobs SET attempt = attempt + 1, due_at = now() + make_interval(secs => "
     "$2::float8), lease_owner = NULL, lease_expires_at = NULL WHERE id = $1::bigint "
     "AND lease_owner = $3",
-    3};
+    3, false};
 static const pg_stmt_t st_job_next = {
     "comms_job_next",
     "UPDATE crm_jobs SET attempt = 0, channel_index = channel_index + 1, due_at = now() + "
     "make_interval(secs => $2::float8), lease_owner = NULL, lease_expires_at = NULL "
     "WHERE id = $1::bigint AND lease_owner = $3",
-    3};
+    3, false};
 static const pg_stmt_t st_last_error = {
     "comms_last_error",
     "UPDATE crm_communications SET last_error_category = $2, last_error_code = $3, "
     "may_have_been_sent = may_have_been_sent AND $4::boolean, updated_at = now() "
     "WHERE id = $1::uuid",
-    4};
+    4, false};
 static const pg_stmt_t st_failed = {
     "comms_failed",
     "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending', 'sent')",
-    1};
+    1, false};
 static const pg_stmt_t st_log_event = {
     "comms_log_event",
     "INSERT INTO crm_delivery_logs (communication_id, kind, channel, event_type, status, message) "
     "VALUES ($1::uuid, 'event', $2, $3, $4, $5)",
-    5};
+    5, false};
 
 /* Between attempts: waiting for a retry's time (or held) reads 'scheduled',
  * due again now on the next channel 'queued'; a cancel may take either. A
@@ -133,12 +133,12 @@ static const pg_stmt_t st_waiting = {
     "comms_waiting",
     "UPDATE crm_communications SET status = 'scheduled', updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('queued', 'sending')",
-    1};
+    1, false};
 static const pg_stmt_t st_requeued = {
     "comms_requeued",
     "UPDATE crm_communications SET status = 'queued', queued_at = coalesce(queued_at, now()), "
     "updated_at = now() WHERE id = $1::uuid AND status IN ('scheduled', 'sending')",
-    1};
+    1, false};
 
 /* Runs st and reports how many rows it changed (-1 on error). */
 static int exec_rows(pg_conn_t *c, const pg_stmt_t *st, const char *const *p, hd_err_t *err)
@@ -190,13 +190,13 @@ static const pg_stmt_t st_members_sent = {
     "UPDATE crm_communications SET status = 'sent', sent_at = now(), channel = $2, "
     "provider_message_id = $3, updated_at = now() WHERE digest_id = $1::uuid "
     "AND id <> $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
-    3};
+    3, false};
 static const pg_stmt_t st_members_failed = {
     "comms_members_failed",
     "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
     "WHERE digest_id = $1::uuid AND id <> $1::uuid "
     "AND status IN ('scheduled', 'queued', 'sending')",
-    1};
+    1, false};
 static const pg_stmt_t st_gather = {
     "comms_gather",
     "WITH m AS (SELECT c.id FROM crm_communications c WHERE c.client_id = $1 AND c.batch "
@@ -209,12 +209,12 @@ static const pg_stmt_t st_gather = {
     "updated_at = now() FROM m WHERE c.id = m.id "
     "RETURNING c.id, c.message_type, c.context::text, c.created_at, c.context_enc) "
     "SELECT id, message_type, context, context_enc FROM u ORDER BY created_at",
-    2};
+    2, false};
 static const pg_stmt_t st_digest_run = {
     "comms_digest_run",
     "INSERT INTO crm_digest_runs (client_id, digest_date, communication_id, message_count) "
     "VALUES ($1, current_date, $2::uuid, $3::int) ON CONFLICT DO NOTHING",
-    3};
+    3, false};
 
 cJSON *comms_gather_digest(pg_pool_t *db, const fe_keyring_t *kr, const comm_job_t *j,
                            hd_err_t *err)
@@ -351,7 +351,7 @@ static const pg_stmt_t st_sent_many = {
     "WHERE c.id = ANY(ARRAY(SELECT communication_id FROM j)) "
     "AND c.status IN ('scheduled', 'queued', 'sending', 'sent')) "
     "SELECT id FROM j",
-    11};
+    11, true};
 
 static bool plain_send(const comm_record_t *r)
 {
@@ -466,13 +466,13 @@ static const pg_stmt_t st_suppressed = {
     "AND c.attempt_count = 0 AND NOT EXISTS (SELECT 1 FROM crm_delivery_logs l "
     "WHERE l.communication_id = c.id AND (l.kind = 'attempt' OR (l.event_type = 'skipped' "
     "AND l.status IS DISTINCT FROM 'refused')))",
-    1};
+    1, false};
 static const pg_stmt_t st_members_suppressed = {
     "comms_members_suppressed",
     "UPDATE crm_communications SET status = 'suppressed', suppressed_at = now(), "
     "updated_at = now() WHERE digest_id = $1::uuid AND id <> $1::uuid "
     "AND status IN ('scheduled', 'queued', 'sending')",
-    1};
+    1, false};
 
 /* The end of a chain at a skip: suppressed when st_suppressed allows it,
  * else failed (unless it had already ended). */
@@ -528,7 +528,7 @@ static const pg_stmt_t st_defer = {
     "comms_defer",
     "UPDATE crm_jobs SET due_at = to_timestamp($2::float8), lease_owner = NULL, "
     "lease_expires_at = NULL WHERE id = $1::bigint AND lease_owner = $3",
-    3};
+    3, false};
 
 int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *reason,
                 hd_err_t *err)
@@ -557,27 +557,29 @@ int comms_defer(pg_pool_t *db, const comm_job_t *j, int64_t until, const char *r
  * is locked: no worker claims it (SKIP LOCKED) before the message it gains
  * is committed, so its gathering cannot miss it. */
 static const pg_stmt_t st_fold_lock = {
-    "comms_fold_lock", "SELECT pg_advisory_xact_lock(hashtextextended('fold:' || $1, 0))", 1};
+    "comms_fold_lock", "SELECT pg_advisory_xact_lock(hashtextextended('fold:' || $1, 0))", 1,
+    false};
 static const pg_stmt_t st_fold_find = {
     "comms_fold_find",
     "SELECT extract(epoch FROM j.due_at)::bigint FROM crm_jobs j "
     "JOIN crm_communications c ON c.id = j.communication_id "
     "WHERE c.client_id = $1 AND c.batch AND j.kind = 'send' AND j.lease_owner IS NULL "
     "AND j.due_at > now() ORDER BY j.due_at LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
-    1};
+    1, false};
 static const pg_stmt_t st_fold_drop_job = {
-    "comms_fold_drop_job", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2};
+    "comms_fold_drop_job", "DELETE FROM crm_jobs WHERE id = $1::bigint AND lease_owner = $2", 2,
+    false};
 static const pg_stmt_t st_fold_own_digest = {
     "comms_fold_own_digest",
     "UPDATE crm_jobs SET due_at = to_timestamp($3::float8), lease_owner = NULL, "
     "lease_expires_at = NULL, dedup_key = $4 WHERE id = $1::bigint AND lease_owner = $2 "
     "AND NOT EXISTS (SELECT 1 FROM crm_jobs WHERE dedup_key = $4)",
-    4};
+    4, false};
 static const pg_stmt_t st_fold_message = {
     "comms_fold_message",
     "UPDATE crm_communications SET batch = true, send_at = to_timestamp($2::float8), "
     "status = 'scheduled', updated_at = now() WHERE id = $1::uuid",
-    2};
+    2, false};
 
 int comms_fold_digest(pg_pool_t *db, const comm_job_t *j, int64_t slot, hd_err_t *err)
 {

@@ -25,7 +25,7 @@ static const pg_stmt_t st_find = {
     "EXISTS (SELECT 1 FROM crm_jobs WHERE communication_id = c.id AND kind = 'send'), c.batch, "
     "c.recipient_enc FROM crm_communications c LEFT JOIN a ON a.communication_id = c.id "
     "WHERE c.id = coalesce((SELECT communication_id FROM a), $2::uuid)",
-    3};
+    3, false};
 
 /* The target in row's columns from col on (the columns of st_find). */
 static void read_target(const PGresult *res, int row, int col, receipt_target_t *t)
@@ -82,7 +82,7 @@ static const pg_stmt_t st_event = {
     "category) VALUES ($1::uuid, 'event', $2, $3, $4, $5, $6, $7, $8, $9, "
     "coalesce($10::jsonb, '{}'), coalesce(to_timestamp($11::float8), now()), $12) "
     "ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
-    12};
+    12, false};
 
 /* The forward moves; $2 is the provider's time (NULL: now). */
 static const pg_stmt_t st_to_sent = {
@@ -90,14 +90,14 @@ static const pg_stmt_t st_to_sent = {
     "UPDATE crm_communications SET status = 'sent', "
     "sent_at = coalesce(sent_at, to_timestamp($2::float8), now()), updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('scheduled', 'queued', 'sending')",
-    2};
+    2, false};
 static const pg_stmt_t st_to_delivered = {
     "receipts_to_delivered",
     "UPDATE crm_communications SET status = 'delivered', "
     "delivered_at = coalesce(delivered_at, to_timestamp($2::float8), now()), "
     "sent_at = coalesce(sent_at, to_timestamp($2::float8), now()), updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('sending', 'sent')",
-    2};
+    2, false};
 static const pg_stmt_t st_to_opened = {
     "receipts_to_opened",
     "UPDATE crm_communications SET status = 'opened', "
@@ -105,22 +105,23 @@ static const pg_stmt_t st_to_opened = {
     "delivered_at = coalesce(delivered_at, to_timestamp($2::float8), now()), "
     "sent_at = coalesce(sent_at, to_timestamp($2::float8), now()), updated_at = now() "
     "WHERE id = $1::uuid AND status IN ('sending', 'sent', 'delivered')",
-    2};
+    2, false};
 /* The client has it: a resend a failed receipt queued, or a no-receipt
  * timer, is no longer needed. */
 static const pg_stmt_t st_drop_resend = {
     "receipts_drop_resend",
     "DELETE FROM crm_jobs WHERE communication_id = $1::uuid "
     "AND (payload ? 'resend' OR kind = 'no_receipt') AND lease_owner IS NULL",
-    1};
+    1, false};
 static const pg_stmt_t st_busy = {
     "receipts_busy",
-    "SELECT 1 FROM crm_jobs WHERE communication_id = $1::uuid AND kind = 'send' FOR UPDATE", 1};
+    "SELECT 1 FROM crm_jobs WHERE communication_id = $1::uuid AND kind = 'send' FOR UPDATE", 1,
+    false};
 static const pg_stmt_t st_failure = {
     "receipts_failure",
     "UPDATE crm_communications SET last_error_category = $2, last_error_code = $3, "
     "updated_at = now() WHERE id = $1::uuid AND status = 'sent' AND channel = $4 RETURNING 1",
-    4};
+    4, false};
 /* One send job per message (migration 0005): a send job made meanwhile by a
  * no-receipt timer wins, and this receipt waits. The message's no-receipt
  * timers go: the resend, once sent, arms its own. */
@@ -133,12 +134,12 @@ static const pg_stmt_t st_resend = {
     "$3::smallint, $4::smallint, '{\"resend\": true}' FROM crm_communications "
     "WHERE id = $1::uuid "
     "ON CONFLICT (communication_id) WHERE kind = 'send' DO NOTHING RETURNING 1",
-    4};
+    4, false};
 static const pg_stmt_t st_end = {
     "receipts_end",
     "UPDATE crm_communications SET status = 'failed', failed_at = now(), updated_at = now() "
     "WHERE id = $1::uuid AND status = 'sent'",
-    1};
+    1, false};
 
 static const char *const EVENT_TYPE[] = {NULL, "sent", "delivered", "read", "failed"};
 
@@ -299,7 +300,7 @@ static const pg_stmt_t st_find_many = {
     "c.recipient_enc FROM crm_communications c WHERE c.id = coalesce(a.communication_id, "
     "u.hint::uuid)) f "
     "ON true",
-    3};
+    3, false};
 
 int receipts_find_many(pg_pool_t *db, const receipt_t *const *rs, int n, receipt_target_t *ts,
                        hd_err_t *err)
@@ -374,7 +375,7 @@ static const pg_stmt_t st_apply_many = {
     "AND m.k IN ('delivered', 'read') "
     "AND (j.payload ? 'resend' OR j.kind = 'no_receipt') AND j.lease_owner IS NULL) "
     "SELECT 'i', dedup_key FROM ins UNION ALL SELECT 'm', id::text FROM mv",
-    12};
+    12, false};
 
 static const char *const KIND_WORD[] = {"other", "sent", "delivered", "read", "failed"};
 static const char *const MOVED_TO[] = {"", "sent", "delivered", "opened", ""};
@@ -455,7 +456,7 @@ static const pg_stmt_t st_track = {
     "THEN coalesce(c.delivered_at, now()) ELSE c.delivered_at END, "
     "updated_at = now() FROM m WHERE c.id = m.id) "
     "SELECT count(*), max(status), max(coalesce(channel, '')), max(message_type) FROM m",
-    4};
+    4, false};
 
 int tracking_record(pg_pool_t *db, const char *comm_id, char kind, int index, const char *url,
                     char moved[16], char channel[16], char message_type[64], hd_err_t *err)
@@ -489,7 +490,7 @@ int tracking_record(pg_pool_t *db, const char *comm_id, char kind, int index, co
 
 static const pg_stmt_t st_link = {
     "tracking_link", "SELECT tracked_links ->> $2::int FROM crm_communications WHERE id = $1::uuid",
-    2};
+    2, false};
 
 int tracking_link(pg_pool_t *db, const char *comm_id, int index, char **url, hd_err_t *err)
 {

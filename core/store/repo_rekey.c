@@ -19,24 +19,24 @@
                                         "SELECT count(*) FROM " T " WHERE (" C                     \
                                         " IS NOT NULL AND split_part(" C                           \
                                         ", '.', 2) <> $1) OR " CLR " IS NOT NULL",                 \
-                                        1};                                                        \
+                                        1, false};                                                 \
     static const pg_stmt_t id##_batch = {                                                          \
         "rekey_" #id "_batch",                                                                     \
         "SELECT " PK "::text, " C ", " CLR " FROM " T " WHERE " PK " > $1::" PKT " AND ((" C       \
         " IS NOT NULL AND split_part(" C ", '.', 2) <> $2) OR " CLR " IS NOT NULL) ORDER BY " PK   \
         " LIMIT $3::int FOR UPDATE",                                                               \
-        3};                                                                                        \
+        3, false};                                                                                 \
     static const pg_stmt_t id##_write = {                                                          \
         "rekey_" #id "_write",                                                                     \
         "UPDATE " T " SET " C " = v.enc" CLRSET " FROM jsonb_to_recordset($1::jsonb) "             \
         "AS v(pk text, enc text) WHERE " T "." PK " = v.pk::" PKT,                                 \
-        1};                                                                                        \
+        1, false};                                                                                 \
     static const pg_stmt_t id##_keys = {"rekey_" #id "_keys",                                      \
                                         "SELECT split_part(" C ", '.', 2), count(*) FROM " T       \
                                         " WHERE " C " IS NOT NULL GROUP BY 1 "                     \
                                         "UNION ALL SELECT '', count(*) FROM " T " WHERE " CLR      \
                                         " IS NOT NULL HAVING count(*) > 0",                        \
-                                        0}
+                                        0, false}
 
 REKEY_STMTS(pref_name, "crm_client_preferences", "client_id", "text", "name_enc", "name",
             ", name = NULL");

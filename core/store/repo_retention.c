@@ -13,7 +13,7 @@ static const pg_stmt_t st_comms = {
     "AND status IN ('sent', 'delivered', 'opened', 'clicked', 'failed', 'cancelled', "
     "'suppressed') ORDER BY created_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING 1) "
     "SELECT (SELECT ok FROM l), (SELECT count(*) FROM d)",
-    2};
+    2, false};
 
 static const pg_stmt_t st_events = {
     "retention_events",
@@ -24,7 +24,7 @@ static const pg_stmt_t st_events = {
     "AND occurred_at < now() - make_interval(days => $1::int) ORDER BY occurred_at, id "
     "LIMIT $2::int) RETURNING 1) "
     "SELECT (SELECT ok FROM l), (SELECT count(*) FROM d)",
-    2};
+    2, false};
 
 /* Keys past their expires_at answer nothing any more (idem_expire deletes
  * one when its key comes again): without this they would stay for ever.
@@ -39,7 +39,7 @@ static const pg_stmt_t st_idem = {
     "FROM crm_idempotency_keys WHERE expires_at < now() - make_interval(days => $1::int) "
     "ORDER BY expires_at LIMIT $2::int FOR UPDATE SKIP LOCKED) RETURNING 1) "
     "SELECT (SELECT ok FROM l), (SELECT count(*) FROM d)",
-    2};
+    2, false};
 
 static int batch(pg_pool_t *db, const pg_stmt_t *st, int days, int limit, int *deleted,
                  bool *skipped, hd_err_t *err)

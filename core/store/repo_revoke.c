@@ -12,24 +12,24 @@ static const pg_stmt_t st_insert = {"revoke_insert",
                                     "VALUES ($1, to_timestamp($2::bigint), $3) "
                                     "ON CONFLICT (jti) DO UPDATE SET expires_at = "
                                     "GREATEST(crm_revoked_tokens.expires_at, EXCLUDED.expires_at)",
-                                    3};
+                                    3, false};
 static const pg_stmt_t st_purge = {
     "revoke_purge", "DELETE FROM crm_revoked_tokens WHERE expires_at < now() - interval '1 hour'",
-    0};
+    0, false};
 static const pg_stmt_t st_audit = {"revoke_audit",
                                    "INSERT INTO crm_audit_log (actor, action, target, details) "
                                    "VALUES ($1, 'token.revoke', $2, "
                                    "jsonb_build_object('expires_at', $3::bigint))",
-                                   3};
+                                   3, false};
 static const pg_stmt_t st_is = {"revoke_is",
                                 "SELECT 1 FROM crm_revoked_tokens "
                                 "WHERE jti = $1 AND expires_at > now() - interval '1 minute'",
-                                1};
+                                1, false};
 static const pg_stmt_t st_live = {
     "revoke_live",
     "SELECT jti, extract(epoch FROM expires_at)::bigint FROM crm_revoked_tokens "
     "WHERE expires_at > now() - interval '1 minute'",
-    0};
+    0, false};
 
 int revoke_record(pg_pool_t *db, const char *jti, int64_t expires_at, const char *actor,
                   hd_err_t *err)

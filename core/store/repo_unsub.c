@@ -12,7 +12,7 @@ static const pg_stmt_t st_find = {
     "coalesce('whatsapp' = ANY (p.opted_out_channels), false) "
     "FROM crm_communications c LEFT JOIN crm_client_preferences p ON p.client_id = c.client_id "
     "WHERE c.id = $1::uuid",
-    1};
+    1, false};
 
 /* One statement, so one transaction: the preferences (only when a channel is
  * new to the list, so a replay writes nothing), then the ledger row and the
@@ -48,7 +48,7 @@ static const pg_stmt_t st_record = {
     "  AND (CASE WHEN x = 'email' THEN cp.email_index ELSE cp.phone_index END) IS NOT NULL "
     "  ON CONFLICT (channel, address_index) DO NOTHING) "
     "SELECT count(*) FROM p",
-    4};
+    4, false};
 
 static bool is_true(const PGresult *r, int col)
 {

@@ -14,7 +14,7 @@ static const pg_stmt_t st_page = {
     "AND message_type <> 'digest' "
     "AND ($3::text = '' OR (created_at, id) > ($3::timestamptz, $4::uuid)) "
     "ORDER BY created_at, id LIMIT $5::int",
-    5};
+    5, false};
 
 int whatif_page(pg_pool_t *db, int64_t from, int64_t to, const char *after_text,
                 const char *after_id, whatif_row_t *rows, int *n, hd_err_t *err)

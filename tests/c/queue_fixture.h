@@ -36,12 +36,12 @@ static __attribute__((unused)) const pg_stmt_t st_comm = {
     "tq_comm",
     "SELECT status, channel, provider_message_id, last_error_category, last_error_code, "
     "attempt_count, may_have_been_sent FROM crm_communications WHERE id = $1::uuid",
-    1};
+    1, false};
 static __attribute__((unused)) const pg_stmt_t st_jobs = {
     "tq_jobs",
     "SELECT attempt, lease_owner, lease_expires_at IS NULL, "
     "extract(epoch from due_at - now())::float8 FROM crm_jobs WHERE communication_id = $1::uuid",
-    1};
+    1, false};
 
 /* Runs st with one parameter on a pooled connection; caller PQclear()s. */
 static __attribute__((unused)) PGresult *query(pg_pool_t *pool, const pg_stmt_t *st,

@@ -23,11 +23,16 @@ static const char *url(void)
     return u ? u : "postgresql://herald@127.0.0.1:55432/herald";
 }
 
-static const pg_stmt_t st_add = {"t_add", "SELECT $1::int + $2::int", 2};
-static const pg_stmt_t st_pid = {"t_pid", "SELECT pg_backend_pid()", 0};
-static const pg_stmt_t st_ins = {"t_ins", "INSERT INTO herald_test_pg (k) VALUES ($1)", 1};
-static const pg_stmt_t st_count = {"t_count", "SELECT count(*) FROM herald_test_pg WHERE k = $1",
-                                   1};
+static const pg_stmt_t st_add = {"t_add", "SELECT $1::int + $2::int", 2, false};
+static const pg_stmt_t st_pid = {"t_pid", "SELECT pg_backend_pid()", 0, false};
+static const pg_stmt_t st_ins = {"t_ins", "INSERT INTO herald_test_pg (k) VALUES ($1)", 1, false};
+static const pg_stmt_t st_count = {"t_count", "SELECT count(*) FROM herald_test_pg WHERE k = $1", 1,
+                                   false};
+
+/* the same batch lookup, planned the server's way and once per connection */
+#define BATCH_SQL "SELECT k FROM herald_test_pg WHERE k = ANY($1::text[]) ORDER BY k"
+static const pg_stmt_t st_batch_auto = {"t_batch_auto", BATCH_SQL, 1, false};
+static const pg_stmt_t st_batch_generic = {"t_batch_generic", BATCH_SQL, 1, true};
 
 static int setup(void **state)
 {
@@ -93,6 +98,177 @@ static void test_prepared_statements(void **state)
     assert_true(PQgetisnull(r, 0, 0));
     PQclear(r);
     pg_pool_put(pool, c);
+}
+
+/* How the server planned a prepared statement of this connection so far. */
+static void plans_of(pg_conn_t *c, const char *name, long *generic, long *custom)
+{
+    const char *p[] = {name};
+    PGresult *r = PQexecParams(pg_raw(c),
+                               "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                               "WHERE name = $1",
+                               1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    *generic = atol(PQgetvalue(r, 0, 0));
+    *custom = atol(PQgetvalue(r, 0, 1));
+    PQclear(r);
+}
+
+static void run_batch(pg_conn_t *c, const pg_stmt_t *st, int times)
+{
+    hd_err_t err;
+    for (int i = 0; i < times; i++) {
+        const char *p[] = {i % 2 ? "{a,b,c}" : "{x}"};
+        PGresult *r = pg_exec(c, st, p, &err);
+        if (r == NULL)
+            fail_msg("%s: %s", st->name, err.msg);
+        PQclear(r);
+    }
+}
+
+static const char *show(pg_conn_t *c, const char *setting)
+{
+    static char value[64];
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SHOW %s", setting);
+    PGresult *r = PQexec(pg_raw(c), sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(value, sizeof(value), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return value;
+}
+
+static const char *plan_mode_now(pg_conn_t *c)
+{
+    return show(c, "plan_cache_mode");
+}
+
+static void reads_of(pg_conn_t *c, const char *table, long *seq, long *idx)
+{
+    const char *p[] = {table};
+    PGresult *r = PQexecParams(pg_raw(c),
+                               "SELECT seq_scan, coalesce(idx_scan, 0) FROM "
+                               "pg_stat_xact_user_tables WHERE relname = $1",
+                               1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    *seq = atol(PQgetvalue(r, 0, 0));
+    *idx = atol(PQgetvalue(r, 0, 1));
+    PQclear(r);
+}
+
+/* Made once on a table of one page, analyzed, a generic plan would read the
+ * table (and so would the foreign key's check PostgreSQL plans inside the
+ * statement); the table then grows to 50,000 rows with no new statistics.
+ * The generic mode keeps both on the index. */
+static const pg_stmt_t st_grow = {
+    "t_grow",
+    "WITH p AS (SELECT id FROM herald_test_gp_parent WHERE id = ANY($1::int[])) "
+    "INSERT INTO herald_test_gp_child (parent) SELECT id FROM p",
+    1, true};
+
+static void test_generic_plans_stay_on_the_index(void **state)
+{
+    (void)state;
+    hd_err_t err;
+    bool up;
+    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 5000, &up, &err);
+    assert_true(up);
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_non_null(c);
+    assert_int_equal(
+        pg_exec_script(c,
+                       "DROP TABLE IF EXISTS herald_test_gp_child, herald_test_gp_parent; "
+                       "CREATE TABLE herald_test_gp_parent (id int PRIMARY KEY, pad text) "
+                       "WITH (autovacuum_enabled = false); "
+                       "CREATE TABLE herald_test_gp_child (id serial PRIMARY KEY, parent int "
+                       "NOT NULL REFERENCES herald_test_gp_parent (id)) "
+                       "WITH (autovacuum_enabled = false); "
+                       "INSERT INTO herald_test_gp_parent VALUES (1, 'x'); "
+                       "ANALYZE herald_test_gp_parent",
+                       &err),
+        0);
+    const char *one[] = {"{1}"};
+    PGresult *r = pg_exec(c, &st_grow, one, &err); /* planned now, on one page */
+    assert_non_null(r);
+    PQclear(r);
+    assert_int_equal(pg_exec_script(c,
+                                    "INSERT INTO herald_test_gp_parent SELECT g, repeat('x', "
+                                    "100) FROM generate_series(2, 50000) g",
+                                    &err),
+                     0);
+    /* the same connection, still in the generic mode; the counters of the
+     * backend's reads of the table (pending ones included) around the call */
+    long seq0, idx0, seq, idx;
+    assert_int_equal(pg_tx_open(c, &err), 0);
+    reads_of(c, "herald_test_gp_parent", &seq0, &idx0);
+    const char *some[] = {"{7,4000,49999}"};
+    r = pg_exec(c, &st_grow, some, &err);
+    assert_non_null(r);
+    PQclear(r);
+    reads_of(c, "herald_test_gp_parent", &seq, &idx);
+    assert_int_equal(pg_tx_close(c, -1, &err), -1);
+    seq -= seq0;
+    idx -= idx0;
+    if (seq != 0)
+        fail_msg("the parent table was read %ld times (index used %ld times)", seq, idx);
+    assert_true(idx >= 2); /* the lookup and the foreign key's checks */
+    long g, cu;
+    plans_of(c, "t_grow", &g, &cu);
+    assert_int_equal(cu, 0);
+    assert_int_equal(g, 2); /* both calls ran the generic plan */
+    assert_int_equal(
+        pg_exec_script(c, "DROP TABLE herald_test_gp_child, herald_test_gp_parent", &err), 0);
+    pg_pool_put(pool, c);
+    pg_pool_free(pool);
+}
+
+/* A statement marked generic is planned once per connection; the same SQL
+ * unmarked gets PostgreSQL's default (custom plans first); the connection
+ * switches back for it, and never inside a transaction. */
+static void test_generic_plans(void **state)
+{
+    (void)state;
+    hd_err_t err;
+    bool up;
+    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 5000, &up, &err);
+    assert_true(up);
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_non_null(c);
+    run_batch(c, &st_batch_generic, 8);
+    long g, cu;
+    plans_of(c, "t_batch_generic", &g, &cu);
+    assert_int_equal(cu, 0);
+    assert_true(g >= 1);
+    assert_string_equal(plan_mode_now(c), "force_generic_plan");
+    assert_string_equal(show(c, "enable_seqscan"), "off");
+    assert_string_equal(show(c, "jit"), "off");
+    assert_int_equal(pg_pool_plan_switches(pool), 1);
+
+    run_batch(c, &st_batch_auto, 8);
+    plans_of(c, "t_batch_auto", &g, &cu);
+    assert_true(cu >= 5); /* the server's default: five custom plans first */
+    assert_string_equal(plan_mode_now(c), "auto");
+    assert_string_equal(show(c, "enable_seqscan"), "on");
+    assert_int_equal(pg_pool_plan_switches(pool), 2);
+
+    /* inside a transaction the mode stays as it is (a SET there would be
+     * undone by a rollback, and the pool would believe otherwise) */
+    assert_int_equal(pg_tx_open(c, &err), 0);
+    run_batch(c, &st_batch_generic, 2);
+    assert_string_equal(plan_mode_now(c), "auto");
+    assert_int_equal(pg_tx_close(c, -1, &err), -1); /* rolled back */
+    assert_int_equal(pg_pool_plan_switches(pool), 2);
+    plans_of(c, "t_batch_generic", &g, &cu);
+    assert_int_equal(cu, 2); /* planned the default way in there */
+
+    run_batch(c, &st_batch_generic, 3);
+    plans_of(c, "t_batch_generic", &g, &cu);
+    assert_int_equal(cu, 2);
+    assert_string_equal(plan_mode_now(c), "force_generic_plan");
+    assert_int_equal(pg_pool_plan_switches(pool), 3);
+    pg_pool_put(pool, c);
+    pg_pool_free(pool);
 }
 
 static int insert_two(pg_pool_t *pool, const char **keys, hd_err_t *err)
@@ -272,6 +448,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prepared_statements),
+        cmocka_unit_test(test_generic_plans),
+        cmocka_unit_test(test_generic_plans_stay_on_the_index),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_unique_violation_state),
         cmocka_unit_test(test_left_open_transaction_is_rolled_back),

@@ -35,13 +35,13 @@ static const pg_stmt_t st_stored = {
     "tp_stored",
     "SELECT name, email_enc, email_index, phone_enc, phone_index, xmin::text "
     "FROM crm_client_preferences WHERE client_id = $1",
-    1};
+    1, false};
 static const pg_stmt_t st_audits = {
     "tp_audits",
     "SELECT actor, details->>'given', details->>'source', details->>'at', xmin::text "
     "FROM crm_audit_log WHERE action = 'preferences.consent' AND target = 'client:' || $1 "
     "ORDER BY id",
-    1};
+    1, false};
 
 static PGresult *query(pg_pool_t *pool, const pg_stmt_t *st, const char *arg)
 {

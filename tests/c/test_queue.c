@@ -34,13 +34,13 @@ static const pg_stmt_t st_attempts = {
     "SELECT channel, attempt, status, provider, provider_message_id, raw_code, message, category, "
     "may_have_been_sent, latency_ms, details->>'note', details->>'n', details::text "
     "FROM crm_delivery_logs WHERE communication_id = $1::uuid AND kind = 'attempt' ORDER BY id",
-    1};
+    1, false};
 static const pg_stmt_t st_steal = {
     "tq_steal",
-    "UPDATE crm_jobs SET lease_owner = 'someone-else' WHERE communication_id = $1::uuid", 1};
+    "UPDATE crm_jobs SET lease_owner = 'someone-else' WHERE communication_id = $1::uuid", 1, false};
 /* A status that has moved on while the job is still leased to us. */
 static const pg_stmt_t st_force_sent = {
-    "tq_force_sent", "UPDATE crm_communications SET status = 'sent' WHERE id = $1::uuid", 1};
+    "tq_force_sent", "UPDATE crm_communications SET status = 'sent' WHERE id = $1::uuid", 1, false};
 
 static comm_attempt_t sent_attempt(const char *channel, const char *provider_id)
 {

@@ -31,28 +31,31 @@
 
 static const pg_stmt_t st_sent_on_email = {
     "tq_sent_on_email",
-    "UPDATE crm_communications SET status = 'sent', channel = 'email' WHERE id = $1::uuid", 1};
+    "UPDATE crm_communications SET status = 'sent', channel = 'email' WHERE id = $1::uuid", 1,
+    false};
 static const pg_stmt_t st_drop_send = {
-    "tq_drop_send", "DELETE FROM crm_jobs WHERE communication_id = $1::uuid AND kind = 'send'", 1};
+    "tq_drop_send", "DELETE FROM crm_jobs WHERE communication_id = $1::uuid AND kind = 'send'", 1,
+    false};
 static const pg_stmt_t st_send_jobs = {
     "tq_send_jobs",
     "SELECT count(*) FILTER (WHERE kind = 'send'), count(*) FILTER (WHERE kind = 'no_receipt'), "
     "max(channel_index) FILTER (WHERE kind = 'send'), bool_or(payload ? 'resend') "
     "FROM crm_jobs WHERE communication_id = $1::uuid",
-    1};
+    1, false};
 static const pg_stmt_t st_second_send = {
-    "tq_second_send", "INSERT INTO crm_jobs (communication_id, kind) VALUES ($1::uuid, 'send')", 1};
+    "tq_second_send", "INSERT INTO crm_jobs (communication_id, kind) VALUES ($1::uuid, 'send')", 1,
+    false};
 
 static const pg_stmt_t st_resend_job = {
     "tq_resend_job",
     "INSERT INTO crm_jobs (communication_id, kind, due_at, payload) VALUES ($1::uuid, 'send', "
     "now() + interval '1 hour', '{\"resend\": true}')",
-    1};
+    1, false};
 static const pg_stmt_t st_lease_all = {
     "tq_lease_all",
     "UPDATE crm_jobs SET lease_owner = 'w', lease_expires_at = now() + interval '1 minute' "
     "WHERE communication_id = $1::uuid",
-    1};
+    1, false};
 
 /* A sent message whose failure receipt queued a resend: no provider holds
  * it, so it can be cancelled (and its resend goes); once a worker holds the
@@ -161,12 +164,12 @@ static const pg_stmt_t st_ended = {
     "(SELECT string_agg(l.status, ',' ORDER BY l.id) FROM crm_delivery_logs l "
     "WHERE l.communication_id = c.id AND l.event_type = 'skipped') "
     "FROM crm_communications c WHERE c.id = $1::uuid",
-    1};
-static const pg_stmt_t st_drop_jobs = {"tq_drop_jobs",
-                                       "DELETE FROM crm_jobs WHERE communication_id = $1::uuid", 1};
+    1, false};
+static const pg_stmt_t st_drop_jobs = {
+    "tq_drop_jobs", "DELETE FROM crm_jobs WHERE communication_id = $1::uuid", 1, false};
 static const pg_stmt_t st_force_delivered = {
     "tq_force_delivered", "UPDATE crm_communications SET status = 'delivered' WHERE id = $1::uuid",
-    1};
+    1, false};
 
 /* Claims the one due job (message id's) into *out. */
 static void claim_only(pg_pool_t *pool, const char *id, comm_job_t *out)
