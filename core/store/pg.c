@@ -25,6 +25,9 @@ struct pg_conn {
     bool borrowed;
     bool server_closed; /* a FATAL notice arrived while idle */
     bool generic;       /* in the mode of generic statements (pg_stmt_t) */
+    bool tx_set;        /* a SET LOCAL changed the mode for this transaction: */
+    bool tx_generic;    /* to this one */
+    bool drop_on_put;   /* its prepared statements are stale: reconnect */
     pg_pool_t *pool;
     char sqlstate[6];
 };
@@ -61,6 +64,8 @@ static void forget_prepared(pg_conn_t *c)
 {
     c->nprepared = 0;
     c->generic = false; /* a new session plans as the server says */
+    c->tx_set = false;
+    c->drop_on_put = false;
 }
 
 static long long now_ms(void)
@@ -227,7 +232,8 @@ void pg_pool_put(pg_pool_t *pool, pg_conn_t *c)
             PGresult *r = PQexec(c->conn, "ROLLBACK");
             PQclear(r);
         }
-        if (PQstatus(c->conn) != CONNECTION_OK || PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+        if (PQstatus(c->conn) != CONNECTION_OK || PQtransactionStatus(c->conn) != PQTRANS_IDLE ||
+            c->drop_on_put) {
             PQfinish(c->conn);
             c->conn = NULL;
             forget_prepared(c);
@@ -335,23 +341,43 @@ static PGresult *await(pg_pool_t *pool, pg_conn_t *c, const char *what, hd_err_t
 
 static pg_pool_t *owner(pg_conn_t *c);
 
-/* Puts the connection in the planning mode st asks for (pg_stmt_t). Outside
- * a transaction only: a SET inside one would be undone by its rollback, and
- * the mode only changes how a statement is planned, never what it does. */
+/* Puts the connection in the planning mode st asks for (pg_stmt_t): with a
+ * session SET outside a transaction, and with SET LOCAL inside one (undone
+ * by its commit or rollback, so the session's mode stays what the pool
+ * believes). So every statement runs in its own mode, in a transaction too:
+ * a generic statement's plan is never made with sequential scans allowed, and
+ * no other statement is planned without them. */
 static int plan_mode(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st, hd_err_t *err)
 {
-    if (st->generic == c->generic || PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+    bool in_tx = PQtransactionStatus(c->conn) != PQTRANS_IDLE;
+    if (!in_tx)
+        c->tx_set = false;
+    bool now = c->tx_set ? c->tx_generic : c->generic;
+    if (st->generic == now)
         return 0;
-    if (!PQsendQuery(c->conn, st->generic ? "SET plan_cache_mode = force_generic_plan; "
-                                            "SET enable_seqscan = off; SET jit = off"
-                                          : "RESET plan_cache_mode; RESET enable_seqscan; "
-                                            "RESET jit"))
+    const char *sql;
+    if (!in_tx)
+        sql = st->generic ? "SET plan_cache_mode = force_generic_plan; "
+                            "SET enable_seqscan = off; SET jit = off"
+                          : "RESET plan_cache_mode; RESET enable_seqscan; RESET jit";
+    else if (st->generic)
+        sql = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; "
+              "SET LOCAL jit = off";
+    else
+        sql = "SET LOCAL plan_cache_mode TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT; "
+              "SET LOCAL jit TO DEFAULT";
+    if (!PQsendQuery(c->conn, sql))
         return fail(c, NULL, st->name, err);
     PGresult *r = await(pool, c, st->name, err);
     if (r == NULL)
         return -1;
     PQclear(r);
-    c->generic = st->generic;
+    if (in_tx) {
+        c->tx_set = true;
+        c->tx_generic = st->generic;
+    } else {
+        c->generic = st->generic;
+    }
     atomic_fetch_add(&pool->plan_switches, 1);
     return 0;
 }
@@ -361,9 +387,36 @@ long pg_pool_plan_switches(pg_pool_t *pool)
     return atomic_load(&pool->plan_switches);
 }
 
+static PGresult *exec_once(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st,
+                           const char *const *params, hd_err_t *err);
+
+/* A statement prepared before a migration changed the type of a column it
+ * returns fails with 0A000 ("cached plan must not change result type") on
+ * every call: the connection's prepared statements are stale. Outside a
+ * transaction the statement failed without effect, so it runs once more on a
+ * new connection; inside one the caller's transaction is lost anyway, and the
+ * connection is replaced when it is returned. */
 PGresult *pg_exec(pg_conn_t *c, const pg_stmt_t *st, const char *const *params, hd_err_t *err)
 {
     pg_pool_t *pool = owner(c);
+    bool in_tx = c->conn != NULL && PQtransactionStatus(c->conn) != PQTRANS_IDLE;
+    PGresult *r = exec_once(pool, c, st, params, err);
+    if (r != NULL || strcmp(c->sqlstate, "0A000") != 0)
+        return r;
+    if (in_tx) {
+        c->drop_on_put = true;
+        return NULL;
+    }
+    log_info("database: statements prepared before a schema change; reconnecting", "statement",
+             st->name);
+    if (connect_conn(pool, c, err) != 0)
+        return NULL;
+    return exec_once(pool, c, st, params, err);
+}
+
+static PGresult *exec_once(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st,
+                           const char *const *params, hd_err_t *err)
+{
     if (c->conn == NULL)
         return fail(c, NULL, st->name, err), NULL;
     if (plan_mode(pool, c, st, err) != 0)
@@ -451,11 +504,13 @@ int pg_pool_ping(pg_pool_t *pool, hd_err_t *err)
 
 int pg_tx_open(pg_conn_t *c, hd_err_t *err)
 {
+    c->tx_set = false; /* a SET LOCAL of an earlier transaction ended with it */
     return pg_exec_script(c, "BEGIN", err);
 }
 
 int pg_tx_open_read(pg_conn_t *c, hd_err_t *err)
 {
+    c->tx_set = false;
     return pg_exec_script(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err);
 }
 

@@ -34,9 +34,10 @@ typedef struct pg_conn pg_conn_t;
  * whatever the statistics said when it was planned) and jit = off (a disabled
  * scan's cost would otherwise ask for a compile), like crm_claim_jobs()
  * (migration 0019). Only statements whose every access is by an index may be
- * generic. A connection switches its mode only outside a transaction, with one
- * round trip, and only when the next statement wants the other; statements
- * without the flag run with the server's settings. */
+ * generic; statements without the flag run with the server's settings. A
+ * connection switches mode with one round trip when the next statement wants
+ * the other: a session SET outside a transaction, a SET LOCAL inside one
+ * (which its end undoes). */
 typedef struct pg_stmt {
     const char *name;
     const char *sql;

@@ -252,23 +252,110 @@ static void test_generic_plans(void **state)
     assert_string_equal(show(c, "enable_seqscan"), "on");
     assert_int_equal(pg_pool_plan_switches(pool), 2);
 
-    /* inside a transaction the mode stays as it is (a SET there would be
-     * undone by a rollback, and the pool would believe otherwise) */
+    /* inside a transaction each statement still runs in its own mode, by
+     * SET LOCAL, which the transaction's end undoes: the session's mode is
+     * what the pool believes whether it commits or rolls back */
     assert_int_equal(pg_tx_open(c, &err), 0);
     run_batch(c, &st_batch_generic, 2);
-    assert_string_equal(plan_mode_now(c), "auto");
-    assert_int_equal(pg_tx_close(c, -1, &err), -1); /* rolled back */
-    assert_int_equal(pg_pool_plan_switches(pool), 2);
-    plans_of(c, "t_batch_generic", &g, &cu);
-    assert_int_equal(cu, 2); /* planned the default way in there */
-
-    run_batch(c, &st_batch_generic, 3);
-    plans_of(c, "t_batch_generic", &g, &cu);
-    assert_int_equal(cu, 2);
+    assert_string_equal(show(c, "enable_seqscan"), "off");
+    run_batch(c, &st_batch_auto, 1);
+    assert_string_equal(show(c, "enable_seqscan"), "on");
+    run_batch(c, &st_batch_generic, 1);
     assert_string_equal(plan_mode_now(c), "force_generic_plan");
-    assert_int_equal(pg_pool_plan_switches(pool), 3);
+    assert_int_equal(pg_tx_close(c, -1, &err), -1); /* rolled back */
+    assert_string_equal(plan_mode_now(c), "auto");
+    assert_string_equal(show(c, "enable_seqscan"), "on");
+    assert_int_equal(pg_pool_plan_switches(pool), 5);
+    plans_of(c, "t_batch_generic", &g, &cu);
+    assert_int_equal(cu, 0); /* never planned the default way */
+
+    /* a generic session: an unflagged statement in a transaction runs with
+     * the server's settings, and the session stays generic after commit */
+    run_batch(c, &st_batch_generic, 1);
+    assert_string_equal(plan_mode_now(c), "force_generic_plan");
+    assert_int_equal(pg_tx_open(c, &err), 0);
+    run_batch(c, &st_batch_auto, 1);
+    assert_string_equal(plan_mode_now(c), "auto");
+    assert_string_equal(show(c, "enable_seqscan"), "on");
+    assert_int_equal(pg_tx_close(c, 0, &err), 0); /* committed */
+    assert_string_equal(plan_mode_now(c), "force_generic_plan");
+    assert_string_equal(show(c, "enable_seqscan"), "off");
+    /* a new transaction starts from the session's mode, not the last one's */
+    assert_int_equal(pg_tx_open(c, &err), 0);
+    run_batch(c, &st_batch_generic, 1);
+    assert_string_equal(show(c, "enable_seqscan"), "off");
+    assert_int_equal(pg_tx_close(c, 0, &err), 0);
+    assert_int_equal(pg_pool_plan_switches(pool), 7);
     pg_pool_put(pool, c);
     pg_pool_free(pool);
+}
+
+/* A migration that changes the type of a column a prepared statement returns
+ * makes the statement fail on every call of that connection (0A000); outside
+ * a transaction it is prepared again on a new connection and runs, inside one
+ * the error stands and the connection is replaced when returned. */
+static const pg_stmt_t st_typed = {"t_typed", "SELECT v FROM herald_test_pg_typed WHERE k = $1", 1,
+                                   false};
+
+static void test_prepared_again_after_a_type_change(void **state)
+{
+    (void)state;
+    hd_err_t err;
+    bool up;
+    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 5000, &up, &err);
+    pg_pool_t *other = pg_pool_new(url(), 1, 5, 5000, &up, &err);
+    assert_true(up);
+    pg_conn_t *o = pg_pool_get(other, 1000, &err);
+    assert_non_null(o);
+    assert_int_equal(
+        pg_exec_script(o,
+                       "DROP TABLE IF EXISTS herald_test_pg_typed; "
+                       "CREATE TABLE herald_test_pg_typed (k text PRIMARY KEY, v int); "
+                       "INSERT INTO herald_test_pg_typed VALUES ('a', 1)",
+                       &err),
+        0);
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    assert_non_null(c);
+    const char *p[] = {"a"};
+    PGresult *r = pg_exec(c, &st_typed, p, &err);
+    assert_non_null(r);
+    assert_int_equal(PQftype(r, 0), 23); /* int4 */
+    PQclear(r);
+    pg_pool_put(pool, c);
+
+    assert_int_equal(
+        pg_exec_script(o, "ALTER TABLE herald_test_pg_typed ALTER COLUMN v TYPE bigint", &err), 0);
+    c = pg_pool_get(pool, 1000, &err);
+    r = pg_exec(c, &st_typed, p, &err);
+    if (r == NULL)
+        fail_msg("not prepared again: %s", err.msg);
+    assert_int_equal(PQftype(r, 0), 20); /* int8 */
+    assert_string_equal(PQgetvalue(r, 0, 0), "1");
+    PQclear(r);
+    pg_pool_put(pool, c);
+
+    assert_int_equal(
+        pg_exec_script(o, "ALTER TABLE herald_test_pg_typed ALTER COLUMN v TYPE text", &err), 0);
+    c = pg_pool_get(pool, 1000, &err);
+    assert_int_equal(pg_tx_open(c, &err), 0);
+    assert_null(pg_exec(c, &st_typed, p, &err));
+    assert_string_equal(pg_last_sqlstate(c), "0A000");
+    pg_tx_close(c, -1, NULL);
+    pg_pool_put(pool, c);
+    c = pg_pool_get(pool, 1000, &err);
+    assert_int_equal(pg_tx_open(c, &err), 0);
+    r = pg_exec(c, &st_typed, p, &err);
+    if (r == NULL)
+        fail_msg("the connection was not replaced: %s", err.msg);
+    assert_int_equal(PQftype(r, 0), 25); /* text */
+    PQclear(r);
+    assert_int_equal(pg_tx_close(c, 0, &err), 0);
+    pg_pool_put(pool, c);
+
+    assert_int_equal(pg_exec_script(o, "DROP TABLE herald_test_pg_typed", &err), 0);
+    pg_pool_put(other, o);
+    pg_pool_free(pool);
+    pg_pool_free(other);
 }
 
 static int insert_two(pg_pool_t *pool, const char **keys, hd_err_t *err)
@@ -450,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_prepared_statements),
         cmocka_unit_test(test_generic_plans),
         cmocka_unit_test(test_generic_plans_stay_on_the_index),
+        cmocka_unit_test(test_prepared_again_after_a_type_change),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_unique_violation_state),
         cmocka_unit_test(test_left_open_transaction_is_rolled_back),
