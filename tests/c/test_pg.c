@@ -100,6 +100,27 @@ static void test_prepared_statements(void **state)
     pg_pool_put(pool, c);
 }
 
+/* A pool of one connection (so every call of a test runs on the same
+ * session), and that connection borrowed. */
+static pg_pool_t *pool_of_one(void)
+{
+    hd_err_t err;
+    bool up;
+    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 5000, &up, &err);
+    if (!up)
+        fail_msg("database not reachable at %s: %s", url(), err.msg);
+    return pool;
+}
+
+static pg_conn_t *borrow(pg_pool_t *pool)
+{
+    hd_err_t err;
+    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    if (c == NULL)
+        fail_msg("no connection: %s", err.msg);
+    return c;
+}
+
 /* How the server planned a prepared statement of this connection so far. */
 static void plans_of(pg_conn_t *c, const char *name, long *generic, long *custom)
 {
@@ -171,11 +192,8 @@ static void test_generic_plans_stay_on_the_index(void **state)
 {
     (void)state;
     hd_err_t err;
-    bool up;
-    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 5000, &up, &err);
-    assert_true(up);
-    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
-    assert_non_null(c);
+    pg_pool_t *pool = pool_of_one();
+    pg_conn_t *c = borrow(pool);
     assert_int_equal(
         pg_exec_script(c,
                        "DROP TABLE IF EXISTS herald_test_gp_child, herald_test_gp_parent; "
@@ -230,11 +248,8 @@ static void test_generic_plans(void **state)
 {
     (void)state;
     hd_err_t err;
-    bool up;
-    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 5000, &up, &err);
-    assert_true(up);
-    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
-    assert_non_null(c);
+    pg_pool_t *pool = pool_of_one();
+    pg_conn_t *c = borrow(pool);
     run_batch(c, &st_batch_generic, 8);
     long g, cu;
     plans_of(c, "t_batch_generic", &g, &cu);
@@ -301,12 +316,8 @@ static void test_prepared_again_after_a_type_change(void **state)
 {
     (void)state;
     hd_err_t err;
-    bool up;
-    pg_pool_t *pool = pg_pool_new(url(), 1, 5, 5000, &up, &err);
-    pg_pool_t *other = pg_pool_new(url(), 1, 5, 5000, &up, &err);
-    assert_true(up);
-    pg_conn_t *o = pg_pool_get(other, 1000, &err);
-    assert_non_null(o);
+    pg_pool_t *pool = pool_of_one(), *other = pool_of_one();
+    pg_conn_t *o = borrow(other);
     assert_int_equal(
         pg_exec_script(o,
                        "DROP TABLE IF EXISTS herald_test_pg_typed; "
@@ -314,7 +325,7 @@ static void test_prepared_again_after_a_type_change(void **state)
                        "INSERT INTO herald_test_pg_typed VALUES ('a', 1)",
                        &err),
         0);
-    pg_conn_t *c = pg_pool_get(pool, 1000, &err);
+    pg_conn_t *c = borrow(pool);
     assert_non_null(c);
     const char *p[] = {"a"};
     PGresult *r = pg_exec(c, &st_typed, p, &err);
@@ -325,7 +336,7 @@ static void test_prepared_again_after_a_type_change(void **state)
 
     assert_int_equal(
         pg_exec_script(o, "ALTER TABLE herald_test_pg_typed ALTER COLUMN v TYPE bigint", &err), 0);
-    c = pg_pool_get(pool, 1000, &err);
+    c = borrow(pool);
     r = pg_exec(c, &st_typed, p, &err);
     if (r == NULL)
         fail_msg("not prepared again: %s", err.msg);
@@ -336,13 +347,13 @@ static void test_prepared_again_after_a_type_change(void **state)
 
     assert_int_equal(
         pg_exec_script(o, "ALTER TABLE herald_test_pg_typed ALTER COLUMN v TYPE text", &err), 0);
-    c = pg_pool_get(pool, 1000, &err);
+    c = borrow(pool);
     assert_int_equal(pg_tx_open(c, &err), 0);
     assert_null(pg_exec(c, &st_typed, p, &err));
     assert_string_equal(pg_last_sqlstate(c), "0A000");
     pg_tx_close(c, -1, NULL);
     pg_pool_put(pool, c);
-    c = pg_pool_get(pool, 1000, &err);
+    c = borrow(pool);
     assert_int_equal(pg_tx_open(c, &err), 0);
     r = pg_exec(c, &st_typed, p, &err);
     if (r == NULL)
