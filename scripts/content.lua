@@ -341,7 +341,23 @@ choose = function(message_type, channel, requested)
   return r
 end
 
-local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+-- s without leading and trailing white space (%s: space, \t \n \v \f \r).
+-- By hand: the pattern "%s+$" tries every run of spaces to its end, which on
+-- a rendered HTML body (indentation) cost a tenth of the render.
+local sfind, sbyte, ssub = string.find, string.byte, string.sub
+local function trim(s)
+  local i = sfind(s, "%S")
+  if not i then return "" end
+  local j = #s
+  local b = sbyte(s, j)
+  while b == 32 or (b >= 9 and b <= 13) do
+    j = j - 1
+    b = sbyte(s, j)
+  end
+  if i == 1 and j == #s then return s end
+  return ssub(s, i, j)
+end
+M._trim = trim -- for the specs
 
 local function company()
   local c = {}

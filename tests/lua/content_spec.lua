@@ -49,6 +49,17 @@ describe("content", function()
     end)
   end)
 
+  it("trims white space as the patterns ^%s+ and %s+$ do, on generated strings", function()
+    local alphabet = {" ", "\t", "\n", "\v", "\f", "\r", "a", "<", "\0", "\xc2\xa0", "é"}
+    math.randomseed(16)
+    for _ = 1, 5000 do
+      local parts = {}
+      for i = 1, math.random(0, 12) do parts[i] = alphabet[math.random(#alphabet)] end
+      local s = table.concat(parts)
+      assert.are.equal((s:gsub("^%s+", ""):gsub("%s+$", "")), content._trim(s), ("%q"):format(s))
+    end
+  end)
+
   it("compiles every template", function()
     local ok, errors = content.compile_all()
     assert.is_nil(errors)

@@ -14,6 +14,7 @@ local NULL = (herald and herald.null) or setmetatable({}, {__name = "null"})
 local ARRAY_MT = herald and herald.array and getmetatable(herald.array({})) or nil
 
 local concat, sort = table.concat, table.sort
+local find = string.find
 local mtype = math.type
 
 local MK = {__name = "Markup"}
@@ -23,7 +24,11 @@ local function is_mk(v) return getmetatable(v) == MK end
 local NS = {__name = "Namespace"}
 
 local ESC = {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&#34;", ["'"] = "&#39;"}
-local function escape_str(s) return (s:gsub("[&<>\"']", ESC)) end
+-- (most text has nothing to escape: a search, which makes no string, first)
+local function escape_str(s)
+  if not find(s, "[&<>\"']") then return s end
+  return (s:gsub("[&<>\"']", ESC))
+end
 
 -- The metatable of a mapping a template makes ({...}, dict()): so an empty
 -- one is a dict ({} printed "{}"), not the empty list a bare {} would be.
@@ -173,7 +178,7 @@ end
 -- Output of {{ }} in an autoescaped template.
 local function E(v)
   local t = type(v)
-  if t == "string" then return (v:gsub("[&<>\"']", ESC)) end
+  if t == "string" then return escape_str(v) end
   if t == "number" then return S(v) end
   if is_mk(v) then return v[1] end
   return escape_str(S(v))
