@@ -358,13 +358,17 @@ static int plan_mode(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st, hd_err_
     const char *sql;
     if (!in_tx)
         sql = st->generic ? "SET plan_cache_mode = force_generic_plan; "
-                            "SET enable_seqscan = off; SET jit = off"
-                          : "RESET plan_cache_mode; RESET enable_seqscan; RESET jit";
+                            "SET enable_seqscan = off; SET enable_hashjoin = off; "
+                            "SET enable_mergejoin = off; SET jit = off"
+                          : "RESET plan_cache_mode; RESET enable_seqscan; RESET enable_hashjoin; "
+                            "RESET enable_mergejoin; RESET jit";
     else if (st->generic)
         sql = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; "
+              "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
               "SET LOCAL jit = off";
     else
         sql = "SET LOCAL plan_cache_mode TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT; "
+              "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; "
               "SET LOCAL jit TO DEFAULT";
     if (!PQsendQuery(c->conn, sql))
         return fail(c, NULL, st->name, err);

@@ -31,10 +31,15 @@ typedef struct pg_conn pg_conn_t;
  * (foreign keys) stayed sequential scans of a table that grew to 25,000 rows
  * (docs/benchmarks.md). So a generic statement runs with plan_cache_mode =
  * force_generic_plan, enable_seqscan = off (an index wherever there is one,
- * whatever the statistics said when it was planned) and jit = off (a disabled
- * scan's cost would otherwise ask for a compile), like crm_claim_jobs()
- * (migration 0019). Only statements whose every access is by an index may be
- * generic; statements without the flag run with the server's settings. A
+ * whatever the statistics said when it was planned), enable_hashjoin and
+ * enable_mergejoin = off (a join to a table is a probe of its key per row: a
+ * generic plan cannot see how few rows a batch has, and hashed a whole table
+ * to join a batch to it, migration 0021) and jit = off (a disabled path's
+ * cost would otherwise ask for a compile), like crm_claim_jobs() (migrations
+ * 0019, 0021). Only statements whose every access is by an index, for a
+ * batch of rows, may be generic; a correlated EXISTS in one needs OFFSET 0
+ * (else the plan may hash the whole subquery instead of probing per row).
+ * Statements without the flag run with the server's settings. A
  * connection switches mode with one round trip when the next statement wants
  * the other: a session SET outside a transaction, a SET LOCAL inside one
  * (which its end undoes). */

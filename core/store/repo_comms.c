@@ -63,7 +63,8 @@ static const pg_stmt_t st_insert_many = {
     "to_timestamp(send_at), priority, batch, requested_by, idempotency_key, "
     "CASE WHEN to_timestamp(send_at) <= now() THEN now() END, payload FROM v "
     "WHERE NOT v.unless_prefs "
-    "OR NOT EXISTS (SELECT 1 FROM crm_client_preferences p WHERE p.client_id = v.client_id) "
+    "OR NOT EXISTS (SELECT 1 FROM crm_client_preferences p WHERE p.client_id = v.client_id "
+    "OFFSET 0) " /* a probe per row, never a hash of every client (pg.h) */
     "RETURNING id), "
     "j AS (INSERT INTO crm_jobs (communication_id, kind, priority, due_at, dedup_key) "
     "SELECT v.id, 'send', v.priority, greatest(to_timestamp(v.send_at), now()), v.dedup_key "

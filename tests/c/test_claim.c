@@ -258,6 +258,167 @@ static void test_queue_depth_and_oldest_due_age(void **state)
     release(fx->db.pool);
 }
 
+/* ---- reads that do not grow with the queue or the clients ---- */
+
+#define BULK 10000
+
+/* Rows of table the backend of c has read so far (sequential reads, and
+ * index entries read by any of its indexes), its own pending counts flushed
+ * first so they are in the view. */
+static long rows_read(PGconn *c, const char *table)
+{
+    PQclear(PQexec(c, "SELECT pg_stat_force_next_flush()"));
+    const char *p[] = {table};
+    PGresult *r = PQexecParams(c,
+                               "SELECT coalesce((SELECT seq_tup_read FROM pg_stat_user_tables "
+                               "WHERE relname = $1), 0) + coalesce((SELECT sum(idx_tup_read) "
+                               "FROM pg_stat_user_indexes WHERE relname = $1), 0)",
+                               1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("rows_read: %s", PQerrorMessage(c));
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* BULK messages copied from message id, for clients bulk-1..BULK, each
+ * with a due send job (and, when prefs, a preferences row). */
+static void bulk_queue(fixture_t *fx, const char *id, bool prefs)
+{
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO crm_communications SELECT (jsonb_populate_record(t, "
+             "jsonb_build_object('id', gen_random_uuid(), 'client_id', 'bulk-' || g))).* "
+             "FROM crm_communications t, generate_series(1, %d) g WHERE t.id = '%s'",
+             BULK, id);
+    exec_sql(fx, sql);
+    exec_sql(fx, "INSERT INTO crm_jobs (communication_id, kind, priority, due_at) "
+                 "SELECT id, 'send', 50, now() - interval '1 minute' FROM crm_communications "
+                 "WHERE client_id LIKE 'bulk-%'");
+    if (prefs) {
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO crm_client_preferences (client_id) SELECT 'bulk-' || g "
+                 "FROM generate_series(1, %d) g",
+                 BULK);
+        exec_sql(fx, sql);
+    }
+}
+
+static void bulk_drop(fixture_t *fx)
+{
+    exec_sql(fx, "DELETE FROM crm_communications WHERE client_id LIKE 'bulk-%'");
+    exec_sql(fx, "DELETE FROM crm_client_preferences WHERE client_id LIKE 'bulk-%'");
+    exec_sql(fx, "DELETE FROM crm_jobs");
+}
+
+/* A claim of 8 jobs from a queue of 10,000 due ones, for 10,000 clients
+ * with preferences, reads a few rows of each table per job claimed. Planned
+ * once per connection as a generic plan, which counts a tenth of the due
+ * jobs for LIMIT n, the claim hashed the whole job table and the whole
+ * preferences table on every call (migration 0021): its cost grew with the
+ * backlog, and a queue that fell behind fell further behind. */
+static void test_claim_reads_what_it_claims(void **state)
+{
+    fixture_t *fx = *state;
+    bulk_drop(fx);
+    char id[37];
+    create_msg(fx->db.pool, "client-template", id);
+    bulk_queue(fx, id, true);
+    exec_sql(fx, "ANALYZE crm_jobs, crm_communications, crm_client_preferences");
+
+    PGconn *c = PQconnectdb(fx->db.url); /* a new session: planned now, on the queue */
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect: %s", PQerrorMessage(c));
+    static const char *const tables[] = {"crm_jobs", "crm_communications",
+                                         "crm_client_preferences"};
+    long before[3];
+    for (int t = 0; t < 3; t++)
+        before[t] = rows_read(c, tables[t]);
+    PGresult *r = PQexec(c, "SELECT count(*) FROM crm_claim_jobs(8, 'probe', 30)");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("claim: %s", PQerrorMessage(c));
+    assert_string_equal(PQgetvalue(r, 0, 0), "8");
+    PQclear(r);
+    for (int t = 0; t < 3; t++) {
+        long n = rows_read(c, tables[t]) - before[t];
+        if (n > 100)
+            fail_msg("claiming 8 jobs read %ld rows of %s (%d queued)", n, tables[t], BULK);
+    }
+    PQfinish(c);
+    bulk_drop(fx);
+}
+
+/* The acceptance's batch insert asks, for a request that guessed its client
+ * has no preferences, whether a row exists: a probe of the key per row,
+ * never a hash of every client's row, even with the plan made when there
+ * were none (a generic plan is kept while the table grows). */
+static void test_acceptance_probes_the_preferences(void **state)
+{
+    fixture_t *fx = *state;
+    hd_err_t err;
+    bool up;
+    bulk_drop(fx);
+    exec_sql(fx, "ANALYZE crm_client_preferences"); /* a few rows, as the plan will know */
+    pg_pool_t *one = pg_pool_new(fx->db.url, 1, 5, 30000, &up, &err);
+    assert_true(up);
+    exec_sql(fx, "ALTER TABLE crm_client_preferences SET (autovacuum_enabled = false)");
+    comm_new_t m[2];
+    const comm_new_t *batch[2];
+    char ids[2][37];
+    int results[2];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2; i++) {
+            char *u = hash_uuid4();
+            snprintf(ids[i], sizeof(ids[i]), "%s", u);
+            free(u);
+            m[i] = (comm_new_t){.id = ids[i],
+                                .client_id = i ? "client-guess-b" : "client-guess-a",
+                                .message_type = "welcome",
+                                .urgency = "critical",
+                                .context_json = "{}",
+                                .strategy_json = "{}",
+                                .primary_channel = "email",
+                                .fallbacks_csv = "",
+                                .send_at = time(NULL),
+                                .priority = 50,
+                                .requested_by = "test",
+                                .unless_prefs = true};
+            batch[i] = &m[i];
+        }
+        long before = 0;
+        if (round == 1) {
+            /* the plan was made on an empty table; now it has many rows
+             * and no new statistics */
+            char sql[256];
+            snprintf(sql, sizeof(sql),
+                     "INSERT INTO crm_client_preferences (client_id) SELECT 'bulk-' || g "
+                     "FROM generate_series(1, %d) g",
+                     BULK);
+            exec_sql(fx, sql);
+            pg_conn_t *c = pg_pool_get(one, 5000, &err);
+            assert_non_null(c);
+            before = rows_read(pg_raw(c), "crm_client_preferences");
+            pg_pool_put(one, c);
+        }
+        if (comms_create_many(one, test_keyring(), batch, 2, results, &err) != 0)
+            fail_msg("comms_create_many: %s", err.msg);
+        assert_int_equal(results[0], 0);
+        assert_int_equal(results[1], 0);
+        if (round == 1) {
+            pg_conn_t *c = pg_pool_get(one, 5000, &err);
+            assert_non_null(c);
+            long n = rows_read(pg_raw(c), "crm_client_preferences") - before;
+            pg_pool_put(one, c);
+            if (n > 10)
+                fail_msg("accepting 2 messages read %ld rows of the preferences (%d clients)", n,
+                         BULK);
+        }
+    }
+    pg_pool_free(one);
+    exec_sql(fx, "ALTER TABLE crm_client_preferences RESET (autovacuum_enabled)");
+    bulk_drop(fx);
+}
+
 /* ---- our own database ---- */
 
 static int teardown(void **state)
@@ -301,6 +462,8 @@ int main(void)
         cmocka_unit_test(test_claim_carries_the_current_preferences_version),
         cmocka_unit_test(test_extend_renews_only_the_jobs_in_flight),
         cmocka_unit_test(test_queue_depth_and_oldest_due_age),
+        cmocka_unit_test(test_claim_reads_what_it_claims),
+        cmocka_unit_test(test_acceptance_probes_the_preferences),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

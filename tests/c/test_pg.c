@@ -257,6 +257,8 @@ static void test_generic_plans(void **state)
     assert_true(g >= 1);
     assert_string_equal(plan_mode_now(c), "force_generic_plan");
     assert_string_equal(show(c, "enable_seqscan"), "off");
+    assert_string_equal(show(c, "enable_hashjoin"), "off");
+    assert_string_equal(show(c, "enable_mergejoin"), "off");
     assert_string_equal(show(c, "jit"), "off");
     assert_int_equal(pg_pool_plan_switches(pool), 1);
 
@@ -265,6 +267,8 @@ static void test_generic_plans(void **state)
     assert_true(cu >= 5); /* the server's default: five custom plans first */
     assert_string_equal(plan_mode_now(c), "auto");
     assert_string_equal(show(c, "enable_seqscan"), "on");
+    assert_string_equal(show(c, "enable_hashjoin"), "on");
+    assert_string_equal(show(c, "enable_mergejoin"), "on");
     assert_int_equal(pg_pool_plan_switches(pool), 2);
 
     /* inside a transaction each statement still runs in its own mode, by
@@ -273,8 +277,10 @@ static void test_generic_plans(void **state)
     assert_int_equal(pg_tx_open(c, &err), 0);
     run_batch(c, &st_batch_generic, 2);
     assert_string_equal(show(c, "enable_seqscan"), "off");
+    assert_string_equal(show(c, "enable_hashjoin"), "off");
     run_batch(c, &st_batch_auto, 1);
     assert_string_equal(show(c, "enable_seqscan"), "on");
+    assert_string_equal(show(c, "enable_hashjoin"), "on");
     run_batch(c, &st_batch_generic, 1);
     assert_string_equal(plan_mode_now(c), "force_generic_plan");
     assert_int_equal(pg_tx_close(c, -1, &err), -1); /* rolled back */

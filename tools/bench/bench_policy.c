@@ -226,6 +226,22 @@ int main(int argc, char **argv)
     cJSON *now = cJSON_CreateNumber(1795856400);
     cJSON *dargs[] = {req, prefs, now};
     bench(rt, "strategy.decide", "strategy", "decide", dargs, 3, iters);
+    {
+        /* asked before every attempt (engine/dispatch.c): the smallest calls,
+         * where the C <-> Lua crossing is most of the cost */
+        cJSON *ch = cJSON_CreateString("email"), *sender = cJSON_CreateString("default"),
+              *type = cJSON_CreateString("welcome"), *urg = cJSON_CreateString("high");
+        cJSON *rargs[] = {ch, prefs};
+        bench(rt, "strategy.refusal", "strategy", "refusal", rargs, 2, iters);
+        cJSON *bargs[] = {ch, sender, type, urg};
+        bench(rt, "limits.buckets", "limits", "buckets", bargs, 4, iters);
+        cJSON *cargs[] = {ch, type, urg};
+        bench(rt, "limits.cap", "limits", "cap", cargs, 3, iters);
+        cJSON_Delete(ch);
+        cJSON_Delete(sender);
+        cJSON_Delete(type);
+        cJSON_Delete(urg);
+    }
     cJSON *ctx = example(rt, "vendor_options");
     const char *ctypes[] = {"welcome", "vendor_options"};
     for (int i = 0; i < 2; i++) {
