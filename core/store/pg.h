@@ -37,8 +37,12 @@ typedef struct pg_conn pg_conn_t;
  * to join a batch to it, migration 0021) and jit = off (a disabled path's
  * cost would otherwise ask for a compile), like crm_claim_jobs() (migrations
  * 0019, 0021). Only statements whose every access is by an index, for a
- * batch of rows, may be generic; a correlated EXISTS in one needs OFFSET 0
- * (else the plan may hash the whole subquery instead of probing per row).
+ * batch of rows, may be generic, and a plan made on empty tables (every
+ * table one row) may put any table on the outer side of a nested loop: every
+ * table a generic statement reads needs an index condition of its own, from
+ * parameters or `= ANY(ARRAY(SELECT ...))` of rows already found, never only
+ * a join condition; a correlated EXISTS needs OFFSET 0 (a probe per row;
+ * else the plan may hash the whole subquery or turn it into a join).
  * Statements without the flag run with the server's settings. A
  * connection switches mode with one round trip when the next statement wants
  * the other: a session SET outside a transaction, a SET LOCAL inside one

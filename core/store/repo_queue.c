@@ -34,7 +34,8 @@ static const pg_stmt_t st_sending_many = {
     "AND EXISTS (SELECT 1 FROM crm_jobs j WHERE j.id = ($3::bigint[])[array_position($1::uuid[], "
     "c.id)] AND j.lease_owner = ($4::text[])[array_position($1::uuid[], c.id)] "
     /* a sent message goes out again only for a job a failed receipt made */
-    "AND (c.status <> 'sent' OR j.payload ? 'resend')) "
+    "AND (c.status <> 'sent' OR j.payload ? 'resend') "
+    "OFFSET 0) " /* a probe of the job's key per message (pg.h) */
     "RETURNING ($3::bigint[])[array_position($1::uuid[], c.id)]",
     5, true};
 
