@@ -28,6 +28,8 @@ struct pg_conn {
     bool tx_set;        /* a SET LOCAL changed the mode for this transaction: */
     bool tx_generic;    /* to this one */
     bool drop_on_put;   /* its prepared statements are stale: reconnect */
+    long long replan_at; /* monotonic ms: DISCARD PLANS before the next generic statement */
+    long long replan_gap; /* ms until the one after (doubling to REPLAN_MAX_MS) */
     pg_pool_t *pool;
     char sqlstate[6];
 };
@@ -38,6 +40,7 @@ struct pg_pool {
     int query_timeout_ms;        /* 0: wait as long as it takes (migrations) */
     atomic_llong retry_after_ms; /* monotonic ms before which no connect is tried */
     atomic_long plan_switches;   /* SETs of plan_cache_mode sent */
+    atomic_long replans;         /* DISCARD PLANS sent */
     int size;
     pg_conn_t *conns;
     pthread_mutex_t mu;
@@ -60,8 +63,24 @@ static void on_notice(void *arg, const PGresult *res)
     log_debug("database notice", "detail", m);
 }
 
+static long long now_ms(void);
+
+/* A generic plan is made on the tables as they are at the statement's first
+ * use on a connection, and kept: made on a new database's empty tables, where
+ * every table counts one row, any index holding the column looks as good as
+ * the key (the claim read a whole index of the messages, on `id` as its third
+ * column, for 16 rows). A connection therefore has its plans made again
+ * (DISCARD PLANS: the prepared statements stay, their plans and those of the
+ * functions they call are made again at their next use) 1 s after it opens,
+ * then 2, 4, ... s later, and every REPLAN_MAX_MS from then on: early while
+ * the tables may still be filling, rarely after. */
+#define REPLAN_FIRST_MS 1000
+#define REPLAN_MAX_MS   60000
+
 static void forget_prepared(pg_conn_t *c)
 {
+    c->replan_gap = REPLAN_FIRST_MS;
+    c->replan_at = now_ms() + c->replan_gap;
     c->nprepared = 0;
     c->generic = false; /* a new session plans as the server says */
     c->tx_set = false;
@@ -128,6 +147,7 @@ pg_pool_t *pg_pool_new(const char *url, int size, int connect_timeout_s, int que
     pool->query_timeout_ms = query_timeout_ms > 0 ? query_timeout_ms : 0;
     atomic_init(&pool->retry_after_ms, 0);
     atomic_init(&pool->plan_switches, 0);
+    atomic_init(&pool->replans, 0);
     pool->size = size > 0 ? size : 1;
     pool->connect_timeout_s = connect_timeout_s > 0 ? connect_timeout_s : 5;
     pool->conns = xcalloc((size_t)pool->size, sizeof(pg_conn_t));
@@ -391,6 +411,31 @@ long pg_pool_plan_switches(pg_pool_t *pool)
     return atomic_load(&pool->plan_switches);
 }
 
+/* Before a generic statement: the connection's plans made again when due
+ * (REPLAN_FIRST_MS). DISCARD PLANS is allowed in a transaction and changes
+ * nothing but plans. */
+static int replan_if_due(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st, hd_err_t *err)
+{
+    long long now = now_ms();
+    if (!st->generic || now < c->replan_at)
+        return 0;
+    if (!PQsendQuery(c->conn, "DISCARD PLANS"))
+        return fail(c, NULL, st->name, err);
+    PGresult *r = await(pool, c, st->name, err);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    c->replan_gap = c->replan_gap * 2 > REPLAN_MAX_MS ? REPLAN_MAX_MS : c->replan_gap * 2;
+    c->replan_at = now + c->replan_gap;
+    atomic_fetch_add(&pool->replans, 1);
+    return 0;
+}
+
+long pg_pool_replans(pg_pool_t *pool)
+{
+    return atomic_load(&pool->replans);
+}
+
 static PGresult *exec_once(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st,
                            const char *const *params, hd_err_t *err);
 
@@ -423,7 +468,7 @@ static PGresult *exec_once(pg_pool_t *pool, pg_conn_t *c, const pg_stmt_t *st,
 {
     if (c->conn == NULL)
         return fail(c, NULL, st->name, err), NULL;
-    if (plan_mode(pool, c, st, err) != 0)
+    if (plan_mode(pool, c, st, err) != 0 || replan_if_due(pool, c, st, err) != 0)
         return NULL;
     int idx = -1;
     for (int i = 0; i < c->nprepared; i++)

@@ -79,6 +79,11 @@ void pg_pool_stats(pg_pool_t *pool, int *in_use, int *idle, int *size);
  * default planning (pg_stmt_t.generic): for tests and the debug log. */
 long pg_pool_plan_switches(pg_pool_t *pool);
 
+/* DISCARD PLANS this pool has sent: a connection's generic plans are made
+ * again 1 s after it opens, then 2, 4, ... s later, then every minute (a
+ * plan made on empty tables must not outlive them; pg.c). For tests. */
+long pg_pool_replans(pg_pool_t *pool);
+
 /* One round trip (SELECT 1) on a pooled connection: 0 when the database answers. */
 int pg_pool_ping(pg_pool_t *pool, hd_err_t *err);
 

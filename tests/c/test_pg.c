@@ -241,6 +241,39 @@ static void test_generic_plans_stay_on_the_index(void **state)
     pg_pool_free(pool);
 }
 
+/* A connection's generic plans are made again (DISCARD PLANS) 1 s after it
+ * opens and 2 s after that: a plan made on a new database's empty tables
+ * does not outlive them. The prepared statements keep working, in a
+ * transaction too, still generic; statements of the default mode never
+ * cause it. */
+static void test_generic_plans_made_again(void **state)
+{
+    (void)state;
+    hd_err_t err;
+    pg_pool_t *pool = pool_of_one();
+    pg_conn_t *c = borrow(pool);
+    run_batch(c, &st_batch_generic, 2);
+    assert_int_equal(pg_pool_replans(pool), 0);
+    usleep(1100 * 1000);
+    run_batch(c, &st_batch_auto, 1);
+    assert_int_equal(pg_pool_replans(pool), 0);
+    run_batch(c, &st_batch_generic, 1);
+    assert_int_equal(pg_pool_replans(pool), 1);
+    run_batch(c, &st_batch_generic, 1);
+    assert_int_equal(pg_pool_replans(pool), 1); /* the next one 2 s later */
+    usleep(2100 * 1000);
+    assert_int_equal(pg_tx_open(c, &err), 0);
+    run_batch(c, &st_batch_generic, 2);
+    assert_int_equal(pg_tx_close(c, 0, &err), 0);
+    assert_int_equal(pg_pool_replans(pool), 2);
+    long g, cu;
+    plans_of(c, "t_batch_generic", &g, &cu);
+    assert_int_equal(cu, 0);
+    assert_int_equal(g, 6);
+    pg_pool_put(pool, c);
+    pg_pool_free(pool);
+}
+
 /* A statement marked generic is planned once per connection; the same SQL
  * unmarked gets PostgreSQL's default (custom plans first); the connection
  * switches back for it, and never inside a transaction. */
@@ -554,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_prepared_statements),
         cmocka_unit_test(test_generic_plans),
         cmocka_unit_test(test_generic_plans_stay_on_the_index),
+        cmocka_unit_test(test_generic_plans_made_again),
         cmocka_unit_test(test_prepared_again_after_a_type_change),
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_unique_violation_state),
