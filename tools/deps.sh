@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang-format
   liblua5.4-dev lua5.4 libcurl4-openssl-dev libpq-dev libhiredis-dev libmicrohttpd-dev
-  libcjson-dev libssl-dev libcmocka-dev libedit-dev
+  libcjson-dev libssl-dev libcmocka-dev libedit-dev libjemalloc-dev
   postgresql redis-server lua-busted python3 python3-aiosmtpd jq python3-jsonschema python3-yaml python3-dkim python3-jinja2 python3-babel prometheus curl
   chromium chromium-driver python3-selenium
 )
