@@ -23,12 +23,12 @@ struct pg_conn {
     const pg_stmt_t *prepared[MAX_PREPARED];
     int nprepared;
     bool borrowed;
-    bool server_closed; /* a FATAL notice arrived while idle */
-    bool generic;       /* in the mode of generic statements (pg_stmt_t) */
-    bool tx_set;        /* a SET LOCAL changed the mode for this transaction: */
-    bool tx_generic;    /* to this one */
-    bool drop_on_put;   /* its prepared statements are stale: reconnect */
-    long long replan_at; /* monotonic ms: DISCARD PLANS before the next generic statement */
+    bool server_closed;   /* a FATAL notice arrived while idle */
+    bool generic;         /* in the mode of generic statements (pg_stmt_t) */
+    bool tx_set;          /* a SET LOCAL changed the mode for this transaction: */
+    bool tx_generic;      /* to this one */
+    bool drop_on_put;     /* its prepared statements are stale: reconnect */
+    long long replan_at;  /* monotonic ms: DISCARD PLANS before the next generic statement */
     long long replan_gap; /* ms until the one after (doubling to REPLAN_MAX_MS) */
     pg_pool_t *pool;
     char sqlstate[6];
