@@ -141,6 +141,27 @@ local function list(chain)
   return #chain > 0 and table.concat(chain, ", ") or "none"
 end
 
+-- The matrix row of request.message_type and the message's urgency (the
+-- request's, else the row's); errors name the calling function (level 3:
+-- the script that called decide or when).
+local function urgency_of(request, fn)
+  local mt = request.message_type
+  local row = matrix[mt]
+  if not row then
+    error(string.format("strategy.%s: unknown message_type '%s' (matrix.lua knows: %s)", fn,
+      tostring(mt), known_types()), 3)
+  end
+  local urgency = row.urgency
+  if given(request.urgency) then
+    if not URGENCIES[request.urgency] then
+      error(string.format("strategy.%s: unknown urgency '%s' (expected low, normal, high or critical)",
+        fn, tostring(request.urgency)), 3)
+    end
+    urgency = request.urgency
+  end
+  return row, urgency
+end
+
 --- Decide channel chain, send time, priority and batching for one message.
 -- @param request table  {message_type, urgency?, plan_id, client_id, channel?, send_at?, context}
 -- @param prefs table|nil  {timezone?, locale?, email?, phone?, channels? {ch...},
@@ -156,22 +177,10 @@ function strategy.decide(request, prefs, now)
   now = tonumber(now) or herald.now()
 
   local mt = request.message_type
-  local row = matrix[mt]
-  if not row then
-    error(string.format("strategy.decide: unknown message_type '%s' (matrix.lua knows: %s)",
-      tostring(mt), known_types()), 2)
-  end
+  local row, urgency = urgency_of(request, "decide")
   local reasons = {}
 
   -- 1. Urgency and the matrix chain.
-  local urgency = row.urgency
-  if given(request.urgency) then
-    if not URGENCIES[request.urgency] then
-      error(string.format("strategy.decide: unknown urgency '%s' (expected low, normal, high or critical)",
-        tostring(request.urgency)), 2)
-    end
-    urgency = request.urgency
-  end
   if urgency == row.urgency then
     reasons[#reasons + 1] = string.format("%s: %s urgency", mt, urgency)
   else
@@ -312,6 +321,27 @@ function strategy.decide(request, prefs, now)
     timezone = when.zone,
     reasons = reasons,
   }
+end
+
+--- When a message accepted earlier may go out, asked again just before each attempt
+-- (the client may have moved, or changed their quiet hours, since acceptance): the
+-- send time strategy.decide would give now for a request without a client_id (so no
+-- experiment's delay), without building the channel chain. The engine holds the
+-- message back when this is more than a minute away. A decide that computes its
+-- send time differently must do the same here.
+-- @param request table  {message_type, urgency?, send_at?}
+-- @param prefs table|nil  as for strategy.decide
+-- @param now number  Unix seconds
+-- @return table  {send_at = Unix seconds, urgency = string, reasons = {string...}}
+function strategy.when(request, prefs, now)
+  if type(request) ~= "table" then
+    error("strategy.when: request must be a table", 2)
+  end
+  prefs = type(prefs) == "table" and prefs or {}
+  now = tonumber(now) or herald.now()
+  local _, urgency = urgency_of(request, "when")
+  local w = timing.when(urgency, prefs, now, request.send_at)
+  return { send_at = w.send_at, urgency = urgency, reasons = w.reasons }
 end
 
 --- The reasons behind a decision in plain words, joined by "; ".

@@ -31,11 +31,12 @@ static const char *json_str(const cJSON *o, const char *k)
     return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
-/* Whether strategy.decide, asked again now with the client as they are now,
- * puts the message later than a minute from now; *until and why say when
- * and why. Critical messages are never held back; low ones wait for the
- * digest time they were given (asked again just after it, the policy would
- * name tomorrow's). -1: the policy could not answer. */
+/* Whether the policy, asked again now with the client as they are now
+ * (strategy.when: decide's send time, without the channel chain), puts the
+ * message later than a minute from now; *until and why say when and why.
+ * Critical messages are never held back; low ones wait for the digest time
+ * they were given (asked again just after it, the policy would name
+ * tomorrow's). -1: the policy could not answer. */
 static int still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_t *until, char *why,
                        size_t whyn)
 {
@@ -43,25 +44,21 @@ static int still_later(app_t *app, const comm_job_t *j, const cJSON *who, int64_
         return 0;
     int64_t now = (int64_t)time(NULL);
     policy_request_t rq = {.message_type = j->message_type, .urgency = j->urgency};
-    policy_decision_t d;
+    int64_t at = 0;
+    char *text = NULL;
     hd_err_t err;
-    if (policy_decide(app->policy, &rq, who, now, &d, &err) != 0) {
-        log_error("strategy.decide failed at send time; the message waits for a fixed policy",
+    if (policy_when(app->policy, &rq, who, now, &at, &text, &err) != 0) {
+        log_error("strategy.when failed at send time; the message waits for a fixed policy",
                   "comm_id", j->comm_id, "error", err.msg);
         return -1;
     }
     int later = 0;
-    if (d.send_at > now + 60) {
+    if (at > now + 60) {
         later = 1;
-        *until = d.send_at;
-        char *text = NULL;
-        if (policy_explain(app->policy, &d, &text, &err) == 0)
-            snprintf(why, whyn, "not now: %s", text);
-        else
-            snprintf(why, whyn, "not now: the policy gives a later time");
-        free(text);
+        *until = at;
+        snprintf(why, whyn, "not now: %s", text);
     }
-    policy_decision_free(&d);
+    free(text);
     return later;
 }
 

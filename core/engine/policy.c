@@ -201,6 +201,41 @@ int policy_explain(lrt_t *rt, const policy_decision_t *d, char **text, hd_err_t 
     return 0;
 }
 
+int policy_when(lrt_t *rt, const policy_request_t *rq, const cJSON *prefs, int64_t now,
+                int64_t *send_at, char **why, hd_err_t *err)
+{
+    *why = NULL;
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "message_type", rq->message_type ? rq->message_type : "");
+    if (rq->urgency)
+        cJSON_AddStringToObject(req, "urgency", rq->urgency);
+    if (rq->has_send_at)
+        cJSON_AddNumberToObject(req, "send_at", (double)rq->send_at);
+    cJSON *args[] = {req, prefs_arg(prefs), cJSON_CreateNumber((double)now)};
+    cJSON *out = NULL;
+    if (call_private(rt, LRT_DECISION, "strategy", "when", args, 3, 1u << 1, &out, err) != 0)
+        return -1;
+    const cJSON *at = cJSON_IsObject(out) ? member(out, "send_at") : NULL;
+    if (!cJSON_IsNumber(at) || !isfinite(at->valuedouble)) {
+        cJSON_Delete(out);
+        return bad_answer(rt, "strategy", "when", err, "returned no send_at (Unix seconds)");
+    }
+    *send_at = (int64_t)at->valuedouble;
+    buf_t b;
+    buf_init(&b);
+    const cJSON *r;
+    cJSON_ArrayForEach(r, member(out, "reasons"))
+    {
+        if (cJSON_IsString(r))
+            buf_printf(&b, "%s%s", b.len ? "; " : "", r->valuestring);
+    }
+    if (b.len == 0)
+        buf_puts(&b, "the policy gives a later time");
+    *why = buf_steal(&b);
+    cJSON_Delete(out);
+    return 0;
+}
+
 int policy_refusal(lrt_t *rt, tr_channel_t ch, const cJSON *prefs, char **reason, hd_err_t *err)
 {
     *reason = NULL;

@@ -55,6 +55,13 @@ cJSON *policy_decision_json(const policy_decision_t *d);
 /* strategy.explain(decision): one line for a person. Caller frees *text. */
 int policy_explain(lrt_t *rt, const policy_decision_t *d, char **text, hd_err_t *err);
 
+/* strategy.when(request, prefs, now): the send time strategy.decide would
+ * give now (asked before each attempt; docs/scripting.md), in *send_at, and
+ * its reasons joined by "; " in *why (malloc'd). Only rq's message_type,
+ * urgency and send_at are asked with. */
+int policy_when(lrt_t *rt, const policy_request_t *rq, const cJSON *prefs, int64_t now,
+                int64_t *send_at, char **why, hd_err_t *err);
+
 /* ---- strategy.refusal ---- */
 
 /* Why ch may not carry a message to this client now (consent, opt-out,

@@ -22,11 +22,12 @@
 
 /* Entry points checked at every load (docs/scripting.md). */
 static const char *const entry_points[][2] = {
-    {"strategy", "decide"},     {"strategy", "explain"},  {"strategy", "refusal"},
-    {"retry", "policy"},        {"classify", "classify"}, {"content", "render"},
-    {"content", "compile_all"}, {"retry", "no_receipt"},  {"retry", "alert"},
-    {"types", "check"},         {"types", "list"},        {"inbound", "keyword"},
-    {"whatsapp", "choose"},     {"limits", "buckets"},    {"limits", "cap"},
+    {"strategy", "decide"}, {"strategy", "explain"},    {"strategy", "refusal"},
+    {"strategy", "when"},   {"retry", "policy"},        {"classify", "classify"},
+    {"content", "render"},  {"content", "compile_all"}, {"retry", "no_receipt"},
+    {"retry", "alert"},     {"types", "check"},         {"types", "list"},
+    {"inbound", "keyword"}, {"whatsapp", "choose"},     {"limits", "buckets"},
+    {"limits", "cap"},
 };
 
 typedef struct gen {

@@ -108,6 +108,7 @@ static const char strategy_lua[] =
     "end\n"
     "function M.explain(d) return d.primary_channel end\n"
     "function M.refusal(ch, prefs) return nil end\n"
+    "function M.when(req, prefs, now) return {send_at = now, reasons = {}} end\n"
     "return M\n";
 
 static void write_policy(void)

@@ -36,7 +36,7 @@ static void write_file(const char *dir, const char *name, const char *text)
  * module whose functions the tests call. */
 static void write_policy(const char *decide_channel)
 {
-    char strategy[512];
+    char strategy[640];
     snprintf(strategy, sizeof(strategy),
              "local M = {}\n"
              "function M.decide(req, prefs, now)\n"
@@ -45,6 +45,7 @@ static void write_policy(const char *decide_channel)
              "end\n"
              "function M.explain(d) return d.primary_channel end\n"
              "function M.refusal(ch, prefs) return nil end\n"
+             "function M.when(req, prefs, now) return {send_at = now, reasons = {}} end\n"
              "return M\n",
              decide_channel);
     write_file(scripts, "strategy.lua", strategy);

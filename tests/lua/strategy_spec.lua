@@ -326,3 +326,46 @@ describe("strategy.explain", function()
     assert.are.equal("no reasons recorded", strategy.explain({}))
   end)
 end)
+
+describe("strategy.when", function()
+  -- what the engine asks before each attempt: decide's send time, without the chain
+  it("gives decide's send time and urgency on generated requests", function()
+    local types = {}
+    for name in pairs(require("matrix")) do types[#types + 1] = name end
+    table.sort(types)
+    local zones = {"Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Lord_Howe"}
+    local urgencies = {"low", "normal", "high", "critical", herald.null}
+    local quiet = {nil, {start = "21:00", ["end"] = "08:00"}, {start = "12:00", ["end"] = "13:30"}}
+    math.randomseed(2026)
+    for _ = 1, 600 do
+      local request = {message_type = types[math.random(#types)],
+                       urgency = urgencies[math.random(#urgencies)]}
+      if math.random(4) == 1 then request.send_at = NOW + math.random(0, 3 * 86400) end
+      local p = prefs({timezone = zones[math.random(#zones)], quiet_hours = quiet[math.random(3)],
+                       digest_time = math.random(2) == 1 and "07:30" or nil})
+      local now = NOW + math.random(0, 14 * 86400)
+      local d = strategy.decide(request, p, now)
+      local w = strategy.when(request, p, now)
+      assert.are.equal(d.send_at, w.send_at)
+      assert.are.equal(d.urgency, w.urgency)
+      assert.is_table(w.reasons)
+    end
+  end)
+
+  it("says why a message waits", function()
+    -- 22:00 in Paris, quiet hours until 08:00
+    local w = strategy.when({message_type = "vendor_options", urgency = "high"},
+      prefs({quiet_hours = {start = "21:00", ["end"] = "08:00"}}), utc(2026, 1, 14, 21, 0))
+    assert.is_true(w.send_at > utc(2026, 1, 14, 21, 0) + 60)
+    assert.is_true(has(table.concat(w.reasons, "; "), "quiet hours"))
+  end)
+
+  it("refuses an unknown message type or urgency as decide does", function()
+    local ok, err = pcall(strategy.when, {message_type = "birthday_card"}, prefs(), NOW)
+    assert.is_false(ok)
+    assert.is_true(has(err, "strategy.when: unknown message_type 'birthday_card'"))
+    ok, err = pcall(strategy.when, {message_type = "welcome", urgency = "urgent"}, prefs(), NOW)
+    assert.is_false(ok)
+    assert.is_true(has(err, "unknown urgency 'urgent'"))
+  end)
+end)

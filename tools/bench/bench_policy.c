@@ -233,6 +233,8 @@ int main(int argc, char **argv)
               *type = cJSON_CreateString("welcome"), *urg = cJSON_CreateString("high");
         cJSON *rargs[] = {ch, prefs};
         bench(rt, "strategy.refusal", "strategy", "refusal", rargs, 2, iters);
+        cJSON *wargs[] = {req, prefs, now};
+        bench(rt, "strategy.when", "strategy", "when", wargs, 3, iters);
         cJSON *bargs[] = {ch, sender, type, urg};
         bench(rt, "limits.buckets", "limits", "buckets", bargs, 4, iters);
         cJSON *cargs[] = {ch, type, urg};
