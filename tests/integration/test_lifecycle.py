@@ -660,6 +660,27 @@ class RefusalTest(LifecycleCase):
     def skips(self, d):
         return [e["message"] for e in self.events(d, "skipped")]
 
+    def test_a_failing_strategy_when_sends_nothing(self):
+        # strategy.when is asked before each attempt of a normal or high
+        # message; when it fails the engine does not send on a guess: the job
+        # waits for its lease (and a fixed script) and the message stays due.
+        c = self.client(channels=["email", "sms"])
+        due = int(time.time()) + 5
+        r = self.send(c["client_id"], "welcome", urgency="high", send_at=rfc3339(due))
+        comm = r["id"]
+        self.assertEqual(self.doc(comm)["status"], "scheduled")
+        head, sep, tail = self.script("strategy.lua").rpartition("return strategy")
+        self.assertTrue(sep, "strategy.lua no longer ends with `return strategy`")
+        broken = 'function strategy.when() error("strategy.when broken by the test") end\n'
+        edited = self.edit_script("strategy.lua", head + broken + sep + tail)
+        self.before(comm, due, edited)
+        time.sleep(max(0, due - time.time()) + 4)
+        d = self.doc(comm)
+        self.assertIn(d["status"], ("scheduled", "queued"), d)
+        self.assertEqual(d["attempts"], [], d)
+        self.assertEqual(self.outbox_files("email", comm), [])
+        self.assertEqual(self.outbox_files("sms", comm), [])
+
     def test_a_channel_the_client_list_leaves_out_is_used_when_the_script_allows_it(self):
         c, comm, due = self.scheduled_message()
         # The client's list changes after acceptance: email is no longer in it.
