@@ -52,24 +52,31 @@ static fe_keyring_t *test_keyring(void)
     return kr;
 }
 
-/* A queued message for client_id; its id into id (37 bytes). */
-static void create_msg(pg_pool_t *pool, const char *client_id, char *id)
+/* A welcome email due now for client_id, with a new id written into id
+ * (37 bytes). */
+static comm_new_t new_msg(const char *client_id, char *id)
 {
     char *u = hash_uuid4();
     assert_non_null(u);
     snprintf(id, 37, "%s", u);
     free(u);
-    comm_new_t c = {.id = id,
-                    .client_id = client_id,
-                    .message_type = "welcome",
-                    .urgency = "critical",
-                    .context_json = "{}",
-                    .strategy_json = "{}",
-                    .primary_channel = "email",
-                    .fallbacks_csv = "",
-                    .send_at = time(NULL),
-                    .priority = 50,
-                    .requested_by = "test"};
+    return (comm_new_t){.id = id,
+                        .client_id = client_id,
+                        .message_type = "welcome",
+                        .urgency = "critical",
+                        .context_json = "{}",
+                        .strategy_json = "{}",
+                        .primary_channel = "email",
+                        .fallbacks_csv = "",
+                        .send_at = time(NULL),
+                        .priority = 50,
+                        .requested_by = "test"};
+}
+
+/* A queued message for client_id; its id into id (37 bytes). */
+static void create_msg(pg_pool_t *pool, const char *client_id, char *id)
+{
+    comm_new_t c = new_msg(client_id, id);
     hd_err_t err;
     if (comms_create(pool, test_keyring(), &c, &err) != 0)
         fail_msg("comms_create: %s", err.msg);
@@ -408,9 +415,6 @@ static void test_acceptance_probes_by_key(void **state)
     int results[2];
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < 2; i++) {
-            char *u = hash_uuid4();
-            snprintf(ids[i], sizeof(ids[i]), "%s", u);
-            free(u);
             snprintf(keys[i], sizeof(keys[i]), "key-%d-%d", round, i);
             char sql[256];
             snprintf(sql, sizeof(sql),
@@ -418,21 +422,11 @@ static void test_acceptance_probes_by_key(void **state)
                      "request_hash) VALUES ('test-principal', '%s', repeat('a', 64))",
                      keys[i]);
             exec_sql(fx, sql);
-            m[i] = (comm_new_t){.id = ids[i],
-                                .client_id = i ? "client-guess-b" : "client-guess-a",
-                                .message_type = "welcome",
-                                .urgency = "critical",
-                                .context_json = "{}",
-                                .strategy_json = "{}",
-                                .primary_channel = "email",
-                                .fallbacks_csv = "",
-                                .send_at = time(NULL),
-                                .priority = 50,
-                                .requested_by = "test",
-                                .idempotency_key = keys[i],
-                                .idem_principal = "test-principal",
-                                .idem_response = "{\"id\":\"x\"}",
-                                .unless_prefs = true};
+            m[i] = new_msg(i ? "client-guess-b" : "client-guess-a", ids[i]);
+            m[i].idempotency_key = keys[i];
+            m[i].idem_principal = "test-principal";
+            m[i].idem_response = "{\"id\":\"x\"}";
+            m[i].unless_prefs = true;
             batch[i] = &m[i];
         }
         long before[2] = {0, 0};
