@@ -54,6 +54,7 @@ return {
     -- when the last claim emptied the queue, the next waits up to this many
     -- ms for more messages so one claim carries several (0: claim at once)
     claim_linger_ms = env("HERALD_CLAIM_LINGER_MS", "5"),
+    outcome_linger_ms = env("HERALD_OUTCOME_LINGER_MS", "2"),
     retry_scale = env("HERALD_RETRY_SCALE", "1"),
     -- a claimed job returns to the queue after this if its process died;
     -- keep it above the longest channel timeout

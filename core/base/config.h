@@ -54,7 +54,8 @@ typedef struct cfg {
 
     /* engine */
     int workers;
-    int claim_linger_ms; /* a worker that found the queue drained waits this long for more */
+    int claim_linger_ms;   /* a worker that found the queue drained waits this long for more */
+    int outcome_linger_ms; /* a worker with an outcome waits this long for its other sends' */
     double retry_scale;
     int analytics_refresh_s; /* today's and yesterday's rollups are at most this old */
     int lease_s;             /* how long a claimed job is ours before another process may take it */

@@ -67,6 +67,7 @@ static const field_t schema[] = {
     {"auth.allow_dev_keys", K_BOOL, OFF(allow_dev_keys), false, "true", 0, 0, NULL},
     {"engine.workers", K_INT, OFF(workers), false, "0", 0, 256, NULL},
     {"engine.claim_linger_ms", K_INT, OFF(claim_linger_ms), false, "5", 0, 1000, NULL},
+    {"engine.outcome_linger_ms", K_INT, OFF(outcome_linger_ms), false, "2", 0, 1000, NULL},
     {"engine.retry_scale", K_NUMBER, OFF(retry_scale), false, "1", 0, 1000, NULL},
     {"limits.api_rate", K_NUMBER, OFF(limit_api_rate), false, "50", 0.001, 1000000, NULL},
     {"limits.api_burst", K_INT, OFF(limit_api_burst), false, "100", 1, 1000000, NULL},

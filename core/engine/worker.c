@@ -62,9 +62,11 @@ typedef struct worker {
     pthread_t thread;
     int index;
     char owner[96];
-    pthread_mutex_t mu; /* guards done and kicked */
+    pthread_mutex_t mu; /* guards done, ndone, wake_at and kicked */
     pthread_cond_t cv;
     outcome_t *done;
+    int ndone;   /* outcomes in done */
+    int wake_at; /* on_sent wakes the worker once ndone reaches this (0: at the first) */
     bool kicked; /* new work was queued while this worker waited for outcomes */
 } worker_t;
 
@@ -84,6 +86,7 @@ struct engine {
     atomic_bool claiming;  /* a worker is claiming: one at a time (claim_turn) */
     atomic_bool drained;   /* the last claim took fewer jobs than it asked for */
     atomic_long claims, claimed_jobs;
+    atomic_long outcome_writes, outcomes; /* record_outcomes' statements and the sends they held */
 };
 
 /* What tr_send carries back to on_sent: the worker and the job's slot. */
@@ -105,7 +108,8 @@ static void on_sent(void *ctx, tr_message_t *msg, const tr_result_t *res)
     pthread_mutex_lock(&w->mu);
     o->next = w->done;
     w->done = o;
-    pthread_cond_signal(&w->cv);
+    if (++w->ndone >= w->wake_at)
+        pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -159,17 +163,20 @@ static unsigned long wake_count(struct engine *e)
     return n;
 }
 
+/* The CLOCK_REALTIME deadline (the condition variables' clock) ns from now. */
+static struct timespec realtime_in(int64_t ns)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    ns += t.tv_nsec;
+    t.tv_sec += (time_t)(ns / 1000000000);
+    t.tv_nsec = (long)(ns % 1000000000);
+    return t;
+}
+
 static void wait_for_work(struct engine *e, unsigned long seen, double max_s)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    long ns = (long)(max_s * 1e9);
-    until.tv_sec += ns / 1000000000L;
-    until.tv_nsec += ns % 1000000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = realtime_in((int64_t)(max_s * 1e9));
     pthread_mutex_lock(&e->wake_mu);
     while (seen == e->wakeups && !atomic_load(&e->stopping))
         if (pthread_cond_timedwait(&e->wake_cv, &e->wake_mu, &until) != 0)
@@ -177,9 +184,6 @@ static void wait_for_work(struct engine *e, unsigned long seen, double max_s)
     pthread_mutex_unlock(&e->wake_mu);
 }
 
-/* Waits for outcomes: when there is room to claim more work, up to max_ms
- * or until new work is queued; when full, until one comes, renewing the
- * leases meanwhile. Returns the list. */
 /* Renews the leases of the jobs in the worker's slots (its sends in
  * flight), and of no other job it may still lease. */
 static void renew_leases(worker_t *w, const comm_job_t *jobs, const bool *used)
@@ -194,23 +198,24 @@ static void renew_leases(worker_t *w, const comm_job_t *jobs, const bool *used)
         log_warn("cannot renew the leases of sends in flight", "reason", err.msg);
 }
 
-static outcome_t *wait_outcomes(worker_t *w, int max_ms, const comm_job_t *jobs, const bool *used)
+/* Waits for outcomes: when there is room to claim more work, up to max_ms
+ * or until new work is queued; when full, until one comes, renewing the
+ * leases meanwhile. Returns the list. Once one has come, it waits up to
+ * engine.outcome_linger_ms more for the other inflight sends' (unless new
+ * work is queued and there is room for it), so that one statement records
+ * several: outcomes come back one by one, a few ms apart. */
+static outcome_t *wait_outcomes(worker_t *w, int max_ms, int inflight, const comm_job_t *jobs,
+                                const bool *used)
 {
     app_t *app = w->eng->app;
     pthread_mutex_lock(&w->mu);
     /* full: a kick changes nothing, new work waits for a free slot anyway */
     while (w->done == NULL && (max_ms == 0 || !w->kicked)) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        if (max_ms > 0) {
-            until.tv_nsec += (long)max_ms * 1000000L;
-            until.tv_sec += until.tv_nsec / 1000000000L;
-            until.tv_nsec %= 1000000000L;
-        } else {
-            /* A provider that takes its time must not cost us the lease:
-             * renew it every third of its length meanwhile. */
-            until.tv_sec += app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1;
-        }
+        /* A provider that takes its time must not cost us the lease:
+         * renew it every third of its length meanwhile. */
+        int64_t renew_s = app->cfg->lease_s / 3 > 0 ? app->cfg->lease_s / 3 : 1;
+        struct timespec until =
+            realtime_in(max_ms > 0 ? (int64_t)max_ms * 1000000 : renew_s * 1000000000);
         if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0 && w->done == NULL &&
             (max_ms == 0 || !w->kicked)) {
             if (max_ms > 0)
@@ -220,9 +225,19 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms, const comm_job_t *jobs,
             pthread_mutex_lock(&w->mu);
         }
     }
+    int linger = app->cfg->outcome_linger_ms;
+    if (w->done && linger > 0 && w->ndone < inflight && !(max_ms > 0 && w->kicked)) {
+        struct timespec until = realtime_in((int64_t)linger * 1000000);
+        w->wake_at = inflight;
+        while (w->ndone < inflight && !(max_ms > 0 && w->kicked))
+            if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0)
+                break;
+        w->wake_at = 0;
+    }
     w->kicked = false;
     outcome_t *list = w->done;
     w->done = NULL;
+    w->ndone = 0;
     pthread_mutex_unlock(&w->mu);
     return list;
 }
@@ -235,8 +250,9 @@ static int64_t mono_ms(void)
 }
 
 /* Records the outcomes of a list, BATCH at a time; frees their slots. */
-static int record_outcomes(app_t *app, outcome_t *list, comm_job_t *jobs, bool *used)
+static int record_outcomes(struct engine *e, outcome_t *list, comm_job_t *jobs, bool *used)
 {
+    app_t *app = e->app;
     int freed = 0;
     while (list) {
         outcome_rec_t recs[BATCH];
@@ -265,6 +281,8 @@ static int record_outcomes(app_t *app, outcome_t *list, comm_job_t *jobs, bool *
         if (k == 0)
             continue;
         outcome_write(app, recs, k);
+        atomic_fetch_add(&e->outcome_writes, 1);
+        atomic_fetch_add(&e->outcomes, k);
         for (int i = 0; i < k; i++) {
             int slot = done[i]->slot;
             free(recs[i].details);
@@ -285,11 +303,7 @@ static int record_outcomes(app_t *app, outcome_t *list, comm_job_t *jobs, bool *
  * engine stops. */
 static void linger(struct engine *e, int want, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)ms * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
+    struct timespec until = realtime_in((int64_t)ms * 1000000);
     pthread_mutex_lock(&e->wake_mu);
     unsigned long from = e->wakeups;
     while (e->wakeups - from < (unsigned long)want && !atomic_load(&e->stopping))
@@ -428,7 +442,7 @@ static void *run_worker(void *arg)
             int64_t to_stall = next_stall > 0 ? next_stall - mono_ms() : 0;
             max_ms = room ? 100 : (int)(to_stall > 1 ? to_stall : 1);
         }
-        inflight -= record_outcomes(app, wait_outcomes(w, max_ms, jobs, used), jobs, used);
+        inflight -= record_outcomes(e, wait_outcomes(w, max_ms, inflight, jobs, used), jobs, used);
     }
     return NULL;
 }
@@ -453,6 +467,12 @@ void engine_claim_counts(engine_t *e, long *claims, long *jobs)
 {
     *claims = e ? atomic_load(&e->claims) : 0;
     *jobs = e ? atomic_load(&e->claimed_jobs) : 0;
+}
+
+void engine_outcome_counts(engine_t *e, long *writes, long *outcomes)
+{
+    *writes = e ? atomic_load(&e->outcome_writes) : 0;
+    *outcomes = e ? atomic_load(&e->outcomes) : 0;
 }
 
 struct rollup *engine_rollup(engine_t *e)

@@ -31,6 +31,11 @@ void engine_wake(app_t *app);
  * and 0 for NULL). */
 void engine_claim_counts(engine_t *e, long *claims, long *jobs);
 
+/* The workers' writes of outcomes (each one statement or a few, for up to
+ * a batch of sends) and the sends they recorded, since engine_start (0 and
+ * 0 for NULL). */
+void engine_outcome_counts(engine_t *e, long *writes, long *outcomes);
+
 /* The analytics refresher the engine runs (NULL for NULL, or when it did
  * not start). */
 struct rollup *engine_rollup(engine_t *e);

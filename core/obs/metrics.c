@@ -381,6 +381,14 @@ static void render_crm(const metrics_t *m, const route_labels_t *rl, const metri
                "# TYPE crm_claimed_jobs_total counter\ncrm_claimed_jobs_total %ld\n",
                g->claims, g->claimed_jobs);
     buf_printf(out,
+               "# HELP crm_outcome_writes_total Writes of the workers' send outcomes (one "
+               "statement each for plain sends; engine.outcome_linger_ms lets one carry "
+               "several).\n"
+               "# TYPE crm_outcome_writes_total counter\ncrm_outcome_writes_total %ld\n"
+               "# HELP crm_outcomes_total Send outcomes those writes recorded.\n"
+               "# TYPE crm_outcomes_total counter\ncrm_outcomes_total %ld\n",
+               g->outcome_writes, g->outcomes);
+    buf_printf(out,
                "# HELP crm_analytics_refresh_seconds How long the last fold of the analytics "
                "deltas into the daily rows took (the next waits at least ten times as "
                "long).\n"

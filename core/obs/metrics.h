@@ -63,6 +63,7 @@ typedef struct metrics_gauges {
     long prefs_group_reads, prefs_group_clients;
     /* the workers' claims (engine/worker.h): statements, jobs they took */
     long claims, claimed_jobs;
+    long outcome_writes, outcomes;
     /* how long the last refresh of today's analytics rollups took (s) */
     double analytics_refresh_s;
     /* this process (obs/process.h): process_* series when known */
