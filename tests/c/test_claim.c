@@ -221,6 +221,48 @@ static void test_extend_renews_only_the_jobs_in_flight(void **state)
     release(fx->db.pool);
 }
 
+/* The claim commits without waiting for the WAL flush, and only the claim:
+ * a deferred trigger on the jobs notes the synchronous_commit each
+ * transaction that updates one commits with. */
+static void test_claim_commits_without_waiting_for_the_flush(void **state)
+{
+    fixture_t *fx = *state;
+    exec_sql(fx, "DELETE FROM crm_jobs");
+    exec_sql(fx, "CREATE TABLE test_commit_modes (mode text); "
+                 "CREATE FUNCTION test_note_mode() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                 "BEGIN INSERT INTO test_commit_modes "
+                 "VALUES (current_setting('synchronous_commit')); RETURN NULL; END $$; "
+                 "CREATE CONSTRAINT TRIGGER test_note_mode AFTER UPDATE ON crm_jobs "
+                 "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_note_mode()");
+    hd_err_t err;
+    bool up;
+    pg_pool_t *one = pg_pool_new(fx->db.url, 1, 5, 30000, &up, &err);
+    assert_true(up);
+    char a[37];
+    create_msg(one, "client-async-claim", a);
+    comm_job_t got[MAX_JOB];
+    int k = comms_claim(one, test_keyring(), OWNER, MAX_JOB, LEASE_S, got, &err);
+    if (k < 0)
+        fail_msg("comms_claim: %s", err.msg);
+    assert_int_equal(k, 1);
+    exec_sql(fx, "DO $$ BEGIN IF (SELECT array_agg(mode) FROM test_commit_modes) "
+                 "IS DISTINCT FROM ARRAY['off'] THEN RAISE EXCEPTION "
+                 "'the claim committed with synchronous_commit %', "
+                 "(SELECT array_agg(mode) FROM test_commit_modes); END IF; END $$");
+    /* the next statement on the same connection waits for its flush again */
+    long long job = got[0].job_id;
+    assert_int_equal(comms_extend(one, OWNER, &job, 1, 3600, &err), 0);
+    exec_sql(fx, "DO $$ BEGIN IF (SELECT array_agg(mode ORDER BY mode) FROM test_commit_modes) "
+                 "IS DISTINCT FROM ARRAY['off', 'on'] THEN RAISE EXCEPTION "
+                 "'after the claim: %', (SELECT array_agg(mode) FROM test_commit_modes); "
+                 "END IF; END $$");
+    comm_job_free(&got[0]);
+    pg_pool_free(one);
+    exec_sql(fx, "DROP TRIGGER test_note_mode ON crm_jobs; DROP FUNCTION test_note_mode(); "
+                 "DROP TABLE test_commit_modes");
+    release(fx->db.pool);
+}
+
 static void test_queue_depth_and_oldest_due_age(void **state)
 {
     fixture_t *fx = *state;
@@ -523,6 +565,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_carries_the_current_preferences_version),
         cmocka_unit_test(test_extend_renews_only_the_jobs_in_flight),
+        cmocka_unit_test(test_claim_commits_without_waiting_for_the_flush),
         cmocka_unit_test(test_queue_depth_and_oldest_due_age),
         cmocka_unit_test(test_claim_reads_what_it_claims),
         cmocka_unit_test(test_acceptance_probes_by_key),
