@@ -664,6 +664,17 @@ class RefusalTest(LifecycleCase):
         # strategy.when is asked before each attempt of a normal or high
         # message; when it fails the engine does not send on a guess: the job
         # waits for its lease (and a fixed script) and the message stays due.
+        self.broken_when_sends_nothing(
+            'function strategy.when() error("strategy.when broken by the test") end\n',
+            "strategy.when broken by the test")
+
+    def test_a_strategy_when_without_send_at_sends_nothing(self):
+        # an answer C cannot use (no send_at) is a failure too, named in the log
+        self.broken_when_sends_nothing(
+            'function strategy.when() return {reasons = {"no time given"}} end\n',
+            "strategy.when returned no send_at")
+
+    def broken_when_sends_nothing(self, broken, logged):
         c = self.client(channels=["email", "sms"])
         due = int(time.time()) + 5
         r = self.send(c["client_id"], "welcome", urgency="high", send_at=rfc3339(due))
@@ -671,7 +682,6 @@ class RefusalTest(LifecycleCase):
         self.assertEqual(self.doc(comm)["status"], "scheduled")
         head, sep, tail = self.script("strategy.lua").rpartition("return strategy")
         self.assertTrue(sep, "strategy.lua no longer ends with `return strategy`")
-        broken = 'function strategy.when() error("strategy.when broken by the test") end\n'
         edited = self.edit_script("strategy.lua", head + broken + sep + tail)
         self.before(comm, due, edited)
         time.sleep(max(0, due - time.time()) + 4)
@@ -680,6 +690,9 @@ class RefusalTest(LifecycleCase):
         self.assertEqual(d["attempts"], [], d)
         self.assertEqual(self.outbox_files("email", comm), [])
         self.assertEqual(self.outbox_files("sms", comm), [])
+        line = self.server.wait_log(lambda ln: ln.get("comm_id") == comm and
+                                    logged in (ln.get("error") or ""))
+        self.assertIsNotNone(line, "no log line naming the failure (%r)" % logged)
 
     def test_a_channel_the_client_list_leaves_out_is_used_when_the_script_allows_it(self):
         c, comm, due = self.scheduled_message()
