@@ -201,10 +201,11 @@ static void renew_leases(worker_t *w, const comm_job_t *jobs, const bool *used)
 /* Waits for outcomes: when there is room to claim more work, up to max_ms
  * or until new work is queued; when full, until one comes, renewing the
  * leases meanwhile. Returns the list. Once one has come, it waits up to
- * engine.outcome_linger_ms more for the other inflight sends' (unless new
- * work is queued and there is room for it), so that one statement records
- * several: outcomes come back one by one, a few ms apart. */
-static outcome_t *wait_outcomes(worker_t *w, int max_ms, int inflight, const comm_job_t *jobs,
+ * engine.outcome_linger_ms more for the outcomes of the other sends moving
+ * (in flight, not stalled: moving counts them), unless new work is queued
+ * and there is room for it, so that one statement records several:
+ * outcomes come back one by one, a few ms apart. */
+static outcome_t *wait_outcomes(worker_t *w, int max_ms, int moving, const comm_job_t *jobs,
                                 const bool *used)
 {
     app_t *app = w->eng->app;
@@ -226,10 +227,10 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms, int inflight, const com
         }
     }
     int linger = app->cfg->outcome_linger_ms;
-    if (w->done && linger > 0 && w->ndone < inflight && !(max_ms > 0 && w->kicked)) {
+    if (w->done && linger > 0 && w->ndone < moving && !(max_ms > 0 && w->kicked)) {
         struct timespec until = realtime_in((int64_t)linger * 1000000);
-        w->wake_at = inflight;
-        while (w->ndone < inflight && !(max_ms > 0 && w->kicked))
+        w->wake_at = moving;
+        while (w->ndone < moving && !(max_ms > 0 && w->kicked))
             if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0)
                 break;
         w->wake_at = 0;
@@ -376,6 +377,7 @@ static void *run_worker(void *arg)
                 if (next_stall == 0 || since[s] + STALLED_MS < next_stall)
                     next_stall = since[s] + STALLED_MS;
             }
+        int expect = moving; /* with this turn's sends: the outcomes to wait for */
         int want = BATCH - moving < SLOTS - inflight ? BATCH - moving : SLOTS - inflight;
         if (!atomic_load(&e->stopping) && moving <= CLAIM_AT && want > 0) {
             comm_job_t fresh[BATCH];
@@ -412,6 +414,7 @@ static void *run_worker(void *arg)
             bool went[SLOTS];
             int sent = send_all(w, jobs, msgs, SLOTS, went);
             inflight += sent;
+            expect += sent;
             if (sent > 0 && (next_stall == 0 || now_ms + STALLED_MS < next_stall))
                 next_stall = now_ms + STALLED_MS;
             /* slots of this claim that did not go out (settled here,
@@ -442,7 +445,7 @@ static void *run_worker(void *arg)
             int64_t to_stall = next_stall > 0 ? next_stall - mono_ms() : 0;
             max_ms = room ? 100 : (int)(to_stall > 1 ? to_stall : 1);
         }
-        inflight -= record_outcomes(e, wait_outcomes(w, max_ms, inflight, jobs, used), jobs, used);
+        inflight -= record_outcomes(e, wait_outcomes(w, max_ms, expect, jobs, used), jobs, used);
     }
     return NULL;
 }
