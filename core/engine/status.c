@@ -35,8 +35,7 @@ void status_gauges(app_t *app, metrics_gauges_t *g)
     if (app->acceptq)
         acceptq_counts(app->acceptq, &g->accept_commits, &g->accept_messages, &g->accept_unread,
                        &g->accept_unread_refused);
-    engine_claim_counts(app->engine, &g->claims, &g->claimed_jobs);
-    engine_outcome_counts(app->engine, &g->outcome_writes, &g->outcomes);
+    engine_counts(app->engine, &g->claims, &g->claimed_jobs, &g->outcome_writes, &g->outcomes);
     g->analytics_refresh_s = rollup_last_seconds(engine_rollup(app->engine));
     if (app->prefs_reads)
         group_counts(app->prefs_reads, &g->prefs_group_reads, &g->prefs_group_clients);

@@ -163,6 +163,13 @@ static unsigned long wake_count(struct engine *e)
     return n;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 /* The CLOCK_REALTIME deadline (the condition variables' clock) ns from now. */
 static struct timespec realtime_in(int64_t ns)
 {
@@ -198,15 +205,23 @@ static void renew_leases(worker_t *w, const comm_job_t *jobs, const bool *used)
         log_warn("cannot renew the leases of sends in flight", "reason", err.msg);
 }
 
+/* A kick ends the outcome linger only when the next turn can claim: room
+ * once the outcomes come so far are recorded. */
+static bool kicked_with_room(const worker_t *w, int max_ms, int moving)
+{
+    return max_ms > 0 && w->kicked && moving - w->ndone <= CLAIM_AT;
+}
+
 /* Waits for outcomes: when there is room to claim more work, up to max_ms
  * or until new work is queued; when full, until one comes, renewing the
  * leases meanwhile. Returns the list. Once one has come, it waits up to
  * engine.outcome_linger_ms more for the outcomes of the other sends moving
- * (in flight, not stalled: moving counts them), unless new work is queued
- * and there is room for it, so that one statement records several:
- * outcomes come back one by one, a few ms apart. */
-static outcome_t *wait_outcomes(worker_t *w, int max_ms, int moving, const comm_job_t *jobs,
-                                const bool *used)
+ * (in flight and not stalled), unless new work is queued and there will be
+ * room for it, so that one statement records several: outcomes come back
+ * one by one, a few ms apart. */
+
+static outcome_t *wait_outcomes(worker_t *w, int max_ms, const comm_job_t *jobs, const bool *used,
+                                const int64_t *since)
 {
     app_t *app = w->eng->app;
     pthread_mutex_lock(&w->mu);
@@ -226,11 +241,15 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms, int moving, const comm_
             pthread_mutex_lock(&w->mu);
         }
     }
-    int linger = app->cfg->outcome_linger_ms;
-    if (w->done && linger > 0 && w->ndone < moving && !(max_ms > 0 && w->kicked)) {
+    /* counted now: the first outcome may have come late enough for others to stall */
+    int moving = 0, linger = app->cfg->outcome_linger_ms;
+    int64_t now = mono_ms();
+    for (int s = 0; w->done && linger > 0 && s < SLOTS; s++)
+        moving += used[s] && now - since[s] < STALLED_MS;
+    if (w->done && w->ndone < moving && !kicked_with_room(w, max_ms, moving)) {
         struct timespec until = realtime_in((int64_t)linger * 1000000);
         w->wake_at = moving;
-        while (w->ndone < moving && !(max_ms > 0 && w->kicked))
+        while (w->ndone < moving && !kicked_with_room(w, max_ms, moving))
             if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0)
                 break;
         w->wake_at = 0;
@@ -241,13 +260,6 @@ static outcome_t *wait_outcomes(worker_t *w, int max_ms, int moving, const comm_
     w->ndone = 0;
     pthread_mutex_unlock(&w->mu);
     return list;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* Records the outcomes of a list, BATCH at a time; frees their slots. */
@@ -377,7 +389,6 @@ static void *run_worker(void *arg)
                 if (next_stall == 0 || since[s] + STALLED_MS < next_stall)
                     next_stall = since[s] + STALLED_MS;
             }
-        int expect = moving; /* with this turn's sends: the outcomes to wait for */
         int want = BATCH - moving < SLOTS - inflight ? BATCH - moving : SLOTS - inflight;
         if (!atomic_load(&e->stopping) && moving <= CLAIM_AT && want > 0) {
             comm_job_t fresh[BATCH];
@@ -414,7 +425,6 @@ static void *run_worker(void *arg)
             bool went[SLOTS];
             int sent = send_all(w, jobs, msgs, SLOTS, went);
             inflight += sent;
-            expect += sent;
             if (sent > 0 && (next_stall == 0 || now_ms + STALLED_MS < next_stall))
                 next_stall = now_ms + STALLED_MS;
             /* slots of this claim that did not go out (settled here,
@@ -445,7 +455,7 @@ static void *run_worker(void *arg)
             int64_t to_stall = next_stall > 0 ? next_stall - mono_ms() : 0;
             max_ms = room ? 100 : (int)(to_stall > 1 ? to_stall : 1);
         }
-        inflight -= record_outcomes(e, wait_outcomes(w, max_ms, expect, jobs, used), jobs, used);
+        inflight -= record_outcomes(e, wait_outcomes(w, max_ms, jobs, used, since), jobs, used);
     }
     return NULL;
 }
@@ -466,15 +476,11 @@ static void wake_workers(struct engine *e)
     }
 }
 
-void engine_claim_counts(engine_t *e, long *claims, long *jobs)
+void engine_counts(engine_t *e, long *claims, long *jobs, long *outcome_writes, long *outcomes)
 {
     *claims = e ? atomic_load(&e->claims) : 0;
     *jobs = e ? atomic_load(&e->claimed_jobs) : 0;
-}
-
-void engine_outcome_counts(engine_t *e, long *writes, long *outcomes)
-{
-    *writes = e ? atomic_load(&e->outcome_writes) : 0;
+    *outcome_writes = e ? atomic_load(&e->outcome_writes) : 0;
     *outcomes = e ? atomic_load(&e->outcomes) : 0;
 }
 

@@ -27,14 +27,10 @@ bool engine_kick(engine_t *e);
  * engine, a NOTIFY for the others. Never waits for more than one round trip. */
 void engine_wake(app_t *app);
 
-/* Claims the workers made and the jobs they took, since engine_start (0
- * and 0 for NULL). */
-void engine_claim_counts(engine_t *e, long *claims, long *jobs);
-
-/* The workers' writes of outcomes (each one statement or a few, for up to
- * a batch of sends) and the sends they recorded, since engine_start (0 and
- * 0 for NULL). */
-void engine_outcome_counts(engine_t *e, long *writes, long *outcomes);
+/* Since engine_start (all 0 for NULL): the claims the workers made and the
+ * jobs they took; their writes of outcomes (each one statement or a few,
+ * for up to a batch of sends) and the sends those recorded. */
+void engine_counts(engine_t *e, long *claims, long *jobs, long *outcome_writes, long *outcomes);
 
 /* The analytics refresher the engine runs (NULL for NULL, or when it did
  * not start). */

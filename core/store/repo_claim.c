@@ -19,12 +19,13 @@
  *
  * Its commit does not wait for the WAL flush (synchronous_commit off, for
  * its own transaction only): a lease lost to a database crash is a claim
- * that never happened, the job is claimed again. Nothing leaves the process
- * on a claim alone: a send is marked `sending` first, and that commit is
+ * that never happened, the job is claimed again. No message goes out on a
+ * claim alone: a send is marked `sending` first, and that commit is
  * synchronous and flushes the claim's with it (the WAL is one sequence).
- * An alert POSTed after a claim lost that way is POSTed again when its job
- * is claimed again, as when a process dies between the POST and its
- * record. One fsync and its wait less per claim. */
+ * An alert is not marked: one POSTed after a claim that a database crash
+ * then loses is POSTed again when its job is claimed again (alerts are at
+ * least once, as when a process dies between the POST and its record).
+ * One fsync and its wait less per claim. */
 static const pg_stmt_t st_claim = {
     "comms_claim",
     "WITH s AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "

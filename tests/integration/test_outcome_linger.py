@@ -1,9 +1,11 @@
 """engine.outcome_linger_ms (issue 16): a worker that has one send's outcome
 waits up to that long for its other sends in flight, so one statement records
 several. Measured with crm_outcome_writes_total / crm_outcomes_total: three
-emails sent 150 ms apart through an SMTP sink that answers each 400 ms later
-come back apart while the worker holds all three; without a linger each is
-written alone, with one they share a write. A lone send is not held at all."""
+emails sent 60 ms apart through an SMTP sink that answers each 200 ms later
+(all well inside the 500 ms after which a send counts as stalled and is not
+waited for) come back apart while the worker holds all three; without a
+linger each is written alone, with one they share a write. A lone send is
+not held at all."""
 import os
 import shutil
 import signal
@@ -23,7 +25,7 @@ class OutcomeLingerTest(harness.HeraldCase):
     def start(self, linger_ms):
         tmp = tempfile.mkdtemp(prefix="herald-olinger-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        sink, port, _ = harness.start_smtp_sink(tmp, "--latency-ms", "400")
+        sink, port, _ = harness.start_smtp_sink(tmp, "--latency-ms", "200")
         self.addCleanup(sink.wait, 10)
         self.addCleanup(sink.send_signal, signal.SIGTERM)
         db_url, drop_db = harness.fresh_database()
@@ -56,7 +58,7 @@ class OutcomeLingerTest(harness.HeraldCase):
         return r.json["id"]
 
     def run_three(self, server):
-        """Posts three emails 150 ms apart; returns (outcome writes, outcomes)
+        """Posts three emails 60 ms apart; returns (outcome writes, outcomes)
         until all three are sent, and the seconds from the last post until
         then."""
         time.sleep(0.3)  # the engine's first, idle claim is behind us
@@ -64,8 +66,8 @@ class OutcomeLingerTest(harness.HeraldCase):
         ids = []
         for _ in range(3):
             ids.append(self.post(server))
-            time.sleep(0.15)
-        last_post = time.time() - 0.15
+            time.sleep(0.06)
+        last_post = time.time() - 0.06
         pending = set(ids)
         deadline = time.time() + 20
         while pending and time.time() < deadline:
@@ -84,7 +86,7 @@ class OutcomeLingerTest(harness.HeraldCase):
         server = self.start(0)
         writes, outcomes, _ = self.run_three(server)
         self.assertEqual(outcomes, 3)
-        self.assertEqual(writes, 3, "outcomes 150 ms apart, no linger: one write each")
+        self.assertEqual(writes, 3, "outcomes 60 ms apart, no linger: one write each")
 
     def test_a_linger_writes_the_outcomes_in_flight_together(self):
         server = self.start(1000)
@@ -103,8 +105,8 @@ class OutcomeLingerTest(harness.HeraldCase):
             if r.json["status"] == "sent":
                 break
             time.sleep(0.02)
-        # nothing else in flight: the 400 ms answer, not the 1 s linger on top
-        self.assertLess(time.time() - t0, 1.2)
+        # nothing else in flight: the 200 ms answer, not the 1 s linger on top
+        self.assertLess(time.time() - t0, 0.9)
 
 
 if __name__ == "__main__":
