@@ -219,7 +219,6 @@ static bool kicked_with_room(const worker_t *w, int max_ms, int moving)
  * (in flight and not stalled), unless new work is queued and there will be
  * room for it, so that one statement records several: outcomes come back
  * one by one, a few ms apart. */
-
 static outcome_t *wait_outcomes(worker_t *w, int max_ms, const comm_job_t *jobs, const bool *used,
                                 const int64_t *since)
 {
