@@ -88,6 +88,32 @@ def analytics_mismatches(url):
     return [line for line in r.stdout.splitlines() if line]
 
 
+def counters(server, *names):
+    """The values of these counters in the server's /metrics, in order;
+    AssertionError naming any that is missing."""
+    found = {}
+    for ln in server.get("/metrics").body.decode().splitlines():
+        name, _, value = ln.partition(" ")
+        if name in names:
+            found[name] = int(float(value))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise AssertionError("missing from /metrics: %s" % ", ".join(missing))
+    return tuple(found[n] for n in names)
+
+
+def post_welcome(server, headers):
+    """POSTs a high-urgency welcome email to a new client with an inline
+    recipient; returns the message's id (AssertionError unless 202)."""
+    body = {"plan_id": "p", "client_id": "client-" + uuid.uuid4().hex[:12],
+            "message_type": "welcome", "urgency": "high",
+            "recipient": {"email": "zoe@example.com"}}
+    r = server.request("POST", "/api/crm/communications", json_body=body, headers=headers)
+    if r.status != 202:
+        raise AssertionError("POST /api/crm/communications: %r" % (r,))
+    return r.json["id"]
+
+
 def unique(prefix="it"):
     """A name no other test (or parallel run) uses."""
     return "%s-%s" % (prefix, uuid.uuid4().hex[:12])

@@ -9,7 +9,6 @@ import shutil
 import tempfile
 import time
 import unittest
-import uuid
 
 import harness
 
@@ -31,21 +30,10 @@ class ClaimLingerTest(harness.HeraldCase):
         return server
 
     def counters(self, server):
-        out = {}
-        for ln in server.get("/metrics").body.decode().splitlines():
-            name, _, value = ln.partition(" ")
-            if name in ("crm_claims_total", "crm_claimed_jobs_total"):
-                out[name] = int(float(value))
-        self.assertEqual(len(out), 2, "claim counters missing from /metrics")
-        return out["crm_claims_total"], out["crm_claimed_jobs_total"]
+        return harness.counters(server, "crm_claims_total", "crm_claimed_jobs_total")
 
     def post(self, server):
-        body = {"plan_id": "p", "client_id": "client-" + uuid.uuid4().hex[:12],
-                "message_type": "welcome", "urgency": "high",
-                "recipient": {"email": "zoe@example.com"}}
-        r = server.request("POST", "/api/crm/communications", json_body=body, headers=auth())
-        self.assertEqual(r.status, 202, r)
-        return r.json["id"]
+        return harness.post_welcome(server, auth())
 
     def run_eight(self, server):
         """Posts eight messages 40 ms apart; returns (claims, jobs) between

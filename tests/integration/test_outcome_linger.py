@@ -12,7 +12,6 @@ import signal
 import tempfile
 import time
 import unittest
-import uuid
 
 import harness
 
@@ -41,21 +40,10 @@ class OutcomeLingerTest(harness.HeraldCase):
                                     "HERALD_OUTCOME_LINGER_MS": str(linger_ms)})
 
     def counters(self, server):
-        out = {}
-        for ln in server.get("/metrics").body.decode().splitlines():
-            name, _, value = ln.partition(" ")
-            if name in ("crm_outcome_writes_total", "crm_outcomes_total"):
-                out[name] = int(float(value))
-        self.assertEqual(len(out), 2, "outcome counters missing from /metrics")
-        return out["crm_outcome_writes_total"], out["crm_outcomes_total"]
+        return harness.counters(server, "crm_outcome_writes_total", "crm_outcomes_total")
 
     def post(self, server):
-        body = {"plan_id": "p", "client_id": "client-" + uuid.uuid4().hex[:12],
-                "message_type": "welcome", "urgency": "high",
-                "recipient": {"email": "zoe@example.com"}}
-        r = server.request("POST", "/api/crm/communications", json_body=body, headers=auth())
-        self.assertEqual(r.status, 202, r)
-        return r.json["id"]
+        return harness.post_welcome(server, auth())
 
     def run_three(self, server):
         """Posts three emails 60 ms apart; returns (outcome writes, outcomes)
